@@ -1,0 +1,61 @@
+//! `edgevl perplexity`: llama-perplexity's measure on a text file.
+
+use crate::run::{KvTypeArg, ModelArgs};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `edgevl perplexity`.
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    /// The LLM (GGUF).
+    #[arg(short = 'm', long = "model")]
+    model: PathBuf,
+    /// The text file to score.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Tokens per chunk.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    ctx: usize,
+    /// Threads (default: the number of physical cores).
+    #[arg(short = 't', long = "threads")]
+    threads: Option<usize>,
+    /// Print `{"ppl": .., "n_chunks": .., "n_tokens": ..}` on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `edgevl perplexity`.
+pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("cannot read text file {}", a.file.display()))?;
+    // llama-perplexity drops exactly one trailing newline of the file; do the same.
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let model = ModelArgs {
+        model: a.model.clone(),
+        threads: a.threads,
+        ctx: Some(a.ctx),
+        chunk: a.ctx,
+        kv_type: KvTypeArg::F16,
+    };
+    let engine = model.load()?;
+    let res = edgevl_runtime::perplexity(
+        engine.decoder(),
+        engine.tokenizer(),
+        engine.pool(),
+        text,
+        a.ctx,
+        engine.kv_type(),
+        |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "),
+    )?;
+    eprintln!();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"ppl": res.ppl, "n_chunks": res.n_chunks, "n_tokens": res.n_tokens})
+        );
+    } else {
+        println!("Final estimate: PPL = {:.4} ({} chunks of {} tokens)", res.ppl, res.n_chunks, a.ctx);
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The crate's error type.
+
+use crate::dtype::DType;
+
+/// Errors from validating kernel inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// A row length that is not a whole number of blocks.
+    #[error("{dtype}: row length {cols} is not a multiple of the block size {block}")]
+    RowNotBlockAligned {
+        /// Storage type.
+        dtype: DType,
+        /// Elements per row.
+        cols: usize,
+        /// Elements per block.
+        block: usize,
+    },
+    /// A byte size that overflows `usize`.
+    #[error("{dtype}: size of {rows} rows x {cols} columns overflows")]
+    SizeOverflow {
+        /// Storage type.
+        dtype: DType,
+        /// Rows.
+        rows: usize,
+        /// Elements per row.
+        cols: usize,
+    },
+    /// A buffer whose length does not match the shape.
+    #[error("{what}: expected {expected} {unit}, found {found}")]
+    Length {
+        /// Which buffer.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+        /// "bytes" or "elements".
+        unit: &'static str,
+    },
+}

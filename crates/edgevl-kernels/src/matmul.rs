@@ -1,0 +1,379 @@
+//! Matrix products of a weight matrix with activation rows, multithreaded over a [`ThreadPool`].
+//!
+//! Activation rows are first converted to the weight type's `vec_dot_type` (into a reusable [`MatmulScratch`]),
+//! then output tiles of (weight-row range x activation-row range) are computed as pool tasks. Inside a tile, four
+//! activation rows are processed per pass over a weight row, so each weight row is loaded once per four tokens.
+//! Results do not depend on the number of threads: every output is computed by the same kernel call whatever the
+//! split.
+
+use crate::dispatch::{kernels, Kernels};
+use crate::dtype::DType;
+use crate::error::KernelError;
+use crate::pool::ThreadPool;
+
+/// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype`
+/// (a GGUF tensor with dims `[cols, rows]`).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightRef<'a> {
+    /// Storage type.
+    pub dtype: DType,
+    /// `rows * dtype.row_bytes(cols)` bytes (more is allowed and ignored).
+    pub data: &'a [u8],
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+}
+
+impl<'a> WeightRef<'a> {
+    /// A checked view: `cols` is a whole number of blocks and `data` holds all rows.
+    pub fn new(dtype: DType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let w = WeightRef { dtype, data, rows, cols };
+        w.check()?;
+        Ok(w)
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> Result<usize, KernelError> {
+        self.dtype.row_bytes(self.cols).ok_or(KernelError::RowNotBlockAligned {
+            dtype: self.dtype,
+            cols: self.cols,
+            block: self.dtype.block_size(),
+        })
+    }
+
+    /// Checks the shape against the data length.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let rb = self.row_bytes()?;
+        let need = rb.checked_mul(self.rows).ok_or(KernelError::SizeOverflow {
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+        })?;
+        if self.data.len() < need {
+            return Err(KernelError::Length {
+                what: "weight data",
+                expected: need,
+                found: self.data.len(),
+                unit: "bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reusable scratch (quantised activations) so the token loop does not allocate once warmed up.
+#[derive(Default)]
+pub struct MatmulScratch {
+    act: Vec<u8>,
+}
+
+impl MatmulScratch {
+    /// An empty scratch; it grows to the largest product it has seen.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A raw pointer to a buffer that pool tasks write disjoint parts of.
+struct SharedOut<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks only write disjoint indices (see each use), and the buffer outlives `ThreadPool::run`.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    fn new(buf: &mut [T]) -> Self {
+        SharedOut { ptr: buf.as_mut_ptr(), len: buf.len() }
+    }
+
+    /// # Safety
+    /// No other live reference may overlap `start..start + n`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, n: usize) -> &mut [T] {
+        assert!(start <= self.len && n <= self.len - start, "SharedOut: out of bounds");
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), n) }
+    }
+}
+
+/// Activation rows per kernel call.
+const ACT_GROUP: usize = 4;
+/// Activation rows per task when the product is split over activations too (a multiple of `ACT_GROUP`).
+const ACT_CHUNK: usize = 64;
+/// Weight rows per kernel call (the kernel's output tile is `ROW_TILE x ACT_GROUP`).
+const ROW_TILE: usize = 16;
+/// Bytes of weights a prefill task re-reads for each activation group: sized to stay in L2.
+const L2_WEIGHT_BYTES: usize = 384 * 1024;
+
+/// `y[i*rows + j] = dot(x[i*cols .. (i+1)*cols], W[j])` for `i` in `0..m`, `j` in `0..w.rows`, with the process-wide
+/// kernel table ([`kernels`]).
+///
+/// Only the first `m * cols` elements of `x` and `m * rows` of `y` are used.
+///
+/// # Panics
+/// If the shapes do not match (`w` invalid, `x.len() < m * cols`, `y.len() < m * rows`); validate weights from
+/// files with [`WeightRef::new`] or use [`try_matmul`].
+pub fn matmul(
+    pool: &ThreadPool,
+    w: WeightRef,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    matmul_with(kernels(), pool, w, x, m, y, scratch);
+}
+
+/// [`matmul`] returning shape errors instead of panicking.
+pub fn try_matmul(
+    pool: &ThreadPool,
+    w: WeightRef,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), KernelError> {
+    check_shapes(&w, x, m, y)?;
+    matmul_with(kernels(), pool, w, x, m, y, scratch);
+    Ok(())
+}
+
+fn check_shapes(w: &WeightRef, x: &[f32], m: usize, y: &[f32]) -> Result<(), KernelError> {
+    w.check()?;
+    let overflow = KernelError::SizeOverflow { dtype: w.dtype, rows: m, cols: w.cols };
+    let nx = m.checked_mul(w.cols).ok_or(overflow)?;
+    if x.len() < nx {
+        return Err(KernelError::Length {
+            what: "matmul input",
+            expected: nx,
+            found: x.len(),
+            unit: "elements",
+        });
+    }
+    let overflow = KernelError::SizeOverflow { dtype: w.dtype, rows: m, cols: w.rows };
+    let ny = m.checked_mul(w.rows).ok_or(overflow)?;
+    if y.len() < ny {
+        return Err(KernelError::Length {
+            what: "matmul output",
+            expected: ny,
+            found: y.len(),
+            unit: "elements",
+        });
+    }
+    Ok(())
+}
+
+/// [`matmul`] with an explicit kernel table (tests compare tables with it).
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_with(
+    k: &Kernels,
+    pool: &ThreadPool,
+    w: WeightRef,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    matmul_many_with(k, pool, &[w], x, m, &mut [y], scratch);
+}
+
+/// Most matrices [`matmul_many`] computes in one pool job.
+pub const MAX_MANY: usize = 8;
+
+/// Several products of the same input, `ys[i] = x W_i^T` (e.g. the Q, K and V projections, or gate and up),
+/// in one pool job: one synchronisation instead of one per matrix, and the input is quantised once when the
+/// weights share a `vec_dot_type`. Results are bit-identical to separate [`matmul`] calls.
+///
+/// # Panics
+/// As [`matmul`] for each pair; also if `ws.len() != ys.len()`, if the column counts differ, or if there are
+/// more than [`MAX_MANY`] matrices.
+pub fn matmul_many(
+    pool: &ThreadPool,
+    ws: &[WeightRef],
+    x: &[f32],
+    m: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut MatmulScratch,
+) {
+    matmul_many_with(kernels(), pool, ws, x, m, ys, scratch);
+}
+
+/// One matrix of a pool job: its weights, output, row bytes and task split.
+struct Product<'a> {
+    w: WeightRef<'a>,
+    out: SharedOut<f32>,
+    wrb: usize,
+    row_tasks: usize,
+    rows_per_task: usize,
+}
+
+/// [`matmul_many`] with an explicit kernel table.
+///
+/// # Panics
+/// As [`matmul_many`].
+pub fn matmul_many_with(
+    k: &Kernels,
+    pool: &ThreadPool,
+    ws: &[WeightRef],
+    x: &[f32],
+    m: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut MatmulScratch,
+) {
+    assert_eq!(ws.len(), ys.len(), "matmul_many: {} weights but {} outputs", ws.len(), ys.len());
+    assert!(ws.len() <= MAX_MANY, "matmul_many: at most {MAX_MANY} matrices");
+    let Some(first) = ws.first() else { return };
+    let cols = first.cols;
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        assert_eq!(w.cols, cols, "matmul_many: all weights need {cols} columns, found {}", w.cols);
+        if let Err(e) = check_shapes(w, x, m, y) {
+            panic!("matmul: {e}");
+        }
+    }
+    let vdt = first.dtype.vec_dot_type();
+    if ws.iter().any(|w| w.dtype.vec_dot_type() != vdt) {
+        // Different activation formats: one job per matrix.
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            matmul_many_with(k, pool, std::slice::from_ref(w), x, m, std::slice::from_mut(y), scratch);
+        }
+        return;
+    }
+    if m == 0 {
+        return;
+    }
+    if cols == 0 {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            y[..m * w.rows].fill(0.0);
+        }
+        return;
+    }
+    let x = &x[..m * cols];
+    // The sizes exist: `check_shapes` validated every weight row and `x`, whose length bounds the activation rows.
+    let Some(arb) = vdt.row_bytes(cols) else { unreachable!("matmul: row sizes validated above") };
+    let act_len = arb.checked_mul(m).unwrap_or_else(|| panic!("matmul: activation size overflows"));
+    if scratch.act.len() < act_len {
+        scratch.act.resize(act_len, 0);
+    }
+    let act = &mut scratch.act[..act_len];
+    quantize_rows(k, pool, vdt, x, cols, arb, act);
+    let act: &[u8] = act;
+
+    let n_threads = pool.n_threads();
+    let (act_chunks, act_chunk) = if m > ACT_CHUNK { (m.div_ceil(ACT_CHUNK), ACT_CHUNK) } else { (1, m) };
+    let mut prods: [Option<Product>; MAX_MANY] = Default::default();
+    let mut total_row_tasks = 0;
+    for ((w, y), slot) in ws.iter().zip(ys.iter_mut()).zip(prods.iter_mut()) {
+        let Some(wrb) = w.dtype.row_bytes(cols) else { unreachable!("matmul: row sizes validated above") };
+        let rows_per_task = rows_per_task(w.rows, m, wrb, n_threads);
+        let row_tasks = w.rows.div_ceil(rows_per_task);
+        total_row_tasks += row_tasks;
+        *slot =
+            Some(Product { w: *w, out: SharedOut::new(&mut y[..m * w.rows]), wrb, row_tasks, rows_per_task });
+    }
+    let n_tasks = total_row_tasks * act_chunks;
+    let prods = &prods;
+    let task = |t: usize| {
+        let (mut rt, at) = (t % total_row_tasks, t / total_row_tasks);
+        let Some(p) = prods.iter().flatten().find(|p| {
+            let here = rt < p.row_tasks;
+            if !here {
+                rt -= p.row_tasks;
+            }
+            here
+        }) else {
+            return;
+        };
+        let a0 = at * act_chunk;
+        tile(k, p, act, arb, rt * p.rows_per_task, a0, (a0 + act_chunk).min(m));
+    };
+    if n_tasks == 1 {
+        task(0);
+    } else if n_tasks > 1 {
+        pool.run(n_tasks, &task);
+    }
+}
+
+/// Computes outputs `(i, j)` of `p` for activation rows `a0..a1` and weight rows `r0..r0 + rows_per_task`.
+fn tile(k: &Kernels, p: &Product, act: &[u8], arb: usize, r0: usize, a0: usize, a1: usize) {
+    let (w, wrb) = (&p.w, p.wrb);
+    let rows = w.rows;
+    let r1 = (r0 + p.rows_per_task).min(rows);
+    let dot = k.format(w.dtype).dot;
+    let mut buf = [0f32; ROW_TILE * ACT_GROUP];
+    for g0 in (a0..a1).step_by(ACT_GROUP) {
+        let g = (a1 - g0).min(ACT_GROUP);
+        let acts = &act[g0 * arb..(g0 + g) * arb];
+        for j0 in (r0..r1).step_by(ROW_TILE) {
+            let j1 = (j0 + ROW_TILE).min(r1);
+            // The slice runs to the task's last row so the kernel can prefetch past this tile.
+            dot(&w.data[j0 * wrb..r1 * wrb], wrb, acts, arb, g, &mut buf[..(j1 - j0) * g]);
+            for i in 0..g {
+                // SAFETY: the task owning activation rows a0..a1 and weight rows r0..r1 of this product is the only
+                // writer of outputs (i, j) with i in a0..a1 and j in r0..r1.
+                let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
+                for (jj, d) in dst.iter_mut().enumerate() {
+                    *d = buf[jj * g + i];
+                }
+            }
+        }
+    }
+}
+
+/// Weight rows per task.
+///
+/// Decode (`m <= ACT_GROUP`): about 4 row ranges per thread so a thread delayed by a busy machine is balanced by
+/// the others. Prefill: also at most the rows whose weights fit in L2 (`L2_WEIGHT_BYTES`), since they are re-read
+/// for every group of `ACT_GROUP` activation rows of a chunk of `ACT_CHUNK` rows.
+fn rows_per_task(rows: usize, m: usize, wrb: usize, n_threads: usize) -> usize {
+    let by_threads = rows.div_ceil(4 * n_threads).next_multiple_of(ROW_TILE);
+    let rows_per_task = if m <= ACT_GROUP {
+        by_threads
+    } else {
+        let by_cache = (L2_WEIGHT_BYTES / wrb.max(1)).max(ROW_TILE) / ROW_TILE * ROW_TILE;
+        by_threads.min(by_cache)
+    };
+    rows_per_task.max(ROW_TILE)
+}
+
+/// Converts the `m` rows of `x` into activation blocks, in parallel when there are several rows.
+fn quantize_rows(
+    k: &Kernels,
+    pool: &ThreadPool,
+    vdt: crate::dtype::VecDotType,
+    x: &[f32],
+    cols: usize,
+    arb: usize,
+    act: &mut [u8],
+) {
+    let q = k.quantizer(vdt);
+    let m = x.len() / cols.max(1);
+    if m < 4 || pool.n_threads() == 1 {
+        for (xr, ar) in x.chunks_exact(cols).zip(act.chunks_exact_mut(arb)) {
+            q(xr, ar);
+        }
+        return;
+    }
+    let out = SharedOut::new(act);
+    pool.run(m, &|i| {
+        // SAFETY: task i alone writes activation row i.
+        let ar = unsafe { out.slice(i * arb, arb) };
+        q(&x[i * cols..(i + 1) * cols], ar);
+    });
+}
+
+/// Dequantises a row: `src` holds the whole blocks of `dst.len()` elements, with the process-wide kernel table.
+///
+/// # Panics
+/// If `dst.len()` is not a whole number of blocks or `src` is shorter than those blocks.
+pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
+    let Some(rb) = dtype.row_bytes(dst.len()) else {
+        panic!("dequantize_row: {} elements are not whole {dtype} blocks", dst.len())
+    };
+    assert!(src.len() >= rb, "dequantize_row: {dtype} row needs {rb} bytes, got {}", src.len());
+    (kernels().format(dtype).dequantize)(&src[..rb], dst);
+}

@@ -1,0 +1,206 @@
+//! Element-wise and row-wise operations of the transformer layers: norms, RoPE, softmax and
+//! activations. Numerics follow ggml's CPU backend (sums of squares and softmax sums in f64,
+//! RoPE angles advanced by repeated multiplication in f32) so results track llama.cpp closely.
+
+/// RMSNorm of one row in place-free form: `out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]`.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    debug_assert!(x.len() == w.len() && x.len() == out.len());
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// LayerNorm of one row: `out = (x - mean) / sqrt(var + eps) * w + b`.
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    debug_assert!(x.len() == w.len() && x.len() == b.len() && x.len() == out.len());
+    let n = x.len() as f64;
+    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
+    let var = (x.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n) as f32;
+    let scale = 1.0 / (var + eps).sqrt();
+    for (((o, &v), &g), &bb) in out.iter_mut().zip(x).zip(w).zip(b) {
+        *o = (v - mean) * scale * g + bb;
+    }
+}
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Adjacent pairs `(x[2i], x[2i+1])` (LLaMA as converted by llama.cpp).
+    Normal,
+    /// Half-split pairs `(x[i], x[i + n_rot/2])` (GPT-NeoX, Qwen2).
+    Neox,
+}
+
+/// Rotary position embedding parameters shared by every head of a model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rope {
+    /// Pairing of dimensions.
+    pub layout: RopeLayout,
+    /// Number of rotated dimensions per head (the rest pass through).
+    pub n_rot: usize,
+    /// Frequency base (theta).
+    pub freq_base: f32,
+    /// Linear position scale (1 / linear scaling factor).
+    pub freq_scale: f32,
+}
+
+impl Rope {
+    /// Fill `cos`/`sin` (each `n_rot / 2` long) with the angles for position `pos`.
+    pub fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+        let half = self.n_rot / 2;
+        debug_assert!(cos.len() >= half && sin.len() >= half);
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32 * self.freq_scale;
+        for i in 0..half {
+            cos[i] = theta.cos();
+            sin[i] = theta.sin();
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotate one head vector in place with precomputed angles from [`Rope::angles`].
+    pub fn apply(&self, head: &mut [f32], cos: &[f32], sin: &[f32]) {
+        let half = self.n_rot / 2;
+        match self.layout {
+            RopeLayout::Normal => {
+                for i in 0..half {
+                    let (x0, x1) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = x0 * cos[i] - x1 * sin[i];
+                    head[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+            RopeLayout::Neox => {
+                for i in 0..half {
+                    let (x0, x1) = (head[i], head[i + half]);
+                    head[i] = x0 * cos[i] - x1 * sin[i];
+                    head[i + half] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+        }
+    }
+}
+
+/// Softmax of one row in place (max-subtracted, sum accumulated in f64).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SwiGLU in place: `gate[i] = silu(gate[i]) * up[i]`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// GELU, tanh approximation, in place (SigLIP's `gelu_pytorch_tanh`).
+pub fn gelu_tanh(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    for v in x.iter_mut() {
+        let u = *v;
+        *v = 0.5 * u * (1.0 + (SQRT_2_OVER_PI * u * (1.0 + COEF_A * u * u)).tanh());
+    }
+}
+
+/// `acc[i] += x[i]`.
+pub fn add_assign(acc: &mut [f32], x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_unit_rms() {
+        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let w = vec![1.0; 64];
+        let mut out = vec![0.0; 64];
+        rms_norm(&x, &w, 0.0, &mut out);
+        let ms: f32 = out.iter().map(|v| v * v).sum::<f32>() / 64.0;
+        assert!((ms - 1.0).abs() < 1e-5, "mean square {ms}");
+    }
+
+    #[test]
+    fn layer_norm_zero_mean_unit_var() {
+        let x: Vec<f32> = (0..33).map(|i| (i as f32 * 1.3).cos() * 5.0 + 2.0).collect();
+        let (w, b) = (vec![1.0; 33], vec![0.0; 33]);
+        let mut out = vec![0.0; 33];
+        layer_norm(&x, &w, &b, 0.0, &mut out);
+        let mean: f32 = out.iter().sum::<f32>() / 33.0;
+        let var: f32 = out.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 33.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_position_zero_is_identity() {
+        for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+            let rope = Rope { layout, n_rot: 16, freq_base: 10000.0, freq_scale: 1.0 };
+            let head: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+            let (mut c, mut s) = (vec![0.0; 8], vec![0.0; 8]);
+            rope.angles(0, &mut c, &mut s);
+            let mut h0 = head.clone();
+            rope.apply(&mut h0, &c, &s);
+            assert_eq!(h0, head);
+            rope.angles(37, &mut c, &mut s);
+            let mut h = head.clone();
+            rope.apply(&mut h, &c, &s);
+            let n0: f32 = head.iter().map(|v| v * v).sum();
+            let n1: f32 = h.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() / n0 < 1e-5);
+            assert_ne!(h, head);
+        }
+    }
+
+    #[test]
+    fn rope_relative_property() {
+        // <R(p) q, R(p) k> depends only on the offset: equal for (3, 3) and (10, 10).
+        let rope = Rope { layout: RopeLayout::Neox, n_rot: 8, freq_base: 10000.0, freq_scale: 1.0 };
+        let q: Vec<f32> = (0..8).map(|i| (i as f32).sin()).collect();
+        let k: Vec<f32> = (0..8).map(|i| (i as f32).cos()).collect();
+        let dot_at = |pq: usize, pk: usize| {
+            let (mut c, mut s) = (vec![0.0; 4], vec![0.0; 4]);
+            let (mut a, mut b) = (q.clone(), k.clone());
+            rope.angles(pq, &mut c, &mut s);
+            rope.apply(&mut a, &c, &s);
+            rope.angles(pk, &mut c, &mut s);
+            rope.apply(&mut b, &c, &s);
+            a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>()
+        };
+        assert!((dot_at(5, 3) - dot_at(12, 10)).abs() < 1e-4);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1.0, 2.0, 3.0, -1e9, 0.5];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[3] == 0.0 && x[2] > x[1]);
+    }
+
+    #[test]
+    fn activations_known_values() {
+        let mut g = vec![0.0, 1.0, -2.0];
+        swiglu(&mut g, &[5.0, 2.0, 1.0]);
+        assert_eq!(g[0], 0.0);
+        assert!((g[1] - 2.0 * 0.731_058_6).abs() < 1e-6);
+        assert!((g[2] + 0.238_405_84).abs() < 1e-6);
+        let mut x = vec![0.0, 1.0, -1.0];
+        gelu_tanh(&mut x);
+        assert!((x[1] - 0.841_192).abs() < 1e-5 && (x[2] + 0.158_808).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,465 @@
+//! The LLaMA-family decoder (llama, qwen2): a forward pass over a batch of tokens (or input
+//! embeddings) that appends to the KV cache and returns the logits asked for.
+//!
+//! Per block: `x += Wo · attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv)` then
+//! `x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))`, with `n` the block's RMSNorm.
+
+use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
+use crate::kv_cache::{KvElem, KvPlanes, KvType};
+use crate::names::{self, Block};
+use crate::parallel::DisjointSlice;
+use crate::weights::{load_optional_vector, load_vector, Matrix};
+use crate::{KvCache, ModelError};
+use edgevl_gguf::GgufFile;
+use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
+use edgevl_kernels::{matmul, MatmulScratch, ThreadPool};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// What goes into the decoder.
+#[derive(Clone, Copy, Debug)]
+pub enum DecoderInput<'a> {
+    /// Token ids, embedded with the model's table.
+    Tokens(&'a [u32]),
+    /// Ready embeddings, `n_tokens * n_embd` values row-major (e.g. projected image tiles).
+    Embeddings(&'a [f32]),
+}
+
+impl DecoderInput<'_> {
+    fn n_tokens(&self, n_embd: usize) -> usize {
+        match self {
+            DecoderInput::Tokens(t) => t.len(),
+            DecoderInput::Embeddings(e) => e.len() / n_embd,
+        }
+    }
+}
+
+/// Which logits a forward pass computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsWanted {
+    /// None (prefill chunks before the last).
+    None,
+    /// Only the last position's (generation).
+    Last,
+    /// Every position's (perplexity, tests).
+    All,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    wo: Matrix,
+    ffn_norm: Vec<f32>,
+    gate: Matrix,
+    up: Matrix,
+    down: Matrix,
+}
+
+/// A loaded decoder; weights stay in the memory-mapped GGUF file.
+pub struct Decoder {
+    file: Arc<GgufFile>,
+    hp: DecoderHparams,
+    n_vocab: usize,
+    tok_embd: Matrix,
+    output_norm: Vec<f32>,
+    output: Matrix,
+    layers: Vec<Layer>,
+}
+
+/// Scratch buffers of one session, sized once for a maximum batch (chunk) size.
+pub struct RunState {
+    max_batch: usize,
+    /// Residual stream `[max_batch, n_embd]`.
+    x: Vec<f32>,
+    /// Normalised input of a sub-layer `[max_batch, n_embd]`.
+    xn: Vec<f32>,
+    /// Queries `[max_batch, q_dim]`.
+    q: Vec<f32>,
+    /// Keys `[max_batch, kv_dim]`.
+    k: Vec<f32>,
+    /// Values `[max_batch, kv_dim]`.
+    v: Vec<f32>,
+    /// Attention output `[max_batch, q_dim]`.
+    attn: Vec<f32>,
+    /// Output of a projection back to the residual width `[max_batch, n_embd]`.
+    proj: Vec<f32>,
+    /// SwiGLU gate `[max_batch, n_ff]`.
+    gate: Vec<f32>,
+    /// SwiGLU up `[max_batch, n_ff]`.
+    up: Vec<f32>,
+    /// Attention scores, one row of `n_ctx` per head `[n_head, n_ctx]`.
+    scores: Vec<f32>,
+    /// RoPE cos/sin for one position `[n_rot / 2]` each.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Logits `[rows, n_vocab]`, grown on demand.
+    logits: Vec<f32>,
+    scratch: MatmulScratch,
+}
+
+impl RunState {
+    /// The logits of the last forward pass that asked for `Last` (the first `n_vocab` values).
+    pub fn logits(&self, n_vocab: usize) -> &[f32] {
+        &self.logits[..n_vocab.min(self.logits.len())]
+    }
+}
+
+impl Decoder {
+    /// Build a decoder from an open GGUF file, checking every tensor's presence, shape and type.
+    pub fn load(file: Arc<GgufFile>) -> Result<Self, ModelError> {
+        let hp = DecoderHparams::try_from(file.metadata())?;
+        let f = file.as_ref();
+        let d = hp.n_embd;
+        let embd_info = f
+            .tensor(names::TOKEN_EMBD)
+            .ok_or_else(|| edgevl_gguf::GgufError::MissingTensor(names::TOKEN_EMBD.into()))?;
+        let n_vocab = match embd_info.dims.as_slice() {
+            [_, v] if *v > 0 && *v <= (1 << 24) => *v as usize,
+            dims => {
+                return Err(ModelError::BadHparams(format!(
+                    "{} has dims {dims:?}, expected [{d}, n_vocab]",
+                    names::TOKEN_EMBD
+                )))
+            }
+        };
+        let tok_embd = Matrix::load(f, names::TOKEN_EMBD, d, n_vocab)?;
+        let output = if f.tensor(names::OUTPUT).is_some() {
+            Matrix::load(f, names::OUTPUT, d, n_vocab)?
+        } else {
+            tok_embd.clone()
+        };
+        let output_norm = load_vector(f, names::OUTPUT_NORM, d)?;
+        let (qd, kvd, ff) = (hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        let layers = (0..hp.n_layer)
+            .map(|l| {
+                let mat = |b: Block, cols, rows| Matrix::load(f, &b.name(l), cols, rows);
+                let opt = |b: Block, n| load_optional_vector(f, &b.name(l), n);
+                Ok(Layer {
+                    attn_norm: load_vector(f, &Block::AttnNorm.name(l), d)?,
+                    wq: mat(Block::AttnQ, d, qd)?,
+                    wk: mat(Block::AttnK, d, kvd)?,
+                    wv: mat(Block::AttnV, d, kvd)?,
+                    bq: opt(Block::AttnQBias, qd)?,
+                    bk: opt(Block::AttnKBias, kvd)?,
+                    bv: opt(Block::AttnVBias, kvd)?,
+                    wo: mat(Block::AttnOutput, qd, d)?,
+                    ffn_norm: load_vector(f, &Block::FfnNorm.name(l), d)?,
+                    gate: mat(Block::FfnGate, d, ff)?,
+                    up: mat(Block::FfnUp, d, ff)?,
+                    down: mat(Block::FfnDown, ff, d)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Decoder { file, hp, n_vocab, tok_embd, output_norm, output, layers })
+    }
+
+    /// Hyper-parameters.
+    pub fn hparams(&self) -> &DecoderHparams {
+        &self.hp
+    }
+
+    /// Vocabulary size (rows of the output projection).
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// The GGUF file the weights live in.
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    /// A KV cache for `n_ctx` positions holding `kv_type` values.
+    pub fn new_cache(&self, n_ctx: usize, kv_type: KvType) -> KvCache {
+        KvCache::new(self.hp.n_layer, n_ctx, self.hp.kv_dim(), kv_type)
+    }
+
+    /// Scratch for batches of at most `max_batch` tokens in a context of `n_ctx`.
+    pub fn new_state(&self, max_batch: usize, n_ctx: usize) -> RunState {
+        let hp = &self.hp;
+        let max_batch = max_batch.max(1);
+        let z = |n: usize| vec![0f32; n];
+        RunState {
+            max_batch,
+            x: z(max_batch * hp.n_embd),
+            xn: z(max_batch * hp.n_embd),
+            q: z(max_batch * hp.q_dim()),
+            k: z(max_batch * hp.kv_dim()),
+            v: z(max_batch * hp.kv_dim()),
+            attn: z(max_batch * hp.q_dim()),
+            proj: z(max_batch * hp.n_embd),
+            gate: z(max_batch * hp.n_ff),
+            up: z(max_batch * hp.n_ff),
+            scores: z(hp.n_head * n_ctx),
+            cos: z(hp.rope.n_rot / 2),
+            sin: z(hp.rope.n_rot / 2),
+            logits: Vec::new(),
+            scratch: MatmulScratch::new(),
+        }
+    }
+
+    /// Run `input` at the next positions of `kv` and return the logits asked for
+    /// (`n_vocab` values for `Last`, `n_tokens * n_vocab` for `All`, empty for `None`).
+    pub fn forward<'s>(
+        &self,
+        input: DecoderInput<'_>,
+        kv: &mut KvCache,
+        st: &'s mut RunState,
+        pool: &ThreadPool,
+        want: LogitsWanted,
+    ) -> Result<&'s [f32], ModelError> {
+        let hp = &self.hp;
+        let d = hp.n_embd;
+        let m = input.n_tokens(d);
+        if let DecoderInput::Embeddings(e) = input {
+            if e.len() % d != 0 {
+                return Err(ModelError::BadInput(format!(
+                    "{} embedding values are not a whole number of rows of width {d}",
+                    e.len()
+                )));
+            }
+        }
+        if m == 0 || m > st.max_batch {
+            return Err(ModelError::BadInput(format!(
+                "batch of {m} tokens; this run state takes 1..={}",
+                st.max_batch
+            )));
+        }
+        let pos0 = kv.len();
+        if pos0 + m > kv.n_ctx() || st.scores.len() < hp.n_head * kv.n_ctx() {
+            return Err(ModelError::ContextOverflow { needed: pos0 + m, used: pos0, n_ctx: kv.n_ctx() });
+        }
+        self.embed(input, &mut st.x[..m * d])?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            self.attention_block(l, layer, m, pos0, kv, st, pool);
+            self.ffn_block(layer, m, st, pool);
+        }
+        kv.set_len(pos0 + m);
+        let (first, rows) = match want {
+            LogitsWanted::None => return Ok(&st.logits[..0]),
+            LogitsWanted::Last => (m - 1, 1),
+            LogitsWanted::All => (0, m),
+        };
+        for r in 0..rows {
+            let row = (first + r) * d;
+            rms_norm(&st.x[row..row + d], &self.output_norm, hp.rms_eps, &mut st.xn[r * d..(r + 1) * d]);
+        }
+        if st.logits.len() < rows * self.n_vocab {
+            st.logits.resize(rows * self.n_vocab, 0.0);
+        }
+        let out = &mut st.logits[..rows * self.n_vocab];
+        matmul(pool, self.output.view(&self.file), &st.xn[..rows * d], rows, out, &mut st.scratch);
+        Ok(&st.logits[..rows * self.n_vocab])
+    }
+
+    fn embed(&self, input: DecoderInput<'_>, x: &mut [f32]) -> Result<(), ModelError> {
+        let d = self.hp.n_embd;
+        match input {
+            DecoderInput::Tokens(tokens) => {
+                for (i, &t) in tokens.iter().enumerate() {
+                    if t as usize >= self.n_vocab {
+                        return Err(ModelError::TokenOutOfRange { id: t, n_vocab: self.n_vocab });
+                    }
+                    self.tok_embd.row_into(&self.file, t as usize, &mut x[i * d..(i + 1) * d]);
+                }
+            }
+            DecoderInput::Embeddings(e) => x.copy_from_slice(e),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_block(
+        &self,
+        l: usize,
+        layer: &Layer,
+        m: usize,
+        pos0: usize,
+        kv: &mut KvCache,
+        st: &mut RunState,
+        pool: &ThreadPool,
+    ) {
+        let hp = &self.hp;
+        let (d, qd, kvd, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.head_dim);
+        for i in 0..m {
+            rms_norm(&st.x[i * d..(i + 1) * d], &layer.attn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
+        }
+        let xn = &st.xn[..m * d];
+        let f = &self.file;
+        matmul(pool, layer.wq.view(f), xn, m, &mut st.q[..m * qd], &mut st.scratch);
+        matmul(pool, layer.wk.view(f), xn, m, &mut st.k[..m * kvd], &mut st.scratch);
+        matmul(pool, layer.wv.view(f), xn, m, &mut st.v[..m * kvd], &mut st.scratch);
+        for (buf, bias, width) in
+            [(&mut st.q, &layer.bq, qd), (&mut st.k, &layer.bk, kvd), (&mut st.v, &layer.bv, kvd)]
+        {
+            if let Some(b) = bias {
+                buf[..m * width].chunks_exact_mut(width).for_each(|row| add_assign(row, b));
+            }
+        }
+        for i in 0..m {
+            hp.rope.angles(pos0 + i, &mut st.cos, &mut st.sin);
+            let heads = st.q[i * qd..(i + 1) * qd].chunks_exact_mut(hd);
+            for head in heads.chain(st.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd)) {
+                hp.rope.apply(head, &st.cos, &st.sin);
+            }
+        }
+        kv.store(l, pos0, &st.k[..m * kvd], &st.v[..m * kvd]);
+        self.attend(m, pos0, kv, l, st, pool);
+        matmul(pool, layer.wo.view(f), &st.attn[..m * qd], m, &mut st.proj[..m * d], &mut st.scratch);
+        add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
+    }
+
+    /// Causal attention of the `m` new queries over positions `0..pos0 + i + 1`, one pool task
+    /// per query head. Numerics follow llama.cpp's default CPU path (flash attention) so greedy
+    /// outputs track it: batches of fewer than [`FLASH_TILE_Q`] queries on an f16 cache use its
+    /// per-query kernel (f16 queries, online softmax, values accumulated in f16); larger batches
+    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is.
+    fn attend(&self, m: usize, pos0: usize, kv: &KvCache, l: usize, st: &mut RunState, pool: &ThreadPool) {
+        let hp = &self.hp;
+        let (qd, hd, kvd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.kv_dim(), kv.n_ctx());
+        let group = hp.n_head / hp.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let q = &st.q;
+        let attn = DisjointSlice::new(&mut st.attn[..m * qd]);
+        let scores = DisjointSlice::new(&mut st.scores[..hp.n_head * n_ctx]);
+        let planes = kv.planes();
+        pool.run(hp.n_head, &|h| {
+            let g = h / group;
+            let head = g * hd..(g + 1) * hd;
+            // SAFETY: task h is the only one touching score row h.
+            let s_row = unsafe { scores.range_mut(h * n_ctx, n_ctx) };
+            for i in 0..m {
+                let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
+                // SAFETY: the (i, h) output slot is written by task h only.
+                let out = unsafe { attn.range_mut(i * qd + h * hd, hd) };
+                let n = pos0 + i + 1;
+                let s = &mut s_row[..n];
+                match planes {
+                    KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
+                    KvPlanes::F16(p) if m >= FLASH_TILE_Q => {
+                        attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out)
+                    }
+                    KvPlanes::F16(p) => {
+                        attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.clone(), n, scale, out)
+                    }
+                }
+            }
+        });
+    }
+
+    fn ffn_block(&self, layer: &Layer, m: usize, st: &mut RunState, pool: &ThreadPool) {
+        let hp = &self.hp;
+        let (d, ff) = (hp.n_embd, hp.n_ff);
+        for i in 0..m {
+            rms_norm(&st.x[i * d..(i + 1) * d], &layer.ffn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
+        }
+        let f = &self.file;
+        let xn = &st.xn[..m * d];
+        matmul(pool, layer.gate.view(f), xn, m, &mut st.gate[..m * ff], &mut st.scratch);
+        matmul(pool, layer.up.view(f), xn, m, &mut st.up[..m * ff], &mut st.scratch);
+        swiglu(&mut st.gate[..m * ff], &st.up[..m * ff]);
+        matmul(pool, layer.down.view(f), &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
+        add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
+    }
+}
+
+/// Query batches at least this large take llama.cpp's tiled (f32) attention path.
+const FLASH_TILE_Q: usize = 64;
+
+/// One query head over the `s.len()` cached positions in f32: scores, softmax, weighted sum.
+#[allow(clippy::too_many_arguments)]
+fn attend_exact<T: KvElem>(
+    q: &[f32],
+    keys: &[T],
+    values: &[T],
+    kvd: usize,
+    head: Range<usize>,
+    scale: f32,
+    s: &mut [f32],
+    out: &mut [f32],
+) {
+    let mut row = [0f32; MAX_HEAD_DIM];
+    let row = &mut row[..q.len()];
+    for (j, sj) in s.iter_mut().enumerate() {
+        T::row_to_f32(&keys[j * kvd + head.start..j * kvd + head.end], row);
+        *sj = q.iter().zip(row.iter()).map(|(&a, &b)| a * b).sum::<f32>() * scale;
+    }
+    softmax(s);
+    out.fill(0.0);
+    for (j, &p) in s.iter().enumerate() {
+        T::row_to_f32(&values[j * kvd + head.start..j * kvd + head.end], row);
+        for (o, &v) in out.iter_mut().zip(row.iter()) {
+            *o += p * v;
+        }
+    }
+}
+
+/// One query head over `n` cached positions with an f16 cache, as ggml's CPU flash attention:
+/// the query rounded to f16, K·Q summed in f64, a running maximum and sum, and the weighted sum of
+/// values kept in f16 (rounded after every update), divided by the sum at the end.
+#[allow(clippy::too_many_arguments)]
+fn attend_flash_f16(
+    q: &[f32],
+    keys: &[f16],
+    values: &[f16],
+    kvd: usize,
+    head: Range<usize>,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let mut buf = [0f32; 3 * MAX_HEAD_DIM];
+    let (qh, rest) = buf.split_at_mut(MAX_HEAD_DIM);
+    let (row, acc) = rest.split_at_mut(MAX_HEAD_DIM);
+    let (qh, row, acc) = (&mut qh[..hd], &mut row[..hd], &mut acc[..hd]);
+    for (d, &v) in qh.iter_mut().zip(q) {
+        *d = f16::from_f32(v).to_f32();
+    }
+    acc.fill(0.0);
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    for j in 0..n {
+        let at = j * kvd + head.start..j * kvd + head.end;
+        keys[at.clone()].convert_to_f32_slice(row);
+        let s = dot_f32(qh, row) * scale;
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if s > max {
+            ms = (max - s).exp();
+            max = s;
+            acc.iter_mut().for_each(|a| *a *= ms);
+            round_to_f16(acc);
+        } else {
+            vs = (s - max).exp();
+        }
+        values[at].convert_to_f32_slice(row);
+        for (a, &v) in acc.iter_mut().zip(row.iter()) {
+            *a += v * vs;
+        }
+        round_to_f16(acc);
+        sum = sum * ms + vs;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+        *o = a * inv;
+    }
+}
+
+/// Round every value to the nearest f16 (kept as f32).
+fn round_to_f16(x: &mut [f32]) {
+    let mut tmp = [f16::ZERO; MAX_HEAD_DIM];
+    let tmp = &mut tmp[..x.len()];
+    tmp.convert_from_f32_slice(x);
+    tmp.convert_to_f32_slice(x);
+}
+
+/// Dot product summed in f64, as ggml's reference `ggml_vec_dot_f16` (products of f16 values
+/// are exact in f32).
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(&x, &y)| (x * y) as f64).sum::<f64>() as f32
+}

@@ -1,0 +1,46 @@
+//! Errors of model loading and evaluation.
+
+use edgevl_gguf::GgufError;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The GGUF file itself is unreadable or lacks a key/tensor.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// `general.architecture` names a model family edgevl does not implement.
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
+    UnsupportedArchitecture(String),
+    /// A tensor is stored in a type the kernels cannot compute with.
+    #[error("tensor '{tensor}' has type {ggml_type}, which edgevl cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    UnsupportedTensorType {
+        /// Tensor name.
+        tensor: String,
+        /// The GGML type name found.
+        ggml_type: String,
+    },
+    /// Hyper-parameters are inconsistent or outside what the engine supports.
+    #[error("bad hyper-parameters: {0}")]
+    BadHparams(String),
+    /// A batch would write past the end of the KV cache.
+    #[error("context overflow: {needed} positions needed but the context holds {n_ctx} ({used} used)")]
+    ContextOverflow {
+        /// Positions the batch needs in total.
+        needed: usize,
+        /// Positions already filled.
+        used: usize,
+        /// Context size.
+        n_ctx: usize,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
+    TokenOutOfRange {
+        /// The offending id.
+        id: u32,
+        /// Vocabulary size.
+        n_vocab: usize,
+    },
+    /// Input embeddings of the wrong width or a batch larger than the run state allows.
+    #[error("bad input: {0}")]
+    BadInput(String),
+}

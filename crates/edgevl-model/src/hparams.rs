@@ -1,0 +1,190 @@
+//! Typed hyper-parameters of the LLaMA-family decoder, read from GGUF metadata.
+
+use crate::ModelError;
+use edgevl_gguf::Metadata;
+use edgevl_kernels::ops::{Rope, RopeLayout};
+
+/// The decoder families edgevl implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// `llama`: RMSNorm, normal RoPE layout, SwiGLU, GQA.
+    Llama,
+    /// `qwen2`: as llama with NeoX RoPE and q/k/v biases.
+    Qwen2,
+}
+
+impl Architecture {
+    /// Parse `general.architecture`.
+    pub fn from_name(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "llama" => Ok(Architecture::Llama),
+            "qwen2" => Ok(Architecture::Qwen2),
+            other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
+        }
+    }
+
+    /// The metadata key prefix (`llama`, `qwen2`).
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+
+    /// RoPE pairing used by llama.cpp for this family.
+    pub fn rope_layout(self) -> RopeLayout {
+        match self {
+            Architecture::Llama => RopeLayout::Normal,
+            Architecture::Qwen2 => RopeLayout::Neox,
+        }
+    }
+}
+
+/// Largest value accepted for any single dimension; keeps a hostile header from asking for
+/// absurd scratch buffers before any tensor is touched.
+const MAX_DIM: u64 = 1 << 20;
+
+/// Widest attention head the decoder supports (known models use at most 256).
+pub const MAX_HEAD_DIM: usize = 512;
+
+/// Hyper-parameters of a decoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderHparams {
+    /// Model family.
+    pub arch: Architecture,
+    /// Hidden width.
+    pub n_embd: usize,
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (GQA when smaller than `n_head`).
+    pub n_head_kv: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// SwiGLU inner width.
+    pub n_ff: usize,
+    /// Context length the model was trained with.
+    pub n_ctx_train: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Rotary embedding parameters.
+    pub rope: Rope,
+}
+
+impl DecoderHparams {
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}
+
+fn dim(md: &Metadata, key: &str) -> Result<usize, ModelError> {
+    let v = md.get_u64(key)?;
+    if v == 0 || v > MAX_DIM {
+        return Err(ModelError::BadHparams(format!("{key} = {v} is outside 1..={MAX_DIM}")));
+    }
+    Ok(v as usize)
+}
+
+fn opt_dim(md: &Metadata, key: &str) -> Result<Option<usize>, ModelError> {
+    match md.get(key) {
+        None => Ok(None),
+        Some(_) => dim(md, key).map(Some),
+    }
+}
+
+impl TryFrom<&Metadata> for DecoderHparams {
+    type Error = ModelError;
+
+    /// Required keys (for arch `A`): `general.architecture`, `A.embedding_length`,
+    /// `A.block_count`, `A.feed_forward_length`, `A.attention.head_count`, `A.context_length`,
+    /// `A.attention.layer_norm_rms_epsilon`. Optional: `A.attention.head_count_kv`,
+    /// `A.attention.key_length`, `A.rope.dimension_count`, `A.rope.freq_base`,
+    /// `A.rope.scaling.type` (`none` or `linear`), `A.rope.scaling.factor`.
+    fn try_from(md: &Metadata) -> Result<Self, ModelError> {
+        let arch = Architecture::from_name(md.get_str("general.architecture")?)?;
+        let p = arch.key_prefix();
+        let k = |s: &str| format!("{p}.{s}");
+        let n_embd = dim(md, &k("embedding_length"))?;
+        let n_layer = dim(md, &k("block_count"))?;
+        let n_ff = dim(md, &k("feed_forward_length"))?;
+        let n_head = dim(md, &k("attention.head_count"))?;
+        let n_head_kv = opt_dim(md, &k("attention.head_count_kv"))?.unwrap_or(n_head);
+        let n_ctx_train = dim(md, &k("context_length"))?;
+        let rms_eps = md.get_f32(&k("attention.layer_norm_rms_epsilon"))?;
+        if n_head % n_head_kv != 0 {
+            return Err(ModelError::BadHparams(format!(
+                "head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
+            )));
+        }
+        let head_dim = match opt_dim(md, &k("attention.key_length"))? {
+            Some(h) => h,
+            None if n_embd % n_head == 0 => n_embd / n_head,
+            None => {
+                return Err(ModelError::BadHparams(format!(
+                    "embedding_length {n_embd} is not a multiple of head_count {n_head}"
+                )))
+            }
+        };
+        if head_dim > MAX_HEAD_DIM {
+            return Err(ModelError::BadHparams(format!(
+                "head width {head_dim} exceeds the supported maximum {MAX_HEAD_DIM}"
+            )));
+        }
+        if let Some(vl) = opt_dim(md, &k("attention.value_length"))? {
+            if vl != head_dim {
+                return Err(ModelError::BadHparams(format!(
+                    "value_length {vl} differs from key_length {head_dim} (not supported)"
+                )));
+            }
+        }
+        let n_rot = opt_dim(md, &k("rope.dimension_count"))?.unwrap_or(head_dim);
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(ModelError::BadHparams(format!(
+                "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
+            )));
+        }
+        let freq_base = md.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
+        let scaling = md.opt_str(&k("rope.scaling.type"))?.unwrap_or("none");
+        let freq_scale = match scaling {
+            "none" => 1.0,
+            "linear" => {
+                let factor = md.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(ModelError::BadHparams(format!(
+                        "rope.scaling.factor {factor} must be positive"
+                    )));
+                }
+                1.0 / factor
+            }
+            other => {
+                return Err(ModelError::BadHparams(format!(
+                    "rope.scaling.type '{other}' is not supported (none, linear)"
+                )))
+            }
+        };
+        if !(freq_base.is_finite() && freq_base > 0.0 && rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(ModelError::BadHparams(format!(
+                "rope.freq_base {freq_base} / rms epsilon {rms_eps} out of range"
+            )));
+        }
+        Ok(DecoderHparams {
+            arch,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff,
+            n_ctx_train,
+            rms_eps,
+            rope: Rope { layout: arch.rope_layout(), n_rot, freq_base, freq_scale },
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! Perplexity by llama-perplexity's method, so the numbers compare: the text is tokenised
+//! without special-token parsing (BOS per the file's add_bos), cut into chunks of `n_ctx`
+//! tokens; when add_bos is set the first token of every chunk is replaced by BOS; each chunk is
+//! evaluated from an empty cache and only the second half of its positions is scored.
+
+use crate::RuntimeError;
+use edgevl_kernels::ThreadPool;
+use edgevl_model::{Decoder, DecoderInput, KvType, LogitsWanted};
+use edgevl_tokenizer::Tokenizer;
+use serde::Serialize;
+
+/// The outcome of a perplexity run.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerplexityResult {
+    /// Final estimate over all scored tokens.
+    pub ppl: f64,
+    /// Chunks evaluated.
+    pub n_chunks: usize,
+    /// Tokens in the text.
+    pub n_tokens: usize,
+    /// Running estimate after each chunk (as llama-perplexity prints them).
+    pub chunk_ppl: Vec<f64>,
+}
+
+/// Perplexity of `text` with chunks of `n_ctx`; `progress(done, total, running_ppl)` is called
+/// after every chunk.
+pub fn perplexity(
+    decoder: &Decoder,
+    tokenizer: &Tokenizer,
+    pool: &ThreadPool,
+    text: &str,
+    n_ctx: usize,
+    kv_type: KvType,
+    mut progress: impl FnMut(usize, usize, f64),
+) -> Result<PerplexityResult, RuntimeError> {
+    if n_ctx < 4 {
+        return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
+    }
+    let add_bos = tokenizer.add_bos();
+    let tokens = tokenizer.encode(text, true, false);
+    if tokens.len() < 2 * n_ctx {
+        return Err(RuntimeError::TextTooShort { n_tokens: tokens.len(), n_ctx, needed: 2 * n_ctx });
+    }
+    let n_chunks = tokens.len() / n_ctx;
+    let n_vocab = decoder.n_vocab();
+    let first = n_ctx / 2;
+    let mut kv = decoder.new_cache(n_ctx, kv_type);
+    let mut state = decoder.new_state(n_ctx, n_ctx);
+    let mut chunk_tokens = vec![0u32; n_ctx];
+    let (mut nll, mut count) = (0f64, 0usize);
+    let mut chunk_ppl = Vec::with_capacity(n_chunks);
+    for c in 0..n_chunks {
+        chunk_tokens.copy_from_slice(&tokens[c * n_ctx..(c + 1) * n_ctx]);
+        if add_bos {
+            if let Some(bos) = tokenizer.bos() {
+                chunk_tokens[0] = bos;
+            }
+        }
+        kv.truncate(0);
+        let logits = decoder.forward(
+            DecoderInput::Tokens(&chunk_tokens),
+            &mut kv,
+            &mut state,
+            pool,
+            LogitsWanted::All,
+        )?;
+        for j in first..n_ctx - 1 {
+            let row = &logits[j * n_vocab..(j + 1) * n_vocab];
+            // The original token (not the BOS substitute) is the target, as llama.cpp scores it.
+            let target = tokens[c * n_ctx + j + 1] as usize;
+            nll -= log_softmax_at(row, target);
+            count += 1;
+        }
+        let ppl = (nll / count as f64).exp();
+        chunk_ppl.push(ppl);
+        progress(c + 1, n_chunks, ppl);
+    }
+    Ok(PerplexityResult { ppl: (nll / count as f64).exp(), n_chunks, n_tokens: tokens.len(), chunk_ppl })
+}
+
+fn log_softmax_at(row: &[f32], target: usize) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+    row[target] as f64 - max - sum.ln()
+}

@@ -1,0 +1,195 @@
+//! Token sampling: llama.cpp's default chain (repeat penalty, top-k, top-p, min-p, temperature,
+//! then a seeded draw), or plain argmax at temperature 0.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Sampling settings (defaults as llama.cpp's `common_params_sampling`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// Temperature; `<= 0` means greedy.
+    pub temp: f32,
+    /// Keep the `top_k` most likely tokens (`0` keeps all).
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches `top_p` (`1.0` keeps all).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one (`0.0` keeps all).
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of recently seen tokens by this (`1.0` = off).
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty looks at.
+    pub repeat_last_n: usize,
+    /// Seed of the random draw, so runs repeat.
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            temp: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0xED6E_5EED,
+        }
+    }
+}
+
+/// A sampler with its own RNG and the recent-token window for the repeat penalty.
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: StdRng,
+    recent: Vec<u32>,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    /// A sampler seeded from `cfg.seed`.
+    pub fn new(cfg: SamplerConfig) -> Self {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Sampler { cfg, rng, recent: Vec::new(), candidates: Vec::new() }
+    }
+
+    /// Settings in use.
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Remember tokens (the prompt, or each accepted token) for the repeat penalty.
+    pub fn accept(&mut self, tokens: &[u32]) {
+        self.recent.extend_from_slice(tokens);
+        let keep = self.cfg.repeat_last_n;
+        if self.recent.len() > keep {
+            self.recent.drain(..self.recent.len() - keep);
+        }
+    }
+
+    /// Choose the next token from `logits` (one per vocabulary entry).
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let cfg = &self.cfg;
+        self.candidates.clear();
+        self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        if cfg.repeat_penalty != 1.0 {
+            for &t in &self.recent {
+                if let Some(c) = self.candidates.get_mut(t as usize) {
+                    c.1 = if c.1 > 0.0 { c.1 / cfg.repeat_penalty } else { c.1 * cfg.repeat_penalty };
+                }
+            }
+        }
+        if cfg.temp <= 0.0 {
+            return argmax(&self.candidates);
+        }
+        let c = &mut self.candidates;
+        // Sort descending by logit; ties keep the lower id first, as a stable sort does.
+        c.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if cfg.top_k > 0 && cfg.top_k < c.len() {
+            c.truncate(cfg.top_k);
+        }
+        let probs = softmax_of(c);
+        if cfg.top_p < 1.0 {
+            let mut cum = 0.0;
+            let mut keep = c.len();
+            for (i, p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= cfg.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            c.truncate(keep.max(1));
+        }
+        if cfg.min_p > 0.0 {
+            let threshold = c[0].1 + (cfg.min_p as f64).ln() as f32;
+            let keep = c.iter().take_while(|x| x.1 >= threshold).count();
+            c.truncate(keep.max(1));
+        }
+        for x in c.iter_mut() {
+            x.1 /= cfg.temp;
+        }
+        let probs = softmax_of(c);
+        let r: f64 = self.rng.gen();
+        let mut cum = 0.0;
+        for (x, p) in c.iter().zip(&probs) {
+            cum += p;
+            if r < cum {
+                return x.0;
+            }
+        }
+        c[c.len() - 1].0
+    }
+}
+
+/// The id of the largest logit (the first on ties).
+pub fn argmax(c: &[(u32, f32)]) -> u32 {
+    let mut best = c[0];
+    for &x in &c[1..] {
+        if x.1 > best.1 {
+            best = x;
+        }
+    }
+    best.0
+}
+
+fn softmax_of(c: &[(u32, f32)]) -> Vec<f64> {
+    let max = c.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = c.iter().map(|x| (x.1 as f64 - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        (0..100).map(|i| ((i * 37 % 100) as f32) / 10.0).collect()
+    }
+
+    #[test]
+    fn greedy_is_argmax() {
+        let mut s = Sampler::new(SamplerConfig { temp: 0.0, ..Default::default() });
+        let l = logits();
+        let best = l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(s.sample(&l) as usize, best);
+    }
+
+    #[test]
+    fn same_seed_same_draws_and_top_k_respected() {
+        let cfg = SamplerConfig { temp: 1.5, top_k: 5, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let l = logits();
+        let mut sorted: Vec<usize> = (0..l.len()).collect();
+        sorted.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+        let top5 = &sorted[..5];
+        let (mut a, mut b) = (Sampler::new(cfg.clone()), Sampler::new(cfg));
+        let draws: Vec<u32> = (0..200).map(|_| a.sample(&l)).collect();
+        assert!(draws.iter().all(|t| top5.contains(&(*t as usize))));
+        assert_eq!(draws, (0..200).map(|_| b.sample(&l)).collect::<Vec<_>>());
+        assert!(draws.iter().collect::<std::collections::HashSet<_>>().len() > 1);
+    }
+
+    #[test]
+    fn min_p_and_top_p_cut_the_tail() {
+        // One dominant token: min-p 0.5 must leave only it.
+        let mut l = vec![0.0f32; 50];
+        l[7] = 10.0;
+        let mut s =
+            Sampler::new(SamplerConfig { temp: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() });
+        assert!((0..100).all(|_| s.sample(&l) == 7));
+        let mut s =
+            Sampler::new(SamplerConfig { temp: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, ..Default::default() });
+        assert!((0..100).all(|_| s.sample(&l) == 7));
+    }
+
+    #[test]
+    fn repeat_penalty_changes_greedy_choice() {
+        let mut l = vec![0.0f32; 10];
+        l[3] = 2.0;
+        l[4] = 1.5;
+        let mut s = Sampler::new(SamplerConfig { temp: 0.0, repeat_penalty: 2.0, ..Default::default() });
+        assert_eq!(s.sample(&l), 3);
+        s.accept(&[3]);
+        assert_eq!(s.sample(&l), 4);
+    }
+}

@@ -1,0 +1,35 @@
+//! Test support shared by the workspace's test suites: the committed fixtures folder and the
+//! real models fetched into the cache. A missing model is a test failure that names the script
+//! to run, never a silent skip.
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+
+/// `tests/fixtures` at the workspace root.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A file under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    fixtures_dir().join(rel)
+}
+
+/// The model cache: `$EDGEVL_CACHE`, else `~/.cache/edgevl`.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("EDGEVL_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgevl"),
+    }
+}
+
+/// Path of SmolLM2-135M-Instruct Q4_1; panics (failing the test) with the fetch command when absent.
+pub fn smollm2_path() -> PathBuf {
+    let path = cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "test model missing: {} — run scripts/fetch-smollm2.sh (or scripts/test.sh, which fetches it)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,120 @@
+//! Chat templates rendered like transformers' `apply_chat_template`, compared with
+//! `tests/fixtures/chat/templates.json` (rendered by transformers itself, see
+//! scripts/gen_chat_template_fixtures.py).
+
+use std::path::{Path, PathBuf};
+
+use edgevl_gguf::{GgufFile, Metadata, Value};
+use edgevl_tokenizer::{ChatMessage, ChatTemplate};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Msg {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    template: String,
+    bos_token: String,
+    eos_token: String,
+    messages: Vec<Msg>,
+    add_generation_prompt: bool,
+    expected: Option<String>,
+    #[serde(default)]
+    error: bool,
+    #[serde(default)]
+    error_message: String,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cases() -> Vec<Case> {
+    let path = repo().join("tests/fixtures/chat/templates.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+fn messages(case: &Case) -> Vec<ChatMessage> {
+    case.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect()
+}
+
+fn smollm2_path() -> PathBuf {
+    let cache = std::env::var_os("EDGEVL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgevl"));
+    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-smollm2.sh first", path.display());
+    path
+}
+
+#[test]
+fn renders_like_transformers() {
+    let cases = cases();
+    assert!(cases.len() >= 10);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let tpl = ChatTemplate::new(&case.template, &case.bos_token, &case.eos_token)
+            .unwrap_or_else(|e| panic!("{}: template does not parse: {e}", case.name));
+        let got = tpl.render(&messages(case), case.add_generation_prompt);
+        match (&case.expected, got) {
+            (Some(want), Ok(got)) if *want == got => {}
+            (None, Err(e)) if case.error => {
+                let msg = e.to_string();
+                if !msg.contains(&case.error_message) {
+                    failures.push(format!(
+                        "{}: error {msg:?} does not contain {:?}",
+                        case.name, case.error_message
+                    ));
+                }
+            }
+            (want, got) => {
+                failures.push(format!("{}:\n  transformers {want:?}\n  edgevl       {got:?}", case.name))
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn smollm2_template_from_gguf_renders_like_transformers() {
+    let file = GgufFile::open(smollm2_path()).expect("open SmolLM2");
+    let tpl =
+        ChatTemplate::from_gguf(file.metadata()).expect("template").expect("SmolLM2 has a chat template");
+    let mut checked = 0;
+    for case in cases().iter().filter(|c| c.name.starts_with("smollm2/")) {
+        assert_eq!(tpl.source(), case.template);
+        let got = tpl.render(&messages(case), case.add_generation_prompt).expect("render");
+        assert_eq!(Some(got), case.expected, "{}", case.name);
+        checked += 1;
+    }
+    assert!(checked >= 4);
+}
+
+#[test]
+fn chatml_fallback_matches_smollm2_when_a_system_message_is_given() {
+    // SmolLM2's template is ChatML plus a default system message, so with an explicit system
+    // message both must agree with what transformers rendered.
+    for case in cases().iter().filter(|c| c.name.starts_with("smollm2/with_system")) {
+        let got = ChatTemplate::chatml().render(&messages(case), case.add_generation_prompt).expect("render");
+        assert_eq!(Some(got), case.expected, "{}", case.name);
+    }
+}
+
+#[test]
+fn missing_template_gives_none_and_bad_template_an_error() {
+    let md = Metadata::new();
+    assert!(ChatTemplate::from_gguf(&md).expect("no template is not an error").is_none());
+
+    let mut md = Metadata::new();
+    md.set("tokenizer.chat_template".to_owned(), Value::U32(7));
+    let err = ChatTemplate::from_gguf(&md).expect_err("wrong type");
+    assert!(err.to_string().contains("tokenizer.chat_template"), "{err}");
+
+    let err = ChatTemplate::new("{% for m in messages %}", "", "").expect_err("unclosed block");
+    assert!(err.to_string().contains("chat template"), "{err}");
+}

