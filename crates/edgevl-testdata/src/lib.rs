@@ -5,9 +5,14 @@
 
 use std::path::PathBuf;
 
+/// The workspace root (where README.md and tests/fixtures are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// `tests/fixtures` at the workspace root.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+    repo_root().join("tests/fixtures")
 }
 
 /// A file under `tests/fixtures`.

@@ -2,7 +2,7 @@
 //! `tests/fixtures/chat/templates.json` (rendered by transformers itself, see
 //! scripts/gen_chat_template_fixtures.py).
 
-use std::path::{Path, PathBuf};
+use edgevl_testdata::{repo_root as repo, smollm2_path};
 
 use edgevl_gguf::{GgufFile, Metadata, Value};
 use edgevl_tokenizer::{ChatMessage, ChatTemplate};
@@ -29,10 +29,6 @@ struct Case {
     error_message: String,
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn cases() -> Vec<Case> {
     let path = repo().join("tests/fixtures/chat/templates.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -41,15 +37,6 @@ fn cases() -> Vec<Case> {
 
 fn messages(case: &Case) -> Vec<ChatMessage> {
     case.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect()
-}
-
-fn smollm2_path() -> PathBuf {
-    let cache = std::env::var_os("EDGEVL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgevl"));
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-smollm2.sh first", path.display());
-    path
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //!   `model.gguf` (scripts/make_tiny_hf_models.py), and `tests/fixtures/tokenizer/tiny-*.json`:
 //!   our 32 strings through the same two models.
 
-use std::path::{Path, PathBuf};
+use edgevl_testdata::{repo_root as repo, smollm2_path};
+use std::path::Path;
 
 use edgevl_gguf::{Array, GgufFile, Metadata, Value};
 use edgevl_tokenizer::Tokenizer;
@@ -31,19 +32,6 @@ struct Case {
 enum Golden {
     List(Vec<Case>),
     Wrapped { cases: Vec<Case> },
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn smollm2_path() -> PathBuf {
-    let cache = std::env::var_os("EDGEVL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgevl"));
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-smollm2.sh first", path.display());
-    path
 }
 
 fn open(model: &Path) -> GgufFile {

@@ -2,8 +2,9 @@
 //! (`tests/fixtures/tokenizer/<model>-vocab.json`, written by scripts/gen_tokenizer_goldens.sh
 //! from `llama-tokenize -v` and from the pieces `llama-tokenize` prints).
 
+use edgevl_testdata::{repo_root as repo, smollm2_path};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use edgevl_gguf::GgufFile;
 use edgevl_tokenizer::{StreamDecoder, Tokenizer};
@@ -25,19 +26,6 @@ struct VocabGolden {
 struct Case {
     text: String,
     ids: Vec<u32>,
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn smollm2_path() -> PathBuf {
-    let cache = std::env::var_os("EDGEVL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgevl"));
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-smollm2.sh first", path.display());
-    path
 }
 
 fn load(model: &Path) -> Tokenizer {
