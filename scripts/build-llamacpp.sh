@@ -6,8 +6,10 @@ set -euo pipefail
 VERSION=0.3.36
 CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}/llama.cpp-$VERSION"
 # Some VMs advertise AMX in cpuid but fault on its instructions (seen here: llama-perplexity died
-# with SIGILL in tinygemm_kernel_amx), so the AMX kernels are left out of the native build.
-BUILD="$CACHE/build-noamx"
+# with SIGILL in tinygemm_kernel_amx). GGML_NATIVE=ON ignores GGML_AMX_*=OFF (-march=native
+# turns AMX on), so the AMX code is compiled out with -mno-amx-* as well.
+BUILD="$CACHE/build-native-noamx"
+NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-mtmd-cli)
 mkdir -p "$CACHE"
@@ -31,6 +33,7 @@ if [ ! -d "$CACHE/src" ]; then
 fi
 cmake -S "$CACHE/src" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
-  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >&2
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+  -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX" >&2
 cmake --build "$BUILD" --target "${TARGETS[@]}" -j "$(nproc)" >&2
 echo "$BUILD/bin"
