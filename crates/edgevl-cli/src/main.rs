@@ -1,6 +1,10 @@
 //! `edgevl`: on-device multimodal LLM inference from the command line. stdout carries only the
 //! answer or the requested JSON; logs and progress go to stderr.
 
+mod bench;
+mod chat;
+mod encode_image;
+mod gen_random;
 mod perplexity;
 mod run;
 mod tiles;
@@ -21,21 +25,33 @@ struct Cli {
 enum Command {
     /// Answer one prompt, streaming the answer to stdout.
     Run(run::RunArgs),
+    /// Chat with a model: line editing, history, streamed answers; /reset, /stats, /exit.
+    Chat(chat::ChatArgs),
     /// Perplexity of a text file, by llama-perplexity's method.
     Perplexity(perplexity::PerplexityArgs),
     /// Print the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
     /// Explain the tile grid and image-token cost of an image under each tiling strategy.
     Tiles(tiles::TilesArgs),
+    /// Write an image's projected embeddings (tokens x d, float32 .npy) for cross-checks.
+    EncodeImage(encode_image::EncodeImageArgs),
+    /// Measure prompt and generation speed as llama-bench does, with peak RSS and a bandwidth roofline.
+    Bench(bench::BenchArgs),
+    /// Write a seeded random-weight model with an exact architecture shape.
+    GenRandom(gen_random::GenRandomArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(&a),
+        Command::Chat(a) => chat::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Tokenize(a) => tokenize::run(&a),
         Command::Tiles(a) => tiles::run(&a),
+        Command::EncodeImage(a) => encode_image::run(&a),
+        Command::Bench(a) => bench::run(&a),
+        Command::GenRandom(a) => gen_random::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

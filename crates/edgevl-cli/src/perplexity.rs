@@ -38,14 +38,14 @@ pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
         chunk: a.ctx,
         kv_type: KvTypeArg::F16,
     };
-    let engine = model.load()?;
+    let session = model.load()?;
     let res = edgevl_runtime::perplexity(
-        engine.decoder(),
-        engine.tokenizer(),
-        engine.pool(),
+        session.decoder(),
+        session.tokenizer(),
+        session.pool(),
         text,
         a.ctx,
-        engine.kv_type(),
+        session.kv_type(),
         |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "),
     )?;
     eprintln!();

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use edgevl_model::KvType;
-use edgevl_runtime::{Engine, EngineConfig, Sampler, SamplerConfig};
+use edgevl_runtime::{Sampler, SamplerConfig, Segment, Session, SessionConfig, TurnStats};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -46,13 +46,13 @@ impl From<KvTypeArg> for KvType {
 }
 
 impl ModelArgs {
-    /// The engine configuration these options describe.
-    pub fn engine_config(&self) -> EngineConfig {
-        let mut cfg = EngineConfig {
+    /// The session configuration these options describe.
+    pub fn session_config(&self) -> SessionConfig {
+        let mut cfg = SessionConfig {
             n_ctx: self.ctx,
             chunk: self.chunk,
             kv_type: self.kv_type.into(),
-            ..EngineConfig::default()
+            ..SessionConfig::default()
         };
         if let Some(t) = self.threads {
             cfg.n_threads = t;
@@ -60,10 +60,54 @@ impl ModelArgs {
         cfg
     }
 
-    /// Load the engine, naming the file in any error.
-    pub fn load(&self) -> anyhow::Result<Engine> {
-        Engine::load(&self.model, &self.engine_config())
+    /// Load the model into a session, naming the file in any error.
+    pub fn load(&self) -> anyhow::Result<Session> {
+        Session::load(&self.model, &self.session_config())
             .with_context(|| format!("cannot load model {}", self.model.display()))
+    }
+}
+
+/// Sampling options shared by `run` and `chat`.
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Tokens to generate at most (per turn in chat).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Top-p (1.0 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p (0.0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repeat penalty over the last 64 tokens (1.0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl GenArgs {
+    /// A sampler with these settings.
+    pub fn sampler(&self) -> Sampler {
+        let mut cfg = SamplerConfig {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            ..SamplerConfig::default()
+        };
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        Sampler::new(cfg)
     }
 }
 
@@ -72,30 +116,11 @@ impl ModelArgs {
 pub struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    gen: GenArgs,
     /// The prompt.
     #[arg(short = 'p', long = "prompt")]
     prompt: String,
-    /// Tokens to generate at most.
-    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
-    n_predict: usize,
-    /// Temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temp: f32,
-    /// Top-k (0 = off).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Top-p (1.0 = off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Min-p (0.0 = off).
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Repeat penalty over the last 64 tokens (1.0 = off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
-    /// Random seed.
-    #[arg(long)]
-    seed: Option<u64>,
     /// No chat template: tokenise the prompt as is.
     #[arg(long)]
     raw: bool,
@@ -106,44 +131,43 @@ pub struct RunArgs {
 
 /// Run `edgevl run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
-    let mut engine = a.model.load()?;
-    if !a.raw && !engine.has_chat_template() {
+    let mut session = a.model.load()?;
+    if !a.raw && !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML (pass --raw to use none)");
     }
-    let prompt = engine.prompt_tokens(&a.prompt, a.raw)?;
-    let mut cfg = SamplerConfig {
-        temp: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        ..SamplerConfig::default()
-    };
-    if let Some(s) = a.seed {
-        cfg.seed = s;
-    }
-    let mut sampler = Sampler::new(cfg);
+    let mut sampler = a.gen.sampler();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let (_, stats) = engine.generate(&prompt, a.n_predict, &mut sampler, |piece| {
-        out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok()
-    })?;
+    let mut write = |piece: &str| out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok();
+    let stats = if a.raw {
+        let tokens = session.tokenizer().encode(&a.prompt, true, true);
+        session.complete(&[Segment::Tokens(tokens)], a.gen.n_predict, &mut sampler, &mut write)?.1
+    } else {
+        session.ask(&a.prompt, a.gen.n_predict, &mut sampler, &mut write)?
+    };
     writeln!(out)?;
-    eprintln!(
-        "edgevl: prompt {} tok, {:.1} tok/s prefill; generated {} tok, {:.1} tok/s; ttft {:.0} ms; load {:.0} ms; peak RSS {:.0} MB",
-        stats.prompt_tokens,
-        stats.prefill_tok_s,
-        stats.generated_tokens,
-        stats.decode_tok_s,
-        stats.ttft_ms,
-        stats.load_ms,
-        stats.peak_rss_mb
-    );
+    eprintln!("edgevl: {}", summary(&stats));
     if let Some(path) = &a.stats_json {
         let json = serde_json::to_string_pretty(&stats)?;
         write_atomically(path, json.as_bytes())?;
     }
     Ok(())
+}
+
+/// A one-line human summary of a turn, for stderr.
+pub fn summary(s: &TurnStats) -> String {
+    format!(
+        "prompt {} tok ({} reused, {} prefilled at {:.1} tok/s); generated {} tok, {:.1} tok/s; ttft {:.0} ms; load {:.0} ms; peak RSS {:.0} MB",
+        s.prompt_tokens,
+        s.reused_tokens,
+        s.prefilled_tokens,
+        s.prefill_tok_s,
+        s.generated_tokens,
+        s.decode_tok_s,
+        s.ttft_ms,
+        s.load_ms,
+        s.peak_rss_mb
+    )
 }
 
 /// Write `bytes` to `path` through a temporary file so no partial file is left behind.

@@ -3,6 +3,8 @@
 //! bytes every time, and files follow llama.cpp's names and keys so both engines read them.
 #![warn(missing_docs)]
 
+pub mod llm;
 mod tensors;
+pub mod vision;
 
 pub use tensors::{random_tensor, GenError, TensorSpec};

@@ -5,6 +5,7 @@
 //! Every SIMD kernel has a scalar twin; the table used is chosen once at run time ([`dispatch::kernels`]).
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod dispatch;
 pub mod dtype;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod formats;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+pub mod probe;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

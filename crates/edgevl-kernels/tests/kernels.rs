@@ -412,3 +412,49 @@ fn matmul_many_equals_separate_products() {
         }
     }
 }
+
+/// The dot-kernel contract: each output is independent of how many weight rows and activation rows one call
+/// takes (kernels that share loads between rows, like the paired-row Q4_0 AVX-512 kernel, must not change a bit).
+#[test]
+fn dot_outputs_do_not_depend_on_rows_per_call() {
+    let mut r = rng(77);
+    for k in Kernels::all_levels() {
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+            for cols in [32, 96, 1280] {
+                let rows = 5;
+                let w = random_weights(&mut r, dtype, rows, cols);
+                let wrb = dtype.row_bytes(cols).unwrap();
+                let vdt = dtype.vec_dot_type();
+                let arb = vdt.row_bytes(cols).unwrap();
+                let mut acts = vec![0u8; 4 * arb];
+                for a in acts.chunks_exact_mut(arb) {
+                    (k.quantizer(vdt))(&random_f32(&mut r, cols, 2.0), a);
+                }
+                let dot = k.format(dtype).dot;
+                for n_act in 1..=4 {
+                    let mut all = vec![0f32; rows * n_act];
+                    dot(&w, wrb, &acts[..n_act * arb], arb, n_act, &mut all);
+                    for j in 0..rows {
+                        for i in 0..n_act {
+                            let mut one = [0f32; 1];
+                            dot(
+                                &w[j * wrb..(j + 1) * wrb],
+                                wrb,
+                                &acts[i * arb..(i + 1) * arb],
+                                arb,
+                                1,
+                                &mut one,
+                            );
+                            assert_eq!(
+                                all[j * n_act + i].to_bits(),
+                                one[0].to_bits(),
+                                "{:?} {dtype:?} cols {cols} n_act {n_act} row {j} act {i}",
+                                k.level()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -11,10 +11,10 @@ use crate::parallel::DisjointSlice;
 use crate::weights::{load_optional_vector, load_vector, Matrix};
 use crate::{KvCache, ModelError};
 use edgevl_gguf::GgufFile;
+use edgevl_kernels::attention::{self, ScoreSum};
 use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
-use edgevl_kernels::{matmul, MatmulScratch, ThreadPool};
+use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool};
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -94,7 +94,7 @@ pub struct RunState {
     gate: Vec<f32>,
     /// SwiGLU up `[max_batch, n_ff]`.
     up: Vec<f32>,
-    /// Attention scores, one row of `n_ctx` per head `[n_head, n_ctx]`.
+    /// Attention scores, one row of `n_ctx` per attention task `[QUERY_SPLIT * n_head, n_ctx]`.
     scores: Vec<f32>,
     /// RoPE cos/sin for one position `[n_rot / 2]` each.
     cos: Vec<f32>,
@@ -196,7 +196,7 @@ impl Decoder {
             proj: z(max_batch * hp.n_embd),
             gate: z(max_batch * hp.n_ff),
             up: z(max_batch * hp.n_ff),
-            scores: z(hp.n_head * n_ctx),
+            scores: z(QUERY_SPLIT * hp.n_head * n_ctx),
             cos: z(hp.rope.n_rot / 2),
             sin: z(hp.rope.n_rot / 2),
             logits: Vec::new(),
@@ -232,7 +232,7 @@ impl Decoder {
             )));
         }
         let pos0 = kv.len();
-        if pos0 + m > kv.n_ctx() || st.scores.len() < hp.n_head * kv.n_ctx() {
+        if pos0 + m > kv.n_ctx() || st.scores.len() < QUERY_SPLIT * hp.n_head * kv.n_ctx() {
             return Err(ModelError::ContextOverflow { needed: pos0 + m, used: pos0, n_ctx: kv.n_ctx() });
         }
         self.embed(input, &mut st.x[..m * d])?;
@@ -292,9 +292,15 @@ impl Decoder {
         }
         let xn = &st.xn[..m * d];
         let f = &self.file;
-        matmul(pool, layer.wq.view(f), xn, m, &mut st.q[..m * qd], &mut st.scratch);
-        matmul(pool, layer.wk.view(f), xn, m, &mut st.k[..m * kvd], &mut st.scratch);
-        matmul(pool, layer.wv.view(f), xn, m, &mut st.v[..m * kvd], &mut st.scratch);
+        // One pool job for the three projections (bit-identical to three `matmul` calls).
+        matmul_many(
+            pool,
+            &[layer.wq.view(f), layer.wk.view(f), layer.wv.view(f)],
+            xn,
+            m,
+            &mut [&mut st.q[..m * qd], &mut st.k[..m * kvd], &mut st.v[..m * kvd]],
+            &mut st.scratch,
+        );
         for (buf, bias, width) in
             [(&mut st.q, &layer.bq, qd), (&mut st.k, &layer.bk, kvd), (&mut st.v, &layer.bv, kvd)]
         {
@@ -326,27 +332,32 @@ impl Decoder {
         let group = hp.n_head / hp.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let q = &st.q;
+        // Each head's queries are split (interleaved, so causal work stays balanced) over
+        // `QUERY_SPLIT` tasks, each with its own score row; every output is computed alone, so
+        // results do not depend on the split.
+        let split = if m > 1 { QUERY_SPLIT } else { 1 };
         let attn = DisjointSlice::new(&mut st.attn[..m * qd]);
-        let scores = DisjointSlice::new(&mut st.scores[..hp.n_head * n_ctx]);
+        let scores = DisjointSlice::new(&mut st.scores[..QUERY_SPLIT * hp.n_head * n_ctx]);
         let planes = kv.planes();
-        pool.run(hp.n_head, &|h| {
+        pool.run(hp.n_head * split, &|task| {
+            let (h, part) = (task / split, task % split);
             let g = h / group;
             let head = g * hd..(g + 1) * hd;
-            // SAFETY: task h is the only one touching score row h.
-            let s_row = unsafe { scores.range_mut(h * n_ctx, n_ctx) };
-            for i in 0..m {
+            // SAFETY: task `task` is the only one touching score row `task`.
+            let s_row = unsafe { scores.range_mut(task * n_ctx, n_ctx) };
+            for i in (part..m).step_by(split) {
                 let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
-                // SAFETY: the (i, h) output slot is written by task h only.
+                // SAFETY: the (i, h) output slot is written by this task only (query i of head h).
                 let out = unsafe { attn.range_mut(i * qd + h * hd, hd) };
                 let n = pos0 + i + 1;
                 let s = &mut s_row[..n];
                 match planes {
                     KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
                     KvPlanes::F16(p) if m >= FLASH_TILE_Q => {
-                        attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out)
+                        attend_exact_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
                     }
                     KvPlanes::F16(p) => {
-                        attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.clone(), n, scale, out)
+                        attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
                     }
                 }
             }
@@ -361,8 +372,14 @@ impl Decoder {
         }
         let f = &self.file;
         let xn = &st.xn[..m * d];
-        matmul(pool, layer.gate.view(f), xn, m, &mut st.gate[..m * ff], &mut st.scratch);
-        matmul(pool, layer.up.view(f), xn, m, &mut st.up[..m * ff], &mut st.scratch);
+        matmul_many(
+            pool,
+            &[layer.gate.view(f), layer.up.view(f)],
+            xn,
+            m,
+            &mut [&mut st.gate[..m * ff], &mut st.up[..m * ff]],
+            &mut st.scratch,
+        );
         swiglu(&mut st.gate[..m * ff], &st.up[..m * ff]);
         matmul(pool, layer.down.view(f), &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
@@ -371,6 +388,9 @@ impl Decoder {
 
 /// Query batches at least this large take llama.cpp's tiled (f32) attention path.
 const FLASH_TILE_Q: usize = 64;
+
+/// Tasks per head when a batch has several queries.
+const QUERY_SPLIT: usize = 2;
 
 /// One query head over the `s.len()` cached positions in f32: scores, softmax, weighted sum.
 #[allow(clippy::too_many_arguments)]
@@ -400,66 +420,67 @@ fn attend_exact<T: KvElem>(
     }
 }
 
-/// One query head over `n` cached positions with an f16 cache, as ggml's CPU flash attention:
-/// the query rounded to f16, K·Q summed in f64, a running maximum and sum, and the weighted sum of
-/// values kept in f16 (rounded after every update), divided by the sum at the end.
+/// One query head over the `s.len()` cached positions of an f16 cache in f32 (as
+/// [`attend_exact`], with the SIMD kernels of `edgevl_kernels::attention`, which give the same
+/// bits).
+#[allow(clippy::too_many_arguments)]
+fn attend_exact_f16(
+    q: &[f32],
+    keys: &[f16],
+    values: &[f16],
+    kvd: usize,
+    off: usize,
+    scale: f32,
+    s: &mut [f32],
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    attention::scores(q, keys, kvd, off, scale, ScoreSum::F32, s);
+    softmax(s);
+    out.fill(0.0);
+    for (j, &p) in s.iter().enumerate() {
+        attention::axpy_f16(out, p, &values[j * kvd + off..j * kvd + off + hd]);
+    }
+}
+
+/// One query head over the `s.len()` cached positions of an f16 cache, as ggml's CPU flash
+/// attention: the query rounded to f16, K·Q summed in f64, a running maximum and sum, and the
+/// weighted sum of values kept in f16 (rounded after every update), divided by the sum at the end.
+/// The scores do not depend on the running state, so they are computed first, 8 keys at a time.
 #[allow(clippy::too_many_arguments)]
 fn attend_flash_f16(
     q: &[f32],
     keys: &[f16],
     values: &[f16],
     kvd: usize,
-    head: Range<usize>,
-    n: usize,
+    off: usize,
     scale: f32,
+    s: &mut [f32],
     out: &mut [f32],
 ) {
     let hd = q.len();
-    let mut buf = [0f32; 3 * MAX_HEAD_DIM];
-    let (qh, rest) = buf.split_at_mut(MAX_HEAD_DIM);
-    let (row, acc) = rest.split_at_mut(MAX_HEAD_DIM);
-    let (qh, row, acc) = (&mut qh[..hd], &mut row[..hd], &mut acc[..hd]);
+    let mut buf = [0f32; 2 * MAX_HEAD_DIM];
+    let (qh, acc) = buf.split_at_mut(MAX_HEAD_DIM);
+    let (qh, acc) = (&mut qh[..hd], &mut acc[..hd]);
     for (d, &v) in qh.iter_mut().zip(q) {
         *d = f16::from_f32(v).to_f32();
     }
-    acc.fill(0.0);
+    attention::scores(qh, keys, kvd, off, scale, ScoreSum::F64, s);
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-    for j in 0..n {
-        let at = j * kvd + head.start..j * kvd + head.end;
-        keys[at.clone()].convert_to_f32_slice(row);
-        let s = dot_f32(qh, row) * scale;
+    for (j, &sj) in s.iter().enumerate() {
         let (mut ms, mut vs) = (1f32, 1f32);
-        if s > max {
-            ms = (max - s).exp();
-            max = s;
-            acc.iter_mut().for_each(|a| *a *= ms);
-            round_to_f16(acc);
+        if sj > max {
+            ms = (max - sj).exp();
+            max = sj;
+            attention::scale_round(acc, ms);
         } else {
-            vs = (s - max).exp();
+            vs = (sj - max).exp();
         }
-        values[at].convert_to_f32_slice(row);
-        for (a, &v) in acc.iter_mut().zip(row.iter()) {
-            *a += v * vs;
-        }
-        round_to_f16(acc);
+        attention::axpy_f16_round(acc, vs, &values[j * kvd + off..j * kvd + off + hd]);
         sum = sum * ms + vs;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for (o, &a) in out.iter_mut().zip(acc.iter()) {
         *o = a * inv;
     }
-}
-
-/// Round every value to the nearest f16 (kept as f32).
-fn round_to_f16(x: &mut [f32]) {
-    let mut tmp = [f16::ZERO; MAX_HEAD_DIM];
-    let tmp = &mut tmp[..x.len()];
-    tmp.convert_from_f32_slice(x);
-    tmp.convert_to_f32_slice(x);
-}
-
-/// Dot product summed in f64, as ggml's reference `ggml_vec_dot_f16` (products of f16 values
-/// are exact in f32).
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(&x, &y)| (x * y) as f64).sum::<f64>() as f32
 }

@@ -9,6 +9,7 @@ mod hparams;
 mod kv_cache;
 mod names;
 mod parallel;
+pub mod vision;
 mod weights;
 
 pub use decoder::{Decoder, DecoderInput, LogitsWanted, RunState};

@@ -12,16 +12,24 @@ pub enum RuntimeError {
     /// The tokenizer or chat template failed.
     #[error(transparent)]
     Tokenizer(#[from] edgevl_tokenizer::TokenizerError),
-    /// The prompt does not fit the context.
-    #[error("the prompt has {n_prompt} tokens but the context holds {n_ctx}; shorten the prompt or raise -c (the model was trained with {n_ctx_train})")]
-    PromptTooLong {
-        /// Prompt tokens.
-        n_prompt: usize,
+    /// The input of a turn does not fit what is left of the context.
+    #[error("the input needs {needed} more tokens but only {left} of the {n_ctx}-token context are left; start over with /reset (in chat), shorten the input, or raise -c (the model was trained with {n_ctx_train})")]
+    ContextFull {
+        /// Positions the turn would add after the part reused from the cache.
+        needed: usize,
+        /// Positions left in the context after that reused part.
+        left: usize,
         /// Context size in use.
         n_ctx: usize,
         /// The model's training context.
         n_ctx_train: usize,
     },
+    /// The caller's cancel flag was set during a prefill.
+    #[error("cancelled")]
+    Cancelled,
+    /// The input cannot be run (empty, or a ragged embedding block).
+    #[error("bad input: {0}")]
+    BadInput(String),
     /// Perplexity needs at least two chunks' worth of text.
     #[error("the text has {n_tokens} tokens; perplexity with -c {n_ctx} needs at least {needed} (2 * ctx)")]
     TextTooShort {

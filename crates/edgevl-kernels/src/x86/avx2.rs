@@ -164,6 +164,55 @@ macro_rules! simd_dot_entry {
             }
         }
     };
+    // With a kernel of two weight rows (`$kernel2(row0, row1, acts) -> ([f32; N], [f32; N])`, each output
+    // computed exactly as `$kernel` computes it) used for pairs of rows when there are several activation rows.
+    ($features:literal, $W:ty, $A:ty, $kernel:ident, $kernel2:ident) => {
+        /// Table entry ([`crate::dispatch::DotFn`]). Only installed after the module's CPU features were detected.
+        pub(crate) fn dot(
+            w: &[u8],
+            w_row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            n_act: usize,
+            out: &mut [f32],
+        ) {
+            let nb = w_row_bytes / std::mem::size_of::<$W>();
+            let a = $crate::x86::avx2::ActRows::<$A>::new(acts, act_row_bytes, n_act, nb);
+            // SAFETY: this function is reachable only through a kernel table filled after detecting `$features`.
+            unsafe {
+                match a.n {
+                    1 => rows::<1>(w, w_row_bytes, nb, &a.take::<1>(), out),
+                    2 => rows::<2>(w, w_row_bytes, nb, &a.take::<2>(), out),
+                    3 => rows::<3>(w, w_row_bytes, nb, &a.take::<3>(), out),
+                    _ => rows::<4>(w, w_row_bytes, nb, &a.take::<4>(), out),
+                }
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        fn rows<const N: usize>(w: &[u8], w_row_bytes: usize, nb: usize, acts: &[&[$A]; N], out: &mut [f32]) {
+            let ahead = $crate::x86::avx2::prefetch_rows(w_row_bytes);
+            let n_rows = out.len() / N;
+            let mut j = 0;
+            // Pairs share the activation loads; one activation row gains nothing from them.
+            while N > 1 && j + 1 < n_rows {
+                $crate::x86::avx2::prefetch_row(w, (j + ahead) * w_row_bytes, 2 * w_row_bytes);
+                let w0 = &$crate::formats::as_blocks::<$W>(&w[j * w_row_bytes..(j + 1) * w_row_bytes])[..nb];
+                let w1 =
+                    &$crate::formats::as_blocks::<$W>(&w[(j + 1) * w_row_bytes..(j + 2) * w_row_bytes])[..nb];
+                let (o0, o1) = $kernel2::<N>(w0, w1, acts);
+                out[j * N..(j + 1) * N].copy_from_slice(&o0);
+                out[(j + 1) * N..(j + 2) * N].copy_from_slice(&o1);
+                j += 2;
+            }
+            while j < n_rows {
+                $crate::x86::avx2::prefetch_row(w, (j + ahead) * w_row_bytes, w_row_bytes);
+                let wb = &$crate::formats::as_blocks::<$W>(&w[j * w_row_bytes..(j + 1) * w_row_bytes])[..nb];
+                out[j * N..(j + 1) * N].copy_from_slice(&$kernel::<N>(wb, acts));
+                j += 1;
+            }
+        }
+    };
 }
 pub(crate) use simd_dot_entry;
 

@@ -1,0 +1,283 @@
+//! `edgevl bench`: prompt processing (pp) and token generation (tg) speed measured as llama-bench
+//! measures them, peak RSS, and a memory-bandwidth probe printed beside tg as its roofline.
+//!
+//! Method (llama-bench's): one warm-up prompt pass and one warm-up generation step, then for each
+//! repetition the cache is cleared and either `-p` random tokens go through one forward pass
+//! (logits of the last position only), or `-n` single-token decode steps run from an empty
+//! context. Rates are tokens per second of each repetition; the table gives their median and
+//! standard deviation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use edgevl_gguf::GgufFile;
+use edgevl_kernels::ThreadPool;
+use edgevl_model::{Decoder, DecoderInput, KvCache, KvType, LogitsWanted, RunState};
+
+/// Options of `edgevl bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The LLM (GGUF).
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Prompt tokens of the pp test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Generated tokens of the tg test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: usize,
+    /// Threads.
+    #[arg(short = 't', long = "threads", default_value_t = 2)]
+    pub threads: usize,
+    /// Context size of the cache (default: n-prompt + n-gen, as llama-bench).
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx: Option<usize>,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the memory-bandwidth probe (its 512 MB buffer counts in the process's peak RSS as
+    /// `/usr/bin/time` sees it; the RSS printed here is taken before the probe).
+    #[arg(long)]
+    pub no_bandwidth: bool,
+}
+
+/// Median, spread and extremes of a test's per-repetition rates.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    stddev: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(samples: &[f64]) -> Stats {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len().max(1) as f64;
+        let median = match s.len() {
+            0 => 0.0,
+            l if l % 2 == 1 => s[l / 2],
+            l => (s[l / 2 - 1] + s[l / 2]) / 2.0,
+        };
+        let mean = s.iter().sum::<f64>() / n;
+        let var =
+            if s.len() > 1 { s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+        Stats {
+            median,
+            stddev: var.sqrt(),
+            min: s.first().copied().unwrap_or(0.0),
+            max: s.last().copied().unwrap_or(0.0),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "median": self.median, "stddev": self.stddev, "min": self.min, "max": self.max })
+    }
+}
+
+/// A model ready to be timed.
+struct Bench {
+    dec: Decoder,
+    kv: KvCache,
+    st: RunState,
+    pool: ThreadPool,
+    rng: u64,
+}
+
+impl Bench {
+    /// Random token ids as llama-bench draws them (uniform over the vocabulary).
+    fn tokens(&mut self, n: usize) -> Vec<u32> {
+        let nv = self.dec.n_vocab() as u64;
+        (0..n)
+            .map(|_| {
+                // xorshift64*: any fixed sequence of ids will do.
+                self.rng ^= self.rng >> 12;
+                self.rng ^= self.rng << 25;
+                self.rng ^= self.rng >> 27;
+                (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % nv) as u32
+            })
+            .collect()
+    }
+
+    /// One pp repetition from an empty cache: seconds.
+    fn prompt(&mut self, n: usize) -> anyhow::Result<f64> {
+        self.kv.truncate(0);
+        let toks = self.tokens(n);
+        let t0 = Instant::now();
+        self.dec.forward(
+            DecoderInput::Tokens(&toks),
+            &mut self.kv,
+            &mut self.st,
+            &self.pool,
+            LogitsWanted::Last,
+        )?;
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// One tg repetition of `n` decode steps from an empty cache: seconds.
+    fn generate(&mut self, n: usize) -> anyhow::Result<f64> {
+        self.kv.truncate(0);
+        let toks = self.tokens(n);
+        let t0 = Instant::now();
+        for t in &toks {
+            let tok = std::slice::from_ref(t);
+            self.dec.forward(
+                DecoderInput::Tokens(tok),
+                &mut self.kv,
+                &mut self.st,
+                &self.pool,
+                LogitsWanted::Last,
+            )?;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+}
+
+/// Peak resident set size of this process in MB (VmHWM), if the system reports it.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Bytes of weights one decode step reads: every tensor but the embedding table (of which it
+/// reads one row), unless the output projection is tied to it.
+fn bytes_per_token(f: &GgufFile) -> u64 {
+    let tied = f.tensor("output.weight").is_none();
+    f.tensors()
+        .iter()
+        .filter(|t| tied || t.name != "token_embd.weight")
+        .map(|t| f.tensor_data(t).len() as u64)
+        .sum()
+}
+
+/// Read bandwidth of `threads` threads streaming a buffer much larger than the caches, in GB/s
+/// (best of a few passes).
+fn read_bandwidth_gbs(pool: &ThreadPool) -> f64 {
+    const BYTES: usize = 512 << 20;
+    let buf: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
+    let tasks = pool.n_threads() * 8;
+    let chunk = buf.len().div_ceil(tasks);
+    let sink = std::sync::atomic::AtomicU64::new(0);
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        pool.run(tasks, &|t| {
+            let part = &buf[(t * chunk).min(buf.len())..((t + 1) * chunk).min(buf.len())];
+            sink.fetch_xor(edgevl_kernels::probe::xor_words(part), std::sync::atomic::Ordering::Relaxed);
+        });
+        let s = t0.elapsed().as_secs_f64();
+        best = best.max(BYTES as f64 / s / 1e9);
+    }
+    std::hint::black_box(sink.into_inner());
+    best
+}
+
+/// Runs the benchmark and prints the table (or JSON) on stdout.
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.reps > 0, "-r must be at least 1");
+    anyhow::ensure!(
+        a.n_prompt + a.n_gen > 0 || !a.no_bandwidth,
+        "nothing to measure: -p and -n are both 0 and --no-bandwidth is set"
+    );
+    let file =
+        Arc::new(GgufFile::open(&a.model).with_context(|| format!("cannot open {}", a.model.display()))?);
+    let dec =
+        Decoder::load(Arc::clone(&file)).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let n_ctx = a.ctx.unwrap_or(a.n_prompt + a.n_gen).max(a.n_prompt).max(a.n_gen).max(1);
+    let kv = dec.new_cache(n_ctx, KvType::F16);
+    let st = dec.new_state(a.n_prompt.max(1), n_ctx);
+    let pool = ThreadPool::new(a.threads.max(1));
+    let mut b = Bench { dec, kv, st, pool, rng: 0x9e37_79b9_7f4a_7c15 };
+
+    if a.n_prompt > 0 {
+        eprintln!("bench: warm-up prompt pass");
+        b.prompt(a.n_prompt)?;
+    }
+    if a.n_gen > 0 {
+        eprintln!("bench: warm-up generation step");
+        b.generate(1)?;
+    }
+    let mut pp = Vec::new();
+    for i in 0..if a.n_prompt > 0 { a.reps } else { 0 } {
+        let s = b.prompt(a.n_prompt)?;
+        eprintln!("bench: pp{} run {}/{}: {:.2} tok/s", a.n_prompt, i + 1, a.reps, a.n_prompt as f64 / s);
+        pp.push(a.n_prompt as f64 / s);
+    }
+    let mut tg = Vec::new();
+    for i in 0..if a.n_gen > 0 { a.reps } else { 0 } {
+        let s = b.generate(a.n_gen)?;
+        eprintln!("bench: tg{} run {}/{}: {:.2} tok/s", a.n_gen, i + 1, a.reps, a.n_gen as f64 / s);
+        tg.push(a.n_gen as f64 / s);
+    }
+    let rss = peak_rss_mb();
+    let weights = bytes_per_token(&file);
+    let bw = if a.no_bandwidth { None } else { Some(read_bandwidth_gbs(&b.pool)) };
+    let roofline = bw.map(|g| g * 1e9 / weights.max(1) as f64);
+    let (pp, tg) = (Stats::of(&pp), Stats::of(&tg));
+    let level = format!("{:?}", edgevl_kernels::kernels().level());
+
+    if a.json {
+        let j = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "threads": b.pool.n_threads(),
+            "n_ctx": n_ctx,
+            "simd": level,
+            "n_prompt": a.n_prompt,
+            "n_gen": a.n_gen,
+            "reps": a.reps,
+            "pp_tok_s": (a.n_prompt > 0).then(|| pp.json()),
+            "tg_tok_s": (a.n_gen > 0).then(|| tg.json()),
+            "peak_rss_mb": rss,
+            "bytes_per_token": weights,
+            "read_bandwidth_gbs": bw,
+            "tg_roofline_tok_s": roofline,
+        });
+        println!("{j}");
+        return Ok(());
+    }
+    let name = a.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    println!("| model | threads | simd | test | t/s (median ± sd) | min .. max |");
+    println!("|---|---:|---|---|---:|---|");
+    let row = |test: String, s: &Stats| {
+        println!(
+            "| {name} | {} | {level} | {test} | {:.2} ± {:.2} | {:.2} .. {:.2} |",
+            b.pool.n_threads(),
+            s.median,
+            s.stddev,
+            s.min,
+            s.max
+        )
+    };
+    if a.n_prompt > 0 {
+        row(format!("pp{}", a.n_prompt), &pp);
+    }
+    if a.n_gen > 0 {
+        row(format!("tg{}", a.n_gen), &tg);
+    }
+    println!();
+    if let Some(r) = rss {
+        println!("peak RSS: {r:.0} MB (before the bandwidth probe)");
+    }
+    println!("weights read per token: {:.1} MB", weights as f64 / 1e6);
+    if let (Some(bw), Some(roof)) = (bw, roofline) {
+        let pct = if a.n_gen > 0 {
+            format!(", tg at {:.0}% of it", 100.0 * tg.median / roof)
+        } else {
+            String::new()
+        };
+        println!(
+            "read bandwidth ({} threads): {bw:.1} GB/s -> tg roofline {roof:.1} tok/s{pct}",
+            b.pool.n_threads()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `edgevl chat`: a conversation on the terminal (line editing, history, streamed answers) or,
+//! when stdin is not a terminal, one turn per input line so it can be scripted. stdout carries
+//! only the answers and `/stats` JSON; prompts, notes and errors go to stderr (or the terminal).
+
+use crate::run::{summary, GenArgs, ModelArgs};
+use anyhow::Context;
+use clap::Args;
+use edgevl_runtime::{Finish, Sampler, Session};
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Arguments of `edgevl chat`.
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    gen: GenArgs,
+    /// A system message to start every conversation with.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+const HELP: &str =
+    "commands: /reset (new conversation), /stats (session stats as JSON), /exit; Ctrl-C stops an answer";
+
+/// What the loop does after a line.
+enum Next {
+    Continue,
+    Exit,
+}
+
+/// Run `edgevl chat`.
+pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    let session = a.model.load()?;
+    if !session.has_chat_template() {
+        eprintln!("edgevl: the model has no chat template; using ChatML");
+    }
+    // Ctrl-C during an answer stops the answer; anywhere else (e.g. a scripted chat waiting on
+    // its input) it ends the program as usual. At the terminal prompt rustyline reads it as a key.
+    let cancel = session.cancel_flag();
+    let answering = Arc::new(AtomicBool::new(false));
+    let busy = answering.clone();
+    ctrlc::set_handler(move || {
+        if busy.load(Ordering::Relaxed) {
+            cancel.store(true, Ordering::Relaxed);
+        } else {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let mut chat = Chat { session, sampler: a.gen.sampler(), args: a, answering };
+    chat.start();
+    if std::io::stdin().is_terminal() {
+        chat.interactive()
+    } else {
+        chat.scripted()
+    }
+}
+
+struct Chat<'a> {
+    session: Session,
+    sampler: Sampler,
+    args: &'a ChatArgs,
+    /// True while an answer is being generated (what Ctrl-C stops).
+    answering: Arc<AtomicBool>,
+}
+
+impl Chat<'_> {
+    /// Begin a conversation (after load and after /reset).
+    fn start(&mut self) {
+        if let Some(system) = &self.args.system {
+            self.session.add_text("system", system);
+        }
+    }
+
+    /// Terminal mode: rustyline on /dev/tty; errors of a turn are shown and the chat goes on.
+    fn interactive(&mut self) -> anyhow::Result<()> {
+        use rustyline::error::ReadlineError;
+        let config = rustyline::Config::builder()
+            .behavior(rustyline::Behavior::PreferTerm)
+            .auto_add_history(true)
+            .build();
+        let mut editor = rustyline::DefaultEditor::with_config(config).context("cannot open the terminal")?;
+        eprintln!("edgevl: {HELP}");
+        loop {
+            match editor.readline("> ") {
+                Ok(line) => match self.line(&line) {
+                    Ok(Next::Continue) => {}
+                    Ok(Next::Exit) => return Ok(()),
+                    Err(e) => eprintln!("edgevl: error: {e:#}"),
+                },
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => return Ok(()),
+                Err(e) => return Err(e).context("cannot read from the terminal"),
+            }
+        }
+    }
+
+    /// Scripted mode: one turn per stdin line; any error ends the run with a non-zero exit.
+    fn scripted(&mut self) -> anyhow::Result<()> {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("cannot read stdin")?;
+            if let Next::Exit = self.line(&line)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handle one input line: a command or a user turn.
+    fn line(&mut self, line: &str) -> anyhow::Result<Next> {
+        let text = line.trim();
+        if text.is_empty() {
+            return Ok(Next::Continue);
+        }
+        let stdout = std::io::stdout();
+        match text {
+            "/exit" | "/quit" => return Ok(Next::Exit),
+            "/reset" => {
+                self.session.reset();
+                self.start();
+                eprintln!("edgevl: conversation reset");
+            }
+            "/stats" => {
+                let json = serde_json::to_string(&self.session.stats())?;
+                let mut out = stdout.lock();
+                writeln!(out, "{json}")?;
+                out.flush()?;
+            }
+            "/help" => eprintln!("edgevl: {HELP}"),
+            cmd if cmd.starts_with('/') => eprintln!("edgevl: unknown command {cmd}; {HELP}"),
+            _ => {
+                let mut out = stdout.lock();
+                self.answering.store(true, Ordering::Relaxed);
+                let stats = self.session.ask(text, self.args.gen.n_predict, &mut self.sampler, |piece| {
+                    out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok()
+                });
+                self.answering.store(false, Ordering::Relaxed);
+                let stats = stats?;
+                writeln!(out)?;
+                out.flush()?;
+                match stats.finish {
+                    Finish::Cancelled => eprintln!("edgevl: answer stopped"),
+                    Finish::ContextFull => {
+                        eprintln!("edgevl: the context is full; /reset to start a new conversation")
+                    }
+                    Finish::Eog | Finish::Length => {}
+                }
+                eprintln!("edgevl: {}", summary(&stats));
+            }
+        }
+        Ok(Next::Continue)
+    }
+}

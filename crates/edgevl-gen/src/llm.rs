@@ -1,0 +1,262 @@
+//! Random-weight LLaMA decoders with exact architecture shapes, written as GGUF files that both
+//! edgevl and llama.cpp load (llama.cpp's tensor names and metadata keys, a GPT-2-style
+//! byte-level vocabulary of synthetic tokens).
+
+use std::path::Path;
+
+use edgevl_gguf::{Array, GgmlType, GgufWriter, Value};
+use edgevl_kernels::DType;
+
+use crate::tensors::{random_tensor, GenError, TensorSpec};
+
+/// Errors of LLaMA model generation.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmGenError {
+    /// Generating or writing a tensor failed.
+    #[error(transparent)]
+    Gen(#[from] GenError),
+    /// No preset of that name.
+    #[error("unknown preset '{name}' (known: {known})")]
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+        /// The presets there are.
+        known: String,
+    },
+}
+
+/// Shape of a LLaMA-architecture decoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LlamaShape {
+    /// Preset name (also `general.name`).
+    pub name: &'static str,
+    /// Residual width.
+    pub n_embd: usize,
+    /// Number of blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// SwiGLU hidden width.
+    pub n_ff: usize,
+    /// Vocabulary size (at least 257: the 256 byte tokens and one control token).
+    pub n_vocab: usize,
+    /// Training context length.
+    pub n_ctx: usize,
+    /// RoPE frequency base.
+    pub rope_base: f32,
+    /// Whether the output projection is the token embedding (no `output.weight`).
+    pub tied_output: bool,
+}
+
+/// The LLaMA-shaped presets.
+pub const PRESETS: [LlamaShape; 3] = [
+    // BlueLM-V-3B's language model (2.7B).
+    LlamaShape {
+        name: "bluelm-v-3b",
+        n_embd: 2560,
+        n_layer: 28,
+        n_head: 20,
+        n_head_kv: 20,
+        n_ff: 6912,
+        n_vocab: 100_000,
+        n_ctx: 4096,
+        rope_base: 10_000.0,
+        tied_output: false,
+    },
+    // SmolLM2-135M.
+    LlamaShape {
+        name: "smollm2-135m",
+        n_embd: 576,
+        n_layer: 30,
+        n_head: 9,
+        n_head_kv: 3,
+        n_ff: 1536,
+        n_vocab: 49_152,
+        n_ctx: 8192,
+        rope_base: 100_000.0,
+        tied_output: true,
+    },
+    // A few kilobytes, for tests.
+    LlamaShape {
+        name: "tiny",
+        n_embd: 64,
+        n_layer: 2,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 128,
+        n_vocab: 512,
+        n_ctx: 256,
+        rope_base: 10_000.0,
+        tied_output: false,
+    },
+];
+
+/// The preset called `name`.
+pub fn preset(name: &str) -> Option<LlamaShape> {
+    PRESETS.iter().copied().find(|p| p.name == name)
+}
+
+/// Id of the one control token (`<|endoftext|>`, also BOS and EOS): right after the byte tokens.
+pub const EOT_ID: u32 = 256;
+
+/// GGUF token type of a normal token (llama.cpp's `LLAMA_TOKEN_TYPE_NORMAL`).
+const TOKEN_NORMAL: i32 = 1;
+/// GGUF token type of a control token.
+const TOKEN_CONTROL: i32 = 3;
+
+/// The character GPT-2's byte-level BPE writes for byte `b` (printable bytes stand for
+/// themselves, the others are shifted to U+0100 and above).
+fn byte_char(b: u8) -> char {
+    let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable {
+        char::from(b)
+    } else {
+        let below = (0..b).filter(|&c| !matches!(c, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)).count();
+        char::from_u32(256 + below as u32).unwrap_or(char::REPLACEMENT_CHARACTER)
+    }
+}
+
+/// Metadata of `shape`: architecture keys and the synthetic vocabulary.
+fn add_metadata(w: &mut GgufWriter, shape: &LlamaShape, dtype: DType) {
+    let u32v = |n: usize| Value::U32(n as u32);
+    w.add_kv("general.architecture", Value::Str("llama".into()));
+    w.add_kv("general.name", Value::Str(format!("random-{}", shape.name)));
+    w.add_kv("general.file_type", Value::U32(file_type(dtype)));
+    w.add_kv("llama.context_length", u32v(shape.n_ctx));
+    w.add_kv("llama.embedding_length", u32v(shape.n_embd));
+    w.add_kv("llama.block_count", u32v(shape.n_layer));
+    w.add_kv("llama.feed_forward_length", u32v(shape.n_ff));
+    w.add_kv("llama.attention.head_count", u32v(shape.n_head));
+    w.add_kv("llama.attention.head_count_kv", u32v(shape.n_head_kv));
+    w.add_kv("llama.rope.dimension_count", u32v(shape.n_embd / shape.n_head));
+    w.add_kv("llama.rope.freq_base", Value::F32(shape.rope_base));
+    w.add_kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    w.add_kv("llama.vocab_size", u32v(shape.n_vocab));
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
+    tokens.push("<|endoftext|>".into());
+    tokens.extend((tokens.len()..shape.n_vocab).map(|i| format!("tok{i}")));
+    let mut types = vec![TOKEN_NORMAL; shape.n_vocab];
+    types[EOT_ID as usize] = TOKEN_CONTROL;
+    w.add_kv("tokenizer.ggml.model", Value::Str("gpt2".into()));
+    w.add_kv("tokenizer.ggml.pre", Value::Str("default".into()));
+    w.add_kv("tokenizer.ggml.tokens", Value::Array(Array::Str(tokens)));
+    w.add_kv("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+    w.add_kv("tokenizer.ggml.merges", Value::Array(Array::Str(Vec::new())));
+    w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(EOT_ID));
+    w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(EOT_ID));
+    w.add_kv("tokenizer.ggml.add_bos_token", Value::Bool(false));
+}
+
+/// llama.cpp's `general.file_type` (`LLAMA_FTYPE_MOSTLY_*`) for matrices stored as `dtype`.
+fn file_type(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q4_1 => 3,
+        DType::Q8_0 => 7,
+        DType::Q6_K => 18,
+        DType::Q4_K => 15,
+        DType::BF16 => 32,
+    }
+}
+
+/// Every tensor of `shape` in file order, matrices stored as `dtype`.
+pub fn tensor_specs(shape: &LlamaShape, dtype: DType) -> Vec<TensorSpec> {
+    let (d, ff, v) = (shape.n_embd as u64, shape.n_ff as u64, shape.n_vocab as u64);
+    let kvd = (shape.n_embd / shape.n_head * shape.n_head_kv) as u64;
+    // Uniform in [-a, a] has variance a^2 / 3: a = sqrt(3 / cols) keeps products near unit scale.
+    let mat = |name: String, cols: u64, rows: u64| TensorSpec {
+        name,
+        dims: vec![cols, rows],
+        dtype,
+        scale: (3.0 / cols as f32).sqrt(),
+    };
+    let norm = |name: String| TensorSpec { name, dims: vec![d], dtype: DType::F32, scale: -1.0 };
+    let mut out = vec![TensorSpec { name: "token_embd.weight".into(), dims: vec![d, v], dtype, scale: 1.0 }];
+    for l in 0..shape.n_layer {
+        let b = |s: &str| format!("blk.{l}.{s}");
+        out.push(norm(b("attn_norm.weight")));
+        out.push(mat(b("attn_q.weight"), d, d));
+        out.push(mat(b("attn_k.weight"), d, kvd));
+        out.push(mat(b("attn_v.weight"), d, kvd));
+        out.push(mat(b("attn_output.weight"), d, d));
+        out.push(norm(b("ffn_norm.weight")));
+        out.push(mat(b("ffn_gate.weight"), d, ff));
+        out.push(mat(b("ffn_up.weight"), d, ff));
+        out.push(mat(b("ffn_down.weight"), ff, d));
+    }
+    out.push(norm("output_norm.weight".into()));
+    if !shape.tied_output {
+        out.push(mat("output.weight".into(), d, v));
+    }
+    out
+}
+
+/// Builds the GGUF of `shape` with matrices stored as `dtype` and weights drawn from `seed`;
+/// `progress(done, total)` is called after each tensor.
+pub fn build_llama(
+    shape: &LlamaShape,
+    dtype: DType,
+    seed: u64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<GgufWriter, GenError> {
+    let mut w = GgufWriter::new();
+    add_metadata(&mut w, shape, dtype);
+    let specs = tensor_specs(shape, dtype);
+    for (i, spec) in specs.iter().enumerate() {
+        let (t, bytes): (GgmlType, Vec<u8>) = random_tensor(spec, seed)?;
+        w.add_tensor(spec.name.clone(), t, &spec.dims, bytes)?;
+        progress(i + 1, specs.len());
+    }
+    Ok(w)
+}
+
+/// Writes the random LLaMA-architecture model `preset` (see [`PRESETS`]) with matrices stored as
+/// `dtype` to `path` atomically (a part file renamed into place).
+pub fn write_llama(
+    preset_name: &str,
+    dtype: DType,
+    seed: u64,
+    path: &Path,
+    progress: impl FnMut(usize, usize),
+) -> Result<(), LlmGenError> {
+    let shape = preset(preset_name).ok_or_else(|| LlmGenError::UnknownPreset {
+        name: preset_name.to_string(),
+        known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+    })?;
+    build_llama(&shape, dtype, seed, progress)?.write_to_path(path).map_err(GenError::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_chars_are_gpt2s_mapping() {
+        // Spot values of GPT-2's bytes_to_unicode table.
+        assert_eq!(byte_char(b'A'), 'A');
+        assert_eq!(byte_char(b' '), '\u{120}');
+        assert_eq!(byte_char(b'\n'), '\u{10A}');
+        assert_eq!(byte_char(0), '\u{100}');
+        assert_eq!(byte_char(0xAD), '\u{143}');
+        let all: std::collections::HashSet<char> = (0..=255u8).map(byte_char).collect();
+        assert_eq!(all.len(), 256);
+    }
+
+    #[test]
+    fn bluelm_shape_has_the_published_parameter_count() {
+        let shape = preset("bluelm-v-3b").unwrap();
+        let n: u64 = tensor_specs(&shape, DType::Q4_0).iter().map(|s| s.dims.iter().product::<u64>()).sum();
+        assert!((2_700_000_000..2_750_000_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn unknown_preset_is_named() {
+        let e = write_llama("nope", DType::Q4_0, 1, Path::new("/nonexistent/x"), |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("nope"));
+    }
+}

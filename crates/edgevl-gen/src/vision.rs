@@ -1,0 +1,287 @@
+//! Random-weight mmproj files: a SigLIP vision tower with the lfm2 projector (2x2 merge,
+//! LayerNorm, Linear, tanh-GELU, Linear), under llama.cpp's CLIP tensor names and keys plus
+//! `edgevl.vision.layout`, so edgevl and llama.cpp both load them.
+
+use std::path::Path;
+
+use edgevl_gguf::{Array, GgufWriter, Value};
+use edgevl_kernels::DType;
+
+use crate::tensors::{random_tensor, GenError, TensorSpec};
+
+/// Errors of mmproj generation.
+#[derive(Debug, thiserror::Error)]
+pub enum VisionGenError {
+    /// Generating or writing a tensor failed.
+    #[error(transparent)]
+    Gen(#[from] GenError),
+    /// No preset of that name.
+    #[error("unknown vision preset '{name}' (known: {known})")]
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+        /// The presets there are.
+        known: String,
+    },
+}
+
+impl From<edgevl_gguf::GgufError> for VisionGenError {
+    fn from(e: edgevl_gguf::GgufError) -> Self {
+        VisionGenError::Gen(GenError::Gguf(e))
+    }
+}
+
+/// Shape of a SigLIP vision tower and its projector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VisionShape {
+    /// Preset name (also `general.name`).
+    pub name: &'static str,
+    /// Tile side in pixels.
+    pub image_size: usize,
+    /// Patch side in pixels.
+    pub patch_size: usize,
+    /// ViT width.
+    pub n_embd: usize,
+    /// ViT MLP width.
+    pub n_ff: usize,
+    /// ViT blocks.
+    pub n_layer: usize,
+    /// Attention heads.
+    pub n_head: usize,
+    /// Projector output width (the LLM's embedding width).
+    pub projection_dim: usize,
+    /// ViT LayerNorm epsilon.
+    pub eps: f32,
+    /// Whether the file has `v.post_ln`.
+    pub post_norm: bool,
+}
+
+/// SigLIP so400m-patch14-384 with the projector to BlueLM-V-3B's width 2560 (spec section 1).
+pub const SIGLIP_SO400M: VisionShape = VisionShape {
+    name: "siglip-so400m",
+    image_size: 384,
+    patch_size: 14,
+    n_embd: 1152,
+    n_ff: 4304,
+    n_layer: 27,
+    n_head: 16,
+    projection_dim: 2560,
+    eps: 1e-6,
+    post_norm: false,
+};
+
+/// A tiny tower of so400m's structure (384 px tiles, patch 14: the 27x27 grid) for tests.
+pub const TINY_VISION: VisionShape = VisionShape {
+    name: "tiny-vision",
+    image_size: 384,
+    patch_size: 14,
+    n_embd: 64,
+    n_ff: 128,
+    n_layer: 2,
+    n_head: 4,
+    projection_dim: 64,
+    eps: 1e-6,
+    post_norm: true,
+};
+
+/// All vision presets.
+pub const VISION_PRESETS: [VisionShape; 2] = [SIGLIP_SO400M, TINY_VISION];
+
+/// The preset called `name`.
+pub fn vision_preset(name: &str) -> Result<VisionShape, VisionGenError> {
+    VISION_PRESETS.iter().find(|p| p.name == name).copied().ok_or_else(|| VisionGenError::UnknownPreset {
+        name: name.to_string(),
+        known: VISION_PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Storage scheme of the weight matrices (norms, biases and position embeddings are F32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VisionDType {
+    /// Every matrix F32.
+    F32,
+    /// Every matrix F16.
+    F16,
+    /// Q8_0 where the row length is a multiple of 32, F16 otherwise (the paper's INT8 ViT).
+    Q8_0,
+}
+
+impl VisionDType {
+    fn matrix(self, cols: usize) -> DType {
+        match self {
+            VisionDType::F32 => DType::F32,
+            VisionDType::F16 => DType::F16,
+            VisionDType::Q8_0 if cols.is_multiple_of(32) => DType::Q8_0,
+            VisionDType::Q8_0 => DType::F16,
+        }
+    }
+}
+
+fn spec(out: &mut Vec<TensorSpec>, name: String, dims: Vec<u64>, dtype: DType, scale: f32) {
+    out.push(TensorSpec { name, dims, dtype, scale });
+}
+
+/// A linear layer `name.weight` (`[cols, rows]`) and `name.bias` (`[rows]`).
+fn linear(out: &mut Vec<TensorSpec>, name: &str, cols: u64, rows: u64, dtype: VisionDType) {
+    let scale = 1.0 / (cols as f32).sqrt();
+    spec(out, format!("{name}.weight"), vec![cols, rows], dtype.matrix(cols as usize), scale);
+    spec(out, format!("{name}.bias"), vec![rows], DType::F32, 0.02);
+}
+
+/// A LayerNorm `name.weight` (ones) and `name.bias` (small random).
+fn norm(out: &mut Vec<TensorSpec>, name: &str, n: u64) {
+    spec(out, format!("{name}.weight"), vec![n], DType::F32, -1.0);
+    spec(out, format!("{name}.bias"), vec![n], DType::F32, 0.02);
+}
+
+/// Every tensor of `shape` with its GGUF dims, type and value scale, in file order.
+pub fn mmproj_tensors(shape: &VisionShape, dtype: VisionDType) -> Vec<TensorSpec> {
+    let (d, ff, p) = (shape.n_embd as u64, shape.n_ff as u64, shape.patch_size as u64);
+    let n_pos = (shape.image_size as u64 / p).pow(2);
+    let (mw, od) = (4 * d, shape.projection_dim as u64);
+    let mut out = Vec::new();
+    let patch_len = 3 * p * p;
+    let patch_type = dtype.matrix(patch_len as usize);
+    spec(
+        &mut out,
+        "v.patch_embd.weight".into(),
+        vec![p, p, 3, d],
+        patch_type,
+        1.0 / (patch_len as f32).sqrt(),
+    );
+    spec(&mut out, "v.patch_embd.bias".into(), vec![d], DType::F32, 0.02);
+    spec(&mut out, "v.position_embd.weight".into(), vec![d, n_pos], DType::F32, 0.1);
+    for i in 0..shape.n_layer {
+        norm(&mut out, &format!("v.blk.{i}.ln1"), d);
+        for m in ["attn_q", "attn_k", "attn_v", "attn_out"] {
+            linear(&mut out, &format!("v.blk.{i}.{m}"), d, d, dtype);
+        }
+        norm(&mut out, &format!("v.blk.{i}.ln2"), d);
+        linear(&mut out, &format!("v.blk.{i}.ffn_up"), d, ff, dtype);
+        linear(&mut out, &format!("v.blk.{i}.ffn_down"), ff, d, dtype);
+    }
+    if shape.post_norm {
+        norm(&mut out, "v.post_ln", d);
+    }
+    norm(&mut out, "mm.input_norm", mw);
+    linear(&mut out, "mm.1", mw, od, dtype);
+    linear(&mut out, "mm.2", od, od, dtype);
+    out
+}
+
+/// A writer holding the metadata and seeded random tensors of an mmproj file of `shape`.
+pub fn build_mmproj(
+    shape: &VisionShape,
+    dtype: VisionDType,
+    seed: u64,
+) -> Result<GgufWriter, VisionGenError> {
+    let mut w = GgufWriter::new();
+    let u32v = |v: usize| Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
+    w.add_kv("general.architecture", Value::Str("clip".into()))
+        .add_kv("general.name", Value::Str(shape.name.into()))
+        .add_kv("clip.has_vision_encoder", Value::Bool(true))
+        .add_kv("clip.has_text_encoder", Value::Bool(false))
+        .add_kv("clip.projector_type", Value::Str("lfm2".into()))
+        .add_kv("clip.use_gelu", Value::Bool(true))
+        .add_kv("clip.vision.image_size", u32v(shape.image_size))
+        .add_kv("clip.vision.patch_size", u32v(shape.patch_size))
+        .add_kv("clip.vision.embedding_length", u32v(shape.n_embd))
+        .add_kv("clip.vision.feed_forward_length", u32v(shape.n_ff))
+        .add_kv("clip.vision.block_count", u32v(shape.n_layer))
+        .add_kv("clip.vision.attention.head_count", u32v(shape.n_head))
+        .add_kv("clip.vision.attention.layer_norm_epsilon", Value::F32(shape.eps))
+        .add_kv("clip.vision.projection_dim", u32v(shape.projection_dim))
+        .add_kv("clip.vision.image_mean", Value::Array(Array::F32(vec![0.5; 3])))
+        .add_kv("clip.vision.image_std", Value::Array(Array::F32(vec![0.5; 3])))
+        .add_kv("clip.vision.projector.scale_factor", Value::U32(2))
+        .add_kv("edgevl.vision.layout", Value::Str("global-first".into()));
+    for spec in mmproj_tensors(shape, dtype) {
+        let (t, bytes) = random_tensor(&spec, seed)?;
+        w.add_tensor(spec.name, t, &spec.dims, bytes)?;
+    }
+    Ok(w)
+}
+
+/// Writes a random-weight mmproj file of `shape` to `path` (atomically).
+pub fn write_mmproj(
+    shape: &VisionShape,
+    dtype: VisionDType,
+    seed: u64,
+    path: &Path,
+) -> Result<(), VisionGenError> {
+    build_mmproj(shape, dtype, seed)?.write_to_path(path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_scheme_falls_back_to_f16_for_odd_rows() {
+        let specs = mmproj_tensors(&SIGLIP_SO400M, VisionDType::Q8_0);
+        let ty = |n: &str| specs.iter().find(|s| s.name == n).map(|s| s.dtype);
+        assert_eq!(ty("v.blk.0.ffn_up.weight"), Some(DType::Q8_0));
+        assert_eq!(ty("v.blk.0.ffn_down.weight"), Some(DType::F16)); // rows of 4304
+        assert_eq!(ty("v.patch_embd.weight"), Some(DType::F16)); // rows of 588
+        assert_eq!(ty("mm.1.weight"), Some(DType::Q8_0));
+        assert_eq!(ty("v.blk.26.ln2.weight"), Some(DType::F32));
+        assert!(ty("v.blk.27.ln1.weight").is_none());
+        assert!(vision_preset("nope").unwrap_err().to_string().contains("siglip-so400m"));
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use edgevl_gguf::GgufFile;
+    use edgevl_kernels::ThreadPool;
+    use edgevl_model::vision::VisionEncoder;
+    use std::sync::Arc;
+
+    fn encoder(shape: &VisionShape, dtype: VisionDType) -> VisionEncoder {
+        let bytes = build_mmproj(shape, dtype, 5).unwrap().to_bytes().unwrap();
+        VisionEncoder::load(Arc::new(GgufFile::from_bytes(bytes).unwrap())).unwrap()
+    }
+
+    /// A smooth pattern in [-1, 1] standing in for normalised pixels.
+    fn tiles(n: usize, size: usize) -> Vec<f32> {
+        (0..n * 3 * size * size).map(|i| ((i % 977) as f32 * 0.37).sin()).collect()
+    }
+
+    #[test]
+    fn tiny_in_every_type_loads_and_batches_equal_one_at_a_time() {
+        let pool = ThreadPool::new(2);
+        for dtype in [VisionDType::F32, VisionDType::F16, VisionDType::Q8_0] {
+            let enc = encoder(&TINY_VISION, dtype);
+            let input = tiles(3, 384);
+            let one = enc.encode_tiles(&input, 3, 1, &pool).unwrap();
+            assert_eq!(one.len(), 3 * 196 * TINY_VISION.projection_dim);
+            assert!(one.iter().all(|v| v.is_finite()));
+            for batch in [2, 3] {
+                let b = enc.encode_tiles(&input, 3, batch, &pool).unwrap();
+                let diff = one.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(diff == 0.0, "{dtype:?} batch {batch}: max abs diff {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn so400m_shape_encodes_one_tile() {
+        let enc = encoder(&SIGLIP_SO400M, VisionDType::Q8_0);
+        let hp = enc.hparams();
+        assert_eq!(
+            (hp.n_embd, hp.n_layer, hp.n_head, hp.n_ff, hp.projection_dim),
+            (1152, 27, 16, 4304, 2560)
+        );
+        assert!(!enc.has_post_norm());
+        let pool = ThreadPool::new(2);
+        let start = std::time::Instant::now();
+        let out = enc.encode_tiles(&tiles(1, 384), 1, 1, &pool).unwrap();
+        eprintln!("so400m Q8_0, one tile, 2 threads: {:.2} s", start.elapsed().as_secs_f64());
+        assert_eq!(out.len(), 196 * 2560);
+        assert!(out.iter().all(|v| v.is_finite()));
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len() as f32).sqrt();
+        assert!(rms > 1e-3 && rms < 1e3, "output rms {rms}");
+    }
+}

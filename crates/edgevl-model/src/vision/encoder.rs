@@ -1,0 +1,256 @@
+//! The SigLIP ViT forward pass over a batch of tiles, the 2x2 merge and the projector.
+//!
+//! Per tile: unfold patches, `x = W_patch · patch + b + pos`; optional pre-LN; per block
+//! `x += W_o · attn(W_q·LN1(x) + b_q, W_k·LN1(x) + b_k, W_v·LN1(x) + b_v) + b_o` then
+//! `x += W_down · gelu_tanh(W_up · LN2(x) + b_up) + b_down`; optional post-LN; merge 2x2;
+//! projector `W_2 · gelu_tanh(W_1 · LN(x, eps 1e-5) + b_1) + b_2`. Activations are f32; matrix
+//! products go through `edgevl_kernels::matmul` (exact f32 for F32 weights).
+
+use super::attention::{attention, AttnShape};
+use super::merge::merge_patches;
+use super::patch::unfold_patches;
+use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights};
+use super::{MmprojError, MmprojHparams};
+use edgevl_gguf::GgufFile;
+use edgevl_kernels::ops::{add_assign, gelu_tanh, layer_norm};
+use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool, WeightRef};
+use std::sync::Arc;
+
+/// LayerNorm epsilon of the projector's input norm (PyTorch's `nn.LayerNorm` default, spec 2b).
+pub const PROJECTOR_NORM_EPS: f32 = 1e-5;
+
+/// A loaded vision tower + projector; weights stay in the memory-mapped GGUF file.
+pub struct VisionEncoder {
+    file: Arc<GgufFile>,
+    hp: MmprojHparams,
+    w: VisionWeights,
+}
+
+/// Activation buffers of one batch, sized for `m` = tiles x patches rows.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    heads: Vec<f32>,
+    ff: Vec<f32>,
+    scratch: MatmulScratch,
+}
+
+impl VisionEncoder {
+    /// Build an encoder from an open mmproj file, checking every key and tensor.
+    pub fn load(file: Arc<GgufFile>) -> Result<Self, MmprojError> {
+        let hp = MmprojHparams::try_from(file.metadata())?;
+        let w = VisionWeights::load(&file, &hp)?;
+        Ok(VisionEncoder { file, hp, w })
+    }
+
+    /// Open and load the mmproj file at `path`.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, MmprojError> {
+        Self::load(Arc::new(GgufFile::open(path)?))
+    }
+
+    /// The hyper-parameters.
+    pub fn hparams(&self) -> &MmprojHparams {
+        &self.hp
+    }
+
+    /// Width of an output embedding (the projector's output, which must equal the LLM's width).
+    pub fn n_embd_out(&self) -> usize {
+        self.hp.projection_dim
+    }
+
+    /// Output embeddings per tile (196).
+    pub fn tokens_per_tile(&self) -> usize {
+        self.hp.tokens_per_tile()
+    }
+
+    /// Whether the file has a post-LayerNorm (applied after the last block when present).
+    pub fn has_post_norm(&self) -> bool {
+        self.w.post_ln.is_some()
+    }
+
+    /// Encodes `n` normalised tiles (`tiles` = `n * 3 * image_size^2` values, `[n, 3, H, W]`,
+    /// e.g. an `edgevl_vision::TileBatch`) `batch` tiles at a time — each ViT matrix product of a
+    /// batch has `batch * patches` rows — and returns `[n * tokens_per_tile, projection_dim]`
+    /// embeddings, tile after tile in input order. The result is bit-identical for every `batch`
+    /// (each row of a matrix product is computed by the same kernel call whatever the batch).
+    pub fn encode_tiles(
+        &self,
+        tiles: &[f32],
+        n: usize,
+        batch: usize,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, MmprojError> {
+        let (t, od) = (self.hp.tokens_per_tile(), self.hp.projection_dim);
+        self.run_batches(tiles, n, batch, t * od, pool, &mut |b, bufs, dst| self.project(b, bufs, dst, pool))
+    }
+
+    /// The ViT's output features (after the post-LayerNorm when the file has one) of `n` tiles,
+    /// `[n * patches, n_embd]`, before the merge and the projector (for cross-checks).
+    pub fn vit_features(
+        &self,
+        tiles: &[f32],
+        n: usize,
+        batch: usize,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, MmprojError> {
+        let per_tile = self.hp.n_patches() * self.hp.n_embd;
+        self.run_batches(tiles, n, batch, per_tile, pool, &mut |_, bufs, dst| dst.copy_from_slice(&bufs.x))
+    }
+
+    /// Checks the input, runs the ViT `batch` tiles at a time and lets `emit(b, bufs, dst)` turn
+    /// each batch's features into its `b * per_tile` output values.
+    fn run_batches(
+        &self,
+        tiles: &[f32],
+        n: usize,
+        batch: usize,
+        per_tile: usize,
+        pool: &ThreadPool,
+        emit: &mut dyn FnMut(usize, &mut Buffers, &mut [f32]),
+    ) -> Result<Vec<f32>, MmprojError> {
+        let tl = self.hp.tile_len();
+        let too_many = || MmprojError::BadInput {
+            what: "tile count",
+            expected: "a count whose data fits in memory".into(),
+            found: n.to_string(),
+        };
+        let want = n.checked_mul(tl).ok_or_else(too_many)?;
+        if tiles.len() != want {
+            return Err(MmprojError::BadInput {
+                what: "tile data",
+                expected: format!("{n} x {tl} = {want} values"),
+                found: tiles.len().to_string(),
+            });
+        }
+        if batch == 0 {
+            return Err(MmprojError::BadInput {
+                what: "batch size",
+                expected: "at least 1".into(),
+                found: "0".into(),
+            });
+        }
+        let batch = batch.min(n.max(1));
+        let mut out = vec![0f32; n.checked_mul(per_tile).ok_or_else(too_many)?];
+        let mut bufs = Buffers::default();
+        for (chunk, dst) in tiles.chunks(batch * tl).zip(out.chunks_mut(batch * per_tile)) {
+            let b = chunk.len() / tl;
+            self.vit(chunk, b, &mut bufs, pool);
+            emit(b, &mut bufs, dst);
+        }
+        Ok(out)
+    }
+
+    /// Runs the ViT on `b` tiles, leaving `[b * patches, n_embd]` features in `bufs.x`.
+    fn vit(&self, tiles: &[f32], b: usize, bufs: &mut Buffers, pool: &ThreadPool) {
+        let hp = &self.hp;
+        let (np, d, ff) = (hp.n_patches(), hp.n_embd, hp.n_ff);
+        let m = b * np;
+        let pl = hp.patch_len();
+        let f = &*self.file;
+        bufs.xn.resize(m * pl.max(d), 0.0);
+        for (t, tile) in tiles.chunks_exact(hp.tile_len()).enumerate() {
+            unfold_patches(tile, hp.image_size, hp.patch_size, &mut bufs.xn[t * np * pl..(t + 1) * np * pl]);
+        }
+        bufs.x.resize(m * d, 0.0);
+        matmul(pool, self.w.patch.view(f), &bufs.xn[..m * pl], m, &mut bufs.x, &mut bufs.scratch);
+        for (i, row) in bufs.x.chunks_exact_mut(d).enumerate() {
+            add_assign(row, &self.w.patch_bias);
+            add_assign(row, &self.w.pos[(i % np) * d..(i % np + 1) * d]);
+        }
+        if let Some(norm) = &self.w.pre_ln {
+            norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
+        }
+        for buf in [&mut bufs.q, &mut bufs.k, &mut bufs.v, &mut bufs.attn] {
+            buf.resize(m * d, 0.0);
+        }
+        bufs.ff.resize(m * ff, 0.0);
+        let shape = AttnShape { tiles: b, tokens: np, heads: hp.n_head, head_dim: hp.head_dim() };
+        for blk in &self.w.blocks {
+            norm_rows(&blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
+            let ws = [blk.q.w.view(f), blk.k.w.view(f), blk.v.w.view(f)];
+            matmul_many(
+                pool,
+                &ws,
+                &bufs.xn[..m * d],
+                m,
+                &mut [&mut bufs.q, &mut bufs.k, &mut bufs.v],
+                &mut bufs.scratch,
+            );
+            for (buf, lin) in [(&mut bufs.q, &blk.q), (&mut bufs.k, &blk.k), (&mut bufs.v, &blk.v)] {
+                add_bias(buf, &lin.b);
+            }
+            attention(pool, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
+            linear(pool, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
+            add_assign(&mut bufs.x, &bufs.q);
+            norm_rows(&blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
+            linear(pool, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
+            gelu_tanh(&mut bufs.ff);
+            linear(pool, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
+            add_assign(&mut bufs.x, &bufs.q);
+        }
+        if let Some(norm) = &self.w.post_ln {
+            norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
+        }
+    }
+
+    /// Merges and projects the `b` tiles' ViT features in `bufs.x` into `out` (`[b * tokens, od]`).
+    fn project(&self, b: usize, bufs: &mut Buffers, out: &mut [f32], pool: &ThreadPool) {
+        let hp = &self.hp;
+        let (np, d, t, mw) = (hp.n_patches(), hp.n_embd, hp.tokens_per_tile(), hp.merged_width());
+        let rows = b * t;
+        let mut merged = vec![0f32; rows * mw];
+        for (x, dst) in bufs.x.chunks_exact(np * d).zip(merged.chunks_exact_mut(t * mw)) {
+            merge_patches(x, hp.grid(), d, hp.scale_factor, dst);
+        }
+        let f = &*self.file;
+        match &self.w.projector {
+            ProjectorWeights::Lfm2 { norm, fc1, fc2 } => {
+                let mut normed = vec![0f32; rows * mw];
+                norm_rows(norm, PROJECTOR_NORM_EPS, mw, &merged, &mut normed);
+                let mut hidden = vec![0f32; rows * hp.projection_dim];
+                linear(pool, f, fc1, &normed, rows, &mut hidden, &mut bufs.scratch);
+                gelu_tanh(&mut hidden);
+                linear(pool, f, fc2, &hidden, rows, out, &mut bufs.scratch);
+            }
+        }
+    }
+}
+
+/// LayerNorm of every `d`-wide row of `x` into `out`.
+fn norm_rows(norm: &Norm, eps: f32, d: usize, x: &[f32], out: &mut [f32]) {
+    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        layer_norm(row, &norm.w, &norm.b, eps, o);
+    }
+}
+
+/// LayerNorm of every row of `x` in place, through `tmp`.
+fn norm_in_place(norm: &Norm, eps: f32, d: usize, x: &mut [f32], tmp: &mut [f32]) {
+    let n = x.len();
+    norm_rows(norm, eps, d, x, &mut tmp[..n]);
+    x.copy_from_slice(&tmp[..n]);
+}
+
+/// Adds `bias` to every row of `x`.
+fn add_bias(x: &mut [f32], bias: &[f32]) {
+    x.chunks_exact_mut(bias.len()).for_each(|row| add_assign(row, bias));
+}
+
+/// `y = x W^T + b` for `m` rows.
+fn linear(
+    pool: &ThreadPool,
+    f: &GgufFile,
+    lin: &Linear,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    let w: WeightRef = lin.w.view(f);
+    matmul(pool, w, x, m, y, scratch);
+    add_bias(&mut y[..m * w.rows], &lin.b);
+}

@@ -1,0 +1,151 @@
+//! Bad mmproj files (crafted from the tiny fixture with `GgufWriter`) give clear errors naming
+//! the key, tensor or value at fault.
+
+use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, Value};
+use edgevl_model::vision::{ImageLayout, MmprojHparams, VisionEncoder, REQUIRED_KEYS};
+use std::sync::Arc;
+
+/// A tensor as stored: type, GGUF dims, bytes.
+type Stored = (GgmlType, Vec<u64>, Vec<u8>);
+/// Rewrites (or, returning `None`, drops) the named tensor.
+type TensorEdit = dyn Fn(&str, GgmlType, Vec<u64>, Vec<u8>) -> Option<Stored>;
+
+/// The tiny fixture rewritten with `edit_kv` applied to its metadata and `edit_tensor` to each
+/// tensor (returning `None` drops it).
+fn crafted(edit_kv: &dyn Fn(&mut GgufWriter), edit_tensor: &TensorEdit) -> Result<VisionEncoder, String> {
+    let src = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("fixture");
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        w.add_kv(k, v.clone());
+    }
+    edit_kv(&mut w);
+    for info in src.tensors() {
+        let data = src.tensor_data(info).to_vec();
+        if let Some((t, dims, data)) = edit_tensor(&info.name, info.ggml_type, info.dims.clone(), data) {
+            w.add_tensor(info.name.clone(), t, &dims, data).expect("valid tensor");
+        }
+    }
+    let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
+    VisionEncoder::load(Arc::new(file)).map_err(|e| e.to_string())
+}
+
+fn keep(_: &str, t: GgmlType, d: Vec<u64>, b: Vec<u8>) -> Option<Stored> {
+    Some((t, d, b))
+}
+
+fn err_kv(edit: &dyn Fn(&mut GgufWriter)) -> String {
+    match crafted(edit, &keep) {
+        Ok(_) => panic!("crafted file was accepted"),
+        Err(e) => e,
+    }
+}
+
+fn err_tensor(edit: &TensorEdit) -> String {
+    match crafted(&|_| {}, edit) {
+        Ok(_) => panic!("crafted file was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn unchanged_copy_loads() {
+    assert!(crafted(&|_| {}, &keep).is_ok());
+}
+
+#[test]
+fn unknown_projector_type() {
+    let e = err_kv(&|w| {
+        w.add_kv("clip.projector_type", Value::Str("mlp".into()));
+    });
+    assert_eq!(e, "unknown projector type 'mlp' in clip.projector_type (supported: lfm2)");
+}
+
+#[test]
+fn unknown_layout() {
+    let e = err_kv(&|w| {
+        w.add_kv("edgevl.vision.layout", Value::Str("tiles-first".into()));
+    });
+    assert_eq!(e, "unknown image layout 'tiles-first' in edgevl.vision.layout (supported: global-first)");
+}
+
+#[test]
+fn every_missing_required_key_is_named() {
+    let src = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("fixture");
+    for key in REQUIRED_KEYS {
+        let mut w = GgufWriter::new();
+        for (k, v) in src.metadata().iter().filter(|(k, _)| *k != key) {
+            w.add_kv(k, v.clone());
+        }
+        let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).expect("valid GGUF");
+        let e = VisionEncoder::load(Arc::new(file)).err().map(|e| e.to_string());
+        assert_eq!(e, Some(format!("missing metadata key '{key}'")));
+    }
+}
+
+#[test]
+fn gelu_quick_or_wrong_merge_refused() {
+    let e = err_kv(&|w| {
+        w.add_kv("clip.use_gelu", Value::Bool(false));
+    });
+    assert!(e.contains("clip.use_gelu") && e.contains("tanh-GELU"), "{e}");
+    let e = err_kv(&|w| {
+        w.add_kv("clip.vision.projector.scale_factor", Value::U32(3));
+    });
+    assert!(e.contains("clip.vision.projector.scale_factor") && e.contains('3'), "{e}");
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let e = err_tensor(&|name, t, d, b| if name == "v.blk.1.attn_v.bias" { None } else { Some((t, d, b)) });
+    assert_eq!(e, "missing tensor 'v.blk.1.attn_v.bias'");
+    let e = err_tensor(&|name, t, d, b| if name == "mm.input_norm.weight" { None } else { Some((t, d, b)) });
+    assert_eq!(e, "missing tensor 'mm.input_norm.weight'");
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    // ffn_up stored transposed: [128, 64] instead of [64, 128].
+    let e = err_tensor(&|name, t, d, b| {
+        if name == "v.blk.0.ffn_up.weight" {
+            Some((t, vec![d[1], d[0]], b))
+        } else {
+            Some((t, d, b))
+        }
+    });
+    assert!(e.contains("v.blk.0.ffn_up.weight") && e.contains("[128, 64]") && e.contains("[64, 128]"), "{e}");
+    // A patch kernel of the wrong patch size.
+    let e = err_tensor(&|name, t, d, b| {
+        if name == "v.patch_embd.weight" {
+            Some((t, vec![d[0] * d[1], 1, d[2], d[3]], b))
+        } else {
+            Some((t, d, b))
+        }
+    });
+    assert!(e.contains("v.patch_embd.weight") && e.contains("[14, 14, 3, 64]"), "{e}");
+}
+
+#[test]
+fn extra_block_contradicts_block_count() {
+    let e = err_kv(&|w| {
+        w.add_kv("clip.vision.block_count", Value::U32(1));
+    });
+    assert!(e.contains("clip.vision.block_count") && e.contains("v.blk.1.ln1.weight"), "{e}");
+}
+
+#[test]
+fn a_file_without_the_layout_key_gets_global_first() {
+    // llama.cpp's converters do not write edgevl.vision.layout; such files must still load.
+    let file = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in file.metadata().iter() {
+        if k != "edgevl.vision.layout" {
+            w.add_kv(k, v.clone());
+        }
+    }
+    for t in file.tensors() {
+        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, file.tensor_data(t).to_vec()).unwrap();
+    }
+    let stripped = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+    let hp = MmprojHparams::try_from(stripped.metadata()).unwrap();
+    assert_eq!(hp.layout, ImageLayout::GlobalFirst);
+}

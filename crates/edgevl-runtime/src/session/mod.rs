@@ -1,0 +1,219 @@
+//! A conversation with a loaded model: the model, tokenizer, chat template, thread pool, KV
+//! cache and scratch, plus the messages so far and a per-position record of what the cache
+//! holds. Each turn renders the whole conversation with the chat template, reuses the longest
+//! prefix already in the cache and prefills only the rest, in chunks.
+
+mod prefill;
+mod turn;
+
+pub use prefill::PrefillReport;
+
+use crate::segment::Cell;
+use crate::{RuntimeError, SessionStats, TurnStats};
+use edgevl_gguf::GgufFile;
+use edgevl_kernels::ThreadPool;
+use edgevl_model::{Decoder, KvCache, KvType, RunState};
+use edgevl_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Default context cap when the user gives none (the model's own length, at most this).
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+/// How to load and run a model.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Worker threads (the calling thread included).
+    pub n_threads: usize,
+    /// Context size; `None` = the model's training context capped at [`DEFAULT_MAX_CTX`].
+    pub n_ctx: Option<usize>,
+    /// Prefill chunk size (positions per forward pass), 128 as BlueLM-V-3B.
+    pub chunk: usize,
+    /// Element type of the KV cache.
+    pub kv_type: KvType,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { n_threads: crate::physical_cores(), n_ctx: None, chunk: 128, kv_type: KvType::F16 }
+    }
+}
+
+/// Running totals since load or the last [`Session::reset`].
+#[derive(Clone, Debug, Default)]
+struct Totals {
+    turns: usize,
+    prefilled: usize,
+    generated: usize,
+    last_turn: Option<TurnStats>,
+}
+
+/// A loaded model holding one conversation; see the crate docs for an example.
+pub struct Session {
+    decoder: Decoder,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    has_template: bool,
+    pool: ThreadPool,
+    kv: KvCache,
+    state: RunState,
+    chunk: usize,
+    load_ms: f64,
+    messages: Vec<ChatMessage>,
+    /// What each KV-cache position holds; always as long as the cache.
+    cells: Vec<Cell>,
+    cancel: Arc<AtomicBool>,
+    totals: Totals,
+}
+
+impl Session {
+    /// Open `path`, build the decoder, tokenizer and chat template, and allocate the cache.
+    pub fn load(path: impl AsRef<Path>, cfg: &SessionConfig) -> Result<Self, RuntimeError> {
+        let t0 = Instant::now();
+        if cfg.chunk == 0 || cfg.n_threads == 0 {
+            return Err(RuntimeError::BadSetting("threads and chunk size must be at least 1".into()));
+        }
+        let file = Arc::new(GgufFile::open(path)?);
+        let decoder = Decoder::load(file.clone())?;
+        let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+        let template = ChatTemplate::from_gguf_with_tokenizer(file.metadata(), &tokenizer)?;
+        let has_template = template.is_some();
+        let template = template.unwrap_or_else(ChatTemplate::chatml);
+        let n_ctx_train = decoder.hparams().n_ctx_train;
+        let n_ctx = cfg.n_ctx.unwrap_or(n_ctx_train.min(DEFAULT_MAX_CTX));
+        if n_ctx == 0 || n_ctx > (1 << 20) {
+            return Err(RuntimeError::BadSetting(format!("context size {n_ctx} is outside 1..=1048576")));
+        }
+        let kv = decoder.new_cache(n_ctx, cfg.kv_type);
+        let chunk = cfg.chunk.min(n_ctx);
+        let state = decoder.new_state(chunk, n_ctx);
+        let pool = ThreadPool::new(cfg.n_threads);
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        Ok(Session {
+            decoder,
+            tokenizer,
+            template,
+            has_template,
+            pool,
+            kv,
+            state,
+            chunk,
+            load_ms,
+            messages: Vec::new(),
+            cells: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            totals: Totals::default(),
+        })
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The thread pool.
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+
+    /// Element type of the KV cache.
+    pub fn kv_type(&self) -> KvType {
+        self.kv.kv_type()
+    }
+
+    /// True when the file has a chat template (otherwise ChatML is used).
+    pub fn has_chat_template(&self) -> bool {
+        self.has_template
+    }
+
+    /// Context size in positions.
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx()
+    }
+
+    /// Positions in the KV cache.
+    pub fn n_past(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Prefill chunk size in use (the configured one, at most the context size).
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    /// Milliseconds it took to load.
+    pub fn load_ms(&self) -> f64 {
+        self.load_ms
+    }
+
+    /// What each KV-cache position holds.
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
+    /// The conversation so far.
+    pub fn messages(&self) -> &[ChatMessage] {
+        &self.messages
+    }
+
+    /// Set this flag (from any thread, e.g. a Ctrl-C handler) to stop the current generation
+    /// between two prefill chunks or two generated tokens; each generation clears it when it
+    /// starts.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// The last position's logits after the latest prefill or generated token (empty before
+    /// any forward pass).
+    pub fn logits(&self) -> &[f32] {
+        self.state.logits(self.decoder.n_vocab())
+    }
+
+    /// Append a message (`system`, `user`, `assistant`, ...) without generating; it is
+    /// prefilled with the next turn.
+    pub fn add_text(&mut self, role: &str, content: &str) {
+        self.messages.push(ChatMessage::new(role, content));
+    }
+
+    /// Tokens of the whole conversation rendered with the chat template, ending with the header
+    /// of the assistant's reply.
+    pub fn conversation_tokens(&self) -> Result<Vec<u32>, RuntimeError> {
+        let rendered = self.template.render(&self.messages, true)?;
+        // A template that writes the BOS text itself must not get a second BOS.
+        let bos_in_text = self
+            .tokenizer
+            .bos()
+            .and_then(|b| self.tokenizer.token_text(b))
+            .is_some_and(|t| rendered.starts_with(t));
+        Ok(self.tokenizer.encode(&rendered, !bos_in_text, true))
+    }
+
+    /// Forget the conversation and its totals (the cache stays allocated).
+    pub fn reset(&mut self) {
+        self.kv.truncate(0);
+        self.cells.clear();
+        self.messages.clear();
+        self.totals = Totals::default();
+    }
+
+    /// Counts of the session since load or the last reset.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            turns: self.totals.turns,
+            n_ctx: self.n_ctx(),
+            n_past: self.n_past(),
+            tokens_left: self.n_ctx() - self.n_past(),
+            prefilled_tokens_total: self.totals.prefilled,
+            generated_tokens_total: self.totals.generated,
+            load_ms: self.load_ms,
+            last_turn: self.totals.last_turn.clone(),
+        }
+    }
+}
