@@ -1,8 +1,7 @@
 //! `edgevl encode-image`: an image's projected embeddings (global view first, then the tiles
 //! row-major; 196 per view) as a float32 `.npy` array `[tokens, d]`, for cross-checks.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -63,7 +62,7 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     let d = enc.n_embd_out();
     let rows = emb.len() / d;
-    write_npy_atomic(&args.npy, &emb, rows, d)?;
+    crate::run::write_atomically(&args.npy, &npy_bytes(&emb, rows, d))?;
     eprintln!(
         "edgevl: {} {}: {} grid {}, {} views ({}) -> {rows} x {d} embeddings in {secs:.2} s ({} threads, ViT batch {}) -> {}",
         args.image.display(),
@@ -95,25 +94,6 @@ fn npy_bytes(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
-}
-
-/// Writes the `.npy` to `PATH.tmp-<pid>`, syncs it and renames it to `path`; the temporary file
-/// is removed on failure, so `path` is never left half-written.
-fn write_npy_atomic(path: &Path, data: &[f32], rows: usize, cols: usize) -> anyhow::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&npy_bytes(data, rows, cols))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -183,7 +163,7 @@ mod tests {
         let ((rows, cols), data) = read_npy(&std::fs::read(&out).unwrap());
         // The same pipeline through the libraries directly.
         let enc = VisionEncoder::open(&mmproj).unwrap();
-        let img = load_image(Path::new(&image), &LoadLimits::default()).unwrap();
+        let img = load_image(std::path::Path::new(&image), &LoadLimits::default()).unwrap();
         let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
         let tiles = make_tiles(&img, &plan, &Normalization::SIGLIP).unwrap();
         let want = enc.encode_tiles(tiles.data(), tiles.n_tiles(), 1, &ThreadPool::new(1)).unwrap();
