@@ -3,6 +3,7 @@
 //! only the answers and `/stats` JSON; prompts, notes and errors go to stderr (or the terminal).
 
 use crate::run::{summary, GenArgs, ModelArgs};
+use crate::vision_args::{describe, VisionArgs};
 use anyhow::Context;
 use clap::Args;
 use edgevl_runtime::{Finish, Sampler, Session};
@@ -17,13 +18,17 @@ pub struct ChatArgs {
     model: ModelArgs,
     #[command(flatten)]
     gen: GenArgs,
+    #[command(flatten)]
+    vision: VisionArgs,
+    /// An image for the first message (needs --mmproj); later ones with /image PATH.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<std::path::PathBuf>,
     /// A system message to start every conversation with.
     #[arg(long)]
     system: Option<String>,
 }
 
-const HELP: &str =
-    "commands: /reset (new conversation), /stats (session stats as JSON), /exit; Ctrl-C stops an answer";
+const HELP: &str = "commands: /image PATH (attach to the next message; encoding starts at once), /reset (new conversation), /stats (session stats as JSON), /exit; Ctrl-C stops an answer";
 
 /// What the loop does after a line.
 enum Next {
@@ -33,9 +38,13 @@ enum Next {
 
 /// Run `edgevl chat`.
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
-    let session = a.model.load()?;
+    let mut session = a.model.load_with_vision(&a.vision)?;
     if !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML");
+    }
+    for path in &a.image {
+        let info = session.add_image(path)?;
+        eprintln!("edgevl: {}", describe(&info));
     }
     // Ctrl-C during an answer stops the answer; anywhere else (e.g. a scripted chat waiting on
     // its input) it ends the program as usual. At the terminal prompt rustyline reads it as a key.
@@ -130,6 +139,13 @@ impl Chat<'_> {
                 out.flush()?;
             }
             "/help" => eprintln!("edgevl: {HELP}"),
+            cmd if cmd.starts_with("/image")
+                && cmd.len() > 6
+                && cmd[6..].starts_with(char::is_whitespace) =>
+            {
+                let info = self.session.add_image(cmd[6..].trim())?;
+                eprintln!("edgevl: {}", describe(&info));
+            }
             cmd if cmd.starts_with('/') => eprintln!("edgevl: unknown command {cmd}; {HELP}"),
             _ => {
                 let mut out = stdout.lock();

@@ -9,6 +9,7 @@ mod perplexity;
 mod run;
 mod tiles;
 mod tokenize;
+mod vision_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ struct Cli {
 enum Command {
     /// Answer one prompt, streaming the answer to stdout.
     Run(run::RunArgs),
-    /// Chat with a model: line editing, history, streamed answers; /reset, /stats, /exit.
+    /// Chat with a model: line editing, history, streamed answers; /image, /reset, /stats, /exit.
     Chat(chat::ChatArgs),
     /// Perplexity of a text file, by llama-perplexity's method.
     Perplexity(perplexity::PerplexityArgs),

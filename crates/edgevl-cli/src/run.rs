@@ -1,9 +1,10 @@
 //! `edgevl run`: one prompt in, a streamed answer out.
 
+use crate::vision_args::{describe, VisionArgs};
 use anyhow::Context;
 use clap::Args;
 use edgevl_model::KvType;
-use edgevl_runtime::{Sampler, SamplerConfig, Segment, Session, SessionConfig, TurnStats};
+use edgevl_runtime::{Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -62,8 +63,22 @@ impl ModelArgs {
 
     /// Load the model into a session, naming the file in any error.
     pub fn load(&self) -> anyhow::Result<Session> {
-        Session::load(&self.model, &self.session_config())
-            .with_context(|| format!("cannot load model {}", self.model.display()))
+        self.load_with(&self.session_config())
+    }
+
+    /// Load the model (and the mmproj of `vision`, if any) into a session.
+    pub fn load_with_vision(&self, vision: &VisionArgs) -> anyhow::Result<Session> {
+        let mut cfg = self.session_config();
+        vision.apply(&mut cfg);
+        self.load_with(&cfg)
+    }
+
+    fn load_with(&self, cfg: &SessionConfig) -> anyhow::Result<Session> {
+        let what = match &cfg.mmproj {
+            Some(mm) => format!("model {} with mmproj {}", self.model.display(), mm.display()),
+            None => format!("model {}", self.model.display()),
+        };
+        Session::load(&self.model, cfg).with_context(|| format!("cannot load {what}"))
     }
 }
 
@@ -118,6 +133,12 @@ pub struct RunArgs {
     model: ModelArgs,
     #[command(flatten)]
     gen: GenArgs,
+    #[command(flatten)]
+    vision: VisionArgs,
+    /// An image for the prompt (needs --mmproj; repeat for several). It goes where the prompt
+    /// has a <__media__> marker, else in front of the prompt's text.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<PathBuf>,
     /// The prompt.
     #[arg(short = 'p', long = "prompt")]
     prompt: String,
@@ -131,7 +152,11 @@ pub struct RunArgs {
 
 /// Run `edgevl run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
-    let mut session = a.model.load()?;
+    let mut session = a.model.load_with_vision(&a.vision)?;
+    for path in &a.image {
+        let info = session.add_image(path)?;
+        eprintln!("edgevl: {}", describe(&info));
+    }
     if !a.raw && !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML (pass --raw to use none)");
     }
@@ -140,8 +165,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     let mut write = |piece: &str| out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok();
     let stats = if a.raw {
-        let tokens = session.tokenizer().encode(&a.prompt, true, true);
-        session.complete(&[Segment::Tokens(tokens)], a.gen.n_predict, &mut sampler, &mut write)?.1
+        let (segments, _) = session.raw_prompt_segments(&a.prompt)?;
+        session.complete(&segments, a.gen.n_predict, &mut sampler, &mut write)?.1
     } else {
         session.ask(&a.prompt, a.gen.n_predict, &mut sampler, &mut write)?
     };
@@ -157,8 +182,13 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
 /// A one-line human summary of a turn, for stderr.
 pub fn summary(s: &TurnStats) -> String {
     format!(
-        "prompt {} tok ({} reused, {} prefilled at {:.1} tok/s); generated {} tok, {:.1} tok/s; ttft {:.0} ms; load {:.0} ms; peak RSS {:.0} MB",
+        "prompt {} tok ({}{} reused, {} prefilled at {:.1} tok/s); generated {} tok, {:.1} tok/s; ttft {:.0} ms; load {:.0} ms; peak RSS {:.0} MB",
         s.prompt_tokens,
+        if s.image_tokens > 0 {
+            format!("{} image, waited {:.0} ms for encoding; ", s.image_tokens, s.image_wait_ms)
+        } else {
+            String::new()
+        },
         s.reused_tokens,
         s.prefilled_tokens,
         s.prefill_tok_s,

@@ -40,6 +40,33 @@ pub enum RuntimeError {
         /// Tokens needed.
         needed: usize,
     },
+    /// The image could not be read, decoded or planned.
+    #[error(transparent)]
+    Image(#[from] edgevl_vision::VisionError),
+    /// The mmproj file could not be loaded or the encoder rejected its input.
+    #[error(transparent)]
+    Mmproj(#[from] edgevl_model::vision::MmprojError),
+    /// The projector's output width is not the LLM's embedding width.
+    #[error("mmproj {mmproj} projects to {projector}-wide embeddings, but the LLM's embeddings are {llm} wide; pair it with an LLM of width {projector}")]
+    WidthMismatch {
+        /// The mmproj file.
+        mmproj: String,
+        /// The projector's output width.
+        projector: usize,
+        /// The LLM's embedding width.
+        llm: usize,
+    },
+    /// An image was given to a session without a vision encoder.
+    #[error("no vision encoder is loaded: pass an mmproj file (--mmproj) to use images")]
+    NoVision,
+    /// Encoding an image failed (in the background encoder).
+    #[error("cannot encode image {image}: {message}")]
+    ImageEncode {
+        /// The image's label.
+        image: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error("bad setting: {0}")]
     BadSetting(String),

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod image;
 mod perplexity;
 mod sampler;
 mod segment;
@@ -43,6 +44,7 @@ mod stats;
 mod system;
 
 pub use error::RuntimeError;
+pub use image::{ImageConfig, ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
 pub use perplexity::{perplexity, PerplexityResult};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};

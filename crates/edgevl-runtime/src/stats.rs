@@ -47,6 +47,10 @@ pub struct TurnStats {
     pub chunk: usize,
     /// Positions in the KV cache after the turn.
     pub n_past: usize,
+    /// Prompt positions holding image embeddings.
+    pub image_tokens: usize,
+    /// Time the turn waited for image embeddings (encoding not finished ahead).
+    pub image_wait_ms: f64,
     /// Why generation stopped.
     pub finish: Finish,
 }
@@ -68,6 +72,20 @@ pub struct SessionStats {
     pub generated_tokens_total: usize,
     /// Model load time.
     pub load_ms: f64,
+    /// Images in the conversation.
+    pub images: usize,
+    /// Images attached and not yet sent with a message.
+    pub pending_images: usize,
+    /// Views (tiles and global views) run through the ViT since load.
+    pub vit_tiles_encoded: usize,
+    /// Attached images whose embeddings were already cached or being computed, since load.
+    pub image_cache_hits: usize,
+    /// Wall time spent encoding images since load (in the background).
+    pub image_encode_ms: f64,
+    /// Images in the embedding cache.
+    pub image_cache_entries: usize,
+    /// Size of the embedding cache.
+    pub image_cache_mb: f64,
     /// The last turn, if any.
     pub last_turn: Option<TurnStats>,
 }

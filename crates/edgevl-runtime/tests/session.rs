@@ -21,7 +21,13 @@ fn tiny() -> PathBuf {
 }
 
 fn load(model: &PathBuf, chunk: usize, n_ctx: usize) -> Session {
-    let cfg = SessionConfig { n_threads: 2, n_ctx: Some(n_ctx), chunk, kv_type: KvType::F32 };
+    let cfg = SessionConfig {
+        n_threads: 2,
+        n_ctx: Some(n_ctx),
+        chunk,
+        kv_type: KvType::F32,
+        ..SessionConfig::default()
+    };
     Session::load(model, &cfg).expect("load model")
 }
 

@@ -32,7 +32,7 @@ pub use load::{decode_image, load_image, LoadLimits};
 pub use normalize::Normalization;
 pub use resize::{resize_bicubic, resize_bicubic_with, PassOrder};
 pub use rgb::RgbImage;
-pub use tiles::{make_tiles, render_views, TileBatch};
+pub use tiles::{make_tiles, normalize_views, render_views, TileBatch};
 pub use tiling::{
     plan_internvl, plan_llava_next, plan_relaxed, Fill, Grid, Offset, Plan, PlanFn, Size, Strategy,
     TilingParams, MAX_TILES_LIMIT, TILE_SIZE, TOKENS_PER_TILE,

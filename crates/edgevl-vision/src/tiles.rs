@@ -68,13 +68,27 @@ pub fn render_views(image: &RgbImage, plan: &Plan) -> Result<Vec<RgbImage>, Visi
 /// Renders and normalises the views of `plan` into one [`TileBatch`].
 pub fn make_tiles(image: &RgbImage, plan: &Plan, norm: &Normalization) -> Result<TileBatch, VisionError> {
     let views = render_views(image, plan)?;
+    Ok(normalize_views(&views, norm))
+}
+
+/// Normalises rendered 384x384 views (from [`render_views`]) into one [`TileBatch`], in order;
+/// a run of views normalised alone gives exactly the matching part of the whole batch.
+///
+/// # Panics
+/// If a view is not 384x384.
+pub fn normalize_views(views: &[RgbImage], norm: &Normalization) -> TileBatch {
     let tables = norm.tables();
     let n_tiles = views.len();
     let mut data = vec![0f32; n_tiles * TileBatch::TILE_LEN];
     for (view, out) in views.iter().zip(data.chunks_exact_mut(TileBatch::TILE_LEN)) {
+        assert_eq!(
+            (view.width(), view.height()),
+            (TILE_SIZE, TILE_SIZE),
+            "normalize_views: not a 384x384 view"
+        );
         normalize_planar(view.pixels(), &tables, out);
     }
-    Ok(TileBatch { n_tiles, data })
+    TileBatch { n_tiles, data }
 }
 
 fn check_plan(image: &RgbImage, plan: &Plan) -> Result<(), VisionError> {

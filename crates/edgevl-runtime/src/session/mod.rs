@@ -1,20 +1,23 @@
 //! A conversation with a loaded model: the model, tokenizer, chat template, thread pool, KV
 //! cache and scratch, plus the messages so far and a per-position record of what the cache
 //! holds. Each turn renders the whole conversation with the chat template, reuses the longest
-//! prefix already in the cache and prefills only the rest, in chunks.
+//! prefix already in the cache and prefills only the rest, in chunks. With an mmproj, attached
+//! images are encoded in the background and enter the prompt as embedding blocks.
 
+mod images;
 mod prefill;
 mod turn;
 
 pub use prefill::PrefillReport;
 
+use crate::image::{BackgroundEncoder, ImageConfig, ImageEncoder, PendingImage};
 use crate::segment::Cell;
 use crate::{RuntimeError, SessionStats, TurnStats};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::{Decoder, KvCache, KvType, RunState};
 use edgevl_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,11 +36,22 @@ pub struct SessionConfig {
     pub chunk: usize,
     /// Element type of the KV cache.
     pub kv_type: KvType,
+    /// The vision tower + projector (mmproj GGUF) for images; `None` = text only.
+    pub mmproj: Option<PathBuf>,
+    /// How images are tiled, encoded and cached (used with `mmproj`).
+    pub image: ImageConfig,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { n_threads: crate::physical_cores(), n_ctx: None, chunk: 128, kv_type: KvType::F16 }
+        SessionConfig {
+            n_threads: crate::physical_cores(),
+            n_ctx: None,
+            chunk: 128,
+            kv_type: KvType::F16,
+            mmproj: None,
+            image: ImageConfig::default(),
+        }
     }
 }
 
@@ -66,6 +80,12 @@ pub struct Session {
     cells: Vec<Cell>,
     cancel: Arc<AtomicBool>,
     totals: Totals,
+    /// Images attached but not yet bound to a user message.
+    pending_images: Vec<PendingImage>,
+    /// Images of the conversation, in the order of their markers in the rendered messages.
+    images: Vec<PendingImage>,
+    /// The background image encoder (declared last: dropped after the images that refer to it).
+    vision: Option<BackgroundEncoder>,
 }
 
 impl Session {
@@ -90,6 +110,13 @@ impl Session {
         let chunk = cfg.chunk.min(n_ctx);
         let state = decoder.new_state(chunk, n_ctx);
         let pool = ThreadPool::new(cfg.n_threads);
+        let vision = match &cfg.mmproj {
+            Some(mmproj) => {
+                let enc = ImageEncoder::open(mmproj, cfg.image.clone(), decoder.hparams().n_embd)?;
+                Some(BackgroundEncoder::start(enc, cfg.n_threads))
+            }
+            None => None,
+        };
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(Session {
             decoder,
@@ -105,6 +132,9 @@ impl Session {
             cells: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             totals: Totals::default(),
+            pending_images: Vec::new(),
+            images: Vec::new(),
+            vision,
         })
     }
 
@@ -183,23 +213,31 @@ impl Session {
     }
 
     /// Tokens of the whole conversation rendered with the chat template, ending with the header
-    /// of the assistant's reply.
+    /// of the assistant's reply (text only: an image marker stays text here; see
+    /// [`Session::conversation_segments`]).
     pub fn conversation_tokens(&self) -> Result<Vec<u32>, RuntimeError> {
         let rendered = self.template.render(&self.messages, true)?;
-        // A template that writes the BOS text itself must not get a second BOS.
-        let bos_in_text = self
+        Ok(self.tokenizer.encode(&rendered, self.wants_bos(&rendered), true))
+    }
+
+    /// Whether `rendered` needs a BOS token in front: a template that writes the BOS text
+    /// itself must not get a second one.
+    fn wants_bos(&self, rendered: &str) -> bool {
+        !self
             .tokenizer
             .bos()
             .and_then(|b| self.tokenizer.token_text(b))
-            .is_some_and(|t| rendered.starts_with(t));
-        Ok(self.tokenizer.encode(&rendered, !bos_in_text, true))
+            .is_some_and(|t| rendered.starts_with(t))
     }
 
-    /// Forget the conversation and its totals (the cache stays allocated).
+    /// Forget the conversation, its images and its totals (the KV cache stays allocated, and
+    /// the image embedding cache keeps its entries).
     pub fn reset(&mut self) {
         self.kv.truncate(0);
         self.cells.clear();
         self.messages.clear();
+        self.pending_images.clear();
+        self.images.clear();
         self.totals = Totals::default();
     }
 
@@ -213,6 +251,13 @@ impl Session {
             prefilled_tokens_total: self.totals.prefilled,
             generated_tokens_total: self.totals.generated,
             load_ms: self.load_ms,
+            images: self.images.len(),
+            pending_images: self.pending_images.len(),
+            vit_tiles_encoded: self.vision.as_ref().map_or(0, |v| v.tiles_encoded()),
+            image_cache_hits: self.vision.as_ref().map_or(0, |v| v.cache_hits()),
+            image_encode_ms: self.vision.as_ref().map_or(0.0, |v| v.encode_ms()),
+            image_cache_entries: self.vision.as_ref().map_or(0, |v| v.cache_usage().0),
+            image_cache_mb: self.vision.as_ref().map_or(0.0, |v| v.cache_usage().1 as f64 / (1 << 20) as f64),
             last_turn: self.totals.last_turn.clone(),
         }
     }

@@ -71,9 +71,9 @@ impl Session {
         Ok(PrefillReport { reused, prefilled: target.len() - reused })
     }
 
-    /// [`Session::prefill`] of the conversation rendered by [`Session::conversation_tokens`].
+    /// [`Session::prefill`] of the conversation as [`Session::conversation_segments`] lays it out.
     pub fn prefill_conversation(&mut self) -> Result<PrefillReport, RuntimeError> {
-        let tokens = self.conversation_tokens()?;
-        self.prefill(&[Segment::Tokens(tokens)])
+        let (segments, _) = self.conversation_segments()?;
+        self.prefill(&segments)
     }
 }

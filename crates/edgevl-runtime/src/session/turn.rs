@@ -10,8 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Session {
-    /// Add `user_text` as a user message and generate the reply (see [`Session::generate`]).
-    /// On an error the user message is taken back, so the conversation is as before.
+    /// Add `user_text` as a user message, with the images attached since the last message (at
+    /// its `<__media__>` markers, else in front of the text), and generate the reply (see
+    /// [`Session::generate`]). On an error the message is taken back and its images are
+    /// attached again, so the conversation is as before.
     pub fn ask(
         &mut self,
         user_text: &str,
@@ -19,10 +21,12 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TurnStats, RuntimeError> {
-        self.messages.push(ChatMessage::new("user", user_text));
+        let (text, n_images) = self.bind_images(user_text)?;
+        self.messages.push(ChatMessage::new("user", text));
         let result = self.generate(n_predict, sampler, on_text);
         if result.is_err() {
             self.messages.pop();
+            self.unbind_images(n_images);
         }
         result
     }
@@ -38,8 +42,8 @@ impl Session {
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TurnStats, RuntimeError> {
         let t0 = Instant::now();
-        let tokens = self.conversation_tokens()?;
-        let (reply, stats) = self.run_turn(t0, &[Segment::Tokens(tokens)], n_predict, sampler, on_text)?;
+        let (segments, image_wait_ms) = self.conversation_segments()?;
+        let (reply, stats) = self.run_turn(t0, &segments, image_wait_ms, n_predict, sampler, on_text)?;
         self.messages.push(ChatMessage::new("assistant", reply));
         Ok(stats)
     }
@@ -54,13 +58,14 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<(String, TurnStats), RuntimeError> {
-        self.run_turn(Instant::now(), prompt, n_predict, sampler, on_text)
+        self.run_turn(Instant::now(), prompt, 0.0, n_predict, sampler, on_text)
     }
 
     fn run_turn(
         &mut self,
         t0: Instant,
         prompt: &[Segment],
+        image_wait_ms: f64,
         n_predict: usize,
         sampler: &mut Sampler,
         mut on_text: impl FnMut(&str) -> bool,
@@ -145,6 +150,12 @@ impl Session {
             n_ctx: self.kv.n_ctx(),
             chunk: self.chunk,
             n_past: self.kv.len(),
+            image_tokens: prompt
+                .iter()
+                .filter(|s| matches!(s, Segment::Embeddings(_)))
+                .map(|s| s.n_positions(d))
+                .sum(),
+            image_wait_ms,
             finish,
         };
         self.totals.turns += 1;

@@ -1,0 +1,67 @@
+//! Image options shared by `run`, `chat` and `bench`: the mmproj, tiling and the encoder's
+//! batching, pipelining, encoding ahead and cache.
+
+use clap::Args;
+use edgevl_runtime::{ImageConfig, SessionConfig};
+use edgevl_vision::Strategy;
+use std::path::PathBuf;
+
+/// Vision options.
+#[derive(Args, Debug, Clone)]
+pub struct VisionArgs {
+    /// The vision tower + projector (mmproj GGUF, llama.cpp naming, projector type lfm2).
+    #[arg(long, value_name = "FILE")]
+    pub mmproj: Option<PathBuf>,
+    /// Tiling strategy: relaxed, llava-next or internvl.
+    #[arg(long, default_value = "relaxed")]
+    pub strategy: Strategy,
+    /// Relaxed matching's tolerance on effective resolution.
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// Tile budget (default: the strategy's published default).
+    #[arg(long, value_name = "N")]
+    pub max_tiles: Option<u32>,
+    /// Views per ViT batch (each matrix product has batch x 729 rows).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vit_batch: u32,
+    /// Bound of the in-memory image embedding cache, in MiB (0 = off).
+    #[arg(long, default_value_t = 512)]
+    pub image_cache_mb: usize,
+    /// Render the next ViT batch on a second thread while the current one is encoded.
+    #[arg(long)]
+    pub pipelined: bool,
+    /// Encode an image only when a turn needs it, not as soon as it is attached.
+    #[arg(long)]
+    pub no_encode_ahead: bool,
+}
+
+impl VisionArgs {
+    /// Puts these options into `cfg`.
+    pub fn apply(&self, cfg: &mut SessionConfig) {
+        cfg.mmproj = self.mmproj.clone();
+        cfg.image = ImageConfig {
+            strategy: self.strategy,
+            alpha: self.alpha,
+            max_tiles: self.max_tiles,
+            vit_batch: self.vit_batch as usize,
+            cache_mb: self.image_cache_mb,
+            pipelined: self.pipelined,
+            encode_ahead: !self.no_encode_ahead,
+            ..ImageConfig::default()
+        };
+    }
+}
+
+/// One line about an attached image, for stderr.
+pub fn describe(info: &edgevl_runtime::ImageInfo) -> String {
+    format!(
+        "image {}: {} {} grid {}{} -> {} tokens{}",
+        info.label,
+        info.plan.image,
+        info.plan.strategy.name(),
+        info.plan.grid,
+        if info.plan.global_view { " + global view" } else { "" },
+        info.n_tokens,
+        if info.cached { " (cached)" } else { "" }
+    )
+}

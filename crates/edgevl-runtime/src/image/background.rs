@@ -1,0 +1,246 @@
+//! Image encoding off the conversation's thread: a worker with its own thread pool encodes
+//! attached images while the user types and the text is prefilled; results land in the
+//! embedding cache, so an image attached again is not encoded again.
+
+use super::cache::EmbeddingCache;
+use super::encoder::{ImageEncoder, PreparedImage};
+use crate::RuntimeError;
+use edgevl_kernels::ThreadPool;
+use edgevl_vision::Plan;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What an attached image will put in the prompt.
+#[derive(Clone, Debug)]
+pub struct ImageInfo {
+    /// The image's label (its path).
+    pub label: String,
+    /// The tiling plan.
+    pub plan: Plan,
+    /// Prompt positions it occupies (views x 196).
+    pub n_tokens: usize,
+    /// Content key (pixels + plan + projector).
+    pub key: u64,
+    /// True when its embeddings were already cached (or being computed) when it was attached.
+    pub cached: bool,
+}
+
+/// The outcome of one encoding, shared between the worker and the images waiting for it.
+type Outcome = Result<Arc<[f32]>, String>;
+
+/// One encoding's result slot.
+#[derive(Default)]
+struct Slot {
+    done: Mutex<Option<Outcome>>,
+    ready: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these plain containers half-updated.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Slot {
+    fn finish(&self, outcome: Outcome) {
+        *lock(&self.done) = Some(outcome);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> Outcome {
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(o) = done.as_ref() {
+                return o.clone();
+            }
+            done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A request for the worker.
+struct Job {
+    image: PreparedImage,
+    slot: Arc<Slot>,
+}
+
+/// Counters and caches shared with the worker.
+struct Shared {
+    cache: Mutex<EmbeddingCache>,
+    in_flight: Mutex<HashMap<u64, Arc<Slot>>>,
+    tiles_encoded: AtomicUsize,
+    cache_hits: AtomicUsize,
+    /// Wall time of the worker's encodings, in microseconds.
+    encode_us: AtomicUsize,
+    /// Set when the session goes away: the worker stops between two ViT batches.
+    stop: AtomicBool,
+}
+
+/// An attached image whose embeddings may still be on their way.
+pub struct PendingImage {
+    info: ImageInfo,
+    slot: Arc<Slot>,
+    /// Set when encoding ahead is off: the job is sent when the embeddings are first needed.
+    deferred: Mutex<Option<Job>>,
+}
+
+impl PendingImage {
+    /// What the image puts in the prompt.
+    pub fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+}
+
+/// The worker thread and its queue.
+pub(crate) struct BackgroundEncoder {
+    encoder: Arc<ImageEncoder>,
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Job>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl BackgroundEncoder {
+    /// Starts the worker with a pool of `n_threads`.
+    pub(crate) fn start(encoder: ImageEncoder, n_threads: usize) -> Self {
+        let encoder = Arc::new(encoder);
+        let cache = EmbeddingCache::new(encoder.config().cache_mb.saturating_mul(1 << 20));
+        let shared = Arc::new(Shared {
+            cache: Mutex::new(cache),
+            in_flight: Mutex::new(HashMap::new()),
+            tiles_encoded: AtomicUsize::new(0),
+            cache_hits: AtomicUsize::new(0),
+            encode_us: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (enc, sh) = (encoder.clone(), shared.clone());
+        let worker = std::thread::Builder::new()
+            .name("edgevl-image".into())
+            .spawn(move || {
+                let pool = ThreadPool::new(n_threads);
+                for job in rx {
+                    let key = job.image.key;
+                    // The same image may have been queued twice while encoding ahead was off.
+                    if let Some(rows) = lock(&sh.cache).get(key) {
+                        lock(&sh.in_flight).remove(&key);
+                        job.slot.finish(Ok(rows));
+                        continue;
+                    }
+                    let t0 = Instant::now();
+                    let outcome = enc.encode(&job.image, &pool, &sh.stop).map(Arc::<[f32]>::from);
+                    sh.encode_us.fetch_add(t0.elapsed().as_micros() as usize, Ordering::Relaxed);
+                    if let Ok(rows) = &outcome {
+                        sh.tiles_encoded.fetch_add(job.image.plan.views() as usize, Ordering::Relaxed);
+                        lock(&sh.cache).insert(key, rows.clone());
+                    }
+                    lock(&sh.in_flight).remove(&key);
+                    job.slot.finish(outcome.map_err(|e| e.to_string()));
+                }
+            })
+            .ok();
+        BackgroundEncoder { encoder, shared, tx: Some(tx), worker }
+    }
+
+    /// The encoder (for preparing images on the caller's thread).
+    pub(crate) fn encoder(&self) -> &ImageEncoder {
+        &self.encoder
+    }
+
+    /// Queues `image` (at once when `ahead`, else when first waited for) unless its embeddings
+    /// are cached or already being computed.
+    pub(crate) fn submit(&self, image: PreparedImage, ahead: bool) -> Result<PendingImage, RuntimeError> {
+        let n_tokens = image.plan.views() as usize * self.encoder.tokens_per_view();
+        let mut info = ImageInfo {
+            label: image.label.clone(),
+            plan: image.plan,
+            n_tokens,
+            key: image.key,
+            cached: true,
+        };
+        if let Some(rows) = lock(&self.shared.cache).get(image.key) {
+            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+            let slot = Arc::new(Slot::default());
+            slot.finish(Ok(rows));
+            return Ok(PendingImage { info, slot, deferred: Mutex::new(None) });
+        }
+        let mut in_flight = lock(&self.shared.in_flight);
+        if let Some(slot) = in_flight.get(&image.key) {
+            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(PendingImage { info, slot: slot.clone(), deferred: Mutex::new(None) });
+        }
+        let (Some(tx), true) = (&self.tx, self.worker.is_some()) else {
+            return Err(RuntimeError::ImageEncode {
+                image: image.label,
+                message: "the image encoder thread could not be started".into(),
+            });
+        };
+        info.cached = false;
+        let slot = Arc::new(Slot::default());
+        let job = Job { image, slot: slot.clone() };
+        // Only queued work is "in flight": a deferred job may never be sent.
+        let deferred = if ahead {
+            in_flight.insert(info.key, slot.clone());
+            drop(in_flight);
+            send(tx, job);
+            None
+        } else {
+            Some(job)
+        };
+        Ok(PendingImage { info, slot, deferred: Mutex::new(deferred) })
+    }
+
+    /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred).
+    pub(crate) fn wait(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {
+        if let Some(job) = lock(&image.deferred).take() {
+            match &self.tx {
+                Some(tx) => send(tx, job),
+                None => job.slot.finish(Err("the image encoder has stopped".into())),
+            }
+        }
+        image
+            .slot
+            .wait()
+            .map_err(|message| RuntimeError::ImageEncode { image: image.info.label.clone(), message })
+    }
+
+    /// Views run through the ViT so far.
+    pub(crate) fn tiles_encoded(&self) -> usize {
+        self.shared.tiles_encoded.load(Ordering::Relaxed)
+    }
+
+    /// Attached images whose embeddings were found cached or in flight.
+    pub(crate) fn cache_hits(&self) -> usize {
+        self.shared.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// Total wall time of the worker's encodings, in milliseconds.
+    pub(crate) fn encode_ms(&self) -> f64 {
+        self.shared.encode_us.load(Ordering::Relaxed) as f64 / 1e3
+    }
+
+    /// Images and bytes in the embedding cache.
+    pub(crate) fn cache_usage(&self) -> (usize, usize) {
+        let c = lock(&self.shared.cache);
+        (c.len(), c.used_bytes())
+    }
+}
+
+/// Queues `job`, failing its slot if the worker is gone.
+fn send(tx: &mpsc::Sender<Job>, job: Job) {
+    if let Err(mpsc::SendError(job)) = tx.send(job) {
+        job.slot.finish(Err("the image encoder has stopped".into()));
+    }
+}
+
+impl Drop for BackgroundEncoder {
+    fn drop(&mut self) {
+        // Closing the queue ends the worker; the stop flag cuts the job in hand short.
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}

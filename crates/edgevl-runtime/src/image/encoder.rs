@@ -1,0 +1,154 @@
+//! From an image file to projected embeddings: load (limits checked), plan the tiles, key the
+//! result, and run the vision encoder in batches — sequentially, or pipelined so the next batch
+//! is rendered and normalised while the ViT works on the current one.
+
+use super::ImageConfig;
+use crate::RuntimeError;
+use edgevl_kernels::ThreadPool;
+use edgevl_model::vision::VisionEncoder;
+use edgevl_vision::{
+    load_image, make_tiles, normalize_views, render_views, Normalization, Plan, RgbImage, TileBatch,
+    TilingParams, TILE_SIZE,
+};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+/// A decoded image with its tiling plan and cache key, ready to encode.
+#[derive(Debug)]
+pub struct PreparedImage {
+    /// Names the image in messages (its path).
+    pub label: String,
+    /// The pixels after EXIF rotation, as RGB.
+    pub image: RgbImage,
+    /// The tiles the strategy chose.
+    pub plan: Plan,
+    /// Hash of the pixels, the plan and the projector file: equal keys mean equal embeddings.
+    pub key: u64,
+}
+
+/// The vision encoder of a session with its image settings.
+pub(crate) struct ImageEncoder {
+    encoder: VisionEncoder,
+    cfg: ImageConfig,
+    norm: Normalization,
+    /// Identifies the mmproj file (path, size, modification time) inside cache keys.
+    mmproj_id: u64,
+}
+
+impl ImageEncoder {
+    /// Loads the mmproj at `path` and checks it fits an LLM whose embeddings are `llm_width` wide.
+    pub(crate) fn open(path: &Path, cfg: ImageConfig, llm_width: usize) -> Result<Self, RuntimeError> {
+        if cfg.vit_batch == 0 {
+            return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
+        }
+        let encoder = VisionEncoder::open(path)?;
+        let hp = encoder.hparams();
+        if hp.image_size != TILE_SIZE as usize {
+            return Err(RuntimeError::BadSetting(format!(
+                "mmproj {}: clip.vision.image_size is {}, but the tiling produces {TILE_SIZE}x{TILE_SIZE} tiles",
+                path.display(),
+                hp.image_size
+            )));
+        }
+        if encoder.n_embd_out() != llm_width {
+            return Err(RuntimeError::WidthMismatch {
+                mmproj: path.display().to_string(),
+                projector: encoder.n_embd_out(),
+                llm: llm_width,
+            });
+        }
+        let norm = Normalization { mean: hp.image_mean, std: hp.image_std };
+        let mut h = std::hash::DefaultHasher::new();
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).hash(&mut h);
+        if let Ok(meta) = std::fs::metadata(path) {
+            meta.len().hash(&mut h);
+            meta.modified().ok().hash(&mut h);
+        }
+        Ok(ImageEncoder { encoder, cfg, norm, mmproj_id: h.finish() })
+    }
+
+    /// Embedding rows per 384x384 view (196).
+    pub(crate) fn tokens_per_view(&self) -> usize {
+        self.encoder.tokens_per_tile()
+    }
+
+    /// The settings in use.
+    pub(crate) fn config(&self) -> &ImageConfig {
+        &self.cfg
+    }
+
+    /// Reads, decodes and plans the image at `path`.
+    pub(crate) fn prepare(&self, path: &Path) -> Result<PreparedImage, RuntimeError> {
+        let image = load_image(path, &self.cfg.limits)?;
+        self.prepare_decoded(path.display().to_string(), image)
+    }
+
+    /// Plans and keys an already decoded image.
+    pub(crate) fn prepare_decoded(
+        &self,
+        label: String,
+        image: RgbImage,
+    ) -> Result<PreparedImage, RuntimeError> {
+        let params = TilingParams { alpha: self.cfg.alpha, max_tiles: self.cfg.max_tiles };
+        let plan = self.cfg.strategy.plan(image.size(), &params)?;
+        let mut h = std::hash::DefaultHasher::new();
+        self.mmproj_id.hash(&mut h);
+        plan.hash(&mut h);
+        image.pixels().hash(&mut h);
+        Ok(PreparedImage { label, image, plan, key: h.finish() })
+    }
+
+    /// The embeddings `[views * 196, d]` of a prepared image, global view first, computed
+    /// `vit_batch` views at a time; `stop` is checked between batches.
+    pub(crate) fn encode(
+        &self,
+        p: &PreparedImage,
+        pool: &ThreadPool,
+        stop: &AtomicBool,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        let batch = self.cfg.vit_batch;
+        let mut out = Vec::new();
+        let mut encode_batch = |tiles: &[f32], n: usize| -> Result<(), RuntimeError> {
+            if stop.load(Ordering::Relaxed) {
+                return Err(RuntimeError::Cancelled);
+            }
+            out.extend(self.encoder.encode_tiles(tiles, n, n, pool)?);
+            Ok(())
+        };
+        if !self.cfg.pipelined {
+            let tiles = make_tiles(&p.image, &p.plan, &self.norm)?;
+            let tl = TileBatch::TILE_LEN;
+            for chunk in tiles.data().chunks(batch * tl) {
+                encode_batch(chunk, chunk.len() / tl)?;
+            }
+            return Ok(out);
+        }
+        // Pipelined: a second thread renders and normalises batch k + 1 while the ViT runs
+        // batch k. The encoder's rows do not depend on how the views are split into batches.
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            s.spawn(move || {
+                let views = match render_views(&p.image, &p.plan) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = tx.send(Err(RuntimeError::from(e)));
+                        return;
+                    }
+                };
+                for group in views.chunks(batch) {
+                    if tx.send(Ok(normalize_views(group, &self.norm))).is_err() {
+                        return;
+                    }
+                }
+            });
+            for tiles in rx {
+                let tiles = tiles?;
+                encode_batch(tiles.data(), tiles.n_tiles())?;
+            }
+            Ok::<(), RuntimeError>(())
+        })?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,127 @@
+//! Attaching images to a conversation and laying them out in the prompt (spec 2b): each image
+//! is bound to the next user message, at its `<__media__>` markers or, without any, in front of
+//! its text; in the prompt an image is its views' embeddings, global view first.
+
+use super::Session;
+use crate::image::{ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
+use crate::segment::{EmbeddingBlock, Segment};
+use crate::RuntimeError;
+use edgevl_vision::RgbImage;
+use std::path::Path;
+use std::time::Instant;
+
+impl Session {
+    /// Attach the image at `path` to the next user message and, unless encoding ahead is off,
+    /// start encoding it in the background at once (nothing is encoded when its embeddings are
+    /// cached). The file is read, decoded and planned here, so a bad image fails now.
+    pub fn add_image(&mut self, path: impl AsRef<Path>) -> Result<ImageInfo, RuntimeError> {
+        let vision = self.vision.as_ref().ok_or(RuntimeError::NoVision)?;
+        let prepared = vision.encoder().prepare(path.as_ref())?;
+        self.attach(prepared)
+    }
+
+    /// [`Session::add_image`] for pixels already in memory; `label` names the image in errors.
+    pub fn add_image_decoded(&mut self, label: &str, image: RgbImage) -> Result<ImageInfo, RuntimeError> {
+        let vision = self.vision.as_ref().ok_or(RuntimeError::NoVision)?;
+        let prepared = vision.encoder().prepare_decoded(label.to_string(), image)?;
+        self.attach(prepared)
+    }
+
+    fn attach(&mut self, prepared: PreparedImage) -> Result<ImageInfo, RuntimeError> {
+        let vision = self.vision.as_ref().ok_or(RuntimeError::NoVision)?;
+        let ahead = vision.encoder().config().encode_ahead;
+        let pending = vision.submit(prepared, ahead)?;
+        let info = pending.info().clone();
+        self.pending_images.push(pending);
+        Ok(info)
+    }
+
+    /// True when an mmproj is loaded.
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
+    }
+
+    /// `user_text` with the attached images' markers: as given when it has one marker per
+    /// attached image, else (no marker at all) the markers in front. Moves the attached images
+    /// into the conversation; returns how many.
+    pub(super) fn bind_images(&mut self, user_text: &str) -> Result<(String, usize), RuntimeError> {
+        if self.vision.is_none() {
+            return Ok((user_text.to_string(), 0));
+        }
+        let markers = user_text.matches(MEDIA_MARKER).count();
+        let n = self.pending_images.len();
+        let text = if markers == n {
+            user_text.to_string()
+        } else if markers == 0 {
+            format!("{}{user_text}", MEDIA_MARKER.repeat(n))
+        } else {
+            return Err(RuntimeError::BadInput(format!(
+                "the message has {markers} {MEDIA_MARKER} marker(s) but {n} image(s) are attached"
+            )));
+        };
+        self.images.append(&mut self.pending_images);
+        Ok((text, n))
+    }
+
+    /// Puts the last `n` bound images back to attached (a failed turn is taken back).
+    pub(super) fn unbind_images(&mut self, n: usize) {
+        let at = self.images.len().saturating_sub(n);
+        let mut bound = self.images.split_off(at);
+        bound.append(&mut self.pending_images);
+        self.pending_images = bound;
+    }
+
+    /// The conversation rendered with the chat template as prompt segments: text tokens, and
+    /// each image's embeddings where its marker is (waiting for encodings still running).
+    /// Also returns the milliseconds spent waiting for images.
+    pub fn conversation_segments(&self) -> Result<(Vec<Segment>, f64), RuntimeError> {
+        let rendered = self.template.render(&self.messages, true)?;
+        self.segments_of(&rendered, self.wants_bos(&rendered), &self.images)
+    }
+
+    /// Segments of a prompt used as is (no chat template, BOS as the tokenizer wants), with the
+    /// attached images at its markers or, without any, in front; the images are used up.
+    /// Also returns the milliseconds spent waiting for images.
+    pub fn raw_prompt_segments(&mut self, prompt: &str) -> Result<(Vec<Segment>, f64), RuntimeError> {
+        let (text, n) = self.bind_images(prompt)?;
+        let images = self.images.split_off(self.images.len() - n);
+        self.segments_of(&text, true, &images)
+    }
+
+    /// Splits `text` at the image markers into token segments (BOS in front when `bos`) and the
+    /// embeddings of `images`, one per marker in order.
+    fn segments_of(
+        &self,
+        text: &str,
+        bos: bool,
+        images: &[PendingImage],
+    ) -> Result<(Vec<Segment>, f64), RuntimeError> {
+        let Some(vision) = &self.vision else {
+            return Ok((vec![Segment::Tokens(self.tokenizer.encode(text, bos, true))], 0.0));
+        };
+        let parts: Vec<&str> = text.split(MEDIA_MARKER).collect();
+        if parts.len() - 1 != images.len() {
+            return Err(RuntimeError::BadInput(format!(
+                "the prompt has {} {MEDIA_MARKER} marker(s) but {} image(s)",
+                parts.len() - 1,
+                images.len()
+            )));
+        }
+        let mut segments = Vec::with_capacity(2 * parts.len());
+        let mut waited = 0.0;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                let image = &images[i - 1];
+                let t0 = Instant::now();
+                let rows = vision.wait(image)?;
+                waited += t0.elapsed().as_secs_f64() * 1e3;
+                segments.push(Segment::Embeddings(EmbeddingBlock { key: image.info().key, rows }));
+            }
+            let tokens = self.tokenizer.encode(part, i == 0 && bos, true);
+            if !tokens.is_empty() {
+                segments.push(Segment::Tokens(tokens));
+            }
+        }
+        Ok((segments, waited))
+    }
+}

@@ -1,0 +1,232 @@
+//! Images in a session, on the tiny VLM fixture (tests/fixtures/tiny-vlm: a random SigLIP-shaped
+//! tower + lfm2 projector of width 64, checked against PyTorch in edgevl-model's tests) paired
+//! with the tiny llama (width 64): the prompt's image block is exactly the encoder's output for
+//! the image's tiles (global view first) at the marker, the session's logits equal one decoder
+//! pass over [tokens, embeddings, tokens], a second attach of the same image runs the ViT zero
+//! times, pipelined and encode-on-demand give the same rows, and bad input is a clear error.
+
+use edgevl_kernels::ThreadPool;
+use edgevl_model::vision::VisionEncoder;
+use edgevl_model::{DecoderInput, KvType, LogitsWanted};
+use edgevl_runtime::{
+    ImageConfig, RuntimeError, Sampler, SamplerConfig, Segment, Session, SessionConfig, MEDIA_MARKER,
+};
+use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
+use std::path::{Path, PathBuf};
+
+fn llm() -> PathBuf {
+    edgevl_testdata::fixture("tiny-llama-spm/model.gguf")
+}
+
+fn mmproj() -> PathBuf {
+    edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")
+}
+
+/// 900x500: relaxed matching tiles it (the test checks there is more than one view).
+fn wide_image() -> PathBuf {
+    edgevl_testdata::fixture("vision/pipeline/input.png")
+}
+
+fn config(image: ImageConfig) -> SessionConfig {
+    SessionConfig {
+        n_threads: 2,
+        // Past the tiny llama's 512 training positions (RoPE): room for a tiled image.
+        n_ctx: Some(4096),
+        chunk: 64,
+        kv_type: KvType::F32,
+        mmproj: Some(mmproj()),
+        image,
+    }
+}
+
+fn session(image: ImageConfig) -> Session {
+    Session::load(llm(), &config(image)).expect("tiny VLM loads")
+}
+
+fn greedy() -> Sampler {
+    Sampler::new(SamplerConfig { temp: 0.0, ..SamplerConfig::default() })
+}
+
+/// The image's embeddings straight from the libraries: tiles by the relaxed plan, encoded one
+/// view at a time.
+fn reference_embeddings(path: &Path) -> (Vec<f32>, u32) {
+    let enc = VisionEncoder::open(mmproj()).unwrap();
+    let img = load_image(path, &LoadLimits::default()).unwrap();
+    let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
+    let tiles = make_tiles(&img, &plan, &Normalization::SIGLIP).unwrap();
+    (enc.encode_tiles(tiles.data(), tiles.n_tiles(), 1, &ThreadPool::new(1)).unwrap(), plan.views())
+}
+
+fn image_blocks(segments: &[Segment]) -> Vec<&[f32]> {
+    segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Embeddings(b) => Some(&b.rows[..]),
+            Segment::Tokens(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn image_goes_in_at_the_marker_as_the_encoders_rows() {
+    let path = wide_image();
+    let (want, views) = reference_embeddings(&path);
+    let mut s = session(ImageConfig::default());
+    let info = s.add_image(&path).unwrap();
+    assert_eq!((info.plan.views(), info.n_tokens, info.cached), (views, views as usize * 196, false));
+    assert!(views > 1, "the fixture image should need tiles");
+    let stats = s.ask(&format!("Look: {MEDIA_MARKER} What is it?"), 3, &mut greedy(), |_| true).unwrap();
+    assert_eq!(stats.image_tokens, info.n_tokens);
+    assert_eq!(s.stats().vit_tiles_encoded, views as usize);
+    assert!(s.messages()[0].content.contains(MEDIA_MARKER));
+    let (segments, _) = s.conversation_segments().unwrap();
+    let blocks = image_blocks(&segments);
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0], &want[..], "the prompt's image rows differ from the encoder's");
+    // Text on both sides of the marker: tokens, embeddings, tokens.
+    assert!(matches!(
+        segments.as_slice(),
+        [Segment::Tokens(_), Segment::Embeddings(_), Segment::Tokens(_), ..]
+    ));
+}
+
+#[test]
+fn without_a_marker_the_image_goes_first_and_logits_match_one_decoder_pass() {
+    let path = edgevl_testdata::fixture("vision/pipeline/small.png");
+    let mut s = session(ImageConfig::default());
+    s.add_image(&path).unwrap();
+    s.ask("Describe the picture.", 1, &mut greedy(), |_| true).unwrap();
+    let content = &s.messages()[0].content;
+    assert!(content.starts_with(MEDIA_MARKER) && content.ends_with("Describe the picture."), "{content}");
+
+    // The session's prefill (chunked, 64 positions) against one decoder pass per segment.
+    s.add_text("user", "And now?");
+    s.prefill_conversation().unwrap();
+    let ours = s.logits().to_vec();
+    let (segments, _) = s.conversation_segments().unwrap();
+    let dec = s.decoder();
+    let mut kv = dec.new_cache(4096, KvType::F32);
+    let mut st = dec.new_state(4096, 4096);
+    let pool = ThreadPool::new(2);
+    let mut last = Vec::new();
+    for seg in &segments {
+        let input = match seg {
+            Segment::Tokens(t) => DecoderInput::Tokens(t),
+            Segment::Embeddings(b) => DecoderInput::Embeddings(&b.rows),
+        };
+        last = dec.forward(input, &mut kv, &mut st, &pool, LogitsWanted::Last).unwrap().to_vec();
+    }
+    let diff = ours.iter().zip(&last).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let scale = last.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(diff <= 1e-4 * scale, "session logits differ from one pass: max abs diff {diff} (scale {scale})");
+}
+
+#[test]
+fn a_second_attach_of_the_same_image_is_not_encoded_again() {
+    let path = wide_image();
+    let mut s = session(ImageConfig::default());
+    let first = s.add_image(&path).unwrap();
+    s.ask("What is this?", 2, &mut greedy(), |_| true).unwrap();
+    let encoded = s.stats().vit_tiles_encoded;
+    assert_eq!(encoded, first.plan.views() as usize);
+    // In a new conversation (the cache outlives /reset) and again in the same one.
+    s.reset();
+    let again = s.add_image(&path).unwrap();
+    assert!(again.cached && again.key == first.key);
+    s.ask("And this?", 2, &mut greedy(), |_| true).unwrap();
+    s.add_image(&path).unwrap();
+    s.ask("Same again?", 2, &mut greedy(), |_| true).unwrap();
+    let stats = s.stats();
+    assert_eq!((stats.vit_tiles_encoded, stats.image_cache_hits, stats.images), (encoded, 2, 2));
+    assert_eq!(stats.image_cache_entries, 1);
+
+    // With the cache off, the same image is encoded each time.
+    let mut off = session(ImageConfig { cache_mb: 0, ..ImageConfig::default() });
+    for _ in 0..2 {
+        off.add_image(&path).unwrap();
+        off.ask("What is this?", 1, &mut greedy(), |_| true).unwrap();
+    }
+    assert_eq!((off.stats().vit_tiles_encoded, off.stats().image_cache_hits), (2 * encoded, 0));
+}
+
+#[test]
+fn pipelined_and_on_demand_encoding_give_the_same_rows() {
+    let path = wide_image();
+    let rows = |cfg: ImageConfig| {
+        let mut s = session(cfg);
+        s.add_image(&path).unwrap();
+        s.ask("Hi", 1, &mut greedy(), |_| true).unwrap();
+        let (segments, _) = s.conversation_segments().unwrap();
+        image_blocks(&segments)[0].to_vec()
+    };
+    let sequential = rows(ImageConfig { vit_batch: 2, ..ImageConfig::default() });
+    let pipelined = rows(ImageConfig { vit_batch: 2, pipelined: true, ..ImageConfig::default() });
+    assert_eq!(sequential, pipelined);
+    let batch1 = rows(ImageConfig { vit_batch: 1, pipelined: true, ..ImageConfig::default() });
+    assert_eq!(sequential, batch1);
+
+    // Encoding ahead off: nothing runs until the turn needs it, then the same rows.
+    let mut s = session(ImageConfig { encode_ahead: false, ..ImageConfig::default() });
+    let info = s.add_image(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(s.stats().vit_tiles_encoded, 0);
+    let stats = s.ask("Hi", 1, &mut greedy(), |_| true).unwrap();
+    assert_eq!(s.stats().vit_tiles_encoded, info.plan.views() as usize);
+    assert!(stats.image_wait_ms > 0.0);
+    let (segments, _) = s.conversation_segments().unwrap();
+    assert_eq!(image_blocks(&segments)[0], &sequential[..]);
+}
+
+#[test]
+fn marker_count_mismatch_is_refused_and_loses_nothing() {
+    let mut s = session(ImageConfig::default());
+    s.add_image(wide_image()).unwrap();
+    let e = s.ask(&format!("{MEDIA_MARKER} and {MEDIA_MARKER}?"), 2, &mut greedy(), |_| true).unwrap_err();
+    assert!(matches!(e, RuntimeError::BadInput(_)), "{e}");
+    assert!(e.to_string().contains("2 <__media__> marker(s) but 1 image(s)"), "{e}");
+    assert!(s.messages().is_empty());
+    assert_eq!(s.stats().pending_images, 1);
+    let stats = s.ask("One image then.", 2, &mut greedy(), |_| true).unwrap();
+    assert!(stats.image_tokens > 0);
+}
+
+#[test]
+fn bad_images_and_mismatched_files_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("edgevl-images-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A projector whose output width is not the LLM's: both numbers in the message.
+    let wide = dir.join("mmproj-96.gguf");
+    let shape = edgevl_gen::vision::VisionShape { projection_dim: 96, ..edgevl_gen::vision::TINY_VISION };
+    edgevl_gen::vision::write_mmproj(&shape, edgevl_gen::vision::VisionDType::F32, 1, &wide).unwrap();
+    let cfg = SessionConfig { mmproj: Some(wide), ..config(ImageConfig::default()) };
+    let e = Session::load(llm(), &cfg).err().expect("width mismatch must fail");
+    let msg = e.to_string();
+    assert!(matches!(e, RuntimeError::WidthMismatch { projector: 96, llm: 64, .. }), "{msg}");
+    assert!(msg.contains("96") && msg.contains("64"), "{msg}");
+
+    // An mmproj that is not one.
+    let cfg = SessionConfig { mmproj: Some(llm()), ..config(ImageConfig::default()) };
+    let msg = Session::load(llm(), &cfg).err().expect("an LLM is not an mmproj").to_string();
+    assert!(msg.contains("clip.projector_type"), "{msg}");
+
+    // Corrupt and missing images fail when attached; nothing is attached.
+    let mut s = session(ImageConfig::default());
+    let corrupt = dir.join("corrupt.png");
+    let mut bytes = std::fs::read(edgevl_testdata::fixture("vision/pipeline/small.png")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&corrupt, bytes).unwrap();
+    let msg = s.add_image(&corrupt).unwrap_err().to_string();
+    assert!(msg.contains("corrupt.png"), "{msg}");
+    let msg = s.add_image(dir.join("missing.png")).unwrap_err().to_string();
+    assert!(msg.contains("missing.png"), "{msg}");
+    assert_eq!(s.stats().pending_images, 0);
+
+    // A text-only session refuses images.
+    let cfg = SessionConfig { mmproj: None, ..config(ImageConfig::default()) };
+    let mut text_only = Session::load(llm(), &cfg).unwrap();
+    let e = text_only.add_image(wide_image()).unwrap_err();
+    assert!(matches!(e, RuntimeError::NoVision), "{e}");
+    assert!(e.to_string().contains("--mmproj"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
