@@ -41,23 +41,30 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub vision: crate::bench_vision::VisionBenchArgs,
     /// Skip the memory-bandwidth probe (its 512 MB buffer counts in the process's peak RSS as
     /// `/usr/bin/time` sees it; the RSS printed here is taken before the probe).
     #[arg(long)]
     pub no_bandwidth: bool,
 }
 
-/// Median, spread and extremes of a test's per-repetition rates.
+/// Median, spread and extremes of a test's per-repetition samples.
 #[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    stddev: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Stats {
+    /// Median.
+    pub median: f64,
+    /// Sample standard deviation.
+    pub stddev: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
 }
 
 impl Stats {
-    fn of(samples: &[f64]) -> Stats {
+    /// The statistics of `samples`.
+    pub(crate) fn of(samples: &[f64]) -> Stats {
         let mut s = samples.to_vec();
         s.sort_by(f64::total_cmp);
         let n = s.len().max(1) as f64;
@@ -77,7 +84,8 @@ impl Stats {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// As a JSON object.
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({ "median": self.median, "stddev": self.stddev, "min": self.min, "max": self.max })
     }
 }
@@ -184,6 +192,24 @@ fn read_bandwidth_gbs(pool: &ThreadPool) -> f64 {
 /// Runs the benchmark and prints the table (or JSON) on stdout.
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.reps > 0, "-r must be at least 1");
+    if let Some(image) = &a.vision.image {
+        let Some(mmproj) = &a.vision.mmproj else { anyhow::bail!("--image needs --mmproj") };
+        let cfg = edgevl_runtime::SessionConfig {
+            n_threads: a.threads.max(1),
+            n_ctx: a.ctx,
+            kv_type: KvType::F16,
+            ..edgevl_runtime::SessionConfig::default()
+        };
+        let j = crate::bench_vision::e2e_bench(&a.model, mmproj, image, &cfg, &a.vision, a.n_gen, a.json)?;
+        if a.json {
+            println!("{j}");
+        }
+        return Ok(());
+    }
+    let vit = match &a.vision.mmproj {
+        Some(mmproj) => Some(crate::bench_vision::vit_bench(mmproj, &a.vision, a.threads, a.json)?),
+        None => None,
+    };
     anyhow::ensure!(
         a.n_prompt + a.n_gen > 0 || !a.no_bandwidth,
         "nothing to measure: -p and -n are both 0 and --no-bandwidth is set"
@@ -240,6 +266,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             "bytes_per_token": weights,
             "read_bandwidth_gbs": bw,
             "tg_roofline_tok_s": roofline,
+            "vit": vit,
         });
         println!("{j}");
         return Ok(());

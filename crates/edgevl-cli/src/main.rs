@@ -2,6 +2,7 @@
 //! answer or the requested JSON; logs and progress go to stderr.
 
 mod bench;
+mod bench_vision;
 mod chat;
 mod encode_image;
 mod gen_random;

@@ -116,3 +116,68 @@ fn projector_width_mismatch_names_both_widths() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_with_an_image_reports_every_stage() {
+    let (llm, mmproj, image) = (
+        fixture("tiny-llama-spm/model.gguf"),
+        fixture("tiny-vlm/mmproj.gguf"),
+        fixture("vision/pipeline/input.png"),
+    );
+    let args = [
+        "bench",
+        "-m",
+        &llm,
+        "--mmproj",
+        &mmproj,
+        "--image",
+        &image,
+        "-n",
+        "4",
+        "-c",
+        "4096",
+        "-t",
+        "2",
+        "--chunk",
+        "64,512",
+        "--typing-s",
+        "0",
+        "--json",
+    ];
+    let out = edgevl(&args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "edgevl bench failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!((num(&v, "views"), num(&v, "image_tokens")), (7, 7 * 196));
+    assert_eq!(num(&v["turn"], "image_tokens"), 7 * 196);
+    let chunks: Vec<u64> = v["chunks"].as_array().unwrap().iter().map(|c| num(c, "chunk")).collect();
+    assert_eq!(chunks, [64, 512]);
+    let ttft = v["ttft"].as_array().unwrap();
+    assert_eq!(ttft.len(), 2);
+    assert!(ttft.iter().all(|t| t["ttft_ms"].as_f64().unwrap() > 0.0));
+
+    // The ViT rows: one tile, then nine at each batch size.
+    let args = [
+        "bench",
+        "-m",
+        &llm,
+        "--mmproj",
+        &mmproj,
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--vit-batch",
+        "1,3",
+        "--no-bandwidth",
+        "--json",
+    ];
+    let out = edgevl(&args, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows: Vec<(u64, u64)> =
+        v["vit"].as_array().unwrap().iter().map(|r| (num(r, "views"), num(r, "vit_batch"))).collect();
+    assert_eq!(rows, [(1, 1), (9, 1), (9, 3)]);
+}

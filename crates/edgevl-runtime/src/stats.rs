@@ -31,9 +31,9 @@ pub struct TurnStats {
     pub generated_tokens: usize,
     /// Model load time.
     pub load_ms: f64,
-    /// Time from the start of the turn to the first generated token.
+    /// Time from the start of the turn to the first generated token (waiting for images included).
     pub ttft_ms: f64,
-    /// Prefill speed over the positions prefilled this turn.
+    /// Prefill speed over the positions prefilled this turn (waiting for images excluded).
     pub prefill_tok_s: f64,
     /// Decode speed (tokens after the first, over their time).
     pub decode_tok_s: f64,

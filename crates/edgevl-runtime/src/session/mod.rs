@@ -178,6 +178,16 @@ impl Session {
         self.chunk
     }
 
+    /// Change the prefill chunk size (at most the context size); the cache is kept.
+    pub fn set_chunk(&mut self, chunk: usize) -> Result<(), RuntimeError> {
+        if chunk == 0 {
+            return Err(RuntimeError::BadSetting("the chunk size must be at least 1".into()));
+        }
+        self.chunk = chunk.min(self.kv.n_ctx());
+        self.state = self.decoder.new_state(self.chunk, self.kv.n_ctx());
+        Ok(())
+    }
+
     /// Milliseconds it took to load.
     pub fn load_ms(&self) -> f64 {
         self.load_ms

@@ -71,6 +71,9 @@ impl Session {
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<(String, TurnStats), RuntimeError> {
         self.cancel.store(false, Ordering::Relaxed);
+        // The turn started at `t0` (time-to-first-token counts from there, image waits
+        // included); the prefill starts now.
+        let t_prefill = Instant::now();
         let d = self.decoder.hparams().n_embd;
         let prompt_tokens: usize = prompt.iter().map(|s| s.n_positions(d)).sum();
         let mut out = Vec::new();
@@ -131,7 +134,7 @@ impl Session {
             }
         };
         let t_end = Instant::now();
-        let prefill_s = (t_first - t0).as_secs_f64();
+        let prefill_s = t_first.saturating_duration_since(t_prefill).as_secs_f64();
         let decode_s = (t_end - t_first).as_secs_f64();
         let n_decoded = out.len().saturating_sub(1);
         // A prefill cancelled part-way still left its finished chunks in the cache.
@@ -142,7 +145,7 @@ impl Session {
             prefilled_tokens: prefilled,
             generated_tokens: out.len(),
             load_ms: self.load_ms,
-            ttft_ms: prefill_s * 1e3,
+            ttft_ms: t_first.saturating_duration_since(t0).as_secs_f64() * 1e3,
             prefill_tok_s: prefilled as f64 / prefill_s.max(1e-9),
             decode_tok_s: if n_decoded > 0 { n_decoded as f64 / decode_s.max(1e-9) } else { 0.0 },
             peak_rss_mb: peak_rss_mb(),
