@@ -4,8 +4,9 @@
 //! view, the paper's Figure 7 setting) at each `--vit-batch` size: milliseconds per tile and
 //! per 14x14 patch. With `--image` too: the end-to-end numbers of the paper's Table 5 for this
 //! machine (model load, image processing, LLM prefill, decode speed), the prefill time of the
-//! same image prompt at each `--chunk` size (the paper's Figure 8), and time-to-first-token
-//! with and without encoding ahead while a user types for `--typing-s` seconds.
+//! same image prompt at each `--chunk` size (the paper's Figure 8), the image's processing time
+//! sequential and pipelined, and time-to-first-token with and without encoding ahead while a
+//! user types for `--typing-s` seconds.
 
 use crate::bench::Stats;
 use anyhow::Context;
@@ -209,6 +210,23 @@ pub fn e2e_bench(
         ttft.push((ahead, t));
     }
 
+    // Pipelining: the image alone (no prefill), encoded sequentially and pipelined.
+    let mut pipelining = Vec::new();
+    for pipelined in [false, true] {
+        let c = SessionConfig {
+            mmproj: Some(mmproj.to_path_buf()),
+            image: ImageConfig { vit_batch, cache_mb: 0, pipelined, ..ImageConfig::default() },
+            ..base.clone()
+        };
+        let mut s = load(&c)?;
+        let t0 = Instant::now();
+        s.add_image(image)?;
+        s.raw_prompt_segments("")?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        eprintln!("bench: image processing, pipelined {pipelined}: {ms:.0} ms");
+        pipelining.push((pipelined, ms));
+    }
+
     let plan = &info.plan;
     if !json {
         println!(
@@ -243,6 +261,14 @@ pub fn e2e_bench(
             println!("| {c} | {:.2} s | {:.1} |", prefill_ms(t) / 1e3, t.prefill_tok_s);
         }
         println!();
+        println!("| image processing (decode, tile, ViT, projector) | time |");
+        println!("|---|---:|");
+        for (pipelined, ms) in &pipelining {
+            let how =
+                if *pipelined { "pipelined (next batch rendered during the ViT)" } else { "sequential" };
+            println!("| {how} | {:.2} s |", ms / 1e3);
+        }
+        println!();
         println!("| image encoding | typing | waited for the image | time to first token |");
         println!("|---|---:|---:|---:|");
         for (ahead, t) in &ttft {
@@ -265,6 +291,7 @@ pub fn e2e_bench(
         "image_ms": image_ms,
         "turn": turn,
         "chunks": chunks.iter().map(|(c, t)| serde_json::json!({"chunk": c, "prefill_ms": prefill_ms(t), "prefill_tok_s": t.prefill_tok_s})).collect::<Vec<_>>(),
+        "pipelining": pipelining.iter().map(|(p, ms)| serde_json::json!({"pipelined": p, "image_ms": ms})).collect::<Vec<_>>(),
         "ttft": ttft.iter().map(|(a, t)| serde_json::json!({"encode_ahead": a, "typing_s": v.typing_s, "image_wait_ms": t.image_wait_ms, "ttft_ms": t.ttft_ms})).collect::<Vec<_>>(),
     }))
 }

@@ -152,6 +152,7 @@ fn bench_with_an_image_reports_every_stage() {
     assert_eq!(num(&v["turn"], "image_tokens"), 7 * 196);
     let chunks: Vec<u64> = v["chunks"].as_array().unwrap().iter().map(|c| num(c, "chunk")).collect();
     assert_eq!(chunks, [64, 512]);
+    assert_eq!(v["pipelining"].as_array().unwrap().len(), 2);
     let ttft = v["ttft"].as_array().unwrap();
     assert_eq!(ttft.len(), 2);
     assert!(ttft.iter().all(|t| t["ttft_ms"].as_f64().unwrap() > 0.0));
