@@ -3,8 +3,9 @@
 //! bytes every time, and files follow llama.cpp's names and keys so both engines read them.
 #![warn(missing_docs)]
 
+pub mod image_tokens;
 pub mod llm;
 mod tensors;
 pub mod vision;
 
-pub use tensors::{random_tensor, GenError, TensorSpec};
+pub use tensors::{add_random_tensors, random_tensor, GenError, TensorSpec};

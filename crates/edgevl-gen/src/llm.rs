@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use edgevl_gguf::{Array, GgmlType, GgufWriter, Value};
+use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
-use crate::tensors::{random_tensor, GenError, TensorSpec};
+use crate::image_tokens::{lfm2_image_tokens, MAX_GRID_TILES};
+use crate::tensors::{add_random_tensors, file_type, GenError, TensorSpec};
 
 /// Errors of LLaMA model generation.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,25 @@ pub enum LlmGenError {
         /// The presets there are.
         known: String,
     },
+    /// The vocabulary is too small for the extra tokens asked for.
+    #[error("preset '{preset}' has {n_vocab} tokens, too few for the {needed} the options need")]
+    VocabTooSmall {
+        /// The preset.
+        preset: String,
+        /// Its vocabulary size.
+        n_vocab: usize,
+        /// Tokens needed (bytes, `<|endoftext|>` and the extras).
+        needed: usize,
+    },
+}
+
+/// Choices beyond the shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LlamaOptions {
+    /// Put llama.cpp's lfm2 image tokens (see [`crate::image_tokens`]) in the vocabulary as
+    /// control tokens right after `<|endoftext|>`, so llama-mtmd-cli can pair the model with an
+    /// lfm2 mmproj.
+    pub image_tokens: bool,
 }
 
 /// Shape of a LLaMA-architecture decoder.
@@ -118,8 +138,33 @@ fn byte_char(b: u8) -> char {
     }
 }
 
+/// The vocabulary of `shape`: the 256 byte tokens, `<|endoftext|>` (control), the control
+/// tokens `extra`, then synthetic `tokN` fillers; with each token's GGUF type.
+fn vocabulary(shape: &LlamaShape, extra: &[String]) -> Result<(Vec<String>, Vec<i32>), LlmGenError> {
+    let needed = EOT_ID as usize + 1 + extra.len();
+    if needed > shape.n_vocab {
+        return Err(LlmGenError::VocabTooSmall {
+            preset: shape.name.to_string(),
+            n_vocab: shape.n_vocab,
+            needed,
+        });
+    }
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
+    tokens.push("<|endoftext|>".into());
+    tokens.extend(extra.iter().cloned());
+    tokens.extend((tokens.len()..shape.n_vocab).map(|i| format!("tok{i}")));
+    let mut types = vec![TOKEN_NORMAL; shape.n_vocab];
+    types[EOT_ID as usize..needed].fill(TOKEN_CONTROL);
+    Ok((tokens, types))
+}
+
 /// Metadata of `shape`: architecture keys and the synthetic vocabulary.
-fn add_metadata(w: &mut GgufWriter, shape: &LlamaShape, dtype: DType) {
+fn add_metadata(
+    w: &mut GgufWriter,
+    shape: &LlamaShape,
+    dtype: DType,
+    opts: LlamaOptions,
+) -> Result<(), LlmGenError> {
     let u32v = |n: usize| Value::U32(n as u32);
     w.add_kv("general.architecture", Value::Str("llama".into()));
     w.add_kv("general.name", Value::Str(format!("random-{}", shape.name)));
@@ -134,11 +179,8 @@ fn add_metadata(w: &mut GgufWriter, shape: &LlamaShape, dtype: DType) {
     w.add_kv("llama.rope.freq_base", Value::F32(shape.rope_base));
     w.add_kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
     w.add_kv("llama.vocab_size", u32v(shape.n_vocab));
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
-    tokens.push("<|endoftext|>".into());
-    tokens.extend((tokens.len()..shape.n_vocab).map(|i| format!("tok{i}")));
-    let mut types = vec![TOKEN_NORMAL; shape.n_vocab];
-    types[EOT_ID as usize] = TOKEN_CONTROL;
+    let extra = if opts.image_tokens { lfm2_image_tokens(MAX_GRID_TILES) } else { Vec::new() };
+    let (tokens, types) = vocabulary(shape, &extra)?;
     w.add_kv("tokenizer.ggml.model", Value::Str("gpt2".into()));
     w.add_kv("tokenizer.ggml.pre", Value::Str("default".into()));
     w.add_kv("tokenizer.ggml.tokens", Value::Array(Array::Str(tokens)));
@@ -147,20 +189,7 @@ fn add_metadata(w: &mut GgufWriter, shape: &LlamaShape, dtype: DType) {
     w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(EOT_ID));
     w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(EOT_ID));
     w.add_kv("tokenizer.ggml.add_bos_token", Value::Bool(false));
-}
-
-/// llama.cpp's `general.file_type` (`LLAMA_FTYPE_MOSTLY_*`) for matrices stored as `dtype`.
-fn file_type(dtype: DType) -> u32 {
-    match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q4_0 => 2,
-        DType::Q4_1 => 3,
-        DType::Q8_0 => 7,
-        DType::Q6_K => 18,
-        DType::Q4_K => 15,
-        DType::BF16 => 32,
-    }
+    Ok(())
 }
 
 /// Every tensor of `shape` in file order, matrices stored as `dtype`.
@@ -201,16 +230,12 @@ pub fn build_llama(
     shape: &LlamaShape,
     dtype: DType,
     seed: u64,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<GgufWriter, GenError> {
+    opts: LlamaOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<GgufWriter, LlmGenError> {
     let mut w = GgufWriter::new();
-    add_metadata(&mut w, shape, dtype);
-    let specs = tensor_specs(shape, dtype);
-    for (i, spec) in specs.iter().enumerate() {
-        let (t, bytes): (GgmlType, Vec<u8>) = random_tensor(spec, seed)?;
-        w.add_tensor(spec.name.clone(), t, &spec.dims, bytes)?;
-        progress(i + 1, specs.len());
-    }
+    add_metadata(&mut w, shape, dtype, opts)?;
+    add_random_tensors(&mut w, &tensor_specs(shape, dtype), seed, progress)?;
     Ok(w)
 }
 
@@ -220,6 +245,7 @@ pub fn write_llama(
     preset_name: &str,
     dtype: DType,
     seed: u64,
+    opts: LlamaOptions,
     path: &Path,
     progress: impl FnMut(usize, usize),
 ) -> Result<(), LlmGenError> {
@@ -227,7 +253,7 @@ pub fn write_llama(
         name: preset_name.to_string(),
         known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
     })?;
-    build_llama(&shape, dtype, seed, progress)?.write_to_path(path).map_err(GenError::from)?;
+    build_llama(&shape, dtype, seed, opts, progress)?.write_to_path(path).map_err(GenError::from)?;
     Ok(())
 }
 
@@ -256,7 +282,30 @@ mod tests {
 
     #[test]
     fn unknown_preset_is_named() {
-        let e = write_llama("nope", DType::Q4_0, 1, Path::new("/nonexistent/x"), |_, _| {}).unwrap_err();
+        let e = write_llama(
+            "nope",
+            DType::Q4_0,
+            1,
+            LlamaOptions::default(),
+            Path::new("/nonexistent/x"),
+            |_, _| {},
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn image_tokens_are_control_tokens_after_endoftext() {
+        let shape = preset("tiny").unwrap();
+        let extra = lfm2_image_tokens(MAX_GRID_TILES);
+        let (tokens, types) = vocabulary(&shape, &extra).unwrap();
+        assert_eq!(tokens.len(), shape.n_vocab);
+        assert_eq!(tokens[257], "<|image_start|>");
+        assert_eq!(&tokens[257..257 + extra.len()], &extra[..]);
+        assert!(types[256..257 + extra.len()].iter().all(|&t| t == TOKEN_CONTROL));
+        assert!(types[257 + extra.len()..].iter().all(|&t| t == TOKEN_NORMAL));
+        let small = LlamaShape { n_vocab: 300, ..shape };
+        let e = vocabulary(&small, &extra).unwrap_err().to_string();
+        assert!(e.contains("300") && e.contains("310"), "{e}");
     }
 }

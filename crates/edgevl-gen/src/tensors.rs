@@ -1,6 +1,6 @@
 //! Seeded random tensors in any storage format the kernels can quantise to.
 
-use edgevl_gguf::GgmlType;
+use edgevl_gguf::{GgmlType, GgufWriter};
 use edgevl_kernels::{quantize_ref, DType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -58,6 +58,36 @@ pub fn random_tensor(spec: &TensorSpec, seed: u64) -> Result<(GgmlType, Vec<u8>)
     let bytes = quantize_ref(spec.dtype, &values).ok_or_else(bad)?;
     let ggml = GgmlType::from_id(spec.dtype.ggml_type_id()).ok_or_else(bad)?;
     Ok((ggml, bytes))
+}
+
+/// llama.cpp's `general.file_type` (`LLAMA_FTYPE_MOSTLY_*`) for matrices stored as `dtype`.
+pub(crate) fn file_type(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q4_1 => 3,
+        DType::Q8_0 => 7,
+        DType::Q6_K => 18,
+        DType::Q4_K => 15,
+        DType::BF16 => 32,
+    }
+}
+
+/// Adds the seeded random tensors of `specs` to `w` in order, calling `progress(done, total)`
+/// after each one (generating a big model takes a while: callers report it).
+pub fn add_random_tensors(
+    w: &mut GgufWriter,
+    specs: &[TensorSpec],
+    seed: u64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(), GenError> {
+    for (i, spec) in specs.iter().enumerate() {
+        let (t, bytes) = random_tensor(spec, seed)?;
+        w.add_tensor(spec.name.clone(), t, &spec.dims, bytes)?;
+        progress(i + 1, specs.len());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
-use crate::tensors::{random_tensor, GenError, TensorSpec};
+use crate::tensors::{add_random_tensors, file_type, GenError, TensorSpec};
 
 /// Errors of mmproj generation.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +70,10 @@ pub const SIGLIP_SO400M: VisionShape = VisionShape {
     post_norm: false,
 };
 
-/// A tiny tower of so400m's structure (384 px tiles, patch 14: the 27x27 grid) for tests.
+/// A tiny tower of so400m's structure (384 px tiles, patch 14: the 27x27 grid) for tests; its
+/// projector output width 64 is the width of the `tiny` LLM preset.
 pub const TINY_VISION: VisionShape = VisionShape {
-    name: "tiny-vision",
+    name: "siglip-tiny",
     image_size: 384,
     patch_size: 14,
     n_embd: 64,
@@ -107,7 +108,8 @@ pub enum VisionDType {
 }
 
 impl VisionDType {
-    fn matrix(self, cols: usize) -> DType {
+    /// The storage type of a weight matrix whose rows are `cols` long.
+    pub fn matrix(self, cols: usize) -> DType {
         match self {
             VisionDType::F32 => DType::F32,
             VisionDType::F16 => DType::F16,
@@ -175,10 +177,22 @@ pub fn build_mmproj(
     dtype: VisionDType,
     seed: u64,
 ) -> Result<GgufWriter, VisionGenError> {
+    build_mmproj_with_progress(shape, dtype, seed, |_, _| {})
+}
+
+/// [`build_mmproj`], calling `progress(done, total)` after each tensor.
+pub fn build_mmproj_with_progress(
+    shape: &VisionShape,
+    dtype: VisionDType,
+    seed: u64,
+    progress: impl FnMut(usize, usize),
+) -> Result<GgufWriter, VisionGenError> {
     let mut w = GgufWriter::new();
     let u32v = |v: usize| Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
     w.add_kv("general.architecture", Value::Str("clip".into()))
+        .add_kv("general.type", Value::Str("mmproj".into()))
         .add_kv("general.name", Value::Str(shape.name.into()))
+        .add_kv("general.file_type", Value::U32(file_type(dtype.matrix(shape.n_embd))))
         .add_kv("clip.has_vision_encoder", Value::Bool(true))
         .add_kv("clip.has_text_encoder", Value::Bool(false))
         .add_kv("clip.projector_type", Value::Str("lfm2".into()))
@@ -195,21 +209,30 @@ pub fn build_mmproj(
         .add_kv("clip.vision.image_std", Value::Array(Array::F32(vec![0.5; 3])))
         .add_kv("clip.vision.projector.scale_factor", Value::U32(2))
         .add_kv("edgevl.vision.layout", Value::Str("global-first".into()));
-    for spec in mmproj_tensors(shape, dtype) {
-        let (t, bytes) = random_tensor(&spec, seed)?;
-        w.add_tensor(spec.name, t, &spec.dims, bytes)?;
-    }
+    add_random_tensors(&mut w, &mmproj_tensors(shape, dtype), seed, progress)?;
     Ok(w)
 }
 
-/// Writes a random-weight mmproj file of `shape` to `path` (atomically).
+/// Writes a random-weight mmproj file of `shape` to `path` atomically (a part file renamed into
+/// place).
 pub fn write_mmproj(
     shape: &VisionShape,
     dtype: VisionDType,
     seed: u64,
     path: &Path,
 ) -> Result<(), VisionGenError> {
-    build_mmproj(shape, dtype, seed)?.write_to_path(path)?;
+    write_mmproj_with_progress(shape, dtype, seed, path, |_, _| {})
+}
+
+/// [`write_mmproj`], calling `progress(done, total)` after each tensor is generated.
+pub fn write_mmproj_with_progress(
+    shape: &VisionShape,
+    dtype: VisionDType,
+    seed: u64,
+    path: &Path,
+    progress: impl FnMut(usize, usize),
+) -> Result<(), VisionGenError> {
+    build_mmproj_with_progress(shape, dtype, seed, progress)?.write_to_path(path)?;
     Ok(())
 }
 

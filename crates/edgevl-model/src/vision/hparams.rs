@@ -58,6 +58,13 @@ pub const REQUIRED_KEYS: [&str; 14] = [
     KEY_HAS_VISION,
 ];
 
+/// Side in pixels of the tiles an lfm2 encoder takes: spec section 2's 384x384 tiles. llama.cpp
+/// runs lfm2 at any resolution: its converter writes `clip.vision.image_size = 256` whatever the
+/// model (the resolution of LFM2-VL's 16x16 position grid at patch 16), and `clip.cpp` resizes the
+/// learned position embeddings (bilinear, antialiased) to each image's patch grid. edgevl does the
+/// same once, at load, for this tile size (see [`MmprojHparams::image_size`]).
+pub const LFM2_TILE_SIZE: usize = 384;
+
 /// Largest width, MLP width, block count or projection width accepted.
 const MAX_DIM: u64 = 1 << 16;
 /// Largest tile side in pixels accepted.
@@ -120,7 +127,10 @@ pub struct MmprojHparams {
     pub projector: Projector,
     /// Prompt layout of an image.
     pub layout: ImageLayout,
-    /// Tile side in pixels (384).
+    /// Side in pixels of the tiles the encoder takes: [`LFM2_TILE_SIZE`] for the lfm2 projector,
+    /// whatever `clip.vision.image_size` says (that key only has to be at least the patch size;
+    /// the position embeddings of the file are resized to this tile's patch grid if their grid
+    /// differs).
     pub image_size: usize,
     /// Patch side in pixels (14).
     pub patch_size: usize,
@@ -234,12 +244,21 @@ impl TryFrom<&Metadata> for MmprojHparams {
         require_flag(md, KEY_HAS_VISION, true, "the file must hold a vision encoder")?;
         require_flag(md, KEY_USE_GELU, true, "the SigLIP MLP uses tanh-GELU")?;
         require_flag(md, KEY_USE_SILU, false, "the SigLIP MLP uses tanh-GELU")?;
-        let image_size = dim(md, KEY_IMAGE_SIZE, MAX_IMAGE_SIZE)?;
+        let file_image_size = dim(md, KEY_IMAGE_SIZE, MAX_IMAGE_SIZE)?;
         let patch_size = dim(md, KEY_PATCH_SIZE, MAX_IMAGE_SIZE)?;
+        if patch_size > file_image_size {
+            return Err(bad(
+                KEY_PATCH_SIZE,
+                format!("{patch_size} is larger than the image size {file_image_size}"),
+            ));
+        }
+        let image_size = match projector {
+            Projector::Lfm2 => LFM2_TILE_SIZE,
+        };
         if patch_size > image_size {
             return Err(bad(
                 KEY_PATCH_SIZE,
-                format!("{patch_size} is larger than the image size {image_size}"),
+                format!("{patch_size} is larger than the tile size {image_size}"),
             ));
         }
         let n_embd = dim(md, KEY_N_EMBD, MAX_DIM)?;

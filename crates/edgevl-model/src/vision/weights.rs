@@ -82,6 +82,81 @@ impl PatchKernel {
     }
 }
 
+/// The learned position embeddings `[grid * grid, d]` of a tile's patches, row-major. The file's
+/// `[d, side * side]` table is used as stored when `side == grid`; otherwise it is resized to
+/// `grid x grid` as llama.cpp's `resize_position_embeddings` (ggml bilinear + antialias) and
+/// transformers' Siglip2 (`F.interpolate(bilinear, align_corners=False, antialias=True)`) do.
+fn load_positions(file: &GgufFile, name: &str, d: usize, grid: usize) -> Result<Vec<f32>, MmprojError> {
+    let info = file.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+    let n_pos = match info.dims.as_slice() {
+        [cols, n] if *cols == d as u64 => usize::try_from(*n).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| GgufError::ShapeMismatch {
+        name: name.to_string(),
+        expected: vec![d as u64, (grid * grid) as u64],
+        found: info.dims.clone(),
+    })?;
+    let side = n_pos.isqrt();
+    if side * side != n_pos || side == 0 {
+        return Err(MmprojError::BadHparam {
+            key: name.to_string(),
+            reason: format!("{n_pos} positions do not form a square grid"),
+        });
+    }
+    // `Matrix::load` checks the table's bytes are in the file, which bounds `n_pos * d`.
+    let table = Matrix::load(file, name, d, n_pos)?;
+    let too_big = || MmprojError::BadHparam {
+        key: name.to_string(),
+        reason: format!("{n_pos} positions of width {d} do not fit in memory"),
+    };
+    let mut src = vec![0f32; n_pos.checked_mul(d).ok_or_else(too_big)?];
+    for (r, row) in src.chunks_exact_mut(d).enumerate() {
+        table.row_into(file, r, row);
+    }
+    if side == grid {
+        return Ok(src);
+    }
+    // Separable: output (y, x) = sum over source (a, b) of w[y][a] * w[x][b] * table[a][b].
+    let w = resize_weights(side, grid);
+    let mut out = vec![0f32; grid.checked_mul(grid).and_then(|n| n.checked_mul(d)).ok_or_else(too_big)?];
+    let mut acc = vec![0f64; d];
+    let mut dst_rows = out.chunks_exact_mut(d);
+    for wy in &w {
+        for wx in &w {
+            acc.fill(0.0);
+            for (a, wa) in wy.iter().enumerate().filter(|(_, w)| **w != 0.0) {
+                for (b, wb) in wx.iter().enumerate().filter(|(_, w)| **w != 0.0) {
+                    let row = &src[(a * side + b) * d..][..d];
+                    acc.iter_mut().zip(row).for_each(|(o, v)| *o += wa * wb * f64::from(*v));
+                }
+            }
+            if let Some(dst) = dst_rows.next() {
+                dst.iter_mut().zip(&acc).for_each(|(o, v)| *o = *v as f32);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The weights `w[i][j]` of source sample `j` in output sample `i` when resizing `src` samples to
+/// `dst` with an antialiased bilinear (triangle) filter and half-pixel centres: the filter is
+/// stretched by the scale when shrinking, and each row of weights sums to 1.
+fn resize_weights(src: usize, dst: usize) -> Vec<Vec<f64>> {
+    let scale = src as f64 / dst as f64;
+    let support = scale.max(1.0);
+    (0..dst)
+        .map(|i| {
+            let centre = (i as f64 + 0.5) * scale - 0.5;
+            let mut w: Vec<f64> =
+                (0..src).map(|j| (1.0 - (j as f64 - centre).abs() / support).max(0.0)).collect();
+            let sum: f64 = w.iter().sum();
+            w.iter_mut().for_each(|v| *v /= sum);
+            w
+        })
+        .collect()
+}
+
 /// One pre-LN SigLIP block.
 pub(crate) struct VitBlock {
     pub ln1: Norm,
@@ -117,11 +192,7 @@ impl VisionWeights {
         let (d, ff) = (hp.n_embd, hp.n_ff);
         let patch = PatchKernel::load(file, "v.patch_embd.weight", hp.patch_size, d)?;
         let patch_bias = load_vector(file, "v.patch_embd.bias", d)?;
-        let pos_matrix = Matrix::load(file, "v.position_embd.weight", d, hp.n_patches())?;
-        let mut pos = vec![0f32; hp.n_patches() * d];
-        for (r, row) in pos.chunks_exact_mut(d).enumerate() {
-            pos_matrix.row_into(file, r, row);
-        }
+        let pos = load_positions(file, "v.position_embd.weight", d, hp.grid())?;
         let blocks = (0..hp.n_layer)
             .map(|i| {
                 let p = |s: &str| format!("v.blk.{i}.{s}");
@@ -163,5 +234,33 @@ impl VisionWeights {
             post_ln: Norm::load_optional(file, "v.post_ln", d)?,
             projector,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resize_weights;
+
+    #[test]
+    fn resize_weights_match_pytorch_antialiased_bilinear() {
+        let same = resize_weights(4, 4);
+        for (i, row) in same.iter().enumerate() {
+            for (j, w) in row.iter().enumerate() {
+                assert_eq!(*w, if i == j { 1.0 } else { 0.0 });
+            }
+        }
+        // 2 -> 4, as PyTorch gives: half-pixel centres at -0.25, 0.25, 0.75, 1.25, clamped at the edges.
+        let up = resize_weights(2, 4);
+        let want = [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]];
+        for (row, w) in up.iter().zip(want) {
+            assert!((row[0] - w[0]).abs() < 1e-12 && (row[1] - w[1]).abs() < 1e-12, "{row:?}");
+        }
+        // 4 -> 2 (antialiased): PyTorch's `F.interpolate(size=2, mode="bilinear",
+        // align_corners=False, antialias=True)` weights are [3/7, 3/7, 1/7, 0] and [0, 1/7, 3/7, 3/7].
+        let down = resize_weights(4, 2);
+        let want = [[3.0 / 7.0, 3.0 / 7.0, 1.0 / 7.0, 0.0], [0.0, 1.0 / 7.0, 3.0 / 7.0, 3.0 / 7.0]];
+        for (row, w) in down.iter().zip(want) {
+            assert!(row.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-12), "{row:?}");
+        }
     }
 }
