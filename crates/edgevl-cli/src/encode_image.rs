@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
-use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams, TILE_SIZE};
+use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
 
 /// Arguments of `edgevl encode-image`.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,13 +43,6 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
     let enc = VisionEncoder::open(&args.mmproj)
         .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
     let hp = enc.hparams();
-    if hp.image_size != TILE_SIZE as usize {
-        bail!(
-            "mmproj {}: clip.vision.image_size is {}, but the tiling produces {TILE_SIZE}x{TILE_SIZE} tiles",
-            args.mmproj.display(),
-            hp.image_size
-        );
-    }
     let image = load_image(&args.image, &LoadLimits::default())?;
     let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles };
     let plan = args.strategy.plan(image.size(), &params)?;

@@ -98,8 +98,70 @@ fn gelu_quick_or_wrong_merge_refused() {
 fn missing_tensor_is_named() {
     let e = err_tensor(&|name, t, d, b| if name == "v.blk.1.attn_v.bias" { None } else { Some((t, d, b)) });
     assert_eq!(e, "missing tensor 'v.blk.1.attn_v.bias'");
-    let e = err_tensor(&|name, t, d, b| if name == "mm.input_norm.weight" { None } else { Some((t, d, b)) });
-    assert_eq!(e, "missing tensor 'mm.input_norm.weight'");
+    let e = err_tensor(&|name, t, d, b| if name == "mm.2.weight" { None } else { Some((t, d, b)) });
+    assert_eq!(e, "missing tensor 'mm.2.weight'");
+    // The input norm is optional, but not half of it.
+    let e = err_tensor(&|name, t, d, b| if name == "mm.input_norm.bias" { None } else { Some((t, d, b)) });
+    assert_eq!(e, "missing tensor 'mm.input_norm.bias'");
+}
+
+/// One LCG tile, as the reference tests make them.
+fn tile(size: usize) -> Vec<f32> {
+    let mut state = 7u32;
+    (0..3 * size * size)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 24) as f32 / 255.0 - 0.5) / 0.5
+        })
+        .collect()
+}
+
+fn encode(enc: &VisionEncoder) -> Vec<f32> {
+    let pool = edgevl_kernels::ThreadPool::new(2);
+    enc.encode_tiles(&tile(enc.hparams().image_size), 1, 1, &pool).expect("encodes")
+}
+
+#[test]
+fn a_wider_projector_hidden_layer_is_taken_from_mm_1() {
+    // Published LFM2-VL files have a hidden width other than the output width. Widening the
+    // fixture's hidden layer from 64 to 96 with zero weights and biases (GELU(0) = 0 feeds zero
+    // columns of mm.2) must give the same embeddings.
+    let zeros = |n: usize| vec![0u8; 4 * n];
+    let wide = crafted(&|_| {}, &move |name, t, d, mut b| {
+        assert_eq!(t, GgmlType::F32, "the fixture is F32");
+        match name {
+            "mm.1.weight" => {
+                b.extend(zeros(32 * d[0] as usize));
+                Some((t, vec![d[0], 96], b))
+            }
+            "mm.1.bias" => {
+                b.extend(zeros(32));
+                Some((t, vec![96], b))
+            }
+            "mm.2.weight" => {
+                let row = 4 * d[0] as usize;
+                let b = b.chunks_exact(row).flat_map(|r| r.iter().copied().chain(zeros(32))).collect();
+                Some((t, vec![96, d[1]], b))
+            }
+            _ => Some((t, d, b)),
+        }
+    })
+    .expect("a wider hidden layer loads");
+    let base = crafted(&|_| {}, &keep).unwrap();
+    let (a, b) = (encode(&base), encode(&wide));
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+    assert!(err < 1e-6, "max rel err {err}");
+}
+
+#[test]
+fn a_projector_without_input_norm_skips_it() {
+    let bare = crafted(&|_| {}, &|name, t, d, b| (!name.starts_with("mm.input_norm")).then_some((t, d, b)))
+        .expect("a file without mm.input_norm loads");
+    let (with, without) = (encode(&crafted(&|_| {}, &keep).unwrap()), encode(&bare));
+    assert_eq!(with.len(), without.len());
+    assert!(without.iter().all(|v| v.is_finite()));
+    assert!(with != without, "dropping the input norm changed nothing");
 }
 
 #[test]

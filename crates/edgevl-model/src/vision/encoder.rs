@@ -210,10 +210,13 @@ impl VisionEncoder {
         let f = &*self.file;
         match &self.w.projector {
             ProjectorWeights::Lfm2 { norm, fc1, fc2 } => {
-                let mut normed = vec![0f32; rows * mw];
-                norm_rows(norm, PROJECTOR_NORM_EPS, mw, &merged, &mut normed);
-                let mut hidden = vec![0f32; rows * hp.projection_dim];
-                linear(pool, f, fc1, &normed, rows, &mut hidden, &mut bufs.scratch);
+                if let Some(norm) = norm {
+                    let mut normed = vec![0f32; rows * mw];
+                    norm_rows(norm, PROJECTOR_NORM_EPS, mw, &merged, &mut normed);
+                    merged = normed;
+                }
+                let mut hidden = vec![0f32; rows * fc1.w.rows];
+                linear(pool, f, fc1, &merged, rows, &mut hidden, &mut bufs.scratch);
                 gelu_tanh(&mut hidden);
                 linear(pool, f, fc2, &hidden, rows, out, &mut bufs.scratch);
             }

@@ -171,8 +171,8 @@ pub(crate) struct VitBlock {
 
 /// The projector's tensors (one variant per [`Projector`]).
 pub(crate) enum ProjectorWeights {
-    /// `mm.input_norm`, `mm.1`, `mm.2`.
-    Lfm2 { norm: Norm, fc1: Linear, fc2: Linear },
+    /// `mm.input_norm` (optional), `mm.1`, `mm.2`.
+    Lfm2 { norm: Option<Norm>, fc1: Linear, fc2: Linear },
 }
 
 /// All tensors of the vision tower and projector.
@@ -218,10 +218,17 @@ impl VisionWeights {
         let projector = match hp.projector {
             Projector::Lfm2 => {
                 let mw = hp.merged_width();
+                // The hidden width is mm.1's output width: equal to the output width in files
+                // edgevl writes, wider in published LFM2-VL files. A shape the data does not
+                // back is refused by `Linear::load`.
+                let hidden = match file.tensor("mm.1.weight").map(|t| t.dims.as_slice()) {
+                    Some(&[_, rows]) => usize::try_from(rows).unwrap_or(usize::MAX),
+                    _ => hp.projection_dim,
+                };
                 ProjectorWeights::Lfm2 {
-                    norm: Norm::load(file, "mm.input_norm", mw)?,
-                    fc1: Linear::load(file, "mm.1", mw, hp.projection_dim)?,
-                    fc2: Linear::load(file, "mm.2", hp.projection_dim, hp.projection_dim)?,
+                    norm: Norm::load_optional(file, "mm.input_norm", mw)?,
+                    fc1: Linear::load(file, "mm.1", mw, hidden)?,
+                    fc2: Linear::load(file, "mm.2", hidden, hp.projection_dim)?,
                 }
             }
         };

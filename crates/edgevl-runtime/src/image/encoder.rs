@@ -8,7 +8,7 @@ use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use edgevl_vision::{
     load_image, make_tiles, normalize_views, render_views, Normalization, Plan, RgbImage, TileBatch,
-    TilingParams, TILE_SIZE,
+    TilingParams,
 };
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -45,13 +45,6 @@ impl ImageEncoder {
         }
         let encoder = VisionEncoder::open(path)?;
         let hp = encoder.hparams();
-        if hp.image_size != TILE_SIZE as usize {
-            return Err(RuntimeError::BadSetting(format!(
-                "mmproj {}: clip.vision.image_size is {}, but the tiling produces {TILE_SIZE}x{TILE_SIZE} tiles",
-                path.display(),
-                hp.image_size
-            )));
-        }
         if encoder.n_embd_out() != llm_width {
             return Err(RuntimeError::WidthMismatch {
                 mmproj: path.display().to_string(),
