@@ -5,12 +5,14 @@
 #   scripts/bench-vs-llamacpp.sh            # -p 512 -n 128 -r 5 -t 2
 #   P=128 N=32 R=3 T=2 scripts/bench-vs-llamacpp.sh
 #
-# Models: SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh) and a random-weight LLaMA with
-# BlueLM-V-3B's shape in Q4_0 (`edgevl gen-random`, cached). llama-bench is built from the same
-# llama.cpp sources as scripts/build-llamacpp.sh, with the CPU's instruction sets named explicitly
-# instead of GGML_NATIVE: -march=native also enables AMX, whose kernels fault (SIGSEGV/SIGILL) on
-# VMs that advertise AMX without supporting it. Peak RSS comes from /usr/bin/time -v (llama-bench
-# and `edgevl bench` on the same -p/-n, so the same context of P + N positions; mmap'd pages count).
+# Models: SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh), a random-weight LLaMA with
+# BlueLM-V-3B's shape in Q4_0 and a random SigLIP-so400m mmproj in Q8_0 (`edgevl gen-random`,
+# cached). llama.cpp comes from scripts/build-llamacpp.sh (GGML_NATIVE without AMX, which faults on
+# VMs that advertise it). Peak RSS comes from /usr/bin/time -v (llama-bench and `edgevl bench` on
+# the same -p/-n, so the same context of P + N positions; mmap'd pages count). The ViT row: time
+# per 14x14 patch of llama-mtmd-cli (its log's "batch encoding done in N ms" over a 384x384 image, which
+# it runs as one 392x392 slice = 784 patches; median of R runs) and of `edgevl bench --mmproj`
+# (one tile, and nine at ViT batch 1, 2, 4, 6; 729 patches a tile).
 # EDGEVL_BIN overrides the edgevl binary (default: a release build of this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,21 +22,10 @@ VERSION=0.3.36
 LCPP="$CACHE/llama.cpp-$VERSION"
 log() { echo "bench-vs-llamacpp: $*" >&2; }
 
-# --- llama-bench (cached) -------------------------------------------------------------------
-BUILD="$LCPP/build-noamx-explicit"
-if [ ! -x "$BUILD/bin/llama-bench" ]; then
-  scripts/build-llamacpp.sh llama-tokenize >/dev/null # unpacks the sources (and installs cmake/ninja)
-  flags=$(grep -m1 '^flags' /proc/cpuinfo)
-  has() { [[ " $flags " == *" $1 "* ]] && echo ON || echo OFF; }
-  log "building llama-bench into $BUILD"
-  cmake -S "$LCPP/src" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
-    -DGGML_AVX="$(has avx)" -DGGML_AVX2="$(has avx2)" -DGGML_FMA="$(has fma)" -DGGML_F16C="$(has f16c)" \
-    -DGGML_BMI2="$(has bmi2)" -DGGML_AVX_VNNI="$(has avx_vnni)" -DGGML_AVX512="$(has avx512f)" \
-    -DGGML_AVX512_VBMI="$(has avx512vbmi)" -DGGML_AVX512_VNNI="$(has avx512_vnni)" \
-    -DGGML_AVX512_BF16="$(has avx512_bf16)" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF >&2
-  cmake --build "$BUILD" --target llama-bench -j "$(nproc)" >&2
-fi
-LLAMA_BENCH="$BUILD/bin/llama-bench"
+# --- llama.cpp (cached) ---------------------------------------------------------------------
+LBIN="$(scripts/build-llamacpp.sh llama-bench llama-mtmd-cli)"
+LLAMA_BENCH="$LBIN/llama-bench"
+MTMD="$LBIN/llama-mtmd-cli"
 
 # --- edgevl ---------------------------------------------------------------------------------
 if [ -z "${EDGEVL_BIN:-}" ]; then
@@ -45,12 +36,15 @@ fi
 
 # --- models ---------------------------------------------------------------------------------
 SMOL=$(scripts/fetch-smollm2.sh)
-BLUE="$CACHE/random/bluelm-v-3b.q4_0.seed1.gguf"
-if [ ! -f "$BLUE" ]; then
-  mkdir -p "$CACHE/random"
-  log "generating $BLUE (about 1.5 GB)"
-  "$EDGEVL_BIN" gen-random --preset bluelm-v-3b --type q4_0 --seed 1 -o "$BLUE"
-fi
+mkdir -p "$CACHE/random"
+gen() { # file args...: generated once, cached
+  [ -f "$1" ] || { log "generating $1"; "$EDGEVL_BIN" gen-random "${@:2}" -o "$1"; }
+}
+# The LLM carries the lfm2 image tokens so llama-mtmd-cli can use it with the mmproj.
+BLUE="$CACHE/random/bluelm-v-3b-imgtok.q4_0.seed1.gguf"
+SO400M="$CACHE/random/siglip-so400m.q8_0.seed1.gguf"
+gen "$BLUE" --preset bluelm-v-3b --type q4_0 --image-tokens --seed 1
+gen "$SO400M" --preset siglip-so400m --type q8_0 --seed 1
 
 # --- runs -----------------------------------------------------------------------------------
 OUT=$(mktemp -d)
@@ -69,6 +63,25 @@ run_pair() { # name model
 }
 run_pair smollm2-135m-q4_1 "$SMOL"
 run_pair bluelm-v-3b-q4_0 "$BLUE"
+
+# --- the ViT ---------------------------------------------------------------------------------
+SQUARE="$OUT/square-384x384.png"
+python3 - "$SQUARE" <<'PY'
+import struct, sys, zlib
+w = h = 384
+rows = b"".join(b"\x00" + bytes(v for x in range(w) for v in ((x * 255) // w, (y * 255) // h, 128)) for y in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+open(sys.argv[1], "wb").write(png + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+PY
+for i in $(seq 1 "$R"); do
+  log "vit: llama-mtmd-cli run $i/$R"
+  "$MTMD" -m "$BLUE" --mmproj "$SO400M" --image "$SQUARE" -p "Describe the image." -n 1 --temp 0 \
+    -t "$T" -c 1024 --chat-template chatml -v >"$OUT/mtmd.$i.log" 2>&1
+done
+log "vit: edgevl bench --mmproj --vit-batch 1,2,4,6"
+"$EDGEVL_BIN" bench -m "$BLUE" --mmproj "$SO400M" --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
+  --no-bandwidth >"$OUT/vit.edgevl.json"
 
 # --- table ----------------------------------------------------------------------------------
 python3 - "$OUT" "$P" "$N" "$T" <<'PY'
@@ -115,6 +128,22 @@ for name in ("smollm2-135m-q4_1", "bluelm-v-3b-q4_0"):
         notes.append(f"- {name}: {j['bytes_per_token'] / 1e6:.0f} MB of weights per token, read bandwidth {j['read_bandwidth_gbs']:.1f} GB/s "
                      f"({t} threads) -> roofline {j['tg_roofline_tok_s']:.1f} tok/s; edgevl tg at {100 * b['tg'][0] / j['tg_roofline_tok_s']:.0f}%, "
                      f"llama.cpp at {100 * a['tg'][0] / j['tg_roofline_tok_s']:.0f}%. edgevl kernels: {j['simd']}.")
+
+import glob
+per_patch = []
+for path in sorted(glob.glob(f"{out}/mtmd.*.log")):
+    text = open(path).read()
+    ms = [int(v) for v in re.findall(r"batch encoding done in (\d+) ms", text)]
+    tokens = sum(int(v) for v in re.findall(r"encoding batch with \d+ entries and total (\d+) tokens", text))
+    if not ms or not tokens:
+        sys.exit(f"no slice timing in {path}")
+    per_patch.append(sum(ms) / (4 * tokens))  # lfm2 merges 2x2 patches into one token
+vit = json.load(open(f"{out}/vit.edgevl.json"))["vit"]
+lc = statistics.median(per_patch)
+for row in vit:
+    ms = row["ms_per_patch"]
+    print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']} (lower is better) | {lc:.2f} | {ms:.2f} | {ms / lc:.2f}x |")
 print()
 print("\n".join(notes))
+print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729.")
 PY

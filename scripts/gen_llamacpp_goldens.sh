@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Regenerate the llama.cpp golden files for SmolLM2-135M-Instruct Q4_1 in tests/fixtures/smollm2/:
 #   perplexity.json  llama-perplexity on tests/fixtures/text/devils-dictionary.txt, -c 512 -t 2
+#   perplexity_q8_0.json  the same with a Q8_0 KV cache (-ctk q8_0 -ctv q8_0 -fa on), first 4 chunks
 #   greedy.json      llama-completion -no-cnv --temp 0 -n 32 on 5 prompts: text and token ids
 # Builds llama.cpp (scripts/build-llamacpp.sh) and fetches the model (scripts/fetch-smollm2.sh) first.
 # Needs python3 with numpy (the sdist's gguf-py is used to cross-check the decoded text).
 # Takes about 4 minutes on 2 cores. CI does not run this: it compares against the committed files.
-# Usage: scripts/gen_llamacpp_goldens.sh
+# Usage: scripts/gen_llamacpp_goldens.sh [--only perplexity|perplexity-q8_0|greedy]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"

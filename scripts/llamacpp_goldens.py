@@ -5,7 +5,7 @@ Called by scripts/gen_llamacpp_goldens.sh (which builds llama.cpp and fetches th
 
     python3 llamacpp_goldens.py --bin BIN_DIR --model MODEL.gguf --text TEXT.txt --out tests/fixtures/smollm2
 
-Writes perplexity.json and greedy.json into --out.  Needs only the Python standard library.
+Writes perplexity.json, perplexity_q8_0.json (Q8_0 KV cache, first chunks) and greedy.json into --out.  Needs only the Python standard library.
 """
 
 from __future__ import annotations
@@ -140,8 +140,26 @@ PPL_NOTES = [
 ]
 
 
-def perplexity(bin_dir: Path, model: Path, text_path: Path, out_dir: Path) -> None:
-    cmd = [str(bin_dir / "llama-perplexity"), "-m", str(model), "-f", str(text_path), "-c", "512", *COMMON_FLAGS]
+# The Q8_0 KV cache golden (perplexity_q8_0.json): the same measure with llama.cpp's q8_0 cache, which needs its
+# flash attention, over the first Q8_CHUNKS chunks only (chunks are evaluated independently from an empty cache,
+# so these are the first chunks of the full run; a short golden keeps the test that uses it cheap).
+Q8_CHUNKS = 4
+Q8_FLAGS = ["-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on", "--chunks", str(Q8_CHUNKS)]
+Q8_NOTES = [
+    "KV cache: keys and values stored as Q8_0 blocks (-ctk q8_0 -ctv q8_0), which llama.cpp only allows with flash "
+    "attention (-fa on). Its CPU flash attention then uses its one-query kernel for every batch size: the query is "
+    "converted to Q8_0 (K's vec_dot_type) and dotted with the quantised keys, value rows are dequantised to f32 and "
+    "accumulated in f32 with an online softmax.",
+    f"--chunks {Q8_CHUNKS}: only the first {Q8_CHUNKS} chunks are evaluated (each chunk starts from an empty cache, so "
+    "they are exactly the first chunks of a full run); ppl is over their scored tokens.",
+]
+
+
+def perplexity(bin_dir: Path, model: Path, text_path: Path, out_dir: Path,
+               extra: list[str] | None = None, out_name: str = "perplexity.json",
+               extra_notes: list[str] | None = None) -> None:
+    cmd = [str(bin_dir / "llama-perplexity"), "-m", str(model), "-f", str(text_path), "-c", "512", *COMMON_FLAGS,
+           *(extra or [])]
     res = run(cmd)
     stdout = res.stdout.decode("utf-8", "replace")
     stderr = res.stderr.decode("utf-8", "replace")
@@ -182,10 +200,10 @@ def perplexity(bin_dir: Path, model: Path, text_path: Path, out_dir: Path) -> No
         "chunk_ppl_derived_note": "per-chunk ppl recomputed from cumulative_ppl (which llama.cpp rounds to 4 "
         "decimals), so approximate (about 1e-3 relative); for diagnosing which chunk differs",
         "add_bos": False,
-        "notes": PPL_NOTES,
+        "notes": PPL_NOTES + (extra_notes or []),
     }
-    write_json(out_dir / "perplexity.json", doc)
-    log(f"perplexity: ppl {doc['ppl']} over {n_chunks} chunks, {doc['n_tokens']} tokens")
+    write_json(out_dir / out_name, doc)
+    log(f"{out_name}: ppl {doc['ppl']} over {n_chunks} chunks, {doc['n_tokens']} tokens")
 
 
 # ------------------------------------------------------------------------------------------------ greedy
@@ -330,11 +348,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True, help="SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--text", type=Path, required=True, help="public-domain text for perplexity")
     ap.add_argument("--out", type=Path, required=True, help="output directory (tests/fixtures/smollm2)")
-    ap.add_argument("--only", choices=["perplexity", "greedy"], help="produce only one of the two files")
+    ap.add_argument("--only", choices=["perplexity", "perplexity-q8_0", "greedy"],
+                    help="produce only one of the files")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "perplexity"):
         perplexity(args.bin, args.model, args.text, args.out)
+    if args.only in (None, "perplexity-q8_0"):
+        perplexity(args.bin, args.model, args.text, args.out, Q8_FLAGS, "perplexity_q8_0.json", Q8_NOTES)
     if args.only in (None, "greedy"):
         greedy(args.bin, args.model, args.out)
 

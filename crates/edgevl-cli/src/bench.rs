@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ThreadPool;
-use edgevl_model::{Decoder, DecoderInput, KvCache, KvType, LogitsWanted, RunState};
+use edgevl_model::{Decoder, DecoderInput, KvCache, LogitsWanted, RunState};
 
 /// Options of `edgevl bench`.
 #[derive(Args, Debug, Clone)]
@@ -35,9 +35,14 @@ pub struct BenchArgs {
     /// Threads.
     #[arg(short = 't', long = "threads", default_value_t = 2)]
     pub threads: usize,
-    /// Context size of the cache (default: n-prompt + n-gen, as llama-bench).
+    /// Context size of the cache (default: n-prompt + n-gen, as llama-bench). The whole cache is
+    /// resident from the start, so the peak RSS is that of a full context of this size.
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx: Option<usize>,
+    /// KV cache element type (llama-bench's `-ctk` / `-ctv`). q8_0 takes 53% of f16's memory:
+    /// the 2.7B BlueLM shape at ctx 2048 needs it to stay under 2.0 GB of peak RSS.
+    #[arg(long = "cache-type", value_enum, default_value_t = crate::run::KvTypeArg::F16)]
+    pub kv_type: crate::run::KvTypeArg,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -197,7 +202,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let cfg = edgevl_runtime::SessionConfig {
             n_threads: a.threads.max(1),
             n_ctx: a.ctx,
-            kv_type: KvType::F16,
+            kv_type: a.kv_type.into(),
             ..edgevl_runtime::SessionConfig::default()
         };
         let j = crate::bench_vision::e2e_bench(&a.model, mmproj, image, &cfg, &a.vision, a.n_gen, a.json)?;
@@ -210,16 +215,23 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         Some(mmproj) => Some(crate::bench_vision::vit_bench(mmproj, &a.vision, a.threads, a.json)?),
         None => None,
     };
+    if a.n_prompt + a.n_gen == 0 && a.no_bandwidth {
+        // The ViT rows alone: the LLM is not loaded.
+        if a.json {
+            println!("{}", serde_json::json!({ "threads": a.threads, "vit": vit }));
+        }
+        return Ok(());
+    }
     anyhow::ensure!(
-        a.n_prompt + a.n_gen > 0 || !a.no_bandwidth,
-        "nothing to measure: -p and -n are both 0 and --no-bandwidth is set"
+        a.n_prompt + a.n_gen > 0 || !a.no_bandwidth || a.vision.mmproj.is_some(),
+        "nothing to measure: -p and -n are both 0, --no-bandwidth is set and there is no --mmproj"
     );
     let file =
         Arc::new(GgufFile::open(&a.model).with_context(|| format!("cannot open {}", a.model.display()))?);
     let dec =
         Decoder::load(Arc::clone(&file)).with_context(|| format!("cannot load {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(a.n_prompt + a.n_gen).max(a.n_prompt).max(a.n_gen).max(1);
-    let kv = dec.new_cache(n_ctx, KvType::F16);
+    let kv = dec.try_new_cache(n_ctx, a.kv_type.into())?;
     let st = dec.new_state(a.n_prompt.max(1), n_ctx);
     let pool = ThreadPool::new(a.threads.max(1));
     let mut b = Bench { dec, kv, st, pool, rng: 0x9e37_79b9_7f4a_7c15 };
@@ -256,6 +268,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             "model": a.model.display().to_string(),
             "threads": b.pool.n_threads(),
             "n_ctx": n_ctx,
+            "cache_type": b.kv.kv_type().name(),
+            "kv_cache_mib": b.kv.size_bytes() as f64 / 1048576.0,
             "simd": level,
             "n_prompt": a.n_prompt,
             "n_gen": a.n_gen,
@@ -291,6 +305,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         row(format!("tg{}", a.n_gen), &tg);
     }
     println!();
+    println!(
+        "KV cache: {} x {n_ctx} positions, {:.1} MiB",
+        b.kv.kv_type().name(),
+        b.kv.size_bytes() as f64 / 1048576.0
+    );
     if let Some(r) = rss {
         println!("peak RSS: {r:.0} MB (before the bandwidth probe)");
     }

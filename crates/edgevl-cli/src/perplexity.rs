@@ -20,6 +20,9 @@ pub struct PerplexityArgs {
     /// Threads (default: the number of physical cores).
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
+    /// KV cache element type (llama-perplexity's `-ctk` / `-ctv`).
+    #[arg(long = "cache-type", value_enum, default_value_t = KvTypeArg::F16)]
+    kv_type: KvTypeArg,
     /// Print `{"ppl": .., "n_chunks": .., "n_tokens": ..}` on stdout.
     #[arg(long)]
     json: bool,
@@ -36,7 +39,7 @@ pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
         threads: a.threads,
         ctx: Some(a.ctx),
         chunk: a.ctx,
-        kv_type: KvTypeArg::F16,
+        kv_type: a.kv_type,
     };
     let session = model.load()?;
     let res = edgevl_runtime::perplexity(

@@ -35,6 +35,10 @@ pub enum KvTypeArg {
     F16,
     /// Single precision.
     F32,
+    /// Q8_0 blocks (llama.cpp's `-ctk q8_0 -ctv q8_0`): 53% of the f16 cache's memory; needs
+    /// attention heads a multiple of 32 wide.
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 impl From<KvTypeArg> for KvType {
@@ -42,6 +46,7 @@ impl From<KvTypeArg> for KvType {
         match a {
             KvTypeArg::F16 => KvType::F16,
             KvTypeArg::F32 => KvType::F32,
+            KvTypeArg::Q8_0 => KvType::Q8_0,
         }
     }
 }

@@ -113,6 +113,31 @@ impl GgufFile {
         range.and_then(|r| self.backing.bytes().get(r)).unwrap_or_default()
     }
 
+    /// Drops the resident pages of a tensor's bytes from this process (`madvise(MADV_DONTNEED)` on the whole
+    /// pages inside its range), after its contents were copied elsewhere (e.g. repacked weights). The bytes stay
+    /// readable: the mapping is read-only and private, so a later access reads them from the file again. Does
+    /// nothing for an in-memory file or off Unix; errors of the advice are ignored (it is only a hint).
+    pub fn release_tensor_pages(&self, info: &TensorInfo) {
+        #[cfg(unix)]
+        if let Backing::Mmap(map) = &self.backing {
+            let data = self.tensor_data(info);
+            if data.is_empty() {
+                return;
+            }
+            const PAGE: usize = 4096;
+            let start = data.as_ptr() as usize - map.as_ptr() as usize;
+            let end = start + data.len();
+            // Only whole pages inside the tensor, so neighbouring tensors keep theirs.
+            let (a, b) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+            if b > a {
+                // SAFETY: `a..b` lies inside the map (inside the tensor's range, checked by `tensor_data`). The map is
+                // a read-only private file mapping that is never written, so MADV_DONTNEED only drops clean pages
+                // that the kernel reads back from the file on a later access: no reference observes a change.
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+            }
+        }
+    }
+
     /// The tensor `name` and its bytes, checking its dims (ggml order) equal `dims`.
     pub fn require_tensor(&self, name: &str, dims: &[u64]) -> Result<(&TensorInfo, &[u8]), GgufError> {
         let info = self.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;

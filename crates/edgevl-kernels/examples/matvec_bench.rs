@@ -66,7 +66,7 @@ fn main() {
     };
     let x: Vec<f32> = (0..COLS * 512).map(|_| rnd()).collect();
     fn wr(t: DType, d: &[u8]) -> WeightRef<'_> {
-        WeightRef { dtype: t, data: d, rows: ROWS, cols: COLS }
+        WeightRef { dtype: t, data: d, rows: ROWS, cols: COLS, packed: None }
     }
     // SmolLM2-135M's decode products (Q4_1 layers, Q8_0 tied output): per-call cost including pool and dispatch.
     for (t, rows, cols) in [
@@ -78,7 +78,7 @@ fn main() {
     ] {
         let wf: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();
         let Some(w) = quantize_ref(t, &wf) else { continue };
-        let wref = WeightRef { dtype: t, data: &w, rows, cols };
+        let wref = WeightRef { dtype: t, data: &w, rows, cols, packed: None };
         let mut scratch = MatmulScratch::new();
         let mut y = vec![0f32; rows];
         let reps = (200_000_000 / w.len()).clamp(10, 20_000);

@@ -35,6 +35,11 @@ pub fn scores(q: &[f32], keys: &[f16], stride: usize, off: usize, scale: f32, su
         unsafe { x86::scores(q, keys, stride, off, scale, sum, s) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::aarch64::attention::simd_ok(q.len()) {
+        crate::aarch64::attention::scores(q, keys, stride, off, scale, sum, s);
+        return;
+    }
     scores_scalar(q, keys, stride, off, scale, sum, s);
 }
 
@@ -70,6 +75,11 @@ pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
         unsafe { x86::axpy(acc, p, v, false) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::aarch64::attention::simd_ok(acc.len()) {
+        crate::aarch64::attention::axpy(acc, p, v, false);
+        return;
+    }
     axpy_f16_scalar(acc, p, v);
 }
 
@@ -91,6 +101,11 @@ pub fn axpy_f16_round(acc: &mut [f32], p: f32, v: &[f16]) {
         unsafe { x86::axpy(acc, p, v, true) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::aarch64::attention::simd_ok(acc.len()) {
+        crate::aarch64::attention::axpy(acc, p, v, true);
+        return;
+    }
     axpy_f16_round_scalar(acc, p, v);
 }
 
@@ -110,6 +125,11 @@ pub fn scale_round(acc: &mut [f32], m: f32) {
         unsafe { x86::scale_round(acc, m) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::aarch64::attention::simd_ok(acc.len()) {
+        crate::aarch64::attention::scale_round(acc, m);
+        return;
+    }
     scale_round_scalar(acc, m);
 }
 
@@ -118,6 +138,47 @@ pub fn scale_round_scalar(acc: &mut [f32], m: f32) {
     for a in acc.iter_mut() {
         *a = f16::from_f32(*a * m).to_f32();
     }
+}
+
+/// `acc[d] = fma(v[d], p, acc[d])` for a row `v` of Q8_0 blocks (34 bytes per 32 values), each
+/// value dequantised as `q * scale` in f32 first: ggml's `dequantize_row_q8_0` followed by
+/// `ggml_vec_mad_f32`, the value update of its CPU flash attention over a q8_0 V cache.
+///
+/// # Panics
+/// If `v` is not `acc.len() / 32` whole blocks or `acc.len()` is not a multiple of 32.
+pub fn mad_q8_0(acc: &mut [f32], p: f32, v: &[u8]) {
+    check_q8_0_row(acc.len(), v.len());
+    #[cfg(target_arch = "x86_64")]
+    if simd_ok(acc.len()) {
+        // SAFETY: AVX2 + FMA confirmed by `simd_ok` (the Avx2 level is only set after detecting
+        // avx2, fma and f16c); `v` holds `acc.len() / 32` blocks (checked above).
+        unsafe { x86::mad_q8_0(acc, p, v) };
+        return;
+    }
+    mad_q8_0_scalar(acc, p, v);
+}
+
+/// Scalar twin of [`mad_q8_0`] (the same single rounding per step: `mul_add`).
+pub fn mad_q8_0_scalar(acc: &mut [f32], p: f32, v: &[u8]) {
+    check_q8_0_row(acc.len(), v.len());
+    for (a, b) in acc.chunks_exact_mut(Q8_0_VALUES).zip(v.chunks_exact(Q8_0_BYTES)) {
+        let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        for (a, &q) in a.iter_mut().zip(&b[2..]) {
+            *a = (f32::from(q as i8) * d).mul_add(p, *a);
+        }
+    }
+}
+
+/// Values in a Q8_0 block.
+const Q8_0_VALUES: usize = 32;
+/// Bytes of a Q8_0 block (f16 scale, 32 signed bytes).
+const Q8_0_BYTES: usize = 34;
+
+fn check_q8_0_row(n: usize, bytes: usize) {
+    assert!(
+        n.is_multiple_of(Q8_0_VALUES) && bytes == n / Q8_0_VALUES * Q8_0_BYTES,
+        "mad_q8_0: {n} values do not fill the {bytes} bytes of Q8_0 blocks"
+    );
 }
 
 /// The SIMD kernels apply: the process-wide table is at AVX2 level or above (so AVX2, FMA and
@@ -286,6 +347,27 @@ mod x86 {
             }
         }
     }
+
+    /// `acc = fma(q * d, p, acc)` over Q8_0 blocks, 8 values at a time.
+    ///
+    /// # Safety
+    /// AVX2 + FMA available; `v` holds `acc.len() / 32` whole blocks of 34 bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn mad_q8_0(acc: &mut [f32], p: f32, v: &[u8]) {
+        let vp = _mm256_set1_ps(p);
+        for (a, b) in acc.chunks_exact_mut(32).zip(v.chunks_exact(34)) {
+            let d = _mm256_set1_ps(f16::from_le_bytes([b[0], b[1]]).to_f32());
+            for g in 0..4 {
+                // SAFETY: bytes 2 + 8g .. 10 + 8g and values 8g .. 8g + 8 lie inside the block.
+                unsafe {
+                    let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.as_ptr().add(2 + 8 * g).cast()));
+                    let x = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+                    let pa = a.as_mut_ptr().add(8 * g);
+                    _mm256_storeu_ps(pa, _mm256_fmadd_ps(x, vp, _mm256_loadu_ps(pa)));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +440,35 @@ mod tests {
             scale_round(&mut a, p);
             scale_round_scalar(&mut b, p);
             assert_eq!(bits(&a), bits(&b), "scale_round hd {hd}");
+        }
+    }
+
+    #[test]
+    fn mad_q8_0_is_bit_identical_to_its_twin_and_matches_dequantise_then_fma() {
+        use crate::formats::{blocks_as_bytes, q8_0};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        for hd in [32, 64, 128, 96] {
+            let x: Vec<f32> = (0..hd).map(|_| rng.gen_range(-5.0f32..5.0)).collect();
+            let blocks = q8_0::quantize_ref(&x);
+            let v = blocks_as_bytes(&blocks);
+            let acc0: Vec<f32> = (0..hd).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
+            let p = rng.gen_range(0.0f32..1.0);
+            let (mut a, mut b) = (acc0.clone(), acc0.clone());
+            mad_q8_0(&mut a, p, v);
+            mad_q8_0_scalar(&mut b, p, v);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "hd {hd}");
+            // Reference: dequantise with the format's own scalar code, then one fused update.
+            let mut deq = vec![0f32; hd];
+            <q8_0::Q8_0 as crate::formats::WeightFormat>::dequantize(&blocks, &mut deq);
+            for d in 0..hd {
+                let want = (deq[d] as f64 * p as f64 + acc0[d] as f64) as f32;
+                assert!(
+                    (a[d] - want).abs() <= want.abs() * 1e-6 + 1e-6,
+                    "hd {hd} dim {d}: {} vs {want}",
+                    a[d]
+                );
+            }
         }
     }
 }

@@ -29,6 +29,11 @@ pub type DequantizeFn = fn(src: &[u8], dst: &mut [f32]);
 pub enum SimdLevel {
     /// Portable Rust.
     Scalar,
+    /// aarch64 Advanced SIMD (NEON), the aarch64 baseline. (Levels of different architectures never meet in one
+    /// table: their order only matters within an architecture.)
+    Neon,
+    /// aarch64 NEON plus the Armv8.2 dot-product instructions (`sdot`).
+    NeonDotprod,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
     /// x86-64 AVX2 level plus AVX-512 F/BW/VL/VNNI.
@@ -50,6 +55,11 @@ pub struct Kernels {
     level: SimdLevel,
     formats: [FormatKernels; DType::ALL.len()],
     quantizers: [QuantizeFn; VecDotType::ALL.len()],
+    /// The packed-weight kernel ([`crate::packed`]) and whether it is a fast (SIMD) one worth packing for.
+    packed: (crate::packed::PackedDotFn, bool),
+    /// The F16/F32 GEMM kernel ([`crate::fgemm`]), whether it is a SIMD one, and whether F16/F32 products use it
+    /// (they do unless a SIMD per-format F16/F32 dot was installed without a SIMD GEMM kernel, e.g. NEON).
+    float: (crate::fgemm::FloatDotFn, bool, bool),
 }
 
 fn dot_scalar<F: WeightFormat>(
@@ -109,7 +119,13 @@ impl Kernels {
                 VecDotType::Q8_K => quantize_scalar::<q8_k::Q8K>,
             };
         }
-        Kernels { level: SimdLevel::Scalar, formats, quantizers }
+        Kernels {
+            level: SimdLevel::Scalar,
+            formats,
+            quantizers,
+            packed: (crate::packed::dot_scalar, false),
+            float: (crate::fgemm::dot_scalar, false, true),
+        }
     }
 
     /// The best table for this CPU.
@@ -122,7 +138,9 @@ impl Kernels {
         let k = Self::scalar();
         #[cfg(target_arch = "x86_64")]
         let k = crate::x86::upgrade(k, max);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        let k = crate::aarch64::upgrade(k, max);
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = max;
         k
     }
@@ -130,7 +148,13 @@ impl Kernels {
     /// Every distinct table this CPU supports, from scalar up to [`Kernels::detect`].
     pub fn all_levels() -> Vec<Kernels> {
         let mut out: Vec<Kernels> = Vec::new();
-        for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512Vnni] {
+        for level in [
+            SimdLevel::Scalar,
+            SimdLevel::Neon,
+            SimdLevel::NeonDotprod,
+            SimdLevel::Avx2,
+            SimdLevel::Avx512Vnni,
+        ] {
             let k = Self::detect_up_to(level);
             if out.last().is_none_or(|prev| prev.level() != k.level()) {
                 out.push(k);
@@ -159,6 +183,45 @@ impl Kernels {
     pub(crate) fn set_format(&mut self, t: DType, level: SimdLevel, f: FormatKernels) {
         self.formats[t.index()] = f;
         self.level = self.level.max(level);
+        // A SIMD F16/F32 dot beats the scalar float GEMM: use it until a SIMD GEMM kernel is installed.
+        if crate::fgemm::is_float(t) && level > SimdLevel::Scalar && !self.float.1 {
+            self.float.2 = false;
+        }
+    }
+
+    /// The packed-weight kernel (always usable: the scalar twin when no SIMD one is installed).
+    pub fn packed_dot(&self) -> crate::packed::PackedDotFn {
+        self.packed.0
+    }
+
+    /// Whether weights of `dtype` should be packed at load for this table (a SIMD packed kernel exists for it).
+    pub fn prefers_packed(&self, dtype: DType) -> bool {
+        self.packed.1 && crate::packed::is_packable(dtype)
+    }
+
+    /// The F16/F32 GEMM kernel.
+    pub fn float_dot(&self) -> crate::fgemm::FloatDotFn {
+        self.float.0
+    }
+
+    /// Whether products with `dtype` weights go through the float GEMM ([`crate::fgemm`]) rather than the format's
+    /// dot kernel.
+    pub fn uses_float_gemm(&self, dtype: DType) -> bool {
+        self.float.2 && crate::fgemm::is_float(dtype)
+    }
+
+    /// Installs a SIMD F16/F32 GEMM kernel.
+    #[allow(dead_code)]
+    pub(crate) fn set_float(&mut self, level: SimdLevel, f: crate::fgemm::FloatDotFn) {
+        self.float = (f, true, true);
+        self.level = self.level.max(level);
+    }
+
+    /// Installs a SIMD packed-weight kernel.
+    #[allow(dead_code)]
+    pub(crate) fn set_packed(&mut self, level: SimdLevel, f: crate::packed::PackedDotFn) {
+        self.packed = (f, true);
+        self.level = self.level.max(level);
     }
 
     /// Replaces the converter for `t`.
@@ -170,7 +233,8 @@ impl Kernels {
 }
 
 /// The process-wide table: [`Kernels::detect`]; [`Kernels::scalar`] when `EDGEVL_FORCE_SCALAR=1`; capped at AVX2
-/// when `EDGEVL_MAX_SIMD=avx2` (to measure the AVX2 path on an AVX-512 machine). Filled on first use and cached.
+/// when `EDGEVL_MAX_SIMD=avx2` (to measure the AVX2 path on an AVX-512 machine), at plain NEON when
+/// `EDGEVL_MAX_SIMD=neon` (the path without `sdot` on a dotprod CPU). Filled on first use and cached.
 pub fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| {
@@ -178,6 +242,8 @@ pub fn kernels() -> &'static Kernels {
             Kernels::scalar()
         } else if std::env::var("EDGEVL_MAX_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("avx2")) {
             Kernels::detect_up_to(SimdLevel::Avx2)
+        } else if std::env::var("EDGEVL_MAX_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("neon")) {
+            Kernels::detect_up_to(SimdLevel::Neon)
         } else {
             Kernels::detect()
         }

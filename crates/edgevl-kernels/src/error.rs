@@ -37,4 +37,10 @@ pub enum KernelError {
         /// "bytes" or "elements".
         unit: &'static str,
     },
+    /// A format without a packed layout.
+    #[error("{dtype}: no packed layout for this format")]
+    NotPackable {
+        /// Storage type.
+        dtype: DType,
+    },
 }

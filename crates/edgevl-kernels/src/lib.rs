@@ -5,13 +5,17 @@
 //! Every SIMD kernel has a scalar twin; the table used is chosen once at run time ([`dispatch::kernels`]).
 #![warn(missing_docs)]
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod attention;
 pub mod dispatch;
 pub mod dtype;
 pub mod error;
+pub mod fgemm;
 pub mod formats;
 pub mod matmul;
 pub mod ops;
+pub mod packed;
 pub mod pool;
 pub mod probe;
 #[cfg(target_arch = "x86_64")]

@@ -9,28 +9,38 @@
 use crate::dispatch::{kernels, Kernels};
 use crate::dtype::DType;
 use crate::error::KernelError;
+use crate::fgemm::{act_to_f32, FloatTile, ACTS, ROWS};
+use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT};
 use crate::pool::ThreadPool;
 
 /// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype`
-/// (a GGUF tensor with dims `[cols, rows]`).
+/// (a GGUF tensor with dims `[cols, rows]`), or the same matrix repacked ([`PackedWeights`]).
 #[derive(Clone, Copy, Debug)]
 pub struct WeightRef<'a> {
     /// Storage type.
     pub dtype: DType,
-    /// `rows * dtype.row_bytes(cols)` bytes (more is allowed and ignored).
+    /// `rows * dtype.row_bytes(cols)` bytes (more is allowed and ignored); unused (may be empty) when `packed` is
+    /// set.
     pub data: &'a [u8],
     /// Output features.
     pub rows: usize,
     /// Input features.
     pub cols: usize,
+    /// The packed form of the matrix, used instead of `data` when present.
+    pub packed: Option<&'a PackedWeights>,
 }
 
 impl<'a> WeightRef<'a> {
     /// A checked view: `cols` is a whole number of blocks and `data` holds all rows.
     pub fn new(dtype: DType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
-        let w = WeightRef { dtype, data, rows, cols };
+        let w = WeightRef { dtype, data, rows, cols, packed: None };
         w.check()?;
         Ok(w)
+    }
+
+    /// The view of a packed matrix.
+    pub fn from_packed(p: &'a PackedWeights) -> Self {
+        WeightRef { dtype: p.dtype(), data: &[], rows: p.rows(), cols: p.cols(), packed: Some(p) }
     }
 
     /// Bytes of one row.
@@ -45,6 +55,17 @@ impl<'a> WeightRef<'a> {
     /// Checks the shape against the data length.
     pub fn check(&self) -> Result<(), KernelError> {
         let rb = self.row_bytes()?;
+        if let Some(p) = self.packed {
+            if (p.dtype(), p.rows(), p.cols()) != (self.dtype, self.rows, self.cols) {
+                return Err(KernelError::Length {
+                    what: "packed weight shape (rows)",
+                    expected: self.rows,
+                    found: p.rows(),
+                    unit: "rows",
+                });
+            }
+            return Ok(());
+        }
         let need = rb.checked_mul(self.rows).ok_or(KernelError::SizeOverflow {
             dtype: self.dtype,
             rows: self.rows,
@@ -66,6 +87,8 @@ impl<'a> WeightRef<'a> {
 #[derive(Default)]
 pub struct MatmulScratch {
     act: Vec<u8>,
+    meta: Vec<ActMeta>,
+    actf: Vec<f32>,
 }
 
 impl MatmulScratch {
@@ -260,8 +283,25 @@ pub fn matmul_many_with(
         scratch.act.resize(act_len, 0);
     }
     let act = &mut scratch.act[..act_len];
-    quantize_rows(k, pool, vdt, x, cols, arb, act);
-    let act: &[u8] = act;
+    // Block sums and scales of the activations, for packed weights.
+    let nb = cols / 32;
+    let any_packed = ws.iter().any(|w| w.packed.is_some());
+    let meta_len = if any_packed { nb * m } else { 0 };
+    if scratch.meta.len() < meta_len {
+        scratch.meta.resize(meta_len, ActMeta::default());
+    }
+    let meta = &mut scratch.meta[..meta_len];
+    // f32 activation rows for the float GEMM (the values of the F16/F32 activation format).
+    let float = ws.iter().any(|w| k.uses_float_gemm(w.dtype));
+    let actf_len = if float { m * cols } else { 0 };
+    if scratch.actf.len() < actf_len {
+        scratch.actf.resize(actf_len, 0.0);
+    }
+    let actf = &mut scratch.actf[..actf_len];
+    let rows_out = RowsOut { meta, actf, dtype: first.dtype };
+    quantize_rows(k, pool, vdt, x, cols, arb, act, rows_out);
+    let (act, meta, actf): (&[u8], &[ActMeta], &[f32]) =
+        (act, &scratch.meta[..meta_len], &scratch.actf[..actf_len]);
 
     let n_threads = pool.n_threads();
     let (act_chunks, act_chunk) = if m > ACT_CHUNK { (m.div_ceil(ACT_CHUNK), ACT_CHUNK) } else { (1, m) };
@@ -289,7 +329,12 @@ pub fn matmul_many_with(
             return;
         };
         let a0 = at * act_chunk;
-        tile(k, p, act, arb, rt * p.rows_per_task, a0, (a0 + act_chunk).min(m));
+        let (r0, a1) = (rt * p.rows_per_task, (a0 + act_chunk).min(m));
+        match p.w.packed {
+            Some(pw) => packed_tile(k, p, pw, act, arb, meta, r0, a0, a1),
+            None if k.uses_float_gemm(p.w.dtype) => float_tile(k, p, actf, r0, a0, a1),
+            None => tile(k, p, act, arb, r0, a0, a1),
+        }
     };
     if n_tasks == 1 {
         task(0);
@@ -324,6 +369,78 @@ fn tile(k: &Kernels, p: &Product, act: &[u8], arb: usize, r0: usize, a0: usize, 
     }
 }
 
+/// [`tile`] for packed weights: groups of [`GROUP`] rows times up to [`MAX_ACT`] activation rows per kernel call.
+#[allow(clippy::too_many_arguments)]
+fn packed_tile(
+    k: &Kernels,
+    p: &Product,
+    pw: &PackedWeights,
+    act: &[u8],
+    arb: usize,
+    meta: &[ActMeta],
+    r0: usize,
+    a0: usize,
+    a1: usize,
+) {
+    let rows = pw.rows();
+    let r1 = (r0 + p.rows_per_task).min(rows);
+    let nb = pw.blocks_per_row();
+    let dot = k.packed_dot();
+    let mut buf = [0f32; GROUP * MAX_ACT];
+    // `r0` is a multiple of GROUP (`rows_per_task` is a multiple of ROW_TILE == GROUP).
+    for g0 in (a0..a1).step_by(MAX_ACT) {
+        let n = (a1 - g0).min(MAX_ACT);
+        for g in r0 / GROUP..r1.div_ceil(GROUP) {
+            let t = PackedTile {
+                dtype: pw.dtype(),
+                w: pw.group(g),
+                nb,
+                acts: &act[g0 * arb..(g0 + n) * arb],
+                arb,
+                meta: &meta[g0 * nb..(g0 + n) * nb],
+                n_act: n,
+            };
+            dot(&t, &mut buf);
+            let (j0, j1) = (g * GROUP, ((g + 1) * GROUP).min(r1));
+            for i in 0..n {
+                // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
+                let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
+                dst.copy_from_slice(&buf[i * GROUP..i * GROUP + (j1 - j0)]);
+            }
+        }
+    }
+}
+
+/// [`tile`] for F16/F32 weights: [`ROWS`] weight rows x up to [`ACTS`] f32 activation rows per kernel call.
+fn float_tile(k: &Kernels, p: &Product, actf: &[f32], r0: usize, a0: usize, a1: usize) {
+    let (w, wrb, cols) = (&p.w, p.wrb, p.w.cols);
+    let rows = w.rows;
+    let r1 = (r0 + p.rows_per_task).min(rows);
+    let dot = k.float_dot();
+    let mut buf = [0f32; ROWS * ACTS];
+    for g0 in (a0..a1).step_by(ACTS) {
+        let n = (a1 - g0).min(ACTS);
+        for j0 in (r0..r1).step_by(ROWS) {
+            let nr = (r1 - j0).min(ROWS);
+            let t = FloatTile {
+                dtype: w.dtype,
+                w: &w.data[j0 * wrb..(j0 + nr) * wrb],
+                wrb,
+                n_rows: nr,
+                x: &actf[g0 * cols..(g0 + n) * cols],
+                cols,
+                n_act: n,
+            };
+            dot(&t, &mut buf);
+            for i in 0..n {
+                // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
+                let dst = unsafe { p.out.slice((g0 + i) * rows + j0, nr) };
+                dst.copy_from_slice(&buf[i * ROWS..i * ROWS + nr]);
+            }
+        }
+    }
+}
+
 /// Weight rows per task.
 ///
 /// Decode (`m <= ACT_GROUP`): about 4 row ranges per thread so a thread delayed by a busy machine is balanced by
@@ -341,6 +458,7 @@ fn rows_per_task(rows: usize, m: usize, wrb: usize, n_threads: usize) -> usize {
 }
 
 /// Converts the `m` rows of `x` into activation blocks, in parallel when there are several rows.
+#[allow(clippy::too_many_arguments)]
 fn quantize_rows(
     k: &Kernels,
     pool: &ThreadPool,
@@ -349,21 +467,49 @@ fn quantize_rows(
     cols: usize,
     arb: usize,
     act: &mut [u8],
+    extra: RowsOut,
 ) {
     let q = k.quantizer(vdt);
     let m = x.len() / cols.max(1);
+    // `meta` is empty (no packed weights) or holds `cols / 32` entries per row; `actf` is empty or `cols` per row.
+    let nb = extra.meta.len() / m.max(1);
+    let nf = extra.actf.len() / m.max(1);
+    let dtype = extra.dtype;
+    let row_extra = |ar: &[u8], meta: &mut [ActMeta], actf: &mut [f32]| {
+        if !meta.is_empty() {
+            act_meta(vdt, ar, meta);
+        }
+        if !actf.is_empty() {
+            act_to_f32(dtype, ar, actf);
+        }
+    };
     if m < 4 || pool.n_threads() == 1 {
-        for (xr, ar) in x.chunks_exact(cols).zip(act.chunks_exact_mut(arb)) {
+        for (i, (xr, ar)) in x.chunks_exact(cols).zip(act.chunks_exact_mut(arb)).enumerate() {
             q(xr, ar);
+            row_extra(ar, &mut extra.meta[i * nb..(i + 1) * nb], &mut extra.actf[i * nf..(i + 1) * nf]);
         }
         return;
     }
     let out = SharedOut::new(act);
+    let meta_out = SharedOut::new(extra.meta);
+    let actf_out = SharedOut::new(extra.actf);
     pool.run(m, &|i| {
-        // SAFETY: task i alone writes activation row i.
+        // SAFETY: task i alone writes activation row i and its entries in `meta` and `actf`.
         let ar = unsafe { out.slice(i * arb, arb) };
         q(&x[i * cols..(i + 1) * cols], ar);
+        // SAFETY: as above.
+        let (meta, actf) = unsafe { (meta_out.slice(i * nb, nb), actf_out.slice(i * nf, nf)) };
+        row_extra(ar, meta, actf);
     });
+}
+
+/// Per-row by-products of the activation conversion: block metadata for packed weights, f32 rows for the float
+/// GEMM (each empty when not needed).
+struct RowsOut<'a> {
+    meta: &'a mut [ActMeta],
+    actf: &'a mut [f32],
+    /// The weight type whose `vec_dot_type` the activations are in.
+    dtype: DType,
 }
 
 /// Dequantises a row: `src` holds the whole blocks of `dst.len()` elements, with the process-wide kernel table.

@@ -12,8 +12,9 @@ use crate::weights::{load_optional_vector, load_vector, Matrix};
 use crate::{KvCache, ModelError};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::attention::{self, ScoreSum};
+use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
 use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
-use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool};
+use edgevl_kernels::{kernels, matmul, matmul_many, DType, MatmulScratch, ThreadPool, VecDotType};
 use half::f16;
 use std::ops::Range;
 use std::sync::Arc;
@@ -129,12 +130,14 @@ impl Decoder {
                 )))
             }
         };
-        let tok_embd = Matrix::load(f, names::TOKEN_EMBD, d, n_vocab)?;
-        let output = if f.tensor(names::OUTPUT).is_some() {
-            Matrix::load(f, names::OUTPUT, d, n_vocab)?
+        let has_output = f.tensor(names::OUTPUT).is_some();
+        // With a separate output matrix the embedding table is only read row by row: it stays in the file.
+        let tok_embd = if has_output {
+            Matrix::load_unpacked(f, names::TOKEN_EMBD, d, n_vocab)?
         } else {
-            tok_embd.clone()
+            Matrix::load(f, names::TOKEN_EMBD, d, n_vocab)?
         };
+        let output = if has_output { Matrix::load(f, names::OUTPUT, d, n_vocab)? } else { tok_embd.clone() };
         let output_norm = load_vector(f, names::OUTPUT_NORM, d)?;
         let (qd, kvd, ff) = (hp.q_dim(), hp.kv_dim(), hp.n_ff);
         let layers = (0..hp.n_layer)
@@ -175,9 +178,19 @@ impl Decoder {
         &self.file
     }
 
-    /// A KV cache for `n_ctx` positions holding `kv_type` values.
+    /// A KV cache for `n_ctx` positions holding `kv_type` values; an error when the type cannot
+    /// hold this model's heads (Q8_0 needs a head width that is a multiple of 32) or the size
+    /// overflows.
+    pub fn try_new_cache(&self, n_ctx: usize, kv_type: KvType) -> Result<KvCache, ModelError> {
+        KvCache::new(self.hp.n_layer, n_ctx, self.hp.kv_dim(), self.hp.head_dim, kv_type)
+    }
+
+    /// As [`Decoder::try_new_cache`], for callers that pick a type every model supports (f16,
+    /// f32): should creation fail, the cache returned makes every forward pass fail with the
+    /// reason instead.
     pub fn new_cache(&self, n_ctx: usize, kv_type: KvType) -> KvCache {
-        KvCache::new(self.hp.n_layer, n_ctx, self.hp.kv_dim(), kv_type)
+        self.try_new_cache(n_ctx, kv_type)
+            .unwrap_or_else(|e| KvCache::unusable(n_ctx, self.hp.kv_dim(), kv_type, &e))
     }
 
     /// Scratch for batches of at most `max_batch` tokens in a context of `n_ctx`.
@@ -231,6 +244,7 @@ impl Decoder {
                 st.max_batch
             )));
         }
+        kv.check_usable()?;
         let pos0 = kv.len();
         if pos0 + m > kv.n_ctx() || st.scores.len() < QUERY_SPLIT * hp.n_head * kv.n_ctx() {
             return Err(ModelError::ContextOverflow { needed: pos0 + m, used: pos0, n_ctx: kv.n_ctx() });
@@ -325,7 +339,8 @@ impl Decoder {
     /// per query head. Numerics follow llama.cpp's default CPU path (flash attention) so greedy
     /// outputs track it: batches of fewer than [`FLASH_TILE_Q`] queries on an f16 cache use its
     /// per-query kernel (f16 queries, online softmax, values accumulated in f16); larger batches
-    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is.
+    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is. A Q8_0
+    /// cache takes its per-query kernel at every batch size, as llama.cpp's does.
     fn attend(&self, m: usize, pos0: usize, kv: &KvCache, l: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
         let (qd, hd, kvd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.kv_dim(), kv.n_ctx());
@@ -359,6 +374,13 @@ impl Decoder {
                     KvPlanes::F16(p) => {
                         attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
                     }
+                    KvPlanes::Q8_0(p) => {
+                        let rows = p.head_rows(g, n);
+                        let (keys, values) = (&p.k[l][rows.clone()], &p.v[l][rows]);
+                        attend_flash_q8_0(qh, keys, values, p.head_bytes, scale, s, out)
+                    }
+                    // `forward` refuses an unusable cache before any layer runs.
+                    KvPlanes::Unusable(_) => out.fill(0.0),
                 }
             }
         });
@@ -483,4 +505,43 @@ fn attend_flash_f16(
     for (o, &a) in out.iter_mut().zip(acc.iter()) {
         *o = a * inv;
     }
+}
+
+/// One query head over the `s.len()` cached positions of a Q8_0 cache (`keys` and `values` hold
+/// that head's rows of `head_bytes`, position by position), as ggml's CPU flash attention over a
+/// q8_0 K/V (its one-query kernel, which it uses for every batch size when the cache is
+/// quantised): the query converted to Q8_0 (K's `vec_dot_type`) and dotted with the quantised
+/// keys, times `scale`; a running maximum and sum; each value row dequantised to f32 and added
+/// with a fused multiply-add to an f32 accumulator, divided by the sum at the end.
+fn attend_flash_q8_0(
+    q: &[f32],
+    keys: &[u8],
+    values: &[u8],
+    head_bytes: usize,
+    scale: f32,
+    s: &mut [f32],
+    out: &mut [f32],
+) {
+    let k = kernels();
+    let mut qq = [0u8; MAX_HEAD_DIM / QK8_0 * std::mem::size_of::<BlockQ8_0>()];
+    let qq = &mut qq[..head_bytes];
+    k.quantizer(VecDotType::Q8_0)(q, qq);
+    (k.format(DType::Q8_0).dot)(&keys[..s.len() * head_bytes], head_bytes, qq, head_bytes, 1, s);
+    s.iter_mut().for_each(|sj| *sj *= scale);
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    out.fill(0.0);
+    for (j, &sj) in s.iter().enumerate() {
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if sj > max {
+            ms = (max - sj).exp();
+            max = sj;
+            out.iter_mut().for_each(|a| *a *= ms);
+        } else {
+            vs = (sj - max).exp();
+        }
+        attention::mad_q8_0(out, vs, &values[j * head_bytes..(j + 1) * head_bytes]);
+        sum = sum * ms + vs;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    out.iter_mut().for_each(|a| *a *= inv);
 }

@@ -1,9 +1,18 @@
 //! The key/value cache: per layer, `n_ctx` rows of `kv_dim` values, written at a token's
 //! position and read by every later token. Stored as f16 by default (llama.cpp's default cache
-//! type) or f32 (exact; for reference checks and when memory allows).
+//! type), f32 (exact; for reference checks and when memory allows) or Q8_0 (llama.cpp's
+//! `-ctk q8_0 -ctv q8_0`: 34 bytes per 32 values, 53% of f16).
+//!
+//! The whole cache is allocated and its pages written once at creation (as llama.cpp clears its
+//! cache buffer), so the memory a context of `n_ctx` needs is resident from the start and a
+//! peak-RSS figure at `n_ctx` is the true one however much of the context a run fills.
 
+use crate::ModelError;
+use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
+use edgevl_kernels::{kernels, VecDotType};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use std::ops::Range;
 
 /// Element type of the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -13,6 +22,30 @@ pub enum KvType {
     F16,
     /// Single precision.
     F32,
+    /// Q8_0 blocks of 32 values (llama.cpp's `q8_0` cache type); needs a head width that is a
+    /// multiple of 32.
+    Q8_0,
+}
+
+impl KvType {
+    /// The name llama.cpp uses for the type (`-ctk` / `-ctv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes one cached row of `n` values takes (`None` for a Q8_0 row that is not whole blocks,
+    /// or on overflow).
+    pub fn row_bytes(self, n: usize) -> Option<usize> {
+        match self {
+            KvType::F16 => n.checked_mul(2),
+            KvType::F32 => n.checked_mul(4),
+            KvType::Q8_0 => VecDotType::Q8_0.row_bytes(n),
+        }
+    }
 }
 
 /// A value the cache can hold.
@@ -40,6 +73,17 @@ impl KvElem for f16 {
     }
 }
 
+/// A zero-filled buffer whose pages are all written (resident), as llama.cpp's cleared cache.
+fn resident_zeros<T: Copy>(n: usize, zero: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    // The optimiser may not turn the fill below into a lazily zeroed (`calloc`) allocation once
+    // the fresh buffer has been observed.
+    std::hint::black_box(&mut v);
+    v.resize(n, zero);
+    std::hint::black_box(&mut v);
+    v
+}
+
 /// Per-layer key and value buffers of one element type, `[n_layer][n_ctx * kv_dim]` each.
 pub(crate) struct Planes<T> {
     pub k: Vec<Vec<T>>,
@@ -48,7 +92,7 @@ pub(crate) struct Planes<T> {
 
 impl<T: KvElem> Planes<T> {
     fn new(n_layer: usize, n: usize) -> Self {
-        let zeros = || vec![T::from_f32(0.0); n];
+        let zeros = || resident_zeros(n, T::from_f32(0.0));
         Planes { k: (0..n_layer).map(|_| zeros()).collect(), v: (0..n_layer).map(|_| zeros()).collect() }
     }
 
@@ -62,30 +106,123 @@ impl<T: KvElem> Planes<T> {
     }
 }
 
+/// Q8_0 key and value buffers, head-major so that one head's keys (or values) at consecutive
+/// positions are consecutive rows: per layer `[n_head_kv][n_ctx][head_bytes]` bytes, where
+/// `head_bytes` is `head_dim / 32` blocks of 34 bytes.
+pub(crate) struct Q8Planes {
+    pub k: Vec<Vec<u8>>,
+    pub v: Vec<Vec<u8>>,
+    /// Values per head (a multiple of 32).
+    pub head_dim: usize,
+    /// Bytes of one head's row at one position.
+    pub head_bytes: usize,
+    /// Heads per position.
+    n_head_kv: usize,
+    /// Positions per head in a plane.
+    n_ctx: usize,
+}
+
+impl Q8Planes {
+    /// The bytes of head `g`'s rows at positions `0..n` in a layer plane.
+    pub fn head_rows(&self, g: usize, n: usize) -> Range<usize> {
+        let start = g * self.n_ctx * self.head_bytes;
+        start..start + n * self.head_bytes
+    }
+
+    /// Quantises `m` rows of `kv_dim` keys and values into positions `pos0..pos0 + m`, as
+    /// ggml-cpu's `set_rows` into a q8_0 cache does (its x86 `quantize_row_q8_0`).
+    fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
+        let quantize = kernels().quantizer(VecDotType::Q8_0);
+        let (hd, hb, n_ctx, n_head_kv) = (self.head_dim, self.head_bytes, self.n_ctx, self.n_head_kv);
+        for (src, plane) in [(k, &mut self.k[layer]), (v, &mut self.v[layer])] {
+            // Row `i` of `src` is heads `0..n_head_kv` of position `pos0 + i`: its head `g` is
+            // chunk `i * n_head_kv + g`.
+            for (c, head) in src.chunks_exact(hd).enumerate() {
+                let (i, g) = (c / n_head_kv, c % n_head_kv);
+                let at = (g * n_ctx + pos0 + i) * hb;
+                quantize(head, &mut plane[at..at + hb]);
+            }
+        }
+    }
+}
+
 /// The cache's buffers in their element type.
 pub(crate) enum KvPlanes {
     F16(Planes<f16>),
     F32(Planes<f32>),
+    Q8_0(Q8Planes),
+    /// A cache [`crate::Decoder::new_cache`] could not build: every forward pass fails with this
+    /// message (use [`crate::Decoder::try_new_cache`] to get the error at creation).
+    Unusable(String),
 }
 
 /// Key/value cache of one decoder, allocated once per session.
 pub struct KvCache {
     n_ctx: usize,
     kv_dim: usize,
+    kv_type: KvType,
     planes: KvPlanes,
     /// Positions filled so far (the next token goes here).
     len: usize,
 }
 
 impl KvCache {
-    /// A cache for `n_layer` layers of `n_ctx` positions of width `kv_dim`.
-    pub fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, kv_type: KvType) -> Self {
+    /// A cache for `n_layer` layers of `n_ctx` positions of `kv_dim` values (heads of
+    /// `head_dim`). Fails when the type cannot hold such heads (Q8_0 needs `head_dim` to be a
+    /// multiple of 32, `kv_dim` a multiple of `head_dim`) or the size overflows.
+    pub fn new(
+        n_layer: usize,
+        n_ctx: usize,
+        kv_dim: usize,
+        head_dim: usize,
+        kv_type: KvType,
+    ) -> Result<Self, ModelError> {
+        if head_dim == 0 || !kv_dim.is_multiple_of(head_dim) {
+            return Err(ModelError::BadHparams(format!(
+                "KV width {kv_dim} is not a whole number of heads of width {head_dim}"
+            )));
+        }
+        if kv_type == KvType::Q8_0 && !head_dim.is_multiple_of(QK8_0) {
+            return Err(ModelError::BadHparams(format!(
+                "KV cache type q8_0 stores blocks of {QK8_0} values, but this model's attention heads are \
+                 {head_dim} wide (not a multiple of {QK8_0}); use cache type f16 or f32"
+            )));
+        }
+        let per_layer = n_ctx
+            .checked_mul(kv_dim)
+            .and_then(|n| kv_type.row_bytes(n))
+            .and_then(|b| b.checked_mul(2 * n_layer).map(|_| b))
+            .ok_or_else(|| {
+                ModelError::BadInput(format!(
+                    "a KV cache of {n_ctx} positions x {kv_dim} values x {n_layer} layers overflows memory sizes"
+                ))
+            })?;
         let n = n_ctx * kv_dim;
         let planes = match kv_type {
             KvType::F16 => KvPlanes::F16(Planes::new(n_layer, n)),
             KvType::F32 => KvPlanes::F32(Planes::new(n_layer, n)),
+            KvType::Q8_0 => {
+                let zeros = || resident_zeros(per_layer, 0u8);
+                KvPlanes::Q8_0(Q8Planes {
+                    k: (0..n_layer).map(|_| zeros()).collect(),
+                    v: (0..n_layer).map(|_| zeros()).collect(),
+                    head_dim,
+                    head_bytes: head_dim / QK8_0 * std::mem::size_of::<BlockQ8_0>(),
+                    n_head_kv: kv_dim / head_dim,
+                    n_ctx,
+                })
+            }
         };
-        KvCache { n_ctx, kv_dim, planes, len: 0 }
+        Ok(KvCache { n_ctx, kv_dim, kv_type, planes, len: 0 })
+    }
+
+    /// A cache that cannot be used: every forward pass with it fails with `err`'s reason.
+    pub(crate) fn unusable(n_ctx: usize, kv_dim: usize, kv_type: KvType, err: &ModelError) -> Self {
+        let why = match err {
+            ModelError::BadHparams(s) | ModelError::BadInput(s) => s.clone(),
+            e => e.to_string(),
+        };
+        KvCache { n_ctx, kv_dim, kv_type, planes: KvPlanes::Unusable(why), len: 0 }
     }
 
     /// Context size in positions.
@@ -110,19 +247,26 @@ impl KvCache {
 
     /// Element type.
     pub fn kv_type(&self) -> KvType {
-        match self.planes {
-            KvPlanes::F16(_) => KvType::F16,
-            KvPlanes::F32(_) => KvType::F32,
-        }
+        self.kv_type
     }
 
     /// Bytes held by the cache.
     pub fn size_bytes(&self) -> usize {
-        let (layers, elem) = match &self.planes {
-            KvPlanes::F16(p) => (p.k.len(), 2),
-            KvPlanes::F32(p) => (p.k.len(), 4),
-        };
-        2 * layers * self.n_ctx * self.kv_dim * elem
+        let plane = |p: &Vec<Vec<u8>>| p.iter().map(Vec::len).sum::<usize>();
+        match &self.planes {
+            KvPlanes::F16(p) => 2 * p.k.len() * self.n_ctx * self.kv_dim * 2,
+            KvPlanes::F32(p) => 2 * p.k.len() * self.n_ctx * self.kv_dim * 4,
+            KvPlanes::Q8_0(p) => plane(&p.k) + plane(&p.v),
+            KvPlanes::Unusable(_) => 0,
+        }
+    }
+
+    /// `Err` with the reason when the cache could not be built.
+    pub(crate) fn check_usable(&self) -> Result<(), ModelError> {
+        match &self.planes {
+            KvPlanes::Unusable(why) => Err(ModelError::BadHparams(why.clone())),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn set_len(&mut self, len: usize) {
@@ -136,6 +280,8 @@ impl KvCache {
         match &mut self.planes {
             KvPlanes::F16(p) => p.store(layer, start, k, v),
             KvPlanes::F32(p) => p.store(layer, start, k, v),
+            KvPlanes::Q8_0(p) => p.store(layer, pos0, k, v),
+            KvPlanes::Unusable(_) => {}
         }
     }
 
@@ -147,5 +293,62 @@ impl KvCache {
     /// Width of one cached row.
     pub(crate) fn kv_dim(&self) -> usize {
         self.kv_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_0_needs_heads_of_whole_blocks() {
+        let err = KvCache::new(2, 8, 32, 16, KvType::Q8_0).err().expect("head width 16 is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("q8_0") && msg.contains("16"), "{msg}");
+        // f16 and f32 take any head width.
+        assert!(KvCache::new(2, 8, 32, 16, KvType::F16).is_ok());
+        assert!(KvCache::new(2, 8, 32, 16, KvType::F32).is_ok());
+    }
+
+    #[test]
+    fn q8_0_takes_34_bytes_per_32_values() {
+        let kv = KvCache::new(3, 10, 128, 64, KvType::Q8_0).unwrap();
+        assert_eq!(kv.size_bytes(), 2 * 3 * 10 * 128 / 32 * 34);
+        let f16 = KvCache::new(3, 10, 128, 64, KvType::F16).unwrap();
+        assert_eq!(f16.size_bytes(), 2 * 3 * 10 * 128 * 2);
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_errors() {
+        assert!(KvCache::new(2, usize::MAX / 4, 64, 64, KvType::F16).is_err());
+        assert!(KvCache::new(usize::MAX / 2, 1 << 20, 64, 64, KvType::Q8_0).is_err());
+    }
+
+    #[test]
+    fn q8_0_rows_land_head_major_and_dequantise_close() {
+        let (n_ctx, hd, n_head_kv) = (4, 32, 2);
+        let mut kv = KvCache::new(1, n_ctx, hd * n_head_kv, hd, KvType::Q8_0).unwrap();
+        // Two positions written at 1..3; value = position * 100 + head * 10 + index / 8.
+        let val = |p: usize, g: usize, d: usize| (p * 100 + g * 10 + d / 8) as f32;
+        let rows: Vec<f32> = (1..3)
+            .flat_map(|p| (0..n_head_kv).flat_map(move |g| (0..hd).map(move |d| val(p, g, d))))
+            .collect();
+        kv.store(0, 1, &rows, &rows);
+        let KvPlanes::Q8_0(p) = kv.planes() else { panic!("q8_0 planes") };
+        let deq = kernels().format(edgevl_kernels::DType::Q8_0).dequantize;
+        for g in 0..n_head_kv {
+            let bytes = &p.k[0][p.head_rows(g, n_ctx)];
+            for pos in 0..n_ctx {
+                let mut out = vec![0f32; hd];
+                deq(&bytes[pos * p.head_bytes..(pos + 1) * p.head_bytes], &mut out);
+                for (d, &o) in out.iter().enumerate() {
+                    let want = if (1..3).contains(&pos) { val(pos, g, d) } else { 0.0 };
+                    assert!(
+                        (o - want).abs() <= want.abs() / 127.0 + 1e-6,
+                        "pos {pos} head {g} dim {d}: {o} vs {want}"
+                    );
+                }
+            }
+        }
     }
 }

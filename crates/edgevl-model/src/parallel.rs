@@ -30,3 +30,30 @@ impl<'a, T> DisjointSlice<'a, T> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
+
+/// Applies `f` to every `chunk`-long piece of `buf` (the last may be shorter), the pieces spread
+/// over the pool's threads in runs of consecutive pieces.
+pub(crate) fn par_chunks_mut(
+    pool: &edgevl_kernels::ThreadPool,
+    buf: &mut [f32],
+    chunk: usize,
+    f: &(dyn Fn(&mut [f32]) + Sync),
+) {
+    let chunk = chunk.max(1);
+    let n = buf.len().div_ceil(chunk);
+    let tasks = (4 * pool.n_threads()).min(n);
+    if tasks <= 1 {
+        buf.chunks_mut(chunk).for_each(f);
+        return;
+    }
+    let per_task = n.div_ceil(tasks);
+    let len = buf.len();
+    let view = DisjointSlice::new(buf);
+    pool.run(tasks, &|t| {
+        let start = (t * per_task * chunk).min(len);
+        let end = ((t + 1) * per_task * chunk).min(len);
+        // SAFETY: task t alone touches elements start..end (the task ranges do not overlap).
+        let part = unsafe { view.range_mut(start, end - start) };
+        part.chunks_mut(chunk).for_each(f);
+    });
+}

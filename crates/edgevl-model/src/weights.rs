@@ -1,8 +1,12 @@
-//! Typed views of GGUF tensors: matrices stay in the mapped file, small vectors are copied out.
+//! Typed views of GGUF tensors: matrices stay in the mapped file or, for the formats with a faster packed kernel on
+//! this CPU, are repacked once at load (and their mapped pages released); small vectors are copied out.
+
+use std::sync::Arc;
 
 use crate::ModelError;
 use edgevl_gguf::{GgmlType, GgufFile};
-use edgevl_kernels::{dequantize_row, DType, WeightRef};
+use edgevl_kernels::packed::PackedWeights;
+use edgevl_kernels::{dequantize_row, kernels, DType, WeightRef};
 
 /// The kernel format of a GGUF type, if the kernels compute with it.
 pub fn dtype_of(t: GgmlType) -> Option<DType> {
@@ -19,18 +23,41 @@ pub fn dtype_of(t: GgmlType) -> Option<DType> {
     })
 }
 
-/// A weight matrix of `rows` x `cols` that stays in the mapped file (tensor number `index`).
+/// A weight matrix of `rows` x `cols`: tensor number `index` of the mapped file, or its packed copy.
 #[derive(Clone, Debug)]
 pub(crate) struct Matrix {
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
     index: usize,
+    packed: Option<Arc<PackedWeights>>,
+}
+
+/// Whether matrices are repacked at load: when the kernel table has a SIMD packed kernel for the format, unless
+/// `EDGEVL_NO_PACK=1` (to compare with the unpacked kernels).
+fn should_pack(dtype: DType) -> bool {
+    kernels().prefers_packed(dtype) && !std::env::var("EDGEVL_NO_PACK").is_ok_and(|v| v == "1")
 }
 
 impl Matrix {
-    /// Look up `name` with GGUF dims `[cols, rows]`.
+    /// Look up `name` with GGUF dims `[cols, rows]`; repacked when this CPU has a packed kernel for its type.
     pub fn load(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Self, ModelError> {
+        Self::load_with(file, name, cols, rows, true)
+    }
+
+    /// [`Matrix::load`] that never repacks: for tables only read row by row ([`Matrix::row_into`]), whose pages
+    /// then stay in the file except the rows used.
+    pub fn load_unpacked(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Self, ModelError> {
+        Self::load_with(file, name, cols, rows, false)
+    }
+
+    fn load_with(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        pack: bool,
+    ) -> Result<Self, ModelError> {
         let (info, _) = file.require_tensor(name, &[cols as u64, rows as u64])?;
         let dtype = dtype_of(info.ggml_type).ok_or_else(|| ModelError::UnsupportedTensorType {
             tensor: name.to_string(),
@@ -41,17 +68,34 @@ impl Matrix {
             .iter()
             .position(|t| t.name == name)
             .ok_or_else(|| edgevl_gguf::GgufError::MissingTensor(name.to_string()))?;
-        Ok(Matrix { dtype, rows, cols, index })
+        let packed = if pack && should_pack(dtype) {
+            let t = &file.tensors()[index];
+            let p = PackedWeights::pack(dtype, file.tensor_data(t), rows, cols)
+                .map_err(|e| ModelError::BadHparams(format!("tensor {name}: {e}")))?;
+            // The packed copy replaces the mapped bytes: drop them from memory so both are never resident.
+            file.release_tensor_pages(t);
+            Some(Arc::new(p))
+        } else {
+            None
+        };
+        Ok(Matrix { dtype, rows, cols, index, packed })
     }
 
     /// The kernel view of this matrix in `file` (the file it was loaded from).
-    pub fn view<'a>(&self, file: &'a GgufFile) -> WeightRef<'a> {
+    pub fn view<'a>(&'a self, file: &'a GgufFile) -> WeightRef<'a> {
+        if let Some(p) = &self.packed {
+            return WeightRef::from_packed(p);
+        }
         let data = file.tensor_data(&file.tensors()[self.index]);
-        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols }
+        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols, packed: None }
     }
 
     /// Dequantise row `r` into `out` (`cols` long).
     pub fn row_into(&self, file: &GgufFile, r: usize, out: &mut [f32]) {
+        if let Some(p) = &self.packed {
+            p.dequantize_row(r, out);
+            return;
+        }
         let data = file.tensor_data(&file.tensors()[self.index]);
         let row_bytes = data.len() / self.rows;
         dequantize_row(self.dtype, &data[r * row_bytes..(r + 1) * row_bytes], out);

@@ -44,7 +44,7 @@ pub fn perplexity(
     let n_chunks = tokens.len() / n_ctx;
     let n_vocab = decoder.n_vocab();
     let first = n_ctx / 2;
-    let mut kv = decoder.new_cache(n_ctx, kv_type);
+    let mut kv = decoder.try_new_cache(n_ctx, kv_type)?;
     let mut state = decoder.new_state(n_ctx, n_ctx);
     let mut chunk_tokens = vec![0u32; n_ctx];
     let (mut nll, mut count) = (0f64, 0usize);

@@ -5,6 +5,8 @@ use crate::dtype::{DType, VecDotType};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// One f16, little-endian.
 #[repr(C)]

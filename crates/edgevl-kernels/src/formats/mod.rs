@@ -46,6 +46,24 @@ pub fn blocks_as_bytes<B: Block>(blocks: &[B]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks)) }
 }
 
+/// Element encodings of the SIMD float dot kernels (their const parameter `K`): f32.
+pub(crate) const FLOAT_F32: u8 = 0;
+/// f16 elements.
+pub(crate) const FLOAT_F16: u8 = 1;
+/// bf16 elements.
+pub(crate) const FLOAT_BF16: u8 = 2;
+
+/// Element `e` of a row of float encoding `K` (raw little-endian bytes) as f32: the float dot
+/// kernels' scalar tail.
+#[inline]
+pub(crate) fn float_elem<const K: u8>(s: &[u8], e: usize) -> f32 {
+    match K {
+        FLOAT_F32 => f32::from_le_bytes([s[4 * e], s[4 * e + 1], s[4 * e + 2], s[4 * e + 3]]),
+        FLOAT_F16 => f16_to_f32([s[2 * e], s[2 * e + 1]]),
+        _ => f32::from_bits(u32::from(u16::from_le_bytes([s[2 * e], s[2 * e + 1]])) << 16),
+    }
+}
+
 /// Asserts at compile time that a block type has the given size and alignment 1.
 macro_rules! assert_block_layout {
     ($t:ty, $bytes:expr) => {

@@ -7,6 +7,8 @@ use crate::dtype::DType;
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// Elements per block.
 pub const QK4_0: usize = 32;

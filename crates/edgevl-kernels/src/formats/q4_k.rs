@@ -8,6 +8,8 @@ use crate::dtype::DType;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// Bytes of packed 6-bit scales and minimums.
 pub const K_SCALE_SIZE: usize = 12;

@@ -8,6 +8,8 @@ use crate::dtype::DType;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// A Q6_K block (ggml's layout: low 4 bits in `ql`, high 2 bits in `qh`, then scales, then `d`).
 #[repr(C)]

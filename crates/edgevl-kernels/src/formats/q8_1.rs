@@ -5,6 +5,8 @@ use crate::dtype::VecDotType;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// Elements per block.
 pub const QK8_1: usize = 32;

@@ -240,12 +240,7 @@ pub(crate) fn loadu128(s: &[u8], off: usize) -> __m128i {
     unsafe { _mm_loadu_si128(s.as_ptr().add(off).cast()) }
 }
 
-/// Element encodings of the float kernels.
-pub(crate) const FLOAT_F32: u8 = 0;
-/// f16 elements.
-pub(crate) const FLOAT_F16: u8 = 1;
-/// bf16 elements.
-pub(crate) const FLOAT_BF16: u8 = 2;
+pub(crate) use crate::formats::{FLOAT_BF16, FLOAT_F16, FLOAT_F32};
 
 /// 8 elements `e..e+8` of a row of encoding `K` (raw little-endian bytes) as f32.
 #[inline]
@@ -259,16 +254,6 @@ fn load8<const K: u8>(s: &[u8], e: usize) -> __m256 {
         }
         FLOAT_F16 => _mm256_cvtph_ps(loadu128(s, 2 * e)),
         _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(loadu128(s, 2 * e)))),
-    }
-}
-
-/// One element of encoding `K` as f32.
-#[inline]
-fn load1<const K: u8>(s: &[u8], e: usize) -> f32 {
-    match K {
-        FLOAT_F32 => f32::from_le_bytes([s[4 * e], s[4 * e + 1], s[4 * e + 2], s[4 * e + 3]]),
-        FLOAT_F16 => crate::formats::f16_to_f32([s[2 * e], s[2 * e + 1]]),
-        _ => f32::from_bits(u32::from(u16::from_le_bytes([s[2 * e], s[2 * e + 1]])) << 16),
     }
 }
 
@@ -313,7 +298,9 @@ fn dot_floats_n<const K: u8, const N: usize>(w: &[u8], n: usize, rows: &[&[u8]; 
     }
     for r in 0..N {
         let s = _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3]));
-        let tail: f32 = (main..n).map(|e| load1::<K>(w, e) * load1::<K>(rows[r], e)).sum();
+        let tail: f32 = (main..n)
+            .map(|e| crate::formats::float_elem::<K>(w, e) * crate::formats::float_elem::<K>(rows[r], e))
+            .sum();
         out[r] = hsum_ps(s) + tail;
     }
 }

@@ -40,12 +40,16 @@ pub(crate) fn upgrade(mut k: Kernels, max: SimdLevel) -> Kernels {
     k.set_format(DType::BF16, l, with_dot(&k, DType::BF16, bf16::avx2::dot));
     k.set_quantizer(VecDotType::Q8_0, l, q8_0::avx2::quantize);
     k.set_quantizer(VecDotType::Q8_1, l, q8_1::avx2::quantize);
+    k.set_packed(l, crate::packed::avx2::dot);
+    k.set_float(l, crate::fgemm::avx2::dot);
     if max >= SimdLevel::Avx512Vnni && has_avx512_vnni() {
         let l = SimdLevel::Avx512Vnni;
         // SAFETY (for the kernels below): AVX-512 F/BW/VL/VNNI detected.
         k.set_format(DType::Q4_0, l, with_dot(&k, DType::Q4_0, q4_0::avx512::dot));
         k.set_format(DType::Q4_1, l, with_dot(&k, DType::Q4_1, q4_1::avx512::dot));
         k.set_format(DType::Q8_0, l, with_dot(&k, DType::Q8_0, q8_0::avx512::dot));
+        k.set_packed(l, crate::packed::avx512::dot);
+        k.set_float(l, crate::fgemm::avx512::dot);
     }
     k
 }

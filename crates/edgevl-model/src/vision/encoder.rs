@@ -6,15 +6,19 @@
 //! projector `W_2 · gelu_tanh(W_1 · LN(x, eps 1e-5) + b_1) + b_2`. Activations are f32; matrix
 //! products go through `edgevl_kernels::matmul` (exact f32 for F32 weights).
 
-use super::attention::{attention, AttnShape};
+use super::attention::{attention, AttnScratch, AttnShape};
 use super::merge::merge_patches;
 use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights};
 use super::{MmprojError, MmprojHparams};
+use crate::parallel::par_chunks_mut;
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ops::{add_assign, gelu_tanh, layer_norm};
 use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool, WeightRef};
 use std::sync::Arc;
+
+/// Values per GELU task (an element-wise op: any split gives the same result).
+const GELU_CHUNK: usize = 4096;
 
 /// LayerNorm epsilon of the projector's input norm (PyTorch's `nn.LayerNorm` default, spec 2b).
 pub const PROJECTOR_NORM_EPS: f32 = 1e-5;
@@ -35,7 +39,7 @@ struct Buffers {
     k: Vec<f32>,
     v: Vec<f32>,
     attn: Vec<f32>,
-    heads: Vec<f32>,
+    heads: AttnScratch,
     ff: Vec<f32>,
     scratch: MatmulScratch,
 }
@@ -189,7 +193,7 @@ impl VisionEncoder {
             add_assign(&mut bufs.x, &bufs.q);
             norm_rows(&blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             linear(pool, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
-            gelu_tanh(&mut bufs.ff);
+            par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &gelu_tanh);
             linear(pool, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
             add_assign(&mut bufs.x, &bufs.q);
         }
@@ -217,7 +221,7 @@ impl VisionEncoder {
                 }
                 let mut hidden = vec![0f32; rows * fc1.w.rows];
                 linear(pool, f, fc1, &merged, rows, &mut hidden, &mut bufs.scratch);
-                gelu_tanh(&mut hidden);
+                par_chunks_mut(pool, &mut hidden, GELU_CHUNK, &gelu_tanh);
                 linear(pool, f, fc2, &hidden, rows, out, &mut bufs.scratch);
             }
         }

@@ -78,7 +78,7 @@ impl PatchKernel {
     /// The kernel view of this matrix in `file`.
     pub fn view<'a>(&self, file: &'a GgufFile) -> WeightRef<'a> {
         let data = file.tensor_data(&file.tensors()[self.index]);
-        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols }
+        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols, packed: None }
     }
 }
 

@@ -106,7 +106,7 @@ impl Session {
         if n_ctx == 0 || n_ctx > (1 << 20) {
             return Err(RuntimeError::BadSetting(format!("context size {n_ctx} is outside 1..=1048576")));
         }
-        let kv = decoder.new_cache(n_ctx, cfg.kv_type);
+        let kv = decoder.try_new_cache(n_ctx, cfg.kv_type)?;
         let chunk = cfg.chunk.min(n_ctx);
         let state = decoder.new_state(chunk, n_ctx);
         let pool = ThreadPool::new(cfg.n_threads);

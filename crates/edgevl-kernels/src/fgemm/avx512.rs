@@ -1,0 +1,120 @@
+//! The float GEMM kernel with AVX-512: one 16-lane accumulator per output (lane `j` holds partial sum `j` of the
+//! scalar twin, [`super::dot_scalar`]), masked loads for the last partial chunk.
+
+use std::arch::x86_64::*;
+
+use super::{FloatTile, ACTS, LANES, ROWS};
+use crate::dtype::DType;
+
+/// Entry point installed in the kernel table after AVX-512 F/BW/VL (and AVX2/FMA/F16C) were detected.
+pub(crate) fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+    let (nr, na) = (t.n_rows.clamp(1, ROWS), t.n_act.clamp(1, ACTS));
+    let es = if t.dtype == DType::F16 { 2 } else { 4 };
+    let ok = t.wrb >= t.cols * es && t.w.len() >= (nr - 1) * t.wrb + t.cols * es && t.x.len() >= na * t.cols;
+    assert!(ok, "fgemm::avx512::dot: tile buffers shorter than its shape");
+    macro_rules! go {
+        ($h:expr, $r:expr) => {
+            match na {
+                1 => call::<$h, $r, 1>(t, out),
+                2 => call::<$h, $r, 2>(t, out),
+                3 => call::<$h, $r, 3>(t, out),
+                4 => call::<$h, $r, 4>(t, out),
+                5 => call::<$h, $r, 5>(t, out),
+                _ => call::<$h, $r, 6>(t, out),
+            }
+        };
+    }
+    macro_rules! rows {
+        ($h:expr) => {
+            match nr {
+                1 => go!($h, 1),
+                2 => go!($h, 2),
+                3 => go!($h, 3),
+                _ => go!($h, 4),
+            }
+        };
+    }
+    if t.dtype == DType::F16 {
+        rows!(true)
+    } else {
+        rows!(false)
+    }
+}
+
+fn call<const H: bool, const NR: usize, const NA: usize>(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+    // SAFETY: only reachable through the table entry installed after the features were detected; the buffer
+    // lengths were checked by `dot`.
+    unsafe { kernel::<H, NR, NA>(t, out) }
+}
+
+/// 16 weights of a row from element `k` (`H`: f16), the lanes outside `mask` zero.
+///
+/// # Safety
+/// The masked-in elements `k..` are readable at `row`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn load_w<const H: bool>(row: *const u8, k: usize, mask: __mmask16) -> __m512 {
+    // SAFETY: forwarded to the caller; masked-out lanes are not accessed.
+    unsafe {
+        if H {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row.add(2 * k).cast()))
+        } else {
+            _mm512_maskz_loadu_ps(mask, row.add(4 * k).cast())
+        }
+    }
+}
+
+/// Horizontal reduction in the scalar twin's order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn reduce(v: __m512) -> f32 {
+    let v8 = _mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+    );
+    let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps::<1>(v8));
+    let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)))
+}
+
+/// # Safety
+/// The CPU supports the enabled features; `t` holds `NR` weight rows and `NA` activation rows of `t.cols` elements.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
+    t: &FloatTile,
+    out: &mut [f32; ROWS * ACTS],
+) {
+    let n = t.cols;
+    // SAFETY (pointer offsets): rows `r < NR` / `i < NA` lie inside `t.w` / `t.x` (checked by `dot`).
+    let w: [*const u8; NR] = std::array::from_fn(|r| unsafe { t.w.as_ptr().add(r * t.wrb) });
+    let x: [*const f32; NA] = std::array::from_fn(|i| unsafe { t.x.as_ptr().add(i * n) });
+    let mut acc = [[_mm512_setzero_ps(); NR]; NA];
+    let mut k = 0;
+    macro_rules! step {
+        ($k:expr, $mask:expr) => {
+            // SAFETY: the masked-in elements `k..min(k + 16, n)` of every row are inside the buffers.
+            let mut wv = [_mm512_setzero_ps(); NR];
+            for r in 0..NR {
+                wv[r] = unsafe { load_w::<H>(w[r], $k, $mask) };
+            }
+            for i in 0..NA {
+                let xv = unsafe { _mm512_maskz_loadu_ps($mask, x[i].add($k)) };
+                for r in 0..NR {
+                    acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+                }
+            }
+        };
+    }
+    while k + LANES <= n {
+        step!(k, 0xffff);
+        k += LANES;
+    }
+    if k < n {
+        step!(k, (1u16 << (n - k)) - 1);
+    }
+    for i in 0..NA {
+        for r in 0..NR {
+            out[i * ROWS + r] = reduce(acc[i][r]);
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Packed weights for the integer GEMM: Q4_0, Q4_1 and Q8_0 matrices re-laid out once at load so that one 512-bit
+//! load holds 4 consecutive k-bytes of each of 16 rows, for `vpdpbusd` with a broadcast 4-byte activation group.
+//!
+//! Layout ([`PackedWeights`]): the rows are cut into groups of [`GROUP`] rows (the last one padded with zero rows),
+//! each group stored as `nb` (blocks per row) quant tiles, then `nb` scale tiles, then padding to 64 bytes:
+//! - quant tile of block `b`: `QB` bytes; byte `t * 64 + l * 4 + e` belongs to row `l` of the group and pairs with
+//!   activation element `4t + e` (Q8_0: `q + 128`, `QB = 512`) or, for Q4 (`QB = 256`), holds source byte `4t + e`
+//!   whose low nibble pairs with activation element `4t + e` and high nibble with `16 + 4t + e`;
+//! - scale tile of block `b`: the 16 rows' f16 scales, then (Q4_1) their 16 f16 minimums.
+//!
+//! Weights are unsigned (`u = q + o`, offset `o` = 8 for Q4_0, 0 for Q4_1, 128 for Q8_0) and the activations
+//! signed Q8 blocks, so `sum(u * a) - o * sum(a)` is the exact integer dot of a block. Every kernel computes each
+//! output by the same f32 sequence, block by block: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1, then
+//! `acc = fma(m_w, s_a, acc)`; so the scalar twin ([`dot_scalar`]) and the SIMD kernels agree bit for bit.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+
+use crate::dtype::{DType, VecDotType};
+use crate::error::KernelError;
+use crate::formats::f16_to_f32;
+
+/// Rows per group (the lanes of a 512-bit vector of i32).
+pub const GROUP: usize = 16;
+/// Most activation rows per kernel call.
+pub const MAX_ACT: usize = 8;
+/// Elements per block of every packed format.
+const QK: usize = 32;
+
+/// A 64-byte aligned line, the allocation unit of packed data.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Whether `dtype` has a packed layout.
+pub fn is_packable(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0)
+}
+
+/// Quant bytes per block tile of a group.
+fn quant_tile(dtype: DType) -> usize {
+    if dtype == DType::Q8_0 {
+        GROUP * QK
+    } else {
+        GROUP * QK / 2
+    }
+}
+
+/// Scale bytes per block tile of a group.
+fn scale_tile(dtype: DType) -> usize {
+    if dtype == DType::Q4_1 {
+        4 * GROUP
+    } else {
+        2 * GROUP
+    }
+}
+
+/// A weight matrix in the packed layout (see the module documentation), owned and 64-byte aligned.
+pub struct PackedWeights {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    nb: usize,
+    group_bytes: usize,
+    data: Vec<Line>,
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeights")
+            .field("dtype", &self.dtype)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("bytes", &self.bytes().len())
+            .finish()
+    }
+}
+
+impl PackedWeights {
+    /// Packs `rows` rows of `cols` elements stored in `dtype` (row-major GGUF data; more bytes are ignored).
+    pub fn pack(dtype: DType, data: &[u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        if !is_packable(dtype) {
+            return Err(KernelError::NotPackable { dtype });
+        }
+        let src = crate::matmul::WeightRef::new(dtype, data, rows, cols)?;
+        let rb = src.row_bytes()?;
+        let nb = cols / QK;
+        let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
+        let per_block = quant_tile(dtype) + scale_tile(dtype);
+        let group_bytes = nb.checked_mul(per_block).ok_or_else(overflow)?.next_multiple_of(64);
+        let groups = rows.div_ceil(GROUP);
+        let lines = groups.checked_mul(group_bytes / 64).ok_or_else(overflow)?;
+        let mut out = PackedWeights { dtype, rows, cols, nb, group_bytes, data: vec![Line([0; 64]); lines] };
+        // Large matrices are packed by a few scoped threads, each taking whole groups.
+        let threads = if lines * 64 >= PARALLEL_PACK_BYTES {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+        } else {
+            1
+        };
+        let per_thread = groups.div_ceil(threads).max(1);
+        let all = out.bytes_mut();
+        if group_bytes > 0 {
+            std::thread::scope(|scope| {
+                for (c, chunk) in all.chunks_mut(per_thread * group_bytes).enumerate() {
+                    let mut job = move || {
+                        for (i, dst) in chunk.chunks_exact_mut(group_bytes).enumerate() {
+                            pack_group(dtype, data, rb, nb, rows, c * per_thread + i, dst);
+                        }
+                    };
+                    if threads == 1 {
+                        job();
+                    } else {
+                        scope.spawn(job);
+                    }
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Storage type of the source.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row groups of [`GROUP`] rows.
+    pub fn groups(&self) -> usize {
+        self.rows.div_ceil(GROUP)
+    }
+
+    /// Blocks per row.
+    pub fn blocks_per_row(&self) -> usize {
+        self.nb
+    }
+
+    /// The packed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `Line` is 64 plain bytes without padding; the slice covers exactly the lines' bytes.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len() * 64) }
+    }
+
+    /// The bytes of row group `g` (`g < groups()`).
+    pub fn group(&self, g: usize) -> &[u8] {
+        &self.bytes()[g * self.group_bytes..(g + 1) * self.group_bytes]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let n = self.data.len() * 64;
+        // SAFETY: as in `bytes`, with the exclusive borrow of `self.data`.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<u8>(), n) }
+    }
+
+    /// Dequantises row `r` into `out` (`cols` elements), exactly as the source format's dequantiser does.
+    ///
+    /// # Panics
+    /// If `r >= rows()` or `out.len() != cols()`.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows && out.len() == self.cols, "PackedWeights::dequantize_row: bad row or length");
+        let grp = self.group(r / GROUP);
+        let l = r % GROUP;
+        let (qt, st) = (quant_tile(self.dtype), scale_tile(self.dtype));
+        let (quants, scales) = grp.split_at(self.nb * qt);
+        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+            let q = &quants[b * qt..(b + 1) * qt];
+            let s = &scales[b * st..(b + 1) * st];
+            let d = f16_to_f32([s[2 * l], s[2 * l + 1]]);
+            let byte = |k: usize| q[(k / 4) * 64 + l * 4 + k % 4];
+            match self.dtype {
+                DType::Q8_0 => {
+                    for (k, o) in o.iter_mut().enumerate() {
+                        *o = f32::from((byte(k) ^ 0x80) as i8) * d;
+                    }
+                }
+                DType::Q4_0 => {
+                    for k in 0..16 {
+                        o[k] = (i32::from(byte(k) & 0x0f) - 8) as f32 * d;
+                        o[k + 16] = (i32::from(byte(k) >> 4) - 8) as f32 * d;
+                    }
+                }
+                _ => {
+                    let m = f16_to_f32([s[2 * GROUP + 2 * l], s[2 * GROUP + 2 * l + 1]]);
+                    for k in 0..16 {
+                        o[k] = f32::from(byte(k) & 0x0f) * d + m;
+                        o[k + 16] = f32::from(byte(k) >> 4) * d + m;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packed size from which [`PackedWeights::pack`] uses several threads.
+const PARALLEL_PACK_BYTES: usize = 4 << 20;
+
+/// Packs row group `g` of `rows` source rows (`rb` bytes each, `nb` blocks) into `dst` (`group_bytes` long).
+fn pack_group(dtype: DType, data: &[u8], rb: usize, nb: usize, rows: usize, g: usize, dst: &mut [u8]) {
+    let bb = dtype.block_bytes();
+    let (qt, st) = (quant_tile(dtype), scale_tile(dtype));
+    let (quants, scales) = dst.split_at_mut(nb * qt);
+    for l in 0..GROUP.min(rows - g * GROUP) {
+        let row = &data[(g * GROUP + l) * rb..(g * GROUP + l + 1) * rb];
+        for (b, blk) in row.chunks_exact(bb).enumerate() {
+            let q = &mut quants[b * qt..(b + 1) * qt];
+            let s = &mut scales[b * st..(b + 1) * st];
+            s[2 * l..2 * l + 2].copy_from_slice(&blk[..2]);
+            let qs = match dtype {
+                DType::Q4_1 => {
+                    s[2 * GROUP + 2 * l..2 * GROUP + 2 * l + 2].copy_from_slice(&blk[2..4]);
+                    &blk[4..]
+                }
+                _ => &blk[2..],
+            };
+            for (t, four) in qs.chunks_exact(4).enumerate() {
+                let d = &mut q[t * 64 + l * 4..t * 64 + l * 4 + 4];
+                if dtype == DType::Q8_0 {
+                    for (d, v) in d.iter_mut().zip(four) {
+                        *d = v ^ 0x80;
+                    }
+                } else {
+                    d.copy_from_slice(four);
+                }
+            }
+        }
+    }
+}
+
+/// Per activation block: its scale, the sum of its quants (Q8_0) and its stored `s` (Q8_1).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct ActMeta {
+    /// Block scale.
+    pub d: f32,
+    /// Sum of the 32 quants.
+    pub sum: i32,
+    /// Q8_1's `s` (`f16(d * sum)`), 0 for Q8_0.
+    pub s: f32,
+}
+
+/// Bytes before the quants in an activation block of `vdt` (Q8_0: 2, Q8_1: 4).
+pub fn act_quant_offset(vdt: VecDotType) -> usize {
+    if vdt == VecDotType::Q8_1 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Fills `meta` (one entry per block) from one activation row of Q8_0 or Q8_1 blocks.
+pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
+    let bb = vdt.row_bytes(QK).unwrap_or(34);
+    let off = act_quant_offset(vdt);
+    for (blk, m) in row.chunks_exact(bb).zip(meta.iter_mut()) {
+        let d = f16_to_f32([blk[0], blk[1]]);
+        let s = if off == 4 { f16_to_f32([blk[2], blk[3]]) } else { 0.0 };
+        let sum = blk[off..off + QK].iter().map(|&q| i32::from(q as i8)).sum();
+        *m = ActMeta { d, sum, s };
+    }
+}
+
+/// One kernel call: a row group times up to [`MAX_ACT`] activation rows.
+pub struct PackedTile<'a> {
+    /// Format of the packed weights.
+    pub dtype: DType,
+    /// The group's bytes ([`PackedWeights::group`]).
+    pub w: &'a [u8],
+    /// Blocks per row.
+    pub nb: usize,
+    /// `n_act` activation rows of `arb` bytes each.
+    pub acts: &'a [u8],
+    /// Bytes per activation row.
+    pub arb: usize,
+    /// `n_act * nb` entries: row `i`'s blocks at `i * nb..`.
+    pub meta: &'a [ActMeta],
+    /// Activation rows (1..=[`MAX_ACT`]).
+    pub n_act: usize,
+}
+
+/// Computes `out[i * GROUP + l] = dot(row l of the group, activation row i)`.
+pub type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]);
+
+/// The offset `o` of the unsigned weights of `dtype`.
+fn offset(dtype: DType) -> i32 {
+    match dtype {
+        DType::Q4_0 => 8,
+        DType::Q8_0 => 128,
+        _ => 0,
+    }
+}
+
+/// The scalar twin of every packed kernel.
+pub fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+    let (qt, st) = (quant_tile(t.dtype), scale_tile(t.dtype));
+    let (quants, scales) = t.w.split_at(t.nb * qt);
+    let ab = t.arb / t.nb.max(1);
+    let off = if t.dtype == DType::Q4_1 { 4 } else { 2 };
+    let o = offset(t.dtype);
+    for i in 0..t.n_act.min(MAX_ACT) {
+        let act = &t.acts[i * t.arb..(i + 1) * t.arb];
+        for l in 0..GROUP {
+            let mut acc = 0f32;
+            for b in 0..t.nb {
+                let q = &quants[b * qt..(b + 1) * qt];
+                let s = &scales[b * st..(b + 1) * st];
+                let a = &act[b * ab + off..b * ab + off + QK];
+                let m = t.meta[i * t.nb + b];
+                let byte = |k: usize| i32::from(q[(k / 4) * 64 + l * 4 + k % 4]);
+                let mut sumi = -o * m.sum;
+                if t.dtype == DType::Q8_0 {
+                    for (k, &a) in a.iter().enumerate() {
+                        sumi += byte(k) * i32::from(a as i8);
+                    }
+                } else {
+                    for k in 0..16 {
+                        sumi += (byte(k) & 0x0f) * i32::from(a[k] as i8);
+                        sumi += (byte(k) >> 4) * i32::from(a[k + 16] as i8);
+                    }
+                }
+                let dw = f16_to_f32([s[2 * l], s[2 * l + 1]]);
+                acc = (sumi as f32).mul_add(dw * m.d, acc);
+                if t.dtype == DType::Q4_1 {
+                    let mw = f16_to_f32([s[2 * GROUP + 2 * l], s[2 * GROUP + 2 * l + 1]]);
+                    acc = mw.mul_add(m.s, acc);
+                }
+            }
+            out[i * GROUP + l] = acc;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The F16/F32 GEMM: every kernel level is bit-identical to the scalar twin (odd sizes, partial last chunks),
+//! close to a dequantised f64 reference, and each output row equals the product with that activation row alone.
+
+mod common;
+
+use common::{random_f32, random_weights, rng};
+use edgevl_kernels::formats::dequantize_act;
+use edgevl_kernels::{matmul_with, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
+
+fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
+    let mut y = vec![f32::NAN; m * w.rows];
+    matmul_with(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    y
+}
+
+#[test]
+fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
+    let pool = ThreadPool::new(2);
+    let scalar = Kernels::scalar();
+    let levels = Kernels::all_levels();
+    let mut r = rng(21);
+    for t in [DType::F16, DType::F32] {
+        for (rows, cols, m) in
+            [(1, 1, 1), (5, 15, 3), (7, 17, 7), (13, 100, 13), (9, 4304 / 4, 20), (3, 48, 2)]
+        {
+            let w = random_weights(&mut r, t, rows, cols);
+            let x = random_f32(&mut r, m * cols, 2.0);
+            let wr = WeightRef::new(t, &w, rows, cols).unwrap();
+            let ys = run(&scalar, &pool, wr, &x, m);
+            // Levels whose F16/F32 products use the float GEMM (all on x86; NEON keeps its per-format dots).
+            for k in levels.iter().filter(|k| k.uses_float_gemm(t)) {
+                let yk = run(k, &pool, wr, &x, m);
+                for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{t} {rows}x{cols} m={m} {:?} out {i}: {a} vs {b}",
+                        k.level()
+                    );
+                }
+                // Batching independence: the last activation row alone.
+                let yl = run(k, &pool, wr, &x[(m - 1) * cols..], 1);
+                assert_eq!(yl[..], yk[(m - 1) * rows..], "{t} {:?}: row depends on batching", k.level());
+            }
+            // f64 reference on the activation format's values.
+            let vdt = t.vec_dot_type();
+            let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
+            let mut wd = vec![0f32; rows * cols];
+            (scalar.format(t).dequantize)(&w, &mut wd);
+            for i in 0..m {
+                let mut xd = vec![0f32; cols];
+                (scalar.quantizer(vdt))(&x[i * cols..(i + 1) * cols], &mut buf);
+                dequantize_act(vdt, &buf, &mut xd);
+                for j in 0..rows {
+                    let (mut s, mut a) = (0f64, 0f64);
+                    for c in 0..cols {
+                        let p = f64::from(wd[j * cols + c]) * f64::from(xd[c]);
+                        s += p;
+                        a += p.abs();
+                    }
+                    let y = f64::from(ys[i * rows + j]);
+                    assert!(
+                        (y - s).abs() <= 2e-6 * a + 1e-30,
+                        "{t} {rows}x{cols} out ({i},{j}): {y} vs f64 {s}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Packed weights (Q4_0, Q4_1, Q8_0): the packed matmul of every kernel level is bit-identical to the scalar twin,
+//! close to a dequantised f64 reference, independent of the thread count, and the packed rows dequantise exactly
+//! as the source rows do.
+
+mod common;
+
+use common::{random_f32, random_weights, rng};
+use edgevl_kernels::formats::q4_1::BlockQ4_1;
+use edgevl_kernels::formats::{as_blocks, dequantize_act};
+use edgevl_kernels::packed::PackedWeights;
+use edgevl_kernels::{matmul_many_with, matmul_with, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
+
+const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 32, 1),
+    (5, 64, 3),
+    (17, 96, 8),
+    (37, 288, 9),
+    (50, 1280, 17),
+    (16, 32, 70),
+    (33, 160, 2),
+    (129, 64, 5),
+];
+
+fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
+    let mut y = vec![f32::NAN; m * w.rows];
+    matmul_with(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    y
+}
+
+/// `y = W x` in f64 from the dequantised weights and the dequantised activation blocks, and the error allowed
+/// (f32 accumulation: `2e-5 * sum |w x|`, plus Q4_1's term).
+fn reference(t: DType, w: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let k = Kernels::scalar();
+    let rb = t.row_bytes(cols).unwrap();
+    let vdt = t.vec_dot_type();
+    let mut wd = vec![0f32; cols];
+    let mut xd = vec![0f32; m * cols];
+    let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
+    for i in 0..m {
+        (k.quantizer(vdt))(&x[i * cols..(i + 1) * cols], &mut buf);
+        dequantize_act(vdt, &buf, &mut xd[i * cols..(i + 1) * cols]);
+    }
+    let (mut y, mut a) = (vec![0f64; m * rows], vec![0f64; m * rows]);
+    for j in 0..rows {
+        (k.format(t).dequantize)(&w[j * rb..(j + 1) * rb], &mut wd);
+        for i in 0..m {
+            for c in 0..cols {
+                let p = f64::from(wd[c]) * f64::from(xd[i * cols + c]);
+                y[i * rows + j] += p;
+                a[i * rows + j] += p.abs() * 2e-5;
+            }
+            if t == DType::Q4_1 {
+                // Q8_1 stores `s = f16(d * sum(q))`: per block at most |m| * sum |x| * 2^-10 (+10%) more.
+                let blocks = as_blocks::<BlockQ4_1>(&w[j * rb..(j + 1) * rb]);
+                for (b, xs) in blocks.iter().zip(xd[i * cols..(i + 1) * cols].chunks_exact(32)) {
+                    let xs: f64 = xs.iter().map(|v| f64::from(v.abs())).sum();
+                    a[i * rows + j] += f64::from(b.m().abs()) * xs * 1.1 / 1024.0;
+                }
+            }
+        }
+    }
+    (y, a)
+}
+
+#[test]
+fn packed_matmul_is_bit_identical_across_levels_and_close_to_f64() {
+    let pool = ThreadPool::new(1);
+    let scalar = Kernels::scalar();
+    let levels = Kernels::all_levels();
+    println!("levels {:?}", levels.iter().map(Kernels::level).collect::<Vec<_>>());
+    let mut r = rng(11);
+    for t in TYPES {
+        for (rows, cols, m) in SHAPES {
+            let w = random_weights(&mut r, t, rows, cols);
+            let x = random_f32(&mut r, m * cols, 2.0);
+            let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
+            let ys = run(&scalar, &pool, WeightRef::from_packed(&p), &x, m);
+            for k in &levels {
+                let yk = run(k, &pool, WeightRef::from_packed(&p), &x, m);
+                for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{t} {rows}x{cols} m={m} {:?} out {i}: {a} vs {b}",
+                        k.level()
+                    );
+                }
+            }
+            let (yr, abs) = reference(t, &w, rows, cols, &x, m);
+            for (i, y) in ys.iter().enumerate() {
+                let tol = abs[i] + 1e-6;
+                assert!(
+                    (f64::from(*y) - yr[i]).abs() <= tol,
+                    "{t} {rows}x{cols} m={m} out {i}: {y} vs f64 {}",
+                    yr[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_matmul_is_independent_of_threads_and_batching() {
+    let (p1, p3) = (ThreadPool::new(1), ThreadPool::new(3));
+    let k = Kernels::detect();
+    let mut r = rng(12);
+    for t in TYPES {
+        let (rows, cols, m) = (300, 256, 75);
+        let w = random_weights(&mut r, t, rows, cols);
+        let x = random_f32(&mut r, m * cols, 1.0);
+        let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
+        let y1 = run(&k, &p1, WeightRef::from_packed(&p), &x, m);
+        let y3 = run(&k, &p3, WeightRef::from_packed(&p), &x, m);
+        assert_eq!(y1, y3, "{t}: thread count changed the result");
+        // Row 7 alone (decode) equals row 7 of the batch.
+        let yd = run(&k, &p3, WeightRef::from_packed(&p), &x[7 * cols..8 * cols], 1);
+        assert_eq!(yd[..], y1[7 * rows..8 * rows], "{t}: batching changed the result");
+        // Mixed packed / unpacked products in one job equal separate calls.
+        let w2 = random_weights(&mut r, t, 40, cols);
+        let mut ya = vec![0f32; m * rows];
+        let mut yb = vec![0f32; m * 40];
+        let ws = [WeightRef::from_packed(&p), WeightRef::new(t, &w2, 40, cols).unwrap()];
+        matmul_many_with(&k, &p3, &ws, &x, m, &mut [&mut ya, &mut yb], &mut MatmulScratch::new());
+        assert_eq!(ya, y1, "{t}: matmul_many changed the packed product");
+        assert_eq!(yb, run(&k, &p1, ws[1], &x, m), "{t}: matmul_many changed the unpacked product");
+    }
+}
+
+#[test]
+fn packed_rows_dequantise_like_the_source() {
+    let mut r = rng(13);
+    let k = Kernels::scalar();
+    // The last shape packs with several threads (over 4 MiB).
+    for (t, (rows, cols)) in TYPES.iter().map(|&t| (t, (21, 96))).chain([(DType::Q8_0, (1003, 4096))]) {
+        let w = random_weights(&mut r, t, rows, cols);
+        let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
+        let rb = t.row_bytes(cols).unwrap();
+        let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+        for j in 0..rows {
+            (k.format(t).dequantize)(&w[j * rb..(j + 1) * rb], &mut a);
+            p.dequantize_row(j, &mut b);
+            assert_eq!(a, b, "{t} row {j}");
+        }
+    }
+}
+
+#[test]
+fn pack_rejects_bad_shapes_and_formats() {
+    let w = vec![0u8; 18 * 4];
+    assert!(PackedWeights::pack(DType::Q4_0, &w, 4, 32).is_ok());
+    assert!(PackedWeights::pack(DType::Q4_0, &w, 5, 32).is_err());
+    assert!(PackedWeights::pack(DType::Q4_0, &w, 1, 33).is_err());
+    assert!(PackedWeights::pack(DType::F32, &w, 1, 4).is_err());
+    assert!(PackedWeights::pack(DType::Q4_0, &w, usize::MAX, 32).is_err());
+}
