@@ -163,9 +163,9 @@ pub fn e2e_bench(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(v.chunk.iter().all(|&c| c > 0), "--chunk sizes must be at least 1");
     let vit_batch = v.vit_batch.iter().copied().max().unwrap_or(4);
-    let cfg = |cache_mb: usize, encode_ahead: bool| SessionConfig {
+    let cfg = |cache_mb: usize, encode_ahead: bool, pipelined: bool| SessionConfig {
         mmproj: Some(mmproj.to_path_buf()),
-        image: ImageConfig { vit_batch, cache_mb, encode_ahead, ..ImageConfig::default() },
+        image: ImageConfig { vit_batch, cache_mb, encode_ahead, pipelined, ..ImageConfig::default() },
         ..base.clone()
     };
     let load = |c: &SessionConfig| {
@@ -176,7 +176,7 @@ pub fn e2e_bench(
     // Table 5: load, image processing, prefill, decode; the image encoded ahead with no wait
     // for typing, so the turn waits for all of it.
     eprintln!("bench: end-to-end run (load, encode, prefill, decode {n_gen} tokens)");
-    let mut s = load(&cfg(512, true))?;
+    let mut s = load(&cfg(512, true, false))?;
     let t_attach = Instant::now();
     let info = s.add_image(image)?;
     let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
@@ -199,7 +199,7 @@ pub fn e2e_bench(
     // Decoupled encoding: the user types for `typing_s` after attaching the image.
     let mut ttft = Vec::new();
     for ahead in [false, true] {
-        let mut s = load(&cfg(0, ahead))?;
+        let mut s = load(&cfg(0, ahead, false))?;
         s.add_image(image)?;
         std::thread::sleep(Duration::from_secs_f64(v.typing_s.max(0.0)));
         let t = s.ask(&v.question, 1, &mut greedy(), |_| true)?;
@@ -213,12 +213,7 @@ pub fn e2e_bench(
     // Pipelining: the image alone (no prefill), encoded sequentially and pipelined.
     let mut pipelining = Vec::new();
     for pipelined in [false, true] {
-        let c = SessionConfig {
-            mmproj: Some(mmproj.to_path_buf()),
-            image: ImageConfig { vit_batch, cache_mb: 0, pipelined, ..ImageConfig::default() },
-            ..base.clone()
-        };
-        let mut s = load(&c)?;
+        let mut s = load(&cfg(0, true, pipelined))?;
         let t0 = Instant::now();
         s.add_image(image)?;
         s.raw_prompt_segments("")?;

@@ -202,52 +202,31 @@ pub(crate) fn dot_rows<W: Block, A: Block>(
 /// `$kernel::<D: I8Dot>(weight_blocks, activation_blocks) -> f32` (an `unsafe fn` whose safety condition is `D`'s
 /// CPU feature).
 macro_rules! neon_dot_entry {
+    // One table entry `$name` running `$kernel` with the integer-dot flavour `$D`.
+    (@entry $name:ident, $D:ident, $W:ty, $A:ty, $kernel:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub(crate) fn $name(
+            w: &[u8],
+            w_row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            n_act: usize,
+            out: &mut [f32],
+        ) {
+            $crate::aarch64::neon::dot_rows::<$W, $A>(w, w_row_bytes, acts, act_row_bytes, n_act, out, |w, a| {
+                // SAFETY: `$D`'s CPU feature is available: plain NEON is the aarch64 baseline, and the `sdot`
+                // entry is installed only after dotprod was detected.
+                unsafe {
+                    $kernel::<$crate::aarch64::neon::$D>(w, a)
+                }
+            });
+        }
+    };
     ($W:ty, $A:ty, $kernel:ident) => {
-        /// Table entry ([`crate::dispatch::DotFn`]) with plain NEON (the aarch64 baseline).
-        pub(crate) fn dot(
-            w: &[u8],
-            w_row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            n_act: usize,
-            out: &mut [f32],
-        ) {
-            $crate::aarch64::neon::dot_rows::<$W, $A>(
-                w,
-                w_row_bytes,
-                acts,
-                act_row_bytes,
-                n_act,
-                out,
-                |w, a| {
-                    // SAFETY: plain NEON is part of the aarch64 baseline (and was detected before installing this).
-                    unsafe { $kernel::<$crate::aarch64::neon::Plain>(w, a) }
-                },
-            );
-        }
-
-        /// Table entry ([`crate::dispatch::DotFn`]) with `sdot`. Only installed after dotprod was detected.
-        pub(crate) fn dot_dotprod(
-            w: &[u8],
-            w_row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            n_act: usize,
-            out: &mut [f32],
-        ) {
-            $crate::aarch64::neon::dot_rows::<$W, $A>(
-                w,
-                w_row_bytes,
-                acts,
-                act_row_bytes,
-                n_act,
-                out,
-                |w, a| {
-                    // SAFETY: reachable only through a kernel table filled after detecting dotprod.
-                    unsafe { $kernel::<$crate::aarch64::neon::Dotprod>(w, a) }
-                },
-            );
-        }
+        $crate::aarch64::neon::neon_dot_entry!(@entry dot, Plain, $W, $A, $kernel,
+            "Table entry ([`crate::dispatch::DotFn`]) with plain NEON (the aarch64 baseline).");
+        $crate::aarch64::neon::neon_dot_entry!(@entry dot_dotprod, Dotprod, $W, $A, $kernel,
+            "Table entry ([`crate::dispatch::DotFn`]) with `sdot`. Only installed after dotprod was detected.");
     };
 }
 pub(crate) use neon_dot_entry;

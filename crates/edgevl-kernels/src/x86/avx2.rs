@@ -131,7 +131,8 @@ pub(crate) fn prefetch_row(s: &[u8], start: usize, len: usize) {
 /// of activation rows, inside one `#[target_feature]` function so the row kernel is inlined. The weight rows a few
 /// rows ahead are prefetched.
 macro_rules! simd_dot_entry {
-    ($features:literal, $W:ty, $A:ty, $kernel:ident) => {
+    // The table entry both forms share: splits the activation rows and calls the form's `rows::<N>`.
+    (@entry $features:literal, $W:ty, $A:ty) => {
         /// Table entry ([`crate::dispatch::DotFn`]). Only installed after the module's CPU features were detected.
         pub(crate) fn dot(
             w: &[u8],
@@ -153,6 +154,9 @@ macro_rules! simd_dot_entry {
                 }
             }
         }
+    };
+    ($features:literal, $W:ty, $A:ty, $kernel:ident) => {
+        $crate::x86::avx2::simd_dot_entry!(@entry $features, $W, $A);
 
         #[target_feature(enable = $features)]
         fn rows<const N: usize>(w: &[u8], w_row_bytes: usize, nb: usize, acts: &[&[$A]; N], out: &mut [f32]) {
@@ -167,27 +171,7 @@ macro_rules! simd_dot_entry {
     // With a kernel of two weight rows (`$kernel2(row0, row1, acts) -> ([f32; N], [f32; N])`, each output
     // computed exactly as `$kernel` computes it) used for pairs of rows when there are several activation rows.
     ($features:literal, $W:ty, $A:ty, $kernel:ident, $kernel2:ident) => {
-        /// Table entry ([`crate::dispatch::DotFn`]). Only installed after the module's CPU features were detected.
-        pub(crate) fn dot(
-            w: &[u8],
-            w_row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            n_act: usize,
-            out: &mut [f32],
-        ) {
-            let nb = w_row_bytes / std::mem::size_of::<$W>();
-            let a = $crate::x86::avx2::ActRows::<$A>::new(acts, act_row_bytes, n_act, nb);
-            // SAFETY: this function is reachable only through a kernel table filled after detecting `$features`.
-            unsafe {
-                match a.n {
-                    1 => rows::<1>(w, w_row_bytes, nb, &a.take::<1>(), out),
-                    2 => rows::<2>(w, w_row_bytes, nb, &a.take::<2>(), out),
-                    3 => rows::<3>(w, w_row_bytes, nb, &a.take::<3>(), out),
-                    _ => rows::<4>(w, w_row_bytes, nb, &a.take::<4>(), out),
-                }
-            }
-        }
+        $crate::x86::avx2::simd_dot_entry!(@entry $features, $W, $A);
 
         #[target_feature(enable = $features)]
         fn rows<const N: usize>(w: &[u8], w_row_bytes: usize, nb: usize, acts: &[&[$A]; N], out: &mut [f32]) {
