@@ -48,7 +48,7 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub vision: crate::bench_vision::VisionBenchArgs,
-    /// Skip the memory-bandwidth probe (its 512 MB buffer counts in the process's peak RSS as
+    /// Skip the memory-bandwidth probe (its 1 GiB buffer counts in the process's peak RSS as
     /// `/usr/bin/time` sees it; the RSS printed here is taken before the probe).
     #[arg(long)]
     pub no_bandwidth: bool,
@@ -172,27 +172,8 @@ fn bytes_per_token(f: &GgufFile) -> u64 {
         .sum()
 }
 
-/// Read bandwidth of `threads` threads streaming a buffer much larger than the caches, in GB/s
-/// (best of a few passes).
-fn read_bandwidth_gbs(pool: &ThreadPool) -> f64 {
-    const BYTES: usize = 512 << 20;
-    let buf: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
-    let tasks = pool.n_threads() * 8;
-    let chunk = buf.len().div_ceil(tasks);
-    let sink = std::sync::atomic::AtomicU64::new(0);
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        pool.run(tasks, &|t| {
-            let part = &buf[(t * chunk).min(buf.len())..((t + 1) * chunk).min(buf.len())];
-            sink.fetch_xor(edgevl_kernels::probe::xor_words(part), std::sync::atomic::Ordering::Relaxed);
-        });
-        let s = t0.elapsed().as_secs_f64();
-        best = best.max(BYTES as f64 / s / 1e9);
-    }
-    std::hint::black_box(sink.into_inner());
-    best
-}
+/// Size of the bandwidth probe's buffer: well past the caches a process of this machine sees.
+const PROBE_BYTES: usize = 1 << 30;
 
 /// Runs the benchmark and prints the table (or JSON) on stdout.
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -258,7 +239,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     let rss = peak_rss_mb();
     let weights = bytes_per_token(&file);
-    let bw = if a.no_bandwidth { None } else { Some(read_bandwidth_gbs(&b.pool)) };
+    let bw = if a.no_bandwidth {
+        None
+    } else {
+        Some(edgevl_kernels::probe::read_bandwidth_gbs(&b.pool, PROBE_BYTES))
+    };
     let roofline = bw.map(|g| g * 1e9 / weights.max(1) as f64);
     let (pp, tg) = (Stats::of(&pp), Stats::of(&tg));
     let level = format!("{:?}", edgevl_kernels::kernels().level());

@@ -8,6 +8,7 @@
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub mod attention;
+mod buffer;
 pub mod dispatch;
 pub mod dtype;
 pub mod error;

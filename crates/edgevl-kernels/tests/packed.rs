@@ -154,3 +154,32 @@ fn pack_rejects_bad_shapes_and_formats() {
     assert!(PackedWeights::pack(DType::F32, &w, 1, 4).is_err());
     assert!(PackedWeights::pack(DType::Q4_0, &w, usize::MAX, 32).is_err());
 }
+
+#[test]
+fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
+    use edgevl_kernels::packed::PackArena;
+    use std::sync::Arc;
+    let mut r = rng(11);
+    let pool = ThreadPool::new(2);
+    // Big enough that both the arena and an own buffer of one matrix take the huge-page mapping path.
+    let shapes = [(DType::Q4_0, 600, 4096), (DType::Q8_0, 37, 288), (DType::Q4_1, 129, 64)];
+    let cap: usize =
+        shapes.iter().map(|&(t, rows, cols)| PackedWeights::packed_bytes(t, rows, cols).unwrap()).sum();
+    let arena = Arc::new(PackArena::new(cap));
+    for (t, rows, cols) in shapes {
+        let w = random_weights(&mut r, t, rows, cols);
+        let own = PackedWeights::pack(t, &w, rows, cols).unwrap();
+        let shared = PackedWeights::pack_in(Some(&arena), t, &w, rows, cols).unwrap();
+        assert_eq!(own.bytes(), shared.bytes(), "{t:?} {rows}x{cols}");
+        let x = random_f32(&mut r, 3 * cols, 2.0);
+        let k = edgevl_kernels::kernels();
+        let (a, b) = (WeightRef::from_packed(&own), WeightRef::from_packed(&shared));
+        assert_eq!(run(k, &pool, a, &x, 3), run(k, &pool, b, &x, 3), "{t:?} {rows}x{cols}");
+    }
+    assert_eq!(arena.used(), arena.capacity(), "every reservation is a whole number of lines");
+    // A full arena: the matrix gets a buffer of its own, with the same bytes.
+    let w = random_weights(&mut r, DType::Q8_0, 5, 64);
+    let p = PackedWeights::pack_in(Some(&arena), DType::Q8_0, &w, 5, 64).unwrap();
+    assert_eq!(p.bytes(), PackedWeights::pack(DType::Q8_0, &w, 5, 64).unwrap().bytes());
+    assert_eq!(arena.used(), arena.capacity());
+}

@@ -8,7 +8,7 @@ use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
 use crate::names::{self, Block};
 use crate::parallel::DisjointSlice;
-use crate::weights::{load_optional_vector, load_vector, Matrix};
+use crate::weights::{load_optional_vector, load_vector, pack_arena, Matrix};
 use crate::{KvCache, ModelError};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::attention::{self, ScoreSum};
@@ -131,18 +131,21 @@ impl Decoder {
             }
         };
         let has_output = f.tensor(names::OUTPUT).is_some();
+        let arena = pack_arena(f);
+        let arena = arena.as_ref();
         // With a separate output matrix the embedding table is only read row by row: it stays in the file.
         let tok_embd = if has_output {
             Matrix::load_unpacked(f, names::TOKEN_EMBD, d, n_vocab)?
         } else {
-            Matrix::load(f, names::TOKEN_EMBD, d, n_vocab)?
+            Matrix::load(f, arena, names::TOKEN_EMBD, d, n_vocab)?
         };
-        let output = if has_output { Matrix::load(f, names::OUTPUT, d, n_vocab)? } else { tok_embd.clone() };
+        let output =
+            if has_output { Matrix::load(f, arena, names::OUTPUT, d, n_vocab)? } else { tok_embd.clone() };
         let output_norm = load_vector(f, names::OUTPUT_NORM, d)?;
         let (qd, kvd, ff) = (hp.q_dim(), hp.kv_dim(), hp.n_ff);
         let layers = (0..hp.n_layer)
             .map(|l| {
-                let mat = |b: Block, cols, rows| Matrix::load(f, &b.name(l), cols, rows);
+                let mat = |b: Block, cols, rows| Matrix::load(f, arena, &b.name(l), cols, rows);
                 let opt = |b: Block, n| load_optional_vector(f, &b.name(l), n);
                 Ok(Layer {
                     attn_norm: load_vector(f, &Block::AttnNorm.name(l), d)?,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::ModelError;
 use edgevl_gguf::{GgmlType, GgufFile};
-use edgevl_kernels::packed::PackedWeights;
+use edgevl_kernels::packed::{PackArena, PackedWeights};
 use edgevl_kernels::{dequantize_row, kernels, DType, WeightRef};
 
 /// The kernel format of a GGUF type, if the kernels compute with it.
@@ -39,20 +39,48 @@ fn should_pack(dtype: DType) -> bool {
     kernels().prefers_packed(dtype) && !std::env::var("EDGEVL_NO_PACK").is_ok_and(|v| v == "1")
 }
 
+/// One [`PackArena`] for all the matrices of `file` this CPU repacks (every 2-D tensor of a packable type: an
+/// upper bound, as a table only read row by row stays unpacked and its share is never touched), so that nearly all
+/// packed weights sit on huge pages; `None` when nothing would be packed.
+pub(crate) fn pack_arena(file: &GgufFile) -> Option<Arc<PackArena>> {
+    let bytes: usize = file
+        .tensors()
+        .iter()
+        .filter_map(|t| match t.dims.as_slice() {
+            &[cols, rows] => {
+                let dtype = dtype_of(t.ggml_type).filter(|&d| should_pack(d))?;
+                let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
+                PackedWeights::packed_bytes(dtype, rows, cols).ok()
+            }
+            _ => None,
+        })
+        .fold(0usize, usize::saturating_add);
+    // A file whose shapes overflow is refused by `Matrix::load` before anything is packed.
+    (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)))
+}
+
 impl Matrix {
-    /// Look up `name` with GGUF dims `[cols, rows]`; repacked when this CPU has a packed kernel for its type.
-    pub fn load(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Self, ModelError> {
-        Self::load_with(file, name, cols, rows, true)
+    /// Look up `name` with GGUF dims `[cols, rows]`; repacked (into `arena` while it has room) when this CPU has a
+    /// packed kernel for its type.
+    pub fn load(
+        file: &GgufFile,
+        arena: Option<&Arc<PackArena>>,
+        name: &str,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Self, ModelError> {
+        Self::load_with(file, arena, name, cols, rows, true)
     }
 
     /// [`Matrix::load`] that never repacks: for tables only read row by row ([`Matrix::row_into`]), whose pages
     /// then stay in the file except the rows used.
     pub fn load_unpacked(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Self, ModelError> {
-        Self::load_with(file, name, cols, rows, false)
+        Self::load_with(file, None, name, cols, rows, false)
     }
 
     fn load_with(
         file: &GgufFile,
+        arena: Option<&Arc<PackArena>>,
         name: &str,
         cols: usize,
         rows: usize,
@@ -70,7 +98,7 @@ impl Matrix {
             .ok_or_else(|| edgevl_gguf::GgufError::MissingTensor(name.to_string()))?;
         let packed = if pack && should_pack(dtype) {
             let t = &file.tensors()[index];
-            let p = PackedWeights::pack(dtype, file.tensor_data(t), rows, cols)
+            let p = PackedWeights::pack_in(arena, dtype, file.tensor_data(t), rows, cols)
                 .map_err(|e| ModelError::BadHparams(format!("tensor {name}: {e}")))?;
             // The packed copy replaces the mapped bytes: drop them from memory so both are never resident.
             file.release_tensor_pages(t);

@@ -18,9 +18,12 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 
+use crate::buffer::AlignedBuf;
+pub use crate::buffer::PackArena;
 use crate::dtype::{DType, VecDotType};
 use crate::error::KernelError;
 use crate::formats::f16_to_f32;
+use std::sync::Arc;
 
 /// Rows per group (the lanes of a 512-bit vector of i32).
 pub const GROUP: usize = 16;
@@ -28,11 +31,6 @@ pub const GROUP: usize = 16;
 pub const MAX_ACT: usize = 8;
 /// Elements per block of every packed format.
 const QK: usize = 32;
-
-/// A 64-byte aligned line, the allocation unit of packed data.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 /// Whether `dtype` has a packed layout.
 pub fn is_packable(dtype: DType) -> bool {
@@ -57,14 +55,26 @@ fn scale_tile(dtype: DType) -> usize {
     }
 }
 
-/// A weight matrix in the packed layout (see the module documentation), owned and 64-byte aligned.
+/// A weight matrix in the packed layout (see the module documentation), 64-byte aligned, in its own buffer or in a
+/// range of a [`PackArena`] shared with the model's other matrices.
 pub struct PackedWeights {
     dtype: DType,
     rows: usize,
     cols: usize,
     nb: usize,
     group_bytes: usize,
-    data: Vec<Line>,
+    data: Storage,
+}
+
+/// Where a packed matrix's bytes live.
+enum Storage {
+    Own(AlignedBuf),
+    /// `len` bytes at `off` of the arena, reserved for this matrix alone.
+    Arena {
+        arena: Arc<PackArena>,
+        off: usize,
+        len: usize,
+    },
 }
 
 impl std::fmt::Debug for PackedWeights {
@@ -78,28 +88,54 @@ impl std::fmt::Debug for PackedWeights {
     }
 }
 
+/// The packed shape of a matrix: blocks per row, bytes per row group, and total bytes.
+fn packed_shape(dtype: DType, rows: usize, cols: usize) -> Result<(usize, usize, usize), KernelError> {
+    if !is_packable(dtype) {
+        return Err(KernelError::NotPackable { dtype });
+    }
+    let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
+    let nb = cols / QK;
+    let per_block = quant_tile(dtype) + scale_tile(dtype);
+    let group_bytes = nb.checked_mul(per_block).ok_or_else(overflow)?.next_multiple_of(64);
+    let total = rows.div_ceil(GROUP).checked_mul(group_bytes).ok_or_else(overflow)?;
+    Ok((nb, group_bytes, total))
+}
+
 impl PackedWeights {
-    /// Packs `rows` rows of `cols` elements stored in `dtype` (row-major GGUF data; more bytes are ignored).
+    /// Packs `rows` rows of `cols` elements stored in `dtype` (row-major GGUF data; more bytes are ignored) into a
+    /// buffer of its own.
     pub fn pack(dtype: DType, data: &[u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
-        if !is_packable(dtype) {
-            return Err(KernelError::NotPackable { dtype });
-        }
+        Self::pack_in(None, dtype, data, rows, cols)
+    }
+
+    /// The bytes [`PackedWeights::pack`] needs for this matrix (to size a [`PackArena`]).
+    pub fn packed_bytes(dtype: DType, rows: usize, cols: usize) -> Result<usize, KernelError> {
+        packed_shape(dtype, rows, cols).map(|(_, _, total)| total)
+    }
+
+    /// [`PackedWeights::pack`] into a range of `arena` when given and not full (else into a buffer of its own).
+    pub fn pack_in(
+        arena: Option<&Arc<PackArena>>,
+        dtype: DType,
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, KernelError> {
+        let (nb, group_bytes, total) = packed_shape(dtype, rows, cols)?;
         let src = crate::matmul::WeightRef::new(dtype, data, rows, cols)?;
         let rb = src.row_bytes()?;
-        let nb = cols / QK;
-        let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
-        let per_block = quant_tile(dtype) + scale_tile(dtype);
-        let group_bytes = nb.checked_mul(per_block).ok_or_else(overflow)?.next_multiple_of(64);
-        let groups = rows.div_ceil(GROUP);
-        let lines = groups.checked_mul(group_bytes / 64).ok_or_else(overflow)?;
-        let mut out = PackedWeights { dtype, rows, cols, nb, group_bytes, data: vec![Line([0; 64]); lines] };
+        let storage = match arena.and_then(|a| Some((a, a.reserve(total)?))) {
+            Some((a, off)) => Storage::Arena { arena: Arc::clone(a), off, len: total },
+            None => Storage::Own(AlignedBuf::zeroed_lines(total / 64)),
+        };
+        let mut out = PackedWeights { dtype, rows, cols, nb, group_bytes, data: storage };
         // Large matrices are packed by a few scoped threads, each taking whole groups.
-        let threads = if lines * 64 >= PARALLEL_PACK_BYTES {
+        let threads = if total >= PARALLEL_PACK_BYTES {
             std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
         } else {
             1
         };
-        let per_thread = groups.div_ceil(threads).max(1);
+        let per_thread = rows.div_ceil(GROUP).div_ceil(threads).max(1);
         let all = out.bytes_mut();
         if group_bytes > 0 {
             std::thread::scope(|scope| {
@@ -147,8 +183,12 @@ impl PackedWeights {
 
     /// The packed bytes.
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `Line` is 64 plain bytes without padding; the slice covers exactly the lines' bytes.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len() * 64) }
+        match &self.data {
+            Storage::Own(b) => b.as_slice(),
+            // SAFETY: the range was reserved for this matrix alone; the only `&mut` to it (`bytes_mut`) needs
+            // `&mut self`, so none is alive while `&self` is borrowed.
+            Storage::Arena { arena, off, len } => unsafe { arena.slice(*off, *len) },
+        }
     }
 
     /// The bytes of row group `g` (`g < groups()`).
@@ -157,9 +197,11 @@ impl PackedWeights {
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        let n = self.data.len() * 64;
-        // SAFETY: as in `bytes`, with the exclusive borrow of `self.data`.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<u8>(), n) }
+        match &mut self.data {
+            Storage::Own(b) => b.as_mut_slice(),
+            // SAFETY: the range was reserved for this matrix alone, and `&mut self` excludes any other slice of it.
+            Storage::Arena { arena, off, len } => unsafe { arena.slice_mut(*off, *len) },
+        }
     }
 
     /// Dequantises row `r` into `out` (`cols` elements), exactly as the source format's dequantiser does.

@@ -1,10 +1,12 @@
 //! The tensors of an mmproj file (llama.cpp names), checked for presence, shape and type.
 
 use super::{MmprojError, MmprojHparams, Projector};
-use crate::weights::{dtype_of, load_optional_vector, load_vector, Matrix};
+use crate::weights::{dtype_of, load_optional_vector, load_vector, pack_arena, Matrix};
 use crate::ModelError;
 use edgevl_gguf::{GgufError, GgufFile};
+use edgevl_kernels::packed::PackArena;
 use edgevl_kernels::{DType, WeightRef};
+use std::sync::Arc;
 
 /// A LayerNorm's weight and bias.
 pub(crate) struct Norm {
@@ -35,8 +37,14 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    fn load(file: &GgufFile, prefix: &str, cols: usize, rows: usize) -> Result<Self, MmprojError> {
-        let w = Matrix::load(file, &format!("{prefix}.weight"), cols, rows)?;
+    fn load(
+        file: &GgufFile,
+        arena: Option<&Arc<PackArena>>,
+        prefix: &str,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Self, MmprojError> {
+        let w = Matrix::load(file, arena, &format!("{prefix}.weight"), cols, rows)?;
         Ok(Linear { w, b: load_vector(file, &format!("{prefix}.bias"), rows)? })
     }
 }
@@ -104,8 +112,8 @@ fn load_positions(file: &GgufFile, name: &str, d: usize, grid: usize) -> Result<
             reason: format!("{n_pos} positions do not form a square grid"),
         });
     }
-    // `Matrix::load` checks the table's bytes are in the file, which bounds `n_pos * d`.
-    let table = Matrix::load(file, name, d, n_pos)?;
+    // `Matrix::load_unpacked` checks the table's bytes are in the file, which bounds `n_pos * d`.
+    let table = Matrix::load_unpacked(file, name, d, n_pos)?;
     let too_big = || MmprojError::BadHparam {
         key: name.to_string(),
         reason: format!("{n_pos} positions of width {d} do not fit in memory"),
@@ -193,18 +201,20 @@ impl VisionWeights {
         let patch = PatchKernel::load(file, "v.patch_embd.weight", hp.patch_size, d)?;
         let patch_bias = load_vector(file, "v.patch_embd.bias", d)?;
         let pos = load_positions(file, "v.position_embd.weight", d, hp.grid())?;
+        let arena = pack_arena(file);
+        let arena = arena.as_ref();
         let blocks = (0..hp.n_layer)
             .map(|i| {
                 let p = |s: &str| format!("v.blk.{i}.{s}");
                 Ok(VitBlock {
                     ln1: Norm::load(file, &p("ln1"), d)?,
-                    q: Linear::load(file, &p("attn_q"), d, d)?,
-                    k: Linear::load(file, &p("attn_k"), d, d)?,
-                    v: Linear::load(file, &p("attn_v"), d, d)?,
-                    out: Linear::load(file, &p("attn_out"), d, d)?,
+                    q: Linear::load(file, arena, &p("attn_q"), d, d)?,
+                    k: Linear::load(file, arena, &p("attn_k"), d, d)?,
+                    v: Linear::load(file, arena, &p("attn_v"), d, d)?,
+                    out: Linear::load(file, arena, &p("attn_out"), d, d)?,
                     ln2: Norm::load(file, &p("ln2"), d)?,
-                    up: Linear::load(file, &p("ffn_up"), d, ff)?,
-                    down: Linear::load(file, &p("ffn_down"), ff, d)?,
+                    up: Linear::load(file, arena, &p("ffn_up"), d, ff)?,
+                    down: Linear::load(file, arena, &p("ffn_down"), ff, d)?,
                 })
             })
             .collect::<Result<Vec<_>, MmprojError>>()?;
@@ -227,8 +237,8 @@ impl VisionWeights {
                 };
                 ProjectorWeights::Lfm2 {
                     norm: Norm::load_optional(file, "mm.input_norm", mw)?,
-                    fc1: Linear::load(file, "mm.1", mw, hidden)?,
-                    fc2: Linear::load(file, "mm.2", hidden, hp.projection_dim)?,
+                    fc1: Linear::load(file, arena, "mm.1", mw, hidden)?,
+                    fc2: Linear::load(file, arena, "mm.2", hidden, hp.projection_dim)?,
                 }
             }
         };
