@@ -41,16 +41,9 @@ pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
         chunk: a.ctx,
         kv_type: a.kv_type,
     };
-    let session = model.load()?;
-    let res = edgevl_runtime::perplexity(
-        session.decoder(),
-        session.tokenizer(),
-        session.pool(),
-        text,
-        a.ctx,
-        session.kv_type(),
-        |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "),
-    )?;
+    let mut session = model.load()?;
+    let res = session
+        .perplexity(text, |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "))?;
     eprintln!();
     if a.json {
         println!(

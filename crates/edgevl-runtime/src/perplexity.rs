@@ -5,7 +5,7 @@
 
 use crate::RuntimeError;
 use edgevl_kernels::ThreadPool;
-use edgevl_model::{Decoder, DecoderInput, KvType, LogitsWanted};
+use edgevl_model::{Decoder, DecoderInput, KvCache, KvType, LogitsWanted, RunState};
 use edgevl_tokenizer::Tokenizer;
 use serde::Serialize;
 
@@ -23,7 +23,8 @@ pub struct PerplexityResult {
 }
 
 /// Perplexity of `text` with chunks of `n_ctx`; `progress(done, total, running_ppl)` is called
-/// after every chunk.
+/// after every chunk. Allocates a KV cache and scratch of `n_ctx` positions (a [`crate::Session`]
+/// uses its own instead: [`crate::Session::perplexity`]).
 pub fn perplexity(
     decoder: &Decoder,
     tokenizer: &Tokenizer,
@@ -31,8 +32,33 @@ pub fn perplexity(
     text: &str,
     n_ctx: usize,
     kv_type: KvType,
+    progress: impl FnMut(usize, usize, f64),
+) -> Result<PerplexityResult, RuntimeError> {
+    let mut kv = decoder.try_new_cache(n_ctx, kv_type)?;
+    let mut state = decoder.new_state(n_ctx, n_ctx);
+    let model = ModelRef { decoder, tokenizer, pool };
+    perplexity_in(model, &mut kv, &mut state, text, progress)
+}
+
+/// What a perplexity run reads.
+#[derive(Clone, Copy)]
+pub(crate) struct ModelRef<'a> {
+    pub decoder: &'a Decoder,
+    pub tokenizer: &'a Tokenizer,
+    pub pool: &'a ThreadPool,
+}
+
+/// [`perplexity`] with chunks of `kv.n_ctx()` positions in a given cache and scratch (which must take batches
+/// of that many tokens).
+pub(crate) fn perplexity_in(
+    model: ModelRef,
+    kv: &mut KvCache,
+    state: &mut RunState,
+    text: &str,
     mut progress: impl FnMut(usize, usize, f64),
 ) -> Result<PerplexityResult, RuntimeError> {
+    let ModelRef { decoder, tokenizer, pool } = model;
+    let n_ctx = kv.n_ctx();
     if n_ctx < 4 {
         return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
     }
@@ -44,8 +70,6 @@ pub fn perplexity(
     let n_chunks = tokens.len() / n_ctx;
     let n_vocab = decoder.n_vocab();
     let first = n_ctx / 2;
-    let mut kv = decoder.try_new_cache(n_ctx, kv_type)?;
-    let mut state = decoder.new_state(n_ctx, n_ctx);
     let mut chunk_tokens = vec![0u32; n_ctx];
     let (mut nll, mut count) = (0f64, 0usize);
     let mut chunk_ppl = Vec::with_capacity(n_chunks);
@@ -57,13 +81,8 @@ pub fn perplexity(
             }
         }
         kv.truncate(0);
-        let logits = decoder.forward(
-            DecoderInput::Tokens(&chunk_tokens),
-            &mut kv,
-            &mut state,
-            pool,
-            LogitsWanted::All,
-        )?;
+        let logits =
+            decoder.forward(DecoderInput::Tokens(&chunk_tokens), kv, state, pool, LogitsWanted::All)?;
         for j in first..n_ctx - 1 {
             let row = &logits[j * n_vocab..(j + 1) * n_vocab];
             // The original token (not the BOS substitute) is the target, as llama.cpp scores it.

@@ -42,7 +42,7 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
         kv_type: KvType::Q8_0,
         ..SessionConfig::default()
     };
-    let session = Session::load(&model, &cfg).expect("load SmolLM2");
+    let mut session = Session::load(&model, &cfg).expect("load SmolLM2");
     let text = std::fs::read_to_string(edgevl_testdata::fixture("text/devils-dictionary.txt")).expect("text");
     let full = session.tokenizer().encode(&text, true, false);
     let prefix = cut_after_tokens(&session, &text, n_chunks * N_CTX);
@@ -71,4 +71,18 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
     // llama.cpp's own f16 and q8_0 caches differ by 0.5% on these chunks (38.843 vs 38.6545): the
     // tolerance is below that.
     assert!((ours / want - 1.0).abs() < 0.0025, "ppl {ours} vs llama.cpp {want} with a q8_0 cache");
+
+    // The session's own cache (what `edgevl perplexity` uses) gives the same chunks' figures.
+    let mine = session.perplexity(&prefix, |_, _, _| {}).expect("session perplexity");
+    assert_eq!(mine.chunk_ppl, res.chunk_ppl);
+    assert_eq!(session.n_past(), 0, "the session is left empty");
+}
+
+#[test]
+fn session_perplexity_needs_whole_context_chunks() {
+    let cfg = SessionConfig { n_threads: 1, n_ctx: Some(64), chunk: 16, ..SessionConfig::default() };
+    let mut session = Session::load(edgevl_testdata::smollm2_path(), &cfg).expect("load SmolLM2");
+    let err = session.perplexity("some text", |_, _, _| {}).expect_err("chunk 16 < context 64");
+    let msg = err.to_string();
+    assert!(msg.contains("context size (64)") && msg.contains("chunk size is 16"), "{msg}");
 }

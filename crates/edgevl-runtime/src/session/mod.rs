@@ -251,6 +251,33 @@ impl Session {
         self.totals = Totals::default();
     }
 
+    /// Perplexity of `text` by llama-perplexity's method ([`crate::perplexity`]) with chunks of the session's
+    /// context size, in the session's own KV cache (no second cache is allocated). Resets the conversation
+    /// first. Needs a prefill chunk size equal to the context size (every chunk is one forward pass).
+    pub fn perplexity(
+        &mut self,
+        text: &str,
+        progress: impl FnMut(usize, usize, f64),
+    ) -> Result<crate::PerplexityResult, RuntimeError> {
+        if self.chunk < self.kv.n_ctx() {
+            return Err(RuntimeError::BadSetting(format!(
+                "perplexity evaluates chunks of the context size ({}) in one pass; the session's chunk size is {}",
+                self.kv.n_ctx(),
+                self.chunk
+            )));
+        }
+        self.reset();
+        let model = crate::perplexity::ModelRef {
+            decoder: &self.decoder,
+            tokenizer: &self.tokenizer,
+            pool: &self.pool,
+        };
+        let res = crate::perplexity::perplexity_in(model, &mut self.kv, &mut self.state, text, progress);
+        // The cache holds the last chunk's positions, which no conversation message accounts for.
+        self.kv.truncate(0);
+        res
+    }
+
     /// Counts of the session since load or the last reset.
     pub fn stats(&self) -> SessionStats {
         SessionStats {
