@@ -10,7 +10,7 @@ use crate::dispatch::{kernels, Kernels};
 use crate::dtype::DType;
 use crate::error::KernelError;
 use crate::fgemm::{act_to_f32, FloatTile, ACTS, ROWS};
-use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT};
+use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::pool::ThreadPool;
 
 /// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype`
@@ -390,22 +390,29 @@ fn packed_tile(
     // `r0` is a multiple of GROUP (`rows_per_task` is a multiple of ROW_TILE == GROUP).
     for g0 in (a0..a1).step_by(MAX_ACT) {
         let n = (a1 - g0).min(MAX_ACT);
-        for g in r0 / GROUP..r1.div_ceil(GROUP) {
+        // One activation row (decode): up to MAX_GROUPS consecutive groups per call.
+        let per_call = if n == 1 { MAX_GROUPS } else { 1 };
+        let (first, end) = (r0 / GROUP, r1.div_ceil(GROUP));
+        for g in (first..end).step_by(per_call) {
+            let ng = (end - g).min(per_call);
             let t = PackedTile {
                 dtype: pw.dtype(),
-                w: pw.group(g),
+                w: pw.groups_bytes(g, ng),
                 nb,
                 acts: &act[g0 * arb..(g0 + n) * arb],
                 arb,
                 meta: &meta[g0 * nb..(g0 + n) * nb],
                 n_act: n,
+                n_groups: ng,
             };
             dot(&t, &mut buf);
-            let (j0, j1) = (g * GROUP, ((g + 1) * GROUP).min(r1));
-            for i in 0..n {
+            // Output row-block b of the call: activation row b (one group) or group g + b (one row).
+            for b in 0..n.max(ng) {
+                let (i, gg) = if ng == 1 { (b, g) } else { (0, g + b) };
+                let (j0, j1) = (gg * GROUP, ((gg + 1) * GROUP).min(r1));
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
-                dst.copy_from_slice(&buf[i * GROUP..i * GROUP + (j1 - j0)]);
+                dst.copy_from_slice(&buf[b * GROUP..b * GROUP + (j1 - j0)]);
             }
         }
     }

@@ -11,7 +11,8 @@ use edgevl_kernels::packed::PackedWeights;
 use edgevl_kernels::{matmul_many_with, matmul_with, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
-const SHAPES: [(usize, usize, usize); 8] = [
+/// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 32, 1),
     (5, 64, 3),
     (17, 96, 8),
@@ -20,6 +21,8 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (16, 32, 70),
     (33, 160, 2),
     (129, 64, 5),
+    (129, 64, 1),
+    (300, 96, 1),
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {

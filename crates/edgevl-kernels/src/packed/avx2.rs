@@ -17,6 +17,9 @@ const ROWS_PER_PASS: usize = 4;
 
 /// Entry point installed in the kernel table after AVX2, FMA and F16C were detected.
 pub(crate) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+    if t.n_groups > 1 {
+        return t.each_group(out, dot);
+    }
     let n = t.n_act.clamp(1, MAX_ACT);
     let nb = t.nb;
     let aoff = if t.dtype == DType::Q4_1 { 4 } else { 2 };
