@@ -4,6 +4,7 @@
 //! Per block: `x += Wo · attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv)` then
 //! `x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))`, with `n` the block's RMSNorm.
 
+use crate::causal_attention::{self, CausalScratch, CausalShape};
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
 use crate::names::{self, Block};
@@ -103,6 +104,8 @@ pub struct RunState {
     /// Logits `[rows, n_vocab]`, grown on demand.
     logits: Vec<f32>,
     scratch: MatmulScratch,
+    /// Buffers of the GEMM attention of large batches.
+    causal: CausalScratch,
 }
 
 impl RunState {
@@ -217,6 +220,7 @@ impl Decoder {
             sin: z(hp.rope.n_rot / 2),
             logits: Vec::new(),
             scratch: MatmulScratch::new(),
+            causal: CausalScratch::default(),
         }
     }
 
@@ -342,11 +346,31 @@ impl Decoder {
     /// per query head. Numerics follow llama.cpp's default CPU path (flash attention) so greedy
     /// outputs track it: batches of fewer than [`FLASH_TILE_Q`] queries on an f16 cache use its
     /// per-query kernel (f16 queries, online softmax, values accumulated in f16); larger batches
-    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is. A Q8_0
+    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is (larger
+    /// batches on an f16 cache as two GEMMs per head, [`causal_attention`]). A Q8_0
     /// cache takes its per-query kernel at every batch size, as llama.cpp's does.
     fn attend(&self, m: usize, pos0: usize, kv: &KvCache, l: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
         let (qd, hd, kvd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.kv_dim(), kv.n_ctx());
+        let planes = kv.planes();
+        if let KvPlanes::F16(p) = planes {
+            if m >= FLASH_TILE_Q {
+                let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv, kvd };
+                let (k, v) = (&p.k[l], &p.v[l]);
+                let out = &mut st.attn[..m * qd];
+                causal_attention::attend(
+                    pool,
+                    sh,
+                    &st.q[..m * qd],
+                    k,
+                    v,
+                    &mut st.causal,
+                    &mut st.scratch,
+                    out,
+                );
+                return;
+            }
+        }
         let group = hp.n_head / hp.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let q = &st.q;
@@ -356,7 +380,6 @@ impl Decoder {
         let split = if m > 1 { QUERY_SPLIT } else { 1 };
         let attn = DisjointSlice::new(&mut st.attn[..m * qd]);
         let scores = DisjointSlice::new(&mut st.scores[..QUERY_SPLIT * hp.n_head * n_ctx]);
-        let planes = kv.planes();
         pool.run(hp.n_head * split, &|task| {
             let (h, part) = (task / split, task % split);
             let g = h / group;
@@ -371,9 +394,6 @@ impl Decoder {
                 let s = &mut s_row[..n];
                 match planes {
                     KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
-                    KvPlanes::F16(p) if m >= FLASH_TILE_Q => {
-                        attend_exact_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
-                    }
                     KvPlanes::F16(p) => {
                         attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
                     }
@@ -412,7 +432,7 @@ impl Decoder {
 }
 
 /// Query batches at least this large take llama.cpp's tiled (f32) attention path.
-const FLASH_TILE_Q: usize = 64;
+pub(crate) const FLASH_TILE_Q: usize = 64;
 
 /// Tasks per head when a batch has several queries.
 const QUERY_SPLIT: usize = 2;
@@ -442,29 +462,6 @@ fn attend_exact<T: KvElem>(
         for (o, &v) in out.iter_mut().zip(row.iter()) {
             *o += p * v;
         }
-    }
-}
-
-/// One query head over the `s.len()` cached positions of an f16 cache in f32 (as
-/// [`attend_exact`], with the SIMD kernels of `edgevl_kernels::attention`, which give the same
-/// bits).
-#[allow(clippy::too_many_arguments)]
-fn attend_exact_f16(
-    q: &[f32],
-    keys: &[f16],
-    values: &[f16],
-    kvd: usize,
-    off: usize,
-    scale: f32,
-    s: &mut [f32],
-    out: &mut [f32],
-) {
-    let hd = q.len();
-    attention::scores(q, keys, kvd, off, scale, ScoreSum::F32, s);
-    softmax(s);
-    out.fill(0.0);
-    for (j, &p) in s.iter().enumerate() {
-        attention::axpy_f16(out, p, &values[j * kvd + off..j * kvd + off + hd]);
     }
 }
 

@@ -3,6 +3,7 @@
 //! (chunking, caching, threading policy) belongs to `edgevl-runtime`.
 #![warn(missing_docs)]
 
+mod causal_attention;
 mod decoder;
 mod error;
 mod hparams;

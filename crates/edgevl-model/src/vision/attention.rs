@@ -36,7 +36,7 @@ pub(crate) struct AttnScratch {
 }
 
 /// Writes the `len` values of `src` as consecutive little-endian f32 bytes into `dst`.
-fn put_f32(dst: &mut Vec<u8>, len: usize, src: impl Iterator<Item = f32>) {
+pub(crate) fn put_f32(dst: &mut Vec<u8>, len: usize, src: impl Iterator<Item = f32>) {
     dst.resize(4 * len, 0);
     for (d, v) in dst.chunks_exact_mut(4).zip(src) {
         d.copy_from_slice(&v.to_le_bytes());
