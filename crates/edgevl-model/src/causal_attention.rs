@@ -1,31 +1,20 @@
 //! Causal attention of a large batch of new queries (a prefill chunk of at least
-//! [`crate::decoder::FLASH_TILE_Q`] positions) over the cached keys and values, as two f32 matrix
-//! products per head on the kernels' tiled GEMM: `S = Q K^T` (the head's cached keys widened to
-//! f32 as the weight matrix), scaled, masked above the diagonal and soft-maxed row by row (exactly,
-//! as llama.cpp's tiled kernel), then `O = P V` (`V^T` as the weight matrix). Each product is split
-//! over the pool. A query-by-query loop would widen every key and value row once per query; here
+//! [`crate::decoder::FLASH_TILE_Q`] positions) over the cached keys and values, one head at a time
+//! on [`crate::head_attention`]: the head's cached keys and values widened to f32, the scores
+//! scaled, masked above the diagonal and soft-maxed row by row (exactly, as llama.cpp's tiled
+//! kernel). A query-by-query loop would widen every key and value row once per query; here
 //! each is widened once per chunk and head.
 
+use crate::head_attention::{self, put_f32, HeadScratch};
 use crate::kv_cache::KvElem;
-use crate::parallel::DisjointSlice;
-use crate::vision::put_f32;
-use edgevl_kernels::ops::softmax;
-use edgevl_kernels::{matmul, DType, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{MatmulScratch, ThreadPool};
 
 /// Reusable buffers of [`attend`].
 #[derive(Default)]
 pub(crate) struct CausalScratch {
-    /// One head's queries `[m, hd]`.
-    q: Vec<f32>,
-    /// One KV head's cached keys `[n, hd]` as f32 bytes.
-    k: Vec<u8>,
-    /// One KV head's cached values `[n, hd]` in f32, then transposed, `[hd, n]`, as f32 bytes.
-    v: Vec<f32>,
-    vt: Vec<u8>,
-    /// Scores, then probabilities, `[m, n]`.
-    s: Vec<f32>,
-    /// One head's output `[m, hd]`.
-    o: Vec<f32>,
+    /// One KV head's cached keys, then its values, `[n, hd]` in f32.
+    rows: Vec<f32>,
+    head: HeadScratch,
 }
 
 /// Shapes of one call: `m` new queries at positions `pos0..pos0 + m`, heads of `hd` values,
@@ -57,39 +46,26 @@ pub(crate) fn attend<T: KvElem>(
     let (n, qd) = (pos0 + m, n_head * hd);
     let group = n_head / n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    scr.s.resize(m * n, 0.0);
-    scr.o.resize(m * hd, 0.0);
-    scr.v.resize(n * hd, 0.0);
+    let visible = |i: usize| pos0 + i + 1;
+    scr.rows.resize(n * hd, 0.0);
     for g in 0..n_head_kv {
         let off = g * hd;
-        for (j, dst) in scr.v.chunks_exact_mut(hd).enumerate() {
+        for (j, dst) in scr.rows.chunks_exact_mut(hd).enumerate() {
             T::row_to_f32(&keys[j * kvd + off..][..hd], dst);
         }
-        put_f32(&mut scr.k, n * hd, scr.v.iter().copied());
-        for (j, dst) in scr.v.chunks_exact_mut(hd).enumerate() {
+        put_f32(&mut scr.head.k, n * hd, scr.rows.iter().copied());
+        for (j, dst) in scr.rows.chunks_exact_mut(hd).enumerate() {
             T::row_to_f32(&values[j * kvd + off..][..hd], dst);
         }
-        let v = &scr.v;
-        put_f32(&mut scr.vt, n * hd, (0..hd).flat_map(|c| v.iter().skip(c).step_by(hd).copied()));
+        let v = &scr.rows;
+        put_f32(&mut scr.head.vt, n * hd, (0..hd).flat_map(|c| v.iter().skip(c).step_by(hd).copied()));
         for h in g * group..(g + 1) * group {
-            scr.q.clear();
+            scr.head.q.clear();
             for i in 0..m {
-                scr.q.extend_from_slice(&q[i * qd + h * hd..][..hd]);
+                scr.head.q.extend_from_slice(&q[i * qd + h * hd..][..hd]);
             }
-            let kw = WeightRef { dtype: DType::F32, data: &scr.k, rows: n, cols: hd, packed: None };
-            matmul(pool, kw, &scr.q, m, &mut scr.s, mm);
-            let s = DisjointSlice::new(&mut scr.s[..m * n]);
-            pool.run(m, &|i| {
-                // SAFETY: task i alone takes score row i.
-                let r = unsafe { s.range_mut(i * n, n) };
-                let visible = pos0 + i + 1;
-                r[..visible].iter_mut().for_each(|x| *x *= scale);
-                softmax(&mut r[..visible]);
-                r[visible..].fill(0.0);
-            });
-            let vw = WeightRef { dtype: DType::F32, data: &scr.vt, rows: hd, cols: n, packed: None };
-            matmul(pool, vw, &scr.s, m, &mut scr.o, mm);
-            for (i, o) in scr.o.chunks_exact(hd).enumerate() {
+            let o = head_attention::attend(pool, m, n, hd, scale, &visible, &mut scr.head, mm);
+            for (i, o) in o.chunks_exact(hd).enumerate() {
                 out[i * qd + h * hd..][..hd].copy_from_slice(o);
             }
         }

@@ -6,6 +6,7 @@
 mod causal_attention;
 mod decoder;
 mod error;
+mod head_attention;
 mod hparams;
 mod kv_cache;
 mod names;

@@ -1,10 +1,9 @@
-//! Full (unmasked) multi-head self-attention of a batch of tiles, as two matrix products per
-//! (tile, head) on the kernels' f32 GEMM: `S = Q K^T` (keys as the weight matrix), a row
-//! softmax, then `O = P V` (`V^T` as the weight matrix). Each product is split over the pool.
+//! Full (unmasked) multi-head self-attention of a batch of tiles, one (tile, head) at a time on
+//! [`crate::head_attention`] (two matrix products on the kernels' f32 GEMM, each split over the
+//! pool).
 
-use crate::parallel::par_chunks_mut;
-use edgevl_kernels::ops::softmax;
-use edgevl_kernels::{matmul, DType, MatmulScratch, ThreadPool, WeightRef};
+use crate::head_attention::{self, put_f32, HeadScratch};
+use edgevl_kernels::{MatmulScratch, ThreadPool};
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -22,25 +21,9 @@ pub(crate) struct AttnShape {
 /// Reusable buffers of [`attention`].
 #[derive(Default)]
 pub(crate) struct AttnScratch {
-    /// One head's queries, pre-scaled by `1 / sqrt(hd)`, `[n, hd]`.
-    q: Vec<f32>,
-    /// One head's keys `[n, hd]` as f32 bytes (the weight matrix of `S = Q K^T`).
-    k: Vec<u8>,
-    /// One head's values transposed, `[hd, n]`, as f32 bytes (the weight matrix of `O = P V`).
-    vt: Vec<u8>,
-    /// Scores, then probabilities, `[n, n]`.
-    s: Vec<f32>,
-    /// One head's output `[n, hd]`.
-    o: Vec<f32>,
+    /// One head's queries (pre-scaled by `1 / sqrt(hd)`), keys and transposed values.
+    head: HeadScratch,
     mm: MatmulScratch,
-}
-
-/// Writes the `len` values of `src` as consecutive little-endian f32 bytes into `dst`.
-pub(crate) fn put_f32(dst: &mut Vec<u8>, len: usize, src: impl Iterator<Item = f32>) {
-    dst.resize(4 * len, 0);
-    for (d, v) in dst.chunks_exact_mut(4).zip(src) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
 }
 
 /// `out = softmax(q k^T / sqrt(hd)) v` per tile and head. `q`, `k`, `v` and `out` are
@@ -57,24 +40,20 @@ pub(crate) fn attention(
     let AttnShape { tiles, tokens: n, heads, head_dim: hd } = sh;
     let d = heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    scr.s.resize(n * n, 0.0);
-    scr.o.resize(n * hd, 0.0);
+    let hs = &mut scr.head;
     for t in 0..tiles {
         let rows = t * n..(t + 1) * n;
         for h in 0..heads {
             let off = h * hd;
-            scr.q.clear();
+            hs.q.clear();
             for i in rows.clone() {
-                scr.q.extend(q[i * d + off..][..hd].iter().map(|&x| x * scale));
+                hs.q.extend(q[i * d + off..][..hd].iter().map(|&x| x * scale));
             }
-            put_f32(&mut scr.k, n * hd, rows.clone().flat_map(|j| k[j * d + off..][..hd].iter().copied()));
-            put_f32(&mut scr.vt, n * hd, (0..hd).flat_map(|c| rows.clone().map(move |j| v[j * d + off + c])));
-            let kw = WeightRef { dtype: DType::F32, data: &scr.k, rows: n, cols: hd, packed: None };
-            matmul(pool, kw, &scr.q, n, &mut scr.s, &mut scr.mm);
-            par_chunks_mut(pool, &mut scr.s, n, &softmax);
-            let vw = WeightRef { dtype: DType::F32, data: &scr.vt, rows: hd, cols: n, packed: None };
-            matmul(pool, vw, &scr.s, n, &mut scr.o, &mut scr.mm);
-            for (i, o) in rows.clone().zip(scr.o.chunks_exact(hd)) {
+            put_f32(&mut hs.k, n * hd, rows.clone().flat_map(|j| k[j * d + off..][..hd].iter().copied()));
+            put_f32(&mut hs.vt, n * hd, (0..hd).flat_map(|c| rows.clone().map(move |j| v[j * d + off + c])));
+            // The queries carry the scale; multiplying the scores by 1.0 leaves them as they are.
+            let o = head_attention::attend(pool, n, n, hd, 1.0, &|_| n, hs, &mut scr.mm);
+            for (i, o) in rows.clone().zip(o.chunks_exact(hd)) {
                 out[i * d + off..][..hd].copy_from_slice(o);
             }
         }

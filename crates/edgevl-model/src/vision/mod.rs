@@ -20,7 +20,6 @@ mod merge;
 mod patch;
 mod weights;
 
-pub(crate) use attention::put_f32;
 pub use encoder::{VisionEncoder, PROJECTOR_NORM_EPS};
 pub use error::MmprojError;
 pub use hparams::*;
