@@ -55,7 +55,11 @@ pub(crate) fn pack_arena(file: &GgufFile) -> Option<Arc<PackArena>> {
             _ => None,
         })
         .fold(0usize, usize::saturating_add);
-    // A file whose shapes overflow is refused by `Matrix::load` before anything is packed.
+    // A file whose shapes overflow is refused by `Matrix::load` before anything is packed. Tensors may share
+    // bytes in a GGUF file, so the sum is bounded by twice the file's length (packing adds padding only): the
+    // header cannot make the arena larger than that, and matrices that do not fit get buffers of their own.
+    let cap = usize::try_from(file.file_len()).unwrap_or(usize::MAX).saturating_mul(2);
+    let bytes = bytes.min(cap);
     (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)))
 }
 
