@@ -164,10 +164,10 @@ fn peak_rss_mb() -> Option<f64> {
 /// Bytes of weights one decode step reads: every tensor but the embedding table (of which it
 /// reads one row), unless the output projection is tied to it.
 fn bytes_per_token(f: &GgufFile) -> u64 {
-    let tied = f.tensor("output.weight").is_none();
+    let tied = f.tensor(edgevl_arch::llm::OUTPUT).is_none();
     f.tensors()
         .iter()
-        .filter(|t| tied || t.name != "token_embd.weight")
+        .filter(|t| tied || t.name != edgevl_arch::llm::TOKEN_EMBD)
         .map(|t| f.tensor_data(t).len() as u64)
         .sum()
 }

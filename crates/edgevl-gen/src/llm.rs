@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use edgevl_arch::general;
+use edgevl_arch::llm::{self, Block, LlmKey, ARCH_LLAMA};
+use edgevl_arch::tokenizer::{self as tok, SpecialToken};
 use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
@@ -166,29 +169,30 @@ fn add_metadata(
     opts: LlamaOptions,
 ) -> Result<(), LlmGenError> {
     let u32v = |n: usize| Value::U32(n as u32);
-    w.add_kv("general.architecture", Value::Str("llama".into()));
-    w.add_kv("general.name", Value::Str(format!("random-{}", shape.name)));
-    w.add_kv("general.file_type", Value::U32(file_type(dtype)));
-    w.add_kv("llama.context_length", u32v(shape.n_ctx));
-    w.add_kv("llama.embedding_length", u32v(shape.n_embd));
-    w.add_kv("llama.block_count", u32v(shape.n_layer));
-    w.add_kv("llama.feed_forward_length", u32v(shape.n_ff));
-    w.add_kv("llama.attention.head_count", u32v(shape.n_head));
-    w.add_kv("llama.attention.head_count_kv", u32v(shape.n_head_kv));
-    w.add_kv("llama.rope.dimension_count", u32v(shape.n_embd / shape.n_head));
-    w.add_kv("llama.rope.freq_base", Value::F32(shape.rope_base));
-    w.add_kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
-    w.add_kv("llama.vocab_size", u32v(shape.n_vocab));
+    let k = |key: LlmKey| key.of(ARCH_LLAMA);
+    w.add_kv(general::ARCHITECTURE, Value::Str(ARCH_LLAMA.into()));
+    w.add_kv(general::NAME, Value::Str(format!("random-{}", shape.name)));
+    w.add_kv(general::FILE_TYPE, Value::U32(file_type(dtype)));
+    w.add_kv(k(LlmKey::ContextLength), u32v(shape.n_ctx));
+    w.add_kv(k(LlmKey::EmbeddingLength), u32v(shape.n_embd));
+    w.add_kv(k(LlmKey::BlockCount), u32v(shape.n_layer));
+    w.add_kv(k(LlmKey::FeedForwardLength), u32v(shape.n_ff));
+    w.add_kv(k(LlmKey::HeadCount), u32v(shape.n_head));
+    w.add_kv(k(LlmKey::HeadCountKv), u32v(shape.n_head_kv));
+    w.add_kv(k(LlmKey::RopeDimensionCount), u32v(shape.n_embd / shape.n_head));
+    w.add_kv(k(LlmKey::RopeFreqBase), Value::F32(shape.rope_base));
+    w.add_kv(k(LlmKey::RmsEps), Value::F32(1e-5));
+    w.add_kv(k(LlmKey::VocabSize), u32v(shape.n_vocab));
     let extra = if opts.image_tokens { lfm2_image_tokens(MAX_GRID_TILES) } else { Vec::new() };
     let (tokens, types) = vocabulary(shape, &extra)?;
-    w.add_kv("tokenizer.ggml.model", Value::Str("gpt2".into()));
-    w.add_kv("tokenizer.ggml.pre", Value::Str("default".into()));
-    w.add_kv("tokenizer.ggml.tokens", Value::Array(Array::Str(tokens)));
-    w.add_kv("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
-    w.add_kv("tokenizer.ggml.merges", Value::Array(Array::Str(Vec::new())));
-    w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(EOT_ID));
-    w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(EOT_ID));
-    w.add_kv("tokenizer.ggml.add_bos_token", Value::Bool(false));
+    w.add_kv(tok::MODEL, Value::Str("gpt2".into()));
+    w.add_kv(tok::PRE, Value::Str("default".into()));
+    w.add_kv(tok::TOKENS, Value::Array(Array::Str(tokens)));
+    w.add_kv(tok::TOKEN_TYPE, Value::Array(Array::I32(types)));
+    w.add_kv(tok::MERGES, Value::Array(Array::Str(Vec::new())));
+    w.add_kv(SpecialToken::Bos.key(), Value::U32(EOT_ID));
+    w.add_kv(SpecialToken::Eos.key(), Value::U32(EOT_ID));
+    w.add_kv(tok::ADD_BOS, Value::Bool(false));
     Ok(())
 }
 
@@ -204,22 +208,21 @@ pub fn tensor_specs(shape: &LlamaShape, dtype: DType) -> Vec<TensorSpec> {
         scale: (3.0 / cols as f32).sqrt(),
     };
     let norm = |name: String| TensorSpec { name, dims: vec![d], dtype: DType::F32, scale: -1.0 };
-    let mut out = vec![TensorSpec { name: "token_embd.weight".into(), dims: vec![d, v], dtype, scale: 1.0 }];
+    let mut out = vec![TensorSpec { name: llm::TOKEN_EMBD.into(), dims: vec![d, v], dtype, scale: 1.0 }];
     for l in 0..shape.n_layer {
-        let b = |s: &str| format!("blk.{l}.{s}");
-        out.push(norm(b("attn_norm.weight")));
-        out.push(mat(b("attn_q.weight"), d, d));
-        out.push(mat(b("attn_k.weight"), d, kvd));
-        out.push(mat(b("attn_v.weight"), d, kvd));
-        out.push(mat(b("attn_output.weight"), d, d));
-        out.push(norm(b("ffn_norm.weight")));
-        out.push(mat(b("ffn_gate.weight"), d, ff));
-        out.push(mat(b("ffn_up.weight"), d, ff));
-        out.push(mat(b("ffn_down.weight"), ff, d));
+        out.push(norm(Block::AttnNorm.name(l)));
+        out.push(mat(Block::AttnQ.name(l), d, d));
+        out.push(mat(Block::AttnK.name(l), d, kvd));
+        out.push(mat(Block::AttnV.name(l), d, kvd));
+        out.push(mat(Block::AttnOutput.name(l), d, d));
+        out.push(norm(Block::FfnNorm.name(l)));
+        out.push(mat(Block::FfnGate.name(l), d, ff));
+        out.push(mat(Block::FfnUp.name(l), d, ff));
+        out.push(mat(Block::FfnDown.name(l), ff, d));
     }
-    out.push(norm("output_norm.weight".into()));
+    out.push(norm(llm::OUTPUT_NORM.into()));
     if !shape.tied_output {
-        out.push(mat("output.weight".into(), d, v));
+        out.push(mat(llm::OUTPUT.into(), d, v));
     }
     out
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use edgevl_arch::clip::{self, MmTensor, VisionTensor, VitTensor};
+use edgevl_arch::general;
 use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
@@ -146,28 +148,28 @@ pub fn mmproj_tensors(shape: &VisionShape, dtype: VisionDType) -> Vec<TensorSpec
     let patch_type = dtype.matrix(patch_len as usize);
     spec(
         &mut out,
-        "v.patch_embd.weight".into(),
+        VisionTensor::PatchEmbd.weight(),
         vec![p, p, 3, d],
         patch_type,
         1.0 / (patch_len as f32).sqrt(),
     );
-    spec(&mut out, "v.patch_embd.bias".into(), vec![d], DType::F32, 0.02);
-    spec(&mut out, "v.position_embd.weight".into(), vec![d, n_pos], DType::F32, 0.1);
+    spec(&mut out, VisionTensor::PatchEmbd.bias(), vec![d], DType::F32, 0.02);
+    spec(&mut out, VisionTensor::PositionEmbd.weight(), vec![d, n_pos], DType::F32, 0.1);
     for i in 0..shape.n_layer {
-        norm(&mut out, &format!("v.blk.{i}.ln1"), d);
-        for m in ["attn_q", "attn_k", "attn_v", "attn_out"] {
-            linear(&mut out, &format!("v.blk.{i}.{m}"), d, d, dtype);
+        norm(&mut out, &VitTensor::Ln1.prefix(i), d);
+        for m in [VitTensor::AttnQ, VitTensor::AttnK, VitTensor::AttnV, VitTensor::AttnOut] {
+            linear(&mut out, &m.prefix(i), d, d, dtype);
         }
-        norm(&mut out, &format!("v.blk.{i}.ln2"), d);
-        linear(&mut out, &format!("v.blk.{i}.ffn_up"), d, ff, dtype);
-        linear(&mut out, &format!("v.blk.{i}.ffn_down"), ff, d, dtype);
+        norm(&mut out, &VitTensor::Ln2.prefix(i), d);
+        linear(&mut out, &VitTensor::FfnUp.prefix(i), d, ff, dtype);
+        linear(&mut out, &VitTensor::FfnDown.prefix(i), ff, d, dtype);
     }
     if shape.post_norm {
-        norm(&mut out, "v.post_ln", d);
+        norm(&mut out, VisionTensor::PostLn.prefix(), d);
     }
-    norm(&mut out, "mm.input_norm", mw);
-    linear(&mut out, "mm.1", mw, od, dtype);
-    linear(&mut out, "mm.2", od, od, dtype);
+    norm(&mut out, &MmTensor::InputNorm.prefix(), mw);
+    linear(&mut out, &MmTensor::Seq(1).prefix(), mw, od, dtype);
+    linear(&mut out, &MmTensor::Seq(2).prefix(), od, od, dtype);
     out
 }
 
@@ -189,26 +191,26 @@ pub fn build_mmproj_with_progress(
 ) -> Result<GgufWriter, VisionGenError> {
     let mut w = GgufWriter::new();
     let u32v = |v: usize| Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
-    w.add_kv("general.architecture", Value::Str("clip".into()))
-        .add_kv("general.type", Value::Str("mmproj".into()))
-        .add_kv("general.name", Value::Str(shape.name.into()))
-        .add_kv("general.file_type", Value::U32(file_type(dtype.matrix(shape.n_embd))))
-        .add_kv("clip.has_vision_encoder", Value::Bool(true))
-        .add_kv("clip.has_text_encoder", Value::Bool(false))
-        .add_kv("clip.projector_type", Value::Str("lfm2".into()))
-        .add_kv("clip.use_gelu", Value::Bool(true))
-        .add_kv("clip.vision.image_size", u32v(shape.image_size))
-        .add_kv("clip.vision.patch_size", u32v(shape.patch_size))
-        .add_kv("clip.vision.embedding_length", u32v(shape.n_embd))
-        .add_kv("clip.vision.feed_forward_length", u32v(shape.n_ff))
-        .add_kv("clip.vision.block_count", u32v(shape.n_layer))
-        .add_kv("clip.vision.attention.head_count", u32v(shape.n_head))
-        .add_kv("clip.vision.attention.layer_norm_epsilon", Value::F32(shape.eps))
-        .add_kv("clip.vision.projection_dim", u32v(shape.projection_dim))
-        .add_kv("clip.vision.image_mean", Value::Array(Array::F32(vec![0.5; 3])))
-        .add_kv("clip.vision.image_std", Value::Array(Array::F32(vec![0.5; 3])))
-        .add_kv("clip.vision.projector.scale_factor", Value::U32(2))
-        .add_kv("edgevl.vision.layout", Value::Str("global-first".into()));
+    w.add_kv(general::ARCHITECTURE, Value::Str(general::ARCH_CLIP.into()))
+        .add_kv(general::TYPE, Value::Str(general::TYPE_MMPROJ.into()))
+        .add_kv(general::NAME, Value::Str(shape.name.into()))
+        .add_kv(general::FILE_TYPE, Value::U32(file_type(dtype.matrix(shape.n_embd))))
+        .add_kv(clip::HAS_VISION_ENCODER, Value::Bool(true))
+        .add_kv(clip::HAS_TEXT_ENCODER, Value::Bool(false))
+        .add_kv(clip::PROJECTOR_TYPE, Value::Str("lfm2".into()))
+        .add_kv(clip::USE_GELU, Value::Bool(true))
+        .add_kv(clip::IMAGE_SIZE, u32v(shape.image_size))
+        .add_kv(clip::PATCH_SIZE, u32v(shape.patch_size))
+        .add_kv(clip::EMBEDDING_LENGTH, u32v(shape.n_embd))
+        .add_kv(clip::FEED_FORWARD_LENGTH, u32v(shape.n_ff))
+        .add_kv(clip::BLOCK_COUNT, u32v(shape.n_layer))
+        .add_kv(clip::HEAD_COUNT, u32v(shape.n_head))
+        .add_kv(clip::LAYER_NORM_EPS, Value::F32(shape.eps))
+        .add_kv(clip::PROJECTION_DIM, u32v(shape.projection_dim))
+        .add_kv(clip::IMAGE_MEAN, Value::Array(Array::F32(vec![0.5; 3])))
+        .add_kv(clip::IMAGE_STD, Value::Array(Array::F32(vec![0.5; 3])))
+        .add_kv(clip::SCALE_FACTOR, Value::U32(2))
+        .add_kv(clip::EDGEVL_LAYOUT, Value::Str("global-first".into()));
     add_random_tensors(&mut w, &mmproj_tensors(shape, dtype), seed, progress)?;
     Ok(w)
 }

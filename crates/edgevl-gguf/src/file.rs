@@ -153,7 +153,7 @@ impl GgufFile {
 
     /// The `general.architecture` string, e.g. `"llama"`.
     pub fn architecture(&self) -> Result<&str, GgufError> {
-        self.metadata.get_str("general.architecture")
+        self.metadata.get_str(crate::KEY_ARCHITECTURE)
     }
 }
 

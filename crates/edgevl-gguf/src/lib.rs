@@ -22,11 +22,14 @@ pub use error::GgufError;
 pub use file::GgufFile;
 pub use ggml_type::GgmlType;
 pub use metadata::Metadata;
-pub use reader::{DEFAULT_ALIGNMENT, MAX_ALIGNMENT};
+pub use reader::{DEFAULT_ALIGNMENT, KEY_ALIGNMENT, MAX_ALIGNMENT};
 pub use tensor::{tensor_n_bytes, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value};
 pub use value_reader::MAX_ARRAY_DEPTH;
 pub use writer::GgufWriter;
+
+/// `general.architecture`: the model family of the file (read by [`GgufFile::architecture`]).
+pub const KEY_ARCHITECTURE: &str = "general.architecture";
 
 /// Largest string length the reader accepts (`i32::MAX`).
 pub const MAX_STRING_LEN: u64 = cursor::MAX_STRING_LEN;

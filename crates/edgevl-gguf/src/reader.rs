@@ -7,6 +7,9 @@ use crate::tensor::{tensor_n_bytes, MAX_DIMS};
 use crate::value_reader::{read_type, read_value};
 use crate::{GgmlType, GgufError, Metadata, TensorInfo};
 
+/// `general.alignment`: data alignment of the tensor section.
+pub const KEY_ALIGNMENT: &str = "general.alignment";
+
 /// Alignment used when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Largest accepted `general.alignment`.
@@ -90,12 +93,12 @@ fn read_metadata(cur: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata, GgufError>
 
 /// The file's alignment: `general.alignment` (any integer type) or the default of 32.
 pub(crate) fn alignment_of(metadata: &Metadata) -> Result<u64, GgufError> {
-    let Some(value) = metadata.get("general.alignment") else {
+    let Some(value) = metadata.get(KEY_ALIGNMENT) else {
         return Ok(DEFAULT_ALIGNMENT);
     };
     let Some(n) = value.as_integer() else {
         return Err(GgufError::WrongType {
-            key: "general.alignment".into(),
+            key: KEY_ALIGNMENT.into(),
             expected: "u32",
             found: value.type_name(),
         });

@@ -7,10 +7,10 @@
 use crate::causal_attention::{self, CausalScratch, CausalShape};
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
-use crate::names::{self, Block};
 use crate::parallel::DisjointSlice;
 use crate::weights::{load_optional_vector, load_vector, pack_arena, Matrix};
 use crate::{KvCache, ModelError};
+use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::attention::{self, ScoreSum};
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};

@@ -1,6 +1,8 @@
 //! Typed hyper-parameters of the LLaMA-family decoder, read from GGUF metadata.
 
 use crate::ModelError;
+use edgevl_arch::general;
+use edgevl_arch::llm::{LlmKey, ARCH_LLAMA, ARCH_QWEN2};
 use edgevl_gguf::Metadata;
 use edgevl_kernels::ops::{Rope, RopeLayout};
 
@@ -17,8 +19,8 @@ impl Architecture {
     /// Parse `general.architecture`.
     pub fn from_name(name: &str) -> Result<Self, ModelError> {
         match name {
-            "llama" => Ok(Architecture::Llama),
-            "qwen2" => Ok(Architecture::Qwen2),
+            ARCH_LLAMA => Ok(Architecture::Llama),
+            ARCH_QWEN2 => Ok(Architecture::Qwen2),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -26,8 +28,8 @@ impl Architecture {
     /// The metadata key prefix (`llama`, `qwen2`).
     pub fn key_prefix(self) -> &'static str {
         match self {
-            Architecture::Llama => "llama",
-            Architecture::Qwen2 => "qwen2",
+            Architecture::Llama => ARCH_LLAMA,
+            Architecture::Qwen2 => ARCH_QWEN2,
         }
     }
 
@@ -108,22 +110,22 @@ impl TryFrom<&Metadata> for DecoderHparams {
     /// `A.attention.key_length`, `A.rope.dimension_count`, `A.rope.freq_base`,
     /// `A.rope.scaling.type` (`none` or `linear`), `A.rope.scaling.factor`.
     fn try_from(md: &Metadata) -> Result<Self, ModelError> {
-        let arch = Architecture::from_name(md.get_str("general.architecture")?)?;
+        let arch = Architecture::from_name(md.get_str(general::ARCHITECTURE)?)?;
         let p = arch.key_prefix();
-        let k = |s: &str| format!("{p}.{s}");
-        let n_embd = dim(md, &k("embedding_length"))?;
-        let n_layer = dim(md, &k("block_count"))?;
-        let n_ff = dim(md, &k("feed_forward_length"))?;
-        let n_head = dim(md, &k("attention.head_count"))?;
-        let n_head_kv = opt_dim(md, &k("attention.head_count_kv"))?.unwrap_or(n_head);
-        let n_ctx_train = dim(md, &k("context_length"))?;
-        let rms_eps = md.get_f32(&k("attention.layer_norm_rms_epsilon"))?;
+        let k = |key: LlmKey| key.of(p);
+        let n_embd = dim(md, &k(LlmKey::EmbeddingLength))?;
+        let n_layer = dim(md, &k(LlmKey::BlockCount))?;
+        let n_ff = dim(md, &k(LlmKey::FeedForwardLength))?;
+        let n_head = dim(md, &k(LlmKey::HeadCount))?;
+        let n_head_kv = opt_dim(md, &k(LlmKey::HeadCountKv))?.unwrap_or(n_head);
+        let n_ctx_train = dim(md, &k(LlmKey::ContextLength))?;
+        let rms_eps = md.get_f32(&k(LlmKey::RmsEps))?;
         if n_head % n_head_kv != 0 {
             return Err(ModelError::BadHparams(format!(
                 "head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
             )));
         }
-        let head_dim = match opt_dim(md, &k("attention.key_length"))? {
+        let head_dim = match opt_dim(md, &k(LlmKey::KeyLength))? {
             Some(h) => h,
             None if n_embd % n_head == 0 => n_embd / n_head,
             None => {
@@ -137,25 +139,25 @@ impl TryFrom<&Metadata> for DecoderHparams {
                 "head width {head_dim} exceeds the supported maximum {MAX_HEAD_DIM}"
             )));
         }
-        if let Some(vl) = opt_dim(md, &k("attention.value_length"))? {
+        if let Some(vl) = opt_dim(md, &k(LlmKey::ValueLength))? {
             if vl != head_dim {
                 return Err(ModelError::BadHparams(format!(
                     "value_length {vl} differs from key_length {head_dim} (not supported)"
                 )));
             }
         }
-        let n_rot = opt_dim(md, &k("rope.dimension_count"))?.unwrap_or(head_dim);
+        let n_rot = opt_dim(md, &k(LlmKey::RopeDimensionCount))?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(ModelError::BadHparams(format!(
                 "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
             )));
         }
-        let freq_base = md.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
-        let scaling = md.opt_str(&k("rope.scaling.type"))?.unwrap_or("none");
+        let freq_base = md.opt_f32(&k(LlmKey::RopeFreqBase))?.unwrap_or(10000.0);
+        let scaling = md.opt_str(&k(LlmKey::RopeScalingType))?.unwrap_or("none");
         let freq_scale = match scaling {
             "none" => 1.0,
             "linear" => {
-                let factor = md.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
+                let factor = md.opt_f32(&k(LlmKey::RopeScalingFactor))?.unwrap_or(1.0);
                 if !(factor.is_finite() && factor > 0.0) {
                     return Err(ModelError::BadHparams(format!(
                         "rope.scaling.factor {factor} must be positive"

@@ -9,7 +9,6 @@ mod error;
 mod head_attention;
 mod hparams;
 mod kv_cache;
-mod names;
 mod parallel;
 pub mod vision;
 mod weights;

@@ -7,9 +7,7 @@
 
 use edgevl_gguf::{GgufFile, GgufWriter};
 use edgevl_kernels::ThreadPool;
-use edgevl_model::vision::{
-    ImageLayout, Projector, VisionEncoder, KEY_IMAGE_SIZE, KEY_LAYOUT, LFM2_TILE_SIZE,
-};
+use edgevl_model::vision::{ImageLayout, Projector, VisionEncoder, LFM2_TILE_SIZE};
 use std::sync::Arc;
 
 const DIR: &str = "mmproj-llamacpp";
@@ -55,8 +53,8 @@ fn max_rel_err(ours: &[f32], reference: &[f32]) -> f32 {
 fn the_file_is_llamacpps_not_ours() {
     let f = GgufFile::open(fixture("mmproj.gguf")).expect("fixture");
     let md = f.metadata();
-    assert!(md.get(KEY_LAYOUT).is_none());
-    assert_eq!(md.get_u64(KEY_IMAGE_SIZE).unwrap(), 256);
+    assert!(md.get(edgevl_arch::clip::EDGEVL_LAYOUT).is_none());
+    assert_eq!(md.get_u64(edgevl_arch::clip::IMAGE_SIZE).unwrap(), 256);
     assert_eq!(f.tensor("v.position_embd.weight").unwrap().dims, vec![64, 256]);
 }
 

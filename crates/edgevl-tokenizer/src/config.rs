@@ -4,78 +4,10 @@ use edgevl_gguf::{GgufError, Metadata};
 
 use crate::TokenizerError;
 
-/// GGUF keys read by this crate.
-pub(crate) mod keys {
-    pub const MODEL: &str = "tokenizer.ggml.model";
-    pub const PRE: &str = "tokenizer.ggml.pre";
-    pub const TOKENS: &str = "tokenizer.ggml.tokens";
-    pub const TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
-    pub const SCORES: &str = "tokenizer.ggml.scores";
-    pub const MERGES: &str = "tokenizer.ggml.merges";
-    pub const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
-    pub const ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
-    pub const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
-    pub const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
-}
-
+/// GGUF keys read by this crate (spelled once, in `edgevl-arch`).
+pub(crate) use edgevl_arch::tokenizer as keys;
 /// The special tokens that GGUF metadata can name by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Special {
-    Bos,
-    Eos,
-    Eot,
-    Eom,
-    Unk,
-    Sep,
-    Pad,
-    Mask,
-    FimPre,
-    FimSuf,
-    FimMid,
-    FimPad,
-    FimRep,
-    FimSep,
-}
-
-impl Special {
-    /// All kinds, in the order llama.cpp reads them.
-    pub(crate) const ALL: [Special; 14] = [
-        Special::Bos,
-        Special::Eos,
-        Special::Eot,
-        Special::Eom,
-        Special::Unk,
-        Special::Sep,
-        Special::Pad,
-        Special::Mask,
-        Special::FimPre,
-        Special::FimSuf,
-        Special::FimMid,
-        Special::FimPad,
-        Special::FimRep,
-        Special::FimSep,
-    ];
-
-    /// The GGUF key holding this token's id.
-    pub(crate) fn key(self) -> &'static str {
-        match self {
-            Special::Bos => "tokenizer.ggml.bos_token_id",
-            Special::Eos => "tokenizer.ggml.eos_token_id",
-            Special::Eot => "tokenizer.ggml.eot_token_id",
-            Special::Eom => "tokenizer.ggml.eom_token_id",
-            Special::Unk => "tokenizer.ggml.unknown_token_id",
-            Special::Sep => "tokenizer.ggml.seperator_token_id",
-            Special::Pad => "tokenizer.ggml.padding_token_id",
-            Special::Mask => "tokenizer.ggml.mask_token_id",
-            Special::FimPre => "tokenizer.ggml.fim_pre_token_id",
-            Special::FimSuf => "tokenizer.ggml.fim_suf_token_id",
-            Special::FimMid => "tokenizer.ggml.fim_mid_token_id",
-            Special::FimPad => "tokenizer.ggml.fim_pad_token_id",
-            Special::FimRep => "tokenizer.ggml.fim_rep_token_id",
-            Special::FimSep => "tokenizer.ggml.fim_sep_token_id",
-        }
-    }
-}
+pub(crate) use edgevl_arch::tokenizer::SpecialToken as Special;
 
 /// Tokenizer metadata as found in the file, not yet validated.
 #[derive(Debug, Clone, Default)]

@@ -1,61 +1,25 @@
 //! Typed hyper-parameters of an mmproj file, read from llama.cpp's CLIP metadata keys.
 
 use super::MmprojError;
+use edgevl_arch::clip as keys;
 use edgevl_gguf::{Metadata, Value};
-
-/// `clip.projector_type`.
-pub const KEY_PROJECTOR_TYPE: &str = "clip.projector_type";
-/// `clip.vision.image_size`: side of a square input tile in pixels.
-pub const KEY_IMAGE_SIZE: &str = "clip.vision.image_size";
-/// `clip.vision.patch_size`: side of a square patch in pixels.
-pub const KEY_PATCH_SIZE: &str = "clip.vision.patch_size";
-/// `clip.vision.embedding_length`: ViT width.
-pub const KEY_N_EMBD: &str = "clip.vision.embedding_length";
-/// `clip.vision.feed_forward_length`: ViT MLP width.
-pub const KEY_N_FF: &str = "clip.vision.feed_forward_length";
-/// `clip.vision.block_count`: number of ViT blocks.
-pub const KEY_N_BLOCK: &str = "clip.vision.block_count";
-/// `clip.vision.attention.head_count`.
-pub const KEY_N_HEAD: &str = "clip.vision.attention.head_count";
-/// `clip.vision.attention.head_count_kv` (optional; must equal the head count).
-pub const KEY_N_HEAD_KV: &str = "clip.vision.attention.head_count_kv";
-/// `clip.vision.attention.head_dim` (optional; must equal width / heads).
-pub const KEY_HEAD_DIM: &str = "clip.vision.attention.head_dim";
-/// `clip.vision.attention.layer_norm_epsilon`: eps of the ViT LayerNorms.
-pub const KEY_EPS: &str = "clip.vision.attention.layer_norm_epsilon";
-/// `clip.vision.projection_dim`: output width of the projector (the LLM's embedding width).
-pub const KEY_PROJ_DIM: &str = "clip.vision.projection_dim";
-/// `clip.vision.image_mean` (3 floats).
-pub const KEY_IMAGE_MEAN: &str = "clip.vision.image_mean";
-/// `clip.vision.image_std` (3 floats).
-pub const KEY_IMAGE_STD: &str = "clip.vision.image_std";
-/// `clip.vision.projector.scale_factor`: side of the merged patch block (2).
-pub const KEY_SCALE_FACTOR: &str = "clip.vision.projector.scale_factor";
-/// `clip.use_gelu`: llama.cpp's switch to tanh-GELU in the ViT MLP (its default is gelu_quick).
-pub const KEY_USE_GELU: &str = "clip.use_gelu";
-/// `clip.use_silu`: llama.cpp's switch to SiLU in the ViT MLP (refused).
-pub const KEY_USE_SILU: &str = "clip.use_silu";
-/// `clip.has_vision_encoder` (optional; must be true).
-pub const KEY_HAS_VISION: &str = "clip.has_vision_encoder";
-/// `edgevl.vision.layout`: how an image's views go into the prompt (spec 2b).
-pub const KEY_LAYOUT: &str = "edgevl.vision.layout";
 
 /// Keys an mmproj file must have.
 pub const REQUIRED_KEYS: [&str; 14] = [
-    KEY_PROJECTOR_TYPE,
-    KEY_IMAGE_SIZE,
-    KEY_PATCH_SIZE,
-    KEY_N_EMBD,
-    KEY_N_FF,
-    KEY_N_BLOCK,
-    KEY_N_HEAD,
-    KEY_EPS,
-    KEY_PROJ_DIM,
-    KEY_IMAGE_MEAN,
-    KEY_IMAGE_STD,
-    KEY_SCALE_FACTOR,
-    KEY_USE_GELU,
-    KEY_HAS_VISION,
+    keys::PROJECTOR_TYPE,
+    keys::IMAGE_SIZE,
+    keys::PATCH_SIZE,
+    keys::EMBEDDING_LENGTH,
+    keys::FEED_FORWARD_LENGTH,
+    keys::BLOCK_COUNT,
+    keys::HEAD_COUNT,
+    keys::LAYER_NORM_EPS,
+    keys::PROJECTION_DIM,
+    keys::IMAGE_MEAN,
+    keys::IMAGE_STD,
+    keys::SCALE_FACTOR,
+    keys::USE_GELU,
+    keys::HAS_VISION_ENCODER,
 ];
 
 /// Side in pixels of the tiles an lfm2 encoder takes: spec section 2's 384x384 tiles. llama.cpp
@@ -236,19 +200,20 @@ impl TryFrom<&Metadata> for MmprojHparams {
         for key in REQUIRED_KEYS {
             md.require(key)?;
         }
-        let projector = Projector::from_name(md.get_str(KEY_PROJECTOR_TYPE)?)?;
+        let projector = Projector::from_name(md.get_str(keys::PROJECTOR_TYPE)?)?;
         // Files written by llama.cpp's converters have no layout key: they get spec 2b's
         // global-first layout; a value edgevl does not know is refused.
-        let layout =
-            ImageLayout::from_name(md.opt_str(KEY_LAYOUT)?.unwrap_or(ImageLayout::GlobalFirst.name()))?;
-        require_flag(md, KEY_HAS_VISION, true, "the file must hold a vision encoder")?;
-        require_flag(md, KEY_USE_GELU, true, "the SigLIP MLP uses tanh-GELU")?;
-        require_flag(md, KEY_USE_SILU, false, "the SigLIP MLP uses tanh-GELU")?;
-        let file_image_size = dim(md, KEY_IMAGE_SIZE, MAX_IMAGE_SIZE)?;
-        let patch_size = dim(md, KEY_PATCH_SIZE, MAX_IMAGE_SIZE)?;
+        let layout = ImageLayout::from_name(
+            md.opt_str(keys::EDGEVL_LAYOUT)?.unwrap_or(ImageLayout::GlobalFirst.name()),
+        )?;
+        require_flag(md, keys::HAS_VISION_ENCODER, true, "the file must hold a vision encoder")?;
+        require_flag(md, keys::USE_GELU, true, "the SigLIP MLP uses tanh-GELU")?;
+        require_flag(md, keys::USE_SILU, false, "the SigLIP MLP uses tanh-GELU")?;
+        let file_image_size = dim(md, keys::IMAGE_SIZE, MAX_IMAGE_SIZE)?;
+        let patch_size = dim(md, keys::PATCH_SIZE, MAX_IMAGE_SIZE)?;
         if patch_size > file_image_size {
             return Err(bad(
-                KEY_PATCH_SIZE,
+                keys::PATCH_SIZE,
                 format!("{patch_size} is larger than the image size {file_image_size}"),
             ));
         }
@@ -257,45 +222,45 @@ impl TryFrom<&Metadata> for MmprojHparams {
         };
         if patch_size > image_size {
             return Err(bad(
-                KEY_PATCH_SIZE,
+                keys::PATCH_SIZE,
                 format!("{patch_size} is larger than the tile size {image_size}"),
             ));
         }
-        let n_embd = dim(md, KEY_N_EMBD, MAX_DIM)?;
-        let n_ff = dim(md, KEY_N_FF, MAX_DIM)?;
-        let n_layer = dim(md, KEY_N_BLOCK, 1024)?;
-        let n_head = dim(md, KEY_N_HEAD, 1024)?;
+        let n_embd = dim(md, keys::EMBEDDING_LENGTH, MAX_DIM)?;
+        let n_ff = dim(md, keys::FEED_FORWARD_LENGTH, MAX_DIM)?;
+        let n_layer = dim(md, keys::BLOCK_COUNT, 1024)?;
+        let n_head = dim(md, keys::HEAD_COUNT, 1024)?;
         if n_embd % n_head != 0 || n_embd / n_head > MAX_VISION_HEAD_DIM {
             return Err(bad(
-                KEY_N_HEAD,
+                keys::HEAD_COUNT,
                 format!("{n_head} heads do not split the width {n_embd} into heads of at most {MAX_VISION_HEAD_DIM}"),
             ));
         }
-        if md.get(KEY_N_HEAD_KV).is_some() && dim(md, KEY_N_HEAD_KV, 1024)? != n_head {
-            return Err(bad(KEY_N_HEAD_KV, format!("must equal the head count {n_head}")));
+        if md.get(keys::HEAD_COUNT_KV).is_some() && dim(md, keys::HEAD_COUNT_KV, 1024)? != n_head {
+            return Err(bad(keys::HEAD_COUNT_KV, format!("must equal the head count {n_head}")));
         }
-        if md.get(KEY_HEAD_DIM).is_some() && dim(md, KEY_HEAD_DIM, 1024)? != n_embd / n_head {
-            return Err(bad(KEY_HEAD_DIM, format!("must equal width / heads = {}", n_embd / n_head)));
+        if md.get(keys::HEAD_DIM).is_some() && dim(md, keys::HEAD_DIM, 1024)? != n_embd / n_head {
+            return Err(bad(keys::HEAD_DIM, format!("must equal width / heads = {}", n_embd / n_head)));
         }
-        let eps = md.get_f32(KEY_EPS)?;
+        let eps = md.get_f32(keys::LAYER_NORM_EPS)?;
         if !(eps.is_finite() && eps > 0.0) {
-            return Err(bad(KEY_EPS, format!("{eps} must be a positive number")));
+            return Err(bad(keys::LAYER_NORM_EPS, format!("{eps} must be a positive number")));
         }
-        let projection_dim = dim(md, KEY_PROJ_DIM, MAX_DIM)?;
-        let image_mean = triple(md, KEY_IMAGE_MEAN)?;
-        let image_std = triple(md, KEY_IMAGE_STD)?;
+        let projection_dim = dim(md, keys::PROJECTION_DIM, MAX_DIM)?;
+        let image_mean = triple(md, keys::IMAGE_MEAN)?;
+        let image_std = triple(md, keys::IMAGE_STD)?;
         if image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || image_mean.iter().any(|m| !m.is_finite())
         {
             return Err(bad(
-                KEY_IMAGE_STD,
+                keys::IMAGE_STD,
                 format!("mean {image_mean:?} / std {image_std:?} must be finite, std > 0"),
             ));
         }
-        let scale_factor = dim(md, KEY_SCALE_FACTOR, 16)?;
+        let scale_factor = dim(md, keys::SCALE_FACTOR, 16)?;
         match projector {
             Projector::Lfm2 if scale_factor != 2 => {
                 return Err(bad(
-                    KEY_SCALE_FACTOR,
+                    keys::SCALE_FACTOR,
                     format!("{scale_factor}, the lfm2 projector merges 2x2 (spec 2b)"),
                 ))
             }

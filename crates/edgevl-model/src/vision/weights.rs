@@ -3,6 +3,7 @@
 use super::{MmprojError, MmprojHparams, Projector};
 use crate::weights::{dtype_of, load_optional_vector, load_vector, pack_arena, Matrix};
 use crate::ModelError;
+use edgevl_arch::clip::{MmTensor, VisionTensor, VitTensor};
 use edgevl_gguf::{GgufError, GgufFile};
 use edgevl_kernels::packed::PackArena;
 use edgevl_kernels::{DType, WeightRef};
@@ -198,30 +199,30 @@ impl VisionWeights {
     /// Loads every tensor `hp` implies from `file`.
     pub fn load(file: &GgufFile, hp: &MmprojHparams) -> Result<Self, MmprojError> {
         let (d, ff) = (hp.n_embd, hp.n_ff);
-        let patch = PatchKernel::load(file, "v.patch_embd.weight", hp.patch_size, d)?;
-        let patch_bias = load_vector(file, "v.patch_embd.bias", d)?;
-        let pos = load_positions(file, "v.position_embd.weight", d, hp.grid())?;
+        let patch = PatchKernel::load(file, &VisionTensor::PatchEmbd.weight(), hp.patch_size, d)?;
+        let patch_bias = load_vector(file, &VisionTensor::PatchEmbd.bias(), d)?;
+        let pos = load_positions(file, &VisionTensor::PositionEmbd.weight(), d, hp.grid())?;
         let arena = pack_arena(file);
         let arena = arena.as_ref();
         let blocks = (0..hp.n_layer)
             .map(|i| {
-                let p = |s: &str| format!("v.blk.{i}.{s}");
+                let p = |t: VitTensor| t.prefix(i);
                 Ok(VitBlock {
-                    ln1: Norm::load(file, &p("ln1"), d)?,
-                    q: Linear::load(file, arena, &p("attn_q"), d, d)?,
-                    k: Linear::load(file, arena, &p("attn_k"), d, d)?,
-                    v: Linear::load(file, arena, &p("attn_v"), d, d)?,
-                    out: Linear::load(file, arena, &p("attn_out"), d, d)?,
-                    ln2: Norm::load(file, &p("ln2"), d)?,
-                    up: Linear::load(file, arena, &p("ffn_up"), d, ff)?,
-                    down: Linear::load(file, arena, &p("ffn_down"), ff, d)?,
+                    ln1: Norm::load(file, &p(VitTensor::Ln1), d)?,
+                    q: Linear::load(file, arena, &p(VitTensor::AttnQ), d, d)?,
+                    k: Linear::load(file, arena, &p(VitTensor::AttnK), d, d)?,
+                    v: Linear::load(file, arena, &p(VitTensor::AttnV), d, d)?,
+                    out: Linear::load(file, arena, &p(VitTensor::AttnOut), d, d)?,
+                    ln2: Norm::load(file, &p(VitTensor::Ln2), d)?,
+                    up: Linear::load(file, arena, &p(VitTensor::FfnUp), d, ff)?,
+                    down: Linear::load(file, arena, &p(VitTensor::FfnDown), ff, d)?,
                 })
             })
             .collect::<Result<Vec<_>, MmprojError>>()?;
-        let extra = format!("v.blk.{}.ln1.weight", hp.n_layer);
+        let extra = VitTensor::Ln1.weight(hp.n_layer);
         if file.tensor(&extra).is_some() {
             return Err(MmprojError::BadHparam {
-                key: "clip.vision.block_count".into(),
+                key: edgevl_arch::clip::BLOCK_COUNT.into(),
                 reason: format!("is {} but the file also has '{extra}'", hp.n_layer),
             });
         }
@@ -231,14 +232,14 @@ impl VisionWeights {
                 // The hidden width is mm.1's output width: equal to the output width in files
                 // edgevl writes, wider in published LFM2-VL files. A shape the data does not
                 // back is refused by `Linear::load`.
-                let hidden = match file.tensor("mm.1.weight").map(|t| t.dims.as_slice()) {
+                let hidden = match file.tensor(&MmTensor::Seq(1).weight()).map(|t| t.dims.as_slice()) {
                     Some(&[_, rows]) => usize::try_from(rows).unwrap_or(usize::MAX),
                     _ => hp.projection_dim,
                 };
                 ProjectorWeights::Lfm2 {
-                    norm: Norm::load_optional(file, "mm.input_norm", mw)?,
-                    fc1: Linear::load(file, arena, "mm.1", mw, hidden)?,
-                    fc2: Linear::load(file, arena, "mm.2", hidden, hp.projection_dim)?,
+                    norm: Norm::load_optional(file, &MmTensor::InputNorm.prefix(), mw)?,
+                    fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
+                    fc2: Linear::load(file, arena, &MmTensor::Seq(2).prefix(), hidden, hp.projection_dim)?,
                 }
             }
         };
@@ -246,9 +247,9 @@ impl VisionWeights {
             patch,
             patch_bias,
             pos,
-            pre_ln: Norm::load_optional(file, "v.pre_ln", d)?,
+            pre_ln: Norm::load_optional(file, VisionTensor::PreLn.prefix(), d)?,
             blocks,
-            post_ln: Norm::load_optional(file, "v.post_ln", d)?,
+            post_ln: Norm::load_optional(file, VisionTensor::PostLn.prefix(), d)?,
             projector,
         })
     }
