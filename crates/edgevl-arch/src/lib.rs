@@ -3,7 +3,8 @@
 //! Every GGUF tensor name and metadata key edgevl reads or writes is spelled here once — the
 //! decoder's (llama.cpp's `llama-arch.cpp` conventions), the tokenizer's, the vision towers' and
 //! projectors' (llama.cpp's `tools/mtmd/clip-impl.h`) and edgevl's own — and shared by the
-//! loader, the random-model generator and the converter.
+//! loader, the random-model generator and the converter. [`family`] says which vision families
+//! exist and what distinguishes them.
 //!
 //! ```
 //! use edgevl_arch::{clip, llm};
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod clip;
+pub mod family;
 pub mod general;
 pub mod llm;
 pub mod tokenizer;

@@ -117,6 +117,24 @@ pub fn gelu_tanh(x: &mut [f32]) {
     }
 }
 
+/// GELU with the exact error function, in place: `x * (1 + erf(x / sqrt 2)) / 2` (PyTorch's
+/// `nn.GELU()`, InternViT's MLP and projector). `erf` is Abramowitz & Stegun 7.1.26 (absolute
+/// error below 1.5e-7, the rational form PyTorch's vectorised CPU `erf` uses) on [`exp_approx`].
+pub fn gelu_erf(x: &mut [f32]) {
+    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
+    for v in x.iter_mut() {
+        let u = *v;
+        let z = (u * FRAC_1_SQRT_2).abs();
+        let t = 1.0 / (1.0 + P * z);
+        let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+        let erf_abs = 1.0 - poly * exp_approx(-z * z);
+        let erf = erf_abs.copysign(u);
+        *v = 0.5 * u * (1.0 + erf);
+    }
+}
+
 /// `exp(x)` for finite `x`, clamped to `[-87, 88]` (so tiny results are about 1.6e-38 rather than 0): `2^n * p(r)`
 /// with `n = round(x / ln 2)`, `r = x - n ln 2` (two-part ln 2) and a degree-6 polynomial; relative error < 3e-7.
 #[inline(always)]
@@ -226,6 +244,20 @@ mod tests {
         let mut x = vec![0.0, 1.0, -1.0];
         gelu_tanh(&mut x);
         assert!((x[1] - 0.841_192).abs() < 1e-5 && (x[2] + 0.158_808).abs() < 1e-5);
+    }
+
+    #[test]
+    fn gelu_erf_matches_f64_erf() {
+        let xs: Vec<f32> =
+            (-20_000..=20_000).map(|i| i as f32 * 1e-3).chain([-90.0, 90.0, 1e-30, -1e-30, 0.0]).collect();
+        let mut y = xs.clone();
+        gelu_erf(&mut y);
+        for (&u, &g) in xs.iter().zip(&y) {
+            let u64 = f64::from(u);
+            let want = 0.5 * u64 * (1.0 + libm::erf(u64 / std::f64::consts::SQRT_2));
+            let err = (f64::from(g) - want).abs();
+            assert!(err <= 2e-7 * u64.abs().max(1.0) + 2e-6 * want.abs(), "gelu_erf({u}) = {g}, f64 {want}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Model code of edgevl: the LLaMA-family decoder (and, later, the SigLIP vision tower and the
-//! projector) computed from GGUF weights with `edgevl-kernels`. Model code computes; scheduling
+//! Model code of edgevl: the LLaMA-family decoder and the vision towers with their projectors,
+//! computed from GGUF weights with `edgevl-kernels`. Model code computes; scheduling
 //! (chunking, caching, threading policy) belongs to `edgevl-runtime`.
 #![warn(missing_docs)]
 
@@ -7,6 +7,7 @@ mod causal_attention;
 mod decoder;
 mod error;
 mod head_attention;
+mod hook;
 mod hparams;
 mod kv_cache;
 mod parallel;
@@ -15,6 +16,7 @@ mod weights;
 
 pub use decoder::{Decoder, DecoderInput, LogitsWanted, RunState};
 pub use error::ModelError;
+pub use hook::{Activation, ActivationHook, ActivationRecorder, Hook};
 pub use hparams::{Architecture, DecoderHparams};
 pub use kv_cache::{KvCache, KvType};
 pub use weights::dtype_of;

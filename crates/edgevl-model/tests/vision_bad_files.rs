@@ -1,8 +1,9 @@
 //! Bad mmproj files (crafted from the tiny fixture with `GgufWriter`) give clear errors naming
 //! the key, tensor or value at fault.
 
+use edgevl_arch::family::VisionFamily;
 use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, Value};
-use edgevl_model::vision::{ImageLayout, MmprojHparams, VisionEncoder, REQUIRED_KEYS};
+use edgevl_model::vision::{MmprojHparams, VisionEncoder, REQUIRED_KEYS};
 use std::sync::Arc;
 
 /// A tensor as stored: type, GGUF dims, bytes.
@@ -57,7 +58,10 @@ fn unknown_projector_type() {
     let e = err_kv(&|w| {
         w.add_kv("clip.projector_type", Value::Str("mlp".into()));
     });
-    assert_eq!(e, "unknown projector type 'mlp' in clip.projector_type (supported: lfm2)");
+    assert_eq!(
+        e,
+        "projector type 'mlp' is not supported; edgevl runs 'lfm2' (with 'edgevl.vision.layout'), 'internvl' and 'idefics3' mmproj files"
+    );
 }
 
 #[test]
@@ -65,7 +69,7 @@ fn unknown_layout() {
     let e = err_kv(&|w| {
         w.add_kv("edgevl.vision.layout", Value::Str("tiles-first".into()));
     });
-    assert_eq!(e, "unknown image layout 'tiles-first' in edgevl.vision.layout (supported: global-first)");
+    assert_eq!(e, "unknown edgevl.vision.layout 'tiles-first' (known: global-first)");
 }
 
 #[test]
@@ -87,7 +91,7 @@ fn gelu_quick_or_wrong_merge_refused() {
     let e = err_kv(&|w| {
         w.add_kv("clip.use_gelu", Value::Bool(false));
     });
-    assert!(e.contains("clip.use_gelu") && e.contains("tanh-GELU"), "{e}");
+    assert!(e.contains("clip.use_gelu") && e.contains("GELU"), "{e}");
     let e = err_kv(&|w| {
         w.add_kv("clip.vision.projector.scale_factor", Value::U32(3));
     });
@@ -195,9 +199,11 @@ fn extra_block_contradicts_block_count() {
 }
 
 #[test]
-fn a_file_without_the_layout_key_gets_global_first() {
-    // llama.cpp's converters do not write edgevl.vision.layout; such files must still load.
+fn an_lfm2_file_without_the_layout_key_is_lfm2_vl_and_refused() {
+    // llama.cpp's converters write no edgevl.vision.layout: an lfm2 file without it is LFM2-VL's,
+    // which edgevl does not run (its preprocessing and prompt differ from this project's).
     let file = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).unwrap();
+    assert_eq!(MmprojHparams::try_from(file.metadata()).unwrap().family, VisionFamily::EdgeVl);
     let mut w = GgufWriter::new();
     for (k, v) in file.metadata().iter() {
         if k != "edgevl.vision.layout" {
@@ -208,6 +214,6 @@ fn a_file_without_the_layout_key_gets_global_first() {
         w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, file.tensor_data(t).to_vec()).unwrap();
     }
     let stripped = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
-    let hp = MmprojHparams::try_from(stripped.metadata()).unwrap();
-    assert_eq!(hp.layout, ImageLayout::GlobalFirst);
+    let e = MmprojHparams::try_from(stripped.metadata()).unwrap_err().to_string();
+    assert!(e.contains("LFM2-VL") && e.contains("edgevl.vision.layout"), "{e}");
 }

@@ -2,12 +2,16 @@
 //! llama.cpp's `convert_hf_to_gguf.py --mmproj` from a tiny random transformers LFM2-VL
 //! (scripts/make_llamacpp_mmproj_fixture.py). The file has llama.cpp's keys only (no
 //! `edgevl.vision.layout`), patch 16, the converter's placeholder `clip.vision.image_size = 256`
-//! and 16x16 learned positions, which a 384x384 tile's 24x24 patch grid needs resized. The
-//! projected embeddings of two tiles must match transformers' `get_image_features`.
+//! and 16x16 learned positions, which a 384x384 tile's 24x24 patch grid needs resized. As it
+//! is, it is LFM2-VL's and refused; with this project's layout key added (the same tower, merge
+//! and projector), the projected embeddings of two tiles must match transformers'
+//! `get_image_features`.
 
+use edgevl_arch::family::{VisionFamily, EDGEVL_TILE_SIZE as LFM2_TILE_SIZE, LAYOUT_GLOBAL_FIRST};
+use edgevl_gguf::Value;
 use edgevl_gguf::{GgufFile, GgufWriter};
 use edgevl_kernels::ThreadPool;
-use edgevl_model::vision::{ImageLayout, Projector, VisionEncoder, LFM2_TILE_SIZE};
+use edgevl_model::vision::VisionEncoder;
 use std::sync::Arc;
 
 const DIR: &str = "mmproj-llamacpp";
@@ -59,10 +63,16 @@ fn the_file_is_llamacpps_not_ours() {
 }
 
 #[test]
+fn as_written_the_file_is_lfm2_vl_and_refused() {
+    let e = VisionEncoder::open(fixture("mmproj.gguf")).err().expect("LFM2-VL refused").to_string();
+    assert!(e.contains("LFM2-VL"), "{e}");
+}
+
+#[test]
 fn llamacpp_converted_lfm2_matches_transformers() {
-    let enc = VisionEncoder::open(fixture("mmproj.gguf")).expect("llama.cpp's mmproj loads");
+    let enc = edited(&|_| None).expect("llama.cpp's mmproj loads with the layout key");
     let hp = enc.hparams().clone();
-    assert_eq!((hp.projector, hp.layout), (Projector::Lfm2, ImageLayout::GlobalFirst));
+    assert_eq!(hp.family, VisionFamily::EdgeVl);
     assert_eq!((hp.image_size, hp.patch_size, hp.grid()), (LFM2_TILE_SIZE, 16, 24));
     assert_eq!((hp.n_embd, hp.n_layer, hp.n_head, hp.projection_dim), (64, 3, 4, 64));
     assert!(enc.has_post_norm());
@@ -95,23 +105,32 @@ fn llamacpp_converted_lfm2_matches_transformers() {
     assert_eq!(batched, one_at_a_time);
 }
 
-/// The fixture with its position table replaced by `rows` rows of `cols` values.
-fn with_positions(cols: u64, rows: u64) -> Result<VisionEncoder, String> {
+/// A tensor's new GGUF dims and bytes.
+type Replacement = (Vec<u64>, Vec<u8>);
+
+/// The fixture with this project's layout key added and each tensor `edit` returns replaced (GGUF
+/// dims, f32 data).
+fn edited(edit: &dyn Fn(&str) -> Option<Replacement>) -> Result<VisionEncoder, String> {
     let src = GgufFile::open(fixture("mmproj.gguf")).expect("fixture");
     let mut w = GgufWriter::new();
     for (k, v) in src.metadata().iter() {
         w.add_kv(k, v.clone());
     }
+    w.add_kv(edgevl_arch::clip::EDGEVL_LAYOUT, Value::Str(LAYOUT_GLOBAL_FIRST.into()));
     for info in src.tensors() {
-        let (dims, data) = if info.name == "v.position_embd.weight" {
-            (vec![cols, rows], vec![0u8; 4 * (cols * rows) as usize])
-        } else {
-            (info.dims.clone(), src.tensor_data(info).to_vec())
-        };
+        let (dims, data) =
+            edit(&info.name).unwrap_or_else(|| (info.dims.clone(), src.tensor_data(info).to_vec()));
         w.add_tensor(info.name.clone(), info.ggml_type, &dims, data).expect("valid tensor");
     }
     let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
     VisionEncoder::load(Arc::new(file)).map_err(|e| e.to_string())
+}
+
+/// The fixture with its position table replaced by `rows` rows of `cols` values.
+fn with_positions(cols: u64, rows: u64) -> Result<VisionEncoder, String> {
+    edited(&|name| {
+        (name == "v.position_embd.weight").then(|| (vec![cols, rows], vec![0u8; 4 * (cols * rows) as usize]))
+    })
 }
 
 #[test]

@@ -111,18 +111,28 @@ impl ChatTemplate {
     }
 
     /// Renders the conversation; with `add_generation_prompt` the text ends with the header
-    /// of the assistant's reply.
+    /// of the assistant's reply. Each message's content is a string.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
+        self.render_content(messages, add_generation_prompt, ContentForm::Text)
+    }
+
+    /// Renders the conversation with message contents in `form`.
+    pub fn render_content(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        form: ContentForm<'_>,
     ) -> Result<String, TokenizerError> {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
                 let mut map = BTreeMap::new();
                 map.insert("role", Value::from(m.role.as_str()));
-                map.insert("content", Value::from(m.content.as_str()));
+                map.insert("content", form.content(&m.content));
                 Value::from(map)
             })
             .collect();
@@ -133,5 +143,54 @@ impl ChatTemplate {
             eos_token => self.eos_token.as_str(),
         };
         Ok(self.environment().render_str(&self.source, ctx)?)
+    }
+
+    /// Whether the template renders content parts (`{"type": "image"}`) as vision models'
+    /// templates do: a user message of an image and a text, rendered in
+    /// [`ContentForm::Parts`], gives `image_text` (what the template writes for an image) and
+    /// the text.
+    pub fn renders_image_parts(&self, image_text: &str) -> bool {
+        const MARKER: &str = "\u{1}image\u{1}";
+        const PROBE: &str = "probe text";
+        let msg = [ChatMessage::new("user", format!("{MARKER}{PROBE}"))];
+        self.render_content(&msg, true, ContentForm::Parts { image_marker: MARKER })
+            .is_ok_and(|out| out.contains(image_text) && out.contains(PROBE))
+    }
+}
+
+/// How message contents are handed to a chat template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentForm<'a> {
+    /// A string, as text models' templates expect.
+    Text,
+    /// A list of parts, as transformers' processors pass them to vision models' templates:
+    /// the content is split at each `image_marker` into `{"type": "text", "text": ...}` parts
+    /// (empty ones left out) and `{"type": "image"}` parts, in order.
+    Parts {
+        /// What marks an image in a message's text.
+        image_marker: &'a str,
+    },
+}
+
+impl ContentForm<'_> {
+    fn content(self, text: &str) -> Value {
+        match self {
+            ContentForm::Text => Value::from(text),
+            ContentForm::Parts { image_marker } => {
+                let mut parts = Vec::new();
+                for (i, piece) in text.split(image_marker).enumerate() {
+                    if i > 0 {
+                        parts.push(Value::from(BTreeMap::from([("type", Value::from("image"))])));
+                    }
+                    if !piece.is_empty() {
+                        parts.push(Value::from(BTreeMap::from([
+                            ("type", Value::from("text")),
+                            ("text", Value::from(piece)),
+                        ])));
+                    }
+                }
+                Value::from(parts)
+            }
+        }
     }
 }

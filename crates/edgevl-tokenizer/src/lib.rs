@@ -56,7 +56,7 @@ mod tokenizer;
 mod unicode;
 mod vocab;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatMessage, ChatTemplate, ContentForm};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
 pub use tokenizer::Tokenizer;

@@ -105,3 +105,33 @@ fn missing_template_gives_none_and_bad_template_an_error() {
     let err = ChatTemplate::new("{% for m in messages %}", "", "").expect_err("unclosed block");
     assert!(err.to_string().contains("chat template"), "{err}");
 }
+
+/// Vision models' templates take content parts; transformers' processors build them from the
+/// message (image parts where the images go). These are the published SmolVLM (Idefics3) and
+/// InternVL (transformers' conversion) templates.
+#[test]
+fn content_parts_render_as_vision_templates_expect() {
+    use edgevl_tokenizer::{ChatMessage, ChatTemplate, ContentForm};
+    let smolvlm = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+    let internvl = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n'}}{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}{% elif content['type'] == 'video' %}{{ '<video>\\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\\n'}}{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\\n' }}{% endif %}";
+    let parts = ContentForm::Parts { image_marker: "<__media__>" };
+    let msgs = [
+        ChatMessage::new("user", "<__media__>What is it?"),
+        ChatMessage::new("assistant", "A cat."),
+        ChatMessage::new("user", "And <__media__> this<__media__>"),
+    ];
+    let t = ChatTemplate::new(smolvlm, "", "").unwrap();
+    assert_eq!(
+        t.render_content(&msgs, true, parts).unwrap(),
+        "<|im_start|>User:<image>What is it?<end_of_utterance>\nAssistant: A cat.<end_of_utterance>\nUser: And <image> this<image><end_of_utterance>\nAssistant:"
+    );
+    assert!(t.renders_image_parts("<image>"));
+    let t = ChatTemplate::new(internvl, "", "").unwrap();
+    assert_eq!(
+        t.render_content(&msgs[..1], true, parts).unwrap(),
+        "<|im_start|>user\n<IMG_CONTEXT>\nWhat is it?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert!(t.renders_image_parts("<IMG_CONTEXT>"));
+    // A text model's template prints the part list as a value: no image text appears.
+    assert!(!ChatTemplate::chatml().renders_image_parts("<IMG_CONTEXT>"));
+}

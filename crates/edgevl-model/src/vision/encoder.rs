@@ -1,10 +1,13 @@
-//! The SigLIP ViT forward pass over a batch of tiles, the 2x2 merge and the projector.
+//! The ViT forward pass over a batch of tiles, the merge and the projector, for every family.
 //!
-//! Per tile: unfold patches, `x = W_patch · patch + b + pos`; optional pre-LN; per block
-//! `x += W_o · attn(W_q·LN1(x) + b_q, W_k·LN1(x) + b_k, W_v·LN1(x) + b_v) + b_o` then
-//! `x += W_down · gelu_tanh(W_up · LN2(x) + b_up) + b_down`; optional post-LN; merge 2x2;
-//! projector `W_2 · gelu_tanh(W_1 · LN(x, eps 1e-5) + b_1) + b_2`. Activations are f32; matrix
-//! products go through `edgevl_kernels::matmul` (exact f32 for F32 weights).
+//! Per tile: unfold patches, `x = W_patch · patch + b`; the class token in front when the family
+//! has one (InternViT); `+ pos`; optional pre-LN; per block
+//! `x += ls1 * (W_o · attn(W_q·LN1(x) + b_q, W_k·LN1(x) + b_k, W_v·LN1(x) + b_v) + b_o)` then
+//! `x += ls2 * (W_down · gelu(W_up · LN2(x) + b_up) + b_down)` (the layer scales only in
+//! InternViT, GELU erf or tanh as the family says); optional post-LN; the class token dropped;
+//! merge `s x s` blocks of patches (spec 2b's order, which is also transformers' pixel shuffle);
+//! then the family's projector. Activations are f32; matrix products go through
+//! `edgevl_kernels::matmul` (exact f32 for F32 weights).
 
 use super::attention::{attention, AttnScratch, AttnShape};
 use super::merge::merge_patches;
@@ -12,8 +15,10 @@ use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights};
 use super::{MmprojError, MmprojHparams};
 use crate::parallel::par_chunks_mut;
+use crate::Hook;
+use edgevl_arch::family::Gelu;
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::ops::{add_assign, gelu_tanh, layer_norm};
+use edgevl_kernels::ops::{add_assign, gelu_erf, gelu_tanh, layer_norm};
 use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool, WeightRef};
 use std::sync::Arc;
 
@@ -28,9 +33,10 @@ pub struct VisionEncoder {
     file: Arc<GgufFile>,
     hp: MmprojHparams,
     w: VisionWeights,
+    hook: Hook,
 }
 
-/// Activation buffers of one batch, sized for `m` = tiles x patches rows.
+/// Activation buffers of one batch, sized for `m` = tiles x tokens rows.
 #[derive(Default)]
 struct Buffers {
     x: Vec<f32>,
@@ -49,12 +55,20 @@ impl VisionEncoder {
     pub fn load(file: Arc<GgufFile>) -> Result<Self, MmprojError> {
         let hp = MmprojHparams::try_from(file.metadata())?;
         let w = VisionWeights::load(&file, &hp)?;
-        Ok(VisionEncoder { file, hp, w })
+        Ok(VisionEncoder { file, hp, w, hook: Hook::default() })
     }
 
     /// Open and load the mmproj file at `path`.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, MmprojError> {
         Self::load(Arc::new(GgufFile::open(path)?))
+    }
+
+    /// Sets the activation hook (see [`crate::ActivationHook`]): `patch_embd` (after the class
+    /// token and positions), `attn_out` and `ffn_out` (each branch after its layer scale) and
+    /// `layer_out` per block (transformers' `hidden_states[i + 1]`), `vit_out` (after the
+    /// post-LN), `merged` and `projected`, each over the whole batch.
+    pub fn set_hook(&mut self, hook: Hook) {
+        self.hook = hook;
     }
 
     /// The hyper-parameters.
@@ -94,7 +108,8 @@ impl VisionEncoder {
     }
 
     /// The ViT's output features (after the post-LayerNorm when the file has one) of `n` tiles,
-    /// `[n * patches, n_embd]`, before the merge and the projector (for cross-checks).
+    /// `[n * tokens, n_embd]` (the class token first in each tile when the family has one),
+    /// before the merge and the projector (for cross-checks).
     pub fn vit_features(
         &self,
         tiles: &[f32],
@@ -102,7 +117,7 @@ impl VisionEncoder {
         batch: usize,
         pool: &ThreadPool,
     ) -> Result<Vec<f32>, MmprojError> {
-        let per_tile = self.hp.n_patches() * self.hp.n_embd;
+        let per_tile = self.hp.n_tokens() * self.hp.n_embd;
         self.run_batches(tiles, n, batch, per_tile, pool, &mut |_, bufs, dst| dst.copy_from_slice(&bufs.x))
     }
 
@@ -149,23 +164,33 @@ impl VisionEncoder {
         Ok(out)
     }
 
-    /// Runs the ViT on `b` tiles, leaving `[b * patches, n_embd]` features in `bufs.x`.
+    /// Runs the ViT on `b` tiles, leaving `[b * tokens, n_embd]` features in `bufs.x`.
     fn vit(&self, tiles: &[f32], b: usize, bufs: &mut Buffers, pool: &ThreadPool) {
         let hp = &self.hp;
-        let (np, d, ff) = (hp.n_patches(), hp.n_embd, hp.n_ff);
-        let m = b * np;
+        let (np, nt, d, ff) = (hp.n_patches(), hp.n_tokens(), hp.n_embd, hp.n_ff);
+        let m = b * nt;
         let pl = hp.patch_len();
         let f = &*self.file;
-        bufs.xn.resize(m * pl.max(d), 0.0);
+        bufs.xn.resize((b * np * pl).max(m * d), 0.0);
         for (t, tile) in tiles.chunks_exact(hp.tile_len()).enumerate() {
             unfold_patches(tile, hp.image_size, hp.patch_size, &mut bufs.xn[t * np * pl..(t + 1) * np * pl]);
         }
         bufs.x.resize(m * d, 0.0);
-        matmul(pool, self.w.patch.view(f), &bufs.xn[..m * pl], m, &mut bufs.x, &mut bufs.scratch);
-        for (i, row) in bufs.x.chunks_exact_mut(d).enumerate() {
-            add_assign(row, &self.w.patch_bias);
-            add_assign(row, &self.w.pos[(i % np) * d..(i % np + 1) * d]);
+        bufs.q.resize(m * d, 0.0);
+        matmul(pool, self.w.patch.view(f), &bufs.xn[..b * np * pl], b * np, &mut bufs.q, &mut bufs.scratch);
+        // Each tile: the class token (InternViT; it gets no patch bias), then its patch rows.
+        for (dst, src) in bufs.x.chunks_exact_mut(nt * d).zip(bufs.q.chunks_exact(np * d)) {
+            let (class, patches) = dst.split_at_mut((nt - np) * d);
+            if let Some(c) = &self.w.class {
+                class.copy_from_slice(c);
+            }
+            patches.copy_from_slice(src);
+            patches.chunks_exact_mut(d).for_each(|row| add_assign(row, &self.w.patch_bias));
         }
+        for (i, row) in bufs.x.chunks_exact_mut(d).enumerate() {
+            add_assign(row, &self.w.pos[(i % nt) * d..(i % nt + 1) * d]);
+        }
+        self.hook.emit("patch_embd", None, &bufs.x);
         if let Some(norm) = &self.w.pre_ln {
             norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
         }
@@ -173,8 +198,12 @@ impl VisionEncoder {
             buf.resize(m * d, 0.0);
         }
         bufs.ff.resize(m * ff, 0.0);
-        let shape = AttnShape { tiles: b, tokens: np, heads: hp.n_head, head_dim: hp.head_dim() };
-        for blk in &self.w.blocks {
+        let shape = AttnShape { tiles: b, tokens: nt, heads: hp.n_head, head_dim: hp.head_dim() };
+        let gelu: fn(&mut [f32]) = match hp.family.tower_gelu() {
+            Gelu::Erf => gelu_erf,
+            Gelu::Tanh => gelu_tanh,
+        };
+        for (l, blk) in self.w.blocks.iter().enumerate() {
             norm_rows(&blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             let ws = [blk.q.w.view(f), blk.k.w.view(f), blk.v.w.view(f)];
             matmul_many(
@@ -190,40 +219,80 @@ impl VisionEncoder {
             }
             attention(pool, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
             linear(pool, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
+            scale_rows(&mut bufs.q, blk.ls1.as_deref());
+            self.hook.emit("attn_out", Some(l), &bufs.q);
             add_assign(&mut bufs.x, &bufs.q);
             norm_rows(&blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             linear(pool, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
-            par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &gelu_tanh);
+            par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &gelu);
             linear(pool, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
+            scale_rows(&mut bufs.q, blk.ls2.as_deref());
+            self.hook.emit("ffn_out", Some(l), &bufs.q);
             add_assign(&mut bufs.x, &bufs.q);
+            self.hook.emit("layer_out", Some(l), &bufs.x);
         }
         if let Some(norm) = &self.w.post_ln {
             norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
         }
+        self.hook.emit("vit_out", None, &bufs.x);
     }
 
-    /// Merges and projects the `b` tiles' ViT features in `bufs.x` into `out` (`[b * tokens, od]`).
+    /// Merges and projects the `b` tiles' ViT features in `bufs.x` into `out` (`[b * tokens, od]`):
+    /// the class token is dropped, `s x s` blocks of patches become one token each.
     fn project(&self, b: usize, bufs: &mut Buffers, out: &mut [f32], pool: &ThreadPool) {
         let hp = &self.hp;
-        let (np, d, t, mw) = (hp.n_patches(), hp.n_embd, hp.tokens_per_tile(), hp.merged_width());
+        let (np, nt, d, t, mw) =
+            (hp.n_patches(), hp.n_tokens(), hp.n_embd, hp.tokens_per_tile(), hp.merged_width());
         let rows = b * t;
         let mut merged = vec![0f32; rows * mw];
-        for (x, dst) in bufs.x.chunks_exact(np * d).zip(merged.chunks_exact_mut(t * mw)) {
-            merge_patches(x, hp.grid(), d, hp.scale_factor, dst);
+        for (x, dst) in bufs.x.chunks_exact(nt * d).zip(merged.chunks_exact_mut(t * mw)) {
+            merge_patches(&x[(nt - np) * d..], hp.grid(), d, hp.scale_factor, dst);
         }
+        self.hook.emit("merged", None, &merged);
         let f = &*self.file;
         match &self.w.projector {
             ProjectorWeights::Lfm2 { norm, fc1, fc2 } => {
                 if let Some(norm) = norm {
-                    let mut normed = vec![0f32; rows * mw];
-                    norm_rows(norm, PROJECTOR_NORM_EPS, mw, &merged, &mut normed);
-                    merged = normed;
+                    norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
                 }
-                let mut hidden = vec![0f32; rows * fc1.w.rows];
-                linear(pool, f, fc1, &merged, rows, &mut hidden, &mut bufs.scratch);
-                par_chunks_mut(pool, &mut hidden, GELU_CHUNK, &gelu_tanh);
-                linear(pool, f, fc2, &hidden, rows, out, &mut bufs.scratch);
+                mlp(pool, f, fc1, gelu_tanh, fc2, &merged, rows, out, &mut bufs.scratch);
             }
+            ProjectorWeights::InternVlMlp { norm, fc1, fc2 } => {
+                norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
+                mlp(pool, f, fc1, gelu_erf, fc2, &merged, rows, out, &mut bufs.scratch);
+            }
+            ProjectorWeights::Idefics3Linear { fc } => {
+                matmul(pool, fc.view(f), &merged, rows, out, &mut bufs.scratch);
+            }
+        }
+        self.hook.emit("projected", None, out);
+    }
+}
+
+/// `y = fc2 · gelu(fc1 · x + b1) + b2` for `rows` rows.
+#[allow(clippy::too_many_arguments)]
+fn mlp(
+    pool: &ThreadPool,
+    f: &GgufFile,
+    fc1: &Linear,
+    gelu: fn(&mut [f32]),
+    fc2: &Linear,
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    let mut hidden = vec![0f32; rows * fc1.w.rows];
+    linear(pool, f, fc1, x, rows, &mut hidden, scratch);
+    par_chunks_mut(pool, &mut hidden, GELU_CHUNK, &gelu);
+    linear(pool, f, fc2, &hidden, rows, out, scratch);
+}
+
+/// Multiplies every row of `x` by `scale` element-wise (a layer scale); nothing without one.
+fn scale_rows(x: &mut [f32], scale: Option<&[f32]>) {
+    if let Some(s) = scale {
+        for row in x.chunks_exact_mut(s.len()) {
+            row.iter_mut().zip(s).for_each(|(v, k)| *v *= k);
         }
     }
 }

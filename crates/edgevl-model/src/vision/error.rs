@@ -13,18 +13,9 @@ pub enum MmprojError {
     /// A tensor type the kernels cannot compute with, or a matrix problem found while loading.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// `clip.projector_type` names a projector edgevl does not implement.
-    #[error("unknown projector type '{found}' in clip.projector_type (supported: lfm2)")]
-    UnknownProjector {
-        /// The value found.
-        found: String,
-    },
-    /// `edgevl.vision.layout` names an image layout edgevl does not implement.
-    #[error("unknown image layout '{found}' in edgevl.vision.layout (supported: global-first)")]
-    UnknownLayout {
-        /// The value found.
-        found: String,
-    },
+    /// The file's family (projector type, layout) is not one edgevl runs.
+    #[error(transparent)]
+    Family(#[from] edgevl_arch::family::FamilyError),
     /// A hyper-parameter outside what the encoder supports or inconsistent with another.
     #[error("bad mmproj hyper-parameter {key}: {reason}")]
     BadHparam {

@@ -1,12 +1,13 @@
-//! Typed hyper-parameters of an mmproj file, read from llama.cpp's CLIP metadata keys.
+//! Typed hyper-parameters of an mmproj file, read from llama.cpp's CLIP metadata keys; the
+//! family (`edgevl_arch::family`) decides what the keys do not say.
 
 use super::MmprojError;
 use edgevl_arch::clip as keys;
+use edgevl_arch::family::{TileSize, VisionFamily};
 use edgevl_gguf::{Metadata, Value};
 
 /// Keys an mmproj file must have.
-pub const REQUIRED_KEYS: [&str; 14] = [
-    keys::PROJECTOR_TYPE,
+pub const REQUIRED_KEYS: [&str; 13] = [
     keys::IMAGE_SIZE,
     keys::PATCH_SIZE,
     keys::EMBEDDING_LENGTH,
@@ -22,79 +23,24 @@ pub const REQUIRED_KEYS: [&str; 14] = [
     keys::HAS_VISION_ENCODER,
 ];
 
-/// Side in pixels of the tiles an lfm2 encoder takes: spec section 2's 384x384 tiles. llama.cpp
-/// runs lfm2 at any resolution: its converter writes `clip.vision.image_size = 256` whatever the
-/// model (the resolution of LFM2-VL's 16x16 position grid at patch 16), and `clip.cpp` resizes the
-/// learned position embeddings (bilinear, antialiased) to each image's patch grid. edgevl does the
-/// same once, at load, for this tile size (see [`MmprojHparams::image_size`]).
-pub const LFM2_TILE_SIZE: usize = 384;
-
 /// Largest width, MLP width, block count or projection width accepted.
 const MAX_DIM: u64 = 1 << 16;
 /// Largest tile side in pixels accepted.
 const MAX_IMAGE_SIZE: u64 = 4096;
 /// Widest attention head supported.
 pub const MAX_VISION_HEAD_DIM: usize = 512;
+/// Largest tile count InternVL's `preproc_max_tiles` may ask for.
+const MAX_PREPROC_TILES: u64 = 256;
 
-/// The projector after the ViT. The match on it is exhaustive: a new projector is a new variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Projector {
-    /// llama.cpp's `lfm2`: 2x2 patch merge, LayerNorm(eps 1e-5), Linear, tanh-GELU, Linear.
-    Lfm2,
-}
-
-impl Projector {
-    /// Parse `clip.projector_type`.
-    pub fn from_name(name: &str) -> Result<Self, MmprojError> {
-        match name {
-            "lfm2" => Ok(Projector::Lfm2),
-            other => Err(MmprojError::UnknownProjector { found: other.to_string() }),
-        }
-    }
-
-    /// The name written in `clip.projector_type`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Projector::Lfm2 => "lfm2",
-        }
-    }
-}
-
-/// How an image's embeddings are laid out in the prompt (spec 2b).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageLayout {
-    /// The global view's tokens, then each tile's, tiles row-major; no separators.
-    GlobalFirst,
-}
-
-impl ImageLayout {
-    /// Parse `edgevl.vision.layout`.
-    pub fn from_name(name: &str) -> Result<Self, MmprojError> {
-        match name {
-            "global-first" => Ok(ImageLayout::GlobalFirst),
-            other => Err(MmprojError::UnknownLayout { found: other.to_string() }),
-        }
-    }
-
-    /// The name written in `edgevl.vision.layout`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ImageLayout::GlobalFirst => "global-first",
-        }
-    }
-}
-
-/// Hyper-parameters of a SigLIP vision tower with its projector.
+/// Hyper-parameters of a vision tower with its projector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MmprojHparams {
-    /// Projector type.
-    pub projector: Projector,
-    /// Prompt layout of an image.
-    pub layout: ImageLayout,
-    /// Side in pixels of the tiles the encoder takes: [`LFM2_TILE_SIZE`] for the lfm2 projector,
-    /// whatever `clip.vision.image_size` says (that key only has to be at least the patch size;
-    /// the position embeddings of the file are resized to this tile's patch grid if their grid
-    /// differs).
+    /// The family (tower variant, merge, projector, preprocessing, prompt layout).
+    pub family: VisionFamily,
+    /// Side in pixels of the tiles the encoder takes: 384 for this project's layout whatever
+    /// `clip.vision.image_size` says (llama.cpp writes 256 into every `lfm2` file; the position
+    /// embeddings are resized to the tile's patch grid when their grid differs), the file's
+    /// `clip.vision.image_size` for the other families.
     pub image_size: usize,
     /// Patch side in pixels (14).
     pub patch_size: usize,
@@ -106,7 +52,7 @@ pub struct MmprojHparams {
     pub n_layer: usize,
     /// Attention heads (16).
     pub n_head: usize,
-    /// ViT LayerNorm epsilon.
+    /// ViT norm epsilon.
     pub eps: f32,
     /// Projector output width (the LLM's embedding width).
     pub projection_dim: usize,
@@ -114,8 +60,13 @@ pub struct MmprojHparams {
     pub image_mean: [f32; 3],
     /// Per-channel normalisation standard deviation.
     pub image_std: [f32; 3],
-    /// Side of a merged block of patches (2).
+    /// Side of a merged block of patches (2; SmolVLM 4).
     pub scale_factor: usize,
+    /// InternVL's tile count range (`clip.vision.preproc_min_tiles`, `preproc_max_tiles`), when
+    /// the file has it.
+    pub preproc_tiles: (Option<u32>, Option<u32>),
+    /// SmolVLM's longest edge before tiling (`clip.vision.preproc_image_size`), when present.
+    pub preproc_image_size: Option<u32>,
 }
 
 impl MmprojHparams {
@@ -129,6 +80,11 @@ impl MmprojHparams {
         self.grid() * self.grid()
     }
 
+    /// Rows the tower computes per tile: the patches, plus the class token when the family has one.
+    pub fn n_tokens(&self) -> usize {
+        self.n_patches() + usize::from(self.family.class_token())
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
@@ -138,7 +94,6 @@ impl MmprojHparams {
     pub fn merged_grid(&self) -> usize {
         self.grid().div_ceil(self.scale_factor)
     }
-
     /// Output tokens per tile (196).
     pub fn tokens_per_tile(&self) -> usize {
         self.merged_grid() * self.merged_grid()
@@ -194,21 +149,19 @@ fn require_flag(md: &Metadata, key: &str, want: bool, why: &str) -> Result<(), M
 impl TryFrom<&Metadata> for MmprojHparams {
     type Error = MmprojError;
 
-    /// Reads [`REQUIRED_KEYS`]; the optional `clip.vision.attention.head_count_kv`,
-    /// `clip.vision.attention.head_dim` and `clip.use_silu` are checked for consistency.
+    /// Reads the family ([`VisionFamily::detect`]) and [`REQUIRED_KEYS`]; the optional
+    /// `clip.vision.attention.head_count_kv`, `clip.vision.attention.head_dim` and `clip.use_silu`
+    /// are checked for consistency, InternVL's `preproc_min_tiles` / `preproc_max_tiles` and
+    /// SmolVLM's `preproc_image_size` read when present.
     fn try_from(md: &Metadata) -> Result<Self, MmprojError> {
+        let family = VisionFamily::detect(md)?;
         for key in REQUIRED_KEYS {
             md.require(key)?;
         }
-        let projector = Projector::from_name(md.get_str(keys::PROJECTOR_TYPE)?)?;
-        // Files written by llama.cpp's converters have no layout key: they get spec 2b's
-        // global-first layout; a value edgevl does not know is refused.
-        let layout = ImageLayout::from_name(
-            md.opt_str(keys::EDGEVL_LAYOUT)?.unwrap_or(ImageLayout::GlobalFirst.name()),
-        )?;
         require_flag(md, keys::HAS_VISION_ENCODER, true, "the file must hold a vision encoder")?;
-        require_flag(md, keys::USE_GELU, true, "the SigLIP MLP uses tanh-GELU")?;
-        require_flag(md, keys::USE_SILU, false, "the SigLIP MLP uses tanh-GELU")?;
+        // llama.cpp's switch away from gelu_quick; which GELU the family decides.
+        require_flag(md, keys::USE_GELU, true, "the vision MLP uses GELU")?;
+        require_flag(md, keys::USE_SILU, false, "the vision MLP uses GELU")?;
         let file_image_size = dim(md, keys::IMAGE_SIZE, MAX_IMAGE_SIZE)?;
         let patch_size = dim(md, keys::PATCH_SIZE, MAX_IMAGE_SIZE)?;
         if patch_size > file_image_size {
@@ -217,8 +170,9 @@ impl TryFrom<&Metadata> for MmprojHparams {
                 format!("{patch_size} is larger than the image size {file_image_size}"),
             ));
         }
-        let image_size = match projector {
-            Projector::Lfm2 => LFM2_TILE_SIZE,
+        let image_size = match family.tile_size() {
+            TileSize::Fixed(size) => size,
+            TileSize::FromFile => file_image_size,
         };
         if patch_size > image_size {
             return Err(bad(
@@ -257,18 +211,37 @@ impl TryFrom<&Metadata> for MmprojHparams {
             ));
         }
         let scale_factor = dim(md, keys::SCALE_FACTOR, 16)?;
-        match projector {
-            Projector::Lfm2 if scale_factor != 2 => {
+        let grid = image_size / patch_size;
+        match family.fixed_scale_factor() {
+            Some(s) if s != scale_factor => {
                 return Err(bad(
                     keys::SCALE_FACTOR,
-                    format!("{scale_factor}, the lfm2 projector merges 2x2 (spec 2b)"),
+                    format!("{scale_factor}, the {} layout merges {s}x{s} (spec 2b)", family.name()),
                 ))
             }
-            Projector::Lfm2 => {}
+            Some(_) => {}
+            // Pixel shuffle needs whole blocks (transformers refuses other grids).
+            None if grid % scale_factor != 0 => {
+                return Err(bad(
+                    keys::SCALE_FACTOR,
+                    format!("{scale_factor} does not divide the {grid}x{grid} patch grid"),
+                ))
+            }
+            None => {}
         }
+        let preproc_tiles =
+            (opt_count(md, keys::PREPROC_MIN_TILES)?, opt_count(md, keys::PREPROC_MAX_TILES)?);
+        if let (Some(lo), Some(hi)) = preproc_tiles {
+            if lo > hi {
+                return Err(bad(keys::PREPROC_MIN_TILES, format!("{lo} is above preproc_max_tiles {hi}")));
+            }
+        }
+        let preproc_image_size = match md.get(keys::PREPROC_IMAGE_SIZE) {
+            None => None,
+            Some(_) => Some(dim(md, keys::PREPROC_IMAGE_SIZE, 2 * MAX_IMAGE_SIZE)? as u32),
+        };
         Ok(MmprojHparams {
-            projector,
-            layout,
+            family,
             image_size,
             patch_size,
             n_embd,
@@ -280,6 +253,16 @@ impl TryFrom<&Metadata> for MmprojHparams {
             image_mean,
             image_std,
             scale_factor,
+            preproc_tiles,
+            preproc_image_size,
         })
+    }
+}
+
+/// An optional tile count in 1..=[`MAX_PREPROC_TILES`].
+fn opt_count(md: &Metadata, key: &str) -> Result<Option<u32>, MmprojError> {
+    match md.get(key) {
+        None => Ok(None),
+        Some(_) => Ok(Some(dim(md, key, MAX_PREPROC_TILES)? as u32)),
     }
 }

@@ -1,9 +1,10 @@
 //! The tensors of an mmproj file (llama.cpp names), checked for presence, shape and type.
 
-use super::{MmprojError, MmprojHparams, Projector};
+use super::{MmprojError, MmprojHparams};
 use crate::weights::{dtype_of, load_optional_vector, load_vector, pack_arena, Matrix};
 use crate::ModelError;
 use edgevl_arch::clip::{MmTensor, VisionTensor, VitTensor};
+use edgevl_arch::family::{ProjectorLayout, TileSize};
 use edgevl_gguf::{GgufError, GgufFile};
 use edgevl_kernels::packed::PackArena;
 use edgevl_kernels::{DType, WeightRef};
@@ -91,26 +92,46 @@ impl PatchKernel {
     }
 }
 
-/// The learned position embeddings `[grid * grid, d]` of a tile's patches, row-major. The file's
-/// `[d, side * side]` table is used as stored when `side == grid`; otherwise it is resized to
-/// `grid x grid` as llama.cpp's `resize_position_embeddings` (ggml bilinear + antialias) and
-/// transformers' Siglip2 (`F.interpolate(bilinear, align_corners=False, antialias=True)`) do.
-fn load_positions(file: &GgufFile, name: &str, d: usize, grid: usize) -> Result<Vec<f32>, MmprojError> {
+/// The learned position embeddings `[class + grid * grid, d]` of a tile's tokens: the class
+/// token's row first when `class` is 1, then the patches row-major. The file's table
+/// `[d, class + side * side]` is used as stored when `side == grid`; otherwise, when `resize`
+/// allows (this project's lfm2 layout), the patch rows are resized to `grid x grid` as
+/// llama.cpp's `resize_position_embeddings` (ggml bilinear + antialias) and transformers'
+/// Siglip2 (`F.interpolate(bilinear, align_corners=False, antialias=True)`) do; families that
+/// take their tile size from the file must match it exactly.
+fn load_positions(
+    file: &GgufFile,
+    name: &str,
+    d: usize,
+    grid: usize,
+    class: usize,
+    resize: bool,
+) -> Result<Vec<f32>, MmprojError> {
     let info = file.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+    let want = class + grid * grid;
     let n_pos = match info.dims.as_slice() {
         [cols, n] if *cols == d as u64 => usize::try_from(*n).ok(),
         _ => None,
     }
     .ok_or_else(|| GgufError::ShapeMismatch {
         name: name.to_string(),
-        expected: vec![d as u64, (grid * grid) as u64],
+        expected: vec![d as u64, want as u64],
         found: info.dims.clone(),
     })?;
-    let side = n_pos.isqrt();
-    if side * side != n_pos || side == 0 {
+    let side = n_pos.saturating_sub(class).isqrt();
+    if side * side + class != n_pos || side == 0 {
         return Err(MmprojError::BadHparam {
             key: name.to_string(),
-            reason: format!("{n_pos} positions do not form a square grid"),
+            reason: format!(
+                "{n_pos} positions do not form a square grid{}",
+                if class > 0 { " after the class token's" } else { "" }
+            ),
+        });
+    }
+    if side != grid && !resize {
+        return Err(MmprojError::BadHparam {
+            key: name.to_string(),
+            reason: format!("{n_pos} positions for a {grid}x{grid} patch grid (needs {want})"),
         });
     }
     // `Matrix::load_unpacked` checks the table's bytes are in the file, which bounds `n_pos * d`.
@@ -126,23 +147,22 @@ fn load_positions(file: &GgufFile, name: &str, d: usize, grid: usize) -> Result<
     if side == grid {
         return Ok(src);
     }
+    let (class_rows, patches) = src.split_at(class * d);
     // Separable: output (y, x) = sum over source (a, b) of w[y][a] * w[x][b] * table[a][b].
     let w = resize_weights(side, grid);
-    let mut out = vec![0f32; grid.checked_mul(grid).and_then(|n| n.checked_mul(d)).ok_or_else(too_big)?];
+    let mut out = class_rows.to_vec();
+    out.reserve(grid.checked_mul(grid).and_then(|n| n.checked_mul(d)).ok_or_else(too_big)?);
     let mut acc = vec![0f64; d];
-    let mut dst_rows = out.chunks_exact_mut(d);
     for wy in &w {
         for wx in &w {
             acc.fill(0.0);
             for (a, wa) in wy.iter().enumerate().filter(|(_, w)| **w != 0.0) {
                 for (b, wb) in wx.iter().enumerate().filter(|(_, w)| **w != 0.0) {
-                    let row = &src[(a * side + b) * d..][..d];
+                    let row = &patches[(a * side + b) * d..][..d];
                     acc.iter_mut().zip(row).for_each(|(o, v)| *o += wa * wb * f64::from(*v));
                 }
             }
-            if let Some(dst) = dst_rows.next() {
-                dst.iter_mut().zip(&acc).for_each(|(o, v)| *o = *v as f32);
-            }
+            out.extend(acc.iter().map(|v| *v as f32));
         }
     }
     Ok(out)
@@ -166,28 +186,39 @@ fn resize_weights(src: usize, dst: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// One pre-LN SigLIP block.
+/// One pre-norm ViT block (SigLIP; InternViT adds the layer scales).
 pub(crate) struct VitBlock {
     pub ln1: Norm,
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
     pub out: Linear,
+    /// Scale of the attention branch (InternViT `ls1`).
+    pub ls1: Option<Vec<f32>>,
     pub ln2: Norm,
     pub up: Linear,
     pub down: Linear,
+    /// Scale of the MLP branch (InternViT `ls2`).
+    pub ls2: Option<Vec<f32>>,
 }
 
-/// The projector's tensors (one variant per [`Projector`]).
+/// The projector's tensors, one variant per [`ProjectorLayout`] (the match on it is exhaustive).
 pub(crate) enum ProjectorWeights {
-    /// `mm.input_norm` (optional), `mm.1`, `mm.2`.
+    /// `mm.input_norm` (optional), `mm.1`, tanh-GELU, `mm.2`.
     Lfm2 { norm: Option<Norm>, fc1: Linear, fc2: Linear },
+    /// `mm.0` (LayerNorm), `mm.1`, erf-GELU, `mm.3`.
+    InternVlMlp { norm: Norm, fc1: Linear, fc2: Linear },
+    /// `mm.model.fc`, no bias.
+    Idefics3Linear { fc: Matrix },
 }
 
 /// All tensors of the vision tower and projector.
 pub(crate) struct VisionWeights {
     pub patch: PatchKernel,
     pub patch_bias: Vec<f32>,
+    /// The class token's embedding (InternViT).
+    pub class: Option<Vec<f32>>,
+    /// `[n_tokens, d]`: the class token's position first when there is one.
     pub pos: Vec<f32>,
     pub pre_ln: Option<Norm>,
     pub blocks: Vec<VitBlock>,
@@ -195,15 +226,39 @@ pub(crate) struct VisionWeights {
     pub projector: ProjectorWeights,
 }
 
+/// The output width (rows) of the matrix `name`, which must have `cols` columns; `None` when it
+/// is absent or not 2-D (the loader then reports the tensor).
+fn out_width(file: &GgufFile, name: &str, cols: usize) -> Option<usize> {
+    match file.tensor(name).map(|t| t.dims.as_slice()) {
+        Some(&[c, rows]) if c == cols as u64 => usize::try_from(rows).ok(),
+        _ => None,
+    }
+}
+
 impl VisionWeights {
     /// Loads every tensor `hp` implies from `file`.
     pub fn load(file: &GgufFile, hp: &MmprojHparams) -> Result<Self, MmprojError> {
         let (d, ff) = (hp.n_embd, hp.n_ff);
+        let family = hp.family;
         let patch = PatchKernel::load(file, &VisionTensor::PatchEmbd.weight(), hp.patch_size, d)?;
         let patch_bias = load_vector(file, &VisionTensor::PatchEmbd.bias(), d)?;
-        let pos = load_positions(file, &VisionTensor::PositionEmbd.weight(), d, hp.grid())?;
+        let class_token = family.class_token();
+        let class =
+            if class_token { Some(load_vector(file, VisionTensor::ClassEmbd.prefix(), d)?) } else { None };
+        let resize = matches!(family.tile_size(), TileSize::Fixed(_));
+        let pos = load_positions(
+            file,
+            &VisionTensor::PositionEmbd.weight(),
+            d,
+            hp.grid(),
+            usize::from(class_token),
+            resize,
+        )?;
         let arena = pack_arena(file);
         let arena = arena.as_ref();
+        let scale = |t: VitTensor, i: usize| -> Result<Option<Vec<f32>>, MmprojError> {
+            Ok(if family.layer_scale() { Some(load_vector(file, &t.weight(i), d)?) } else { None })
+        };
         let blocks = (0..hp.n_layer)
             .map(|i| {
                 let p = |t: VitTensor| t.prefix(i);
@@ -213,9 +268,11 @@ impl VisionWeights {
                     k: Linear::load(file, arena, &p(VitTensor::AttnK), d, d)?,
                     v: Linear::load(file, arena, &p(VitTensor::AttnV), d, d)?,
                     out: Linear::load(file, arena, &p(VitTensor::AttnOut), d, d)?,
+                    ls1: scale(VitTensor::Ls1, i)?,
                     ln2: Norm::load(file, &p(VitTensor::Ln2), d)?,
                     up: Linear::load(file, arena, &p(VitTensor::FfnUp), d, ff)?,
                     down: Linear::load(file, arena, &p(VitTensor::FfnDown), ff, d)?,
+                    ls2: scale(VitTensor::Ls2, i)?,
                 })
             })
             .collect::<Result<Vec<_>, MmprojError>>()?;
@@ -226,26 +283,35 @@ impl VisionWeights {
                 reason: format!("is {} but the file also has '{extra}'", hp.n_layer),
             });
         }
-        let projector = match hp.projector {
-            Projector::Lfm2 => {
-                let mw = hp.merged_width();
+        let (mw, od) = (hp.merged_width(), hp.projection_dim);
+        let projector = match family.projector() {
+            ProjectorLayout::Lfm2 => {
                 // The hidden width is mm.1's output width: equal to the output width in files
                 // edgevl writes, wider in published LFM2-VL files. A shape the data does not
                 // back is refused by `Linear::load`.
-                let hidden = match file.tensor(&MmTensor::Seq(1).weight()).map(|t| t.dims.as_slice()) {
-                    Some(&[_, rows]) => usize::try_from(rows).unwrap_or(usize::MAX),
-                    _ => hp.projection_dim,
-                };
+                let hidden = out_width(file, &MmTensor::Seq(1).weight(), mw).unwrap_or(od);
                 ProjectorWeights::Lfm2 {
                     norm: Norm::load_optional(file, &MmTensor::InputNorm.prefix(), mw)?,
                     fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
-                    fc2: Linear::load(file, arena, &MmTensor::Seq(2).prefix(), hidden, hp.projection_dim)?,
+                    fc2: Linear::load(file, arena, &MmTensor::Seq(2).prefix(), hidden, od)?,
                 }
             }
+            ProjectorLayout::InternVlMlp => {
+                let hidden = out_width(file, &MmTensor::Seq(1).weight(), mw).unwrap_or(od);
+                ProjectorWeights::InternVlMlp {
+                    norm: Norm::load(file, &MmTensor::Seq(0).prefix(), mw)?,
+                    fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
+                    fc2: Linear::load(file, arena, &MmTensor::Seq(3).prefix(), hidden, od)?,
+                }
+            }
+            ProjectorLayout::Idefics3Linear => ProjectorWeights::Idefics3Linear {
+                fc: Matrix::load(file, arena, &MmTensor::ModelFc.weight(), mw, od)?,
+            },
         };
         Ok(VisionWeights {
             patch,
             patch_bias,
+            class,
             pos,
             pre_ln: Norm::load_optional(file, VisionTensor::PreLn.prefix(), d)?,
             blocks,
