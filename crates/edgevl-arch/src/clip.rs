@@ -147,9 +147,10 @@ impl VitTensor {
 pub enum MmTensor {
     /// `mm.input_norm`: LayerNorm in front of the lfm2 projector.
     InputNorm,
-    /// `mm.{n}`: the `n`-th layer of an `nn.Sequential` projector (lfm2: 1, 2; InternVL's
-    /// `mlp1`: 0 = LayerNorm, 1, 3 = Linear).
+    /// `mm.{n}`: the `n`-th layer of the lfm2 projector (1, 2).
     Seq(u8),
+    /// `mm.model.mlp.{n}`: the `n`-th layer of InternVL's `mlp1` (0 = LayerNorm, 1 and 3 = Linear).
+    ModelMlp(u8),
     /// `mm.model.fc`: Idefics3's single Linear (no bias).
     ModelFc,
 }
@@ -160,6 +161,7 @@ impl MmTensor {
         match self {
             MmTensor::InputNorm => "mm.input_norm".to_string(),
             MmTensor::Seq(n) => format!("mm.{n}"),
+            MmTensor::ModelMlp(n) => format!("mm.model.mlp.{n}"),
             MmTensor::ModelFc => "mm.model.fc".to_string(),
         }
     }

@@ -48,7 +48,8 @@ pub enum Gelu {
 pub enum ProjectorLayout {
     /// `mm.input_norm` (optional LayerNorm, eps 1e-5), `mm.1`, GELU, `mm.2` (llama.cpp's `lfm2`).
     Lfm2,
-    /// InternVL's `mlp1`: `mm.0` LayerNorm (eps 1e-5), `mm.1`, GELU, `mm.3`.
+    /// InternVL's `mlp1`: `mm.model.mlp.0` LayerNorm (eps 1e-5), `mm.model.mlp.1`, GELU,
+    /// `mm.model.mlp.3`.
     InternVlMlp,
     /// Idefics3's connector: `mm.model.fc`, one Linear without bias.
     Idefics3Linear,

@@ -1,6 +1,6 @@
 //! `edgevl gen-random`: a seeded random-weight model with an exact architecture shape, written
-//! atomically as a GGUF file both edgevl and llama.cpp load: an LLM (LLaMA architecture) or an
-//! mmproj (SigLIP + lfm2 projector).
+//! atomically as a GGUF file both edgevl and llama.cpp load: an LLM (llama or qwen2) or an
+//! mmproj of a vision family (this project's SigLIP + lfm2, InternVL, SmolVLM).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,8 +14,10 @@ use edgevl_kernels::DType;
 /// Options of `edgevl gen-random`.
 #[derive(Args, Debug, Clone)]
 pub struct GenRandomArgs {
-    /// Shape to generate: an LLM (bluelm-v-3b, smollm2-135m, tiny) or an mmproj (siglip-so400m,
-    /// whose projector output is bluelm-v-3b's width 2560; siglip-tiny, width 64 as tiny).
+    /// Shape to generate: an LLM (bluelm-v-3b, smollm2-135m, internvl3-1b, smolvlm-256m, tiny) or
+    /// an mmproj (siglip-so400m, whose projector output is bluelm-v-3b's width 2560; siglip-tiny,
+    /// width 64 as tiny; internvl3-1b-vision and smolvlm-256m-vision, paired with the LLM presets
+    /// of the same name, whose vocabularies hold their family's image tokens).
     #[arg(long)]
     pub preset: String,
     /// Storage type of the weight matrices (norms stay f32). LLMs: q4_0, q4_1, q8_0, f16, f32;

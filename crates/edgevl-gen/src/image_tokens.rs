@@ -1,7 +1,30 @@
-//! The image tokens llama.cpp's `mtmd` looks up in the LLM's vocabulary for the `lfm2` projector
+//! Image tokens of the vocabularies: each vision family's (see [`family_image_tokens`]), and
+//! the ones llama.cpp's `mtmd` looks up in the LLM's vocabulary for the `lfm2` projector
 //! (`tools/mtmd/mtmd.cpp`): an image is wrapped in `<|image_start|>` ... `<|image_end|>`; a tiled
 //! image puts `<|img_row_R_col_C|>` (1-based) before each tile and `<|img_thumbnail|>` before
 //! the global view.
+
+use edgevl_arch::family::{idefics3_row_col_token, PromptLayout, VisionFamily};
+
+/// Largest grid side whose `<row_R_col_C>` tokens SmolVLM's vocabulary holds (6 x 6).
+pub const IDEFICS3_MAX_GRID_SIDE: u32 = 6;
+
+/// The image tokens of a vision family's LLM vocabulary: InternVL's `<img>`, `</img>`,
+/// `<IMG_CONTEXT>`; SmolVLM's `<fake_token_around_image>`, `<image>`, `<global-img>` and
+/// `<row_R_col_C>` for R, C in 1..=6; none for this project's layout (embeddings only).
+pub fn family_image_tokens(family: VisionFamily) -> Vec<String> {
+    match family.prompt() {
+        PromptLayout::EmbeddingsOnly => Vec::new(),
+        PromptLayout::InternVl { start, context, end, .. } => vec![start.into(), end.into(), context.into()],
+        PromptLayout::Idefics3 { fake, image, global, .. } => {
+            let mut out: Vec<String> = vec![fake.into(), image.into(), global.into()];
+            for r in 1..=IDEFICS3_MAX_GRID_SIDE {
+                out.extend((1..=IDEFICS3_MAX_GRID_SIDE).map(|c| idefics3_row_col_token(r, c)));
+            }
+            out
+        }
+    }
+}
 
 /// Opens an image.
 pub const IMAGE_START: &str = "<|image_start|>";

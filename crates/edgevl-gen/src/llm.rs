@@ -1,16 +1,17 @@
-//! Random-weight LLaMA decoders with exact architecture shapes, written as GGUF files that both
+//! Random-weight LLaMA-family decoders (llama, qwen2) with exact architecture shapes, written as GGUF files that both
 //! edgevl and llama.cpp load (llama.cpp's tensor names and metadata keys, a GPT-2-style
 //! byte-level vocabulary of synthetic tokens).
 
 use std::path::Path;
 
+use edgevl_arch::family::VisionFamily;
 use edgevl_arch::general;
-use edgevl_arch::llm::{self, Block, LlmKey, ARCH_LLAMA};
+use edgevl_arch::llm::{self, Block, LlmKey, ARCH_LLAMA, ARCH_QWEN2};
 use edgevl_arch::tokenizer::{self as tok, SpecialToken};
 use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
-use crate::image_tokens::{lfm2_image_tokens, MAX_GRID_TILES};
+use crate::image_tokens::{family_image_tokens, lfm2_image_tokens, MAX_GRID_TILES};
 use crate::tensors::{add_random_tensors, file_type, GenError, TensorSpec};
 
 /// Errors of LLaMA model generation.
@@ -48,11 +49,15 @@ pub struct LlamaOptions {
     pub image_tokens: bool,
 }
 
-/// Shape of a LLaMA-architecture decoder.
+/// Shape of a LLaMA-family decoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LlamaShape {
     /// Preset name (also `general.name`).
     pub name: &'static str,
+    /// `general.architecture`: `llama`, or `qwen2` (adds q/k/v biases).
+    pub arch: &'static str,
+    /// The vision family whose image tokens the vocabulary always holds (the LLM of a public VLM).
+    pub family_tokens: Option<VisionFamily>,
     /// Residual width.
     pub n_embd: usize,
     /// Number of blocks.
@@ -74,10 +79,12 @@ pub struct LlamaShape {
 }
 
 /// The LLaMA-shaped presets.
-pub const PRESETS: [LlamaShape; 3] = [
+pub const PRESETS: [LlamaShape; 5] = [
     // BlueLM-V-3B's language model (2.7B).
     LlamaShape {
         name: "bluelm-v-3b",
+        arch: ARCH_LLAMA,
+        family_tokens: None,
         n_embd: 2560,
         n_layer: 28,
         n_head: 20,
@@ -91,6 +98,8 @@ pub const PRESETS: [LlamaShape; 3] = [
     // SmolLM2-135M.
     LlamaShape {
         name: "smollm2-135m",
+        arch: ARCH_LLAMA,
+        family_tokens: None,
         n_embd: 576,
         n_layer: 30,
         n_head: 9,
@@ -101,9 +110,41 @@ pub const PRESETS: [LlamaShape; 3] = [
         rope_base: 100_000.0,
         tied_output: true,
     },
+    // InternVL3-1B's language model (Qwen2.5-0.5B, with InternVL's image tokens).
+    LlamaShape {
+        name: "internvl3-1b",
+        arch: ARCH_QWEN2,
+        family_tokens: Some(VisionFamily::InternVl),
+        n_embd: 896,
+        n_layer: 24,
+        n_head: 14,
+        n_head_kv: 2,
+        n_ff: 4864,
+        n_vocab: 151_674,
+        n_ctx: 32_768,
+        rope_base: 1_000_000.0,
+        tied_output: true,
+    },
+    // SmolVLM-256M's language model (SmolLM2-135M's shape, SmolVLM's vocabulary).
+    LlamaShape {
+        name: "smolvlm-256m",
+        arch: ARCH_LLAMA,
+        family_tokens: Some(VisionFamily::Idefics3),
+        n_embd: 576,
+        n_layer: 30,
+        n_head: 9,
+        n_head_kv: 3,
+        n_ff: 1536,
+        n_vocab: 49_280,
+        n_ctx: 8192,
+        rope_base: 100_000.0,
+        tied_output: true,
+    },
     // A few kilobytes, for tests.
     LlamaShape {
         name: "tiny",
+        arch: ARCH_LLAMA,
+        family_tokens: None,
         n_embd: 64,
         n_layer: 2,
         n_head: 4,
@@ -169,8 +210,8 @@ fn add_metadata(
     opts: LlamaOptions,
 ) -> Result<(), LlmGenError> {
     let u32v = |n: usize| Value::U32(n as u32);
-    let k = |key: LlmKey| key.of(ARCH_LLAMA);
-    w.add_kv(general::ARCHITECTURE, Value::Str(ARCH_LLAMA.into()));
+    let k = |key: LlmKey| key.of(shape.arch);
+    w.add_kv(general::ARCHITECTURE, Value::Str(shape.arch.into()));
     w.add_kv(general::NAME, Value::Str(format!("random-{}", shape.name)));
     w.add_kv(general::FILE_TYPE, Value::U32(file_type(dtype)));
     w.add_kv(k(LlmKey::ContextLength), u32v(shape.n_ctx));
@@ -183,7 +224,8 @@ fn add_metadata(
     w.add_kv(k(LlmKey::RopeFreqBase), Value::F32(shape.rope_base));
     w.add_kv(k(LlmKey::RmsEps), Value::F32(1e-5));
     w.add_kv(k(LlmKey::VocabSize), u32v(shape.n_vocab));
-    let extra = if opts.image_tokens { lfm2_image_tokens(MAX_GRID_TILES) } else { Vec::new() };
+    let mut extra = if opts.image_tokens { lfm2_image_tokens(MAX_GRID_TILES) } else { Vec::new() };
+    extra.extend(shape.family_tokens.map(family_image_tokens).unwrap_or_default());
     let (tokens, types) = vocabulary(shape, &extra)?;
     w.add_kv(tok::MODEL, Value::Str("gpt2".into()));
     w.add_kv(tok::PRE, Value::Str("default".into()));
@@ -209,11 +251,17 @@ pub fn tensor_specs(shape: &LlamaShape, dtype: DType) -> Vec<TensorSpec> {
     };
     let norm = |name: String| TensorSpec { name, dims: vec![d], dtype: DType::F32, scale: -1.0 };
     let mut out = vec![TensorSpec { name: llm::TOKEN_EMBD.into(), dims: vec![d, v], dtype, scale: 1.0 }];
+    let bias = |name: String, n: u64| TensorSpec { name, dims: vec![n], dtype: DType::F32, scale: 0.1 };
     for l in 0..shape.n_layer {
         out.push(norm(Block::AttnNorm.name(l)));
         out.push(mat(Block::AttnQ.name(l), d, d));
         out.push(mat(Block::AttnK.name(l), d, kvd));
         out.push(mat(Block::AttnV.name(l), d, kvd));
+        if shape.arch == ARCH_QWEN2 {
+            out.push(bias(Block::AttnQBias.name(l), d));
+            out.push(bias(Block::AttnKBias.name(l), kvd));
+            out.push(bias(Block::AttnVBias.name(l), kvd));
+        }
         out.push(mat(Block::AttnOutput.name(l), d, d));
         out.push(norm(Block::FfnNorm.name(l)));
         out.push(mat(Block::FfnGate.name(l), d, ff));
@@ -295,6 +343,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn family_llms_hold_their_image_tokens_and_qwen2_biases() {
+        let internvl = preset("internvl3-1b").unwrap();
+        let (tokens, _) = vocabulary(&internvl, &family_image_tokens(VisionFamily::InternVl)).unwrap();
+        for t in ["<img>", "</img>", "<IMG_CONTEXT>"] {
+            assert!(tokens.iter().any(|x| x == t), "{t}");
+        }
+        let specs = tensor_specs(&internvl, DType::Q8_0);
+        assert!(specs.iter().any(|s| s.name == "blk.23.attn_k.bias" && s.dims == vec![128]));
+        let smol = preset("smolvlm-256m").unwrap();
+        let (tokens, _) = vocabulary(&smol, &family_image_tokens(VisionFamily::Idefics3)).unwrap();
+        for t in ["<fake_token_around_image>", "<image>", "<global-img>", "<row_1_col_1>", "<row_6_col_6>"] {
+            assert!(tokens.iter().any(|x| x == t), "{t}");
+        }
+        assert!(!tensor_specs(&smol, DType::Q8_0).iter().any(|s| s.name.ends_with(".bias")));
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Random-weight mmproj files: a SigLIP vision tower with the lfm2 projector (2x2 merge,
-//! LayerNorm, Linear, tanh-GELU, Linear), under llama.cpp's CLIP tensor names and keys plus
-//! `edgevl.vision.layout`, so edgevl and llama.cpp both load them.
+//! Random-weight mmproj files of each vision family (`edgevl_arch::family`): this project's
+//! SigLIP + 2x2 merge + lfm2 projector (with `edgevl.vision.layout`), InternVL's InternViT +
+//! pixel shuffle + mlp1, SmolVLM's SigLIP + pixel shuffle + one Linear — under llama.cpp's CLIP
+//! tensor names and keys, so edgevl and llama.cpp both load them.
 
 use std::path::Path;
 
 use edgevl_arch::clip::{self, MmTensor, VisionTensor, VitTensor};
+use edgevl_arch::family::{ProjectorLayout, VisionFamily, LAYOUT_GLOBAL_FIRST};
 use edgevl_arch::general;
 use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
@@ -33,11 +35,13 @@ impl From<edgevl_gguf::GgufError> for VisionGenError {
     }
 }
 
-/// Shape of a SigLIP vision tower and its projector.
+/// Shape of a vision tower and its projector.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VisionShape {
     /// Preset name (also `general.name`).
     pub name: &'static str,
+    /// The family (tower variant, projector, preprocessing keys).
+    pub family: VisionFamily,
     /// Tile side in pixels.
     pub image_size: usize,
     /// Patch side in pixels.
@@ -52,15 +56,25 @@ pub struct VisionShape {
     pub n_head: usize,
     /// Projector output width (the LLM's embedding width).
     pub projection_dim: usize,
+    /// Side of the merged block of patches.
+    pub scale_factor: usize,
     /// ViT LayerNorm epsilon.
     pub eps: f32,
     /// Whether the file has `v.post_ln`.
     pub post_norm: bool,
+    /// Normalisation mean and standard deviation.
+    pub mean_std: ([f32; 3], [f32; 3]),
 }
+
+/// SigLIP's normalisation (mean 0.5, std 0.5).
+const HALF: ([f32; 3], [f32; 3]) = ([0.5; 3], [0.5; 3]);
+/// ImageNet's normalisation (InternVL).
+const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
 
 /// SigLIP so400m-patch14-384 with the projector to BlueLM-V-3B's width 2560 (spec section 1).
 pub const SIGLIP_SO400M: VisionShape = VisionShape {
     name: "siglip-so400m",
+    family: VisionFamily::EdgeVl,
     image_size: 384,
     patch_size: 14,
     n_embd: 1152,
@@ -68,14 +82,17 @@ pub const SIGLIP_SO400M: VisionShape = VisionShape {
     n_layer: 27,
     n_head: 16,
     projection_dim: 2560,
+    scale_factor: 2,
     eps: 1e-6,
     post_norm: false,
+    mean_std: HALF,
 };
 
 /// A tiny tower of so400m's structure (384 px tiles, patch 14: the 27x27 grid) for tests; its
 /// projector output width 64 is the width of the `tiny` LLM preset.
 pub const TINY_VISION: VisionShape = VisionShape {
     name: "siglip-tiny",
+    family: VisionFamily::EdgeVl,
     image_size: 384,
     patch_size: 14,
     n_embd: 64,
@@ -83,12 +100,51 @@ pub const TINY_VISION: VisionShape = VisionShape {
     n_layer: 2,
     n_head: 4,
     projection_dim: 64,
+    scale_factor: 2,
     eps: 1e-6,
     post_norm: true,
+    mean_std: HALF,
+};
+
+/// InternVL3-1B's vision side: InternViT-300M-448px (class token, layer scales) and mlp1 to the
+/// width of its Qwen2.5-0.5B (896).
+pub const INTERNVIT_300M: VisionShape = VisionShape {
+    name: "internvl3-1b-vision",
+    family: VisionFamily::InternVl,
+    image_size: 448,
+    patch_size: 14,
+    n_embd: 1024,
+    n_ff: 4096,
+    n_layer: 24,
+    n_head: 16,
+    projection_dim: 896,
+    scale_factor: 2,
+    eps: 1e-6,
+    post_norm: false,
+    mean_std: IMAGENET,
+};
+
+/// SmolVLM-256M's vision side: SigLIP-B/16 at 512 (post-LN) and the scale-4 pixel shuffle into
+/// one Linear to SmolLM2-135M's width (576).
+pub const SMOLVLM_256M_VISION: VisionShape = VisionShape {
+    name: "smolvlm-256m-vision",
+    family: VisionFamily::Idefics3,
+    image_size: 512,
+    patch_size: 16,
+    n_embd: 768,
+    n_ff: 3072,
+    n_layer: 12,
+    n_head: 12,
+    projection_dim: 576,
+    scale_factor: 4,
+    eps: 1e-6,
+    post_norm: true,
+    mean_std: HALF,
 };
 
 /// All vision presets.
-pub const VISION_PRESETS: [VisionShape; 2] = [SIGLIP_SO400M, TINY_VISION];
+pub const VISION_PRESETS: [VisionShape; 4] =
+    [SIGLIP_SO400M, TINY_VISION, INTERNVIT_300M, SMOLVLM_256M_VISION];
 
 /// The preset called `name`.
 pub fn vision_preset(name: &str) -> Result<VisionShape, VisionGenError> {
@@ -141,11 +197,15 @@ fn norm(out: &mut Vec<TensorSpec>, name: &str, n: u64) {
 /// Every tensor of `shape` with its GGUF dims, type and value scale, in file order.
 pub fn mmproj_tensors(shape: &VisionShape, dtype: VisionDType) -> Vec<TensorSpec> {
     let (d, ff, p) = (shape.n_embd as u64, shape.n_ff as u64, shape.patch_size as u64);
-    let n_pos = (shape.image_size as u64 / p).pow(2);
-    let (mw, od) = (4 * d, shape.projection_dim as u64);
+    let family = shape.family;
+    let class = u64::from(family.class_token());
+    let n_pos = (shape.image_size as u64 / p).pow(2) + class;
+    let s = shape.scale_factor as u64;
+    let (mw, od) = (s * s * d, shape.projection_dim as u64);
     let mut out = Vec::new();
     let patch_len = 3 * p * p;
-    let patch_type = dtype.matrix(patch_len as usize);
+    // GGUF rows of the 4-D kernel `[p, p, 3, d]` are `p` long.
+    let patch_type = dtype.matrix(p as usize);
     spec(
         &mut out,
         VisionTensor::PatchEmbd.weight(),
@@ -154,6 +214,9 @@ pub fn mmproj_tensors(shape: &VisionShape, dtype: VisionDType) -> Vec<TensorSpec
         1.0 / (patch_len as f32).sqrt(),
     );
     spec(&mut out, VisionTensor::PatchEmbd.bias(), vec![d], DType::F32, 0.02);
+    if class == 1 {
+        spec(&mut out, VisionTensor::ClassEmbd.prefix().into(), vec![d], DType::F32, 0.1);
+    }
     spec(&mut out, VisionTensor::PositionEmbd.weight(), vec![d, n_pos], DType::F32, 0.1);
     for i in 0..shape.n_layer {
         norm(&mut out, &VitTensor::Ln1.prefix(i), d);
@@ -163,13 +226,31 @@ pub fn mmproj_tensors(shape: &VisionShape, dtype: VisionDType) -> Vec<TensorSpec
         norm(&mut out, &VitTensor::Ln2.prefix(i), d);
         linear(&mut out, &VitTensor::FfnUp.prefix(i), d, ff, dtype);
         linear(&mut out, &VitTensor::FfnDown.prefix(i), ff, d, dtype);
+        if family.layer_scale() {
+            for ls in [VitTensor::Ls1, VitTensor::Ls2] {
+                spec(&mut out, ls.weight(i), vec![d], DType::F32, 0.1);
+            }
+        }
     }
     if shape.post_norm {
         norm(&mut out, VisionTensor::PostLn.prefix(), d);
     }
-    norm(&mut out, &MmTensor::InputNorm.prefix(), mw);
-    linear(&mut out, &MmTensor::Seq(1).prefix(), mw, od, dtype);
-    linear(&mut out, &MmTensor::Seq(2).prefix(), od, od, dtype);
+    match family.projector() {
+        ProjectorLayout::Lfm2 => {
+            norm(&mut out, &MmTensor::InputNorm.prefix(), mw);
+            linear(&mut out, &MmTensor::Seq(1).prefix(), mw, od, dtype);
+            linear(&mut out, &MmTensor::Seq(2).prefix(), od, od, dtype);
+        }
+        ProjectorLayout::InternVlMlp => {
+            norm(&mut out, &MmTensor::ModelMlp(0).prefix(), mw);
+            linear(&mut out, &MmTensor::ModelMlp(1).prefix(), mw, od, dtype);
+            linear(&mut out, &MmTensor::ModelMlp(3).prefix(), od, od, dtype);
+        }
+        ProjectorLayout::Idefics3Linear => {
+            let scale = 1.0 / (mw as f32).sqrt();
+            spec(&mut out, MmTensor::ModelFc.weight(), vec![mw, od], dtype.matrix(mw as usize), scale);
+        }
+    }
     out
 }
 
@@ -191,13 +272,15 @@ pub fn build_mmproj_with_progress(
 ) -> Result<GgufWriter, VisionGenError> {
     let mut w = GgufWriter::new();
     let u32v = |v: usize| Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
+    let family = shape.family;
+    let (mean, std) = shape.mean_std;
     w.add_kv(general::ARCHITECTURE, Value::Str(general::ARCH_CLIP.into()))
         .add_kv(general::TYPE, Value::Str(general::TYPE_MMPROJ.into()))
         .add_kv(general::NAME, Value::Str(shape.name.into()))
         .add_kv(general::FILE_TYPE, Value::U32(file_type(dtype.matrix(shape.n_embd))))
         .add_kv(clip::HAS_VISION_ENCODER, Value::Bool(true))
         .add_kv(clip::HAS_TEXT_ENCODER, Value::Bool(false))
-        .add_kv(clip::PROJECTOR_TYPE, Value::Str("lfm2".into()))
+        .add_kv(clip::PROJECTOR_TYPE, Value::Str(family.projector_type().into()))
         .add_kv(clip::USE_GELU, Value::Bool(true))
         .add_kv(clip::IMAGE_SIZE, u32v(shape.image_size))
         .add_kv(clip::PATCH_SIZE, u32v(shape.patch_size))
@@ -207,10 +290,22 @@ pub fn build_mmproj_with_progress(
         .add_kv(clip::HEAD_COUNT, u32v(shape.n_head))
         .add_kv(clip::LAYER_NORM_EPS, Value::F32(shape.eps))
         .add_kv(clip::PROJECTION_DIM, u32v(shape.projection_dim))
-        .add_kv(clip::IMAGE_MEAN, Value::Array(Array::F32(vec![0.5; 3])))
-        .add_kv(clip::IMAGE_STD, Value::Array(Array::F32(vec![0.5; 3])))
-        .add_kv(clip::SCALE_FACTOR, Value::U32(2))
-        .add_kv(clip::EDGEVL_LAYOUT, Value::Str("global-first".into()));
+        .add_kv(clip::IMAGE_MEAN, Value::Array(Array::F32(mean.to_vec())))
+        .add_kv(clip::IMAGE_STD, Value::Array(Array::F32(std.to_vec())))
+        .add_kv(clip::SCALE_FACTOR, u32v(shape.scale_factor));
+    match family {
+        VisionFamily::EdgeVl => {
+            w.add_kv(clip::EDGEVL_LAYOUT, Value::Str(LAYOUT_GLOBAL_FIRST.into()));
+        }
+        // InternVL3's `min_dynamic_patch` / `max_dynamic_patch`.
+        VisionFamily::InternVl => {
+            w.add_kv(clip::PREPROC_MIN_TILES, Value::U32(1)).add_kv(clip::PREPROC_MAX_TILES, Value::U32(12));
+        }
+        // SmolVLM's processor `size.longest_edge`.
+        VisionFamily::Idefics3 => {
+            w.add_kv(clip::PREPROC_IMAGE_SIZE, Value::U32(2048));
+        }
+    }
     add_random_tensors(&mut w, &mmproj_tensors(shape, dtype), seed, progress)?;
     Ok(w)
 }
@@ -289,6 +384,28 @@ mod model_tests {
                 assert!(diff == 0.0, "{dtype:?} batch {batch}: max abs diff {diff}");
             }
         }
+    }
+
+    #[test]
+    fn family_presets_load_with_their_tower_and_projector() {
+        let pool = ThreadPool::new(2);
+        for (full, tokens) in [(INTERNVIT_300M, 256), (SMOLVLM_256M_VISION, 64)] {
+            // The family's structure at a small width, so the test stays fast.
+            let shape =
+                VisionShape { n_embd: 32, n_ff: 64, n_layer: 2, n_head: 2, projection_dim: 48, ..full };
+            let enc = encoder(&shape, VisionDType::Q8_0);
+            let hp = enc.hparams();
+            assert_eq!(
+                (hp.family, hp.image_size, hp.scale_factor),
+                (full.family, full.image_size, full.scale_factor)
+            );
+            assert_eq!(enc.tokens_per_tile(), tokens, "{}", full.name);
+            let out = enc.encode_tiles(&tiles(2, full.image_size), 2, 2, &pool).unwrap();
+            assert_eq!(out.len(), 2 * tokens * 48);
+            assert!(out.iter().all(|v| v.is_finite()));
+        }
+        assert_eq!(INTERNVIT_300M.projection_dim, crate::llm::preset("internvl3-1b").unwrap().n_embd);
+        assert_eq!(SMOLVLM_256M_VISION.projection_dim, crate::llm::preset("smolvlm-256m").unwrap().n_embd);
     }
 
     #[test]

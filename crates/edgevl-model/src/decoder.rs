@@ -9,7 +9,7 @@ use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
 use crate::parallel::DisjointSlice;
 use crate::weights::{load_optional_vector, load_vector, pack_arena, Matrix};
-use crate::{KvCache, ModelError};
+use crate::{Hook, KvCache, ModelError};
 use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::attention::{self, ScoreSum};
@@ -73,6 +73,7 @@ pub struct Decoder {
     output_norm: Vec<f32>,
     output: Matrix,
     layers: Vec<Layer>,
+    hook: Hook,
 }
 
 /// Scratch buffers of one session, sized once for a maximum batch (chunk) size.
@@ -166,7 +167,15 @@ impl Decoder {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Decoder { file, hp, n_vocab, tok_embd, output_norm, output, layers })
+        Ok(Decoder { file, hp, n_vocab, tok_embd, output_norm, output, layers, hook: Hook::default() })
+    }
+
+    /// Sets the activation hook (see [`crate::ActivationHook`]): `inp_embd` (the batch's input
+    /// rows), per block `attn_norm`, `attn_out` (after the output projection), `ffn_norm`,
+    /// `ffn_out` and `layer_out` (transformers' `hidden_states[l + 1]` before the final norm), then
+    /// `result_norm` and `result_output` (the logits computed) — each for the rows of the pass.
+    pub fn set_hook(&mut self, hook: Hook) {
+        self.hook = hook;
     }
 
     /// Hyper-parameters.
@@ -257,9 +266,11 @@ impl Decoder {
             return Err(ModelError::ContextOverflow { needed: pos0 + m, used: pos0, n_ctx: kv.n_ctx() });
         }
         self.embed(input, &mut st.x[..m * d])?;
+        self.hook.emit("inp_embd", None, &st.x[..m * d]);
         for (l, layer) in self.layers.iter().enumerate() {
             self.attention_block(l, layer, m, pos0, kv, st, pool);
-            self.ffn_block(layer, m, st, pool);
+            self.ffn_block(l, layer, m, st, pool);
+            self.hook.emit("layer_out", Some(l), &st.x[..m * d]);
         }
         kv.set_len(pos0 + m);
         let (first, rows) = match want {
@@ -274,8 +285,10 @@ impl Decoder {
         if st.logits.len() < rows * self.n_vocab {
             st.logits.resize(rows * self.n_vocab, 0.0);
         }
+        self.hook.emit("result_norm", None, &st.xn[..rows * d]);
         let out = &mut st.logits[..rows * self.n_vocab];
         matmul(pool, self.output.view(&self.file), &st.xn[..rows * d], rows, out, &mut st.scratch);
+        self.hook.emit("result_output", None, out);
         Ok(&st.logits[..rows * self.n_vocab])
     }
 
@@ -311,6 +324,7 @@ impl Decoder {
         for i in 0..m {
             rms_norm(&st.x[i * d..(i + 1) * d], &layer.attn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
         }
+        self.hook.emit("attn_norm", Some(l), &st.xn[..m * d]);
         let xn = &st.xn[..m * d];
         let f = &self.file;
         // One pool job for the three projections (bit-identical to three `matmul` calls).
@@ -339,6 +353,7 @@ impl Decoder {
         kv.store(l, pos0, &st.k[..m * kvd], &st.v[..m * kvd]);
         self.attend(m, pos0, kv, l, st, pool);
         matmul(pool, layer.wo.view(f), &st.attn[..m * qd], m, &mut st.proj[..m * d], &mut st.scratch);
+        self.hook.emit("attn_out", Some(l), &st.proj[..m * d]);
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
     }
 
@@ -409,12 +424,13 @@ impl Decoder {
         });
     }
 
-    fn ffn_block(&self, layer: &Layer, m: usize, st: &mut RunState, pool: &ThreadPool) {
+    fn ffn_block(&self, l: usize, layer: &Layer, m: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
         let (d, ff) = (hp.n_embd, hp.n_ff);
         for i in 0..m {
             rms_norm(&st.x[i * d..(i + 1) * d], &layer.ffn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
         }
+        self.hook.emit("ffn_norm", Some(l), &st.xn[..m * d]);
         let f = &self.file;
         let xn = &st.xn[..m * d];
         matmul_many(
@@ -427,6 +443,7 @@ impl Decoder {
         );
         swiglu(&mut st.gate[..m * ff], &st.up[..m * ff]);
         matmul(pool, layer.down.view(f), &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
+        self.hook.emit("ffn_out", Some(l), &st.proj[..m * d]);
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
     }
 }

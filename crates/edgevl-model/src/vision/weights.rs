@@ -206,7 +206,7 @@ pub(crate) struct VitBlock {
 pub(crate) enum ProjectorWeights {
     /// `mm.input_norm` (optional), `mm.1`, tanh-GELU, `mm.2`.
     Lfm2 { norm: Option<Norm>, fc1: Linear, fc2: Linear },
-    /// `mm.0` (LayerNorm), `mm.1`, erf-GELU, `mm.3`.
+    /// `mm.model.mlp.0` (LayerNorm), `.1`, erf-GELU, `.3`.
     InternVlMlp { norm: Norm, fc1: Linear, fc2: Linear },
     /// `mm.model.fc`, no bias.
     Idefics3Linear { fc: Matrix },
@@ -297,11 +297,11 @@ impl VisionWeights {
                 }
             }
             ProjectorLayout::InternVlMlp => {
-                let hidden = out_width(file, &MmTensor::Seq(1).weight(), mw).unwrap_or(od);
+                let hidden = out_width(file, &MmTensor::ModelMlp(1).weight(), mw).unwrap_or(od);
                 ProjectorWeights::InternVlMlp {
-                    norm: Norm::load(file, &MmTensor::Seq(0).prefix(), mw)?,
-                    fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
-                    fc2: Linear::load(file, arena, &MmTensor::Seq(3).prefix(), hidden, od)?,
+                    norm: Norm::load(file, &MmTensor::ModelMlp(0).prefix(), mw)?,
+                    fc1: Linear::load(file, arena, &MmTensor::ModelMlp(1).prefix(), mw, hidden)?,
+                    fc2: Linear::load(file, arena, &MmTensor::ModelMlp(3).prefix(), hidden, od)?,
                 }
             }
             ProjectorLayout::Idefics3Linear => ProjectorWeights::Idefics3Linear {
