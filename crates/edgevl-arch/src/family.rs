@@ -96,7 +96,9 @@ pub enum PromptLayout {
     EmbeddingsOnly,
     /// InternVL: the placeholder becomes `start` + `context` x (tokens a view x views) + `end`.
     InternVl {
-        /// What the chat template writes for an image part (then `\n`).
+        /// What the chat template writes for an image part.
+        part_text: &'static str,
+        /// What in it marks the image (replaced by the expansion).
         placeholder: &'static str,
         /// Opens the image.
         start: &'static str,
@@ -110,6 +112,8 @@ pub enum PromptLayout {
     /// form alone.
     Idefics3 {
         /// What the chat template writes for an image part.
+        part_text: &'static str,
+        /// What in it marks the image (replaced by the expansion).
         placeholder: &'static str,
         /// `<fake_token_around_image>`.
         fake: &'static str,
@@ -130,12 +134,23 @@ impl PromptLayout {
         }
     }
 
-    /// The text the chat template writes for an image part.
+    /// The text that marks an image in the rendered prompt (replaced by the expansion).
     pub fn placeholder(self) -> Option<&'static str> {
         match self {
             PromptLayout::EmbeddingsOnly => None,
             PromptLayout::InternVl { placeholder, .. } | PromptLayout::Idefics3 { placeholder, .. } => {
                 Some(placeholder)
+            }
+        }
+    }
+
+    /// The text the family's chat template writes for an image part (the placeholder, and for
+    /// InternVL a newline); used in place of the image where a template renders only strings.
+    pub fn part_text(self) -> Option<&'static str> {
+        match self {
+            PromptLayout::EmbeddingsOnly => None,
+            PromptLayout::InternVl { part_text, .. } | PromptLayout::Idefics3 { part_text, .. } => {
+                Some(part_text)
             }
         }
     }
@@ -291,12 +306,14 @@ impl VisionFamily {
         match self {
             VisionFamily::EdgeVl => PromptLayout::EmbeddingsOnly,
             VisionFamily::InternVl => PromptLayout::InternVl {
+                part_text: "<IMG_CONTEXT>\n",
                 placeholder: "<IMG_CONTEXT>",
                 start: "<img>",
                 context: "<IMG_CONTEXT>",
                 end: "</img>",
             },
             VisionFamily::Idefics3 => PromptLayout::Idefics3 {
+                part_text: "<image>",
                 placeholder: "<image>",
                 fake: "<fake_token_around_image>",
                 image: "<image>",

@@ -138,10 +138,11 @@ impl GgufFile {
         }
     }
 
-    /// The tensor `name` and its bytes, checking its dims (ggml order) equal `dims`.
+    /// The tensor `name` and its bytes, checking its dims (ggml order) equal `dims` up to
+    /// trailing ones ([`TensorInfo::shape`]).
     pub fn require_tensor(&self, name: &str, dims: &[u64]) -> Result<(&TensorInfo, &[u8]), GgufError> {
         let info = self.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
-        if info.dims != dims {
+        if info.shape() != crate::tensor::trim_ones(dims) {
             return Err(GgufError::ShapeMismatch {
                 name: name.to_string(),
                 expected: dims.to_vec(),

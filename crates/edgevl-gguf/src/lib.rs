@@ -23,7 +23,7 @@ pub use file::GgufFile;
 pub use ggml_type::GgmlType;
 pub use metadata::Metadata;
 pub use reader::{DEFAULT_ALIGNMENT, KEY_ALIGNMENT, MAX_ALIGNMENT};
-pub use tensor::{tensor_n_bytes, TensorInfo, MAX_DIMS};
+pub use tensor::{tensor_n_bytes, trim_ones, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value};
 pub use value_reader::MAX_ARRAY_DEPTH;
 pub use writer::GgufWriter;

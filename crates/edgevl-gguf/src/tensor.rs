@@ -27,10 +27,23 @@ impl TensorInfo {
         self.dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d))
     }
 
+    /// The dims without trailing ones: ggml pads every tensor's shape with ones to four
+    /// dimensions, so `[32, 1, 1]` (a converter writing PyTorch's `[1, 1, 32]`) and `[32]` are
+    /// the same shape.
+    pub fn shape(&self) -> &[u64] {
+        trim_ones(&self.dims)
+    }
+
     /// Number of rows: the product of all dims but the first (1 for a vector).
     pub fn n_rows(&self) -> u64 {
         self.dims.iter().skip(1).fold(1u64, |acc, &d| acc.saturating_mul(d))
     }
+}
+
+/// `dims` without trailing ones (see [`TensorInfo::shape`]).
+pub fn trim_ones(dims: &[u64]) -> &[u64] {
+    let n = dims.iter().rposition(|&d| d != 1).map_or(0, |i| i + 1);
+    &dims[..n]
 }
 
 /// Bytes taken by a tensor of type `t` and `dims`, checking block divisibility and overflow.

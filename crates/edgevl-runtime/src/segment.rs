@@ -19,13 +19,28 @@ pub enum Segment {
 
 /// Rows of embeddings `[n, n_embd]` (row-major) with a key identifying their content (for an
 /// image: a hash of its pixels, tiling plan and projector), so that a cached prefix holding the
-/// same block is recognised without comparing the values.
+/// same block is recognised without comparing the values. A segment may take a run of the
+/// block's rows (a family layout puts tokens between an image's tiles).
 #[derive(Clone, Debug)]
 pub struct EmbeddingBlock {
     /// Content key; equal keys must mean equal rows.
     pub key: u64,
     /// `n * n_embd` values.
     pub rows: Arc<[f32]>,
+    /// The rows of `rows` this segment takes; `None` = all of them.
+    pub range: Option<std::ops::Range<usize>>,
+}
+
+impl EmbeddingBlock {
+    /// A block whose segment takes all its rows.
+    pub fn whole(key: u64, rows: Arc<[f32]>) -> Self {
+        EmbeddingBlock { key, rows, range: None }
+    }
+
+    /// Rows `first..first + n` of `self` (row indices of the whole block).
+    fn rows_taken(&self, n_embd: usize) -> std::ops::Range<usize> {
+        self.range.clone().unwrap_or(0..self.rows.len() / n_embd.max(1))
+    }
 }
 
 /// The origin of one KV-cache position.
@@ -68,7 +83,7 @@ impl Segment {
     pub fn n_positions(&self, n_embd: usize) -> usize {
         match self {
             Segment::Tokens(t) => t.len(),
-            Segment::Embeddings(b) => b.rows.len() / n_embd.max(1),
+            Segment::Embeddings(b) => b.rows_taken(n_embd).len(),
         }
     }
 
@@ -82,7 +97,9 @@ impl Segment {
         match self {
             Segment::Tokens(t) => Piece::Tokens(&t[start..end]),
             Segment::Embeddings(b) => {
-                Piece::Embeddings { key: b.key, first: start, data: &b.rows[start * n_embd..end * n_embd] }
+                let first = b.rows_taken(n_embd).start + start;
+                let last = first + (end - start);
+                Piece::Embeddings { key: b.key, first, data: &b.rows[first * n_embd..last * n_embd] }
             }
         }
     }
@@ -120,7 +137,7 @@ mod tests {
     fn pieces_respect_chunk_and_segment_bounds() {
         let segs = vec![
             Segment::Tokens((0..5).collect()),
-            Segment::Embeddings(EmbeddingBlock { key: 9, rows: vec![0.0; 3 * 2].into() }),
+            Segment::Embeddings(EmbeddingBlock::whole(9, vec![0.0; 3 * 2].into())),
             Segment::Tokens(vec![7, 8]),
         ];
         let cells: Vec<Cell> = pieces(&segs, 3, 2, 2).iter().flat_map(|p| p.cells(2)).collect();

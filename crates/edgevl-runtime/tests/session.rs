@@ -175,7 +175,7 @@ fn embedding_blocks_enter_like_the_tokens_they_embed() {
         .collect();
     let rows: Vec<f32> =
         tokens[10..30].iter().flat_map(|&t| table[t as usize * d..(t as usize + 1) * d].to_vec()).collect();
-    let block = EmbeddingBlock { key: 0xfeed, rows: rows.into() };
+    let block = EmbeddingBlock::whole(0xfeed, rows.into());
     let segments = [
         Segment::Tokens(tokens[..10].to_vec()),
         Segment::Embeddings(block),
@@ -188,7 +188,7 @@ fn embedding_blocks_enter_like_the_tokens_they_embed() {
     assert_close(s.logits(), &fresh, 1e-4, "embedding block vs its tokens");
     let again = s.prefill(&segments).expect("again");
     assert_eq!((again.reused, again.prefilled), (39, 1));
-    let ragged = EmbeddingBlock { key: 1, rows: vec![0.0; d + 1].into() };
+    let ragged = EmbeddingBlock::whole(1, vec![0.0; d + 1].into());
     assert!(matches!(s.prefill(&[Segment::Embeddings(ragged)]), Err(RuntimeError::BadInput(_))));
 }
 

@@ -109,7 +109,7 @@ fn load_positions(
 ) -> Result<Vec<f32>, MmprojError> {
     let info = file.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
     let want = class + grid * grid;
-    let n_pos = match info.dims.as_slice() {
+    let n_pos = match info.shape() {
         [cols, n] if *cols == d as u64 => usize::try_from(*n).ok(),
         _ => None,
     }

@@ -4,6 +4,7 @@
 
 use super::ImageConfig;
 use crate::RuntimeError;
+use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use edgevl_vision::{
@@ -62,9 +63,14 @@ impl ImageEncoder {
         Ok(ImageEncoder { encoder, cfg, norm, mmproj_id: h.finish() })
     }
 
-    /// Embedding rows per 384x384 view (196).
+    /// Embedding rows per view (196 for this project's 384x384 tiles).
     pub(crate) fn tokens_per_view(&self) -> usize {
         self.encoder.tokens_per_tile()
+    }
+
+    /// The mmproj's vision family.
+    pub(crate) fn family(&self) -> VisionFamily {
+        self.encoder.hparams().family
     }
 
     /// The settings in use.

@@ -1,11 +1,16 @@
-//! Attaching images to a conversation and laying them out in the prompt (spec 2b): each image
+//! Attaching images to a conversation and laying them out in the prompt (spec 2b, 2c): each image
 //! is bound to the next user message, at its `<__media__>` markers or, without any, in front of
-//! its text; in the prompt an image is its views' embeddings, global view first.
+//! its text; in the prompt an image is its views' embeddings as its family lays them out
+//! (this project's: global view first, nothing around them; InternVL and SmolVLM: wrapped in
+//! their image tokens, see `layout`).
 
+use super::layout::{wrapped_segments, ImageRows};
 use super::Session;
 use crate::image::{ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
 use crate::segment::{EmbeddingBlock, Segment};
 use crate::RuntimeError;
+use edgevl_arch::family::PromptLayout;
+use edgevl_tokenizer::{ChatMessage, ContentForm};
 use edgevl_vision::RgbImage;
 use std::path::Path;
 use std::time::Instant;
@@ -72,10 +77,29 @@ impl Session {
     }
 
     /// The conversation rendered with the chat template as prompt segments: text tokens, and
-    /// each image's embeddings where its marker is (waiting for encodings still running).
-    /// Also returns the milliseconds spent waiting for images.
+    /// each image's embeddings where its marker is, laid out as the mmproj's family wants
+    /// (waiting for encodings still running). Also returns the milliseconds spent waiting for
+    /// images.
     pub fn conversation_segments(&self) -> Result<(Vec<Segment>, f64), RuntimeError> {
-        let rendered = self.template.render(&self.messages, true)?;
+        let layout = self.prompt_layout();
+        let rendered = match layout.part_text() {
+            // A vision template renders the images as content parts.
+            Some(_) if self.image_parts => self.template.render_content(
+                &self.messages,
+                true,
+                ContentForm::Parts { image_marker: MEDIA_MARKER },
+            )?,
+            // A text template gets the family's image text in place of each marker.
+            Some(part) => {
+                let messages: Vec<ChatMessage> = self
+                    .messages
+                    .iter()
+                    .map(|m| ChatMessage::new(m.role.clone(), m.content.replace(MEDIA_MARKER, part)))
+                    .collect();
+                self.template.render(&messages, true)?
+            }
+            None => self.template.render(&self.messages, true)?,
+        };
         self.segments_of(&rendered, self.wants_bos(&rendered), &self.images)
     }
 
@@ -85,11 +109,21 @@ impl Session {
     pub fn raw_prompt_segments(&mut self, prompt: &str) -> Result<(Vec<Segment>, f64), RuntimeError> {
         let (text, n) = self.bind_images(prompt)?;
         let images = self.images.split_off(self.images.len() - n);
+        let text = match self.prompt_layout().part_text() {
+            Some(part) => text.replace(MEDIA_MARKER, part),
+            None => text,
+        };
         self.segments_of(&text, true, &images)
     }
 
-    /// Splits `text` at the image markers into token segments (BOS in front when `bos`) and the
-    /// embeddings of `images`, one per marker in order.
+    /// The prompt layout of the loaded mmproj's family (embeddings only without one).
+    fn prompt_layout(&self) -> PromptLayout {
+        self.vision.as_ref().map_or(PromptLayout::EmbeddingsOnly, |v| v.encoder().family().prompt())
+    }
+
+    /// Splits `text` at the images' places into token segments (BOS in front when `bos`) and
+    /// the embeddings of `images`, in order: at each `<__media__>` marker for this project's
+    /// layout, at each placeholder, expanded, for the wrapped layouts.
     fn segments_of(
         &self,
         text: &str,
@@ -99,6 +133,21 @@ impl Session {
         let Some(vision) = &self.vision else {
             return Ok((vec![Segment::Tokens(self.tokenizer.encode(text, bos, true))], 0.0));
         };
+        let t0 = Instant::now();
+        let rows = images.iter().map(|im| vision.wait(im)).collect::<Result<Vec<_>, _>>()?;
+        let waited = t0.elapsed().as_secs_f64() * 1e3;
+        let layout = vision.encoder().family().prompt();
+        if layout.placeholder().is_some() {
+            let images: Vec<ImageRows<'_>> = images
+                .iter()
+                .zip(rows)
+                .map(|(im, rows)| ImageRows { key: im.info().key, rows, plan: &im.info().plan })
+                .collect();
+            let d = self.decoder.hparams().n_embd;
+            let tpv = vision.encoder().tokens_per_view();
+            let segments = wrapped_segments(&self.tokenizer, layout, text, bos, &images, tpv, d)?;
+            return Ok((segments, waited));
+        }
         let parts: Vec<&str> = text.split(MEDIA_MARKER).collect();
         if parts.len() - 1 != images.len() {
             return Err(RuntimeError::BadInput(format!(
@@ -108,14 +157,10 @@ impl Session {
             )));
         }
         let mut segments = Vec::with_capacity(2 * parts.len());
-        let mut waited = 0.0;
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
-                let image = &images[i - 1];
-                let t0 = Instant::now();
-                let rows = vision.wait(image)?;
-                waited += t0.elapsed().as_secs_f64() * 1e3;
-                segments.push(Segment::Embeddings(EmbeddingBlock { key: image.info().key, rows }));
+                let key = images[i - 1].info().key;
+                segments.push(Segment::Embeddings(EmbeddingBlock::whole(key, rows[i - 1].clone())));
             }
             let tokens = self.tokenizer.encode(part, i == 0 && bos, true);
             if !tokens.is_empty() {

@@ -5,6 +5,7 @@
 //! images are encoded in the background and enter the prompt as embedding blocks.
 
 mod images;
+mod layout;
 mod prefill;
 mod turn;
 
@@ -84,6 +85,9 @@ pub struct Session {
     pending_images: Vec<PendingImage>,
     /// Images of the conversation, in the order of their markers in the rendered messages.
     images: Vec<PendingImage>,
+    /// Whether the chat template renders content parts with the family's image text (vision
+    /// models' templates do; text templates get the image text in the message string).
+    image_parts: bool,
     /// The background image encoder (declared last: dropped after the images that refer to it).
     vision: Option<BackgroundEncoder>,
 }
@@ -117,6 +121,10 @@ impl Session {
             }
             None => None,
         };
+        let image_parts = vision
+            .as_ref()
+            .and_then(|v| v.encoder().family().prompt().part_text())
+            .is_some_and(|part| template.renders_image_parts(part));
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(Session {
             decoder,
@@ -134,6 +142,7 @@ impl Session {
             totals: Totals::default(),
             pending_images: Vec::new(),
             images: Vec::new(),
+            image_parts,
             vision,
         })
     }

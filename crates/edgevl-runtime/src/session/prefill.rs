@@ -36,6 +36,15 @@ impl Session {
                         b.rows.len()
                     )));
                 }
+                if let Some(r) = &b.range {
+                    if r.start > r.end || r.end > b.rows.len() / d {
+                        return Err(RuntimeError::BadInput(format!(
+                            "embedding block {:#x} has {} rows; rows {r:?} were asked for",
+                            b.key,
+                            b.rows.len() / d
+                        )));
+                    }
+                }
             }
         }
         let target: Vec<Cell> = segments.iter().flat_map(|s| s.cells(d)).collect();
