@@ -179,12 +179,17 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::bad_request_code("invalid_utf8", format!("the request body is not valid UTF-8 ({e})"))
     })?;
-    serde_json::from_str(text).map_err(|e| {
-        ApiError::bad_request_code(
-            "invalid_json",
-            format!("the request body is not valid JSON for this endpoint: {e}"),
-        )
-    })
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!(" at {at}") };
+        let msg = format!("the request body is not valid JSON for this endpoint{at}: {}", e.inner());
+        ApiError::bad_request_code("invalid_json", msg)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request_code("invalid_json", format!("the request body is not valid JSON: {e}"))
+    })?;
+    Ok(value)
 }
 
 impl ChatRequest {

@@ -41,6 +41,7 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
         .route("/v1/edgevl/tiles", get(tiles))
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .layer(middleware::from_fn_with_state(st.clone(), auth))
+        .layer(middleware::from_fn_with_state(st.clone(), refuse_large))
         .layer(middleware::from_fn_with_state(st.clone(), log_and_count))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(st);
@@ -204,6 +205,20 @@ async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Resp
 /// Byte equality whose time does not depend on where the inputs first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A declared `Content-Length` over the limit is a 413 at once, before any of the body is read
+/// (a body without one is cut at the limit as it is read).
+async fn refuse_large(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        return ApiError::too_large(st.max_body_bytes).into_response();
+    }
+    next.run(req).await
 }
 
 /// One stderr line and one metrics count per answer.
