@@ -173,8 +173,9 @@ fn flatten(
     Ok((out, refs))
 }
 
-/// Decodes the request's images, starts their encoding and waits for it, holding the image
-/// gate throughout (on a blocking thread: a client that leaves does not free the gate early).
+/// Decodes the request's images, then starts their encoding and waits for it, holding the
+/// image gate throughout (on a blocking thread: a client that leaves does not free the gate
+/// early). Every part is decoded before any is encoded, so a bad part costs no ViT time.
 async fn prepare_images(
     st: &AppState,
     vision: ImageEncoderHandle,
@@ -185,10 +186,23 @@ async fn prepare_images(
     let (uploads, limits) = (st.uploads.clone(), st.limits);
     tokio::task::spawn_blocking(move || {
         let _gate = gate;
-        let pending = refs
+        let decoded =
+            refs.into_iter().map(|r| resolve(&uploads, &limits, r)).collect::<Result<Vec<_>, _>>()?;
+        let pending = decoded
             .into_iter()
-            .map(|r| resolve(&vision, &uploads, &limits, r))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(r, image)| match image {
+                Resolved::Pixels(image) => Ok(vision.prepare(&r.part, image, r.budget)?),
+                Resolved::Uploaded(info, id) => vision.find(&info).ok_or_else(|| {
+                    ApiError::bad_request_code(
+                        "unknown_image_id",
+                        format!(
+                            "{}: image {id:?} is no longer in the embedding cache; upload it again",
+                            r.part
+                        ),
+                    )
+                }),
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
         for p in &pending {
             vision.wait(p)?;
         }
@@ -198,19 +212,16 @@ async fn prepare_images(
     .map_err(|e| ApiError::internal(format!("image preparation failed: {e}")))?
 }
 
-/// One image part as a pending image: decoded and submitted, or found by its upload id.
-fn resolve(
-    vision: &ImageEncoderHandle,
-    uploads: &Uploads,
-    limits: &ImageLimits,
-    r: ImageRef,
-) -> Result<PendingImage, ApiError> {
-    match parse_url(&r.url, &r.part)? {
-        ImageSource::Inline(bytes) => {
-            let image = decode(&bytes, &r.part, limits)?;
-            drop(bytes);
-            Ok(vision.prepare(&r.part, image, r.budget)?)
-        }
+/// An image part, decoded or found in the upload registry.
+enum Resolved {
+    Pixels(edgevl_vision::RgbImage),
+    Uploaded(edgevl_runtime::ImageInfo, String),
+}
+
+/// Decodes one image part, or finds its upload id.
+fn resolve(uploads: &Uploads, limits: &ImageLimits, r: ImageRef) -> Result<(ImageRef, Resolved), ApiError> {
+    let resolved = match parse_url(&r.url, &r.part)? {
+        ImageSource::Inline(bytes) => Resolved::Pixels(decode(&bytes, &r.part, limits)?),
         ImageSource::Uploaded(id) => {
             let info = uploads.get(&id).ok_or_else(|| {
                 ApiError::bad_request_code(
@@ -218,14 +229,10 @@ fn resolve(
                     format!("{}: no uploaded image has the id {id:?}", r.part),
                 )
             })?;
-            vision.find(&info).ok_or_else(|| {
-                ApiError::bad_request_code(
-                    "unknown_image_id",
-                    format!("{}: image {id:?} is no longer in the embedding cache; upload it again", r.part),
-                )
-            })
+            Resolved::Uploaded(info, id)
         }
-    }
+    };
+    Ok((ImageRef { url: String::new(), ..r }, resolved))
 }
 
 /// `usage` of a finished turn.
