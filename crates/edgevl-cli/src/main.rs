@@ -8,6 +8,7 @@ mod encode_image;
 mod gen_random;
 mod perplexity;
 mod run;
+mod serve;
 mod tiles;
 mod tokenize;
 mod vision_args;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a seeded random-weight model with an exact architecture shape.
     GenRandom(gen_random::GenRandomArgs),
+    /// Serve the OpenAI chat API (text, images, streaming) over HTTP, with a web page at /.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::EncodeImage(a) => encode_image::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::GenRandom(a) => gen_random::run(&a),
+        Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,10 +44,12 @@ mod stats;
 mod system;
 
 pub use error::RuntimeError;
-pub use image::{ImageConfig, ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
+pub use image::{
+    ImageConfig, ImageEncoderHandle, ImageInfo, PendingImage, PreparedImage, TileBudget, MEDIA_MARKER,
+};
 pub use perplexity::{perplexity, PerplexityResult};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
-pub use session::{PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};
+pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};
 pub use stats::{Finish, SessionStats, TurnStats};
 pub use system::{peak_rss_mb, physical_cores};

@@ -21,6 +21,9 @@ pub struct SamplerConfig {
     pub repeat_last_n: usize,
     /// Seed of the random draw, so runs repeat.
     pub seed: u64,
+    /// Added to the logits of these token ids before anything else (OpenAI's `logit_bias`);
+    /// `f32::NEG_INFINITY` bans a token.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplerConfig {
@@ -33,6 +36,7 @@ impl Default for SamplerConfig {
             repeat_penalty: 1.0,
             repeat_last_n: 64,
             seed: 0xED6E_5EED,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -71,6 +75,11 @@ impl Sampler {
         let cfg = &self.cfg;
         self.candidates.clear();
         self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        for &(t, bias) in &cfg.logit_bias {
+            if let Some(c) = self.candidates.get_mut(t as usize) {
+                c.1 += bias;
+            }
+        }
         if cfg.repeat_penalty != 1.0 {
             for &t in &self.recent {
                 if let Some(c) = self.candidates.get_mut(t as usize) {
@@ -191,5 +200,20 @@ mod tests {
         assert_eq!(s.sample(&l), 3);
         s.accept(&[3]);
         assert_eq!(s.sample(&l), 4);
+    }
+
+    #[test]
+    fn logit_bias_bans_and_favours_tokens() {
+        let l = logits();
+        let best = Sampler::new(SamplerConfig { temp: 0.0, ..Default::default() }).sample(&l);
+        let ban =
+            SamplerConfig { temp: 0.0, logit_bias: vec![(best, f32::NEG_INFINITY)], ..Default::default() };
+        let second = Sampler::new(ban).sample(&l);
+        assert_ne!(second, best);
+        let ban_all_but_one: Vec<(u32, f32)> =
+            (0..l.len() as u32).filter(|&t| t != 11).map(|t| (t, f32::NEG_INFINITY)).collect();
+        let mut s =
+            Sampler::new(SamplerConfig { temp: 1.0, logit_bias: ban_all_but_one, ..Default::default() });
+        assert!((0..50).all(|_| s.sample(&l) == 11));
     }
 }

@@ -159,17 +159,10 @@ impl BackgroundEncoder {
             key: image.key,
             cached: true,
         };
-        if let Some(rows) = lock(&self.shared.cache).get(image.key) {
-            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
-            let slot = Arc::new(Slot::default());
-            slot.finish(Ok(rows));
-            return Ok(PendingImage { info, slot, deferred: Mutex::new(None) });
-        }
-        let mut in_flight = lock(&self.shared.in_flight);
-        if let Some(slot) = in_flight.get(&image.key) {
-            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(PendingImage { info, slot: slot.clone(), deferred: Mutex::new(None) });
-        }
+        let in_flight = match self.find_locked(&info) {
+            Ok(found) => return Ok(found),
+            Err(in_flight) => in_flight,
+        };
         let (Some(tx), true) = (&self.tx, self.worker.is_some()) else {
             return Err(RuntimeError::ImageEncode {
                 image: image.label,
@@ -179,6 +172,7 @@ impl BackgroundEncoder {
         info.cached = false;
         let slot = Arc::new(Slot::default());
         let job = Job { image, slot: slot.clone() };
+        let mut in_flight = in_flight;
         // Only queued work is "in flight": a deferred job may never be sent.
         let deferred = if ahead {
             in_flight.insert(info.key, slot.clone());
@@ -189,6 +183,32 @@ impl BackgroundEncoder {
             Some(job)
         };
         Ok(PendingImage { info, slot, deferred: Mutex::new(deferred) })
+    }
+
+    /// The image `info` describes (its key), when its embeddings are cached or being computed;
+    /// counts a cache hit when found.
+    pub(crate) fn find(&self, info: &ImageInfo) -> Option<PendingImage> {
+        self.find_locked(info).ok()
+    }
+
+    /// [`BackgroundEncoder::find`], or the locked in-flight map when not found (so a caller
+    /// can queue the image without a race).
+    fn find_locked(&self, info: &ImageInfo) -> Result<PendingImage, MutexGuard<'_, HashMap<u64, Arc<Slot>>>> {
+        let info = ImageInfo { cached: true, ..info.clone() };
+        if let Some(rows) = lock(&self.shared.cache).get(info.key) {
+            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+            let slot = Arc::new(Slot::default());
+            slot.finish(Ok(rows));
+            return Ok(PendingImage { info, slot, deferred: Mutex::new(None) });
+        }
+        let in_flight = lock(&self.shared.in_flight);
+        match in_flight.get(&info.key) {
+            Some(slot) => {
+                self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(PendingImage { info, slot: slot.clone(), deferred: Mutex::new(None) })
+            }
+            None => Err(in_flight),
+        }
     }
 
     /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred).

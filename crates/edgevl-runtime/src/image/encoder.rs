@@ -2,14 +2,13 @@
 //! result, and run the vision encoder in batches — sequentially, or pipelined so the next batch
 //! is rendered and normalised while the ViT works on the current one.
 
-use super::ImageConfig;
+use super::{ImageConfig, TileBudget};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use edgevl_vision::{
     load_image, make_tiles, normalize_views, render_views, Normalization, Plan, RgbImage, TileBatch,
-    TilingParams,
 };
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -90,8 +89,17 @@ impl ImageEncoder {
         label: String,
         image: RgbImage,
     ) -> Result<PreparedImage, RuntimeError> {
-        let params = TilingParams { alpha: self.cfg.alpha, max_tiles: self.cfg.max_tiles };
-        let plan = self.cfg.strategy.plan(image.size(), &params)?;
+        self.prepare_with_budget(label, image, TileBudget::Default)
+    }
+
+    /// Plans (under `budget`) and keys an already decoded image.
+    pub(crate) fn prepare_with_budget(
+        &self,
+        label: String,
+        image: RgbImage,
+        budget: TileBudget,
+    ) -> Result<PreparedImage, RuntimeError> {
+        let plan = self.cfg.plan(image.size(), budget)?;
         let mut h = std::hash::DefaultHasher::new();
         self.mmproj_id.hash(&mut h);
         plan.hash(&mut h);

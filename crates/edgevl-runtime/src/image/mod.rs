@@ -4,13 +4,17 @@
 mod background;
 mod cache;
 mod encoder;
+mod handle;
 
 pub(crate) use background::BackgroundEncoder;
 pub use background::{ImageInfo, PendingImage};
 pub(crate) use encoder::ImageEncoder;
 pub use encoder::PreparedImage;
+pub use handle::ImageEncoderHandle;
 
-use edgevl_vision::{LoadLimits, Strategy};
+use edgevl_vision::{
+    Fill, Grid, LoadLimits, Offset, Plan, Size, Strategy, TilingParams, VisionError, TILE_SIZE,
+};
 
 /// Where an image goes in a user message (llama.cpp's default marker). A message without one
 /// gets its attached images in front of its text.
@@ -49,5 +53,49 @@ impl Default for ImageConfig {
             encode_ahead: true,
             limits: LoadLimits::default(),
         }
+    }
+}
+
+/// A per-image tile budget, overriding the session's (a server's `detail` / `max_tiles`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TileBudget {
+    /// The session's settings ([`ImageConfig::max_tiles`]).
+    #[default]
+    Default,
+    /// The global view alone: the whole image stretched to one 384x384 view (one view's tokens).
+    GlobalOnly,
+    /// The session's strategy with at most this many tiles (1..=256).
+    MaxTiles(u32),
+}
+
+impl ImageConfig {
+    /// The tiling plan for an image of `size` under `budget`: the one place where a per-image
+    /// budget overrides the session's strategy settings.
+    pub fn plan(&self, size: Size, budget: TileBudget) -> Result<Plan, VisionError> {
+        let max_tiles = match budget {
+            TileBudget::Default => self.max_tiles,
+            TileBudget::MaxTiles(n) => Some(n),
+            TileBudget::GlobalOnly => {
+                if size.width == 0 || size.height == 0 {
+                    return Err(VisionError::InvalidSize {
+                        width: size.width.into(),
+                        height: size.height.into(),
+                        reason: "width and height must be at least 1",
+                    });
+                }
+                let view = Size::new(TILE_SIZE, TILE_SIZE);
+                return Ok(Plan {
+                    strategy: self.strategy,
+                    image: size,
+                    grid: Grid { cols: 1, rows: 1 },
+                    canvas: view,
+                    resize: view,
+                    offset: Offset { x: 0, y: 0 },
+                    fill: Fill::Stretch,
+                    global_view: false,
+                });
+            }
+        };
+        self.strategy.plan(size, &TilingParams { alpha: self.alpha, max_tiles })
     }
 }

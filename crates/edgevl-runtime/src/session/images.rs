@@ -6,7 +6,7 @@
 
 use super::layout::{wrapped_segments, ImageRows};
 use super::Session;
-use crate::image::{ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
+use crate::image::{ImageEncoderHandle, ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
 use crate::segment::{EmbeddingBlock, Segment};
 use crate::RuntimeError;
 use edgevl_arch::family::PromptLayout;
@@ -44,6 +44,37 @@ impl Session {
     /// True when an mmproj is loaded.
     pub fn has_vision(&self) -> bool {
         self.vision.is_some()
+    }
+
+    /// A handle on the image encoder for other threads (`None` without an mmproj).
+    pub fn image_encoder(&self) -> Option<ImageEncoderHandle> {
+        self.vision.clone().map(ImageEncoderHandle::new)
+    }
+
+    /// Replace the whole conversation with `messages` and `images` (as an API request carries
+    /// it): the images, in order, go at the `<__media__>` markers of the messages, which must
+    /// number exactly as many. Images attached with [`Session::add_image`] stay attached. The
+    /// KV cache is kept, so the next reply prefills only what differs from what it holds.
+    pub fn set_conversation(
+        &mut self,
+        messages: Vec<ChatMessage>,
+        images: Vec<PendingImage>,
+    ) -> Result<(), RuntimeError> {
+        if self.vision.is_none() && !images.is_empty() {
+            return Err(RuntimeError::NoVision);
+        }
+        if self.vision.is_some() {
+            let markers: usize = messages.iter().map(|m| m.content.matches(MEDIA_MARKER).count()).sum();
+            if markers != images.len() {
+                return Err(RuntimeError::BadInput(format!(
+                    "the messages have {markers} {MEDIA_MARKER} marker(s) but {} image(s)",
+                    images.len()
+                )));
+            }
+        }
+        self.messages = messages;
+        self.images = images;
+        Ok(())
     }
 
     /// `user_text` with the attached images' markers: as given when it has one marker per

@@ -10,6 +10,7 @@ mod prefill;
 mod turn;
 
 pub use prefill::PrefillReport;
+pub use turn::Generation;
 
 use crate::image::{BackgroundEncoder, ImageConfig, ImageEncoder, PendingImage};
 use crate::segment::Cell;
@@ -67,11 +68,12 @@ struct Totals {
 
 /// A loaded model holding one conversation; see the crate docs for an example.
 pub struct Session {
-    decoder: Decoder,
+    /// Shared with the session's siblings ([`Session::sibling`]).
+    decoder: Arc<Decoder>,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     has_template: bool,
-    pool: ThreadPool,
+    pool: Arc<ThreadPool>,
     kv: KvCache,
     state: RunState,
     chunk: usize,
@@ -88,8 +90,9 @@ pub struct Session {
     /// Whether the chat template renders content parts with the family's image text (vision
     /// models' templates do; text templates get the image text in the message string).
     image_parts: bool,
-    /// The background image encoder (declared last: dropped after the images that refer to it).
-    vision: Option<BackgroundEncoder>,
+    /// The background image encoder, shared with siblings (declared last: dropped after the
+    /// images that refer to it).
+    vision: Option<Arc<BackgroundEncoder>>,
 }
 
 impl Session {
@@ -117,7 +120,7 @@ impl Session {
         let vision = match &cfg.mmproj {
             Some(mmproj) => {
                 let enc = ImageEncoder::open(mmproj, cfg.image.clone(), decoder.hparams().n_embd)?;
-                Some(BackgroundEncoder::start(enc, cfg.n_threads))
+                Some(Arc::new(BackgroundEncoder::start(enc, cfg.n_threads)))
             }
             None => None,
         };
@@ -127,11 +130,11 @@ impl Session {
             .is_some_and(|part| template.renders_image_parts(part));
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(Session {
-            decoder,
+            decoder: Arc::new(decoder),
             tokenizer,
             template,
             has_template,
-            pool,
+            pool: Arc::new(pool),
             kv,
             state,
             chunk,
@@ -144,6 +147,34 @@ impl Session {
             images: Vec::new(),
             image_parts,
             vision,
+        })
+    }
+
+    /// A new, empty conversation on the same loaded model: it shares the weights, tokenizer,
+    /// chat template, thread pool and image encoder (with its embedding cache) with `self`, and
+    /// has a KV cache and scratch of its own, of the same size and chunk. Siblings are meant to
+    /// be driven from one thread, one forward pass at a time (they share the thread pool).
+    pub fn sibling(&self) -> Result<Session, RuntimeError> {
+        let n_ctx = self.kv.n_ctx();
+        let kv = self.decoder.try_new_cache(n_ctx, self.kv.kv_type())?;
+        Ok(Session {
+            decoder: self.decoder.clone(),
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            has_template: self.has_template,
+            pool: self.pool.clone(),
+            kv,
+            state: self.decoder.new_state(self.chunk, n_ctx),
+            chunk: self.chunk,
+            load_ms: 0.0,
+            messages: Vec::new(),
+            cells: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            totals: Totals::default(),
+            pending_images: Vec::new(),
+            images: Vec::new(),
+            image_parts: self.image_parts,
+            vision: self.vision.clone(),
         })
     }
 
@@ -217,6 +248,12 @@ impl Session {
     /// starts.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// Use `flag` as the cancel flag from now on (see [`Session::cancel_flag`]), e.g. one per
+    /// request in a server, so that whoever holds it can stop that request's prefill.
+    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = flag;
     }
 
     /// The last position's logits after the latest prefill or generated token (empty before

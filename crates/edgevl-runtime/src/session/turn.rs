@@ -1,13 +1,74 @@
 //! One turn: prefill what is new, then sample and stream tokens until an end-of-generation
-//! token, the length limit, the context's end or a cancel.
+//! token, the length limit, the context's end or a cancel. A turn is a [`Generation`] advanced
+//! one token at a time by [`Session::step`], so a caller can interleave several sessions (a
+//! server decoding round-robin) or drive one to the end with a callback ([`Session::ask`]).
 
-use super::Session;
+use super::{PrefillReport, Session};
 use crate::segment::{Cell, Segment};
 use crate::{peak_rss_mb, Finish, RuntimeError, Sampler, TurnStats};
 use edgevl_model::{DecoderInput, LogitsWanted};
 use edgevl_tokenizer::{ChatMessage, StreamDecoder};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// A reply being generated: made by [`Session::start_reply`], advanced by [`Session::step`],
+/// closed by [`Session::end_reply`]. It belongs to the session that made it.
+pub struct Generation {
+    /// Start of the turn (time to first token counts from here, image waits included).
+    t0: Instant,
+    /// Start of the prefill.
+    t_prefill: Instant,
+    /// When the first token was sampled.
+    t_first: Instant,
+    prompt_tokens: usize,
+    image_tokens: usize,
+    image_wait_ms: f64,
+    /// `None` when the prefill was cancelled.
+    report: Option<PrefillReport>,
+    n_predict: usize,
+    /// The sampled token not yet emitted.
+    next: u32,
+    /// Tokens emitted.
+    out: Vec<u32>,
+    stream: StreamDecoder,
+    reply: String,
+    finish: Option<Finish>,
+}
+
+impl Generation {
+    /// Why generation stopped; `None` while it goes on.
+    pub fn finish(&self) -> Option<Finish> {
+        self.finish
+    }
+
+    /// The text generated so far.
+    pub fn reply(&self) -> &str {
+        &self.reply
+    }
+
+    /// Tokens generated so far.
+    pub fn generated_tokens(&self) -> usize {
+        self.out.len()
+    }
+
+    /// What the prefill reused and computed (`None` when it was cancelled).
+    pub fn prefill_report(&self) -> Option<PrefillReport> {
+        self.report
+    }
+
+    /// Stop here with `finish` (e.g. [`Finish::Cancelled`] when the reader went away); returns
+    /// the text the UTF-8 stream decoder still held, which is also added to the reply. Does
+    /// nothing (and returns nothing) when already stopped.
+    pub fn stop(&mut self, finish: Finish) -> String {
+        if self.finish.is_some() {
+            return String::new();
+        }
+        self.finish = Some(finish);
+        let rest = self.stream.finish();
+        self.reply.push_str(&rest);
+        rest
+    }
+}
 
 impl Session {
     /// Add `user_text` as a user message, with the images attached since the last message (at
@@ -41,9 +102,8 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TurnStats, RuntimeError> {
-        let t0 = Instant::now();
-        let (segments, image_wait_ms) = self.conversation_segments()?;
-        let (reply, stats) = self.run_turn(t0, &segments, image_wait_ms, n_predict, sampler, on_text)?;
+        let g = self.start_reply(n_predict, sampler)?;
+        let (reply, stats) = self.drive(g, sampler, on_text)?;
         self.messages.push(ChatMessage::new("assistant", reply));
         Ok(stats)
     }
@@ -58,94 +118,87 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<(String, TurnStats), RuntimeError> {
-        self.run_turn(Instant::now(), prompt, 0.0, n_predict, sampler, on_text)
+        let g = self.start(Instant::now(), prompt, 0.0, n_predict, sampler)?;
+        self.drive(g, sampler, on_text)
     }
 
-    fn run_turn(
+    /// Begin the reply to the conversation: render it (waiting for its images' embeddings),
+    /// prefill what the KV cache does not already hold and sample the first token; then call
+    /// [`Session::step`] for each token and [`Session::end_reply`] at the end. The reply is not
+    /// added to the conversation. A prefill cut short by the cancel flag gives a generation
+    /// already stopped with [`Finish::Cancelled`].
+    pub fn start_reply(
         &mut self,
-        t0: Instant,
-        prompt: &[Segment],
-        image_wait_ms: f64,
         n_predict: usize,
         sampler: &mut Sampler,
-        mut on_text: impl FnMut(&str) -> bool,
-    ) -> Result<(String, TurnStats), RuntimeError> {
-        self.cancel.store(false, Ordering::Relaxed);
-        // The turn started at `t0` (time-to-first-token counts from there, image waits
-        // included); the prefill starts now.
-        let t_prefill = Instant::now();
-        let d = self.decoder.hparams().n_embd;
-        let prompt_tokens: usize = prompt.iter().map(|s| s.n_positions(d)).sum();
-        let mut out = Vec::new();
-        let mut reply = String::new();
-        let (report, finish, t_first) = match self.prefill(prompt) {
-            Err(RuntimeError::Cancelled) => (None, Finish::Cancelled, Instant::now()),
-            Err(e) => return Err(e),
-            Ok(report) => {
-                for s in prompt {
-                    if let Segment::Tokens(t) = s {
-                        sampler.accept(t);
-                    }
-                }
-                let mut next = sampler.sample(self.logits());
-                let t_first = Instant::now();
-                let mut stream = StreamDecoder::new();
-                let finish = loop {
-                    if self.tokenizer.is_eog(next) {
-                        break Finish::Eog;
-                    }
-                    if out.len() >= n_predict {
-                        break Finish::Length;
-                    }
-                    out.push(next);
-                    sampler.accept(&[next]);
-                    let piece = stream.push(&self.tokenizer, next);
-                    if !piece.is_empty() {
-                        reply.push_str(&piece);
-                        if !on_text(&piece) {
-                            break Finish::Cancelled;
-                        }
-                    }
-                    if self.cancel.load(Ordering::Relaxed) {
-                        break Finish::Cancelled;
-                    }
-                    if out.len() == n_predict {
-                        break Finish::Length;
-                    }
-                    if self.kv.len() >= self.kv.n_ctx() {
-                        break Finish::ContextFull;
-                    }
-                    self.decoder.forward(
-                        DecoderInput::Tokens(&[next]),
-                        &mut self.kv,
-                        &mut self.state,
-                        &self.pool,
-                        LogitsWanted::Last,
-                    )?;
-                    self.cells.push(Cell::Token(next));
-                    next = sampler.sample(self.logits());
-                };
-                let rest = stream.finish();
-                if !rest.is_empty() {
-                    reply.push_str(&rest);
-                    on_text(&rest);
-                }
-                (Some(report), finish, t_first)
+    ) -> Result<Generation, RuntimeError> {
+        let t0 = Instant::now();
+        let (segments, image_wait_ms) = self.conversation_segments()?;
+        self.start(t0, &segments, image_wait_ms, n_predict, sampler)
+    }
+
+    /// Advance `g` by one token: returns the text it completed (often one token's, empty while
+    /// a UTF-8 character is incomplete, plus what the stream decoder held when it stops). Once
+    /// [`Generation::finish`] is set, stepping does nothing. Checks the cancel flag, the length
+    /// limit and the context's end before running the previous token through the decoder.
+    pub fn step(&mut self, g: &mut Generation, sampler: &mut Sampler) -> Result<String, RuntimeError> {
+        if g.finish.is_some() {
+            return Ok(String::new());
+        }
+        if let Some(&last) = g.out.last() {
+            let stop = if self.cancel.load(Ordering::Relaxed) {
+                Some(Finish::Cancelled)
+            } else if g.out.len() >= g.n_predict {
+                Some(Finish::Length)
+            } else if self.kv.len() >= self.kv.n_ctx() {
+                Some(Finish::ContextFull)
+            } else {
+                None
+            };
+            if let Some(finish) = stop {
+                return Ok(g.stop(finish));
             }
-        };
+            self.decoder.forward(
+                DecoderInput::Tokens(&[last]),
+                &mut self.kv,
+                &mut self.state,
+                &self.pool,
+                LogitsWanted::Last,
+            )?;
+            self.cells.push(Cell::Token(last));
+            g.next = sampler.sample(self.logits());
+        }
+        let next = g.next;
+        if self.tokenizer.is_eog(next) {
+            return Ok(g.stop(Finish::Eog));
+        }
+        if g.out.len() >= g.n_predict {
+            return Ok(g.stop(Finish::Length));
+        }
+        g.out.push(next);
+        sampler.accept(&[next]);
+        let piece = g.stream.push(&self.tokenizer, next);
+        g.reply.push_str(&piece);
+        Ok(piece)
+    }
+
+    /// Close `g` (stopping it as cancelled if it is still going): counts it in the session's
+    /// totals and returns the reply and the turn's stats.
+    pub fn end_reply(&mut self, mut g: Generation) -> (String, TurnStats) {
+        g.stop(Finish::Cancelled);
         let t_end = Instant::now();
-        let prefill_s = t_first.saturating_duration_since(t_prefill).as_secs_f64();
-        let decode_s = (t_end - t_first).as_secs_f64();
-        let n_decoded = out.len().saturating_sub(1);
+        let prefill_s = g.t_first.saturating_duration_since(g.t_prefill).as_secs_f64();
+        let decode_s = t_end.saturating_duration_since(g.t_first).as_secs_f64();
+        let n_decoded = g.out.len().saturating_sub(1);
         // A prefill cancelled part-way still left its finished chunks in the cache.
-        let prefilled = report.map_or(0, |r| r.prefilled);
+        let prefilled = g.report.map_or(0, |r| r.prefilled);
         let stats = TurnStats {
-            prompt_tokens,
-            reused_tokens: report.map_or(0, |r| r.reused),
+            prompt_tokens: g.prompt_tokens,
+            reused_tokens: g.report.map_or(0, |r| r.reused),
             prefilled_tokens: prefilled,
-            generated_tokens: out.len(),
+            generated_tokens: g.out.len(),
             load_ms: self.load_ms,
-            ttft_ms: t_first.saturating_duration_since(t0).as_secs_f64() * 1e3,
+            ttft_ms: g.t_first.saturating_duration_since(g.t0).as_secs_f64() * 1e3,
             prefill_tok_s: prefilled as f64 / prefill_s.max(1e-9),
             decode_tok_s: if n_decoded > 0 { n_decoded as f64 / decode_s.max(1e-9) } else { 0.0 },
             peak_rss_mb: peak_rss_mb(),
@@ -153,18 +206,87 @@ impl Session {
             n_ctx: self.kv.n_ctx(),
             chunk: self.chunk,
             n_past: self.kv.len(),
-            image_tokens: prompt
-                .iter()
-                .filter(|s| matches!(s, Segment::Embeddings(_)))
-                .map(|s| s.n_positions(d))
-                .sum(),
-            image_wait_ms,
-            finish,
+            image_tokens: g.image_tokens,
+            image_wait_ms: g.image_wait_ms,
+            finish: g.finish.unwrap_or(Finish::Cancelled),
         };
         self.totals.turns += 1;
         self.totals.prefilled += prefilled;
-        self.totals.generated += out.len();
+        self.totals.generated += g.out.len();
         self.totals.last_turn = Some(stats.clone());
-        Ok((reply, stats))
+        (g.reply, stats)
+    }
+
+    /// Steps `g` to its end, passing each piece of text to `on_text` (false stops it).
+    fn drive(
+        &mut self,
+        mut g: Generation,
+        sampler: &mut Sampler,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<(String, TurnStats), RuntimeError> {
+        while g.finish.is_none() {
+            let text = self.step(&mut g, sampler)?;
+            if !text.is_empty() && !on_text(&text) {
+                let rest = g.stop(Finish::Cancelled);
+                if !rest.is_empty() {
+                    on_text(&rest);
+                }
+            }
+        }
+        Ok(self.end_reply(g))
+    }
+
+    /// Prefills `prompt` and samples the first token.
+    fn start(
+        &mut self,
+        t0: Instant,
+        prompt: &[Segment],
+        image_wait_ms: f64,
+        n_predict: usize,
+        sampler: &mut Sampler,
+    ) -> Result<Generation, RuntimeError> {
+        self.cancel.store(false, Ordering::Relaxed);
+        let t_prefill = Instant::now();
+        let d = self.decoder.hparams().n_embd;
+        let positions = |image: bool| -> usize {
+            prompt
+                .iter()
+                .filter(|s| !image || matches!(s, Segment::Embeddings(_)))
+                .map(|s| s.n_positions(d))
+                .sum()
+        };
+        let mut g = Generation {
+            t0,
+            t_prefill,
+            t_first: t_prefill,
+            prompt_tokens: positions(false),
+            image_tokens: positions(true),
+            image_wait_ms,
+            report: None,
+            n_predict,
+            next: 0,
+            out: Vec::new(),
+            stream: StreamDecoder::new(),
+            reply: String::new(),
+            finish: None,
+        };
+        match self.prefill(prompt) {
+            Err(RuntimeError::Cancelled) => {
+                g.t_first = Instant::now();
+                g.finish = Some(Finish::Cancelled);
+            }
+            Err(e) => return Err(e),
+            Ok(report) => {
+                for s in prompt {
+                    if let Segment::Tokens(t) = s {
+                        sampler.accept(t);
+                    }
+                }
+                g.next = sampler.sample(self.logits());
+                g.t_first = Instant::now();
+                g.report = Some(report);
+            }
+        }
+        Ok(g)
     }
 }

@@ -1,0 +1,263 @@
+//! The OpenAI request bodies the server reads (unknown fields are ignored) and the checks that
+//! refuse what it does not do, with a message naming the field.
+
+use crate::error::ApiError;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    /// Ignored (the server has one model); echoed back.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Stream server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// `include_usage` adds a last chunk with the usage.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Most tokens to generate (default: up to the end of the context).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Newer name of `max_tokens`.
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+    /// Sampling temperature (0 = greedy; default as `edgevl run`, 0.8).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling (default 0.95).
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// Extension: top-k (default 40, 0 = off).
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// Extension: min-p (default 0.05).
+    #[serde(default)]
+    pub min_p: Option<f32>,
+    /// Seed of the random draw.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Up to 4 stop strings.
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// Must be 1 when given.
+    #[serde(default)]
+    pub n: Option<u64>,
+    /// Not supported (400 when given).
+    #[serde(default)]
+    pub tools: Option<serde_json::Value>,
+    /// Not supported (400 when given).
+    #[serde(default)]
+    pub functions: Option<serde_json::Value>,
+    /// Not supported (400 when true).
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// Token id (as a string) -> bias added to its logit; -100 or less bans the token.
+    #[serde(default)]
+    pub logit_bias: Option<HashMap<String, f32>>,
+    /// Extension (as llama-server): never stop at an end-of-generation token.
+    #[serde(default)]
+    pub ignore_eos: bool,
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage` and no choices.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One stop string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// One chat message.
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    /// `system`, `developer`, `user` or `assistant`.
+    pub role: String,
+    /// Text, or a list of parts; `null` is empty.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// A message's content.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Text and image parts, in order.
+    Parts(Vec<Part>),
+}
+
+/// One part of a message.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image.
+    ImageUrl {
+        /// Where it is.
+        image_url: ImageUrl,
+    },
+}
+
+/// An image reference: `{"url", "detail"?, "max_tiles"?}` or the bare URL string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ImageUrl {
+    /// OpenAI's object form.
+    Object {
+        /// `data:` URI, raw base64, or `edgevl-image://ID`.
+        url: String,
+        /// `low`, `high` or `auto`.
+        #[serde(default)]
+        detail: Option<String>,
+        /// Extension: the tile budget, overriding `detail`.
+        #[serde(default)]
+        max_tiles: Option<u32>,
+    },
+    /// Just the URL.
+    Url(String),
+}
+
+impl ImageUrl {
+    /// The URL, `detail` and `max_tiles`.
+    pub fn parts(&self) -> (&str, Option<&str>, Option<u32>) {
+        match self {
+            ImageUrl::Object { url, detail, max_tiles } => (url, detail.as_deref(), *max_tiles),
+            ImageUrl::Url(url) => (url, None, None),
+        }
+    }
+}
+
+/// `POST /v1/images`.
+#[derive(Debug, Deserialize)]
+pub struct UploadRequest {
+    /// A `data:` URI or raw base64.
+    pub image: String,
+    /// `low`, `high` or `auto`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The tile budget, overriding `detail`.
+    #[serde(default)]
+    pub max_tiles: Option<u32>,
+}
+
+/// Query of `GET /v1/edgevl/tiles`.
+#[derive(Debug, Deserialize)]
+pub struct TilesQuery {
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+    /// `low`, `high` or `auto`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The tile budget, overriding `detail`.
+    #[serde(default)]
+    pub max_tiles: Option<u32>,
+}
+
+/// Parses a JSON body: not UTF-8 or not valid JSON for `T` is a 400 that says where.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request_code("invalid_utf8", format!("the request body is not valid UTF-8 ({e})"))
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!(" at {at}") };
+        let msg = format!("the request body is not valid JSON for this endpoint{at}: {}", e.inner());
+        ApiError::bad_request_code("invalid_json", msg)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request_code("invalid_json", format!("the request body is not valid JSON: {e}"))
+    })?;
+    Ok(value)
+}
+
+impl ChatRequest {
+    /// Refuses the features the server does not have.
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request_code(
+                "unsupported_parameter",
+                "n > 1 is not supported: one choice per request",
+            ));
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_null())
+            || self.functions.as_ref().is_some_and(|t| !t.is_null())
+        {
+            return Err(ApiError::bad_request_code(
+                "unsupported_parameter",
+                "tools and function calling are not supported",
+            ));
+        }
+        if self.logprobs == Some(true) {
+            return Err(ApiError::bad_request_code("unsupported_parameter", "logprobs are not supported"));
+        }
+        if self.messages.is_empty() {
+            return Err(ApiError::bad_request("messages must not be empty"));
+        }
+        let finite_in = |v: Option<f32>, lo: f32, hi: f32, name: &str| match v {
+            Some(x) if !(x.is_finite() && x >= lo && x <= hi) => {
+                Err(ApiError::bad_request(format!("{name} must be between {lo} and {hi}, not {x}")))
+            }
+            _ => Ok(()),
+        };
+        finite_in(self.temperature, 0.0, 2.0, "temperature")?;
+        finite_in(self.top_p, 0.0, 1.0, "top_p")?;
+        finite_in(self.min_p, 0.0, 1.0, "min_p")?;
+        if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
+            return Err(ApiError::bad_request("max_tokens must be at least 1"));
+        }
+        if self.stop_strings().len() > 4 {
+            return Err(ApiError::bad_request("at most 4 stop strings"));
+        }
+        Ok(())
+    }
+
+    /// The stop strings (empty ones dropped).
+    pub fn stop_strings(&self) -> Vec<String> {
+        let all = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        all.into_iter().filter(|s| !s.is_empty()).collect()
+    }
+
+    /// `logit_bias` as (token id, bias) pairs; a key that is not a token id below `n_vocab` is
+    /// a 400. Biases of -100 or less ban the token.
+    pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
+        let Some(map) = &self.logit_bias else { return Ok(Vec::new()) };
+        map.iter()
+            .map(|(k, &v)| {
+                let id: u32 =
+                    k.parse().ok().filter(|&id: &u32| (id as usize) < n_vocab).ok_or_else(|| {
+                        ApiError::bad_request(format!("logit_bias: {k:?} is not a token id below {n_vocab}"))
+                    })?;
+                if !v.is_finite() {
+                    return Err(ApiError::bad_request(format!("logit_bias of token {id} is not a number")));
+                }
+                Ok((id, if v <= -100.0 { f32::NEG_INFINITY } else { v }))
+            })
+            .collect()
+    }
+}

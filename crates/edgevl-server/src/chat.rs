@@ -1,0 +1,373 @@
+//! `POST /v1/chat/completions`: check the request, decode and encode its images (one request's
+//! images at a time), queue it for the engine, then answer with one JSON or a stream of
+//! server-sent events ending `data: [DONE]`.
+
+use crate::api::{parse_json, ChatRequest, Content, Message, Part};
+use crate::engine::{Event, Job};
+use crate::error::ApiError;
+use crate::images::{budget, decode, parse_url, ImageLimits, ImageSource, Uploads};
+use crate::state::{unix_now, AppState};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use edgevl_runtime::{ImageEncoderHandle, PendingImage, SamplerConfig, TileBudget, TurnStats, MEDIA_MARKER};
+use edgevl_tokenizer::ChatMessage;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// An image part of a message, not yet decoded.
+pub struct ImageRef {
+    /// Names the part in errors: `messages[1].content[0]`.
+    pub part: String,
+    /// Its URL.
+    pub url: String,
+    /// Its tile budget.
+    pub budget: TileBudget,
+}
+
+/// Sets the request's cancel flag when dropped before being disarmed: a client that goes away
+/// (its response dropped) stops its prefill and generation.
+pub struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The handler.
+pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse_json(&body)?;
+    drop(body);
+    req.check_supported()?;
+    let ready = st.ready()?;
+    let (vision, n_vocab, model) = (ready.vision.clone(), ready.n_vocab, ready.model_id.clone());
+    let sampler = SamplerConfig {
+        temp: req.temperature.unwrap_or(0.8),
+        top_p: req.top_p.unwrap_or(0.95),
+        top_k: req.top_k.unwrap_or(40),
+        min_p: req.min_p.unwrap_or(0.05),
+        seed: req.seed.unwrap_or(SamplerConfig::default().seed),
+        logit_bias: req.logit_bias(n_vocab)?,
+        ..SamplerConfig::default()
+    };
+    let stop = req.stop_strings();
+    let max_tokens =
+        req.max_tokens.or(req.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let (stream, include_usage, ignore_eos) =
+        (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage), req.ignore_eos);
+    let (messages, refs) = flatten(req.messages, vision.is_some(), &st.limits)?;
+    if !refs.is_empty() && vision.is_none() {
+        return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));
+    }
+    let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
+    let images = match vision {
+        Some(v) if !refs.is_empty() => prepare_images(&st, v, refs).await?,
+        _ => Vec::new(),
+    };
+    let (tx, rx) = unbounded_channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let job = Job {
+        messages,
+        images,
+        sampler,
+        max_tokens,
+        ignore_eos,
+        stop,
+        events: tx,
+        cancel: cancel.clone(),
+        permit: Some(permit),
+    };
+    st.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+    if st.jobs.send(job).is_err() {
+        st.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError::unavailable("the engine has stopped"));
+    }
+    let guard = CancelOnDrop(Some(cancel));
+    let reply = Reply { id: st.completion_id(), created: unix_now(), model };
+    if stream {
+        reply.stream(rx, guard, include_usage).await
+    } else {
+        reply.collect(rx, guard).await
+    }
+}
+
+/// The messages as the runtime takes them (images replaced by markers) and the image parts.
+fn flatten(
+    messages: Vec<Message>,
+    vision: bool,
+    limits: &ImageLimits,
+) -> Result<(Vec<ChatMessage>, Vec<ImageRef>), ApiError> {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut refs = Vec::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].role {other:?} is not supported (system, developer, user or assistant)"
+                )))
+            }
+        };
+        let check = |text: &str, at: String| {
+            if vision && text.contains(MEDIA_MARKER) {
+                Err(ApiError::bad_request(format!(
+                    "{at}: the text may not contain the image marker {MEDIA_MARKER}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let mut text = String::new();
+        match m.content {
+            None => {}
+            Some(Content::Text(t)) => {
+                check(&t, format!("messages[{i}].content"))?;
+                text = t;
+            }
+            Some(Content::Parts(parts)) => {
+                let mut last_was_text = false;
+                for (j, p) in parts.into_iter().enumerate() {
+                    match p {
+                        Part::Text { text: t } => {
+                            check(&t, format!("messages[{i}].content[{j}]"))?;
+                            if last_was_text {
+                                text.push('\n');
+                            }
+                            text.push_str(&t);
+                            last_was_text = true;
+                        }
+                        Part::ImageUrl { image_url } => {
+                            let part = format!("messages[{i}].content[{j}]");
+                            let (url, detail, max_tiles) = image_url.parts();
+                            let budget = budget(detail, max_tiles, &part)?;
+                            refs.push(ImageRef { part, url: url.to_string(), budget });
+                            if refs.len() > limits.max_images {
+                                return Err(ApiError::bad_request_code(
+                                    "too_many_images",
+                                    format!("more than {} images in one request", limits.max_images),
+                                ));
+                            }
+                            text.push_str(MEDIA_MARKER);
+                            last_was_text = false;
+                        }
+                    }
+                }
+            }
+        }
+        out.push(ChatMessage::new(role, text));
+    }
+    Ok((out, refs))
+}
+
+/// Decodes the request's images, then starts their encoding and waits for it, holding the
+/// image gate throughout (on a blocking thread: a client that leaves does not free the gate
+/// early). Every part is decoded before any is encoded, so a bad part costs no ViT time.
+async fn prepare_images(
+    st: &AppState,
+    vision: ImageEncoderHandle,
+    refs: Vec<ImageRef>,
+) -> Result<Vec<PendingImage>, ApiError> {
+    let gate =
+        st.image_gate.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+    let (uploads, limits) = (st.uploads.clone(), st.limits);
+    tokio::task::spawn_blocking(move || {
+        let _gate = gate;
+        let decoded =
+            refs.into_iter().map(|r| resolve(&uploads, &limits, r)).collect::<Result<Vec<_>, _>>()?;
+        let pending = decoded
+            .into_iter()
+            .map(|(r, image)| match image {
+                Resolved::Pixels(image) => Ok(vision.prepare(&r.part, image, r.budget)?),
+                Resolved::Uploaded(info, id) => vision.find(&info).ok_or_else(|| {
+                    ApiError::bad_request_code(
+                        "unknown_image_id",
+                        format!(
+                            "{}: image {id:?} is no longer in the embedding cache; upload it again",
+                            r.part
+                        ),
+                    )
+                }),
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        for p in &pending {
+            vision.wait(p)?;
+        }
+        Ok(pending)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("image preparation failed: {e}")))?
+}
+
+/// An image part, decoded or found in the upload registry.
+enum Resolved {
+    Pixels(edgevl_vision::RgbImage),
+    Uploaded(edgevl_runtime::ImageInfo, String),
+}
+
+/// Decodes one image part, or finds its upload id.
+fn resolve(uploads: &Uploads, limits: &ImageLimits, r: ImageRef) -> Result<(ImageRef, Resolved), ApiError> {
+    let resolved = match parse_url(&r.url, &r.part)? {
+        ImageSource::Inline(bytes) => Resolved::Pixels(decode(&bytes, &r.part, limits)?),
+        ImageSource::Uploaded(id) => {
+            let info = uploads.get(&id).ok_or_else(|| {
+                ApiError::bad_request_code(
+                    "unknown_image_id",
+                    format!("{}: no uploaded image has the id {id:?}", r.part),
+                )
+            })?;
+            Resolved::Uploaded(info, id)
+        }
+    };
+    Ok((ImageRef { url: String::new(), ..r }, resolved))
+}
+
+/// `usage` of a finished turn.
+pub fn usage(s: &TurnStats) -> Value {
+    json!({
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.generated_tokens,
+        "total_tokens": s.prompt_tokens + s.generated_tokens,
+        "prompt_tokens_details": {"cached_tokens": s.reused_tokens, "image_tokens": s.image_tokens},
+    })
+}
+
+/// What every response of one completion shares.
+struct Reply {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Reply {
+    /// Waits for the whole reply and answers with one JSON.
+    async fn collect(
+        self,
+        mut rx: UnboundedReceiver<Event>,
+        mut guard: CancelOnDrop,
+    ) -> Result<Response, ApiError> {
+        let mut text = String::new();
+        loop {
+            match rx.recv().await {
+                Some(Event::Text(t)) => text.push_str(&t),
+                Some(Event::Error(e)) => return Err(e),
+                Some(Event::Done { finish_reason, stats }) => {
+                    guard.disarm();
+                    let body = json!({
+                        "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                     "logprobs": null, "finish_reason": finish_reason}],
+                        "usage": usage(&stats),
+                    });
+                    return Ok(axum::Json(body).into_response());
+                }
+                None => return Err(ApiError::internal("the generation stopped without an answer")),
+            }
+        }
+    }
+
+    /// Streams the reply as server-sent events. An error before the first token is an ordinary
+    /// error response; one after it is an `error` event.
+    async fn stream(
+        self,
+        mut rx: UnboundedReceiver<Event>,
+        guard: CancelOnDrop,
+        include_usage: bool,
+    ) -> Result<Response, ApiError> {
+        let first = match rx.recv().await {
+            Some(Event::Error(e)) => return Err(e),
+            Some(ev) => ev,
+            None => return Err(ApiError::internal("the generation stopped without an answer")),
+        };
+        let mut s = SseState { reply: self, rx, guard, include_usage, out: VecDeque::new(), finished: false };
+        s.out.push_back(s.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        s.on_event(Some(first));
+        let body = futures_util::stream::unfold(s, |mut s| async move {
+            loop {
+                if let Some(b) = s.out.pop_front() {
+                    return Some((Ok::<Bytes, std::convert::Infallible>(b), s));
+                }
+                if s.finished {
+                    return None;
+                }
+                let ev = s.rx.recv().await;
+                s.on_event(ev);
+            }
+        });
+        let mut resp = Body::from_stream(body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(resp)
+    }
+}
+
+/// A stream in progress: the events to turn into `data:` lines.
+struct SseState {
+    reply: Reply,
+    rx: UnboundedReceiver<Event>,
+    guard: CancelOnDrop,
+    include_usage: bool,
+    out: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl SseState {
+    fn data(v: &Value) -> Bytes {
+        Bytes::from(format!("data: {v}\n\n"))
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Value) -> Bytes {
+        let mut v = json!({
+            "id": self.reply.id, "object": "chat.completion.chunk", "created": self.reply.created,
+            "model": self.reply.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        });
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        Self::data(&v)
+    }
+
+    fn on_event(&mut self, ev: Option<Event>) {
+        match ev {
+            Some(Event::Text(t)) => {
+                let c = self.chunk(json!({"content": t}), Value::Null);
+                self.out.push_back(c);
+            }
+            Some(Event::Done { finish_reason, stats }) => {
+                self.guard.disarm();
+                let c = self.chunk(json!({}), json!(finish_reason));
+                self.out.push_back(c);
+                if self.include_usage {
+                    let v = json!({
+                        "id": self.reply.id, "object": "chat.completion.chunk", "created": self.reply.created,
+                        "model": self.reply.model, "choices": [], "usage": usage(&stats),
+                    });
+                    self.out.push_back(Self::data(&v));
+                }
+                self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.finished = true;
+            }
+            Some(Event::Error(e)) => {
+                self.out.push_back(Self::data(&e.body()));
+                self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.finished = true;
+            }
+            None => self.finished = true,
+        }
+    }
+}

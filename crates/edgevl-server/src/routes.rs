@@ -1,0 +1,246 @@
+//! The router: endpoints, the body limit, the API key, CORS, and a log line and a metrics count
+//! for every answer.
+
+use crate::api::{parse_json, TilesQuery, UploadRequest};
+use crate::chat::chat_completions;
+use crate::error::ApiError;
+use crate::images::{budget, decode, parse_url, ImageSource};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use edgevl_runtime::TileBudget;
+use edgevl_vision::{Plan, Size, TOKENS_PER_TILE};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The web page at `/`.
+const PAGE: &str = include_str!("../static/index.html");
+
+/// Paths named in metrics (anything else counts as `other`).
+const PATHS: [&str; 7] =
+    ["/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/images", "/v1/edgevl/tiles"];
+
+/// The application: every endpoint with its layers.
+pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, crate::ServerError> {
+    let limit = st.max_body_bytes;
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/images", post(upload))
+        .route("/v1/edgevl/tiles", get(tiles))
+        .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
+        .layer(middleware::from_fn_with_state(st.clone(), auth))
+        .layer(middleware::from_fn_with_state(st.clone(), refuse_large))
+        .layer(middleware::from_fn_with_state(st.clone(), log_and_count))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(st);
+    let Some(origin) = cors_origin else { return Ok(app) };
+    let allow = if origin == "*" {
+        AllowOrigin::any()
+    } else {
+        let v = HeaderValue::from_str(origin).map_err(|_| {
+            crate::ServerError::BadSetting(format!("--cors-origin {origin:?} is not a valid header value"))
+        })?;
+        AllowOrigin::exact(v)
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    Ok(app.layer(cors))
+}
+
+/// A body over the limit is a 413, any other read failure a 400.
+fn body(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(st.max_body_bytes)
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+async fn chat(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(&st, b)?;
+    chat_completions(st, b).await
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    st.ready()?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let vision = st.ready.get().and_then(|r| r.vision.as_ref());
+    let text = st.metrics.render(vision, st.parallel);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = st.ready()?;
+    Ok(Json(json!({"object": "list", "data": [{
+        "id": r.model_id, "object": "model", "created": st.started, "owned_by": "edgevl",
+        "meta": {"n_ctx": r.n_ctx, "n_vocab": r.n_vocab, "vision": r.vision.is_some()},
+    }]})))
+}
+
+/// The grid of a plan as JSON.
+fn plan_json(plan: &Plan, tokens_per_view: usize) -> serde_json::Value {
+    json!({
+        "strategy": plan.strategy.name(),
+        "grid": {"cols": plan.grid.cols, "rows": plan.grid.rows},
+        "tiles": plan.tiles(),
+        "global_view": plan.global_view,
+        "views": plan.views(),
+        "image_tokens": plan.views() as usize * tokens_per_view,
+        "canvas": {"width": plan.canvas.width, "height": plan.canvas.height},
+        "resize": {"width": plan.resize.width, "height": plan.resize.height},
+        "offset": {"x": plan.offset.x, "y": plan.offset.y},
+    })
+}
+
+/// `POST /v1/images`: decode, plan and start encoding at once; answer with the id.
+async fn upload(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: UploadRequest = parse_json(&body(&st, b)?)?;
+    let vision =
+        st.ready()?.vision.clone().ok_or_else(|| ApiError::from(edgevl_runtime::RuntimeError::NoVision))?;
+    let budget = budget(req.detail.as_deref(), req.max_tiles, "image")?;
+    let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
+    let gate =
+        st.image_gate.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+    let limits = st.limits;
+    let v = vision.clone();
+    let pending = tokio::task::spawn_blocking(move || {
+        let bytes = match parse_url(&req.image, "image")? {
+            ImageSource::Inline(bytes) => bytes,
+            ImageSource::Uploaded(_) => {
+                return Err(ApiError::bad_request("image: upload the image itself, not an id"))
+            }
+        };
+        let image = decode(&bytes, "image", &limits)?;
+        Ok(v.prepare("image", image, budget)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("image preparation failed: {e}")))??;
+    let info = pending.info().clone();
+    let id = st.uploads.insert(info.clone());
+    // Encoding goes on after the answer; the permit and the gate are held until it is done.
+    tokio::task::spawn_blocking(move || {
+        let _ = vision.wait(&pending);
+        drop((gate, permit));
+    });
+    let mut out = plan_json(&info.plan, info.n_tokens / info.plan.views().max(1) as usize);
+    out["id"] = json!(id);
+    out["object"] = json!("edgevl.image");
+    out["url"] = json!(format!("{}{id}", crate::images::UPLOAD_SCHEME));
+    out["width"] = json!(info.plan.image.width);
+    out["height"] = json!(info.plan.image.height);
+    out["cached"] = json!(info.cached);
+    Ok(Json(out))
+}
+
+/// `GET /v1/edgevl/tiles`: the plan and token cost for an image size, without an image.
+async fn tiles(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<TilesQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+    let max = st.limits.max_side;
+    if q.width == 0 || q.height == 0 || q.width > max || q.height > max {
+        return Err(ApiError::bad_request(format!("width and height must be between 1 and {max}")));
+    }
+    let budget: TileBudget = budget(q.detail.as_deref(), q.max_tiles, "query")?;
+    let vision = st.ready.get().and_then(|r| r.vision.clone());
+    let (cfg, per_view) = match &vision {
+        Some(v) => (v.config().clone(), v.tokens_per_view()),
+        None => (st.image_config.clone(), TOKENS_PER_TILE as usize),
+    };
+    let plan =
+        cfg.plan(Size::new(q.width, q.height), budget).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut out = plan_json(&plan, per_view);
+    out["width"] = json!(q.width);
+    out["height"] = json!(q.height);
+    out["detail"] = json!(q.detail.as_deref().unwrap_or("auto"));
+    Ok(Json(out))
+}
+
+/// With `--api-key`, every path but `/` and `/health` needs `Authorization: Bearer KEY`.
+async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(key) = &st.api_key else { return next.run(req).await };
+    let path = req.uri().path();
+    if path == "/" || path == "/health" || req.method() == Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// Byte equality whose time does not depend on where the inputs first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A declared `Content-Length` over the limit is a 413 at once, before any of the body is read
+/// (a body without one is cut at the limit as it is read).
+async fn refuse_large(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        return ApiError::too_large(st.max_body_bytes).into_response();
+    }
+    next.run(req).await
+}
+
+/// One stderr line and one metrics count per answer.
+async fn log_and_count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let t0 = Instant::now();
+    let method = req.method().clone();
+    let path = PATHS.iter().copied().find(|p| *p == req.uri().path()).unwrap_or("other");
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    st.metrics.count_request(path, status);
+    if path != "/metrics" && path != "/health" {
+        eprintln!("edgevl: {method} {path} {status} {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_eq_compares_bytes() {
+        assert!(super::constant_time_eq(b"key", b"key"));
+        assert!(!super::constant_time_eq(b"key", b"kez"));
+        assert!(!super::constant_time_eq(b"key", b"keys"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The server on SmolLM2-135M-Instruct: greedy replies equal the library's (`edgevl run`'s
+//! path), JSON and SSE agree, a repeated conversation is re-prefilled from the KV cache, and
+//! every limit answers with OpenAI's error shape: oversized body, bad JSON, bad UTF-8,
+//! unsupported options, an image without an mmproj, a prompt past the context, a full queue
+//! (503 + Retry-After), a client that leaves mid-stream (its slot is freed), a missing API key.
+
+mod common;
+
+use common::{assert_error, read_head, smollm2, start};
+use edgevl_runtime::{Sampler, SamplerConfig, Session};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+
+const PROMPT: &str = "Name three primary colours and say why they are called primary.";
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+#[test]
+fn greedy_reply_equals_the_library_and_streaming_agrees() {
+    let cfg = smollm2();
+    let n = 40;
+    // The library path of `edgevl run -p PROMPT --temp 0 -n 40`: one user message, greedy.
+    let mut session = Session::load(&cfg.model, &cfg.session).expect("load");
+    let mut greedy = Sampler::new(SamplerConfig { temp: 0.0, ..SamplerConfig::default() });
+    let mut want = String::new();
+    let stats = session.ask(PROMPT, n, &mut greedy, |p| {
+        want.push_str(p);
+        true
+    });
+    let stats = stats.expect("library turn");
+    drop(session);
+    assert!(!want.is_empty());
+
+    let t = start(cfg);
+    let v = t.chat_ok(&json!({"model": "x", "messages": user(PROMPT), "temperature": 0, "max_tokens": n}));
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["message"]["content"].as_str(), Some(want.as_str()));
+    let u = &v["usage"];
+    assert_eq!(u["prompt_tokens"], stats.prompt_tokens);
+    assert_eq!(u["completion_tokens"], stats.generated_tokens);
+    assert_eq!(u["total_tokens"], stats.prompt_tokens + stats.generated_tokens);
+    assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(u["prompt_tokens_details"]["image_tokens"], 0);
+    let reason = if stats.generated_tokens == n { "length" } else { "stop" };
+    assert_eq!(v["choices"][0]["finish_reason"], reason);
+
+    // The same conversation streamed: the slot's cache holds it, so only the last prompt
+    // position is recomputed; the deltas add up to the same text.
+    let body = json!({"messages": user(PROMPT), "temperature": 0, "max_tokens": n, "stream": true,
+                      "stream_options": {"include_usage": true}});
+    let events = t.chat_stream(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).expect("JSON")).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, want);
+    let usage = chunks.last().expect("usage chunk");
+    assert_eq!(usage["choices"].as_array().map(Vec::len), Some(0));
+    assert_eq!(usage["usage"]["prompt_tokens"], stats.prompt_tokens);
+    assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], stats.prompt_tokens - 1);
+    let finish = &chunks[chunks.len() - 2]["choices"][0]["finish_reason"];
+    assert_eq!(finish, reason);
+    assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"]));
+
+    // Without include_usage no chunk carries usage; a stop string cuts the reply before it.
+    let events =
+        t.chat_stream(&json!({"messages": user(PROMPT), "temperature": 0, "max_tokens": 8, "stream": true}));
+    assert!(events.iter().all(|e| !e.contains("\"usage\"")));
+    let stop_at = want.split_whitespace().nth(2).expect("three words");
+    let v =
+        t.chat_ok(&json!({"messages": user(PROMPT), "temperature": 0, "max_tokens": n, "stop": [stop_at]}));
+    let cut = v["choices"][0]["message"]["content"].as_str().expect("content");
+    assert_eq!(cut, &want[..want.find(stop_at).expect("stop in text")]);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_the_server_stays_up() {
+    let t = start(smollm2());
+    let post = |body: &[u8]| {
+        let (s, _, text) = t.post_bytes("/v1/chat/completions", body);
+        (s, serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+    };
+    assert_error(post(b"{\"messages\": [ {\"role\": "), 400, Some("invalid_json"), "not valid JSON");
+    assert_error(
+        post(b"{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}"),
+        400,
+        Some("invalid_utf8"),
+        "UTF-8",
+    );
+    assert_error(post(b"{\"messages\": 3}"), 400, Some("invalid_json"), "messages");
+    let chat = |extra: Value| {
+        let mut body = json!({"messages": user("Hi"), "max_tokens": 4});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        t.post("/v1/chat/completions", &body)
+    };
+    assert_error(chat(json!({"n": 2})), 400, Some("unsupported_parameter"), "n > 1");
+    assert_error(chat(json!({"tools": [{"type": "function"}]})), 400, Some("unsupported_parameter"), "tools");
+    assert_error(chat(json!({"logprobs": true})), 400, Some("unsupported_parameter"), "logprobs");
+    assert_error(chat(json!({"temperature": -1})), 400, None, "temperature");
+    assert_error(chat(json!({"messages": []})), 400, None, "messages");
+    assert_error(
+        chat(json!({"messages": [{"role": "tool", "content": "x"}]})),
+        400,
+        None,
+        "messages[0].role",
+    );
+    assert_error(chat(json!({"logit_bias": {"999999": 1}})), 400, None, "logit_bias");
+    // An image to a server without an mmproj (llama-server dies on this).
+    let png = common::data_uri(&common::png(8, 8, 1));
+    let img = common::image_chat(&[(&png, None)], "What is it?", 4);
+    assert_error(t.post("/v1/chat/completions", &img), 400, Some("images_not_supported"), "--mmproj");
+    assert_error(t.post("/v1/images", &json!({"image": png})), 400, Some("images_not_supported"), "--mmproj");
+    // A prompt past the 1024-token context: 400 with the counts.
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(200);
+    let (s, v) = chat(json!({"messages": user(&long)}));
+    assert_error((s, v.clone()), 400, Some("context_length_exceeded"), "1024-token context");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("needs") && m.contains("left")), "{v}");
+    assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
+
+    // A body over 32 MiB is refused before it is read: 413 after a few bytes of it.
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        (32 << 20) + 1
+    );
+    let mut s = t.raw(&head, &[b' '; 65536]);
+    let resp_head = read_head(&mut s);
+    assert!(resp_head.starts_with("HTTP/1.1 413"), "{resp_head}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let body = String::from_utf8_lossy(&rest);
+    assert!(body.contains("request_too_large"), "{body}");
+
+    // Still serving, and every answer above was counted by status.
+    let v = t.chat_ok(&json!({"messages": user("Hi"), "max_tokens": 4}));
+    assert!(v["usage"]["completion_tokens"].as_u64().is_some_and(|n| (1..=4).contains(&n)), "{v}");
+    let (_, metrics) = t.get("/metrics");
+    for code in ["400", "404", "413", "200"] {
+        assert!(metrics.contains(&format!("code=\"{code}\"")), "no {code} in\n{metrics}");
+    }
+    let (s, models) = t.get("/v1/models");
+    assert_eq!(s, 200);
+    assert!(models.contains("SmolLM2-135M-Instruct"), "{models}");
+    let (s, page) = t.get("/");
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("/v1/edgevl/tiles") && page.contains("/v1/chat/completions"),
+        "the page calls the API"
+    );
+}
+
+#[test]
+fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_slot() {
+    let mut cfg = smollm2();
+    cfg.parallel = 1;
+    cfg.queue = 1;
+    let t = start(cfg);
+    // A: a long streamed reply (no end-of-generation token allowed) on the only slot.
+    let body = json!({"messages": user("Write a very long story."), "max_tokens": 100000, "ignore_eos": true,
+                      "stream": true, "temperature": 0.8});
+    let body = body.to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut a = t.raw(&head, body.as_bytes());
+    let a_head = read_head(&mut a);
+    assert!(a_head.starts_with("HTTP/1.1 200"), "{a_head}");
+    let mut first = [0u8; 64];
+    assert!(a.read(&mut first).expect("first chunk") > 0);
+    assert_eq!(t.metric("edgevl_slots_busy"), 1.0);
+
+    // B waits in the queue; C finds no place: 503 with Retry-After, in OpenAI's shape.
+    let base = t.base.clone();
+    let agent = t.agent.clone();
+    let b = std::thread::spawn(move || {
+        let mut r = agent
+            .post(&format!("{base}/v1/chat/completions"))
+            .send(json!({"messages": user("Say hi."), "max_tokens": 4}).to_string())
+            .expect("B");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    });
+    t.wait_until(30, "B queued", |t| t.metric("edgevl_queue_depth") == 1.0);
+    let (status, retry, text) =
+        t.post_bytes("/v1/chat/completions", json!({"messages": user("C")}).to_string().as_bytes());
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_error((status, serde_json::from_str(&text).expect("JSON")), 503, Some("server_busy"), "busy");
+    assert!(!b.is_finished(), "B must wait while A holds the slot");
+
+    // A leaves mid-stream: its generation is cancelled and B gets the slot.
+    let generated_before = t.metric("edgevl_generated_tokens_total");
+    let _ = a.shutdown(std::net::Shutdown::Both);
+    drop(a);
+    let (b_status, b_body) = b.join().expect("B thread");
+    assert_eq!(b_status, 200, "{b_body}");
+    assert_eq!(t.metric("edgevl_requests_cancelled_total"), 1.0);
+    t.wait_until(10, "slot idle", |t| t.metric("edgevl_slots_busy") == 0.0);
+    // A stopped far short of the context (1024 positions): it was cut, not finished.
+    let generated = t.metric("edgevl_generated_tokens_total") - generated_before;
+    assert!(generated < 900.0, "A generated {generated} tokens after leaving");
+    let mut c = t.raw("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let _ = c.flush();
+}
+
+#[test]
+fn an_api_key_guards_every_endpoint_but_health_and_the_page() {
+    let mut cfg = smollm2();
+    cfg.api_key = Some("s3cret".into());
+    let mut t = start(cfg);
+    assert_eq!(t.get("/v1/models").0, 200);
+    t.key = Some("wrong".into());
+    assert_error(
+        t.post("/v1/chat/completions", &json!({"messages": user("Hi")})),
+        401,
+        Some("invalid_api_key"),
+        "Bearer",
+    );
+    t.key = None;
+    for path in ["/v1/models", "/metrics", "/v1/edgevl/tiles?width=10&height=10"] {
+        let (s, body) = t.get(path);
+        assert_eq!(s, 401, "{path}: {body}");
+        assert!(body.contains("invalid_api_key"), "{body}");
+    }
+    assert_error(
+        t.post("/v1/chat/completions", &json!({"messages": user("Hi")})),
+        401,
+        Some("invalid_api_key"),
+        "Bearer",
+    );
+    assert_eq!(t.get("/health").0, 200);
+    assert_eq!(t.get("/").0, 200);
+}

@@ -1,0 +1,166 @@
+//! The server with the tiny random VLM (tests/fixtures/tiny-llama-spm + tiny-vlm): `detail`
+//! sets the tile budget (low < high image tokens, as /v1/edgevl/tiles predicts), a repeated
+//! image is not encoded again and its prompt prefix comes from the KV cache, an uploaded image
+//! is encoded once and found by its id, and hostile images are refused naming the part.
+
+mod common;
+
+use common::{assert_error, data_uri, image_chat, png, start, tiny_vlm};
+use serde_json::{json, Value};
+
+/// 900x500: the relaxed strategy tiles it.
+fn wide() -> Vec<u8> {
+    png(900, 500, 7)
+}
+
+fn image_tokens(v: &Value) -> u64 {
+    v["usage"]["prompt_tokens_details"]["image_tokens"].as_u64().expect("image_tokens")
+}
+
+#[test]
+fn detail_sets_the_tile_budget_as_the_tiles_endpoint_says() {
+    let t = start(tiny_vlm());
+    let uri = data_uri(&wide());
+    let plan = |detail: &str| {
+        let (s, body) = t.get(&format!("/v1/edgevl/tiles?width=900&height=500&detail={detail}"));
+        assert_eq!(s, 200, "{body}");
+        serde_json::from_str::<Value>(&body).expect("JSON")
+    };
+    let (low, high, auto) = (plan("low"), plan("high"), plan("auto"));
+    assert_eq!((low["views"].as_u64(), low["global_view"].as_bool()), (Some(1), Some(false)));
+    assert!(high["views"].as_u64() > Some(1), "{high}");
+    assert_eq!(auto["views"], high["views"]);
+    let per_view = low["image_tokens"].as_u64().expect("tokens");
+
+    let v_low = t.chat_ok(&image_chat(&[(&uri, Some("low"))], "What is it?", 2));
+    let v_high = t.chat_ok(&image_chat(&[(&uri, Some("high"))], "What is it?", 2));
+    assert_eq!(image_tokens(&v_low), per_view);
+    assert_eq!(Some(image_tokens(&v_high)), high["image_tokens"].as_u64());
+    assert!(image_tokens(&v_low) < image_tokens(&v_high));
+    // The extension max_tiles overrides detail.
+    let mut body = image_chat(&[(&uri, Some("high"))], "What is it?", 2);
+    body["messages"][0]["content"][0]["image_url"]["max_tiles"] = json!(2);
+    let v2 = t.chat_ok(&body);
+    let (s, two) = t.get("/v1/edgevl/tiles?width=900&height=500&max_tiles=2");
+    assert_eq!(s, 200);
+    let two: Value = serde_json::from_str(&two).expect("JSON");
+    assert_eq!(Some(image_tokens(&v2)), two["image_tokens"].as_u64());
+    assert!(image_tokens(&v2) < image_tokens(&v_high) && image_tokens(&v2) > per_view);
+    assert_error(
+        t.post("/v1/chat/completions", &image_chat(&[(&uri, Some("huge"))], "x", 2)),
+        400,
+        None,
+        "detail",
+    );
+    let (s, body) = t.get("/v1/edgevl/tiles?width=0&height=5");
+    assert_eq!(s, 400, "{body}");
+}
+
+#[test]
+fn a_repeated_image_is_not_encoded_again_and_comes_from_the_kv_cache() {
+    let t = start(tiny_vlm());
+    let uri = data_uri(&wide());
+    let body = image_chat(&[(&uri, None)], "Describe the picture.", 3);
+    let first = t.chat_ok(&body);
+    let tiles = t.metric("edgevl_vit_tiles_encoded_total");
+    let views = image_tokens(&first) / 196;
+    assert_eq!(tiles, views as f64, "the first request encodes each view once");
+    assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let hits = t.metric("edgevl_image_cache_hits_total");
+
+    // A follow-up question about the same image: nothing is encoded, the image's positions
+    // are reused from the slot's KV cache.
+    let mut follow = image_chat(&[(&uri, None)], "Describe the picture.", 3);
+    let reply = first["choices"][0]["message"]["content"].clone();
+    follow["messages"].as_array_mut().expect("messages").extend([
+        json!({"role": "assistant", "content": reply}),
+        json!({"role": "user", "content": "And the colours?"}),
+    ]);
+    let second = t.chat_ok(&follow);
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), tiles, "the image was encoded again");
+    assert_eq!(t.metric("edgevl_image_cache_hits_total"), hits + 1.0);
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached");
+    assert!(cached > image_tokens(&second), "cached {cached} does not cover the image: {second}");
+    assert_eq!(image_tokens(&second), image_tokens(&first));
+
+    // A different image is encoded.
+    let other = data_uri(&png(900, 500, 8));
+    t.chat_ok(&image_chat(&[(&other, None)], "And this one?", 2));
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 2.0 * tiles);
+}
+
+#[test]
+fn an_uploaded_image_is_encoded_once_and_found_by_its_id() {
+    let t = start(tiny_vlm());
+    let bytes = png(640, 480, 3);
+    let (s, up) = t.post("/v1/images", &json!({"image": data_uri(&bytes), "detail": "high"}));
+    assert_eq!(s, 200, "{up}");
+    let id = up["id"].as_str().expect("id").to_string();
+    let views = up["views"].as_u64().expect("views");
+    assert_eq!(up["image_tokens"].as_u64(), Some(views * 196));
+    assert_eq!(up["url"].as_str(), Some(format!("edgevl-image://{id}").as_str()));
+    // Encoding started at upload, before any question.
+    t.wait_until(60, "the upload to be encoded", |t| {
+        t.metric("edgevl_vit_tiles_encoded_total") == views as f64
+    });
+
+    let by_id = format!("edgevl-image://{id}");
+    let v = t.chat_ok(&image_chat(&[(&by_id, None)], "What is in the picture?", 2));
+    assert_eq!(image_tokens(&v), views * 196);
+    // The same pixels sent inline (raw base64 this time) are the same image too.
+    let raw = data_uri(&bytes).split_once(',').expect("comma").1.to_string();
+    t.chat_ok(&image_chat(&[(&raw, None)], "Again?", 2));
+    assert_eq!(
+        t.metric("edgevl_vit_tiles_encoded_total"),
+        views as f64,
+        "an uploaded image was encoded again"
+    );
+    assert!(t.metric("edgevl_image_cache_hits_total") >= 2.0);
+
+    assert_error(
+        t.post("/v1/chat/completions", &image_chat(&[("edgevl-image://img-nope", None)], "x", 2)),
+        400,
+        Some("unknown_image_id"),
+        "messages[0].content[0]",
+    );
+    assert_error(t.post("/v1/images", &json!({"image": by_id})), 400, None, "upload the image itself");
+    assert_error(t.post("/v1/images", &json!({"image": "%%%"})), 400, Some("invalid_base64"), "image");
+}
+
+#[test]
+fn hostile_images_are_refused_naming_the_part() {
+    let t = start(tiny_vlm());
+    let ok = data_uri(&png(32, 32, 1));
+    let chat = |urls: &[&str]| {
+        let imgs: Vec<(&str, Option<&str>)> = urls.iter().map(|u| (*u, None)).collect();
+        t.post("/v1/chat/completions", &image_chat(&imgs, "What?", 2))
+    };
+    assert_error(
+        chat(&[&ok, "data:image/png;base64,@@@not-base64@@@"]),
+        400,
+        Some("invalid_base64"),
+        "messages[0].content[1]",
+    );
+    let not_image = data_uri(b"this is not an image at all");
+    assert_error(chat(&[&not_image]), 400, Some("invalid_image"), "messages[0].content[0]");
+    let mut truncated = png(64, 64, 2);
+    truncated.truncate(truncated.len() / 2);
+    assert_error(chat(&[&data_uri(&truncated)]), 400, Some("invalid_image"), "messages[0].content[0]");
+    assert_error(chat(&["https://example.com/cat.png"]), 400, Some("invalid_image_url"), "data: URIs");
+    assert_error(chat(&["file:///etc/passwd"]), 400, Some("invalid_image_url"), "messages[0].content[0]");
+    // Longer than 16384 px a side (the file itself is small).
+    let tall = data_uri(&png(1, 16385, 4));
+    assert_error(chat(&[&tall]), 400, Some("invalid_image"), "16384");
+    // Nine images: one too many (refused before any is decoded).
+    let nine = vec![ok.as_str(); 9];
+    assert_error(chat(&nine), 400, Some("too_many_images"), "8 images");
+    // Text carrying the image marker would misplace images.
+    let marker = json!({"messages": [{"role": "user", "content": "look <__media__>"}], "max_tokens": 2});
+    assert_error(t.post("/v1/chat/completions", &marker), 400, None, "marker");
+    // Nothing above was encoded; a good request still works.
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 0.0);
+    let eight = vec![ok.as_str(); 8];
+    let v = t.chat_ok(&image_chat(&eight.iter().map(|u| (*u, Some("low"))).collect::<Vec<_>>(), "All?", 2));
+    assert_eq!(image_tokens(&v), 8 * 196);
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 1.0, "eight copies of one image are encoded once");
+}
