@@ -6,6 +6,7 @@ mod bench_vision;
 mod chat;
 mod encode_image;
 mod gen_random;
+mod info;
 mod perplexity;
 mod run;
 mod serve;
@@ -42,6 +43,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a seeded random-weight model with an exact architecture shape.
     GenRandom(gen_random::GenRandomArgs),
+    /// Describe a GGUF file: an LLM's shapes, types, tokenizer and chat template, or an mmproj's
+    /// vision family, tower, projector and tiling.
+    Info(info::InfoArgs),
     /// Serve the OpenAI chat API (text, images, streaming) over HTTP, with a web page at /.
     Serve(serve::ServeArgs),
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::EncodeImage(a) => encode_image::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::GenRandom(a) => gen_random::run(&a),
+        Command::Info(a) => info::run(&a),
         Command::Serve(a) => serve::run(&a),
     };
     match result {
