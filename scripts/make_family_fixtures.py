@@ -472,6 +472,33 @@ def tokenize_check(tokenizer, gguf: Path, cases: list[dict]) -> dict:
     }
 
 
+def text_greedy_check(model, tokenizer, gguf: Path, case: dict) -> dict:
+    """The text-only prompt case through llama.cpp as a third party: llama-completion's prompt ids and greedy
+    continuation on model.gguf against transformers' generate() on the same ids (no image involved)."""
+    import torch
+
+    if not (LLAMACPP_BIN / "llama-completion").is_file():
+        return {"done": False, "why": "llama-completion was not built when the fixtures were made"}
+    from make_tiny_hf_models import llamacpp_greedy
+
+    ids = case["input_ids"]
+    with torch.no_grad():
+        gen = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=GREEDY_N)
+    hf = [int(t) for t in gen[0, len(ids):]]
+    lc_prompt, lc = llamacpp_greedy(LLAMACPP_BIN, gguf, case["text"], GREEDY_N)
+    return {
+        "done": True,
+        "case": case["name"],
+        "how": f"`llama-completion -m model.gguf -p TEXT -n {GREEDY_N} --temp 0 -no-cnv -t 2 --no-repack --seed 1` "
+        "(ids from its session file, as scripts/make_tiny_hf_models.py) vs transformers generate(do_sample=False)",
+        "llamacpp_prompt_ids_equal": lc_prompt == ids,
+        "hf_greedy_ids": hf,
+        "llamacpp_greedy_ids": lc,
+        "greedy_equal": hf == lc,
+    }
+
+
 # --------------------------------------------------------------------------------------------- InternVL
 
 IVL_VISION = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, image_size=448,
@@ -1028,6 +1055,7 @@ def make_internvl(keep_hf: Path | None) -> None:
         "whole_model": whole,
         "conversion_check": conversion,
         "tokenize_check": tokenize_check(tokenizer, llm_gguf, cases),
+        "llamacpp_text_greedy": text_greedy_check(model, tokenizer, llm_gguf, next(c for c in cases if c["name"] == "text_only")),
         "gguf": {"model.gguf": gguf_listing(llm_gguf), "mmproj.gguf": gguf_listing(mm_gguf)},
     }
     write_json(out_dir / "reference.json", reference)
@@ -1304,6 +1332,7 @@ def make_smolvlm(keep_hf: Path | None) -> None:
         "whole_model": whole,
         "conversion_check": conversion,
         "tokenize_check": tokenize_check(tokenizer, llm_gguf, cases),
+        "llamacpp_text_greedy": text_greedy_check(model, tokenizer, llm_gguf, next(c for c in cases if c["name"] == "text_only")),
         "gguf": {"model.gguf": gguf_listing(llm_gguf), "mmproj.gguf": gguf_listing(mm_gguf)},
     }
     mtmd = out_dir / "mtmd_token_counts.json"
