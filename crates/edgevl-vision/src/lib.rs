@@ -2,7 +2,7 @@
 //!
 //! * [`load`]: read an image file (JPEG, PNG, WebP, BMP, GIF first frame) with limits checked from
 //!   the header before any pixel is decoded, apply the EXIF orientation, convert to RGB.
-//! * [`resize`]: Pillow-exact bicubic resampling (antialiased when shrinking).
+//! * [`resize`](mod@resize): Pillow-exact bicubic and Lanczos resampling (antialiased when shrinking).
 //! * [`tiling`]: the three dynamic-resolution strategies of spec.md section 2 as pure functions
 //!   returning a [`Plan`].
 //! * [`tiles`]: the pixels of a plan — global view first, then the tiles row-major — as one
@@ -30,7 +30,7 @@ pub mod tiling;
 pub use error::VisionError;
 pub use load::{decode_image, load_image, LoadLimits};
 pub use normalize::Normalization;
-pub use resize::{resize_bicubic, resize_bicubic_with, PassOrder};
+pub use resize::{resize, resize_with, Filter, PassOrder};
 pub use rgb::RgbImage;
 pub use tiles::{make_tiles, normalize_views, render_views, TileBatch};
 pub use tiling::{

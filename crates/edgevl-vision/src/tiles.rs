@@ -2,7 +2,7 @@
 
 use crate::error::VisionError;
 use crate::normalize::{normalize_planar, Normalization};
-use crate::resize::resize_bicubic;
+use crate::resize::{resize, Filter};
 use crate::rgb::RgbImage;
 use crate::tiling::{Plan, TILE_SIZE};
 
@@ -54,9 +54,9 @@ pub fn render_views(image: &RgbImage, plan: &Plan) -> Result<Vec<RgbImage>, Visi
     check_plan(image, plan)?;
     let mut views = Vec::with_capacity(plan.views() as usize);
     if plan.global_view {
-        views.push(resize_bicubic(image, TILE_SIZE, TILE_SIZE)?);
+        views.push(resize(image, TILE_SIZE, TILE_SIZE, Filter::Bicubic)?);
     }
-    let resized = resize_bicubic(image, plan.resize.width, plan.resize.height)?;
+    let resized = resize(image, plan.resize.width, plan.resize.height, Filter::Bicubic)?;
     for row in 0..plan.grid.rows {
         for col in 0..plan.grid.cols {
             views.push(cut_tile(&resized, plan, col * TILE_SIZE, row * TILE_SIZE)?);
