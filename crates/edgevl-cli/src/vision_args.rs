@@ -12,7 +12,7 @@ pub struct VisionArgs {
     /// The vision tower + projector (mmproj GGUF, llama.cpp naming, projector type lfm2).
     #[arg(long, value_name = "FILE")]
     pub mmproj: Option<PathBuf>,
-    /// Tiling strategy: relaxed, llava-next or internvl.
+    /// Tiling strategy: relaxed, llava-next, internvl or idefics3.
     #[arg(long, default_value = "relaxed")]
     pub strategy: Strategy,
     /// Relaxed matching's tolerance on effective resolution.
@@ -60,7 +60,7 @@ pub fn describe(info: &edgevl_runtime::ImageInfo) -> String {
         info.plan.image,
         info.plan.strategy.name(),
         info.plan.grid,
-        if info.plan.global_view { " + global view" } else { "" },
+        if info.plan.global_view() { " + global view" } else { "" },
         info.n_tokens,
         if info.cached { " (cached)" } else { "" }
     )

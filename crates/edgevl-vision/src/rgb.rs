@@ -17,7 +17,7 @@ pub struct RgbImage {
 impl RgbImage {
     /// The largest image this crate creates, in pixels (2^28, 768 MiB of RGB): larger sizes are
     /// refused with an error before anything is allocated. Every tiling plan's canvas stays far
-    /// below.
+    /// below ([`crate::tiling::MAX_CANVAS_PIXELS`]).
     pub const MAX_PIXELS: u64 = 1 << 28;
 
     /// Wraps a buffer of `width * height * 3` bytes. Zero sizes are refused.

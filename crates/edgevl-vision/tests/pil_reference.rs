@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use edgevl_vision::{
     load_image, make_tiles, render_views, resize, resize_with, Filter, LoadLimits, Normalization, PassOrder,
-    RgbImage, Size, Strategy, TilingParams, VisionError,
+    Preprocess, RgbImage, Size, Strategy, TilingParams, VisionError,
 };
 use serde_json::Value;
 
@@ -127,6 +127,7 @@ fn mode_conversion_matches_pillow_convert_rgb() {
 fn tile_views_match_pillow_pipeline() {
     let m = manifest();
     let norm = Normalization::SIGLIP;
+    let pre = Preprocess::BLUELM;
     let tables = norm.tables();
     for case in m["pipeline"].as_array().unwrap() {
         let image = load(&case["input"]);
@@ -140,11 +141,11 @@ fn tile_views_match_pillow_pipeline() {
                 (want_plan[0] as u32, want_plan[1] as u32),
                 "{strategy}"
             );
-            let views = render_views(&image, &plan).unwrap();
+            let views = render_views(&image, &plan, &pre).unwrap();
             assert_eq!(views.len() as u64, run["views"].as_u64().unwrap());
             let strip = load(&run["expected"]);
             let tile_bytes = 384 * 384 * 3;
-            let batch = make_tiles(&image, &plan, &norm).unwrap();
+            let batch = make_tiles(&image, &plan, &pre).unwrap();
             assert_eq!(batch.shape(), [views.len(), 3, 384, 384]);
             for (k, view) in views.iter().enumerate() {
                 let want = RgbImage::from_raw(
@@ -231,5 +232,5 @@ fn decoded_image_and_plan_are_hashable_cache_keys() {
 fn a_plan_for_another_size_is_refused() {
     let a = load(&Value::from("resize/astronaut.png"));
     let plan = Strategy::Relaxed.plan(Size::new(10, 10), &TilingParams::default()).unwrap();
-    assert!(matches!(render_views(&a, &plan), Err(VisionError::PlanMismatch { .. })));
+    assert!(matches!(render_views(&a, &plan, &Preprocess::BLUELM), Err(VisionError::PlanMismatch { .. })));
 }

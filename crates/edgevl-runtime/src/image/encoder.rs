@@ -7,7 +7,7 @@ use crate::RuntimeError;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use edgevl_vision::{
-    load_image, make_tiles, normalize_views, render_views, Normalization, Plan, RgbImage, TileBatch,
+    load_image, make_tiles, normalize_views, render_views, Normalization, Plan, Preprocess, RgbImage,
     TilingParams,
 };
 use std::hash::{Hash, Hasher};
@@ -32,7 +32,7 @@ pub struct PreparedImage {
 pub(crate) struct ImageEncoder {
     encoder: VisionEncoder,
     cfg: ImageConfig,
-    norm: Normalization,
+    pre: Preprocess,
     /// Identifies the mmproj file (path, size, modification time) inside cache keys.
     mmproj_id: u64,
 }
@@ -53,13 +53,14 @@ impl ImageEncoder {
             });
         }
         let norm = Normalization { mean: hp.image_mean, std: hp.image_std };
+        let pre = Preprocess { norm, ..Preprocess::BLUELM };
         let mut h = std::hash::DefaultHasher::new();
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).hash(&mut h);
         if let Ok(meta) = std::fs::metadata(path) {
             meta.len().hash(&mut h);
             meta.modified().ok().hash(&mut h);
         }
-        Ok(ImageEncoder { encoder, cfg, norm, mmproj_id: h.finish() })
+        Ok(ImageEncoder { encoder, cfg, pre, mmproj_id: h.finish() })
     }
 
     /// Embedding rows per 384x384 view (196).
@@ -84,7 +85,8 @@ impl ImageEncoder {
         label: String,
         image: RgbImage,
     ) -> Result<PreparedImage, RuntimeError> {
-        let params = TilingParams { alpha: self.cfg.alpha, max_tiles: self.cfg.max_tiles };
+        let params =
+            TilingParams { alpha: self.cfg.alpha, max_tiles: self.cfg.max_tiles, ..TilingParams::default() };
         let plan = self.cfg.strategy.plan(image.size(), &params)?;
         let mut h = std::hash::DefaultHasher::new();
         self.mmproj_id.hash(&mut h);
@@ -111,8 +113,8 @@ impl ImageEncoder {
             Ok(())
         };
         if !self.cfg.pipelined {
-            let tiles = make_tiles(&p.image, &p.plan, &self.norm)?;
-            let tl = TileBatch::TILE_LEN;
+            let tiles = make_tiles(&p.image, &p.plan, &self.pre)?;
+            let tl = tiles.tile_len();
             for chunk in tiles.data().chunks(batch * tl) {
                 encode_batch(chunk, chunk.len() / tl)?;
             }
@@ -123,7 +125,7 @@ impl ImageEncoder {
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::sync_channel(1);
             s.spawn(move || {
-                let views = match render_views(&p.image, &p.plan) {
+                let views = match render_views(&p.image, &p.plan, &self.pre) {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = tx.send(Err(RuntimeError::from(e)));
@@ -131,7 +133,7 @@ impl ImageEncoder {
                     }
                 };
                 for group in views.chunks(batch) {
-                    if tx.send(Ok(normalize_views(group, &self.norm))).is_err() {
+                    if tx.send(normalize_views(group, &self.pre.norm).map_err(RuntimeError::from)).is_err() {
                         return;
                     }
                 }
