@@ -4,9 +4,9 @@
 Needs Pillow, numpy and scikit-image (e.g. /root/venv-ref/bin/python). Writes small files under
 tests/fixtures/vision/:
   resize/    crops (<= 128 px) of the photos scikit-image ships (astronaut, chelsea, coffee) and
-             synthetic images, each resized up and down with Image.resize(size, Image.BICUBIC);
-             where Pillow 13's pass order differs from the horizontal-first order of Pillow <= 12,
-             also the horizontal-first result (*_hfirst.png);
+             synthetic images, each resized up and down with Image.resize(size, Image.BICUBIC) and
+             with Image.LANCZOS (*_lanczos.png); where Pillow 13's pass order differs from the
+             horizontal-first order of Pillow <= 12, also the horizontal-first result (*_hfirst.png);
   exif/      a JPEG saved with each EXIF orientation 1..8, and ImageOps.exif_transpose's result;
   modes/     images in other modes (RGBA, LA, L, 1, P, 16-bit RGB, CMYK JPEG, GIF, BMP, WebP) and
              convert("RGB");
@@ -34,6 +34,7 @@ import tiling_reference as tr  # noqa: E402  (plans: geometry only)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "vision")
 BICUBIC = Image.Resampling.BICUBIC
+LANCZOS = Image.Resampling.LANCZOS
 
 
 def save_png(img, rel):
@@ -76,6 +77,11 @@ def resize_cases(rng):
             legacy = img.resize((tw, h), BICUBIC).resize((tw, th), BICUBIC)
             if legacy.tobytes() != out.tobytes():
                 entry["horizontal_first"] = save_png(legacy, f"resize/{name}_{tw}x{th}_hfirst.png")
+            lanczos = img.resize((tw, th), LANCZOS)
+            entry["lanczos"] = save_png(lanczos, f"resize/{name}_{tw}x{th}_lanczos.png")
+            legacy = img.resize((tw, h), LANCZOS).resize((tw, th), LANCZOS)
+            if legacy.tobytes() != lanczos.tobytes():
+                entry["lanczos_horizontal_first"] = save_png(legacy, f"resize/{name}_{tw}x{th}_lanczos_hfirst.png")
             outs.append(entry)
         cases.append({"input": save_png(img, f"resize/{name}.png"), "size": [w, h], "outputs": outs})
     return cases

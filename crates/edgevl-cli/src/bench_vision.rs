@@ -230,7 +230,7 @@ pub fn e2e_bench(
             plan.image,
             plan.strategy.name(),
             plan.grid,
-            if plan.global_view { " + global view" } else { "" },
+            if plan.global_view() { " + global view" } else { "" },
             info.n_tokens,
             turn.prompt_tokens,
             turn.threads

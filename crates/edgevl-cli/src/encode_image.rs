@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
-use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
+use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Preprocess, Strategy, TilingParams};
 
 /// Arguments of `edgevl encode-image`.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,10 +44,10 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
     let hp = enc.hparams();
     let image = load_image(&args.image, &LoadLimits::default())?;
-    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles };
+    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles, ..TilingParams::default() };
     let plan = args.strategy.plan(image.size(), &params)?;
     let norm = Normalization { mean: hp.image_mean, std: hp.image_std };
-    let tiles = make_tiles(&image, &plan, &norm)?;
+    let tiles = make_tiles(&image, &plan, &Preprocess { norm, ..Preprocess::BLUELM })?;
     let pool = ThreadPool::new(args.threads.unwrap_or_else(edgevl_runtime::physical_cores).max(1));
     let start = Instant::now();
     let n = tiles.n_tiles();
@@ -63,7 +63,7 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
         plan.strategy.name(),
         plan.grid,
         n,
-        if plan.global_view { "global view first" } else { "no global view" },
+        if plan.global_view() { "global view first" } else { "no global view" },
         pool.n_threads(),
         args.vit_batch,
         args.npy.display()
@@ -158,7 +158,7 @@ mod tests {
         let enc = VisionEncoder::open(&mmproj).unwrap();
         let img = load_image(std::path::Path::new(&image), &LoadLimits::default()).unwrap();
         let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
-        let tiles = make_tiles(&img, &plan, &Normalization::SIGLIP).unwrap();
+        let tiles = make_tiles(&img, &plan, &Preprocess::BLUELM).unwrap();
         let want = enc.encode_tiles(tiles.data(), tiles.n_tiles(), 1, &ThreadPool::new(1)).unwrap();
         assert_eq!((rows, cols), (plan.views() as usize * 196, 64));
         assert_eq!(data, want);

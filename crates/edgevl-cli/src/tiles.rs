@@ -23,13 +23,14 @@ pub struct TilesArgs {
     /// A folder of images: a row per image and a summary per strategy.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// relaxed, llava-next, internvl or all.
+    /// relaxed, llava-next, internvl, idefics3 or all.
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyChoice,
     /// Relaxed matching's tolerance on effective resolution.
     #[arg(long, default_value_t = 0.1)]
     pub alpha: f64,
-    /// Tile budget applied to all three strategies (default: each strategy's published default).
+    /// Tile budget applied to every strategy (default: each strategy's published default;
+    /// idefics3: longest edge 384 x floor(sqrt(N))).
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
     /// Print JSON instead of tables.
@@ -56,7 +57,7 @@ pub fn run(args: &TilesArgs) -> anyhow::Result<()> {
 }
 
 fn run_to(args: &TilesArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
-    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles };
+    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles, ..TilingParams::default() };
     let strategies = &args.strategy.0;
     if let Some(dir) = &args.dir {
         return run_dir(dir, strategies, &params, args.json, out, err);
@@ -90,7 +91,7 @@ fn plan_json(p: &Plan) -> Value {
         "grid": [p.grid.cols, p.grid.rows],
         "canvas": [p.canvas.width, p.canvas.height],
         "tiles": p.tiles(),
-        "thumbnail": p.global_view,
+        "thumbnail": p.global_view(),
         "tokens": p.image_tokens(),
     })
 }
@@ -98,7 +99,8 @@ fn plan_json(p: &Plan) -> Value {
 fn budget_text(params: &TilingParams) -> String {
     match params.max_tiles {
         Some(n) => format!("max tiles {n} for all strategies"),
-        None => "published defaults (relaxed 16 tiles, llava-next 5 pinpoints, internvl 12)".to_string(),
+        None => "published defaults (relaxed 16 tiles, llava-next 5 pinpoints, internvl 12, idefics3 longest edge 4 tiles)"
+            .to_string(),
     }
 }
 
@@ -136,7 +138,7 @@ fn write_plan_table(
             p.canvas.to_string(),
             scale_text(p),
             p.tiles(),
-            if p.global_view { "yes" } else { "no" },
+            if p.global_view() { "yes" } else { "no" },
             p.image_tokens(),
             p.area_enlargement(),
         )?;
@@ -328,13 +330,14 @@ mod tests {
         r.unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         let a = v.as_array().unwrap();
-        assert_eq!(a.len(), 3);
+        assert_eq!(a.len(), 4);
         assert_eq!(
             a[0],
             json!({"strategy": "relaxed", "grid": [2, 4], "canvas": [768, 1536], "tiles": 8, "thumbnail": true, "tokens": 1764})
         );
         assert_eq!(a[1]["strategy"], "llava-next");
         assert_eq!(a[2]["strategy"], "internvl");
+        assert_eq!(a[3]["strategy"], "idefics3");
         for o in a {
             assert_eq!(o.as_object().unwrap().len(), 6);
         }
@@ -346,7 +349,7 @@ mod tests {
         r.unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         let tokens: Vec<u64> = v.as_array().unwrap().iter().map(|o| o["tokens"].as_u64().unwrap()).collect();
-        assert_eq!(tokens, [196, 392, 1176]);
+        assert_eq!(tokens[..3], [196, 392, 1176]);
         let (r, _, _) = run_capture(&["--size", "380x76", "--max-tiles", "0"]);
         assert!(r.is_err());
     }
@@ -356,7 +359,10 @@ mod tests {
         let (r, out, _) = run_capture(&["--size", "394x390", "--strategy", "llava-next"]);
         r.unwrap();
         assert!(out.contains("llava-next"), "{out}");
-        assert!(!out.lines().any(|l| l.starts_with("relaxed") || l.starts_with("internvl")), "{out}");
+        assert!(
+            !out.lines().any(|l| ["relaxed", "internvl", "idefics3"].iter().any(|s| l.starts_with(s))),
+            "{out}"
+        );
         let row = out.lines().find(|l| l.starts_with("llava-next")).unwrap();
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols, ["llava-next", "2x2", "768x768", "1.949", "4", "yes", "980", "3.84"]);
@@ -413,6 +419,7 @@ mod tests {
         assert_eq!(v["relaxed"], json!({"images": 3, "mean_tokens": 196.0, "median_tokens": 196.0}));
         assert_eq!(v["llava-next"]["images"], 3);
         assert_eq!(v["internvl"]["images"], 3);
+        assert_eq!(v["idefics3"]["images"], 3);
 
         let (r, out, _) = run_capture(&["--dir", d]);
         assert!(r.is_err());

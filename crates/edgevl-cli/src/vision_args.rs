@@ -2,26 +2,28 @@
 //! batching, pipelining, encoding ahead and cache.
 
 use clap::Args;
-use edgevl_runtime::{ImageConfig, SessionConfig};
-use edgevl_vision::Strategy;
+use edgevl_runtime::{ImageConfig, SessionConfig, TilingChoice};
 use std::path::PathBuf;
 
 /// Vision options.
 #[derive(Args, Debug, Clone)]
 pub struct VisionArgs {
-    /// The vision tower + projector (mmproj GGUF, llama.cpp naming, projector type lfm2).
+    /// The vision tower + projector (mmproj GGUF as llama.cpp's converter writes it): this
+    /// project's lfm2 layout, InternVL 2.5/3 (internvl) or SmolVLM (idefics3).
     #[arg(long, value_name = "FILE")]
     pub mmproj: Option<PathBuf>,
-    /// Tiling strategy: relaxed, llava-next or internvl.
-    #[arg(long, default_value = "relaxed")]
-    pub strategy: Strategy,
+    /// Tiling rule: family (the mmproj family's own: relaxed for this project's layout, InternVL's
+    /// closest aspect ratio, SmolVLM's longest edge), relaxed, llava-next, internvl or idefics3.
+    #[arg(long, default_value = "family")]
+    pub strategy: TilingChoice,
     /// Relaxed matching's tolerance on effective resolution.
     #[arg(long, default_value_t = 0.1)]
     pub alpha: f64,
-    /// Tile budget (default: the strategy's published default).
+    /// Tile budget (default: the rule's own; for idefics3 the longest edge becomes
+    /// tile x floor(sqrt(N))).
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
-    /// Views per ViT batch (each matrix product has batch x 729 rows).
+    /// Views per ViT batch (each matrix product has batch x patches-a-view rows).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vit_batch: u32,
     /// Bound of the in-memory image embedding cache, in MiB (0 = off).
@@ -60,7 +62,7 @@ pub fn describe(info: &edgevl_runtime::ImageInfo) -> String {
         info.plan.image,
         info.plan.strategy.name(),
         info.plan.grid,
-        if info.plan.global_view { " + global view" } else { "" },
+        if info.plan.global_view() { " + global view" } else { "" },
         info.n_tokens,
         if info.cached { " (cached)" } else { "" }
     )

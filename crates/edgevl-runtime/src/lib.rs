@@ -45,7 +45,8 @@ mod system;
 
 pub use error::RuntimeError;
 pub use image::{
-    ImageConfig, ImageEncoderHandle, ImageInfo, PendingImage, PreparedImage, TileBudget, MEDIA_MARKER,
+    ImageConfig, ImageEncoderHandle, ImageInfo, ImageTiling, PendingImage, PreparedImage, TileBudget,
+    TilingChoice, MEDIA_MARKER,
 };
 pub use perplexity::{perplexity, PerplexityResult};
 pub use sampler::{argmax, Sampler, SamplerConfig};

@@ -11,7 +11,7 @@ use edgevl_model::{DecoderInput, KvType, LogitsWanted};
 use edgevl_runtime::{
     ImageConfig, RuntimeError, Sampler, SamplerConfig, Segment, Session, SessionConfig, MEDIA_MARKER,
 };
-use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
+use edgevl_vision::{load_image, make_tiles, LoadLimits, Preprocess, Strategy, TilingParams};
 use std::path::{Path, PathBuf};
 
 fn llm() -> PathBuf {
@@ -53,7 +53,7 @@ fn reference_embeddings(path: &Path) -> (Vec<f32>, u32) {
     let enc = VisionEncoder::open(mmproj()).unwrap();
     let img = load_image(path, &LoadLimits::default()).unwrap();
     let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
-    let tiles = make_tiles(&img, &plan, &Normalization::SIGLIP).unwrap();
+    let tiles = make_tiles(&img, &plan, &Preprocess::BLUELM).unwrap();
     (enc.encode_tiles(tiles.data(), tiles.n_tiles(), 1, &ThreadPool::new(1)).unwrap(), plan.views())
 }
 

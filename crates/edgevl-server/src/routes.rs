@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgevl_runtime::TileBudget;
-use edgevl_vision::{Plan, Size, TOKENS_PER_TILE};
+use edgevl_vision::{Plan, Size};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -105,7 +105,7 @@ fn plan_json(plan: &Plan, tokens_per_view: usize) -> serde_json::Value {
         "strategy": plan.strategy.name(),
         "grid": {"cols": plan.grid.cols, "rows": plan.grid.rows},
         "tiles": plan.tiles(),
-        "global_view": plan.global_view,
+        "global_view": plan.global_view(),
         "views": plan.views(),
         "image_tokens": plan.views() as usize * tokens_per_view,
         "canvas": {"width": plan.canvas.width, "height": plan.canvas.height},
@@ -169,13 +169,12 @@ async fn tiles(
     }
     let budget: TileBudget = budget(q.detail.as_deref(), q.max_tiles, "query")?;
     let vision = st.ready.get().and_then(|r| r.vision.clone());
-    let (cfg, per_view) = match &vision {
-        Some(v) => (v.config().clone(), v.tokens_per_view()),
-        None => (st.image_config.clone(), TOKENS_PER_TILE as usize),
+    let size = Size::new(q.width, q.height);
+    let plan = match &vision {
+        Some(v) => v.plan(size, budget).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => st.image_config.plan(size, budget).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
-    let plan =
-        cfg.plan(Size::new(q.width, q.height), budget).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut out = plan_json(&plan, per_view);
+    let mut out = plan_json(&plan, plan.tokens_per_view as usize);
     out["width"] = json!(q.width);
     out["height"] = json!(q.height);
     out["detail"] = json!(q.detail.as_deref().unwrap_or("auto"));

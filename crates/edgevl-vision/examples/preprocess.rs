@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
+use edgevl_vision::{load_image, make_tiles, LoadLimits, Preprocess, Strategy, TilingParams};
 
 fn main() {
     let Some(path) = std::env::args_os().nth(1) else {
@@ -23,7 +23,7 @@ fn main() {
         let t = Instant::now();
         let result = s
             .plan(image.size(), &TilingParams::default())
-            .and_then(|plan| make_tiles(&image, &plan, &Normalization::SIGLIP).map(|b| (plan, b)));
+            .and_then(|plan| make_tiles(&image, &plan, &Preprocess::BLUELM).map(|b| (plan, b)));
         match result {
             Ok((plan, batch)) => println!(
                 "{:<10} grid {} -> tiles {:?} in {:.1} ms",

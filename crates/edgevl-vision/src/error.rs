@@ -128,4 +128,16 @@ pub enum VisionError {
     /// A plan whose fields contradict each other (e.g. a resized image larger than its canvas).
     #[error("inconsistent plan: {0}")]
     InvalidPlan(String),
+    /// A view passed to [`crate::normalize_views`] is not square or not the size of the first.
+    #[error("view {index} is {width}x{height}; views must all be {expected}x{expected}")]
+    ViewSize {
+        /// Index of the view.
+        index: usize,
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The side of the first view.
+        expected: u32,
+    },
 }

@@ -2,19 +2,21 @@
 //!
 //! * [`load`]: read an image file (JPEG, PNG, WebP, BMP, GIF first frame) with limits checked from
 //!   the header before any pixel is decoded, apply the EXIF orientation, convert to RGB.
-//! * [`resize`]: Pillow-exact bicubic resampling (antialiased when shrinking).
-//! * [`tiling`]: the three dynamic-resolution strategies of spec.md section 2 as pure functions
-//!   returning a [`Plan`].
-//! * [`tiles`]: the pixels of a plan — global view first, then the tiles row-major — as one
-//!   contiguous normalised `[n, 3, 384, 384]` f32 buffer ([`TileBatch`]).
+//! * [`resize`](mod@resize): Pillow-exact bicubic and Lanczos resampling (antialiased when shrinking).
+//! * [`tiling`]: the dynamic-resolution strategies as pure functions returning a [`Plan`]: the
+//!   three of spec.md section 2 and Idefics3's, at any tile size ([`TilingParams`]).
+//! * [`tiles`]: the pixels of a plan — the tiles row-major, the global view first or last as the
+//!   model family's [`Preprocess`] says — as one contiguous normalised `[n, 3, T, T]` f32 buffer
+//!   ([`TileBatch`]), identical to transformers' PIL-backend processors for InternVL and SmolVLM.
 //!
 //! ```no_run
-//! use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Strategy, TilingParams};
+//! use edgevl_vision::{load_image, make_tiles, LoadLimits, Preprocess, Strategy, TilingParams};
 //! # fn main() -> Result<(), edgevl_vision::VisionError> {
 //! let image = load_image("photo.jpg".as_ref(), &LoadLimits::default())?;
-//! let plan = Strategy::Relaxed.plan(image.size(), &TilingParams::default())?;
-//! let batch = make_tiles(&image, &plan, &Normalization::SIGLIP)?;
-//! assert_eq!(batch.n_tiles(), plan.views() as usize);
+//! // SmolVLM's own rule and pixels: 512-pixel tiles, Lanczos, global image last.
+//! let plan = Strategy::Idefics3.plan(image.size(), &TilingParams::SMOLVLM)?;
+//! let batch = make_tiles(&image, &plan, &Preprocess::SMOLVLM)?;
+//! assert_eq!(batch.shape(), [plan.views() as usize, 3, 512, 512]);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -30,10 +32,11 @@ pub mod tiling;
 pub use error::VisionError;
 pub use load::{decode_image, load_image, LoadLimits};
 pub use normalize::Normalization;
-pub use resize::{resize_bicubic, resize_bicubic_with, PassOrder};
+pub use resize::{resize, resize_with, Filter, PassOrder};
 pub use rgb::RgbImage;
-pub use tiles::{make_tiles, normalize_views, render_views, TileBatch};
+pub use tiles::{make_tiles, normalize_views, render_views, GlobalPosition, Preprocess, TileBatch};
 pub use tiling::{
-    plan_internvl, plan_llava_next, plan_relaxed, Fill, Grid, Offset, Plan, PlanFn, Size, Strategy,
-    TilingParams, MAX_TILES_LIMIT, TILE_SIZE, TOKENS_PER_TILE,
+    plan_idefics3, plan_internvl, plan_llava_next, plan_relaxed, Fill, GlobalView, Grid, Offset, Plan,
+    PlanFn, Size, Strategy, TilingParams, IDEFICS3_MAX_IMAGE_SIZE, MAX_CANVAS_PIXELS, MAX_TILES_LIMIT,
+    MAX_TILE_SIZE, TILE_SIZE, TOKENS_PER_TILE,
 };

@@ -1,4 +1,5 @@
-//! Rescale (1/255) and normalise ((x - mean) / std) 8-bit samples to f32.
+//! Rescale (1/255) and normalise ((x - mean) / std) 8-bit samples to f32, bit-identical to
+//! transformers' numpy `rescale` + `normalize` (the PIL backend of every image processor).
 
 /// Per-channel mean and standard deviation applied after rescaling to 0..1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -9,17 +10,28 @@ pub struct Normalization {
     pub std: [f32; 3],
 }
 
+/// transformers' default `rescale_factor`, the Python float `1 / 255`.
+const RESCALE_FACTOR: f64 = 1.0 / 255.0;
+
 impl Normalization {
-    /// SigLIP's processor: mean 0.5, std 0.5 (maps 0..255 to -1..1).
+    /// SigLIP's and Idefics3's (SmolVLM) processors: mean 0.5, std 0.5 (maps 0..255 to -1..1).
     pub const SIGLIP: Normalization = Normalization { mean: [0.5; 3], std: [0.5; 3] };
 
-    /// A lookup table per channel: `table[c][v] = (v / 255 - mean[c]) / std[c]`, computed in f64.
+    /// ImageNet's mean and std (`IMAGENET_DEFAULT_MEAN` / `_STD`), InternVL's processor.
+    pub const IMAGENET: Normalization =
+        Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+    /// A lookup table per channel, `table[c][v]`, computed as transformers does in numpy:
+    /// `rescale` multiplies the sample in float64 by `1/255` and casts to float32, then
+    /// `normalize` computes `(x - mean) / std` in float32 with mean and std as float32 values.
+    /// Every operation is one IEEE-754 rounding in the same precision, so the values are
+    /// bit-identical to the processor's `pixel_values`.
     pub fn tables(&self) -> [[f32; 256]; 3] {
         let mut t = [[0f32; 256]; 3];
         for (c, table) in t.iter_mut().enumerate() {
             for (v, out) in table.iter_mut().enumerate() {
-                let x = v as f64 / 255.0;
-                *out = ((x - f64::from(self.mean[c])) / f64::from(self.std[c])) as f32;
+                let x = (v as f64 * RESCALE_FACTOR) as f32;
+                *out = (x - self.mean[c]) / self.std[c];
             }
         }
         t

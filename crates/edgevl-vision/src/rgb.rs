@@ -15,6 +15,11 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
+    /// The largest image this crate creates, in pixels (2^28, 768 MiB of RGB): larger sizes are
+    /// refused with an error before anything is allocated. Every tiling plan's canvas stays far
+    /// below ([`crate::tiling::MAX_CANVAS_PIXELS`]).
+    pub const MAX_PIXELS: u64 = 1 << 28;
+
     /// Wraps a buffer of `width * height * 3` bytes. Zero sizes are refused.
     pub fn from_raw(width: u32, height: u32, pixels: Vec<u8>) -> Result<Self, VisionError> {
         let expected = Self::buffer_len(width, height)?;
@@ -35,17 +40,19 @@ impl RgbImage {
         Ok(Self { width, height, pixels: vec![0; len] })
     }
 
-    /// Bytes needed for `width x height` RGB, refusing zero sizes and overflow.
+    /// Bytes needed for `width x height` RGB, refusing zero sizes and more than
+    /// [`RgbImage::MAX_PIXELS`] pixels.
     pub fn buffer_len(width: u32, height: u32) -> Result<usize, VisionError> {
         let invalid =
             |reason| VisionError::InvalidSize { width: width.into(), height: height.into(), reason };
         if width == 0 || height == 0 {
             return Err(invalid("width and height must be at least 1"));
         }
-        (width as usize)
-            .checked_mul(height as usize)
-            .and_then(|n| n.checked_mul(3))
-            .ok_or_else(|| invalid("pixel buffer size overflows"))
+        if u64::from(width) * u64::from(height) > Self::MAX_PIXELS {
+            return Err(invalid("more than 2^28 pixels"));
+        }
+        usize::try_from(u64::from(width) * u64::from(height) * 3)
+            .map_err(|_| invalid("pixel buffer size overflows"))
     }
 
     /// Width in pixels.

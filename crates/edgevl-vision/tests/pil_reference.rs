@@ -1,12 +1,12 @@
-//! Preprocessing against Pillow (fixtures from scripts/pil_reference.py): bicubic resize of real
-//! photos and synthetic images, EXIF orientation, mode conversion, the tile views of each strategy,
+//! Preprocessing against Pillow (fixtures from scripts/pil_reference.py): bicubic and Lanczos
+//! resize of real photos and synthetic images, EXIF orientation, mode conversion, the tile views of each strategy,
 //! and the refusal of bad files.
 
 use std::path::{Path, PathBuf};
 
 use edgevl_vision::{
-    load_image, make_tiles, render_views, resize_bicubic, resize_bicubic_with, LoadLimits, Normalization,
-    PassOrder, RgbImage, Size, Strategy, TilingParams, VisionError,
+    load_image, make_tiles, render_views, resize, resize_with, Filter, LoadLimits, Normalization, PassOrder,
+    Preprocess, RgbImage, Size, Strategy, TilingParams, VisionError,
 };
 use serde_json::Value;
 
@@ -35,37 +35,64 @@ fn max_abs_diff(a: &RgbImage, b: &RgbImage) -> u8 {
     a.pixels().iter().zip(b.pixels()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }
 
-#[test]
-fn bicubic_resize_matches_pillow() {
+/// Resizes every fixture input to every target size with `filter` (and, where Pillow 13's pass
+/// order matters, horizontal-first as Pillow <= 12) and returns (cases, pass-order cases, worst
+/// difference); every output must equal Pillow's exactly.
+fn check_resizes(filter: Filter, key: &str, legacy_key: &str) -> (usize, usize, u8) {
     let m = manifest();
-    let mut checked = 0;
-    let mut worst = 0;
-    let mut legacy_checked = 0;
+    let (mut checked, mut legacy_checked, mut worst) = (0, 0, 0);
     for case in m["resize"].as_array().unwrap() {
         let input = load(&case["input"]);
         assert_eq!(input.size(), size_of(&case["size"]));
         for out in case["outputs"].as_array().unwrap() {
             let size = size_of(&out["size"]);
-            let want = load(&out["file"]);
-            let got = resize_bicubic(&input, size.width, size.height).unwrap();
-            let d = max_abs_diff(&got, &want);
-            // <= 1/255 in 0..1 space.
-            assert!(d <= 1, "{} -> {size}: max abs diff {d}/255", case["input"]);
-            if let Some(legacy) = out.get("horizontal_first") {
-                let want = load(legacy);
-                let got =
-                    resize_bicubic_with(&input, size.width, size.height, PassOrder::HorizontalFirst).unwrap();
-                let d = max_abs_diff(&got, &want);
-                assert!(d <= 1, "{} -> {size} horizontal first: max abs diff {d}/255", case["input"]);
+            let got = resize(&input, size.width, size.height, filter).unwrap();
+            let d = max_abs_diff(&got, &load(&out[key]));
+            assert_eq!(d, 0, "{} -> {size} {filter:?}: max abs diff {d}/255", case["input"]);
+            if let Some(legacy) = out.get(legacy_key) {
+                let order = PassOrder::HorizontalFirst;
+                let got = resize_with(&input, size.width, size.height, filter, order).unwrap();
+                let d = max_abs_diff(&got, &load(legacy));
+                assert_eq!(
+                    d, 0,
+                    "{} -> {size} {filter:?} horizontal first: max abs diff {d}/255",
+                    case["input"]
+                );
                 legacy_checked += 1;
             }
             worst = worst.max(d);
             checked += 1;
         }
     }
+    eprintln!(
+        "{filter:?}: {checked} resizes (+{legacy_checked} horizontal-first), worst difference {worst}/255"
+    );
+    (checked, legacy_checked, worst)
+}
+
+#[test]
+fn bicubic_resize_matches_pillow() {
+    let (checked, legacy_checked, _) = check_resizes(Filter::Bicubic, "file", "horizontal_first");
     assert!(checked >= 60, "only {checked} resize cases");
     assert!(legacy_checked >= 5, "only {legacy_checked} pass-order cases");
-    eprintln!("{checked} resizes (+{legacy_checked} horizontal-first), worst difference {worst}/255");
+}
+
+#[test]
+fn lanczos_resize_matches_pillow() {
+    let (checked, legacy_checked, _) = check_resizes(Filter::Lanczos, "lanczos", "lanczos_horizontal_first");
+    assert!(checked >= 60, "only {checked} resize cases");
+    assert!(legacy_checked >= 5, "only {legacy_checked} pass-order cases");
+}
+
+#[test]
+fn same_size_resize_is_a_copy_and_huge_sizes_are_refused() {
+    let a = load(&Value::from("resize/astronaut.png"));
+    for f in [Filter::Bicubic, Filter::Lanczos] {
+        assert_eq!(resize(&a, a.width(), a.height(), f).unwrap(), a);
+        assert!(matches!(resize(&a, 0, 5, f), Err(VisionError::InvalidSize { .. })));
+        assert!(matches!(resize(&a, 100_000, 100_000, f), Err(VisionError::InvalidSize { .. })));
+        assert!(matches!(resize(&a, u32::MAX, u32::MAX, f), Err(VisionError::InvalidSize { .. })));
+    }
 }
 
 #[test]
@@ -100,6 +127,7 @@ fn mode_conversion_matches_pillow_convert_rgb() {
 fn tile_views_match_pillow_pipeline() {
     let m = manifest();
     let norm = Normalization::SIGLIP;
+    let pre = Preprocess::BLUELM;
     let tables = norm.tables();
     for case in m["pipeline"].as_array().unwrap() {
         let image = load(&case["input"]);
@@ -113,11 +141,11 @@ fn tile_views_match_pillow_pipeline() {
                 (want_plan[0] as u32, want_plan[1] as u32),
                 "{strategy}"
             );
-            let views = render_views(&image, &plan).unwrap();
+            let views = render_views(&image, &plan, &pre).unwrap();
             assert_eq!(views.len() as u64, run["views"].as_u64().unwrap());
             let strip = load(&run["expected"]);
             let tile_bytes = 384 * 384 * 3;
-            let batch = make_tiles(&image, &plan, &norm).unwrap();
+            let batch = make_tiles(&image, &plan, &pre).unwrap();
             assert_eq!(batch.shape(), [views.len(), 3, 384, 384]);
             for (k, view) in views.iter().enumerate() {
                 let want = RgbImage::from_raw(
@@ -127,7 +155,7 @@ fn tile_views_match_pillow_pipeline() {
                 )
                 .unwrap();
                 let d = max_abs_diff(view, &want);
-                assert!(d <= 1, "{} {strategy} view {k}: max abs diff {d}", case["input"]);
+                assert_eq!(d, 0, "{} {strategy} view {k}: max abs diff {d}", case["input"]);
                 // The normalised buffer: channels first, (v/255 - 0.5) / 0.5.
                 let t = batch.tile(k).unwrap();
                 for (i, px) in want.pixels().chunks_exact(3).enumerate().step_by(97) {
@@ -204,5 +232,5 @@ fn decoded_image_and_plan_are_hashable_cache_keys() {
 fn a_plan_for_another_size_is_refused() {
     let a = load(&Value::from("resize/astronaut.png"));
     let plan = Strategy::Relaxed.plan(Size::new(10, 10), &TilingParams::default()).unwrap();
-    assert!(matches!(render_views(&a, &plan), Err(VisionError::PlanMismatch { .. })));
+    assert!(matches!(render_views(&a, &plan, &Preprocess::BLUELM), Err(VisionError::PlanMismatch { .. })));
 }

@@ -12,7 +12,7 @@ fn fixture() -> Value {
 }
 
 fn params(max_tiles: u64, alpha: f64) -> TilingParams {
-    TilingParams { alpha, max_tiles: (max_tiles > 0).then_some(max_tiles as u32) }
+    TilingParams { alpha, max_tiles: (max_tiles > 0).then_some(max_tiles as u32), ..TilingParams::default() }
 }
 
 /// The plan as the fixture's field list: cols, rows, canvas w/h, resize w/h, offset x/y, global, tokens.
@@ -26,7 +26,7 @@ fn fields(p: &Plan) -> Vec<u64> {
         p.resize.height.into(),
         p.offset.x.into(),
         p.offset.y.into(),
-        u64::from(p.global_view),
+        u64::from(p.global_view()),
         p.image_tokens(),
     ]
 }
@@ -103,7 +103,7 @@ fn papers_cases() {
     assert_eq!((l.grid.cols, l.grid.rows, l.canvas), (2, 2, Size::new(768, 768)));
     assert!((l.area_enlargement() - 3.84).abs() < 0.01);
     let r = plan(Strategy::Relaxed, 394, 390, &d);
-    assert_eq!((r.grid.cols, r.grid.rows, r.global_view, r.image_tokens()), (1, 1, false, 196));
+    assert_eq!((r.grid.cols, r.grid.rows, r.global_view(), r.image_tokens()), (1, 1, false, 196));
     // 380x76: internvl 5x1 (1920x384, ~25x the area), relaxed 1x1.
     let i = plan(Strategy::InternVl, 380, 76, &d);
     assert_eq!((i.grid.cols, i.grid.rows, i.canvas), (5, 1, Size::new(1920, 384)));
@@ -116,27 +116,37 @@ fn papers_cases() {
     assert_eq!((i.grid.cols, i.grid.rows), (5, 1));
     // 768x1536: relaxed 2x4 = 8 tiles + thumbnail = 1764 tokens.
     let r = plan(Strategy::Relaxed, 768, 1536, &d);
-    assert_eq!((r.grid.cols, r.grid.rows, r.global_view, r.image_tokens()), (2, 4, true, 1764));
+    assert_eq!((r.grid.cols, r.grid.rows, r.global_view(), r.image_tokens()), (2, 4, true, 1764));
     // At an equal budget of 16: 394x390 -> 196 / 980 / 196; 380x76 -> 196 / 392 / 1176.
     let n16 = params(16, 0.1);
-    let tokens = |w, h| Strategy::ALL.map(|s| plan(s, w, h, &n16).image_tokens());
+    let paper = [Strategy::Relaxed, Strategy::LlavaNext, Strategy::InternVl];
+    let tokens = |w, h| paper.map(|s| plan(s, w, h, &n16).image_tokens());
     assert_eq!(tokens(394, 390), [196, 980, 196]);
     assert_eq!(tokens(380, 76), [196, 392, 1176]);
 }
 
 #[test]
 fn plans_are_consistent_for_extreme_sizes() {
-    // Properties that must hold for any size: the resized image fits the canvas and is centred.
-    for (w, h) in [(1, 1), (1, 4096), (4096, 1), (u32::MAX, 1), (1, u32::MAX), (65535, 65535)] {
-        for s in Strategy::ALL {
-            for n in [None, Some(1), Some(16), Some(256)] {
-                let p = s.plan(Size::new(w, h), &TilingParams { alpha: 0.1, max_tiles: n }).unwrap();
-                assert_eq!(p.canvas, Size::new(p.grid.cols * 384, p.grid.rows * 384));
-                assert!(p.offset.x + p.resize.width <= p.canvas.width, "{s} {w}x{h}");
-                assert!(p.offset.y + p.resize.height <= p.canvas.height, "{s} {w}x{h}");
-                assert!(p.resize.width >= 1 && p.resize.height >= 1);
-                if let Some(n) = n {
-                    assert!(p.tiles() <= n);
+    // Properties that must hold for any size, any strategy, at each family's tile size: the
+    // resized image fits the canvas and is centred, the budget holds, nothing panics.
+    for family in [TilingParams::BLUELM, TilingParams::INTERNVL, TilingParams::SMOLVLM] {
+        let t = family.tile_size;
+        for (w, h) in
+            [(1, 1), (1, 4096), (4096, 1), (u32::MAX, 1), (1, u32::MAX), (65535, 65535), (u32::MAX, u32::MAX)]
+        {
+            for s in Strategy::ALL {
+                for n in [None, Some(1), Some(16), Some(256)] {
+                    let p = s.plan(Size::new(w, h), &TilingParams { max_tiles: n, ..family }).unwrap();
+                    assert_eq!(p.canvas, Size::new(p.grid.cols * t, p.grid.rows * t));
+                    assert!(p.offset.x + p.resize.width <= p.canvas.width, "{s} {w}x{h}");
+                    assert!(p.offset.y + p.resize.height <= p.canvas.height, "{s} {w}x{h}");
+                    assert!(p.resize.width >= 1 && p.resize.height >= 1);
+                    if let Some(pre) = p.pre_resize {
+                        assert!(pre.width >= 1 && pre.height >= 1 && pre.width.max(pre.height) <= 4096 + 1);
+                    }
+                    if let Some(n) = n {
+                        assert!(p.tiles() <= n);
+                    }
                 }
             }
         }

@@ -2,14 +2,12 @@
 //! result, and run the vision encoder in batches — sequentially, or pipelined so the next batch
 //! is rendered and normalised while the ViT works on the current one.
 
-use super::{ImageConfig, TileBudget};
+use super::{ImageConfig, ImageTiling, TileBudget};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
-use edgevl_vision::{
-    load_image, make_tiles, normalize_views, render_views, Normalization, Plan, RgbImage, TileBatch,
-};
+use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,14 +30,20 @@ pub struct PreparedImage {
 pub(crate) struct ImageEncoder {
     encoder: VisionEncoder,
     cfg: ImageConfig,
-    norm: Normalization,
+    tiling: ImageTiling,
     /// Identifies the mmproj file (path, size, modification time) inside cache keys.
     mmproj_id: u64,
 }
 
 impl ImageEncoder {
-    /// Loads the mmproj at `path` and checks it fits an LLM whose embeddings are `llm_width` wide.
-    pub(crate) fn open(path: &Path, cfg: ImageConfig, llm_width: usize) -> Result<Self, RuntimeError> {
+    /// Loads the mmproj at `path` and checks it fits an LLM whose embeddings are `llm_width` wide;
+    /// grids are kept to `max_grid_side` tiles a side when the LLM's vocabulary limits them.
+    pub(crate) fn open(
+        path: &Path,
+        cfg: ImageConfig,
+        llm_width: usize,
+        max_grid_side: Option<u32>,
+    ) -> Result<Self, RuntimeError> {
         if cfg.vit_batch == 0 {
             return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
         }
@@ -52,14 +56,19 @@ impl ImageEncoder {
                 llm: llm_width,
             });
         }
-        let norm = Normalization { mean: hp.image_mean, std: hp.image_std };
+        let tiling = ImageTiling::of_mmproj(&cfg, hp, max_grid_side);
         let mut h = std::hash::DefaultHasher::new();
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).hash(&mut h);
         if let Ok(meta) = std::fs::metadata(path) {
             meta.len().hash(&mut h);
             meta.modified().ok().hash(&mut h);
         }
-        Ok(ImageEncoder { encoder, cfg, norm, mmproj_id: h.finish() })
+        Ok(ImageEncoder { encoder, cfg, tiling, mmproj_id: h.finish() })
+    }
+
+    /// The tiling and preprocessing images get.
+    pub(crate) fn tiling(&self) -> &ImageTiling {
+        &self.tiling
     }
 
     /// Embedding rows per view (196 for this project's 384x384 tiles).
@@ -99,9 +108,10 @@ impl ImageEncoder {
         image: RgbImage,
         budget: TileBudget,
     ) -> Result<PreparedImage, RuntimeError> {
-        let plan = self.cfg.plan(image.size(), budget)?;
+        let plan = self.tiling.plan(image.size(), budget)?;
         let mut h = std::hash::DefaultHasher::new();
         self.mmproj_id.hash(&mut h);
+        self.tiling.family.hash(&mut h);
         plan.hash(&mut h);
         image.pixels().hash(&mut h);
         Ok(PreparedImage { label, image, plan, key: h.finish() })
@@ -125,8 +135,8 @@ impl ImageEncoder {
             Ok(())
         };
         if !self.cfg.pipelined {
-            let tiles = make_tiles(&p.image, &p.plan, &self.norm)?;
-            let tl = TileBatch::TILE_LEN;
+            let tiles = make_tiles(&p.image, &p.plan, &self.tiling.preprocess)?;
+            let tl = tiles.tile_len();
             for chunk in tiles.data().chunks(batch * tl) {
                 encode_batch(chunk, chunk.len() / tl)?;
             }
@@ -137,7 +147,7 @@ impl ImageEncoder {
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::sync_channel(1);
             s.spawn(move || {
-                let views = match render_views(&p.image, &p.plan) {
+                let views = match render_views(&p.image, &p.plan, &self.tiling.preprocess) {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = tx.send(Err(RuntimeError::from(e)));
@@ -145,7 +155,12 @@ impl ImageEncoder {
                     }
                 };
                 for group in views.chunks(batch) {
-                    if tx.send(Ok(normalize_views(group, &self.norm))).is_err() {
+                    if tx
+                        .send(
+                            normalize_views(group, &self.tiling.preprocess.norm).map_err(RuntimeError::from),
+                        )
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -3,7 +3,7 @@
 //! that owns the sessions ([`crate::Session::set_conversation`]).
 
 use super::background::{BackgroundEncoder, ImageInfo, PendingImage};
-use super::{ImageConfig, TileBudget};
+use super::{ImageConfig, ImageTiling, TileBudget};
 use crate::RuntimeError;
 use edgevl_vision::{Plan, RgbImage, Size};
 use std::sync::Arc;
@@ -30,9 +30,14 @@ impl ImageEncoderHandle {
         self.inner.encoder().tokens_per_view()
     }
 
-    /// The plan for an image of `size` under `budget` ([`ImageConfig::plan`]).
+    /// The tiling and preprocessing images get (the mmproj family's, with the session's choices).
+    pub fn tiling(&self) -> &ImageTiling {
+        self.inner.encoder().tiling()
+    }
+
+    /// The plan for an image of `size` under `budget` ([`ImageTiling::plan`]).
     pub fn plan(&self, size: Size, budget: TileBudget) -> Result<Plan, RuntimeError> {
-        Ok(self.config().plan(size, budget)?)
+        Ok(self.tiling().plan(size, budget)?)
     }
 
     /// Plans `image` under `budget`, keys it and starts encoding it in the background at once

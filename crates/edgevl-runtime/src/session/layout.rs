@@ -35,7 +35,7 @@ pub(crate) fn expansion(layout: PromptLayout, plan: &Plan, tokens_per_view: usiz
         PromptLayout::Idefics3 { fake, image, global, .. } => {
             let rows = image.repeat(tokens_per_view);
             let global_form = format!("{fake}{global}{rows}{fake}");
-            if !plan.global_view {
+            if !plan.global_view() {
                 return Some(global_form);
             }
             let mut text = String::new();
@@ -133,6 +133,19 @@ pub(crate) fn wrapped_segments(
         segments.push(Segment::Tokens(text_run));
     }
     Ok(segments)
+}
+
+/// The largest `s` such that the vocabulary holds Idefics3's `<row_r_col_c>` tokens for every
+/// `r, c <= s` (at least 1: an image that is not split needs none).
+pub(crate) fn row_col_grid_side(tokenizer: &Tokenizer) -> u32 {
+    const MAX_SIDE: u32 = 64;
+    let has_side = |s: u32| {
+        (1..=s).all(|i| {
+            tokenizer.token_id(&idefics3_row_col_token(i, s)).is_some()
+                && tokenizer.token_id(&idefics3_row_col_token(s, i)).is_some()
+        })
+    };
+    (2..=MAX_SIDE).take_while(|&s| has_side(s)).last().unwrap_or(1)
 }
 
 fn too_many_rows(row_text: &str) -> RuntimeError {

@@ -119,7 +119,9 @@ impl Session {
         let pool = ThreadPool::new(cfg.n_threads);
         let vision = match &cfg.mmproj {
             Some(mmproj) => {
-                let enc = ImageEncoder::open(mmproj, cfg.image.clone(), decoder.hparams().n_embd)?;
+                let grid_side = layout::row_col_grid_side(&tokenizer);
+                let enc =
+                    ImageEncoder::open(mmproj, cfg.image.clone(), decoder.hparams().n_embd, Some(grid_side))?;
                 Some(Arc::new(BackgroundEncoder::start(enc, cfg.n_threads)))
             }
             None => None,
