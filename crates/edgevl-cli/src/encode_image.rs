@@ -1,5 +1,6 @@
-//! `edgevl encode-image`: an image's projected embeddings (global view first, then the tiles
-//! row-major; 196 per view) as a float32 `.npy` array `[tokens, d]`, for cross-checks.
+//! `edgevl encode-image`: an image's projected embeddings (its views in the family's order: this
+//! project's global view first, InternVL's and SmolVLM's last; tiles row-major) as a float32
+//! `.npy` array `[tokens, d]`, for cross-checks; optionally the tower's activations too.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,27 +8,29 @@ use std::time::Instant;
 use anyhow::Context;
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
-use edgevl_vision::{load_image, make_tiles, LoadLimits, Normalization, Preprocess, Strategy, TilingParams};
+use edgevl_runtime::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
+use edgevl_vision::{load_image, make_tiles, LoadLimits};
 
 /// Arguments of `edgevl encode-image`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EncodeImageArgs {
-    /// The vision tower + projector GGUF (llama.cpp mmproj naming, projector type lfm2).
+    /// The vision tower + projector GGUF (llama.cpp mmproj naming: this project's lfm2 layout,
+    /// internvl or idefics3).
     #[arg(long, value_name = "FILE")]
     pub mmproj: PathBuf,
     /// The image (JPEG, PNG, WebP, BMP, GIF).
     #[arg(long, value_name = "FILE")]
     pub image: PathBuf,
-    /// Tiling strategy: relaxed, llava-next or internvl.
-    #[arg(long, default_value = "relaxed")]
-    pub strategy: Strategy,
+    /// Tiling rule: family (the mmproj family's own), relaxed, llava-next, internvl or idefics3.
+    #[arg(long, default_value = "family")]
+    pub strategy: TilingChoice,
     /// Relaxed matching's tolerance on effective resolution.
     #[arg(long, default_value_t = 0.1)]
     pub alpha: f64,
-    /// Tile budget (default: the strategy's published default).
+    /// Tile budget (default: the rule's own).
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
-    /// Tiles per ViT batch (each matrix product has batch x 729 rows).
+    /// Views per ViT batch (each matrix product has batch x patches-a-view rows).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vit_batch: u32,
     /// Compute threads (default: the physical cores).
@@ -36,18 +39,28 @@ pub struct EncodeImageArgs {
     /// Output file: float32 .npy of shape [tokens, d], written atomically.
     #[arg(long, value_name = "FILE")]
     pub npy: PathBuf,
+    #[command(flatten)]
+    pub dump: crate::dump::DumpArgs,
 }
 
 /// Runs `edgevl encode-image`: writes the `.npy` and a one-line summary to stderr.
 pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
-    let enc = VisionEncoder::open(&args.mmproj)
+    let mut enc = VisionEncoder::open(&args.mmproj)
         .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
-    let hp = enc.hparams();
+    let cfg = ImageConfig {
+        strategy: args.strategy,
+        alpha: args.alpha,
+        max_tiles: args.max_tiles,
+        ..ImageConfig::default()
+    };
+    let tiling = ImageTiling::of_mmproj(&cfg, enc.hparams(), None);
     let image = load_image(&args.image, &LoadLimits::default())?;
-    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles, ..TilingParams::default() };
-    let plan = args.strategy.plan(image.size(), &params)?;
-    let norm = Normalization { mean: hp.image_mean, std: hp.image_std };
-    let tiles = make_tiles(&image, &plan, &Preprocess { norm, ..Preprocess::BLUELM })?;
+    let plan = tiling.plan(image.size(), TileBudget::Default)?;
+    let tiles = make_tiles(&image, &plan, &tiling.preprocess)?;
+    let dump = args.dump.hook();
+    if let Some((_, hook)) = &dump {
+        enc.set_hook(hook.clone());
+    }
     let pool = ThreadPool::new(args.threads.unwrap_or_else(edgevl_runtime::physical_cores).max(1));
     let start = Instant::now();
     let n = tiles.n_tiles();
@@ -55,7 +68,10 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     let d = enc.n_embd_out();
     let rows = emb.len() / d;
-    crate::run::write_atomically(&args.npy, &npy_bytes(&emb, rows, d))?;
+    crate::run::write_atomically(&args.npy, &crate::npy::f32_bytes(&emb, &[rows, d]))?;
+    if let Some((rec, _)) = &dump {
+        args.dump.write(rec)?;
+    }
     eprintln!(
         "edgevl: {} {}: {} grid {}, {} views ({}) -> {rows} x {d} embeddings in {secs:.2} s ({} threads, ViT batch {}) -> {}",
         args.image.display(),
@@ -63,7 +79,11 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
         plan.strategy.name(),
         plan.grid,
         n,
-        if plan.global_view() { "global view first" } else { "no global view" },
+        match (plan.global_view(), tiling.family.global_view_last()) {
+            (false, _) => "no global view",
+            (true, false) => "global view first",
+            (true, true) => "global view last",
+        },
         pool.n_threads(),
         args.vit_batch,
         args.npy.display()
@@ -71,28 +91,11 @@ pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bytes of a version-1.0 `.npy` file holding `data` as little-endian float32 `[rows, cols]`.
-fn npy_bytes(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // magic (6) + version (2) + header length (2) + header, padded with spaces and a final
-    // newline to a multiple of 64 bytes.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use edgevl_vision::{Strategy, TilingParams};
 
     #[derive(Parser)]
     struct Cli {
@@ -134,7 +137,7 @@ mod tests {
         let a = args(&["--mmproj", "m.gguf", "--image", "i.png", "--npy", "o.npy"]);
         assert_eq!(
             (a.strategy, a.alpha, a.max_tiles, a.vit_batch, a.threads),
-            (Strategy::Relaxed, 0.1, None, 4, None)
+            (TilingChoice::Family, 0.1, None, 4, None)
         );
         let mut argv = vec!["x", "--mmproj", "m", "--image", "i", "--npy", "o", "--vit-batch", "0"];
         assert!(Cli::try_parse_from(argv.clone()).is_err());
@@ -158,7 +161,7 @@ mod tests {
         let enc = VisionEncoder::open(&mmproj).unwrap();
         let img = load_image(std::path::Path::new(&image), &LoadLimits::default()).unwrap();
         let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
-        let tiles = make_tiles(&img, &plan, &Preprocess::BLUELM).unwrap();
+        let tiles = make_tiles(&img, &plan, &edgevl_vision::Preprocess::BLUELM).unwrap();
         let want = enc.encode_tiles(tiles.data(), tiles.n_tiles(), 1, &ThreadPool::new(1)).unwrap();
         assert_eq!((rows, cols), (plan.views() as usize * 196, 64));
         assert_eq!(data, want);

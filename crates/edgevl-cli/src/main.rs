@@ -4,9 +4,11 @@
 mod bench;
 mod bench_vision;
 mod chat;
+mod dump;
 mod encode_image;
 mod gen_random;
 mod info;
+mod npy;
 mod perplexity;
 mod run;
 mod serve;

@@ -153,11 +153,17 @@ pub struct RunArgs {
     /// Write timing and memory statistics as JSON to this file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    #[command(flatten)]
+    dump: crate::dump::DumpArgs,
 }
 
 /// Run `edgevl run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let mut session = a.model.load_with_vision(&a.vision)?;
+    let dump = a.dump.hook();
+    if let Some((_, hook)) = &dump {
+        session.set_decoder_hook(hook.clone())?;
+    }
     for path in &a.image {
         let info = session.add_image(path)?;
         eprintln!("edgevl: {}", describe(&info));
@@ -177,6 +183,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     };
     writeln!(out)?;
     eprintln!("edgevl: {}", summary(&stats));
+    if let Some((rec, _)) = &dump {
+        a.dump.write(rec)?;
+    }
     if let Some(path) = &a.stats_json {
         let json = serde_json::to_string_pretty(&stats)?;
         write_atomically(path, json.as_bytes())?;

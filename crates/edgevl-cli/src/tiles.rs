@@ -1,9 +1,14 @@
-//! `edgevl tiles`: the grid, canvas and image-token cost of an image under each tiling strategy.
+//! `edgevl tiles`: the grid, canvas and image-token cost of an image under each tiling strategy,
+//! at this project's tile size or at a vision family's (`--mmproj FILE`, `--family NAME`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use edgevl_arch::family::VisionFamily;
+use edgevl_gguf::GgufFile;
+use edgevl_model::vision::MmprojHparams;
+use edgevl_runtime::{ImageConfig, ImageTiling, TilingChoice};
 use edgevl_vision::{load_image, LoadLimits, Plan, Size, Strategy, TilingParams, VisionError};
 use serde_json::{json, Value};
 
@@ -30,9 +35,17 @@ pub struct TilesArgs {
     #[arg(long, default_value_t = 0.1)]
     pub alpha: f64,
     /// Tile budget applied to every strategy (default: each strategy's published default;
-    /// idefics3: longest edge 384 x floor(sqrt(N))).
+    /// idefics3: longest edge tile x floor(sqrt(N))).
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
+    /// Plan at this mmproj's tile size and tokens a view, with its family's limits (InternVL's
+    /// tile range, SmolVLM's longest edge) and its family's own rule marked.
+    #[arg(long, value_name = "FILE", conflicts_with = "family")]
+    pub mmproj: Option<PathBuf>,
+    /// Plan with a family's published processor settings, without a file: edgevl (384 tiles,
+    /// 196 tokens), internvl (448, 256) or idefics3 (SmolVLM: 512, 64).
+    #[arg(long, value_name = "NAME", value_parser = parse_family)]
+    pub family: Option<VisionFamily>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +62,59 @@ fn parse_strategies(s: &str) -> Result<StrategyChoice, String> {
     s.parse::<Strategy>().map(|st| StrategyChoice(vec![st])).map_err(|e| format!("{e}, or all"))
 }
 
+fn parse_family(s: &str) -> Result<VisionFamily, String> {
+    VisionFamily::from_name(s)
+        .ok_or_else(|| format!("unknown family {s:?}; expected edgevl, internvl or idefics3"))
+}
+
+/// Each strategy with the parameters it plans with (the family's, when one is given), and the
+/// family.
+type Planners = (Vec<(Strategy, TilingParams)>, Option<VisionFamily>);
+
+fn planners(args: &TilesArgs) -> anyhow::Result<Planners> {
+    let cfg = |s: Strategy| ImageConfig {
+        strategy: TilingChoice::Strategy(s),
+        alpha: args.alpha,
+        max_tiles: args.max_tiles,
+        ..ImageConfig::default()
+    };
+    let hp = match &args.mmproj {
+        Some(path) => {
+            let file =
+                GgufFile::open(path).with_context(|| format!("cannot read mmproj {}", path.display()))?;
+            Some(
+                MmprojHparams::try_from(file.metadata())
+                    .with_context(|| format!("mmproj {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let family = hp.as_ref().map(|h| h.family).or(args.family);
+    let items = args
+        .strategy
+        .0
+        .iter()
+        .map(|&s| {
+            let tiling = match (&hp, family) {
+                (Some(hp), _) => ImageTiling::of_mmproj(&cfg(s), hp, None),
+                (None, Some(f)) => ImageTiling::family_defaults(&cfg(s), f),
+                (None, None) => {
+                    return (
+                        s,
+                        TilingParams {
+                            alpha: args.alpha,
+                            max_tiles: args.max_tiles,
+                            ..TilingParams::default()
+                        },
+                    )
+                }
+            };
+            (s, tiling.params)
+        })
+        .collect();
+    Ok((items, family))
+}
+
 /// Runs `edgevl tiles`, printing to stdout (tables or JSON) and stderr (per-file problems).
 pub fn run(args: &TilesArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
@@ -57,10 +123,14 @@ pub fn run(args: &TilesArgs) -> anyhow::Result<()> {
 }
 
 fn run_to(args: &TilesArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
-    let params = TilingParams { alpha: args.alpha, max_tiles: args.max_tiles, ..TilingParams::default() };
-    let strategies = &args.strategy.0;
+    let (strategies, family) = planners(args)?;
+    if let Some(f) = family {
+        let own = TilingChoice::Family.strategy(f);
+        let tile = strategies.first().map_or(0, |(_, p)| p.tile_size);
+        writeln!(err, "family {}: {tile}px tiles; its own rule is {own}", f.name())?;
+    }
     if let Some(dir) = &args.dir {
-        return run_dir(dir, strategies, &params, args.json, out, err);
+        return run_dir(dir, &strategies, args, out, err);
     }
     let (size, label) = match (&args.size, &args.image) {
         (Some(size), _) => (*size, None),
@@ -70,18 +140,18 @@ fn run_to(args: &TilesArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         }
         (None, None) => bail!("one of --size, --image or --dir is required"),
     };
-    let plans = plan_all(size, strategies, &params)?;
+    let plans = plan_all(size, &strategies)?;
     if args.json {
         let items: Vec<String> = plans.iter().map(|p| plan_json(p).to_string()).collect();
         writeln!(out, "[\n  {}\n]", items.join(",\n  "))?;
     } else {
-        write_plan_table(out, size, label.as_deref(), &params, &plans)?;
+        write_plan_table(out, size, label.as_deref(), args, &plans)?;
     }
     Ok(())
 }
 
-fn plan_all(size: Size, strategies: &[Strategy], params: &TilingParams) -> Result<Vec<Plan>, VisionError> {
-    strategies.iter().map(|s| s.plan(size, params)).collect()
+fn plan_all(size: Size, strategies: &[(Strategy, TilingParams)]) -> Result<Vec<Plan>, VisionError> {
+    strategies.iter().map(|(s, params)| s.plan(size, params)).collect()
 }
 
 /// The JSON object of one plan, as issue 4 specifies.
@@ -96,8 +166,8 @@ fn plan_json(p: &Plan) -> Value {
     })
 }
 
-fn budget_text(params: &TilingParams) -> String {
-    match params.max_tiles {
+fn budget_text(args: &TilesArgs) -> String {
+    match args.max_tiles {
         Some(n) => format!("max tiles {n} for all strategies"),
         None => "published defaults (relaxed 16 tiles, llava-next 5 pinpoints, internvl 12, idefics3 longest edge 4 tiles)"
             .to_string(),
@@ -116,14 +186,14 @@ fn write_plan_table(
     out: &mut dyn Write,
     size: Size,
     label: Option<&str>,
-    params: &TilingParams,
+    args: &TilesArgs,
     plans: &[Plan],
 ) -> std::io::Result<()> {
     match label {
         Some(l) => writeln!(out, "image {l}: {size}")?,
         None => writeln!(out, "image size {size}")?,
     }
-    writeln!(out, "alpha {}, {}", params.alpha, budget_text(params))?;
+    writeln!(out, "alpha {}, {}", args.alpha, budget_text(args))?;
     writeln!(
         out,
         "{:<11} {:>5} {:>11} {:>13} {:>5} {:>6} {:>6} {:>9}",
@@ -187,14 +257,13 @@ fn mean_median(values: &[u64]) -> Option<(f64, f64)> {
 
 fn run_dir(
     dir: &Path,
-    strategies: &[Strategy],
-    params: &TilingParams,
-    as_json: bool,
+    strategies: &[(Strategy, TilingParams)],
+    args: &TilesArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     // Validate the parameters once, before touching any file.
-    plan_all(Size::new(1, 1), strategies, params)?;
+    plan_all(Size::new(1, 1), strategies)?;
     let (paths, skipped) = image_entries(dir)?;
     let mut tokens: Vec<Vec<u64>> = vec![Vec::new(); strategies.len()];
     let mut failed = 0usize;
@@ -208,7 +277,7 @@ fn run_dir(
                 continue;
             }
         };
-        let plans = plan_all(image.size(), strategies, params)?;
+        let plans = plan_all(image.size(), strategies)?;
         for (t, p) in tokens.iter_mut().zip(&plans) {
             t.push(p.image_tokens());
         }
@@ -223,10 +292,10 @@ fn run_dir(
             IMAGE_EXTENSIONS.join(", ")
         )?;
     }
-    if as_json {
+    if args.json {
         // One line per strategy, in the order asked for.
         let mut items = Vec::new();
-        for (s, t) in strategies.iter().zip(&tokens) {
+        for ((s, _), t) in strategies.iter().zip(&tokens) {
             let (mean, median) =
                 mean_median(t).map_or((Value::Null, Value::Null), |(a, b)| (json!(a), json!(b)));
             let summary = json!({"images": t.len(), "mean_tokens": mean, "median_tokens": median});
@@ -234,7 +303,7 @@ fn run_dir(
         }
         writeln!(out, "{{\n  {}\n}}", items.join(",\n  "))?;
     } else {
-        write_dir_tables(out, dir, params, strategies, &rows, &tokens)?;
+        write_dir_tables(out, dir, args, strategies, &rows, &tokens)?;
     }
     if failed > 0 {
         bail!(
@@ -249,23 +318,16 @@ fn run_dir(
 fn write_dir_tables(
     out: &mut dyn Write,
     dir: &Path,
-    params: &TilingParams,
-    strategies: &[Strategy],
+    args: &TilesArgs,
+    strategies: &[(Strategy, TilingParams)],
     rows: &[(String, Size, Vec<Plan>)],
     tokens: &[Vec<u64>],
 ) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{}: {} images; alpha {}, {}",
-        dir.display(),
-        rows.len(),
-        params.alpha,
-        budget_text(params)
-    )?;
+    writeln!(out, "{}: {} images; alpha {}, {}", dir.display(), rows.len(), args.alpha, budget_text(args))?;
     let name_w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(5).max(5);
     writeln!(out, "each strategy's column: grid (cols x rows) and image tokens")?;
     write!(out, "{:<name_w$} {:>11}", "image", "size")?;
-    for s in strategies {
+    for (s, _) in strategies {
         write!(out, " {:>12}", s.name())?;
     }
     writeln!(out)?;
@@ -278,7 +340,7 @@ fn write_dir_tables(
     }
     writeln!(out)?;
     writeln!(out, "{:<11} {:>6} {:>11} {:>13}", "strategy", "images", "mean tokens", "median tokens")?;
-    for (s, t) in strategies.iter().zip(tokens) {
+    for ((s, _), t) in strategies.iter().zip(tokens) {
         match mean_median(t) {
             Some((mean, median)) => {
                 writeln!(out, "{:<11} {:>6} {:>11.1} {:>13.1}", s.name(), t.len(), mean, median)?

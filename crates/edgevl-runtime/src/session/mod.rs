@@ -17,7 +17,7 @@ use crate::segment::Cell;
 use crate::{RuntimeError, SessionStats, TurnStats};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ThreadPool;
-use edgevl_model::{Decoder, KvCache, KvType, RunState};
+use edgevl_model::{Decoder, Hook, KvCache, KvType, RunState};
 use edgevl_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -178,6 +178,15 @@ impl Session {
             image_parts: self.image_parts,
             vision: self.vision.clone(),
         })
+    }
+
+    /// Sets the decoder's activation hook (see `edgevl_model::ActivationHook`); fails once the
+    /// decoder is shared with a sibling.
+    pub fn set_decoder_hook(&mut self, hook: Hook) -> Result<(), RuntimeError> {
+        let decoder = Arc::get_mut(&mut self.decoder)
+            .ok_or_else(|| RuntimeError::BadSetting("the decoder is shared with a sibling session".into()))?;
+        decoder.set_hook(hook);
+        Ok(())
     }
 
     /// The decoder.
