@@ -111,14 +111,9 @@ pub fn run(
             }
             let i = pick_slot(&slots, &job.messages);
             let slot = &mut slots[i];
-            match start(&mut slot.session, job) {
-                Ok(a) => {
-                    metrics.slots_busy.fetch_add(1, Ordering::Relaxed);
-                    slot.active = Some(a);
-                }
-                Err((job, e)) => {
-                    let _ = job.events.send(Event::Error(e));
-                }
+            if let Some(a) = start(&mut slot.session, job) {
+                metrics.slots_busy.fetch_add(1, Ordering::Relaxed);
+                slot.active = Some(a);
             }
         }
         if !open && slots.iter().all(|s| s.active.is_none()) {
@@ -145,8 +140,9 @@ fn pick_slot(slots: &[Slot], messages: &[ChatMessage]) -> usize {
     best.1.unwrap_or(0)
 }
 
-/// Sets the slot's conversation to the request's and prefills it.
-fn start(session: &mut Session, mut job: Job) -> Result<Active, (Job, ApiError)> {
+/// Sets the slot's conversation to the request's and prefills it; a failure is sent to the
+/// request (and `None` returned).
+fn start(session: &mut Session, mut job: Job) -> Option<Active> {
     let mut cfg = job.sampler.clone();
     if job.ignore_eos {
         cfg.logit_bias.extend(session.tokenizer().eog_tokens().map(|t| (t, f32::NEG_INFINITY)));
@@ -154,17 +150,20 @@ fn start(session: &mut Session, mut job: Job) -> Result<Active, (Job, ApiError)>
     let mut sampler = Sampler::new(cfg);
     let images = std::mem::take(&mut job.images);
     let messages = std::mem::take(&mut job.messages);
-    if let Err(e) = session.set_conversation(messages, images) {
-        return Err((job, e.into()));
-    }
     session.set_cancel_flag(job.cancel.clone());
     let n_predict = job.max_tokens.unwrap_or(usize::MAX);
-    match session.start_reply(n_predict, &mut sampler) {
+    let started = session
+        .set_conversation(messages, images)
+        .and_then(|()| session.start_reply(n_predict, &mut sampler));
+    match started {
         Ok(gen) => {
             let stop = StopMatcher::new(std::mem::take(&mut job.stop));
-            Ok(Active { job, sampler, gen, stop, stopped_by_string: false })
+            Some(Active { job, sampler, gen, stop, stopped_by_string: false })
         }
-        Err(e) => Err((job, e.into())),
+        Err(e) => {
+            let _ = job.events.send(Event::Error(e.into()));
+            None
+        }
     }
 }
 

@@ -152,14 +152,14 @@ fn hostile_images_are_refused_naming_the_part() {
     let tall = data_uri(&png(1, 16385, 4));
     assert_error(chat(&[&tall]), 400, Some("invalid_image"), "16384");
     // Nine images: one too many (refused before any is decoded).
-    let nine = vec![ok.as_str(); 9];
+    let nine = [ok.as_str(); 9];
     assert_error(chat(&nine), 400, Some("too_many_images"), "8 images");
     // Text carrying the image marker would misplace images.
     let marker = json!({"messages": [{"role": "user", "content": "look <__media__>"}], "max_tokens": 2});
     assert_error(t.post("/v1/chat/completions", &marker), 400, None, "marker");
     // Nothing above was encoded; a good request still works.
     assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 0.0);
-    let eight = vec![ok.as_str(); 8];
+    let eight = [ok.as_str(); 8];
     let v = t.chat_ok(&image_chat(&eight.iter().map(|u| (*u, Some("low"))).collect::<Vec<_>>(), "All?", 2));
     assert_eq!(image_tokens(&v), 8 * 196);
     assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 1.0, "eight copies of one image are encoded once");

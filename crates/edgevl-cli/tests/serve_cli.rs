@@ -1,0 +1,89 @@
+//! `edgevl serve` as a process: it names its port on stderr, answers a chat over HTTP, and on
+//! SIGTERM drains and exits 0; bad flags and a model that does not load end it with an error.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn edgevl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgevl"))
+}
+
+/// One HTTP/1.1 exchange with `Connection: close`; the whole response as text.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn serve_answers_a_chat_and_drains_on_sigterm() {
+    let model = edgevl_testdata::fixture("tiny-qwen2/model.gguf");
+    let mut child = edgevl()
+        .args(["serve", "--port", "0", "-t", "1", "-c", "256", "-m"])
+        .arg(&model)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl serve");
+    let (tx, rx) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let addr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("a log line");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    let mut health = String::new();
+    for _ in 0..600 {
+        health = http(&addr, "GET", "/health", "");
+        if health.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let chat = http(
+        &addr,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4, "temperature": 0}"#,
+    );
+    assert!(chat.starts_with("HTTP/1.1 200") && chat.contains("\"chat.completion\""), "{chat}");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    let log = reader.join().expect("stderr reader").join("\n");
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("draining") && log.contains("stopped") && !log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn serve_refuses_bad_flags_and_a_model_that_does_not_load() {
+    let out = edgevl().args(["serve", "-m", "x.gguf", "--parallel", "0"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--parallel"));
+    let out = edgevl().args(["serve", "--port", "0", "-m", "/nonexistent/model.gguf"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot load the model") && err.contains("nonexistent") && !err.contains("panicked"),
+        "{err}"
+    );
+}
