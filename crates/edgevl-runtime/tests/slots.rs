@@ -91,8 +91,10 @@ fn a_tile_budget_overrides_the_sessions_plan() {
     let low = cfg.plan(size, TileBudget::GlobalOnly).expect("plan");
     assert!(full.views() > two.views() && two.views() > low.views());
     assert!(two.tiles() <= 2);
-    assert_eq!((low.views(), low.global_view, low.fill), (1, false, Fill::Stretch));
-    assert_eq!((low.canvas, low.resize), (Size::new(384, 384), Size::new(384, 384)));
+    // One view: the rule (relaxed here) with a budget of one tile, no global view beside it.
+    assert_eq!((low.views(), low.global_view(), low.fill), (1, false, Fill::Pad));
+    assert_eq!(low, cfg.plan(size, TileBudget::MaxTiles(1)).expect("plan"));
+    assert_eq!((low.canvas, low.resize), (Size::new(384, 384), Size::new(384, 214)));
     assert!(cfg.plan(Size::new(0, 5), TileBudget::GlobalOnly).is_err());
     assert!(cfg.plan(size, TileBudget::MaxTiles(0)).is_err());
 }
