@@ -19,7 +19,7 @@ fn tiny(dtype: DType) -> Arc<GgufFile> {
 fn tiny_model_loads_and_gives_finite_logits_in_every_type() {
     let pool = ThreadPool::new(2);
     for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16] {
-        let dec = Decoder::load(tiny(dtype)).unwrap();
+        let dec = Decoder::load(tiny(dtype), &edgevl_testdata::kernels()).unwrap();
         assert_eq!(dec.n_vocab(), 512);
         let mut kv = dec.new_cache(64, KvType::F16);
         let mut st = dec.new_state(8, 64);
@@ -80,6 +80,6 @@ fn image_tokens_tokenise_as_single_control_tokens() {
     // Without special parsing the same text is plain bytes.
     assert_eq!(tok.encode(text, false, false).len(), text.len());
     // The model still runs.
-    let dec = Decoder::load(Arc::new(f)).unwrap();
+    let dec = Decoder::load(Arc::new(f), &edgevl_testdata::kernels()).unwrap();
     assert_eq!(dec.n_vocab(), 512);
 }

@@ -37,7 +37,7 @@ fn load_cases(name: &str) -> Vec<Case> {
 
 fn decoder(name: &str) -> Decoder {
     let file = GgufFile::open(edgevl_testdata::fixture(&format!("{name}/model.gguf"))).expect("open");
-    Decoder::load(Arc::new(file)).expect("load")
+    Decoder::load(Arc::new(file), &edgevl_testdata::kernels()).expect("load")
 }
 
 fn argmax(row: &[f32]) -> usize {
