@@ -1,5 +1,6 @@
 //! `edgevl`: on-device multimodal LLM inference from the command line. stdout carries only the
 //! answer or the requested JSON; logs and progress go to stderr.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod bench_vision;

@@ -6,6 +6,8 @@
 //! [`GgufError`] naming the problem rather than a panic or a huge allocation.
 //! [`GgufWriter`] builds files the reader (and llama.cpp) accept.
 #![warn(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cursor;
 mod error;

@@ -2,6 +2,7 @@
 //! models fetched into the cache, and the kernel table the tests compute with. A missing model is a
 //! test failure that names the script to run, never a silent skip.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use edgevl_kernels::{KernelConfig, Kernels};
 use std::path::PathBuf;
