@@ -77,6 +77,7 @@ impl AttentionKernels {
     }
 
     /// Whether heads of `hd` values take this table's entries (else the scalar twins).
+    #[inline]
     fn takes(&self, hd: usize) -> bool {
         hd.is_multiple_of(self.lanes) && hd <= MAX_HEAD
     }
@@ -86,6 +87,7 @@ impl AttentionKernels {
     /// # Panics
     /// If the keys do not hold `s.len()` rows of `stride` values with the head at `off`.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn scores(
         &self,
         q: &[f32],
@@ -104,6 +106,7 @@ impl AttentionKernels {
     ///
     /// # Panics
     /// If the lengths differ.
+    #[inline]
     pub fn axpy_f16(&self, acc: &mut [f32], p: f32, v: &[f16]) {
         let f = if self.takes(acc.len()) { self.axpy } else { axpy_scalar };
         f(acc, p, v, false);
@@ -114,12 +117,14 @@ impl AttentionKernels {
     ///
     /// # Panics
     /// If the lengths differ.
+    #[inline]
     pub fn axpy_f16_round(&self, acc: &mut [f32], p: f32, v: &[f16]) {
         let f = if self.takes(acc.len()) { self.axpy } else { axpy_scalar };
         f(acc, p, v, true);
     }
 
     /// `acc[d] = f16(acc[d] * m)`.
+    #[inline]
     pub fn scale_round(&self, acc: &mut [f32], m: f32) {
         let f = if self.takes(acc.len()) { self.scale_round } else { scale_round_scalar };
         f(acc, m);
@@ -131,6 +136,7 @@ impl AttentionKernels {
     ///
     /// # Panics
     /// If `v` is not `acc.len() / 32` whole blocks or `acc.len()` is not a multiple of 32.
+    #[inline]
     pub fn mad_q8_0(&self, acc: &mut [f32], p: f32, v: &[u8]) {
         let f = if self.takes(acc.len()) { self.mad_q8_0 } else { mad_q8_0_scalar };
         f(acc, p, v);

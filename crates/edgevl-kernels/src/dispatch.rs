@@ -181,6 +181,7 @@ impl FormatKernels {
     /// # Panics
     /// If `w_row_bytes` is zero or not whole blocks, `n_act` is not in `1..=4` or does not divide `out.len()`,
     /// `act_row_bytes` is shorter than an activation row, or `w` or `acts` is shorter than its rows.
+    #[inline]
     pub fn dot(
         &self,
         w: &[u8],
@@ -217,6 +218,7 @@ impl FormatKernels {
     ///
     /// # Panics
     /// If `dst.len()` is not a whole number of blocks or `src` is shorter than those blocks.
+    #[inline]
     pub fn dequantize(&self, src: &[u8], dst: &mut [f32]) {
         let t = self.dtype;
         let Some(n) = t.row_bytes(dst.len()) else {
@@ -250,6 +252,7 @@ impl Quantizer {
     ///
     /// # Panics
     /// If `x.len()` is not a whole number of blocks or `out.len()` is not their size.
+    #[inline]
     pub fn quantize(&self, x: &[f32], out: &mut [u8]) {
         let t = self.to;
         let n = t.row_bytes(x.len());
@@ -393,26 +396,31 @@ impl Kernels {
     }
 
     /// The kernels of weight format `t`.
+    #[inline]
     pub fn format(&self, t: DType) -> FormatKernels {
         self.formats[t.index()]
     }
 
     /// The converter into activation format `t`.
+    #[inline]
     pub fn quantizer(&self, t: VecDotType) -> Quantizer {
         self.quantizers[t.index()]
     }
 
     /// The packed GEMM kernel ([`crate::packed`]; the scalar twin when no SIMD one is installed).
+    #[inline]
     pub fn packed(&self) -> PackedKernel {
         self.packed
     }
 
     /// The F16/F32 GEMM kernel ([`crate::fgemm`]).
+    #[inline]
     pub fn float_gemm(&self) -> FloatKernel {
         self.float
     }
 
     /// The attention loops ([`crate::attention`]).
+    #[inline]
     pub fn attention(&self) -> AttentionKernels {
         self.attention
     }

@@ -108,13 +108,15 @@ impl FloatKernel {
     /// The scalar twin.
     pub(crate) const SCALAR: FloatKernel = FloatKernel { dot: dot_scalar, simd: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn simd(dot: FloatDotFn) -> Self {
         FloatKernel { dot, simd: true }
     }
 
     /// `out[i * ROWS + r] = dot(weight row r, activation row i)` with the numerics of the module documentation
     /// (bit-identical at every level).
+    #[inline]
     pub fn dot(&self, t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
         (self.dot)(t, out);
     }

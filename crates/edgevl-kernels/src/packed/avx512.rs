@@ -54,9 +54,10 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
 /// How many blocks ahead the quants are prefetched.
 const PREFETCH_BLOCKS: usize = 16;
 
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q8_0: u8 = 2;
+/// The formats' codes, the kernels' const parameter `F`.
+const Q4_0: u8 = PackedFormat::Q4_0 as u8;
+const Q4_1: u8 = PackedFormat::Q4_1 as u8;
+const Q8_0: u8 = PackedFormat::Q8_0 as u8;
 
 fn call<const F: u8, const N: usize, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
@@ -155,8 +156,11 @@ unsafe fn kernel<const F: u8, const N: usize, const G: usize>(
     out: &mut [f32; GROUP * MAX_ACT],
 ) {
     let nb = t.nb;
-    let (qt, st) = (t.fmt.quant_tile(), t.fmt.scale_tile());
-    let (ab, aoff, o) = (t.fmt.act_block(), t.fmt.act_offset(), t.fmt.offset());
+    // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
+    let fmt = PackedFormat::from_code(F);
+    debug_assert_eq!(fmt, t.fmt);
+    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
     let gb = t.w.len() / G;
     // Cursors advanced block by block (no index arithmetic in the loop); each stays inside its buffer (the lengths
     // `dot` checked), one block past its end after the last block. Every load below reads the current block

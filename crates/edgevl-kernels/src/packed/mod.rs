@@ -44,13 +44,14 @@ pub fn is_packable(dtype: DType) -> bool {
 /// The formats with a packed layout: every layout-dependent size and offset is an exhaustive match on it, so no
 /// kernel can read one format's tiles with another's sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum PackedFormat {
     /// From Q4_0 (activations Q8_0).
-    Q4_0,
+    Q4_0 = 0,
     /// From Q4_1 (activations Q8_1).
-    Q4_1,
+    Q4_1 = 1,
     /// From Q8_0 (activations Q8_0).
-    Q8_0,
+    Q8_0 = 2,
 }
 
 impl PackedFormat {
@@ -64,6 +65,16 @@ impl PackedFormat {
         }
     }
 
+    /// The format whose `as u8` code is `code`: the kernels are monomorphised per format with its code as a
+    /// const parameter, so every size below is a compile-time constant there.
+    pub(crate) const fn from_code(code: u8) -> Self {
+        match code {
+            0 => PackedFormat::Q4_0,
+            1 => PackedFormat::Q4_1,
+            _ => PackedFormat::Q8_0,
+        }
+    }
+
     /// The source format.
     pub(crate) fn dtype(self) -> DType {
         match self {
@@ -74,7 +85,7 @@ impl PackedFormat {
     }
 
     /// Quant bytes per block tile of a group.
-    pub(crate) fn quant_tile(self) -> usize {
+    pub(crate) const fn quant_tile(self) -> usize {
         match self {
             PackedFormat::Q8_0 => GROUP * QK,
             PackedFormat::Q4_0 | PackedFormat::Q4_1 => GROUP * QK / 2,
@@ -82,7 +93,7 @@ impl PackedFormat {
     }
 
     /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums).
-    pub(crate) fn scale_tile(self) -> usize {
+    pub(crate) const fn scale_tile(self) -> usize {
         match self {
             PackedFormat::Q4_1 => 4 * GROUP,
             PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2 * GROUP,
@@ -90,7 +101,7 @@ impl PackedFormat {
     }
 
     /// The offset `o` of the unsigned weights.
-    pub(crate) fn offset(self) -> i32 {
+    pub(crate) const fn offset(self) -> i32 {
         match self {
             PackedFormat::Q4_0 => 8,
             PackedFormat::Q8_0 => 128,
@@ -99,7 +110,7 @@ impl PackedFormat {
     }
 
     /// Bytes before the quants in an activation block (Q8_1: 4, Q8_0: 2).
-    pub(crate) fn act_offset(self) -> usize {
+    pub(crate) const fn act_offset(self) -> usize {
         match self {
             PackedFormat::Q4_1 => 4,
             PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2,
@@ -107,7 +118,7 @@ impl PackedFormat {
     }
 
     /// Bytes of an activation block (Q8_1: 36, Q8_0: 34).
-    pub(crate) fn act_block(self) -> usize {
+    pub(crate) const fn act_block(self) -> usize {
         QK + self.act_offset()
     }
 }
@@ -264,10 +275,9 @@ impl PackedWeights {
     ///
     /// # Panics
     /// If `g + n > groups()`.
+    #[inline]
     pub fn groups_bytes(&self, g: usize, n: usize) -> &[u8] {
-        let end = g.checked_add(n).filter(|&e| e <= self.groups());
-        let Some(end) = end else { panic!("PackedWeights: groups {g}..{g}+{n} of {}", self.groups()) };
-        &self.bytes()[g * self.group_bytes..end * self.group_bytes]
+        &self.bytes()[g * self.group_bytes..(g + n) * self.group_bytes]
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
@@ -446,6 +456,7 @@ impl<'a> PackedTile<'a> {
     /// # Errors
     /// If the groups are not inside `w`, `n_act` is not in `1..=MAX_ACT`, `n_groups` not in `1..=MAX_GROUPS`, both
     /// exceed 1, or `acts` / `meta` are shorter than their rows.
+    #[inline]
     pub fn new(
         w: &'a PackedWeights,
         g0: usize,
@@ -516,7 +527,8 @@ impl PackedKernel {
     /// The scalar twin.
     pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn simd(dot: PackedDotFn) -> Self {
         PackedKernel { dot, simd: true }
     }
@@ -524,6 +536,7 @@ impl PackedKernel {
     /// `out[i * GROUP + l] = dot(row l of the tile's group, activation row i)`, or for a tile of several groups
     /// (and one activation row) `out[j * GROUP + l]` for row `l` of group `j`. Every kernel computes each output
     /// by the scalar twin's f32 sequence, so all levels agree bit for bit.
+    #[inline]
     pub fn dot(&self, t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         (self.dot)(t, out);
     }
