@@ -72,10 +72,11 @@ mod tests {
         let mut y = vec![0.0; x.len()];
         dequantize(&blocks, &mut y);
         for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
-            // Half a step inside the range; a value of the other sign than the largest clamps at 15 / 16 of it.
+            // Half a step inside the range; a value of the other sign than the largest clamps at 15 / 16 of it
+            // (one step, plus the f16 rounding of the scale).
             let step = super::super::amax(xb) / 16.0;
             for (a, b) in xb.iter().zip(yb) {
-                assert!((a - b).abs() <= step * 1.001, "{a} vs {b}");
+                assert!((a - b).abs() <= step * 1.01, "{a} vs {b}");
             }
         }
     }
