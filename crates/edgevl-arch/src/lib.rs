@@ -16,5 +16,6 @@
 
 pub mod clip;
 pub mod general;
+pub mod hf;
 pub mod llm;
 pub mod tokenizer;
