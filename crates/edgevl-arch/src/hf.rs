@@ -79,6 +79,22 @@ pub const BLOCK_TENSORS: [(&str, Block); 12] = [
     ("mlp.down_proj.weight", Block::FfnDown),
 ];
 
+/// Name prefixes of the non-text parts of a multimodal checkpoint, which the decoder's file leaves
+/// out (llama.cpp's `TextModel.filter_tensors`).
+pub const MULTIMODAL_PREFIXES: [&str; 10] =
+    ["mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.", "sound_encoder.", "sound_projection.", "speech_embeddings."];
+/// Name parts of the non-text parts of a multimodal checkpoint (same source).
+pub const MULTIMODAL_PARTS: [&str; 16] = [
+    "visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.", "code2wav.", "projector.",
+    "pre_mm_projector_norm", "image_newline", "view_seperator", "patch_embed", "patch_merger.", "patch_merge_mlp.",
+    "model.connector.",
+];
+
+/// Whether a checkpoint tensor belongs to a multimodal checkpoint's vision/audio side.
+pub fn is_multimodal_tensor(name: &str) -> bool {
+    MULTIMODAL_PREFIXES.iter().any(|p| name.starts_with(p)) || MULTIMODAL_PARTS.iter().any(|p| name.contains(p))
+}
+
 /// Tensors llama.cpp's converter drops (`.rotary_emb.inv_freq`, attention masks).
 pub const SKIPPED_SUFFIXES: [&str; 3] = [".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq"];
 

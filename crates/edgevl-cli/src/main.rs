@@ -4,6 +4,7 @@
 mod bench;
 mod bench_vision;
 mod chat;
+mod convert;
 mod encode_image;
 mod gen_random;
 mod perplexity;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a seeded random-weight model with an exact architecture shape.
     GenRandom(gen_random::GenRandomArgs),
+    /// Convert a Hugging Face checkpoint to GGUF with a precision scheme (bluelm = the paper's mix).
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::EncodeImage(a) => encode_image::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::GenRandom(a) => gen_random::run(&a),
+        Command::Convert(a) => convert::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
