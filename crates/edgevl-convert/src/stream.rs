@@ -1,6 +1,6 @@
 //! Streaming a planned file: each tensor is read through mmap a slab of rows at a time, widened to
 //! f32, rows permuted if the plan says so, quantised on `threads` threads and appended to the
-//! output; the source pages are released after each tensor, so memory stays at a few slabs
+//! output; the source pages are released after each slab, so memory stays at a few slabs
 //! whatever the model's size.
 
 use std::io::Write;
@@ -181,6 +181,11 @@ pub fn write_all<W: Write>(
                 let bytes = part.ok_or_else(|| ConvertError::Options(format!("tensor '{name}': cannot encode as {}", t.spec.ggml_type)))?;
                 w.write_data(&bytes).map_err(|e| werr(Some(name), e))?;
                 progress.advance(bytes.len() as u64);
+            }
+            if t.rows == Rows::AsIs {
+                // Rows read so far are not needed again: keep RSS at a slab, not a tensor.
+                let from = t.view.start + r0 * src_row_bytes;
+                t.file.release(from, from + rows * src_row_bytes);
             }
             r0 += rows;
         }
