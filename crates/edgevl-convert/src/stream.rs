@@ -105,21 +105,11 @@ fn widen(dtype: Dtype, row: &[u8], out: &mut [f32]) {
 
 /// Encodes f32 values (whole rows) as `t` with llama.cpp's reference quantisers.
 fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
-    let d = match t {
-        GgmlType::F32 => DType::F32,
-        GgmlType::F16 => DType::F16,
-        GgmlType::BF16 => DType::BF16,
-        GgmlType::Q8_0 => DType::Q8_0,
-        GgmlType::Q4_0 => DType::Q4_0,
-        GgmlType::Q4_1 => DType::Q4_1,
-        GgmlType::Q4_K => DType::Q4_K,
-        GgmlType::Q6_K => DType::Q6_K,
-        GgmlType::Q5_0 => {
-            return x.len().is_multiple_of(q5_0::QK5_0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec())
-        }
-        _ => return None,
-    };
-    quantize_ref(d, x)
+    if t == GgmlType::Q5_0 {
+        // A file format only: the kernels' DType (formats the engine computes with) has no Q5_0.
+        return x.len().is_multiple_of(q5_0::QK5_0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec());
+    }
+    quantize_ref(DType::from_ggml_type_id(t.id())?, x)
 }
 
 /// Writes `metadata` and `tensors` to `sink`, converting each tensor in slabs on `threads` threads.
