@@ -3,9 +3,13 @@
 //! the end, a dtype edgevl cannot read, a shape that disagrees with config.json, an unknown
 //! architecture, and a write that fails half way.
 
+mod common;
+
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use common::{bf16, write_st, T};
 
 use edgevl_convert::{convert, convert_to_writer, ConvertOptions, LlmType, PlanOptions, Scheme, Silent};
 
@@ -13,14 +17,6 @@ const D: u64 = 64;
 const FF: u64 = 128;
 const KV: u64 = 32; // 2 KV heads of 16
 const VOCAB: u64 = 49152;
-
-/// (name, dtype, shape, bytes) of one tensor.
-type T = (String, &'static str, Vec<u64>, Vec<u8>);
-
-fn bf16(shape: &[u64], seed: u32) -> Vec<u8> {
-    let n: u64 = shape.iter().product();
-    (0..n as u32).flat_map(|i| ((((i.wrapping_mul(2654435761) ^ seed) >> 9) & 0x807f) as u16 | 0x3c00).to_le_bytes()).collect()
-}
 
 /// A tiny LLaMA's tensors (2 layers, width 64, SmolLM2's vocabulary so its tokenizer fits).
 fn tiny_tensors() -> Vec<T> {
@@ -46,24 +42,6 @@ fn tiny_tensors() -> Vec<T> {
     v
 }
 
-/// Writes a safetensors file; `header_fix` may edit the header JSON text before it is written.
-fn write_st(path: &Path, tensors: &[T], header_fix: impl Fn(String) -> String) {
-    let mut header = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
-    let mut off = 0usize;
-    for (name, dtype, shape, bytes) in tensors {
-        header += &format!(",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{off},{}]}}", off + bytes.len());
-        off += bytes.len();
-    }
-    header.push('}');
-    let header = header_fix(header);
-    let mut f = fs::File::create(path).unwrap();
-    f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(header.as_bytes()).unwrap();
-    for (_, _, _, b) in tensors {
-        f.write_all(b).unwrap();
-    }
-}
-
 struct Case {
     dir: PathBuf,
     out_dir: PathBuf,
@@ -78,10 +56,7 @@ impl Case {
         let out_dir = root.join("out");
         fs::create_dir_all(&dir).unwrap();
         fs::create_dir_all(&out_dir).unwrap();
-        let hf = edgevl_testdata::smollm2_hf_dir();
-        for f in ["tokenizer.json", "tokenizer_config.json"] {
-            fs::copy(hf.join(f), dir.join(f)).unwrap();
-        }
+        common::smollm2_tokenizer(&dir);
         let config = format!(
             r#"{{"architectures":["LlamaForCausalLM"],"hidden_size":{D},"intermediate_size":{FF},"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":{VOCAB},"tie_word_embeddings":true,"rms_norm_eps":1e-5}}"#
         );
