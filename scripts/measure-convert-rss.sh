@@ -17,7 +17,9 @@ if [ ! -f "$CKPT/config.json" ]; then
 fi
 cargo build --release -p edgevl-cli >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/edgevl"
-OUT="$(mktemp -d)/bluelm-shaped.gguf"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+OUT="$W/bluelm-shaped.gguf"
 sync
 if echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then dropped=yes; else dropped="no (not permitted)"; fi
 /usr/bin/time -v "$BIN" convert "$CKPT" -o "$OUT" --scheme "$SCHEME" -t "$THREADS" 2> "$OUT.time"
@@ -42,5 +44,4 @@ echo "scheme $SCHEME, $THREADS threads, page cache dropped: $dropped"
 echo "checkpoint: $(du -sb "$CKPT" | cut -f1) bytes; largest tensor: $largest bytes; output: $size bytes"
 echo "peak RSS: $((rss_kb / 1024)) MiB; wall: $wall"
 bound_kb=$(( (1000000000 + largest) / 1024 ))
-rm -rf "$(dirname "$OUT")"
 if [ "$rss_kb" -lt "$bound_kb" ]; then echo "OK: under 1.0 GB + largest tensor ($((bound_kb / 1024)) MiB)"; else echo "OVER the bound ($((bound_kb / 1024)) MiB)"; exit 1; fi

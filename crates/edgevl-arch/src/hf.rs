@@ -81,18 +81,42 @@ pub const BLOCK_TENSORS: [(&str, Block); 12] = [
 
 /// Name prefixes of the non-text parts of a multimodal checkpoint, which the decoder's file leaves
 /// out (llama.cpp's `TextModel.filter_tensors`).
-pub const MULTIMODAL_PREFIXES: [&str; 10] =
-    ["mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.", "sound_encoder.", "sound_projection.", "speech_embeddings."];
+pub const MULTIMODAL_PREFIXES: [&str; 10] = [
+    "mlp",
+    "vit.",
+    "vpm.",
+    "siglip2.",
+    "conformer.",
+    "merger.",
+    "resampler.",
+    "sound_encoder.",
+    "sound_projection.",
+    "speech_embeddings.",
+];
 /// Name parts of the non-text parts of a multimodal checkpoint (same source).
 pub const MULTIMODAL_PARTS: [&str; 16] = [
-    "visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.", "code2wav.", "projector.",
-    "pre_mm_projector_norm", "image_newline", "view_seperator", "patch_embed", "patch_merger.", "patch_merge_mlp.",
+    "visual.",
+    "vision.",
+    "audio.",
+    "talker.",
+    "vision_",
+    "audio_",
+    "token2wav.",
+    "code2wav.",
+    "projector.",
+    "pre_mm_projector_norm",
+    "image_newline",
+    "view_seperator",
+    "patch_embed",
+    "patch_merger.",
+    "patch_merge_mlp.",
     "model.connector.",
 ];
 
 /// Whether a checkpoint tensor belongs to a multimodal checkpoint's vision/audio side.
 pub fn is_multimodal_tensor(name: &str) -> bool {
-    MULTIMODAL_PREFIXES.iter().any(|p| name.starts_with(p)) || MULTIMODAL_PARTS.iter().any(|p| name.contains(p))
+    MULTIMODAL_PREFIXES.iter().any(|p| name.starts_with(p))
+        || MULTIMODAL_PARTS.iter().any(|p| name.contains(p))
 }
 
 /// Tensors llama.cpp's converter drops (`.rotary_emb.inv_freq`, attention masks).
@@ -142,13 +166,24 @@ pub mod config {
     /// Block count.
     pub const N_LAYER: [&str; 4] = ["n_layers", "num_hidden_layers", "n_layer", "num_layers"];
     /// Training context.
-    pub const N_CTX: [&str; 6] =
-        ["max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"];
+    pub const N_CTX: [&str; 6] = [
+        "max_position_embeddings",
+        "n_ctx",
+        "n_positions",
+        "max_length",
+        "max_sequence_length",
+        "model_max_length",
+    ];
     /// Hidden width.
     pub const N_EMBD: [&str; 3] = ["hidden_size", "n_embd", "dim"];
     /// FFN width.
-    pub const N_FF: [&str; 5] =
-        ["prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner", "hidden_dim"];
+    pub const N_FF: [&str; 5] = [
+        "prefix_dense_intermediate_size",
+        "dense_intermediate_size",
+        "intermediate_size",
+        "n_inner",
+        "hidden_dim",
+    ];
     /// Query heads.
     pub const N_HEAD: [&str; 3] = ["num_attention_heads", "n_head", "n_heads"];
     /// Key/value heads.

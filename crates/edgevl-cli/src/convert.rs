@@ -44,7 +44,11 @@ struct Report {
 impl Progress for Report {
     fn start(&mut self, out: &Path, n_tensors: usize, total_bytes: u64) {
         self.n = n_tensors;
-        eprintln!("edgevl convert: {n_tensors} tensors, {:.1} MiB -> {}", total_bytes as f64 / 1048576.0, out.display());
+        eprintln!(
+            "edgevl convert: {n_tensors} tensors, {:.1} MiB -> {}",
+            total_bytes as f64 / 1048576.0,
+            out.display()
+        );
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total_bytes);
             bar.set_style(
@@ -85,12 +89,15 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
     };
     let llm_type = match (&a.llm_type, scheme) {
         (None, _) => LlmType::Q4_0,
-        (Some(t), Scheme::BlueLm) => LlmType::parse(t).with_context(|| format!("unknown --llm-type '{t}' (q4_0 or q4_k)"))?,
+        (Some(t), Scheme::BlueLm) => {
+            LlmType::parse(t).with_context(|| format!("unknown --llm-type '{t}' (q4_0 or q4_k)"))?
+        }
         (Some(_), _) => bail!("--llm-type goes only with --scheme bluelm"),
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
     let opts = ConvertOptions {
         plan: PlanOptions { scheme, llm_type, pure: a.pure },
         threads: a.threads.unwrap_or_else(edgevl_runtime::physical_cores),

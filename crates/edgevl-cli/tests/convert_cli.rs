@@ -43,7 +43,16 @@ fn ctrl_c_leaves_nothing() {
     let d = out_dir("sigint");
     let out = d.join("model.gguf");
     let child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
-        .args(["convert", &src.to_string_lossy(), "-o", &out.to_string_lossy(), "--scheme", "q4_k", "-t", "1"])
+        .args([
+            "convert",
+            &src.to_string_lossy(),
+            "-o",
+            &out.to_string_lossy(),
+            "--scheme",
+            "q4_k",
+            "-t",
+            "1",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -72,7 +81,8 @@ fn llm_type_needs_bluelm_and_schemes_are_checked() {
         assert!(!o.status.success());
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    assert!(run(&["--scheme", "q4_0", "--llm-type", "q4_k"]).contains("--llm-type goes only with --scheme bluelm"));
+    assert!(run(&["--scheme", "q4_0", "--llm-type", "q4_k"])
+        .contains("--llm-type goes only with --scheme bluelm"));
     assert!(run(&["--scheme", "q3_k"]).contains("unknown --scheme 'q3_k'"));
     fs::remove_dir_all(&d).unwrap();
 }

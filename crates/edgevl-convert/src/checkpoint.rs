@@ -28,7 +28,8 @@ pub struct JsonFile {
 impl JsonFile {
     /// Reads `path`, which must hold a JSON object.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+        let text = fs::read_to_string(path)
+            .map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
         let json = |message: String| ConvertError::Json { path: path.to_path_buf(), message };
         match serde_json::from_str::<Json>(&text).map_err(|e| json(format!("not valid JSON: {e}")))? {
             Json::Object(root) => Ok(Self { path: path.to_path_buf(), root }),
@@ -69,7 +70,10 @@ impl Checkpoint {
         let part_names: Vec<String> = match &index {
             Some(index) => {
                 let Some(Json::Object(map)) = index.root.get("weight_map") else {
-                    return Err(ConvertError::Json { path: index_path, message: "no 'weight_map' object".into() });
+                    return Err(ConvertError::Json {
+                        path: index_path,
+                        message: "no 'weight_map' object".into(),
+                    });
                 };
                 for (tensor, file) in map {
                     let Some(file) = file.as_str() else {
@@ -93,8 +97,16 @@ impl Checkpoint {
                 parts.dedup();
                 for part in &parts {
                     if !dir.join(part).is_file() {
-                        let tensor = weight_map.iter().find(|(_, f)| f == part).map(|(t, _)| t.clone()).unwrap_or_default();
-                        return Err(ConvertError::MissingShard { index: index_path, shard: dir.join(part), tensor });
+                        let tensor = weight_map
+                            .iter()
+                            .find(|(_, f)| f == part)
+                            .map(|(t, _)| t.clone())
+                            .unwrap_or_default();
+                        return Err(ConvertError::MissingShard {
+                            index: index_path,
+                            shard: dir.join(part),
+                            tensor,
+                        });
                     }
                 }
                 parts
@@ -110,7 +122,10 @@ impl Checkpoint {
                 }
                 parts.sort();
                 if parts.is_empty() {
-                    return Err(ConvertError::MissingTensor { dir, tensor: "model*.safetensors (no weights file)".into() });
+                    return Err(ConvertError::MissingTensor {
+                        dir,
+                        tensor: "model*.safetensors (no weights file)".into(),
+                    });
                 }
                 parts
             }

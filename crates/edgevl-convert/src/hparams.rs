@@ -151,7 +151,10 @@ impl LlmParams {
         let n_head_kv = uint(&cfg::N_HEAD_KV, n_head)?;
         let vocab_size = uint(&[cfg::VOCAB_SIZE], d.vocab)?;
         if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
-            return Err(bad(cfg::N_HEAD_KV[0], format!("{n_head} heads cannot share {n_head_kv} key/value heads")));
+            return Err(bad(
+                cfg::N_HEAD_KV[0],
+                format!("{n_head} heads cannot share {n_head_kv} key/value heads"),
+            ));
         }
         let explicit_head_dim = find(&m, &[cfg::HEAD_DIM]).is_some();
         let head_dim = uint(&[cfg::HEAD_DIM], n_embd / n_head)?;
@@ -161,14 +164,18 @@ impl LlmParams {
             Some(t) => t,
             None => float(&cfg::ROPE_THETA, DEFAULT_ROPE_THETA)?,
         };
-        let rope_type = rope_obj.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
+        let rope_type =
+            rope_obj.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
         let factor = rope_obj.and_then(|r| r.get("factor")).and_then(Json::as_f64);
         let rope_linear_factor = match (rope_type, factor) {
             (None | Some("default"), _) => None,
             (Some("linear"), Some(f)) => Some(f),
             (Some("linear"), None) => None,
             (Some(t), _) => {
-                return Err(bad("rope_scaling", format!("RoPE scaling type '{t}' is not supported by edgevl convert")))
+                return Err(bad(
+                    "rope_scaling",
+                    format!("RoPE scaling type '{t}' is not supported by edgevl convert"),
+                ))
             }
         };
         let tie_word_embeddings = m.get(cfg::TIE_WORD_EMBEDDINGS).and_then(Json::as_bool).unwrap_or(false);
@@ -262,13 +269,23 @@ mod tests {
 
     #[test]
     fn transformers_defaults_fill_missing_fields() {
-        let c = config(r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000}"#);
+        let c = config(
+            r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000}"#,
+        );
         let p = LlmParams::from_config(&c, architecture(&c).unwrap().0).unwrap();
-        assert_eq!((p.n_ctx, p.rms_eps, p.rope_theta, p.head_dim, p.write_head_dim), (32768, 1e-6, 10000.0, 16, false));
-        let c = config(r#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000,"rope_scaling":{"rope_type":"yarn","factor":2.0}}"#);
+        assert_eq!(
+            (p.n_ctx, p.rms_eps, p.rope_theta, p.head_dim, p.write_head_dim),
+            (32768, 1e-6, 10000.0, 16, false)
+        );
+        let c = config(
+            r#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000,"rope_scaling":{"rope_type":"yarn","factor":2.0}}"#,
+        );
         let e = LlmParams::from_config(&c, HfArch::Llama).unwrap_err().to_string();
         assert!(e.contains("yarn"), "{e}");
         let c = config(r#"{"architectures":["GPTNeoXForCausalLM"]}"#);
-        assert!(architecture(&c).unwrap_err().to_string().contains("unknown architecture 'GPTNeoXForCausalLM'"));
+        assert!(architecture(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown architecture 'GPTNeoXForCausalLM'"));
     }
 }

@@ -64,11 +64,25 @@ pub struct Summary {
 
 /// Converts the checkpoint in `src` to the decoder GGUF `out`: written to `OUT.part-<pid>` and
 /// renamed onto `out` when complete; on any error (or cancellation) neither is left behind.
-pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions, progress: &mut dyn Progress) -> Result<Summary> {
+pub fn convert(
+    src: &Path,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
     let ck = Checkpoint::open(src)?;
     let job = llm::build(&ck, &opts.plan)?;
-    let file = AtomicFile::create(out).map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
-    let file = stream::write_all(file, out, &job.metadata, &job.tensors, opts.threads, opts.cancel.as_deref(), progress)?;
+    let file =
+        AtomicFile::create(out).map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
+    let file = stream::write_all(
+        file,
+        out,
+        &job.metadata,
+        &job.tensors,
+        opts.threads,
+        opts.cancel.as_deref(),
+        progress,
+    )?;
     file.commit().map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
     Ok(Summary { tensors: llm::summary(&job) })
 }
@@ -83,6 +97,14 @@ pub fn convert_to_writer<W: Write>(
 ) -> Result<(W, Summary)> {
     let ck = Checkpoint::open(src)?;
     let job = llm::build(&ck, &opts.plan)?;
-    let sink = stream::write_all(sink, label, &job.metadata, &job.tensors, opts.threads, opts.cancel.as_deref(), progress)?;
+    let sink = stream::write_all(
+        sink,
+        label,
+        &job.metadata,
+        &job.tensors,
+        opts.threads,
+        opts.cancel.as_deref(),
+        progress,
+    )?;
     Ok((sink, Summary { tensors: llm::summary(&job) }))
 }

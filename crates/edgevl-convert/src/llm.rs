@@ -1,7 +1,6 @@
 //! The decoder's file: tensors mapped and checked against `config.json`, types planned, metadata
 //! in llama.cpp's order.
 
-
 use edgevl_arch::hf::{self, HfArch};
 use edgevl_arch::{general, llm};
 use edgevl_gguf::{GgmlType, Metadata, TensorSpec, Value};
@@ -31,10 +30,16 @@ pub struct Job<'a> {
 pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions) -> Result<Job<'a>> {
     let (arch, _) = hparams::architecture(&ck.config)?;
     let params = LlmParams::from_config(&ck.config, arch)?;
-    let mut mapped: Vec<(String, Vec<u64>, Rows, &crate::safetensors::SafetensorsFile, &crate::safetensors::TensorView)> =
-        Vec::new();
+    let mut mapped: Vec<(
+        String,
+        Vec<u64>,
+        Rows,
+        &crate::safetensors::SafetensorsFile,
+        &crate::safetensors::TensorView,
+    )> = Vec::new();
     for (file, view) in ck.tensors() {
-        if hf::SKIPPED_SUFFIXES.iter().any(|s| view.name.ends_with(s)) || hf::is_multimodal_tensor(&view.name) {
+        if hf::SKIPPED_SUFFIXES.iter().any(|s| view.name.ends_with(s)) || hf::is_multimodal_tensor(&view.name)
+        {
             continue;
         }
         let mut name = view.name.as_str();
@@ -67,7 +72,8 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions) -> Result<Job<'a>> {
                 });
             }
         }
-        let rows = if arch.permutes_qk() && (name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias")) {
+        let rows = if arch.permutes_qk() && (name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias"))
+        {
             Rows::PermuteQk { n_head: params.n_head }
         } else if arch.permutes_qk() && (name.ends_with("k_proj.weight") || name.ends_with("k_proj.bias")) {
             Rows::PermuteQk { n_head: params.n_head_kv }

@@ -186,7 +186,9 @@ pub fn model_id_components(model_id: &str, total_params: i64) -> NameParts {
                 kinds[i].push(Kind::SizeLabel);
             }
             parts[i] = p.into_iter().collect();
-        } else if i > 0 && matches!(part.to_ascii_lowercase().as_str(), "chat" | "instruct" | "vision" | "lora") {
+        } else if i > 0
+            && matches!(part.to_ascii_lowercase().as_str(), "chat" | "instruct" | "vision" | "lora")
+        {
             if total_params < 0 && part.eq_ignore_ascii_case("lora") {
                 kinds[i].push(Kind::Type);
             } else {
@@ -194,8 +196,10 @@ pub fn model_id_components(model_id: &str, total_params: i64) -> NameParts {
             }
         }
     }
-    let numeric_size =
-        parts.iter().zip(&kinds).any(|(n, k)| k.contains(&Kind::SizeLabel) && n.chars().any(|c| c.is_ascii_digit()));
+    let numeric_size = parts
+        .iter()
+        .zip(&kinds)
+        .any(|(n, k)| k.contains(&Kind::SizeLabel) && n.chars().any(|c| c.is_ascii_digit()));
     if numeric_size {
         for (n, k) in parts.iter().zip(kinds.iter_mut()) {
             if k.contains(&Kind::SizeLabel) && n.chars().all(char::is_alphabetic) {
@@ -249,7 +253,8 @@ pub fn id_to_title(s: &str) -> String {
         .split_whitespace()
         .map(|w| {
             let lower = w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_uppercase);
-            let versionish = w.starts_with(|c: char| c.is_ascii_digit()) || is_version(w) && w.starts_with('v');
+            let versionish =
+                w.starts_with(|c: char| c.is_ascii_digit()) || is_version(w) && w.starts_with('v');
             if lower && !versionish {
                 title(w)
             } else {
@@ -344,13 +349,21 @@ impl Naming {
 /// Sampler settings from `generation_config.json`, as `general.sampling.*` (ints as i32, floats as f32).
 pub fn write_sampling(md: &mut Metadata, gen: &Map<String, Json>) {
     for (field, key) in general::SAMPLING_KEYS {
-        let v = gen.get(field).or_else(|| if field == "repetition_penalty" { gen.get("penalty_repeat") } else { None });
+        let v = gen.get(field).or_else(|| {
+            if field == "repetition_penalty" {
+                gen.get("penalty_repeat")
+            } else {
+                None
+            }
+        });
         let value = match v {
             Some(Json::String(s)) => Value::Str(s.clone()),
-            Some(Json::Number(n)) if matches!(field, "top_k" | "penalty_last_n" | "mirostat") => match n.as_i64() {
-                Some(i) => Value::I32(i as i32),
-                None => continue,
-            },
+            Some(Json::Number(n)) if matches!(field, "top_k" | "penalty_last_n" | "mirostat") => {
+                match n.as_i64() {
+                    Some(i) => Value::I32(i as i32),
+                    None => continue,
+                }
+            }
             Some(Json::Number(n)) => match n.as_f64() {
                 Some(f) => Value::F32(f as f32),
                 None => continue,
@@ -374,11 +387,15 @@ mod tests {
             (Some("Mixtral"), Some("8x7B"), Some("Instruct"), Some("v0.1"))
         );
         let p = model_id_components("bigscience/bloom-7b1-petals", 0);
-        assert_eq!((p.org.as_deref(), p.basename.as_deref(), p.size_label.as_deref(), p.finetune.as_deref()),
-            (Some("bigscience"), Some("bloom"), Some("7.1B"), Some("petals")));
+        assert_eq!(
+            (p.org.as_deref(), p.basename.as_deref(), p.size_label.as_deref(), p.finetune.as_deref()),
+            (Some("bigscience"), Some("bloom"), Some("7.1B"), Some("petals"))
+        );
         let p = model_id_components("SmolLM2-135M-Instruct", 134515008);
-        assert_eq!((p.basename.as_deref(), p.size_label.as_deref(), p.finetune.as_deref()),
-            (Some("SmolLM2"), Some("135M"), Some("Instruct")));
+        assert_eq!(
+            (p.basename.as_deref(), p.size_label.as_deref(), p.finetune.as_deref()),
+            (Some("SmolLM2"), Some("135M"), Some("Instruct"))
+        );
         assert_eq!(id_to_title("SmolLM2-135M-Instruct"), "SmolLM2 135M Instruct");
         assert_eq!(id_to_title("meta-llama"), "Meta Llama");
         assert_eq!(size_label(134515008), "135M");

@@ -228,7 +228,9 @@ pub fn plan(opts: &PlanOptions, tensors: &[TypedTensor], n_layer: u64) -> Vec<Gg
     let n_layer = n_layer as i64;
     // llama-quantize visits tensors by layer, then name; its counters follow that order.
     let mut visit: Vec<usize> = (0..tensors.len()).collect();
-    visit.sort_by(|&a, &b| (layer_of(tensors[a].name), tensors[a].name).cmp(&(layer_of(tensors[b].name), tensors[b].name)));
+    visit.sort_by(|&a, &b| {
+        (layer_of(tensors[a].name), tensors[a].name).cmp(&(layer_of(tensors[b].name), tensors[b].name))
+    });
     let mut out = vec![GgmlType::F32; tensors.len()];
     let (mut i_attn_v, mut i_ffn_down) = (0i64, 0i64);
     for i in visit {
@@ -276,7 +278,11 @@ fn bluelm_type(t: &TypedTensor, llm_type: LlmType) -> GgmlType {
     }
     let row = t.ne[0];
     let vision = t.name.starts_with("v.") || t.name.starts_with("mm.");
-    let ty = if vision || t.name == llm::TOKEN_EMBD || t.name == llm::OUTPUT { GgmlType::Q8_0 } else { llm_type.ggml() };
+    let ty = if vision || t.name == llm::TOKEN_EMBD || t.name == llm::OUTPUT {
+        GgmlType::Q8_0
+    } else {
+        llm_type.ggml()
+    };
     fallback(row, ty)
 }
 
@@ -291,7 +297,10 @@ mod tests {
     #[test]
     fn smollm2_shapes_get_llama_quantize_fallbacks() {
         // SmolLM2: 576 wide (not a multiple of 256), FFN 1536 (6 x 256), tied embeddings.
-        let mut v = vec![("token_embd.weight".to_string(), vec![576, 49152]), ("output_norm.weight".into(), vec![576])];
+        let mut v = vec![
+            ("token_embd.weight".to_string(), vec![576, 49152]),
+            ("output_norm.weight".into(), vec![576]),
+        ];
         for l in 0..30 {
             v.push((format!("blk.{l}.attn_v.weight"), vec![576, 192]));
             v.push((format!("blk.{l}.ffn_down.weight"), vec![1536, 576]));

@@ -156,7 +156,8 @@ impl SafetensorsFile {
             // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops the pages from
             // this process; later reads fault them in again from the file, so every `&[u8]` into
             // the map keeps reading the same bytes.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
+            let _ =
+                unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
         }
     }
 }
@@ -179,7 +180,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
         return Err(err(None, format!("header length {n} is over the limit of {MAX_HEADER_BYTES} bytes")));
     }
     if n > file_len - 8 {
-        return Err(err(None, format!("header length {n} runs past the end of the file ({file_len} bytes): truncated?")));
+        return Err(err(
+            None,
+            format!("header length {n} runs past the end of the file ({file_len} bytes): truncated?"),
+        ));
     }
     let data_start = 8 + n as usize;
     let header: Json = serde_json::from_slice(&bytes[8..data_start])
@@ -194,7 +198,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
             continue;
         }
         let t = Some(name.as_str());
-        let dtype_s = v.get("dtype").and_then(Json::as_str).ok_or_else(|| err(t, "no string 'dtype'".into()))?;
+        let dtype_s =
+            v.get("dtype").and_then(Json::as_str).ok_or_else(|| err(t, "no string 'dtype'".into()))?;
         let dtype = Dtype::parse(dtype_s).ok_or_else(|| err(t, format!("unknown dtype '{dtype_s}'")))?;
         let shape = v
             .get("shape")
@@ -252,7 +257,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
         pos = t.end;
     }
     if pos != bytes.len() {
-        return Err(err(None, format!("{} bytes after the last tensor are not covered by the header", bytes.len() - pos)));
+        return Err(err(
+            None,
+            format!("{} bytes after the last tensor are not covered by the header", bytes.len() - pos),
+        ));
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tensors)
@@ -286,8 +294,16 @@ mod tests {
     #[test]
     fn malformed_headers_are_errors_naming_the_tensor() {
         let cases = [
-            (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 12, "overlaps"),
-            (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, 12, "not inside"),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                12,
+                "overlaps",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
+                12,
+                "not inside",
+            ),
             (r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8, "needs 12 bytes"),
             (r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, 8, "unknown dtype"),
             (r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,8]}}"#, 8, "overflows"),
@@ -297,7 +313,8 @@ mod tests {
             let e = parse(h, n).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("tensor '"), "{h}: {e}");
         }
-        let e = parse(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 6).unwrap_err().to_string();
+        let e =
+            parse(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 6).unwrap_err().to_string();
         assert!(e.contains("not covered"), "{e}");
         let mut img = image("{}", 0);
         img[..8].copy_from_slice(&1000u64.to_le_bytes());

@@ -159,7 +159,11 @@ pub fn write_all<W: Write>(
                             let mut x = vec![0f32; (b - a) * row_len];
                             for (k, out_row) in x.chunks_exact_mut(row_len).enumerate() {
                                 let sr = t.rows.source(r0 + a + k, n_rows);
-                                widen(t.view.dtype, &src[sr * src_row_bytes..(sr + 1) * src_row_bytes], out_row);
+                                widen(
+                                    t.view.dtype,
+                                    &src[sr * src_row_bytes..(sr + 1) * src_row_bytes],
+                                    out_row,
+                                );
                             }
                             encode(t.spec.ggml_type, &x)
                         })
@@ -168,7 +172,9 @@ pub fn write_all<W: Write>(
                 handles.into_iter().map(|h| h.join().ok().flatten()).collect()
             });
             for part in parts {
-                let bytes = part.ok_or_else(|| ConvertError::Options(format!("tensor '{name}': cannot encode as {}", t.spec.ggml_type)))?;
+                let bytes = part.ok_or_else(|| {
+                    ConvertError::Options(format!("tensor '{name}': cannot encode as {}", t.spec.ggml_type))
+                })?;
                 w.write_data(&bytes).map_err(|e| werr(Some(name), e))?;
                 progress.advance(bytes.len() as u64);
             }

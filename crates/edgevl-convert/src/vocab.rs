@@ -50,7 +50,13 @@ fn looks_special(t: &str) -> bool {
 }
 
 /// Writes the tokenizer keys for a checkpoint in `dir`.
-pub fn import(dir: &Path, arch: HfArch, config: &Map<String, Json>, vocab_size: u64, md: &mut Metadata) -> Result<()> {
+pub fn import(
+    dir: &Path,
+    arch: HfArch,
+    config: &Map<String, Json>,
+    vocab_size: u64,
+    md: &mut Metadata,
+) -> Result<()> {
     let tok_path = dir.join(TOKENIZER_JSON);
     let spm = dir.join("tokenizer.model");
     if spm.is_file() {
@@ -73,9 +79,12 @@ pub fn import(dir: &Path, arch: HfArch, config: &Map<String, Json>, vocab_size: 
             md.set(tk::ADD_SPACE_PREFIX.into(), Value::Bool(b));
         }
         let model = tok_json.root.get("model");
-        let byte_fallback = model.and_then(|m| m.get("byte_fallback")).and_then(Json::as_bool).unwrap_or(false);
+        let byte_fallback =
+            model.and_then(|m| m.get("byte_fallback")).and_then(Json::as_bool).unwrap_or(false);
         if byte_fallback {
-            return Err(tok_err("a SentencePiece-style BPE (byte_fallback) is not supported by edgevl convert yet".into()));
+            return Err(tok_err(
+                "a SentencePiece-style BPE (byte_fallback) is not supported by edgevl convert yet".into(),
+            ));
         }
     }
 
@@ -83,10 +92,13 @@ pub fn import(dir: &Path, arch: HfArch, config: &Map<String, Json>, vocab_size: 
     let vocab = tokenizer.get_vocab(true);
     if let Some(max) = vocab.values().max() {
         if u64::from(*max) >= vocab_size {
-            return Err(tok_err(format!("token id {max} is not below config.json's vocab_size {vocab_size}")));
+            return Err(tok_err(format!(
+                "token id {max} is not below config.json's vocab_size {vocab_size}"
+            )));
         }
     }
-    let check = tokenizer.encode(table::CHECK_TEXT, true).map_err(|e| tok_err(format!("encoding failed: {e}")))?;
+    let check =
+        tokenizer.encode(table::CHECK_TEXT, true).map_err(|e| tok_err(format!("encoding failed: {e}")))?;
     let hash = chkhsh(check.get_ids());
     let pre = pre_tokenizer_name(&hash)
         .ok_or_else(|| ConvertError::UnknownPreTokenizer { path: tok_path.clone(), chkhsh: hash.clone() })?;
@@ -97,7 +109,8 @@ pub fn import(dir: &Path, arch: HfArch, config: &Map<String, Json>, vocab_size: 
         by_id.insert(*id, t.as_str());
     }
     let added = tokenizer.get_added_tokens_decoder();
-    let added_contents: std::collections::HashSet<&str> = added.values().map(|a| a.content.as_str()).collect();
+    let added_contents: std::collections::HashSet<&str> =
+        added.values().map(|a| a.content.as_str()).collect();
     let mut tokens = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     for i in 0..n {
@@ -111,8 +124,12 @@ pub fn import(dir: &Path, arch: HfArch, config: &Map<String, Json>, vocab_size: 
         if added_contents.contains(tok.as_str()) {
             let info = added.get(&id);
             if info.is_some_and(|a| !a.normalized) {
-                let ids = tokenizer.encode(tok.as_str(), false).map_err(|e| tok_err(format!("encoding '{tok}': {e}")))?;
-                tok = tokenizer.decode(ids.get_ids(), false).map_err(|e| tok_err(format!("decoding '{tok}': {e}")))?;
+                let ids = tokenizer
+                    .encode(tok.as_str(), false)
+                    .map_err(|e| tok_err(format!("encoding '{tok}': {e}")))?;
+                tok = tokenizer
+                    .decode(ids.get_ids(), false)
+                    .map_err(|e| tok_err(format!("decoding '{tok}': {e}")))?;
             }
             if info.is_some_and(|a| a.special) || looks_special(&tok) {
                 types.push(token_type::CONTROL);
@@ -188,7 +205,8 @@ fn special_vocab(
             .map(|m| match m {
                 Json::String(s) => Some(s.clone()),
                 Json::Array(pair) if pair.len() == 2 => {
-                    let enc = |s: &str| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>();
+                    let enc =
+                        |s: &str| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>();
                     Some(format!("{} {}", enc(pair[0].as_str()?), enc(pair[1].as_str()?)))
                 }
                 _ => None,
@@ -205,9 +223,7 @@ fn special_vocab(
         .get("added_tokens")
         .and_then(Json::as_array)
         .map(|a| {
-            a.iter()
-                .filter_map(|t| Some((t.get("content")?.as_str()?, t.get("id")?.as_u64()?)))
-                .collect()
+            a.iter().filter_map(|t| Some((t.get("content")?.as_str()?, t.get("id")?.as_u64()?))).collect()
         })
         .unwrap_or_default();
     let mut kinds: Vec<&str> = cfg::SPECIAL_TOKEN_KINDS.to_vec();
@@ -238,8 +254,12 @@ fn special_vocab(
             Some("TemplateProcessing") => {
                 let single = p.get("single").and_then(Json::as_array).cloned().unwrap_or_default();
                 if single.len() > 1 {
-                    let special_id =
-                        |j: &Json| j.get("SpecialToken").and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+                    let special_id = |j: &Json| {
+                        j.get("SpecialToken")
+                            .and_then(|s| s.get("id"))
+                            .and_then(Json::as_str)
+                            .map(str::to_string)
+                    };
                     let bos = tc.as_ref().and_then(|t| content(t.get("bos_token")));
                     let eos = tc.as_ref().and_then(|t| content(t.get("eos_token")));
                     if let Some(first) = single.first().and_then(special_id) {
@@ -270,10 +290,14 @@ fn special_vocab(
     if let Some(tc) = tc.as_ref() {
         let jinja = dir.join("chat_template.jinja");
         let alt = if jinja.is_file() {
-            Some(std::fs::read_to_string(&jinja).map_err(|source| ConvertError::Io { path: jinja.clone(), source })?)
+            Some(
+                std::fs::read_to_string(&jinja)
+                    .map_err(|source| ConvertError::Io { path: jinja.clone(), source })?,
+            )
         } else {
             let cj = dir.join("chat_template.json");
-            JsonFile::read_optional(&cj)?.and_then(|j| j.root.get("chat_template").and_then(Json::as_str).map(str::to_string))
+            JsonFile::read_optional(&cj)?
+                .and_then(|j| j.root.get("chat_template").and_then(Json::as_str).map(str::to_string))
         };
         chat_template = tc.get("chat_template").and_then(Json::as_str).map(str::to_string).or(alt);
         for kind in &kinds {
@@ -354,6 +378,9 @@ mod tests {
         // sha256("[]") and sha256("[1, 2]"), as Python's hashlib gives them.
         assert_eq!(chkhsh(&[]), "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945");
         assert_eq!(chkhsh(&[1, 2]), "3a316d6d3226f84c1e46e4447fa8d5fd800bff4a1bc6498152523cd4a602b69b");
-        assert_eq!(pre_tokenizer_name("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"), Some("smollm"));
+        assert_eq!(
+            pre_tokenizer_name("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"),
+            Some("smollm")
+        );
     }
 }

@@ -20,7 +20,8 @@ const VOCAB: u64 = 49152;
 
 /// A tiny LLaMA's tensors (2 layers, width 64, SmolLM2's vocabulary so its tokenizer fits).
 fn tiny_tensors() -> Vec<T> {
-    let mut v: Vec<T> = vec![("model.embed_tokens.weight".into(), "BF16", vec![VOCAB, D], bf16(&[VOCAB, D], 1))];
+    let mut v: Vec<T> =
+        vec![("model.embed_tokens.weight".into(), "BF16", vec![VOCAB, D], bf16(&[VOCAB, D], 1))];
     for l in 0..2 {
         let p = format!("model.layers.{l}.");
         for (n, s) in [
@@ -76,17 +77,27 @@ impl Case {
             .map(|t| format!("\"{}\":\"{}\"", t.0, names[0]))
             .chain(b.iter().map(|t| format!("\"{}\":\"{}\"", t.0, names[1])))
             .collect();
-        fs::write(self.dir.join("model.safetensors.index.json"), format!("{{\"weight_map\":{{{}}}}}", map.join(","))).unwrap();
+        fs::write(
+            self.dir.join("model.safetensors.index.json"),
+            format!("{{\"weight_map\":{{{}}}}}", map.join(",")),
+        )
+        .unwrap();
     }
 
     fn opts() -> ConvertOptions {
-        ConvertOptions { plan: PlanOptions { scheme: Scheme::Q8_0, llm_type: LlmType::Q4_0, pure: false }, threads: 2, cancel: None }
+        ConvertOptions {
+            plan: PlanOptions { scheme: Scheme::Q8_0, llm_type: LlmType::Q4_0, pure: false },
+            threads: 2,
+            cancel: None,
+        }
     }
 
     /// Converts; returns the error text and checks nothing was left in the output directory.
     fn fails(&self) -> String {
         let out = self.out_dir.join("model.gguf");
-        let err = convert(&self.dir, &out, &Self::opts(), &mut Silent).expect_err("conversion should fail").to_string();
+        let err = convert(&self.dir, &out, &Self::opts(), &mut Silent)
+            .expect_err("conversion should fail")
+            .to_string();
         let left: Vec<_> = fs::read_dir(&self.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "left behind: {left:?} after: {err}");
         err
@@ -138,7 +149,11 @@ fn overlapping_and_past_end_offsets() {
     let first = t[0].3.len();
     let second = t[1].3.len();
     c.write_shards(t.clone(), move |h| {
-        h.replacen(&format!("[{first},{}]", first + second), &format!("[{},{}]", first - 8, first + second - 8), 1)
+        h.replacen(
+            &format!("[{first},{}]", first + second),
+            &format!("[{},{}]", first - 8, first + second - 8),
+            1,
+        )
     });
     let e = c.fails();
     assert!(e.contains("overlaps") && e.contains("tensor 'model.layers.0.input_layernorm.weight'"), "{e}");
@@ -155,7 +170,12 @@ fn dtype_edgevl_cannot_read() {
     t[2].1 = "I16"; // same byte size as BF16: a valid file, an unusable tensor
     c.write_shards(t.clone(), |h| h);
     let e = c.fails();
-    assert!(e.contains("model-00001-of-00002.safetensors") && e.contains(&format!("'{}'", t[2].0)) && e.contains("I16"), "{e}");
+    assert!(
+        e.contains("model-00001-of-00002.safetensors")
+            && e.contains(&format!("'{}'", t[2].0))
+            && e.contains("I16"),
+        "{e}"
+    );
     t[2].1 = "Q4";
     c.write_shards(t.clone(), |h| h);
     let e = c.fails();
@@ -167,7 +187,9 @@ fn shape_disagreeing_with_config() {
     let c = Case::new("shape");
     fs::write(
         c.dir.join("config.json"),
-        fs::read_to_string(c.dir.join("config.json")).unwrap().replace("\"intermediate_size\":128", "\"intermediate_size\":96"),
+        fs::read_to_string(c.dir.join("config.json"))
+            .unwrap()
+            .replace("\"intermediate_size\":128", "\"intermediate_size\":96"),
     )
     .unwrap();
     let e = c.fails();
@@ -177,7 +199,9 @@ fn shape_disagreeing_with_config() {
 #[test]
 fn unknown_architecture() {
     let c = Case::new("arch");
-    let cfg = fs::read_to_string(c.dir.join("config.json")).unwrap().replace("LlamaForCausalLM", "GPTNeoXForCausalLM");
+    let cfg = fs::read_to_string(c.dir.join("config.json"))
+        .unwrap()
+        .replace("LlamaForCausalLM", "GPTNeoXForCausalLM");
     fs::write(c.dir.join("config.json"), cfg).unwrap();
     let e = c.fails();
     assert!(e.contains("config.json") && e.contains("unknown architecture 'GPTNeoXForCausalLM'"), "{e}");
@@ -206,9 +230,10 @@ fn write_failure_names_output_and_tensor() {
     let c = Case::new("write");
     let label = c.out_dir.join("model.gguf");
     // Past the header (about 1.9 MB of vocabulary) and into the tensor data.
-    let err = convert_to_writer(&c.dir, FailingWriter { left: 3_000_000 }, &label, &Case::opts(), &mut Silent)
-        .map(|_| ())
-        .expect_err("the sink fails")
-        .to_string();
+    let err =
+        convert_to_writer(&c.dir, FailingWriter { left: 3_000_000 }, &label, &Case::opts(), &mut Silent)
+            .map(|_| ())
+            .expect_err("the sink fails")
+            .to_string();
     assert!(err.contains("model.gguf") && err.contains("tensor '") && err.contains("no space left"), "{err}");
 }

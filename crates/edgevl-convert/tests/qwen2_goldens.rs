@@ -46,8 +46,14 @@ fn tiny_qwen2_equals_llama_cpp() {
     // The directory's name matters: general.name comes from it.
     let dir = root.join("tiny-qwen2");
     fs::create_dir_all(&dir).unwrap();
-    let t: Vec<T> =
-        tensors().into_iter().enumerate().map(|(i, (n, s))| { let b = bf16(&s, i as u32 + 1); (n, "BF16", s, b) }).collect();
+    let t: Vec<T> = tensors()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (n, s))| {
+            let b = bf16(&s, i as u32 + 1);
+            (n, "BF16", s, b)
+        })
+        .collect();
     write_st(&dir.join("model.safetensors"), &t, |h| h);
     let config = format!(
         r#"{{"architectures":["Qwen2ForCausalLM"],"hidden_size":{D},"intermediate_size":{FF},"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":{VOCAB},"tie_word_embeddings":true,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"max_position_embeddings":4096,"bos_token_id":1,"eos_token_id":2}}"#
@@ -56,7 +62,11 @@ fn tiny_qwen2_equals_llama_cpp() {
     common::smollm2_tokenizer(&dir);
     for (scheme, golden) in [(Scheme::F32, "f32"), (Scheme::Q8_0, "q8_0"), (Scheme::Q4K, "q4_k")] {
         let out = root.join(format!("{golden}.gguf"));
-        let opts = ConvertOptions { plan: PlanOptions { scheme, llm_type: LlmType::Q4_0, pure: false }, threads: 2, cancel: None };
+        let opts = ConvertOptions {
+            plan: PlanOptions { scheme, llm_type: LlmType::Q4_0, pure: false },
+            threads: 2,
+            cancel: None,
+        };
         convert(&dir, &out, &opts, &mut Silent).unwrap();
         common::check_golden(&out, &format!("tiny-qwen2-{golden}"), scheme == Scheme::F32);
     }

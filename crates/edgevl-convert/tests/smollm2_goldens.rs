@@ -19,7 +19,11 @@ fn check(scheme: Scheme, golden: &str) {
     };
     convert(&src, &out, &opts, &mut Silent).unwrap();
     // llama-quantize reorders tensors by layer; edgevl keeps the converter's order.
-    common::check_golden(&out, &format!("smollm2-{golden}"), matches!(scheme, Scheme::F32 | Scheme::F16 | Scheme::BF16));
+    common::check_golden(
+        &out,
+        &format!("smollm2-{golden}"),
+        matches!(scheme, Scheme::F32 | Scheme::F16 | Scheme::BF16),
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -63,8 +63,10 @@ impl<W: Write> GgufStreamWriter<W> {
             sizes.push((t.name.clone(), t.n_bytes()?));
         }
         let mut pos = Counter { inner: &mut sink, n: 0 };
-        let infos =
-            tensors.iter().zip(&sizes).map(|(t, (_, n))| (t.name.as_str(), t.ggml_type, t.dims.as_slice(), *n));
+        let infos = tensors
+            .iter()
+            .zip(&sizes)
+            .map(|(t, (_, n))| (t.name.as_str(), t.ggml_type, t.dims.as_slice(), *n));
         write_header(&mut pos, metadata, infos, alignment)
             .map_err(|source| GgufError::Write { what: "the header".into(), source })?;
         let pos = pos.n;
@@ -86,7 +88,11 @@ impl<W: Write> GgufStreamWriter<W> {
     /// Appends `bytes` to the current tensor's data; they may not run past its end.
     pub fn write_data(&mut self, bytes: &[u8]) -> Result<(), GgufError> {
         let Some((name, size)) = self.sizes.get(self.current) else {
-            return Err(GgufError::DataSizeMismatch { name: "<none>".into(), expected: 0, found: bytes.len() as u64 });
+            return Err(GgufError::DataSizeMismatch {
+                name: "<none>".into(),
+                expected: 0,
+                found: bytes.len() as u64,
+            });
         };
         let left = size - self.done_in_current;
         if bytes.len() as u64 > left {
@@ -123,9 +129,15 @@ impl<W: Write> GgufStreamWriter<W> {
     /// Checks that every declared tensor was written in full, flushes and returns the sink.
     pub fn finish(mut self) -> Result<W, GgufError> {
         if let Some((name, size)) = self.sizes.get(self.current) {
-            return Err(GgufError::DataSizeMismatch { name: name.clone(), expected: *size, found: self.done_in_current });
+            return Err(GgufError::DataSizeMismatch {
+                name: name.clone(),
+                expected: *size,
+                found: self.done_in_current,
+            });
         }
-        self.sink.flush().map_err(|source| GgufError::Write { what: "the end of the file".into(), source })?;
+        self.sink
+            .flush()
+            .map_err(|source| GgufError::Write { what: "the end of the file".into(), source })?;
         Ok(self.sink)
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::reader::{align_up, alignment_of};
 use crate::tensor::{tensor_n_bytes, MAX_DIMS};
 use crate::value_reader::MAX_ARRAY_DEPTH;
-use crate::{AtomicFile, Array, GgmlType, GgufError, Metadata, Value};
+use crate::{Array, AtomicFile, GgmlType, GgufError, Metadata, Value};
 
 /// The GGUF version written.
 const VERSION: u32 = 3;
@@ -102,7 +102,10 @@ impl GgufWriter {
     /// Writes header, metadata, tensor infos and aligned tensor data.
     fn encode(&self, w: &mut impl Write, alignment: u64) -> io::Result<()> {
         let mut pos = Counter { inner: w, n: 0 };
-        let infos = self.tensors.iter().map(|t| (t.name.as_str(), t.ggml_type, t.dims.as_slice(), t.data.len() as u64));
+        let infos = self
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.ggml_type, t.dims.as_slice(), t.data.len() as u64));
         write_header(&mut pos, &self.metadata, infos, alignment)?;
         for t in &self.tensors {
             pos.write_all(&t.data)?;

@@ -17,7 +17,9 @@ pub type T = (String, &'static str, Vec<u64>, Vec<u8>);
 /// of scripts/gen_qwen2_convert_goldens.py).
 pub fn bf16(shape: &[u64], seed: u32) -> Vec<u8> {
     let n: u64 = shape.iter().product();
-    (0..n as u32).flat_map(|i| ((((i.wrapping_mul(2654435761) ^ seed) >> 9) & 0x807f) as u16 | 0x3c00).to_le_bytes()).collect()
+    (0..n as u32)
+        .flat_map(|i| ((((i.wrapping_mul(2654435761) ^ seed) >> 9) & 0x807f) as u16 | 0x3c00).to_le_bytes())
+        .collect()
 }
 
 /// Writes a safetensors file; `header_fix` may edit the header JSON text before it is written.
@@ -25,7 +27,10 @@ pub fn write_st(path: &Path, tensors: &[T], header_fix: impl Fn(String) -> Strin
     let mut header = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
     let mut off = 0usize;
     for (name, dtype, shape, bytes) in tensors {
-        header += &format!(",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{off},{}]}}", off + bytes.len());
+        header += &format!(
+            ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{off},{}]}}",
+            off + bytes.len()
+        );
         off += bytes.len();
     }
     header.push('}');
@@ -89,11 +94,14 @@ fn golden_value(v: &Value) -> Json {
 /// Compares the GGUF at `out` with golden `tests/fixtures/convert/{golden}.json`: every metadata key
 /// (order, type, value), every tensor (type, dims, bytes), and the tensor order when `order` is set.
 pub fn check_golden(out: &Path, golden: &str, order: bool) {
-    let want: Json =
-        serde_json::from_slice(&fs::read(edgevl_testdata::fixture(&format!("convert/{golden}.json"))).unwrap()).unwrap();
+    let want: Json = serde_json::from_slice(
+        &fs::read(edgevl_testdata::fixture(&format!("convert/{golden}.json"))).unwrap(),
+    )
+    .unwrap();
     let f = GgufFile::open(out).unwrap();
     let keys: Vec<&str> = f.metadata().iter().map(|(k, _)| k).collect();
-    let want_keys: Vec<&str> = want["key_order"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    let want_keys: Vec<&str> =
+        want["key_order"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(keys, want_keys, "{golden}: metadata keys and their order");
     for (k, v) in f.metadata().iter() {
         assert_eq!(golden_value(v), want["metadata"][k], "{golden}: metadata '{k}'");
@@ -102,7 +110,8 @@ pub fn check_golden(out: &Path, golden: &str, order: bool) {
     let wt = want["tensors"].as_object().unwrap();
     assert_eq!(names.len(), wt.len(), "{golden}: tensor count");
     if order {
-        let o: Vec<&str> = want["tensor_order"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+        let o: Vec<&str> =
+            want["tensor_order"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
         assert_eq!(names, o, "{golden}: tensor order");
     }
     for t in f.tensors() {
