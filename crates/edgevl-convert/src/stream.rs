@@ -107,7 +107,7 @@ fn widen(dtype: Dtype, row: &[u8], out: &mut [f32]) {
 fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
     if t == GgmlType::Q5_0 {
         // A file format only: the kernels' DType (formats the engine computes with) has no Q5_0.
-        return x.len().is_multiple_of(q5_0::QK5_0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec());
+        return (x.len() % q5_0::QK5_0 == 0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec());
     }
     quantize_ref(DType::from_ggml_type_id(t.id())?, x)
 }
@@ -139,7 +139,7 @@ pub fn write_all<W: Write>(
         let name = t.spec.name.as_str();
         progress.tensor(index, name, t.spec.ggml_type, t.view.dtype.name());
         let row_len = t.spec.dims.first().copied().unwrap_or(1) as usize;
-        let n_rows = if row_len == 0 { 0 } else { (t.view.n_elements() as usize) / row_len };
+        let n_rows = (t.view.n_elements() as usize).checked_div(row_len).unwrap_or(0);
         let src = t.file.data(t.view);
         let src_row_bytes = row_len * t.view.dtype.size() as usize;
         let slab_rows = (SLAB_ELEMENTS / row_len.max(1)).max(1);
