@@ -20,6 +20,9 @@ pub struct ConvertArgs {
     /// Output GGUF (the decoder).
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
+    /// Output GGUF of the vision tower and projector (mmproj) of a vision-language checkpoint.
+    #[arg(long)]
+    mmproj_out: Option<PathBuf>,
     /// Precision: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k (llama-quantize's Q4_K_M), or bluelm (the paper's mix).
     #[arg(long, default_value = "q8_0")]
     scheme: String,
@@ -83,6 +86,12 @@ impl Progress for Report {
 
 /// Runs `edgevl convert`.
 pub fn run(a: &ConvertArgs) -> Result<()> {
+    if let Some(m) = &a.mmproj_out {
+        bail!(
+            "--mmproj-out {}: vision-language checkpoints are not converted yet (the LLM side is; see docs/quantization.md)",
+            m.display()
+        );
+    }
     let Some(scheme) = Scheme::parse(&a.scheme) else {
         let names: Vec<&str> = Scheme::ALL.iter().map(|(_, n)| *n).collect();
         bail!("unknown --scheme '{}' (one of: {})", a.scheme, names.join(", "));
