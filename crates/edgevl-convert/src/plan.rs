@@ -57,7 +57,7 @@ impl Scheme {
 pub enum LlmType {
     /// Q4_0 (the default).
     Q4_0,
-    /// Q4_K (Q5_0 for rows that are not a multiple of 256, as llama-quantize).
+    /// Q4_K (Q4_0 for rows that are not a multiple of 256).
     Q4K,
 }
 
@@ -283,7 +283,11 @@ fn bluelm_type(t: &TypedTensor, llm_type: LlmType) -> GgmlType {
     } else {
         llm_type.ggml()
     };
-    fallback(row, ty)
+    // Rows that Q4_K cannot hold stay 4-bit as Q4_0 (llama-quantize's Q5_0 is not a type edgevl computes with).
+    match fallback(row, ty) {
+        GgmlType::Q5_0 => fallback(row, GgmlType::Q4_0),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -321,5 +325,10 @@ mod tests {
         let f16 = plan(&PlanOptions { scheme: Scheme::F16, llm_type: LlmType::Q4_0, pure: false }, &t, 30);
         assert_eq!((f16[0], f16[1]), (GgmlType::F16, GgmlType::F32));
         assert_eq!(fallback(33, GgmlType::Q4_K), GgmlType::F16);
+        let bl = plan(&PlanOptions { scheme: Scheme::BlueLm, llm_type: LlmType::Q4K, pure: false }, &t, 30);
+        assert_eq!(
+            (bl[0], bl[1], bl[2], bl[3]),
+            (GgmlType::Q8_0, GgmlType::F32, GgmlType::Q4_0, GgmlType::Q4_K)
+        );
     }
 }
