@@ -12,7 +12,7 @@ use edgevl_runtime::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -175,8 +175,8 @@ impl Model {
     ///
     /// Keyword options, defaults as `edgevl run`'s: `max_tokens` (128; None = up to the end of
     /// the context), `temperature` (0.8; 0 = greedy), `top_p` (0.95), `top_k` (40), `min_p`
-    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False). Returns the reply, or with `stream=True` a `TextStream` iterating over its pieces.
-    /// The KV cache is kept between calls: a follow-up that repeats the conversation so far
+    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False). Returns the reply, or with
+    /// `stream=True` a `TextStream` iterating over its pieces. The KV cache is kept between calls: a follow-up that repeats the conversation so far
     /// prefills only what is new. Generation releases the GIL; Ctrl-C stops it (the
     /// KeyboardInterrupt is raised once it has stopped).
     #[pyo3(signature = (messages, images = None, **options),
@@ -192,6 +192,15 @@ impl Model {
         let mut messages = parse_messages(messages)?;
         let inputs = match images {
             None => Vec::new(),
+            Some(one)
+                if one.is_instance_of::<PyString>()
+                    || one.is_instance_of::<PyBytes>()
+                    || one.hasattr("__fspath__")? =>
+            {
+                return Err(PyTypeError::new_err(
+                    "images is a list of images (e.g. images=[path]), not one image",
+                ));
+            }
             Some(list) => list
                 .try_iter()?
                 .enumerate()

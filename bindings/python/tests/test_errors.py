@@ -105,6 +105,8 @@ def test_wrong_use_raises_and_the_model_goes_on(vlm):
         text_model.session().add_image(WIDE_PNG)
     with pytest.raises(TypeError):
         vlm.chat("hello")
+    with pytest.raises(TypeError, match="list of images"):
+        vlm.chat([{"role": "user", "content": "hi"}], images=WIDE_PNG)
     with pytest.raises(ValueError, match="role"):
         vlm.chat([{"role": "tool", "content": "x"}])
     with pytest.raises(ValueError, match="no \"role\""):
