@@ -2,7 +2,7 @@
 //! parts as data URIs or base64, sampling and budget fields) and `POST /v1/images`.
 
 use edgevl_server::api::{parse_json, ChatRequest, UploadRequest};
-use edgevl_server::images::{budget, decode, parse_url, ImageSource};
+use edgevl_server::images::{budget, decode, decode_counted, parse_url, ImageSource};
 use edgevl_server::ImageLimits;
 
 use crate::FUZZ_MAX_PIXELS;
@@ -26,10 +26,12 @@ pub fn server_chat(data: &[u8]) {
     assert_eq!(input.messages.len(), n_messages, "one message out per message in");
     assert!(input.images.len() <= limits().max_images, "at most max_images images");
     assert!(input.sampler.logit_bias.iter().all(|&(id, _)| (id as usize) < N_VOCAB));
+    let mut total = 0;
     for image in &input.images {
         if let Ok(ImageSource::Inline(bytes)) = image.source() {
-            if let Ok(pixels) = decode(&bytes, &image.part, &limits()) {
+            if let Ok(pixels) = decode_counted(&bytes, &image.part, &limits(), &mut total) {
                 assert!(pixels.size().area() <= FUZZ_MAX_PIXELS);
+                assert!(total <= limits().max_request_pixels, "the request's pixels within the limit");
             }
         }
     }

@@ -5,7 +5,7 @@
 use crate::api::{parse_json, ChatInput, ChatRequest, ImageRef};
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
-use crate::images::{decode, ImageLimits, ImageSource, Uploads};
+use crate::images::{decode_counted, ImageLimits, ImageSource, Uploads};
 use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
@@ -89,8 +89,11 @@ async fn prepare_images(
     let (uploads, limits) = (st.uploads.clone(), st.limits);
     tokio::task::spawn_blocking(move || {
         let _gate = gate;
-        let decoded =
-            refs.into_iter().map(|r| resolve(&uploads, &limits, r)).collect::<Result<Vec<_>, _>>()?;
+        let mut pixels = 0;
+        let decoded = refs
+            .into_iter()
+            .map(|r| resolve(&uploads, &limits, r, &mut pixels))
+            .collect::<Result<Vec<_>, _>>()?;
         let pending = decoded
             .into_iter()
             .map(|(r, image)| match image {
@@ -121,10 +124,16 @@ enum Resolved {
     Uploaded(edgevl_runtime::ImageInfo, String),
 }
 
-/// Decodes one image part, or finds its upload id.
-fn resolve(uploads: &Uploads, limits: &ImageLimits, r: ImageRef) -> Result<(ImageRef, Resolved), ApiError> {
+/// Decodes one image part (the request's parts so far having declared `pixels`), or finds its
+/// upload id.
+fn resolve(
+    uploads: &Uploads,
+    limits: &ImageLimits,
+    r: ImageRef,
+    pixels: &mut u64,
+) -> Result<(ImageRef, Resolved), ApiError> {
     let resolved = match r.source()? {
-        ImageSource::Inline(bytes) => Resolved::Pixels(decode(&bytes, &r.part, limits)?),
+        ImageSource::Inline(bytes) => Resolved::Pixels(decode_counted(&bytes, &r.part, limits, pixels)?),
         ImageSource::Uploaded(id) => {
             let info = uploads.get(&id).ok_or_else(|| {
                 ApiError::bad_request_code(
