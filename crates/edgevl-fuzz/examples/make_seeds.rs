@@ -41,8 +41,18 @@ fn llm_seeds() {
         ("llama-q8", base, DType::Q8_0, false),
         ("qwen2-f32-untied", LlamaShape { arch: ARCH_QWEN2, tied_output: false, ..base }, DType::F32, false),
         ("llama-q4_0-lfm2-tokens", base, DType::Q4_0, true),
-        ("qwen2-internvl-tokens", LlamaShape { arch: ARCH_QWEN2, family_tokens: Some(VisionFamily::InternVl), ..base }, DType::F16, false),
-        ("llama-idefics3-tokens", LlamaShape { family_tokens: Some(VisionFamily::Idefics3), ..base }, DType::Q8_0, false),
+        (
+            "qwen2-internvl-tokens",
+            LlamaShape { arch: ARCH_QWEN2, family_tokens: Some(VisionFamily::InternVl), ..base },
+            DType::F16,
+            false,
+        ),
+        (
+            "llama-idefics3-tokens",
+            LlamaShape { family_tokens: Some(VisionFamily::Idefics3), ..base },
+            DType::Q8_0,
+            false,
+        ),
     ];
     for (name, shape, dtype, image_tokens) in cases {
         let mut w = build_llama(&shape, dtype, 7, LlamaOptions { image_tokens }, |_, _| {}).expect("llm");
@@ -72,8 +82,16 @@ fn mmproj_seeds() {
     let cases = [
         ("edgevl-f32", base, VisionDType::F32),
         ("edgevl-q8", VisionShape { post_norm: false, ..base }, VisionDType::Q8_0),
-        ("internvl-f16", VisionShape { family: VisionFamily::InternVl, post_norm: false, ..base }, VisionDType::F16),
-        ("idefics3-f32", VisionShape { family: VisionFamily::Idefics3, image_size: 32, patch_size: 8, ..base }, VisionDType::F32),
+        (
+            "internvl-f16",
+            VisionShape { family: VisionFamily::InternVl, post_norm: false, ..base },
+            VisionDType::F16,
+        ),
+        (
+            "idefics3-f32",
+            VisionShape { family: VisionFamily::Idefics3, image_size: 32, patch_size: 8, ..base },
+            VisionDType::F32,
+        ),
     ];
     for (name, shape, dtype) in cases {
         let bytes = build_mmproj(&shape, dtype, 7).expect("mmproj").to_bytes().expect("bytes");
@@ -84,7 +102,8 @@ fn mmproj_seeds() {
 
 fn image_seeds() {
     let dir = edgevl_testdata::fixture("vision/modes");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).expect("modes").map(|e| e.expect("entry").path()).collect();
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("modes").map(|e| e.expect("entry").path()).collect();
     paths.push(edgevl_testdata::fixture("vision/exif/orient6.jpg"));
     paths.sort();
     for (i, p) in paths.iter().filter(|p| !p.to_string_lossy().ends_with("_rgb.png")).enumerate() {
@@ -102,7 +121,9 @@ fn tiling_seeds() {
         v.extend(x.to_le_bytes());
         v
     };
-    for (s, w, h, tile) in [(0u8, 1000u16, 800u16, 384u16), (1, 336, 672, 336), (2, 3000, 100, 448), (3, 2048, 1536, 512)] {
+    for (s, w, h, tile) in
+        [(0u8, 1000u16, 800u16, 384u16), (1, 336, 672, 336), (2, 3000, 100, 448), (3, 2048, 1536, 512)]
+    {
         let mut v = le(le(vec![s], w), h);
         v.extend(1100u16.to_le_bytes());
         v.push(0);
@@ -120,7 +141,9 @@ fn tokenizer_seeds() {
         let path = edgevl_testdata::fixture(&format!("tokenizer/{name}"));
         let cases: Vec<serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
-        texts.extend(cases.iter().filter_map(|c| c["text"].as_str()).filter(|t| t.len() < 200).map(str::to_owned));
+        texts.extend(
+            cases.iter().filter_map(|c| c["text"].as_str()).filter(|t| t.len() < 200).map(str::to_owned),
+        );
     }
     texts.truncate(24);
     for (i, text) in texts.iter().enumerate() {
@@ -155,7 +178,9 @@ fn b64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in bytes.chunks(3) {
-        let n = u32::from(c[0]) << 16 | u32::from(*c.get(1).unwrap_or(&0)) << 8 | u32::from(*c.get(2).unwrap_or(&0));
+        let n = u32::from(c[0]) << 16
+            | u32::from(*c.get(1).unwrap_or(&0)) << 8
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -178,7 +203,11 @@ fn server_seeds(png: &Path) {
     for (name, body) in chats {
         write("server_chat", name, body.as_bytes());
     }
-    write("server_upload", "png", format!(r#"{{"image":"data:image/png;base64,{img}","detail":"high"}}"#).as_bytes());
+    write(
+        "server_upload",
+        "png",
+        format!(r#"{{"image":"data:image/png;base64,{img}","detail":"high"}}"#).as_bytes(),
+    );
     write("server_upload", "budget", format!(r#"{{"image":"{img}","max_tiles":2}}"#).as_bytes());
 }
 

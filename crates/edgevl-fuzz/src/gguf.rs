@@ -45,7 +45,8 @@ pub fn gguf_llm(data: &[u8]) {
     let n_vocab = decoder.n_vocab();
     let tokens = [0, (n_vocab - 1) as u32];
     POOL.with(|pool| {
-        let out = decoder.forward(DecoderInput::Tokens(&tokens), &mut kv, &mut state, pool, LogitsWanted::All);
+        let out =
+            decoder.forward(DecoderInput::Tokens(&tokens), &mut kv, &mut state, pool, LogitsWanted::All);
         if let Ok(logits) = out {
             assert_eq!(logits.len(), 2 * n_vocab, "one row of logits a token");
         }
@@ -78,6 +79,10 @@ pub fn gguf_mmproj(data: &[u8]) {
     let n = batch.n_tiles();
     let out = POOL.with(|pool| encoder.encode_tiles(batch.data(), n, 2, pool));
     if let Ok(embeddings) = out {
-        assert_eq!(embeddings.len(), n * encoder.tokens_per_tile() * encoder.n_embd_out(), "embeddings a view");
+        assert_eq!(
+            embeddings.len(),
+            n * encoder.tokens_per_tile() * encoder.n_embd_out(),
+            "embeddings a view"
+        );
     }
 }

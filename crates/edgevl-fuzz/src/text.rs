@@ -11,8 +11,12 @@ use crate::split_selector;
 /// The fixture models whose tokenizers are fuzzed: SentencePiece (llama), byte-level BPE with
 /// Qwen2's pre-tokenizer, SmolVLM's (SmolLM2's BPE with image tokens) and InternVL's (Qwen2.5's
 /// with image tokens).
-pub(crate) const TOKENIZER_MODELS: [&str; 4] =
-    ["tiny-llama-spm/model.gguf", "tiny-qwen2/model.gguf", "tiny-smolvlm/model.gguf", "tiny-internvl/model.gguf"];
+pub(crate) const TOKENIZER_MODELS: [&str; 4] = [
+    "tiny-llama-spm/model.gguf",
+    "tiny-qwen2/model.gguf",
+    "tiny-smolvlm/model.gguf",
+    "tiny-internvl/model.gguf",
+];
 
 /// The fixture models' tokenizers and templates' metadata, read once.
 pub(crate) fn fixture_models() -> &'static [GgufFile] {
@@ -95,7 +99,8 @@ fn with_special_tokens(tok: &Tokenizer, bytes: &[u8]) -> String {
 }
 
 fn decode_ids(tok: &Tokenizer, bytes: &[u8]) {
-    let ids: Vec<u32> = bytes.chunks(2).map(|c| u32::from(c[0]) | u32::from(*c.get(1).unwrap_or(&0)) << 8).collect();
+    let ids: Vec<u32> =
+        bytes.chunks(2).map(|c| u32::from(c[0]) | u32::from(*c.get(1).unwrap_or(&0)) << 8).collect();
     let decoded = tok.decode(&ids);
     let _ = tok.decode_with_special(&ids);
     let mut stream = StreamDecoder::new();

@@ -41,7 +41,9 @@ fn replay(name: &str, extra: Vec<(String, Vec<u8>)>) {
     let corpus: Vec<(String, Vec<u8>)> = dirs
         .iter()
         .flat_map(|d| files(d))
-        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))))
+        .map(|p| {
+            (p.display().to_string(), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        })
         .collect();
     assert!(!corpus.is_empty(), "fuzz/corpus/{name} is empty: run scripts/fuzz.sh");
     let n = run(name, corpus.into_iter().chain(extra));
@@ -67,10 +69,18 @@ fn fixtures(rels: &[&str], selectors: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-const MODELS: [&str; 4] =
-    ["tiny-llama-spm/model.gguf", "tiny-qwen2/model.gguf", "tiny-smolvlm/model.gguf", "tiny-internvl/model.gguf"];
-const MMPROJS: [&str; 4] =
-    ["tiny-vlm/mmproj.gguf", "tiny-internvl/mmproj.gguf", "tiny-smolvlm/mmproj.gguf", "mmproj-llamacpp/mmproj.gguf"];
+const MODELS: [&str; 4] = [
+    "tiny-llama-spm/model.gguf",
+    "tiny-qwen2/model.gguf",
+    "tiny-smolvlm/model.gguf",
+    "tiny-internvl/model.gguf",
+];
+const MMPROJS: [&str; 4] = [
+    "tiny-vlm/mmproj.gguf",
+    "tiny-internvl/mmproj.gguf",
+    "tiny-smolvlm/mmproj.gguf",
+    "mmproj-llamacpp/mmproj.gguf",
+];
 
 #[test]
 fn gguf_parse_corpus() {
@@ -123,20 +133,26 @@ fn server_upload_corpus() {
 #[test]
 fn seeds_load() {
     use std::sync::Arc;
-    let seeds = |t: &str| files(&fuzz_dir().join("corpus").join(t)).into_iter().filter(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("seed-"))
-    });
-    let open = |p: &Path| Arc::new(edgevl_gguf::GgufFile::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
+    let seeds = |t: &str| {
+        files(&fuzz_dir().join("corpus").join(t))
+            .into_iter()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("seed-")))
+    };
+    let open = |p: &Path| {
+        Arc::new(edgevl_gguf::GgufFile::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+    };
     let mut n = 0;
     for p in seeds("gguf_llm") {
         let file = open(&p);
-        edgevl_tokenizer::Tokenizer::from_gguf(file.metadata()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        edgevl_tokenizer::Tokenizer::from_gguf(file.metadata())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         edgevl_model::Decoder::load(file).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     let mut families = Vec::new();
     for p in seeds("gguf_mmproj") {
-        let enc = edgevl_model::vision::VisionEncoder::load(open(&p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let enc = edgevl_model::vision::VisionEncoder::load(open(&p))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         families.push(enc.hparams().family);
         n += 1;
     }

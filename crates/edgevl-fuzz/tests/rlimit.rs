@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Arc;
 
-use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, Value};
+use edgevl_gguf::{GgufFile, GgufWriter, Value};
 
 /// The address-space limit of the children.
 const LIMIT: u64 = 2 << 30;
@@ -33,9 +33,16 @@ fn run_limited(name: &str, min_refused: usize) {
     let out = cmd.output().expect("child runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child_{name} failed under a 2 GiB address space ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "child_{name} failed under a 2 GiB address space ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
     let refused = stdout.lines().chain(stderr.lines()).filter(|l| l.starts_with("refused: ")).count();
-    assert!(refused >= min_refused, "child_{name} refused {refused} inputs, expected {min_refused}:\n{stdout}\n{stderr}");
+    assert!(
+        refused >= min_refused,
+        "child_{name} refused {refused} inputs, expected {min_refused}:\n{stdout}\n{stderr}"
+    );
 }
 
 /// Logs a clean refusal (the parent counts them).
@@ -137,7 +144,8 @@ fn tiny_llm(overrides: Vec<(&str, Value)>) -> Vec<u8> {
         rope_base: 10_000.0,
         tied_output: true,
     };
-    let mut w = build_llama(&shape, edgevl_kernels::DType::F32, 1, LlamaOptions::default(), |_, _| {}).expect("llm");
+    let mut w =
+        build_llama(&shape, edgevl_kernels::DType::F32, 1, LlamaOptions::default(), |_, _| {}).expect("llm");
     for (k, v) in overrides {
         w.add_kv(k, v);
     }
@@ -154,17 +162,29 @@ fn llm_loader_under_2gib() {
 fn child_llm_loader() {
     let big = Value::U32(1 << 20);
     let cases = [
-        ("embedding_length 2^20, 2^20 blocks", vec![("llama.embedding_length", big.clone()), ("llama.block_count", big.clone()), ("llama.attention.head_count", Value::U32(4096))]),
+        (
+            "embedding_length 2^20, 2^20 blocks",
+            vec![
+                ("llama.embedding_length", big.clone()),
+                ("llama.block_count", big.clone()),
+                ("llama.attention.head_count", Value::U32(4096)),
+            ],
+        ),
         ("feed_forward_length 2^20", vec![("llama.feed_forward_length", big.clone())]),
         ("block_count 2^20", vec![("llama.block_count", big.clone())]),
-        ("head_count_kv 2^20", vec![("llama.attention.head_count_kv", big.clone()), ("llama.attention.head_count", big)]),
+        (
+            "head_count_kv 2^20",
+            vec![("llama.attention.head_count_kv", big.clone()), ("llama.attention.head_count", big)],
+        ),
     ];
     for (what, overrides) in cases {
         let file = GgufFile::from_bytes(tiny_llm(overrides)).expect("parses");
         refuse(what, edgevl_model::Decoder::load(Arc::new(file)));
     }
     // The unmodified file loads and runs under the limit (the refusals above are not OOM).
-    let d = edgevl_model::Decoder::load(Arc::new(GgufFile::from_bytes(tiny_llm(Vec::new())).expect("parses"))).expect("loads");
+    let d =
+        edgevl_model::Decoder::load(Arc::new(GgufFile::from_bytes(tiny_llm(Vec::new())).expect("parses")))
+            .expect("loads");
     assert_eq!(d.n_vocab(), 300);
 }
 
@@ -185,7 +205,10 @@ fn child_tokenizer_metadata() {
     let many = vec![String::new(); edgevl_tokenizer::MAX_VOCAB + 1];
     refuse("MAX_VOCAB + 1 tokens", tok(vec![("tokenizer.ggml.tokens", Value::Array(Array::Str(many)))]));
     refuse("BOS id u32::MAX", tok(vec![("tokenizer.ggml.bos_token_id", Value::U32(u32::MAX))]));
-    refuse("token types of another length", tok(vec![("tokenizer.ggml.token_type", Value::Array(Array::I32(vec![1; 7])))]));
+    refuse(
+        "token types of another length",
+        tok(vec![("tokenizer.ggml.token_type", Value::Array(Array::I32(vec![1; 7])))]),
+    );
 }
 
 /// A tiny mmproj of `family` (edgevl-gen) with `overrides` applied to its metadata.
@@ -223,17 +246,40 @@ fn mmproj_loader_under_2gib() {
 fn child_mmproj_loader() {
     use edgevl_arch::family::VisionFamily;
     use edgevl_model::vision::VisionEncoder;
-    let load = |family, overrides| VisionEncoder::load(Arc::new(GgufFile::from_bytes(tiny_mmproj(family, overrides)).expect("parses")));
+    let load = |family, overrides| {
+        VisionEncoder::load(Arc::new(GgufFile::from_bytes(tiny_mmproj(family, overrides)).expect("parses")))
+    };
     // This project's layout tiles at 384 px: patch 1 would be a 384x384 grid (147,456 patches a
     // tile, a 19 GB position table at width 32768).
-    refuse("patch size 1 at 384 px", load(VisionFamily::EdgeVl, vec![("clip.vision.patch_size", Value::U32(1))]));
+    refuse(
+        "patch size 1 at 384 px",
+        load(VisionFamily::EdgeVl, vec![("clip.vision.patch_size", Value::U32(1))]),
+    );
     refuse(
         "width 32768 without the tensors",
-        load(VisionFamily::EdgeVl, vec![("clip.vision.embedding_length", Value::U32(1 << 15)), ("clip.vision.attention.head_count", Value::U32(64))]),
+        load(
+            VisionFamily::EdgeVl,
+            vec![
+                ("clip.vision.embedding_length", Value::U32(1 << 15)),
+                ("clip.vision.attention.head_count", Value::U32(64)),
+            ],
+        ),
     );
-    refuse("MLP width 2^16", load(VisionFamily::EdgeVl, vec![("clip.vision.feed_forward_length", Value::U32(1 << 16))]));
-    refuse("InternVL 4096-px tiles of 2-px patches", load(VisionFamily::InternVl, vec![("clip.vision.image_size", Value::U32(4096)), ("clip.vision.patch_size", Value::U32(2))]));
-    refuse("projection width 2^16", load(VisionFamily::Idefics3, vec![("clip.vision.projection_dim", Value::U32(1 << 16))]));
+    refuse(
+        "MLP width 2^16",
+        load(VisionFamily::EdgeVl, vec![("clip.vision.feed_forward_length", Value::U32(1 << 16))]),
+    );
+    refuse(
+        "InternVL 4096-px tiles of 2-px patches",
+        load(
+            VisionFamily::InternVl,
+            vec![("clip.vision.image_size", Value::U32(4096)), ("clip.vision.patch_size", Value::U32(2))],
+        ),
+    );
+    refuse(
+        "projection width 2^16",
+        load(VisionFamily::Idefics3, vec![("clip.vision.projection_dim", Value::U32(1 << 16))]),
+    );
     for family in [VisionFamily::EdgeVl, VisionFamily::InternVl, VisionFamily::Idefics3] {
         load(family, Vec::new()).unwrap_or_else(|e| panic!("{family:?} loads: {e}"));
     }
@@ -287,14 +333,24 @@ fn child_image_decode() {
     use edgevl_vision::{decode_image, LoadLimits};
     let limits = LoadLimits::default();
     let decode = |b: &[u8]| decode_image(b, "hostile".as_ref(), &limits);
-    refuse("PNG declaring 100000x100000", decode(&std::fs::read(edgevl_testdata::fixture("vision/bad/bomb.png")).expect("fixture")));
+    refuse(
+        "PNG declaring 100000x100000",
+        decode(&std::fs::read(edgevl_testdata::fixture("vision/bad/bomb.png")).expect("fixture")),
+    );
     let small = |f| {
         let mut out = Vec::new();
         image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut out), f).expect("encode");
         out
     };
     // BMP: width and height at 18 and 22 (i32 LE).
-    refuse("BMP declaring 65535x65535", decode(&patch(patch(small(image::ImageFormat::Bmp), 18, &65535i32.to_le_bytes()), 22, &65535i32.to_le_bytes())));
+    refuse(
+        "BMP declaring 65535x65535",
+        decode(&patch(
+            patch(small(image::ImageFormat::Bmp), 18, &65535i32.to_le_bytes()),
+            22,
+            &65535i32.to_le_bytes(),
+        )),
+    );
     // GIF: the logical screen at 6, the image descriptor's size at 13 + 8 + 4 (no colour table)... patch both screens.
     let gif = small(image::ImageFormat::Gif);
     let desc = gif.iter().position(|&b| b == 0x2C).expect("image descriptor");
@@ -303,7 +359,10 @@ fn child_image_decode() {
     // JPEG: the SOF0 segment's height and width (u16 BE) after its length and precision.
     let jpg = small(image::ImageFormat::Jpeg);
     let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("SOF0");
-    refuse("JPEG declaring 65500x65500", decode(&patch(patch(jpg, sof + 5, &65500u16.to_be_bytes()), sof + 7, &65500u16.to_be_bytes())));
+    refuse(
+        "JPEG declaring 65500x65500",
+        decode(&patch(patch(jpg, sof + 5, &65500u16.to_be_bytes()), sof + 7, &65500u16.to_be_bytes())),
+    );
     refuse("PNG over the default 64 MP", decode(&black_png(8193, 8192)));
     // At the limit: 64 MP decode within 2 GiB.
     let image = decode(&black_png(8192, 8192)).expect("64 MP decodes");
@@ -323,14 +382,18 @@ fn child_server_request() {
     use edgevl_server::ImageLimits;
     // JSON nested 100,000 deep, and a 32 MiB string: refused or parsed within the body's size.
     refuse("JSON nested 100000 deep", parse_json::<ChatRequest>(&[b'['; 100_000]));
-    let long = format!(r#"{{"messages":[{{"role":"user","content":"{}"}}],"logit_bias":{{"1":1}}}}"#, "x".repeat(32 << 20));
+    let long = format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}],"logit_bias":{{"1":1}}}}"#,
+        "x".repeat(32 << 20)
+    );
     parse_json::<ChatRequest>(long.as_bytes()).expect("a 32 MiB message parses");
     // Eight images of 64 MP each (each within the per-image limit; 1.5 GiB of RGB together):
     // the request's pixel limit refuses the third before decoding it.
     let png = black_png(8192, 8192);
     let b64 = base64_encode(&png);
-    let parts: Vec<String> =
-        (0..8).map(|_| format!(r#"{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{b64}"}}}}"#)).collect();
+    let parts: Vec<String> = (0..8)
+        .map(|_| format!(r#"{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{b64}"}}}}"#))
+        .collect();
     let body = format!(r#"{{"messages":[{{"role":"user","content":[{}]}}]}}"#, parts.join(","));
     let req: ChatRequest = parse_json(body.as_bytes()).expect("parses");
     let input = req.into_input(300, true, &ImageLimits::default()).expect("8 images are allowed");
@@ -349,7 +412,10 @@ fn child_server_request() {
         }
     }
     assert_eq!((decoded.len(), refusals), (2, 1), "two 64 MP images fit in 128 MP");
-    refuse("an upload body of 10 MiB of '['", parse_json::<edgevl_server::api::UploadRequest>(&vec![b'['; 10 << 20]));
+    refuse(
+        "an upload body of 10 MiB of '['",
+        parse_json::<edgevl_server::api::UploadRequest>(&vec![b'['; 10 << 20]),
+    );
 }
 
 /// Standard base64 with padding.
@@ -357,7 +423,9 @@ fn base64_encode(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = u32::from(c[0]) << 16 | u32::from(*c.get(1).unwrap_or(&0)) << 8 | u32::from(*c.get(2).unwrap_or(&0));
+        let n = u32::from(c[0]) << 16
+            | u32::from(*c.get(1).unwrap_or(&0)) << 8
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
         }

@@ -38,11 +38,17 @@ fn tiny_model_in_every_type_gives_the_f32_models_logits() {
         let dec = Decoder::load(tiny(dtype)).unwrap();
         assert_eq!(dec.n_vocab(), 512);
         let (mut kv, mut st) = (dec.new_cache(64, KvType::F32), dec.new_state(8, 64));
-        let all = dec.forward(DecoderInput::Tokens(&prompt), &mut kv, &mut st, &pool, LogitsWanted::All).unwrap().to_vec();
+        let all = dec
+            .forward(DecoderInput::Tokens(&prompt), &mut kv, &mut st, &pool, LogitsWanted::All)
+            .unwrap()
+            .to_vec();
         let (mut kv, mut st) = (dec.new_cache(64, KvType::F32), dec.new_state(8, 64));
         let (head, last) = prompt.split_at(prompt.len() - 1);
         dec.forward(DecoderInput::Tokens(head), &mut kv, &mut st, &pool, LogitsWanted::None).unwrap();
-        let step = dec.forward(DecoderInput::Tokens(last), &mut kv, &mut st, &pool, LogitsWanted::Last).unwrap().to_vec();
+        let step = dec
+            .forward(DecoderInput::Tokens(last), &mut kv, &mut st, &pool, LogitsWanted::Last)
+            .unwrap()
+            .to_vec();
         (all, step)
     };
     let (reference, ref_step) = run(DType::F32);
@@ -58,9 +64,12 @@ fn tiny_model_in_every_type_gives_the_f32_models_logits() {
     // up to its rounding.
     // Max error relative to the range, and the cosine to F32's logits (4-bit weights through two
     // random layers move single logits a lot, not the whole vector).
-    for (dtype, tol, min_cos) in
-        [(DType::F16, 5e-3, 0.99999), (DType::Q8_0, 4e-2, 0.999), (DType::Q4_1, 0.5, 0.97), (DType::Q4_0, 0.5, 0.97)]
-    {
+    for (dtype, tol, min_cos) in [
+        (DType::F16, 5e-3, 0.99999),
+        (DType::Q8_0, 4e-2, 0.999),
+        (DType::Q4_1, 0.5, 0.97),
+        (DType::Q4_0, 0.5, 0.97),
+    ] {
         let (all, step) = run(dtype);
         let (err, cos) = (rel_err(&all, &reference), cosine(&all, &reference));
         eprintln!("{dtype:?}: logits within {err:.4} of F32's (relative to their range), cosine {cos:.6}");

@@ -310,7 +310,12 @@ impl ChatRequest {
     /// tokens, with or without a vision encoder: roles, texts and image parts (at most
     /// `limits.max_images`), the sampler, stop strings and token budget; image parts without a
     /// vision encoder are refused.
-    pub fn into_input(self, n_vocab: usize, vision: bool, limits: &ImageLimits) -> Result<ChatInput, ApiError> {
+    pub fn into_input(
+        self,
+        n_vocab: usize,
+        vision: bool,
+        limits: &ImageLimits,
+    ) -> Result<ChatInput, ApiError> {
         let sampler = SamplerConfig {
             temp: self.temperature.unwrap_or(0.8),
             top_p: self.top_p.unwrap_or(0.95),
@@ -402,4 +407,3 @@ fn flatten(
     }
     Ok((out, refs))
 }
-

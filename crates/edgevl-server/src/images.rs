@@ -123,7 +123,12 @@ pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage
 /// [`decode`] for one of a request's images, which have declared `total` pixels so far: the
 /// image's header adds its pixels, and a total past `limits.max_request_pixels` is refused
 /// before this image is decoded.
-pub fn decode_counted(bytes: &[u8], part: &str, limits: &ImageLimits, total: &mut u64) -> Result<RgbImage, ApiError> {
+pub fn decode_counted(
+    bytes: &[u8],
+    part: &str,
+    limits: &ImageLimits,
+    total: &mut u64,
+) -> Result<RgbImage, ApiError> {
     let (w, h) = dimensions(bytes, part)?;
     *total = total.saturating_add(u64::from(w) * u64::from(h));
     if *total > limits.max_request_pixels {

@@ -130,11 +130,14 @@ impl ChatTemplate {
             minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
         });
         // The builtins that pad by a number the template gives, with that number bounded.
-        let builtins =
-            [("indent", Value::from_function(filters::indent)), ("format", Value::from_function(filters::format))];
+        let builtins = [
+            ("indent", Value::from_function(filters::indent)),
+            ("format", Value::from_function(filters::format)),
+        ];
         for (name, builtin) in builtins {
             env.add_filter(name, move |state: &State, args: Rest<Value>| {
-                let fmt = if name == "format" { args.first().and_then(Value::as_str).unwrap_or("") } else { "" };
+                let fmt =
+                    if name == "format" { args.first().and_then(Value::as_str).unwrap_or("") } else { "" };
                 check_padding(fmt, args.get(1..).unwrap_or(&[]))?;
                 builtin.call(state, &args)
             });
@@ -186,7 +189,8 @@ impl ChatTemplate {
         let mut env = self.environment();
         env.set_fuel(Some(TEMPLATE_FUEL_BASE.saturating_add(TEMPLATE_FUEL_PER_MESSAGE.saturating_mul(n))));
         let template = env.template_from_str(&self.source)?;
-        let limit = TEMPLATE_OUTPUT_BASE.saturating_add(TEMPLATE_OUTPUT_FACTOR.saturating_mul(conversation_bytes));
+        let limit =
+            TEMPLATE_OUTPUT_BASE.saturating_add(TEMPLATE_OUTPUT_FACTOR.saturating_mul(conversation_bytes));
         let mut out = Bounded { buf: Vec::new(), limit };
         let rendered = template.render_captured_to(ctx, &mut out).map(drop);
         match rendered {
@@ -237,9 +241,13 @@ impl io::Write for Bounded {
 fn check_padding(fmt: &str, args: &[Value]) -> Result<(), Error> {
     fn too_wide(v: &Value) -> bool {
         match v.kind() {
-            ValueKind::Number => i64::try_from(v.clone()).map_or(true, |n| n.unsigned_abs() > MAX_TEMPLATE_PAD),
+            ValueKind::Number => {
+                i64::try_from(v.clone()).map_or(true, |n| n.unsigned_abs() > MAX_TEMPLATE_PAD)
+            }
             ValueKind::Map => v.try_iter().is_ok_and(|mut keys| {
-                keys.any(|k| v.get_item(&k).is_ok_and(|item| item.kind() == ValueKind::Number && too_wide(&item)))
+                keys.any(|k| {
+                    v.get_item(&k).is_ok_and(|item| item.kind() == ValueKind::Number && too_wide(&item))
+                })
             }),
             _ => false,
         }

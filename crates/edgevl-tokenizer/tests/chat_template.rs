@@ -167,10 +167,12 @@ fn hostile_templates_end_with_a_clear_error() {
 /// The limits leave real templates alone: padding within the limit, long conversations.
 #[test]
 fn template_limits_leave_ordinary_renders_alone() {
-    let out = render_hostile("{{ 'a\nb' | indent(4) }}|{{ '%05d' | format(42) }}|{{ '{:>3}'.format(7) }}").expect("renders");
+    let out = render_hostile("{{ 'a\nb' | indent(4) }}|{{ '%05d' | format(42) }}|{{ '{:>3}'.format(7) }}")
+        .expect("renders");
     assert_eq!(out, "a\n    b|00042|  7");
     // 2,000 messages of 1 KB through ChatML: 2 MB out, within fuel and output limits.
-    let msgs: Vec<ChatMessage> = (0..2000).map(|i| ChatMessage::new("user", format!("{i:04}{}", "x".repeat(1020)))).collect();
+    let msgs: Vec<ChatMessage> =
+        (0..2000).map(|i| ChatMessage::new("user", format!("{i:04}{}", "x".repeat(1020)))).collect();
     let out = ChatTemplate::chatml().render(&msgs, true).expect("a long conversation renders");
     assert_eq!(out.matches("<|im_start|>user\n").count(), 2000);
     assert!(out.ends_with("<|im_start|>assistant\n"));

@@ -235,14 +235,16 @@ fn out_width(file: &GgufFile, name: &str, cols: usize, tokens: usize) -> Result<
         _ => None,
     };
     match width {
-        Some(w) if w.saturating_mul(tokens) > super::hparams::MAX_TILE_VALUES => Err(MmprojError::BadHparam {
-            key: name.to_string(),
-            reason: format!(
-                "a projector {w} wide holds {} values a tile, over the limit of {}",
-                w.saturating_mul(tokens),
-                super::hparams::MAX_TILE_VALUES
-            ),
-        }),
+        Some(w) if w.saturating_mul(tokens) > super::hparams::MAX_TILE_VALUES => {
+            Err(MmprojError::BadHparam {
+                key: name.to_string(),
+                reason: format!(
+                    "a projector {w} wide holds {} values a tile, over the limit of {}",
+                    w.saturating_mul(tokens),
+                    super::hparams::MAX_TILE_VALUES
+                ),
+            })
+        }
         w => Ok(w),
     }
 }
@@ -303,7 +305,8 @@ impl VisionWeights {
                 // The hidden width is mm.1's output width: equal to the output width in files
                 // edgevl writes, wider in published LFM2-VL files. A shape the data does not
                 // back is refused by `Linear::load`.
-                let hidden = out_width(file, &MmTensor::Seq(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
+                let hidden =
+                    out_width(file, &MmTensor::Seq(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::Lfm2 {
                     norm: Norm::load_optional(file, &MmTensor::InputNorm.prefix(), mw)?,
                     fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
@@ -311,7 +314,8 @@ impl VisionWeights {
                 }
             }
             ProjectorLayout::InternVlMlp => {
-                let hidden = out_width(file, &MmTensor::ModelMlp(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
+                let hidden =
+                    out_width(file, &MmTensor::ModelMlp(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::InternVlMlp {
                     norm: Norm::load(file, &MmTensor::ModelMlp(0).prefix(), mw)?,
                     fc1: Linear::load(file, arena, &MmTensor::ModelMlp(1).prefix(), mw, hidden)?,
