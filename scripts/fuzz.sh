@@ -12,6 +12,7 @@
 #
 # FUZZ_MERGE=1 merges what the run found into the committed corpus (only inputs that add
 # coverage, at most FUZZ_MAX_LEN bytes). FUZZ_JOBS=N runs N targets at a time (default 1).
+# FUZZ_MAX_SECONDS=S caps each target at S seconds when fuzzing by executions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-60}
@@ -19,7 +20,9 @@ shift || true
 all=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^edgevl-fuzz-harness$')
 targets=${*:-$all}
 case "$budget" in
-  *x) limit="-runs=${budget%x}" ;;
+  *x) limit="-runs=${budget%x}"
+      # FUZZ_MAX_SECONDS caps each target's time in this mode too (whichever ends first).
+      [ -n "${FUZZ_MAX_SECONDS:-}" ] && limit="$limit -max_total_time=$FUZZ_MAX_SECONDS" ;;
   *[!0-9]*|'') echo "usage: scripts/fuzz.sh [SECONDS | RUNSx] [TARGET ...]" >&2; exit 2 ;;
   *) limit="-max_total_time=$budget" ;;
 esac
@@ -46,7 +49,8 @@ run_one() {
   cp fuzz/corpus/"$t"/* "fuzz/work/$t/" 2>/dev/null || true
   local t0 t1 rc=0
   t0=$(date +%s.%N)
-  "${fz[@]}" run "${opts[@]}" "$t" "fuzz/work/$t" -- "$limit" -max_len="$max_len" -timeout=20 \
+  # shellcheck disable=SC2086 # $limit holds one or two options
+  "${fz[@]}" run "${opts[@]}" "$t" "fuzz/work/$t" -- $limit -max_len="$max_len" -timeout=20 \
     -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
   t1=$(date +%s.%N)

@@ -45,7 +45,7 @@ fn tokenizers() -> &'static [Tokenizer] {
 /// Selector byte (tokenizer, mode, `add_special`, `parse_special`), then:
 /// * mode 0: UTF-8 text (invalid bytes replaced) is encoded: every id is in the vocabulary, and
 ///   without special tokens decoding gives the text back (SentencePiece may add one leading
-///   space);
+///   space and decodes U+2581 as a space);
 /// * mode 1: the same with bytes >= 0xF0 replaced by the text of a special token (chosen by the
 ///   next byte), so special-token strings meet arbitrary text;
 /// * mode 2: pairs of bytes are token ids, some outside the vocabulary: decoding, pieces and the
@@ -68,8 +68,13 @@ fn encode(tok: &Tokenizer, text: &str, add_special: bool, parse_special: bool) {
     let decoded = tok.decode_with_special(&ids);
     if !add_special && !parse_special {
         let plain = tok.decode(&ids);
+        // SentencePiece writes spaces as U+2581 and decodes every U+2581 as a space, so one in
+        // the text comes back as a space (as llama.cpp; found by fuzzing, see
+        // `spm_decodes_the_space_marker_in_text_as_a_space`); it may also add one leading space.
+        let spaced = text.replace('\u{2581}', " ");
+        let back = decoded.strip_prefix(' ');
         assert!(
-            decoded == text || decoded.strip_prefix(' ') == Some(text),
+            decoded == text || decoded == spaced || back == Some(text) || back == Some(&spaced),
             "decode(encode({text:?})) = {decoded:?}"
         );
         assert_eq!(plain, decoded, "no control token comes from plain text");
