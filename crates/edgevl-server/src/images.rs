@@ -98,11 +98,9 @@ pub fn dimensions(bytes: &[u8], part: &str) -> Result<(u32, u32), ApiError> {
         .map_err(|e| bad(format!("the image does not decode ({e})")))
 }
 
-/// Decodes an image file checked against `limits`: the size is read from the header and
-/// refused before any pixel is decoded (a decompression bomb costs nothing).
-pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
+/// Refuses an image whose header declares more than `limits` allow one image.
+fn check_size(width: u32, height: u32, part: &str, limits: &ImageLimits) -> Result<(), ApiError> {
     let bad = |what: String| ApiError::bad_request_code("invalid_image", format!("{part}: {what}"));
-    let (width, height) = dimensions(bytes, part)?;
     if width > limits.max_side || height > limits.max_side {
         return Err(bad(format!(
             "the image is {width}x{height}, over the limit of {} pixels a side",
@@ -116,13 +114,23 @@ pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage
             limits.max_pixels
         )));
     }
+    Ok(())
+}
+
+/// Decodes an image file checked against `limits`: the size is read from the header and
+/// refused before any pixel is decoded (a decompression bomb costs nothing).
+pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
+    let (width, height) = dimensions(bytes, part)?;
+    check_size(width, height, part, limits)?;
     let load = LoadLimits { max_file_bytes: bytes.len() as u64, max_pixels: limits.max_pixels };
-    decode_image(bytes, Path::new(part), &load).map_err(|e| bad(format!("the image does not decode ({e})")))
+    decode_image(bytes, Path::new(part), &load).map_err(|e| {
+        ApiError::bad_request_code("invalid_image", format!("{part}: the image does not decode ({e})"))
+    })
 }
 
 /// [`decode`] for one of a request's images, which have declared `total` pixels so far: the
-/// image's header adds its pixels, and a total past `limits.max_request_pixels` is refused
-/// before this image is decoded.
+/// image's header adds its pixels (once it passes the limits of one image), and a total past
+/// `limits.max_request_pixels` is refused before this image is decoded.
 pub fn decode_counted(
     bytes: &[u8],
     part: &str,
@@ -130,6 +138,7 @@ pub fn decode_counted(
     total: &mut u64,
 ) -> Result<RgbImage, ApiError> {
     let (w, h) = dimensions(bytes, part)?;
+    check_size(w, h, part, limits)?;
     *total = total.saturating_add(u64::from(w) * u64::from(h));
     if *total > limits.max_request_pixels {
         return Err(ApiError::bad_request_code(
