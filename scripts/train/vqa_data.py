@@ -264,6 +264,25 @@ def normalise(text):
     return NUMBER_WORDS.get(t, t)
 
 
+OPTIONS = {"colour": list(COLOURS), "shape": list(SHAPES), "where": ["left", "right", "top", "bottom"],
+           "count": [str(k) for k in range(1, 6)]}
+
+
+def lenient(text, answer, kind):
+    """A looser score, for the verbose text-only baseline: the answer's words appear in the first
+    line of the text and, for a question with a closed set of answers, no other answer does
+    (chart letters and signs are scored strictly: a lone letter is too often an article)."""
+    t = "".join(ch if ch.isalnum() else " " for ch in text.strip().split("\n")[0].lower())
+    t = " " + " ".join(NUMBER_WORDS.get(w, w) for w in t.split()) + " "
+    words = normalise(answer)
+    if kind not in OPTIONS and kind != "bigger":
+        return normalise(text) == words
+    if f" {words} " not in t:
+        return False
+    others = {NUMBER_WORDS.get(o, o) for o in OPTIONS.get(kind, [])} - {words}
+    return not any(f" {o} " in t for o in others)
+
+
 if __name__ == "__main__":
     import os
     import sys
