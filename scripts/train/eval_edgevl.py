@@ -102,7 +102,7 @@ def png_b64(img):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mmproj", required=True)
+    ap.add_argument("--mmproj", help="the vision model (without it only the text-only baseline is asked)")
     ap.add_argument("--model", default=os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--edgevl", default=os.path.join(ROOT, "target", "release", "edgevl"))
     ap.add_argument("--per-task", type=int, default=500)
@@ -110,6 +110,7 @@ def main():
     ap.add_argument("--max-tiles", type=int, default=9)
     ap.add_argument("--max-new", type=int, default=12)
     ap.add_argument("--baseline", action="store_true", help="also ask every question with no image")
+    ap.add_argument("--baseline-from", help="take the text-only answers from an earlier result file")
     ap.add_argument("--torch", help="the PyTorch model's answers (answer_torch.py) to compare with")
     ap.add_argument("--check-run", type=int, default=3, help="questions re-asked with `edgevl run` (0: none)")
     ap.add_argument("--threads", type=int, default=1, help="edgevl's threads (-t)")
@@ -120,22 +121,28 @@ def main():
     rows = []
     t0 = time.time()
     srv = Server(a.edgevl, a.model, a.mmproj, a.strategy, a.max_tiles, log, a.threads)
+    earlier = {}
+    if a.baseline_from:
+        earlier = {(r["task"], r["index"], r["question"]): r["text_only"] for r in json.load(open(a.baseline_from))["rows"]}
     try:
         for task, i, img, qs in items:
             b64 = png_b64(img)
             for q in qs:
-                ans = srv.ask(q["question"], b64, a.max_new)
-                rows.append({"task": task, "index": i, "size": list(img.size), "type": q["type"],
-                             "question": q["question"], "answer": q["answer"], "edgevl": ans})
+                r = {"task": task, "index": i, "size": list(img.size), "type": q["type"], "question": q["question"],
+                     "answer": q["answer"]}
+                if a.mmproj:
+                    r["edgevl"] = srv.ask(q["question"], b64, a.max_new)
+                if (task, i, q["question"]) in earlier:
+                    r["text_only"] = earlier[(task, i, q["question"])]
+                elif a.baseline or not a.mmproj:
+                    r["text_only"] = srv.ask(q["question"], None, a.max_new)
+                rows.append(r)
             print(f"{len(rows)} questions, {time.time() - t0:.0f} s", file=sys.stderr, end="\r")
-        if a.baseline:
-            for r in rows:
-                r["text_only"] = srv.ask(r["question"], None, a.max_new)
     finally:
         srv.close()
     run_checks = []
     tmp = a.out + ".check.png"
-    for (task, i, img, qs) in items[:a.check_run]:
+    for (task, i, img, qs) in (items[:a.check_run] if a.mmproj else []):
         img.save(tmp)
         out = subprocess.check_output(
             [a.edgevl, "run", "-m", a.model, "--mmproj", a.mmproj, "--image", tmp, "-p", qs[0]["question"], "--temp",
@@ -155,18 +162,20 @@ def main():
         torch_ans = {(r["task"], r["index"], r["question"]): r["torch"] for r in tj["rows"]}
     for task in data.TASKS + ("all",):
         rs = [r for r in rows if task in ("all", r["task"])]
-        ok = lambda key: sum(data.normalise(r[key]) == data.normalise(r["answer"]) for r in rs) / len(rs)
-        s = {"questions": len(rs), "accuracy": ok("edgevl"),
-             "majority_answer": sum(maj.get(r["type"]) == data.normalise(r["answer"]) for r in rs) / len(rs),
-             "by_type": {}}
+        ok = lambda key, rs=rs: sum(data.normalise(r[key]) == data.normalise(r["answer"]) for r in rs) / len(rs)
         loose = lambda key: sum(data.lenient(r[key], r["answer"], r["type"]) for r in rs) / len(rs)
-        s["accuracy_lenient"] = loose("edgevl")
-        if a.baseline:
+        s = {"questions": len(rs),
+             "majority_answer": sum(maj.get(r["type"]) == data.normalise(r["answer"]) for r in rs) / len(rs)}
+        if a.mmproj:
+            s["accuracy"] = ok("edgevl")
+            s["accuracy_lenient"] = loose("edgevl")
+            s["by_type"] = {t: round(ok("edgevl", [r for r in rs if r["type"] == t]), 3)
+                            for t in sorted({r["type"] for r in rs})}
+        if all("text_only" in r for r in rs):
             s["text_only"] = ok("text_only")
             s["text_only_lenient"] = loose("text_only")
-        for t in sorted({r["type"] for r in rs}):
-            rt = [r for r in rs if r["type"] == t]
-            s["by_type"][t] = round(sum(data.normalise(r["edgevl"]) == data.normalise(r["answer"]) for r in rt) / len(rt), 3)
+            s["text_only_by_type"] = {t: round(ok("text_only", [r for r in rs if r["type"] == t]), 3)
+                                      for t in sorted({r["type"] for r in rs})}
         if torch_ans is not None:
             pairs = [(r["edgevl"].strip(), torch_ans.get((r["task"], r["index"], r["question"]))) for r in rs]
             pairs = [(e, t) for e, t in pairs if t is not None]

@@ -205,6 +205,8 @@ class Prompter:
         from transformers import AutoTokenizer
         self.tok = AutoTokenizer.from_pretrained(CACHE, gguf_file=os.path.basename(LLM_GGUF))
         self.eos = self.tok.convert_tokens_to_ids("<|im_end|>")
+        # edgevl's end-of-generation set for SmolLM2 (edgevl-tokenizer's collect_eog).
+        self.stop = {self.eos, self.tok.convert_tokens_to_ids("<|endoftext|>")}
         self._cache = {}
 
     def encode(self, text):
@@ -298,10 +300,10 @@ def greedy_answers(llm, prompter, image_rows, questions, max_new=12):
         for _ in range(max_new):
             h = llm(x, pos, cache=cache)
             nxt = int(llm.logits(h[-1:]).argmax(-1))
-            if nxt == prompter.eos:
+            if nxt in prompter.stop:
                 break
             out.append(nxt)
             x = llm.embed([nxt])
             pos = pos[-1:] + 1
-        outs.append(prompter.tok.decode(out))
+        outs.append(prompter.tok.decode(out, skip_special_tokens=True))
     return outs
