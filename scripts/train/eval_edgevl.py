@@ -18,6 +18,7 @@ answers is reported.
 
 import argparse
 import base64
+import signal
 import collections
 import io
 import json
@@ -100,22 +101,8 @@ def png_b64(img):
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mmproj", help="the vision model (without it only the text-only baseline is asked)")
-    ap.add_argument("--model", default=os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--edgevl", default=os.path.join(ROOT, "target", "release", "edgevl"))
-    ap.add_argument("--per-task", type=int, default=500)
-    ap.add_argument("--strategy", default="relaxed")
-    ap.add_argument("--max-tiles", type=int, default=9)
-    ap.add_argument("--max-new", type=int, default=12)
-    ap.add_argument("--baseline", action="store_true", help="also ask every question with no image")
-    ap.add_argument("--baseline-from", help="take the text-only answers from an earlier result file")
-    ap.add_argument("--torch", help="the PyTorch model's answers (answer_torch.py) to compare with")
-    ap.add_argument("--check-run", type=int, default=3, help="questions re-asked with `edgevl run` (0: none)")
-    ap.add_argument("--threads", type=int, default=1, help="edgevl's threads (-t)")
-    ap.add_argument("-o", "--out", required=True)
-    a = ap.parse_args()
+def ask_all(a):
+    """Every held-out question through `edgevl serve` (and the `edgevl run` spot checks)."""
     items = heldout(a.per_task)
     log = a.out + ".serve.log"
     rows = []
@@ -152,9 +139,36 @@ def main():
         run_checks.append({"question": qs[0]["question"], "run": out.strip(), "serve": served.strip()})
     if os.path.exists(tmp):
         os.remove(tmp)
+    return rows, run_checks, round(time.time() - t0, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mmproj", help="the vision model (without it only the text-only baseline is asked)")
+    ap.add_argument("--model", default=os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--edgevl", default=os.path.join(ROOT, "target", "release", "edgevl"))
+    ap.add_argument("--per-task", type=int, default=500)
+    ap.add_argument("--strategy", default="relaxed")
+    ap.add_argument("--max-tiles", type=int, default=9)
+    ap.add_argument("--max-new", type=int, default=12)
+    ap.add_argument("--baseline", action="store_true", help="also ask every question with no image")
+    ap.add_argument("--baseline-from", help="take the text-only answers from an earlier result file")
+    ap.add_argument("--torch", help="the PyTorch model's answers (answer_torch.py) to compare with")
+    ap.add_argument("--check-run", type=int, default=3, help="questions re-asked with `edgevl run` (0: none)")
+    ap.add_argument("--threads", type=int, default=1, help="edgevl's threads (-t)")
+    ap.add_argument("--rescore", help="ask nothing: score the answers of an earlier result file again (e.g. with --torch)")
+    ap.add_argument("-o", "--out", required=True)
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so a stopped evaluation stops its server too
+    if a.rescore:
+        earlier_result = json.load(open(a.rescore))
+        rows, run_checks = earlier_result["rows"], earlier_result["summary"]["run_checks"]
+        seconds = earlier_result["summary"]["seconds"]
+    else:
+        rows, run_checks, seconds = ask_all(a)
     maj = majority()
     summary = {"mmproj": a.mmproj, "strategy": a.strategy, "max_tiles": a.max_tiles, "per_task": a.per_task,
-               "seconds": round(time.time() - t0, 1), "run_equals_serve": all(c["run"] == c["serve"] for c in run_checks),
+               "seconds": seconds, "run_equals_serve": all(c["run"] == c["serve"] for c in run_checks),
                "run_checks": run_checks, "tasks": {}}
     torch_ans = None
     if a.torch:

@@ -4,11 +4,12 @@ mean) against mean image tokens per image, one point per tiling strategy.
 
     python3 -m venv ~/.cache/edgevl/venv-plot
     ~/.cache/edgevl/venv-plot/bin/pip install -r scripts/train/requirements-plot.txt
-    ~/.cache/edgevl/venv-plot/bin/python scripts/train/plot_ablation.py
+    ~/.cache/edgevl/venv-plot/bin/python scripts/train/plot_ablation.py [TABLE.json [OUT.png]]
 """
 
 import json
 import os
+import sys
 
 import matplotlib
 
@@ -19,7 +20,9 @@ DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "doc
 
 
 def main():
-    table = json.load(open(os.path.join(DOCS, "tiling-ablation.json")))
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(DOCS, "tiling-ablation.json")
+    dst = sys.argv[2] if len(sys.argv) > 2 else os.path.join(DOCS, "tiling-ablation.png")
+    table = json.load(open(src))
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     markers = {"relaxed": "o", "llava-next": "s", "internvl": "^"}
     tasks = list(next(iter(table["arms"].values()))["accuracy"])
@@ -38,7 +41,7 @@ def main():
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(DOCS, "tiling-ablation.png"))
+    fig.savefig(dst)
 
 
 if __name__ == "__main__":

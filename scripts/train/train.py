@@ -110,9 +110,9 @@ def stage_of(args, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run name (folder under the train cache)")
-    ap.add_argument("--s0", type=int, default=3000, help="stage 0 images (ViT + attribute heads)")
-    ap.add_argument("--s1", type=int, default=1500, help="stage 1 images (projector only, single view)")
-    ap.add_argument("--s2", type=int, default=400, help="stage 2 images (ViT + projector, tiled)")
+    ap.add_argument("--s0", type=int, default=2000, help="stage 0 images (ViT + attribute heads)")
+    ap.add_argument("--s1", type=int, default=1000, help="stage 1 images (projector only, single view)")
+    ap.add_argument("--s2", type=int, default=250, help="stage 2 images (ViT + projector, tiled)")
     ap.add_argument("--batch", type=int, default=4, help="images per optimiser step")
     ap.add_argument("--strategy", default="relaxed", choices=["relaxed", "llava-next", "internvl"])
     ap.add_argument("--max-tiles", type=int, default=9)
