@@ -4,8 +4,8 @@
 mod bench;
 mod bench_vision;
 mod chat;
-mod dump;
 mod convert;
+mod dump;
 mod encode_image;
 mod gen_random;
 mod info;
