@@ -67,7 +67,7 @@ def main():
     x[4, 32:64] = np.linspace(-1, 1, 32, dtype=np.float32) ** 3
     x = x.reshape(-1)
     (OUT / "quant_input.f32").write_bytes(x.astype("<f4").tobytes())
-    for name, qtype in [("q8_0", T.Q8_0), ("q4_0", T.Q4_0), ("q4_1", T.Q4_1), ("q4_k", T.Q4_K), ("q6_k", T.Q6_K)]:
+    for name, qtype in [("q8_0", T.Q8_0), ("q4_0", T.Q4_0), ("q4_1", T.Q4_1), ("q5_0", T.Q5_0), ("q4_k", T.Q4_K), ("q6_k", T.Q6_K)]:
         try:
             q = quants.quantize(x.reshape(8, 256), qtype)
         except NotImplementedError:

@@ -6,16 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/serve-lib.sh
 MODEL=$(scripts/fetch-smollm2.sh)
+source scripts/venv-lib.sh
 VENV="$CACHE/venv-server"
-if ! "$VENV/bin/python" -c "import openai" 2>/dev/null; then
-  rm -rf "$VENV"
-  if ! python3 -m venv "$VENV" 2>/dev/null; then
-    # Debian's python3 ships venv apart.
-    apt-get install -y -qq python3-venv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
-    python3 -m venv "$VENV"
-  fi
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check openai
-fi
+ensure_venv "$VENV" openai openai
 build_edgevl
 PROMPT="Name three primary colours and say why they are called primary."
 N=48

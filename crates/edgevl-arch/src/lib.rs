@@ -18,5 +18,6 @@
 pub mod clip;
 pub mod family;
 pub mod general;
+pub mod hf;
 pub mod llm;
 pub mod tokenizer;

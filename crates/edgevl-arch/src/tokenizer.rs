@@ -93,3 +93,12 @@ impl SpecialToken {
         }
     }
 }
+
+/// `tokenizer.ggml.add_sep_token`.
+pub const ADD_SEP: &str = "tokenizer.ggml.add_sep_token";
+/// `tokenizer.ggml.cls_token_id` (BERT-style classifier token).
+pub const CLS_ID: &str = "tokenizer.ggml.cls_token_id";
+/// `tokenizer.ggml.normalizer.lowercase`.
+pub const NORMALIZER_LOWERCASE: &str = "tokenizer.ggml.normalizer.lowercase";
+/// `tokenizer.ggml.normalizer.strip_accents`.
+pub const NORMALIZER_STRIP_ACCENTS: &str = "tokenizer.ggml.normalizer.strip_accents";

@@ -2,10 +2,13 @@
 //! measures them, peak RSS, and a memory-bandwidth probe printed beside tg as its roofline.
 //!
 //! Method (llama-bench's): one warm-up prompt pass and one warm-up generation step, then for each
-//! repetition the cache is cleared and either `-p` random tokens go through one forward pass
-//! (logits of the last position only), or `-n` single-token decode steps run from an empty
-//! context. Rates are tokens per second of each repetition; the table gives their median and
-//! standard deviation.
+//! repetition the cache is cleared back to the depth (`-d`, 0 by default: empty) and either `-p`
+//! random tokens go through one forward pass (logits of the last position only), or `-n`
+//! single-token decode steps run. At a depth, the first `-d` random tokens are prefilled once
+//! (untimed) and kept: each repetition truncates the cache back to them, which leaves the same
+//! cache llama-bench's re-prefill gives. Rates are tokens per second of each repetition; the
+//! table gives their median and standard deviation. The tg roofline counts the weights and the
+//! KV cache a decode step reads at its mean position.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,8 +38,12 @@ pub struct BenchArgs {
     /// Threads.
     #[arg(short = 't', long = "threads", default_value_t = 2)]
     pub threads: usize,
-    /// Context size of the cache (default: n-prompt + n-gen, as llama-bench). The whole cache is
-    /// resident from the start, so the peak RSS is that of a full context of this size.
+    /// Tokens already in the cache when each test starts (llama-bench's `-d`): pp and tg are
+    /// measured after this many positions.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub depth: usize,
+    /// Context size of the cache (default: n-depth + n-prompt + n-gen, as llama-bench). The whole
+    /// cache is resident from the start, so the peak RSS is that of a full context of this size.
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx: Option<usize>,
     /// KV cache element type (llama-bench's `-ctk` / `-ctv`). q8_0 takes 53% of f16's memory:
@@ -102,6 +109,8 @@ struct Bench {
     st: RunState,
     pool: ThreadPool,
     rng: u64,
+    /// Positions kept in the cache between repetitions.
+    depth: usize,
 }
 
 impl Bench {
@@ -119,9 +128,26 @@ impl Bench {
             .collect()
     }
 
-    /// One pp repetition from an empty cache: seconds.
-    fn prompt(&mut self, n: usize) -> anyhow::Result<f64> {
+    /// Prefills `depth` random tokens in passes of at most the run state's batch (untimed).
+    fn fill_depth(&mut self, depth: usize, batch: usize) -> anyhow::Result<()> {
         self.kv.truncate(0);
+        let toks = self.tokens(depth);
+        for chunk in toks.chunks(batch.max(1)) {
+            self.dec.forward(
+                DecoderInput::Tokens(chunk),
+                &mut self.kv,
+                &mut self.st,
+                &self.pool,
+                LogitsWanted::None,
+            )?;
+        }
+        self.depth = depth;
+        Ok(())
+    }
+
+    /// One pp repetition after the depth: seconds.
+    fn prompt(&mut self, n: usize) -> anyhow::Result<f64> {
+        self.kv.truncate(self.depth);
         let toks = self.tokens(n);
         let t0 = Instant::now();
         self.dec.forward(
@@ -134,9 +160,9 @@ impl Bench {
         Ok(t0.elapsed().as_secs_f64())
     }
 
-    /// One tg repetition of `n` decode steps from an empty cache: seconds.
+    /// One tg repetition of `n` decode steps after the depth: seconds.
     fn generate(&mut self, n: usize) -> anyhow::Result<f64> {
-        self.kv.truncate(0);
+        self.kv.truncate(self.depth);
         let toks = self.tokens(n);
         let t0 = Instant::now();
         for t in &toks {
@@ -213,11 +239,23 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         Arc::new(GgufFile::open(&a.model).with_context(|| format!("cannot open {}", a.model.display()))?);
     let dec =
         Decoder::load(Arc::clone(&file), &k).with_context(|| format!("cannot load {}", a.model.display()))?;
-    let n_ctx = a.ctx.unwrap_or(a.n_prompt + a.n_gen).max(a.n_prompt).max(a.n_gen).max(1);
+    let d = a.depth;
+    let n_ctx = a.ctx.unwrap_or(d + a.n_prompt + a.n_gen).max(1);
+    anyhow::ensure!(
+        d + a.n_prompt.max(a.n_gen) <= n_ctx,
+        "-d {d} plus the longest test ({}) does not fit the context of {n_ctx}",
+        a.n_prompt.max(a.n_gen)
+    );
     let kv = dec.try_new_cache(n_ctx, a.kv_type.into())?;
-    let st = dec.new_state(a.n_prompt.max(1), n_ctx);
+    // The depth is prefilled in passes of at most 512 (or the pp size, when larger).
+    let batch = a.n_prompt.max(if d > 0 { 512 } else { 1 });
+    let st = dec.new_state(batch, n_ctx);
     let pool = ThreadPool::new(a.threads.max(1));
-    let mut b = Bench { dec, kv, st, pool, rng: 0x9e37_79b9_7f4a_7c15 };
+    let mut b = Bench { dec, kv, st, pool, rng: 0x9e37_79b9_7f4a_7c15, depth: 0 };
+    if d > 0 {
+        eprintln!("bench: prefilling the depth of {d} tokens");
+        b.fill_depth(d, batch)?;
+    }
 
     if a.n_prompt > 0 {
         eprintln!("bench: warm-up prompt pass");
@@ -240,7 +278,9 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         tg.push(a.n_gen as f64 / s);
     }
     let rss = peak_rss_mb();
-    let weights = bytes_per_token(&file);
+    // A decode step reads the weights and the cache up to its position (mean: d + n/2).
+    let kv_per_position = (b.kv.size_bytes() / n_ctx) as u64;
+    let weights = bytes_per_token(&file) + kv_per_position * (d as u64 + a.n_gen as u64 / 2);
     let bw = if a.no_bandwidth {
         None
     } else {
@@ -255,6 +295,7 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
             "model": a.model.display().to_string(),
             "threads": b.pool.n_threads(),
             "n_ctx": n_ctx,
+            "n_depth": d,
             "cache_type": b.kv.kv_type().name(),
             "kv_cache_mib": b.kv.size_bytes() as f64 / 1048576.0,
             "simd": level,
@@ -285,11 +326,12 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
             s.max
         )
     };
+    let at = if d > 0 { format!(" @ d{d}") } else { String::new() };
     if a.n_prompt > 0 {
-        row(format!("pp{}", a.n_prompt), &pp);
+        row(format!("pp{}{at}", a.n_prompt), &pp);
     }
     if a.n_gen > 0 {
-        row(format!("tg{}", a.n_gen), &tg);
+        row(format!("tg{}{at}", a.n_gen), &tg);
     }
     println!();
     println!(
@@ -300,7 +342,7 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     if let Some(r) = rss {
         println!("peak RSS: {r:.0} MB (before the bandwidth probe)");
     }
-    println!("weights read per token: {:.1} MB", weights as f64 / 1e6);
+    println!("weights and KV cache read per generated token: {:.1} MB", weights as f64 / 1e6);
     if let (Some(bw), Some(roof)) = (bw, roofline) {
         let pct = if a.n_gen > 0 {
             format!(", tg at {:.0}% of it", 100.0 * tg.median / roof)

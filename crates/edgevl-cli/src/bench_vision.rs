@@ -43,9 +43,6 @@ pub struct VisionBenchArgs {
     pub question: String,
 }
 
-/// Patches per 384x384 tile (27 x 27).
-const PATCHES: usize = 729;
-
 /// Nine views: a 2x4 grid plus the global view.
 const GRID_VIEWS: usize = 9;
 
@@ -110,6 +107,8 @@ pub fn vit_bench(
         .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
     let pool = ThreadPool::new(threads.max(1));
     let rows = vit_rows(&enc, &v.vit_batch, v.vit_reps, &pool)?;
+    // Patches a view, from the file (so400m at 384: 27 x 27 = 729; InternViT 1024; SmolVLM 1024).
+    let patches = enc.hparams().n_patches() as f64;
     let name = mmproj.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !json {
         println!("| mmproj | threads | views | ViT batch | ms per tile (median ± sd) | ms per patch |");
@@ -122,7 +121,7 @@ pub fn vit_bench(
                 r.batch,
                 r.ms_per_tile.median,
                 r.ms_per_tile.stddev,
-                r.ms_per_tile.median / PATCHES as f64
+                r.ms_per_tile.median / patches
             );
         }
         println!();
@@ -132,7 +131,7 @@ pub fn vit_bench(
             .map(|r| {
                 serde_json::json!({
                     "views": r.tiles, "vit_batch": r.batch, "ms_per_tile": r.ms_per_tile.json(),
-                    "ms_per_patch": r.ms_per_tile.median / PATCHES as f64,
+                    "ms_per_patch": r.ms_per_tile.median / patches,
                 })
             })
             .collect(),

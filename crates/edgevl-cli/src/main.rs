@@ -5,6 +5,7 @@
 mod bench;
 mod bench_vision;
 mod chat;
+mod convert;
 mod dump;
 mod encode_image;
 mod gen_random;
@@ -52,6 +53,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Serve the OpenAI chat API (text, images, streaming) over HTTP, with a web page at /.
     Serve(serve::ServeArgs),
+    /// Convert a Hugging Face checkpoint to GGUF with a precision scheme (bluelm = the paper's mix).
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::GenRandom(a) => gen_random::run(&a),
         Command::Info(a) => info::run(&a),
         Command::Serve(a) => serve::run(&a, kernels),
+        Command::Convert(a) => convert::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,25 +15,66 @@ fn tiny(dtype: DType) -> Arc<GgufFile> {
     Arc::new(GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap())
 }
 
+/// The cosine of the angle between `a` and `b`.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>();
+    dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+}
+
+/// `max |a - b| / max |b|`.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
 #[test]
-fn tiny_model_loads_and_gives_finite_logits_in_every_type() {
+fn tiny_model_in_every_type_gives_the_f32_models_logits() {
     let pool = ThreadPool::new(2);
-    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16] {
+    let prompt = [EOT_ID, 72, 101, 108, 108, 111];
+    // Every position's logits of `tokens` in one pass, and the last row after prefilling all but
+    // the last token then decoding it.
+    let run = |dtype| {
         let dec = Decoder::load(tiny(dtype), &edgevl_testdata::kernels()).unwrap();
         assert_eq!(dec.n_vocab(), 512);
-        let mut kv = dec.new_cache(64, KvType::F16);
-        let mut st = dec.new_state(8, 64);
-        let prompt = [EOT_ID, 72, 101, 108, 108, 111];
-        let logits =
-            dec.forward(DecoderInput::Tokens(&prompt), &mut kv, &mut st, &pool, LogitsWanted::Last).unwrap();
-        assert_eq!(logits.len(), 512);
-        assert!(logits.iter().all(|v| v.is_finite()), "{dtype:?}");
-        // Random weights still give a non-degenerate distribution.
-        let (lo, hi) = logits.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        assert!(hi > lo, "{dtype:?}: constant logits");
-        let next =
-            dec.forward(DecoderInput::Tokens(&[7]), &mut kv, &mut st, &pool, LogitsWanted::Last).unwrap();
-        assert!(next.iter().all(|v| v.is_finite()), "{dtype:?} decode step");
+        let (mut kv, mut st) = (dec.new_cache(64, KvType::F32), dec.new_state(8, 64));
+        let all = dec
+            .forward(DecoderInput::Tokens(&prompt), &mut kv, &mut st, &pool, LogitsWanted::All)
+            .unwrap()
+            .to_vec();
+        let (mut kv, mut st) = (dec.new_cache(64, KvType::F32), dec.new_state(8, 64));
+        let (head, last) = prompt.split_at(prompt.len() - 1);
+        dec.forward(DecoderInput::Tokens(head), &mut kv, &mut st, &pool, LogitsWanted::None).unwrap();
+        let step = dec
+            .forward(DecoderInput::Tokens(last), &mut kv, &mut st, &pool, LogitsWanted::Last)
+            .unwrap()
+            .to_vec();
+        (all, step)
+    };
+    let (reference, ref_step) = run(DType::F32);
+    assert_eq!(reference.len(), prompt.len() * 512);
+    assert!(reference.iter().all(|v| v.is_finite()));
+    // Random weights still give a non-degenerate distribution.
+    let (lo, hi) = reference.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    assert!(hi > lo, "constant logits");
+    // A decode step through the KV cache equals the last row of the whole prompt in one pass.
+    let last_row = &reference[(prompt.len() - 1) * 512..];
+    assert!(rel_err(&ref_step, last_row) < 1e-5, "decode step vs prefill: {}", rel_err(&ref_step, last_row));
+    // The same seed gives the same weights in every type: each type's logits are the F32 model's
+    // up to its rounding.
+    // Max error relative to the range, and the cosine to F32's logits (4-bit weights through two
+    // random layers move single logits a lot, not the whole vector).
+    for (dtype, tol, min_cos) in [
+        (DType::F16, 5e-3, 0.99999),
+        (DType::Q8_0, 4e-2, 0.999),
+        (DType::Q4_1, 0.5, 0.97),
+        (DType::Q4_0, 0.5, 0.97),
+    ] {
+        let (all, step) = run(dtype);
+        let (err, cos) = (rel_err(&all, &reference), cosine(&all, &reference));
+        eprintln!("{dtype:?}: logits within {err:.4} of F32's (relative to their range), cosine {cos:.6}");
+        assert!(err < tol && cos > min_cos, "{dtype:?}: {err} from F32's logits, cosine {cos}");
+        assert!(rel_err(&step, &all[(prompt.len() - 1) * 512..]) < 1e-4, "{dtype:?} decode step vs prefill");
     }
 }
 

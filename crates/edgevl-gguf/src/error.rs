@@ -228,6 +228,14 @@ pub enum GgufError {
         /// Bytes given.
         found: u64,
     },
+    /// Writing a streamed file failed.
+    #[error("writing {what} failed: {source}")]
+    Write {
+        /// What was being written (`the header`, `tensor 'x'`).
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// Formats an optional offset as " at offset N" (or nothing).

@@ -4,7 +4,8 @@
 //! shape, offset and size read from the file is checked with overflow-checked arithmetic against
 //! the bytes that remain *before* anything is allocated or sliced, so hostile files produce a
 //! [`GgufError`] naming the problem rather than a panic or a huge allocation.
-//! [`GgufWriter`] builds files the reader (and llama.cpp) accept.
+//! [`GgufWriter`] builds files the reader (and llama.cpp) accept; [`GgufStreamWriter`] writes one
+//! tensor at a time (a converter's output), to an [`AtomicFile`] renamed into place when complete.
 #![warn(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -15,6 +16,7 @@ mod file;
 mod ggml_type;
 mod metadata;
 mod reader;
+mod stream;
 mod tensor;
 mod value;
 mod value_reader;
@@ -25,6 +27,7 @@ pub use file::GgufFile;
 pub use ggml_type::GgmlType;
 pub use metadata::Metadata;
 pub use reader::{DEFAULT_ALIGNMENT, KEY_ALIGNMENT, MAX_ALIGNMENT};
+pub use stream::{AtomicFile, GgufStreamWriter, TensorSpec};
 pub use tensor::{tensor_n_bytes, trim_ones, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value};
 pub use value_reader::MAX_ARRAY_DEPTH;

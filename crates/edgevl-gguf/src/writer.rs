@@ -1,14 +1,13 @@
 //! `GgufWriter`: builds GGUF v3 files that the reader (and llama.cpp) accept.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::reader::{align_up, alignment_of};
 use crate::tensor::{tensor_n_bytes, MAX_DIMS};
 use crate::value_reader::MAX_ARRAY_DEPTH;
-use crate::{Array, GgmlType, GgufError, Metadata, Value};
+use crate::{Array, AtomicFile, GgmlType, GgufError, Metadata, Value};
 
 /// The GGUF version written.
 const VERSION: u32 = 3;
@@ -78,21 +77,12 @@ impl GgufWriter {
     pub fn write_to_path(&self, path: impl AsRef<Path>) -> Result<(), GgufError> {
         let path = path.as_ref();
         let alignment = self.validate()?;
-        let mut part = path.as_os_str().to_owned();
-        part.push(format!(".part-{}", std::process::id()));
-        let part = PathBuf::from(part);
         let written = (|| {
-            let mut w = BufWriter::new(File::create(&part)?);
-            self.encode(&mut w, alignment)?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            fs::rename(&part, path)
+            let mut f = AtomicFile::create(path)?;
+            self.encode(&mut f, alignment)?;
+            f.commit()
         })();
-        written.map_err(|source| {
-            // Best effort: the part file may not exist if creating it failed.
-            let _ = fs::remove_file(&part);
-            GgufError::Io { path: path.to_path_buf(), source }
-        })
+        written.map_err(|source| GgufError::Io { path: path.to_path_buf(), source })
     }
 
     /// The whole file as bytes.
@@ -106,47 +96,17 @@ impl GgufWriter {
 
     /// Checks what the reader would refuse; returns the alignment to use.
     fn validate(&self) -> Result<u64, GgufError> {
-        for (key, value) in self.metadata.iter() {
-            if let Value::Array(a) = value {
-                if depth(a) > MAX_ARRAY_DEPTH {
-                    return Err(GgufError::NestingTooDeep {
-                        what: format!("value of metadata key '{key}'"),
-                        offset: 0,
-                        limit: MAX_ARRAY_DEPTH,
-                    });
-                }
-            }
-        }
-        alignment_of(&self.metadata)
+        validate_metadata(&self.metadata)
     }
 
     /// Writes header, metadata, tensor infos and aligned tensor data.
     fn encode(&self, w: &mut impl Write, alignment: u64) -> io::Result<()> {
         let mut pos = Counter { inner: w, n: 0 };
-        pos.write_all(b"GGUF")?;
-        pos.write_all(&VERSION.to_le_bytes())?;
-        pos.write_all(&(self.tensors.len() as u64).to_le_bytes())?;
-        pos.write_all(&(self.metadata.len() as u64).to_le_bytes())?;
-        for (key, value) in self.metadata.iter() {
-            write_str(&mut pos, key)?;
-            pos.write_all(&(value.value_type() as u32).to_le_bytes())?;
-            write_value(&mut pos, value)?;
-        }
-        let mut offset = 0u64;
-        for t in &self.tensors {
-            write_str(&mut pos, &t.name)?;
-            pos.write_all(&(t.dims.len() as u32).to_le_bytes())?;
-            for d in &t.dims {
-                pos.write_all(&d.to_le_bytes())?;
-            }
-            pos.write_all(&t.ggml_type.id().to_le_bytes())?;
-            pos.write_all(&offset.to_le_bytes())?;
-            offset = offset
-                .checked_add(t.data.len() as u64)
-                .and_then(|end| align_up(end, alignment))
-                .ok_or_else(too_big)?;
-        }
-        pad_to(&mut pos, alignment)?;
+        let infos = self
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.ggml_type, t.dims.as_slice(), t.data.len() as u64));
+        write_header(&mut pos, &self.metadata, infos, alignment)?;
         for t in &self.tensors {
             pos.write_all(&t.data)?;
             pad_to(&mut pos, alignment)?;
@@ -155,10 +115,59 @@ impl GgufWriter {
     }
 }
 
+/// Checks metadata the reader would refuse; returns the alignment to use.
+pub(crate) fn validate_metadata(metadata: &Metadata) -> Result<u64, GgufError> {
+    for (key, value) in metadata.iter() {
+        if let Value::Array(a) = value {
+            if depth(a) > MAX_ARRAY_DEPTH {
+                return Err(GgufError::NestingTooDeep {
+                    what: format!("value of metadata key '{key}'"),
+                    offset: 0,
+                    limit: MAX_ARRAY_DEPTH,
+                });
+            }
+        }
+    }
+    alignment_of(metadata)
+}
+
+/// Writes the GGUF header, the metadata and the tensor infos (offsets packed at `alignment`, in the
+/// order given), then pads to `alignment`: the tensor data section starts at the returned position.
+pub(crate) fn write_header<'a, W: Write>(
+    pos: &mut Counter<'_, W>,
+    metadata: &Metadata,
+    tensors: impl ExactSizeIterator<Item = (&'a str, GgmlType, &'a [u64], u64)>,
+    alignment: u64,
+) -> io::Result<()> {
+    pos.write_all(b"GGUF")?;
+    pos.write_all(&VERSION.to_le_bytes())?;
+    pos.write_all(&(tensors.len() as u64).to_le_bytes())?;
+    pos.write_all(&(metadata.len() as u64).to_le_bytes())?;
+    for (key, value) in metadata.iter() {
+        write_str(pos, key)?;
+        pos.write_all(&(value.value_type() as u32).to_le_bytes())?;
+        write_value(pos, value)?;
+    }
+    let mut offset = 0u64;
+    for (name, ggml_type, dims, n_bytes) in tensors {
+        write_str(pos, name)?;
+        pos.write_all(&(dims.len() as u32).to_le_bytes())?;
+        for d in dims {
+            pos.write_all(&d.to_le_bytes())?;
+        }
+        pos.write_all(&ggml_type.id().to_le_bytes())?;
+        pos.write_all(&offset.to_le_bytes())?;
+        offset = offset.checked_add(n_bytes).and_then(|end| align_up(end, alignment)).ok_or_else(too_big)?;
+    }
+    pad_to(pos, alignment)
+}
+
 /// A writer that counts bytes written.
-struct Counter<'w, W: Write> {
-    inner: &'w mut W,
-    n: u64,
+pub(crate) struct Counter<'w, W: Write> {
+    /// The sink.
+    pub(crate) inner: &'w mut W,
+    /// Bytes written so far.
+    pub(crate) n: u64,
 }
 
 impl<W: Write> Write for Counter<'_, W> {
@@ -173,14 +182,14 @@ impl<W: Write> Write for Counter<'_, W> {
 }
 
 /// Zero-pads to the next multiple of `alignment`.
-fn pad_to<W: Write>(w: &mut Counter<'_, W>, alignment: u64) -> io::Result<()> {
+pub(crate) fn pad_to<W: Write>(w: &mut Counter<'_, W>, alignment: u64) -> io::Result<()> {
     let target = align_up(w.n, alignment).ok_or_else(too_big)?;
     let pad = usize::try_from(target - w.n).map_err(|_| too_big())?;
     w.write_all(&vec![0u8; pad])
 }
 
 /// The error for sizes beyond `u64`.
-fn too_big() -> io::Error {
+pub(crate) fn too_big() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "GGUF file size overflows u64")
 }
 

@@ -57,3 +57,21 @@ fn quantize_ref_matches_gguf_package_bit_exactly() {
         }
     }
 }
+
+#[test]
+fn q5_0_quantize_ref_matches_gguf_package_bit_exactly() {
+    use edgevl_kernels::formats::{blocks_as_bytes, q5_0};
+    let x = f32s(&fixture("quant_input.f32"));
+    let want = fixture("q5_0.quant");
+    let got = q5_0::quantize_ref(&x);
+    let got = blocks_as_bytes(&got);
+    assert_eq!(got.len(), want.len());
+    for (b, (g, w)) in got.chunks(22).zip(want.chunks(22)).enumerate() {
+        assert_eq!(g, w, "q5_0 block {b} differs from gguf's quantize");
+    }
+    let mut back = vec![0.0f32; x.len()];
+    q5_0::dequantize(edgevl_kernels::formats::as_blocks(&want), &mut back);
+    for (a, b) in x.iter().zip(&back) {
+        assert!((a - b).abs() <= x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 16.0);
+    }
+}

@@ -152,3 +152,29 @@ fn f16_cache_stays_close_to_transformers() {
         assert!(max_err < 2e-2, "prompt {ci}: max abs error {max_err} with an f16 cache");
     }
 }
+
+/// InternVL2.5-2B's decoder is InternLM2, which edgevl does not run: a file of that architecture
+/// (the tiny Qwen2 relabelled) is refused with a message naming it and what is supported.
+#[test]
+fn an_internlm2_decoder_is_refused_by_name() {
+    let src = GgufFile::open(edgevl_testdata::fixture("tiny-qwen2/model.gguf")).unwrap();
+    let mut w = edgevl_gguf::GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        let k = k.replacen("qwen2.", "internlm2.", 1);
+        let v = if k == edgevl_arch::general::ARCHITECTURE {
+            edgevl_gguf::Value::Str("internlm2".into())
+        } else {
+            v.clone()
+        };
+        w.add_kv(&k, v);
+    }
+    for t in src.tensors() {
+        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, src.tensor_data(t).to_vec()).unwrap();
+    }
+    let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+    let e = Decoder::load(Arc::new(file), &edgevl_testdata::kernels())
+        .err()
+        .expect("internlm2 refused")
+        .to_string();
+    assert_eq!(e, "unsupported architecture 'internlm2' (supported: llama, qwen2)");
+}

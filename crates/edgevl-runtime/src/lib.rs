@@ -44,6 +44,9 @@ mod session;
 mod stats;
 mod system;
 
+pub use edgevl_arch::family::VisionFamily;
+pub use edgevl_model::KvType;
+pub use edgevl_tokenizer::ChatMessage;
 pub use error::RuntimeError;
 pub use image::{
     ImageConfig, ImageEncoderHandle, ImageInfo, ImageTiling, PendingImage, PreparedImage, TileBudget,

@@ -181,14 +181,16 @@ fn pipelined_and_on_demand_encoding_give_the_same_rows() {
 #[test]
 fn marker_count_mismatch_is_refused_and_loses_nothing() {
     let mut s = session(ImageConfig::default());
-    s.add_image(wide_image()).unwrap();
+    let info = s.add_image(wide_image()).unwrap();
     let e = s.ask(&format!("{MEDIA_MARKER} and {MEDIA_MARKER}?"), 2, &mut greedy(), |_| true).unwrap_err();
     assert!(matches!(e, RuntimeError::BadInput(_)), "{e}");
     assert!(e.to_string().contains("2 <__media__> marker(s) but 1 image(s)"), "{e}");
     assert!(s.messages().is_empty());
     assert_eq!(s.stats().pending_images, 1);
     let stats = s.ask("One image then.", 2, &mut greedy(), |_| true).unwrap();
-    assert!(stats.image_tokens > 0);
+    // The image kept its place: every view's embeddings, nothing more.
+    assert_eq!(stats.image_tokens, info.n_tokens);
+    assert_eq!(info.n_tokens, info.plan.views() as usize * 196);
 }
 
 #[test]

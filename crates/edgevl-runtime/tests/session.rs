@@ -240,3 +240,35 @@ fn cancel_flag_and_callback_stop_the_answer() {
     assert_eq!(s.stats().turns, 2);
     assert_eq!(s.messages().len(), 4, "cancelled replies stay in the conversation");
 }
+
+#[test]
+fn a_stepped_turn_equals_ask_and_a_refused_one_is_taken_back() {
+    let model = tiny();
+    let mut asked = load(&model, 16, 256);
+    let mut reply = String::new();
+    let want = asked
+        .ask("Hello there!", 12, &mut greedy(), |p| {
+            reply.push_str(p);
+            true
+        })
+        .expect("ask");
+
+    let mut s = load(&model, 16, 256);
+    let mut sampler = greedy();
+    let mut g = s.start_turn("Hello there!", 12, &mut sampler).expect("start_turn");
+    let mut pieces = String::new();
+    while g.finish().is_none() {
+        pieces.push_str(&s.step(&mut g, &mut sampler).expect("step"));
+    }
+    let (text, stats) = s.end_reply(g);
+    s.add_text("assistant", &text);
+    assert_eq!((&pieces, &text), (&reply, &reply));
+    assert_eq!((stats.generated_tokens, stats.finish), (want.generated_tokens, want.finish));
+    assert_eq!(s.messages(), asked.messages());
+    assert_eq!(s.cells(), asked.cells());
+
+    let n_past = s.n_past();
+    let err = s.start_turn(&TEXT.repeat(4), 4, &mut sampler).map(|_| ()).expect_err("past the context");
+    assert!(matches!(err, RuntimeError::ContextFull { .. }), "{err:?}");
+    assert_eq!((s.messages().len(), s.n_past()), (2, n_past), "the refused message is taken back");
+}

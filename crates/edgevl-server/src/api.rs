@@ -2,6 +2,9 @@
 //! refuse what it does not do, with a message naming the field.
 
 use crate::error::ApiError;
+use crate::images::{budget, parse_url, ImageLimits, ImageSource};
+use edgevl_runtime::{SamplerConfig, TileBudget, MEDIA_MARKER};
+use edgevl_tokenizer::ChatMessage;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -260,4 +263,147 @@ impl ChatRequest {
             })
             .collect()
     }
+}
+
+/// A chat request read into what the engine takes: everything the server does with a request
+/// before its images are decoded and it is queued (no model needed but its vocabulary size).
+#[derive(Debug)]
+pub struct ChatInput {
+    /// The messages as the runtime takes them (image parts replaced by [`MEDIA_MARKER`]).
+    pub messages: Vec<ChatMessage>,
+    /// The image parts, in order, not yet decoded.
+    pub images: Vec<ImageRef>,
+    /// Sampling settings (the request's or `edgevl run`'s defaults).
+    pub sampler: SamplerConfig,
+    /// Stop strings (empty ones dropped).
+    pub stop: Vec<String>,
+    /// Most tokens to generate.
+    pub max_tokens: Option<usize>,
+    /// Answer with server-sent events.
+    pub stream: bool,
+    /// Add a last chunk with the usage (streaming).
+    pub include_usage: bool,
+    /// Never stop at an end-of-generation token.
+    pub ignore_eos: bool,
+}
+
+/// An image part of a message, not yet decoded.
+#[derive(Debug)]
+pub struct ImageRef {
+    /// Names the part in errors: `messages[1].content[0]`.
+    pub part: String,
+    /// Its URL.
+    pub url: String,
+    /// Its tile budget.
+    pub budget: TileBudget,
+}
+
+impl ImageRef {
+    /// Where the part's bytes are ([`parse_url`]).
+    pub fn source(&self) -> Result<ImageSource, ApiError> {
+        parse_url(&self.url, &self.part)
+    }
+}
+
+impl ChatRequest {
+    /// Reads a checked request ([`ChatRequest::check_supported`]) for a model of `n_vocab`
+    /// tokens, with or without a vision encoder: roles, texts and image parts (at most
+    /// `limits.max_images`), the sampler, stop strings and token budget; image parts without a
+    /// vision encoder are refused.
+    pub fn into_input(
+        self,
+        n_vocab: usize,
+        vision: bool,
+        limits: &ImageLimits,
+    ) -> Result<ChatInput, ApiError> {
+        let sampler = SamplerConfig {
+            temp: self.temperature.unwrap_or(0.8),
+            top_p: self.top_p.unwrap_or(0.95),
+            top_k: self.top_k.unwrap_or(40),
+            min_p: self.min_p.unwrap_or(0.05),
+            seed: self.seed.unwrap_or(SamplerConfig::default().seed),
+            logit_bias: self.logit_bias(n_vocab)?,
+            ..SamplerConfig::default()
+        };
+        let stop = self.stop_strings();
+        let max_tokens =
+            self.max_tokens.or(self.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let (stream, include_usage, ignore_eos) =
+            (self.stream, self.stream_options.as_ref().is_some_and(|o| o.include_usage), self.ignore_eos);
+        let (messages, images) = flatten(self.messages, vision, limits)?;
+        if !images.is_empty() && !vision {
+            return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));
+        }
+        Ok(ChatInput { messages, images, sampler, stop, max_tokens, stream, include_usage, ignore_eos })
+    }
+}
+
+/// The messages as the runtime takes them (images replaced by markers) and the image parts.
+fn flatten(
+    messages: Vec<Message>,
+    vision: bool,
+    limits: &ImageLimits,
+) -> Result<(Vec<ChatMessage>, Vec<ImageRef>), ApiError> {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut refs = Vec::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].role {other:?} is not supported (system, developer, user or assistant)"
+                )))
+            }
+        };
+        let check = |text: &str, at: String| {
+            if vision && text.contains(MEDIA_MARKER) {
+                Err(ApiError::bad_request(format!(
+                    "{at}: the text may not contain the image marker {MEDIA_MARKER}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let mut text = String::new();
+        match m.content {
+            None => {}
+            Some(Content::Text(t)) => {
+                check(&t, format!("messages[{i}].content"))?;
+                text = t;
+            }
+            Some(Content::Parts(parts)) => {
+                let mut last_was_text = false;
+                for (j, p) in parts.into_iter().enumerate() {
+                    match p {
+                        Part::Text { text: t } => {
+                            check(&t, format!("messages[{i}].content[{j}]"))?;
+                            if last_was_text {
+                                text.push('\n');
+                            }
+                            text.push_str(&t);
+                            last_was_text = true;
+                        }
+                        Part::ImageUrl { image_url } => {
+                            let part = format!("messages[{i}].content[{j}]");
+                            let (url, detail, max_tiles) = image_url.parts();
+                            let budget = budget(detail, max_tiles, &part)?;
+                            refs.push(ImageRef { part, url: url.to_string(), budget });
+                            if refs.len() > limits.max_images {
+                                return Err(ApiError::bad_request_code(
+                                    "too_many_images",
+                                    format!("more than {} images in one request", limits.max_images),
+                                ));
+                            }
+                            text.push_str(MEDIA_MARKER);
+                            last_was_text = false;
+                        }
+                    }
+                }
+            }
+        }
+        out.push(ChatMessage::new(role, text));
+    }
+    Ok((out, refs))
 }

@@ -2,31 +2,20 @@
 //! images at a time), queue it for the engine, then answer with one JSON or a stream of
 //! server-sent events ending `data: [DONE]`.
 
-use crate::api::{parse_json, ChatRequest, Content, Message, Part};
+use crate::api::{parse_json, ChatInput, ChatRequest, ImageRef};
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
-use crate::images::{budget, decode, parse_url, ImageLimits, ImageSource, Uploads};
+use crate::images::{decode_counted, ImageLimits, ImageSource, Uploads};
 use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use edgevl_runtime::{ImageEncoderHandle, PendingImage, SamplerConfig, TileBudget, TurnStats, MEDIA_MARKER};
-use edgevl_tokenizer::ChatMessage;
+use edgevl_runtime::{ImageEncoderHandle, PendingImage, TurnStats};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-/// An image part of a message, not yet decoded.
-pub struct ImageRef {
-    /// Names the part in errors: `messages[1].content[0]`.
-    pub part: String,
-    /// Its URL.
-    pub url: String,
-    /// Its tile budget.
-    pub budget: TileBudget,
-}
 
 /// Sets the request's cancel flag when dropped before being disarmed: a client that goes away
 /// (its response dropped) stops its prefill and generation.
@@ -53,24 +42,8 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     req.check_supported()?;
     let ready = st.ready()?;
     let (vision, n_vocab, model) = (ready.vision.clone(), ready.n_vocab, ready.model_id.clone());
-    let sampler = SamplerConfig {
-        temp: req.temperature.unwrap_or(0.8),
-        top_p: req.top_p.unwrap_or(0.95),
-        top_k: req.top_k.unwrap_or(40),
-        min_p: req.min_p.unwrap_or(0.05),
-        seed: req.seed.unwrap_or(SamplerConfig::default().seed),
-        logit_bias: req.logit_bias(n_vocab)?,
-        ..SamplerConfig::default()
-    };
-    let stop = req.stop_strings();
-    let max_tokens =
-        req.max_tokens.or(req.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let (stream, include_usage, ignore_eos) =
-        (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage), req.ignore_eos);
-    let (messages, refs) = flatten(req.messages, vision.is_some(), &st.limits)?;
-    if !refs.is_empty() && vision.is_none() {
-        return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));
-    }
+    let ChatInput { messages, images: refs, sampler, stop, max_tokens, stream, include_usage, ignore_eos } =
+        req.into_input(n_vocab, vision.is_some(), &st.limits)?;
     let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
     let images = match vision {
         Some(v) if !refs.is_empty() => prepare_images(&st, v, refs).await?,
@@ -103,76 +76,6 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     }
 }
 
-/// The messages as the runtime takes them (images replaced by markers) and the image parts.
-fn flatten(
-    messages: Vec<Message>,
-    vision: bool,
-    limits: &ImageLimits,
-) -> Result<(Vec<ChatMessage>, Vec<ImageRef>), ApiError> {
-    let mut out = Vec::with_capacity(messages.len());
-    let mut refs = Vec::new();
-    for (i, m) in messages.into_iter().enumerate() {
-        let role = match m.role.as_str() {
-            "system" | "developer" => "system",
-            "user" => "user",
-            "assistant" => "assistant",
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "messages[{i}].role {other:?} is not supported (system, developer, user or assistant)"
-                )))
-            }
-        };
-        let check = |text: &str, at: String| {
-            if vision && text.contains(MEDIA_MARKER) {
-                Err(ApiError::bad_request(format!(
-                    "{at}: the text may not contain the image marker {MEDIA_MARKER}"
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        let mut text = String::new();
-        match m.content {
-            None => {}
-            Some(Content::Text(t)) => {
-                check(&t, format!("messages[{i}].content"))?;
-                text = t;
-            }
-            Some(Content::Parts(parts)) => {
-                let mut last_was_text = false;
-                for (j, p) in parts.into_iter().enumerate() {
-                    match p {
-                        Part::Text { text: t } => {
-                            check(&t, format!("messages[{i}].content[{j}]"))?;
-                            if last_was_text {
-                                text.push('\n');
-                            }
-                            text.push_str(&t);
-                            last_was_text = true;
-                        }
-                        Part::ImageUrl { image_url } => {
-                            let part = format!("messages[{i}].content[{j}]");
-                            let (url, detail, max_tiles) = image_url.parts();
-                            let budget = budget(detail, max_tiles, &part)?;
-                            refs.push(ImageRef { part, url: url.to_string(), budget });
-                            if refs.len() > limits.max_images {
-                                return Err(ApiError::bad_request_code(
-                                    "too_many_images",
-                                    format!("more than {} images in one request", limits.max_images),
-                                ));
-                            }
-                            text.push_str(MEDIA_MARKER);
-                            last_was_text = false;
-                        }
-                    }
-                }
-            }
-        }
-        out.push(ChatMessage::new(role, text));
-    }
-    Ok((out, refs))
-}
-
 /// Decodes the request's images, then starts their encoding and waits for it, holding the
 /// image gate throughout (on a blocking thread: a client that leaves does not free the gate
 /// early). Every part is decoded before any is encoded, so a bad part costs no ViT time.
@@ -186,8 +89,11 @@ async fn prepare_images(
     let (uploads, limits) = (st.uploads.clone(), st.limits);
     tokio::task::spawn_blocking(move || {
         let _gate = gate;
-        let decoded =
-            refs.into_iter().map(|r| resolve(&uploads, &limits, r)).collect::<Result<Vec<_>, _>>()?;
+        let mut pixels = 0;
+        let decoded = refs
+            .into_iter()
+            .map(|r| resolve(&uploads, &limits, r, &mut pixels))
+            .collect::<Result<Vec<_>, _>>()?;
         let pending = decoded
             .into_iter()
             .map(|(r, image)| match image {
@@ -218,10 +124,16 @@ enum Resolved {
     Uploaded(edgevl_runtime::ImageInfo, String),
 }
 
-/// Decodes one image part, or finds its upload id.
-fn resolve(uploads: &Uploads, limits: &ImageLimits, r: ImageRef) -> Result<(ImageRef, Resolved), ApiError> {
-    let resolved = match parse_url(&r.url, &r.part)? {
-        ImageSource::Inline(bytes) => Resolved::Pixels(decode(&bytes, &r.part, limits)?),
+/// Decodes one image part (the request's parts so far having declared `pixels`), or finds its
+/// upload id.
+fn resolve(
+    uploads: &Uploads,
+    limits: &ImageLimits,
+    r: ImageRef,
+    pixels: &mut u64,
+) -> Result<(ImageRef, Resolved), ApiError> {
+    let resolved = match r.source()? {
+        ImageSource::Inline(bytes) => Resolved::Pixels(decode_counted(&bytes, &r.part, limits, pixels)?),
         ImageSource::Uploaded(id) => {
             let info = uploads.get(&id).ok_or_else(|| {
                 ApiError::bad_request_code(

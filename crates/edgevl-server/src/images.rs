@@ -24,11 +24,15 @@ pub struct ImageLimits {
     pub max_side: u32,
     /// Most images in one request (default 8).
     pub max_images: usize,
+    /// Most pixels of one request's images together, as their headers declare them (default
+    /// 128 MP): a request's images are all decoded before any is encoded, so this bounds the
+    /// decoded pixels one request holds (384 MiB of RGB).
+    pub max_request_pixels: u64,
 }
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        ImageLimits { max_pixels: 64 << 20, max_side: 16384, max_images: 8 }
+        ImageLimits { max_pixels: 64 << 20, max_side: 16384, max_images: 8, max_request_pixels: 128 << 20 }
     }
 }
 
@@ -84,15 +88,19 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
     Ok(ImageSource::Inline(bytes))
 }
 
-/// Decodes an image file checked against `limits`: the size is read from the header and
-/// refused before any pixel is decoded (a decompression bomb costs nothing).
-pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
+/// The width and height an image file's header declares (nothing is decoded).
+pub fn dimensions(bytes: &[u8], part: &str) -> Result<(u32, u32), ApiError> {
     let bad = |what: String| ApiError::bad_request_code("invalid_image", format!("{part}: {what}"));
-    let (width, height) = image::ImageReader::new(Cursor::new(bytes))
+    image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(format!("cannot read the image ({e})")))?
         .into_dimensions()
-        .map_err(|e| bad(format!("the image does not decode ({e})")))?;
+        .map_err(|e| bad(format!("the image does not decode ({e})")))
+}
+
+/// Refuses an image whose header declares more than `limits` allow one image.
+fn check_size(width: u32, height: u32, part: &str, limits: &ImageLimits) -> Result<(), ApiError> {
+    let bad = |what: String| ApiError::bad_request_code("invalid_image", format!("{part}: {what}"));
     if width > limits.max_side || height > limits.max_side {
         return Err(bad(format!(
             "the image is {width}x{height}, over the limit of {} pixels a side",
@@ -106,8 +114,42 @@ pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage
             limits.max_pixels
         )));
     }
+    Ok(())
+}
+
+/// Decodes an image file checked against `limits`: the size is read from the header and
+/// refused before any pixel is decoded (a decompression bomb costs nothing).
+pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
+    let (width, height) = dimensions(bytes, part)?;
+    check_size(width, height, part, limits)?;
     let load = LoadLimits { max_file_bytes: bytes.len() as u64, max_pixels: limits.max_pixels };
-    decode_image(bytes, Path::new(part), &load).map_err(|e| bad(format!("the image does not decode ({e})")))
+    decode_image(bytes, Path::new(part), &load).map_err(|e| {
+        ApiError::bad_request_code("invalid_image", format!("{part}: the image does not decode ({e})"))
+    })
+}
+
+/// [`decode`] for one of a request's images, which have declared `total` pixels so far: the
+/// image's header adds its pixels (once it passes the limits of one image), and a total past
+/// `limits.max_request_pixels` is refused before this image is decoded.
+pub fn decode_counted(
+    bytes: &[u8],
+    part: &str,
+    limits: &ImageLimits,
+    total: &mut u64,
+) -> Result<RgbImage, ApiError> {
+    let (w, h) = dimensions(bytes, part)?;
+    check_size(w, h, part, limits)?;
+    *total = total.saturating_add(u64::from(w) * u64::from(h));
+    if *total > limits.max_request_pixels {
+        return Err(ApiError::bad_request_code(
+            "too_many_pixels",
+            format!(
+                "{part}: the request's images declare {total} pixels together, over the limit of {}",
+                limits.max_request_pixels
+            ),
+        ));
+    }
+    decode(bytes, part, limits)
 }
 
 /// The tile budget of `detail` (`low` = the global view alone, `high` and `auto` = the

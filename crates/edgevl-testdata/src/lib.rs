@@ -52,3 +52,15 @@ pub fn smollm2_path() -> PathBuf {
     );
     path
 }
+
+/// SmolLM2-135M-Instruct as a Hugging Face directory (F32 safetensors, tokenizer files), built from
+/// its GGUF by `scripts/make-smollm2-hf.sh`; panics (failing the test) with that command when absent.
+pub fn smollm2_hf_dir() -> PathBuf {
+    let dir = cache_dir().join("smollm2-hf-v1/SmolLM2-135M-Instruct");
+    assert!(
+        dir.join("config.json").is_file(),
+        "test checkpoint missing: {} — run scripts/make-smollm2-hf.sh (or scripts/test.sh, which builds it)",
+        dir.display()
+    );
+    dir
+}

@@ -2,10 +2,12 @@
 //! transformers' `apply_chat_template`.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edgevl_gguf::Metadata;
-use minijinja::{Environment, Error, ErrorKind, Value};
+use minijinja::value::{Rest, ValueKind};
+use minijinja::{filters, Environment, Error, ErrorKind, State, Value};
 
 use crate::config::{keys, TokenizerConfig};
 use crate::{Tokenizer, TokenizerError};
@@ -33,12 +35,34 @@ impl ChatMessage {
 /// and Python string / dict / list methods (`strip`, `startswith`, `split`, `items`, ...)
 /// through minijinja-contrib's pycompat layer. Not supported: tools / documents, and
 /// transformers' non-HTML-escaping `tojson`.
+///
+/// The template comes from the model file, so rendering is bounded: at most
+/// [`TEMPLATE_FUEL_BASE`] + [`TEMPLATE_FUEL_PER_MESSAGE`] per message template instructions
+/// (minijinja's fuel: endless or huge loops stop with an error), an output of at most
+/// [`TEMPLATE_OUTPUT_BASE`] bytes plus [`TEMPLATE_OUTPUT_FACTOR`] times the conversation's
+/// bytes, and no padding wider than [`MAX_TEMPLATE_PAD`] (`indent`, `format`, `str.format`).
+/// minijinja itself refuses `range` over 100,000 items and strings repeated past 100 MB; a
+/// template can still grow a string by concatenating it with itself in a loop (minijinja has no
+/// memory limit), so a template is as trusted as the rest of the model file (the server never
+/// takes one from a request).
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
 }
+
+/// Template instructions a render may run, plus [`TEMPLATE_FUEL_PER_MESSAGE`] a message.
+pub const TEMPLATE_FUEL_BASE: u64 = 1_000_000;
+/// Template instructions a render may run per message of the conversation.
+pub const TEMPLATE_FUEL_PER_MESSAGE: u64 = 10_000;
+/// Bytes a render may write, plus [`TEMPLATE_OUTPUT_FACTOR`] times the conversation's bytes.
+pub const TEMPLATE_OUTPUT_BASE: usize = 1 << 20;
+/// How many times the conversation's bytes (roles and contents) a render may write beyond
+/// [`TEMPLATE_OUTPUT_BASE`].
+pub const TEMPLATE_OUTPUT_FACTOR: usize = 8;
+/// Widest padding a template may ask for (`indent` width, a `format` field width or precision).
+pub const MAX_TEMPLATE_PAD: u64 = 1024;
 
 /// The ChatML format (`<|im_start|>role\ncontent<|im_end|>\n`).
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -99,7 +123,25 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(|state, value, method, args| {
+            if method == "format" && value.kind() == ValueKind::String {
+                check_padding(value.as_str().unwrap_or(""), args)?;
+            }
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        });
+        // The builtins that pad by a number the template gives, with that number bounded.
+        let builtins = [
+            ("indent", Value::from_function(filters::indent)),
+            ("format", Value::from_function(filters::format)),
+        ];
+        for (name, builtin) in builtins {
+            env.add_filter(name, move |state: &State, args: Rest<Value>| {
+                let fmt =
+                    if name == "format" { args.first().and_then(Value::as_str).unwrap_or("") } else { "" };
+                check_padding(fmt, args.get(1..).unwrap_or(&[]))?;
+                builtin.call(state, &args)
+            });
+        }
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -127,6 +169,7 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         form: ContentForm<'_>,
     ) -> Result<String, TokenizerError> {
+        let conversation_bytes: usize = messages.iter().map(|m| m.role.len() + m.content.len()).sum();
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -142,7 +185,19 @@ impl ChatTemplate {
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
         };
-        Ok(self.environment().render_str(&self.source, ctx)?)
+        let n = messages.len() as u64;
+        let mut env = self.environment();
+        env.set_fuel(Some(TEMPLATE_FUEL_BASE.saturating_add(TEMPLATE_FUEL_PER_MESSAGE.saturating_mul(n))));
+        let template = env.template_from_str(&self.source)?;
+        let limit =
+            TEMPLATE_OUTPUT_BASE.saturating_add(TEMPLATE_OUTPUT_FACTOR.saturating_mul(conversation_bytes));
+        let mut out = Bounded { buf: Vec::new(), limit };
+        let rendered = template.render_captured_to(ctx, &mut out).map(drop);
+        match rendered {
+            Ok(_) => Ok(String::from_utf8_lossy(&out.buf).into_owned()),
+            Err(_) if out.buf.len() >= limit => Err(TokenizerError::TemplateOutputTooLarge { limit }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the template renders content parts (`{"type": "image"}`) as vision models'
@@ -156,6 +211,78 @@ impl ChatTemplate {
         self.render_content(&msg, true, ContentForm::Parts { image_marker: MARKER })
             .is_ok_and(|out| out.contains(image_text) && out.contains(PROBE))
     }
+}
+
+/// A writer that refuses to grow past `limit` bytes (it keeps exactly `limit` then).
+struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.limit - self.buf.len();
+        if data.len() > room {
+            self.buf.extend_from_slice(&data[..room]);
+            return Err(io::Error::other("the rendered prompt is too long"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses a padding wider than [`MAX_TEMPLATE_PAD`]: a number among `args` (or in their
+/// keyword arguments), or a width or precision written in the format string `fmt` (`%10.3f`,
+/// `{:>10}`).
+fn check_padding(fmt: &str, args: &[Value]) -> Result<(), Error> {
+    fn too_wide(v: &Value) -> bool {
+        match v.kind() {
+            ValueKind::Number => {
+                i64::try_from(v.clone()).map_or(true, |n| n.unsigned_abs() > MAX_TEMPLATE_PAD)
+            }
+            ValueKind::Map => v.try_iter().is_ok_and(|mut keys| {
+                keys.any(|k| {
+                    v.get_item(&k).is_ok_and(|item| item.kind() == ValueKind::Number && too_wide(&item))
+                })
+            }),
+            _ => false,
+        }
+    }
+    let spec_widths = format_spec_numbers(fmt);
+    if args.iter().any(too_wide) || spec_widths.into_iter().any(|n| n > MAX_TEMPLATE_PAD) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("padding wider than {MAX_TEMPLATE_PAD} is refused"),
+        ));
+    }
+    Ok(())
+}
+
+/// The numbers written in the conversion specs of a format string: after `%` up to the
+/// conversion letter, and inside `{...}` (saturating at `u64::MAX`).
+fn format_spec_numbers(fmt: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut in_spec = false;
+    let mut num: Option<u64> = None;
+    for c in fmt.chars() {
+        if let Some(d) = c.to_digit(10).filter(|_| in_spec) {
+            num = Some(num.unwrap_or(0).saturating_mul(10).saturating_add(u64::from(d)));
+            continue;
+        }
+        out.extend(num.take());
+        match c {
+            '%' | '{' => in_spec = true,
+            '}' => in_spec = false,
+            c if in_spec && c.is_ascii_alphabetic() && c != 'l' && c != 'h' => in_spec = false,
+            _ => {}
+        }
+    }
+    out.extend(num);
+    out
 }
 
 /// How message contents are handed to a chat template.

@@ -39,8 +39,8 @@ pub enum TokenizerError {
     /// The vocabulary has no tokens.
     #[error("`tokenizer.ggml.tokens` is empty")]
     EmptyVocabulary,
-    /// The vocabulary is larger than token ids can address.
-    #[error("`tokenizer.ggml.tokens` has {n} entries, more than token ids (u32) can address")]
+    /// The vocabulary is larger than [`crate::MAX_VOCAB`].
+    #[error("`tokenizer.ggml.tokens` has {n} entries, over the limit of {} (MAX_VOCAB)", crate::MAX_VOCAB)]
     VocabularyTooLarge {
         /// The number of tokens.
         n: usize,
@@ -68,4 +68,10 @@ pub enum TokenizerError {
     /// A chat template failed to parse or render.
     #[error("chat template (`tokenizer.chat_template`): {0:#}")]
     Template(#[from] minijinja::Error),
+    /// The chat template's output passed its limit ([`crate::ChatTemplate`] documents it).
+    #[error("chat template (`tokenizer.chat_template`): the rendered prompt passed {limit} bytes")]
+    TemplateOutputTooLarge {
+        /// The limit for this conversation, in bytes.
+        limit: usize,
+    },
 }

@@ -57,7 +57,15 @@ mod tokenizer;
 mod unicode;
 mod vocab;
 
-pub use chat::{ChatMessage, ChatTemplate, ContentForm};
+pub use chat::{
+    ChatMessage, ChatTemplate, ContentForm, MAX_TEMPLATE_PAD, TEMPLATE_FUEL_BASE, TEMPLATE_FUEL_PER_MESSAGE,
+    TEMPLATE_OUTPUT_BASE, TEMPLATE_OUTPUT_FACTOR,
+};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
+
+/// Most tokens a vocabulary may have (2^22; published models have at most 262,144). Each token
+/// costs the tokenizer a few of its own allocations whatever its length in the file (an empty
+/// token is renamed `[EMPTY_i]`), so the count is bounded before anything is built.
+pub const MAX_VOCAB: usize = 1 << 22;
 pub use tokenizer::Tokenizer;

@@ -206,7 +206,7 @@ impl Vocab {
         if n == 0 {
             return Err(TokenizerError::EmptyVocabulary);
         }
-        if u32::try_from(n).is_err() {
+        if n > crate::MAX_VOCAB {
             return Err(TokenizerError::VocabularyTooLarge { n });
         }
         let check_len = |key: &'static str, found: usize| {
@@ -228,7 +228,7 @@ impl Vocab {
         for (i, text) in cfg.tokens.iter().enumerate() {
             // llama.cpp renames empty tokens so that they can never match.
             let text = if text.is_empty() { format!("[EMPTY_{i}]") } else { text.clone() };
-            let id = i as u32; // fits: n <= u32::MAX checked above
+            let id = i as u32; // fits: n <= MAX_VOCAB checked above
             token_to_id.insert(text.clone(), id);
             tokens.push(TokenData {
                 text,

@@ -135,3 +135,45 @@ fn content_parts_render_as_vision_templates_expect() {
     // A text model's template prints the part list as a value: no image text appears.
     assert!(!ChatTemplate::chatml().renders_image_parts("<IMG_CONTEXT>"));
 }
+
+/// Renders `source` over one short user message.
+fn render_hostile(source: &str) -> Result<String, edgevl_tokenizer::TokenizerError> {
+    let t = ChatTemplate::new(source, "<s>", "</s>").expect("the template parses");
+    t.render(&[ChatMessage::new("user", "Hi")], true)
+}
+
+/// Hostile templates (a model file's) end with an error naming the limit, quickly and without a
+/// large allocation: endless loops run out of fuel, huge outputs stop at the output limit, and
+/// padding wider than MAX_TEMPLATE_PAD is refused (they would ask for terabytes).
+#[test]
+fn hostile_templates_end_with_a_clear_error() {
+    let cases = [
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "fuel"),
+        ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "passed"),
+        ("{{ 'a\nb' | indent(1000000000000) }}", "padding wider than 1024"),
+        ("{{ 'a\nb' | indent(width=1000000000000) }}", "padding wider than 1024"),
+        ("{{ '%1000000000000d' | format(1) }}", "padding wider than 1024"),
+        ("{{ '%.1000000000000f' | format(1.5) }}", "padding wider than 1024"),
+        ("{{ '{:>1000000000000}'.format(1) }}", "padding wider than 1024"),
+        ("{{ 'x' * 1000000000000 }}", "too large"),
+        ("{% for i in range(1000000000000) %}{% endfor %}", "too many elements"),
+    ];
+    for (source, needle) in cases {
+        let e = render_hostile(source).expect_err(source).to_string();
+        assert!(e.contains(needle), "{source}: {e}");
+    }
+}
+
+/// The limits leave real templates alone: padding within the limit, long conversations.
+#[test]
+fn template_limits_leave_ordinary_renders_alone() {
+    let out = render_hostile("{{ 'a\nb' | indent(4) }}|{{ '%05d' | format(42) }}|{{ '{:>3}'.format(7) }}")
+        .expect("renders");
+    assert_eq!(out, "a\n    b|00042|  7");
+    // 2,000 messages of 1 KB through ChatML: 2 MB out, within fuel and output limits.
+    let msgs: Vec<ChatMessage> =
+        (0..2000).map(|i| ChatMessage::new("user", format!("{i:04}{}", "x".repeat(1020)))).collect();
+    let out = ChatTemplate::chatml().render(&msgs, true).expect("a long conversation renders");
+    assert_eq!(out.matches("<|im_start|>user\n").count(), 2000);
+    assert!(out.ends_with("<|im_start|>assistant\n"));
+}

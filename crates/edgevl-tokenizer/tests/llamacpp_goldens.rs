@@ -224,3 +224,20 @@ fn add_bos_and_add_eos_from_metadata_match_llama_tokenize() {
     let golden = repo().join("tests/fixtures/tokenizer/smollm2-pre-smollm-bos-eos.json");
     check_tokenizer(&tok, &golden, 24, true);
 }
+
+/// Found by fuzzing (`fuzz/regressions/tokenizer/spm-escaped-space-in-text`): SentencePiece
+/// writes spaces as U+2581, so a U+2581 already in the text is a space once decoded — as
+/// llama.cpp's `llama_unescape_whitespace` does — while byte-level BPE gives the text back.
+#[test]
+fn spm_decodes_the_space_marker_in_text_as_a_space() {
+    let open = |rel: &str| {
+        let f = GgufFile::open(repo().join(rel)).expect("fixture");
+        Tokenizer::from_gguf(f.metadata()).expect("tokenizer")
+    };
+    let text = "a\u{2581}b \u{2211}\u{2581},";
+    let spm = open("tests/fixtures/tiny-llama-spm/model.gguf");
+    let decoded = spm.decode(&spm.encode(text, false, false));
+    assert_eq!(decoded.strip_prefix(' ').unwrap_or(&decoded), "a b \u{2211} ,");
+    let bpe = open("tests/fixtures/tiny-qwen2/model.gguf");
+    assert_eq!(bpe.decode(&bpe.encode(text, false, false)), text);
+}

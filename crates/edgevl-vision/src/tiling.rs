@@ -525,7 +525,10 @@ pub fn plan_internvl(image: Size, params: &TilingParams) -> Result<Plan, VisionE
 fn idefics3_longest_edge(image: Size, longest: u32) -> Size {
     let (w, h) = (f64::from(image.width), f64::from(image.height));
     let aspect = w / h;
-    let even = |v: u32| if v & 1 == 1 { v.saturating_add(1) } else { v };
+    // transformers' "+1 when odd", never past the longest edge: with an odd longest edge (an odd
+    // tile size) a square image would otherwise get a longer short side, one more row of tiles
+    // than the budget allows (found by fuzzing: `max_tiles_bounds_idefics3_with_odd_tiles`).
+    let even = |v: u32| if v & 1 == 1 { v.saturating_add(1).min(longest.max(v)) } else { v };
     // Python's int() of a positive float truncates, as `as u32` does (saturating above u32::MAX).
     let (mut w, mut h) = if image.width >= image.height {
         (longest, even((f64::from(longest) / aspect) as u32))
@@ -563,7 +566,8 @@ fn idefics3_canvas(resized: Size, tile: u32) -> Size {
 ///
 /// The image is resized so its longest edge is `longest_edge` (default `4 * tile_size`;
 /// `tile_size * floor(sqrt(max_tiles))` with `max_tiles`; at most `tile_size * max_grid_side`),
-/// the other side keeping the aspect ratio (+1 when odd), no side above 4096; then resized again
+/// the other side keeping the aspect ratio (+1 when odd, but never past the longest edge), no
+/// side above 4096; then resized again
 /// so both sides are multiples of `tile_size` (`pre_resize`, then `resize` = `canvas`: two
 /// resamplings). If the canvas is larger than one tile, it is cut into tiles row by row and the
 /// global view is the canvas squashed to one tile; otherwise the canvas is the only view.
@@ -640,6 +644,22 @@ mod tests {
         // Idefics3: a longest edge giving more than 256 tiles.
         let p = TilingParams { tile_size: 16, longest_edge: Some(4096), ..d };
         assert!(plan_idefics3(Size::new(1000, 1000), &p).is_err());
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/tiling_plan/idefics3-odd-tile-square`): with an odd
+    /// tile size the longest edge is odd, and "+1 when odd" made a square image's other side
+    /// longer than it, a 16 x 16 grid for a budget of 255 tiles.
+    #[test]
+    fn max_tiles_bounds_idefics3_with_odd_tiles() {
+        for (tile, n) in [(255, 255), (3, 4), (511, 9), (17, 2)] {
+            let p = TilingParams { tile_size: tile, max_tiles: Some(n), ..TilingParams::SMOLVLM };
+            for (w, h) in [(65535, 65535), (1000, 1000), (1000, 999), (999, 1000), (7, 7)] {
+                let plan = plan_idefics3(Size::new(w, h), &p).unwrap();
+                assert!(plan.tiles() <= n, "tile {tile}, {w}x{h}, N={n}: {}", plan.grid);
+                let pre = plan.pre_resize.unwrap();
+                assert!(pre.width.max(pre.height) == tile * n.isqrt(), "{pre}");
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod f32;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;
+pub mod q5_0;
 pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;

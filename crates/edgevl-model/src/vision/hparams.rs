@@ -31,6 +31,15 @@ const MAX_IMAGE_SIZE: u64 = 4096;
 pub const MAX_VISION_HEAD_DIM: usize = 512;
 /// Largest tile count InternVL's `preproc_max_tiles` may ask for.
 const MAX_PREPROC_TILES: u64 = 256;
+/// Largest patch grid side of a tile (64: 4096 patches; published towers have 27 or 32). The
+/// tower's attention and buffers grow with the patches, so the grid is bounded before anything
+/// is sized from it.
+pub const MAX_PATCH_GRID: usize = 64;
+/// Largest activation of one tile in one buffer of the encoder, in values (2^24, 64 MiB of f32):
+/// the tile's rows times the widest width at that stage (tower width or MLP width; merged width,
+/// projector hidden width or output width). Published towers need at most 13.1M
+/// (InternViT-6B); a file asking for more is refused at load, before anything is sized from it.
+pub const MAX_TILE_VALUES: usize = 1 << 24;
 
 /// Hyper-parameters of a vision tower with its projector.
 #[derive(Clone, Debug, PartialEq)]
@@ -228,6 +237,26 @@ impl TryFrom<&Metadata> for MmprojHparams {
                 ))
             }
             None => {}
+        }
+        if grid > MAX_PATCH_GRID {
+            return Err(bad(
+                keys::PATCH_SIZE,
+                format!("{patch_size} cuts {image_size}-pixel tiles into a {grid}x{grid} grid, over the limit of {MAX_PATCH_GRID}"),
+            ));
+        }
+        let merged_grid = grid.div_ceil(scale_factor);
+        let rows = grid * grid + usize::from(family.class_token());
+        let merged_width = n_embd * scale_factor * scale_factor;
+        for (what, values) in [
+            ("tower activations", rows * n_embd.max(n_ff)),
+            ("merged tokens", merged_grid * merged_grid * merged_width.max(projection_dim)),
+        ] {
+            if values > MAX_TILE_VALUES {
+                return Err(bad(
+                    keys::EMBEDDING_LENGTH,
+                    format!("the {what} of one tile would hold {values} values, over the limit of {MAX_TILE_VALUES}"),
+                ));
+            }
         }
         let preproc_tiles =
             (opt_count(md, keys::PREPROC_MIN_TILES)?, opt_count(md, keys::PREPROC_MAX_TILES)?);

@@ -205,11 +205,25 @@ pub(crate) struct VisionWeights {
 }
 
 /// The output width (rows) of the matrix `name`, which must have `cols` columns; `None` when it
-/// is absent or not 2-D (the loader then reports the tensor).
-fn out_width(file: &GgufFile, name: &str, cols: usize) -> Option<usize> {
-    match file.tensor(name).map(|t| t.dims.as_slice()) {
+/// is absent or not 2-D (the loader then reports the tensor). A width whose activations of one
+/// tile (`tokens` rows) would pass [`super::hparams::MAX_TILE_VALUES`] is refused.
+fn out_width(file: &GgufFile, name: &str, cols: usize, tokens: usize) -> Result<Option<usize>, MmprojError> {
+    let width = match file.tensor(name).map(|t| t.dims.as_slice()) {
         Some(&[c, rows]) if c == cols as u64 => usize::try_from(rows).ok(),
         _ => None,
+    };
+    match width {
+        Some(w) if w.saturating_mul(tokens) > super::hparams::MAX_TILE_VALUES => {
+            Err(MmprojError::BadHparam {
+                key: name.to_string(),
+                reason: format!(
+                    "a projector {w} wide holds {} values a tile, over the limit of {}",
+                    w.saturating_mul(tokens),
+                    super::hparams::MAX_TILE_VALUES
+                ),
+            })
+        }
+        w => Ok(w),
     }
 }
 
@@ -223,15 +237,6 @@ impl VisionWeights {
         let patch_bias = ld.vector(&VisionTensor::PatchEmbd.bias(), d)?;
         let class_token = family.class_token();
         let class = if class_token { Some(ld.vector(VisionTensor::ClassEmbd.prefix(), d)?) } else { None };
-        let resize = matches!(family.tile_size(), TileSize::Fixed(_));
-        let pos = load_positions(
-            ld,
-            &VisionTensor::PositionEmbd.weight(),
-            d,
-            hp.grid(),
-            usize::from(class_token),
-            resize,
-        )?;
         let scale = |t: VitTensor, i: usize| -> Result<Option<Vec<f32>>, MmprojError> {
             Ok(if family.layer_scale() { Some(ld.vector(&t.weight(i), d)?) } else { None })
         };
@@ -252,6 +257,17 @@ impl VisionWeights {
                 })
             })
             .collect::<Result<Vec<_>, MmprojError>>()?;
+        // After the blocks: their `d x d` matrices are in the file, so the width the position
+        // table is resized to is bounded by the file's size, not only by the header.
+        let resize = matches!(family.tile_size(), TileSize::Fixed(_));
+        let pos = load_positions(
+            ld,
+            &VisionTensor::PositionEmbd.weight(),
+            d,
+            hp.grid(),
+            usize::from(class_token),
+            resize,
+        )?;
         let extra = VitTensor::Ln1.weight(hp.n_layer);
         if file.tensor(&extra).is_some() {
             return Err(MmprojError::BadHparam {
@@ -265,7 +281,8 @@ impl VisionWeights {
                 // The hidden width is mm.1's output width: equal to the output width in files
                 // edgevl writes, wider in published LFM2-VL files. A shape the data does not
                 // back is refused by `Linear::load`.
-                let hidden = out_width(file, &MmTensor::Seq(1).weight(), mw).unwrap_or(od);
+                let hidden =
+                    out_width(file, &MmTensor::Seq(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::Lfm2 {
                     norm: Norm::load_optional(ld, &MmTensor::InputNorm.prefix(), mw)?,
                     fc1: Linear::load(ld, &MmTensor::Seq(1).prefix(), mw, hidden)?,
@@ -273,7 +290,8 @@ impl VisionWeights {
                 }
             }
             ProjectorLayout::InternVlMlp => {
-                let hidden = out_width(file, &MmTensor::ModelMlp(1).weight(), mw).unwrap_or(od);
+                let hidden =
+                    out_width(file, &MmTensor::ModelMlp(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::InternVlMlp {
                     norm: Norm::load(ld, &MmTensor::ModelMlp(0).prefix(), mw)?,
                     fc1: Linear::load(ld, &MmTensor::ModelMlp(1).prefix(), mw, hidden)?,

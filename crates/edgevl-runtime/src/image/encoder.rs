@@ -2,7 +2,7 @@
 //! result, and run the vision encoder in batches — sequentially, or pipelined so the next batch
 //! is rendered and normalised while the ViT works on the current one.
 
-use super::{ImageConfig, ImageTiling, TileBudget};
+use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
@@ -31,6 +31,8 @@ pub(crate) struct ImageEncoder {
     encoder: VisionEncoder,
     cfg: ImageConfig,
     tiling: ImageTiling,
+    /// Most tiles a side the LLM's vocabulary names (SmolVLM's `<row_i_col_j>` tokens).
+    max_grid_side: Option<u32>,
     /// Identifies the mmproj file (path, size, modification time) inside cache keys.
     mmproj_id: u64,
 }
@@ -65,7 +67,7 @@ impl ImageEncoder {
             meta.len().hash(&mut h);
             meta.modified().ok().hash(&mut h);
         }
-        Ok(ImageEncoder { encoder, cfg, tiling, mmproj_id: h.finish() })
+        Ok(ImageEncoder { encoder, cfg, tiling, max_grid_side, mmproj_id: h.finish() })
     }
 
     /// The tiling and preprocessing images get.
@@ -73,9 +75,21 @@ impl ImageEncoder {
         &self.tiling
     }
 
+    /// The tiling images get under `choice` instead of the configured rule (same family, tile
+    /// size, limits and preprocessing).
+    pub(crate) fn tiling_for(&self, choice: TilingChoice) -> ImageTiling {
+        let cfg = ImageConfig { strategy: choice, ..self.cfg.clone() };
+        ImageTiling::of_mmproj(&cfg, self.encoder.hparams(), self.max_grid_side)
+    }
+
     /// Embedding rows per view (196 for this project's 384x384 tiles).
     pub(crate) fn tokens_per_view(&self) -> usize {
         self.encoder.tokens_per_tile()
+    }
+
+    /// Width of the projected embeddings (the LLM's embedding width).
+    pub(crate) fn n_embd(&self) -> usize {
+        self.encoder.n_embd_out()
     }
 
     /// The mmproj's vision family.
@@ -100,17 +114,19 @@ impl ImageEncoder {
         label: String,
         image: RgbImage,
     ) -> Result<PreparedImage, RuntimeError> {
-        self.prepare_with_budget(label, image, TileBudget::Default)
+        self.prepare_with_budget(label, image, &self.tiling, TileBudget::Default)
     }
 
-    /// Plans (under `budget`) and keys an already decoded image.
+    /// Plans (with `tiling`, one of this encoder's: [`ImageEncoder::tiling`] or
+    /// [`ImageEncoder::tiling_for`], under `budget`) and keys an already decoded image.
     pub(crate) fn prepare_with_budget(
         &self,
         label: String,
         image: RgbImage,
+        tiling: &ImageTiling,
         budget: TileBudget,
     ) -> Result<PreparedImage, RuntimeError> {
-        let plan = self.tiling.plan(image.size(), budget)?;
+        let plan = tiling.plan(image.size(), budget)?;
         let mut h = std::hash::DefaultHasher::new();
         self.mmproj_id.hash(&mut h);
         self.tiling.family.hash(&mut h);

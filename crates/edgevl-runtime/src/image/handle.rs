@@ -3,7 +3,7 @@
 //! that owns the sessions ([`crate::Session::set_conversation`]).
 
 use super::background::{BackgroundEncoder, ImageInfo, PendingImage};
-use super::{ImageConfig, ImageTiling, TileBudget};
+use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use crate::RuntimeError;
 use edgevl_vision::{Plan, RgbImage, Size};
 use std::sync::Arc;
@@ -49,7 +49,24 @@ impl ImageEncoderHandle {
         image: RgbImage,
         budget: TileBudget,
     ) -> Result<PendingImage, RuntimeError> {
-        let prepared = self.inner.encoder().prepare_with_budget(label.to_string(), image, budget)?;
+        let enc = self.inner.encoder();
+        let prepared = enc.prepare_with_budget(label.to_string(), image, enc.tiling(), budget)?;
+        self.inner.submit(prepared, true)
+    }
+
+    /// [`ImageEncoderHandle::prepare`] with the tiling rule `strategy` instead of the session's
+    /// (at the mmproj family's tile size, limits and preprocessing; `TilingChoice::Family` is
+    /// the family's own rule).
+    pub fn prepare_with_strategy(
+        &self,
+        label: &str,
+        image: RgbImage,
+        strategy: TilingChoice,
+        budget: TileBudget,
+    ) -> Result<PendingImage, RuntimeError> {
+        let enc = self.inner.encoder();
+        let prepared =
+            enc.prepare_with_budget(label.to_string(), image, &enc.tiling_for(strategy), budget)?;
         self.inner.submit(prepared, true)
     }
 
@@ -62,6 +79,17 @@ impl ImageEncoderHandle {
     /// Blocks until the embeddings of `image` are ready; fails when its encoding failed.
     pub fn wait(&self, image: &PendingImage) -> Result<(), RuntimeError> {
         self.inner.wait(image).map(|_| ())
+    }
+
+    /// Blocks until the embeddings of `image` are ready and returns them: `[tokens, d]`
+    /// row-major, its views in the family's order, as the prompt gets them.
+    pub fn embeddings(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {
+        self.inner.wait(image)
+    }
+
+    /// Width of the embeddings (the LLM's embedding width).
+    pub fn n_embd(&self) -> usize {
+        self.inner.encoder().n_embd()
     }
 
     /// Views run through the ViT since load.

@@ -82,9 +82,33 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TurnStats, RuntimeError> {
+        self.with_user_message(user_text, |s| s.generate(n_predict, sampler, on_text))
+    }
+
+    /// [`Session::ask`] one token at a time: add `user_text` as a user message (binding the
+    /// attached images as `ask` does) and begin the reply ([`Session::start_reply`]); step it
+    /// with [`Session::step`], close it with [`Session::end_reply`] and add the reply with
+    /// [`Session::add_text`]. On an error the message is taken back and its images are
+    /// attached again.
+    pub fn start_turn(
+        &mut self,
+        user_text: &str,
+        n_predict: usize,
+        sampler: &mut Sampler,
+    ) -> Result<Generation, RuntimeError> {
+        self.with_user_message(user_text, |s| s.start_reply(n_predict, sampler))
+    }
+
+    /// Adds `user_text` (with the attached images bound) as a user message and runs `f`; takes
+    /// the message back, images attached again, when `f` fails.
+    fn with_user_message<T>(
+        &mut self,
+        user_text: &str,
+        f: impl FnOnce(&mut Self) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
         let (text, n_images) = self.bind_images(user_text)?;
         self.messages.push(ChatMessage::new("user", text));
-        let result = self.generate(n_predict, sampler, on_text);
+        let result = f(self);
         if result.is_err() {
             self.messages.pop();
             self.unbind_images(n_images);

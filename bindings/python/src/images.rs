@@ -1,0 +1,100 @@
+//! Images from Python: a path (`str` or `os.PathLike`), the bytes of an encoded file, a numpy
+//! `HxWx3` uint8 array or a PIL image, taken with the GIL held and decoded without it.
+
+use edgevl_runtime::RuntimeError;
+use edgevl_vision::{decode_image, load_image, LoadLimits, RgbImage};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use std::path::{Path, PathBuf};
+
+/// An image as given, before decoding.
+pub(crate) enum ImageInput {
+    /// A file, read and decoded as `edgevl run --image` does (EXIF orientation applied).
+    Path(PathBuf),
+    /// An encoded file in memory (PNG, JPEG, WebP, BMP, GIF), named `label` in errors.
+    Encoded { label: String, bytes: Vec<u8> },
+    /// Pixels already decoded (numpy, PIL), named `label` in errors.
+    Pixels { label: String, image: RgbImage },
+}
+
+impl ImageInput {
+    /// Reads `obj` (with the GIL held); `what` names it in errors (e.g. "images[1]").
+    pub(crate) fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
+        let py = obj.py();
+        if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
+            let path: PathBuf = py.import("os")?.call_method1("fspath", (obj,))?.extract()?;
+            return Ok(ImageInput::Path(path));
+        }
+        if let Ok(bytes) = obj.cast::<PyBytes>() {
+            return Ok(ImageInput::Encoded {
+                label: format!("{what} (bytes)"),
+                bytes: bytes.as_bytes().to_vec(),
+            });
+        }
+        let modules = py.import("sys")?.getattr("modules")?;
+        if let Some(pil) = modules.get_item("PIL.Image").ok().filter(|m| !m.is_none()) {
+            if obj.is_instance(&pil.getattr("Image")?)? {
+                let rgb = obj.call_method1("convert", ("RGB",))?;
+                let (w, h): (u32, u32) = rgb.getattr("size")?.extract()?;
+                let pixels: Vec<u8> =
+                    rgb.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
+                let label = format!("{what} (PIL image {w}x{h})");
+                return pixels_input(label, w, h, pixels);
+            }
+        }
+        if let Some(np) = modules.get_item("numpy").ok().filter(|m| !m.is_none()) {
+            if obj.is_instance(&np.getattr("ndarray")?)? {
+                return numpy_input(obj, &np, what);
+            }
+        }
+        Err(PyTypeError::new_err(format!(
+            "{what}: an image is a path, the bytes of an image file, a numpy HxWx3 uint8 array or a PIL image, not {}",
+            obj.get_type().name()?
+        )))
+    }
+
+    /// The decoded image and its label (call without the GIL).
+    pub(crate) fn decode(self, limits: &LoadLimits) -> Result<(String, RgbImage), RuntimeError> {
+        Ok(match self {
+            ImageInput::Path(path) => {
+                let image = load_image(&path, limits)?;
+                (path.display().to_string(), image)
+            }
+            ImageInput::Encoded { label, bytes } => {
+                let image = decode_image(&bytes, Path::new(&label), limits)?;
+                (label, image)
+            }
+            ImageInput::Pixels { label, image } => (label, image),
+        })
+    }
+}
+
+fn pixels_input(label: String, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<ImageInput> {
+    let image =
+        RgbImage::from_raw(w, h, pixels).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))?;
+    Ok(ImageInput::Pixels { label, image })
+}
+
+/// A numpy array: `HxWx3`, dtype uint8, any strides (`tobytes` gives C order).
+fn numpy_input(arr: &Bound<'_, PyAny>, np: &Bound<'_, PyAny>, what: &str) -> PyResult<ImageInput> {
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    let dtype = arr.getattr("dtype")?;
+    if !dtype.eq(np.getattr("uint8")?)? {
+        return Err(PyTypeError::new_err(format!(
+            "{what}: a numpy image must have dtype uint8 (RGB, 0..255), not {}",
+            dtype.str()?
+        )));
+    }
+    let [h, w, 3] = shape[..] else {
+        return Err(PyValueError::new_err(format!(
+            "{what}: a numpy image must have shape (height, width, 3) (RGB), not {shape:?}"
+        )));
+    };
+    let dim = |v: usize| {
+        u32::try_from(v).map_err(|_| PyValueError::new_err(format!("{what}: image side {v} is too large")))
+    };
+    let (w, h) = (dim(w)?, dim(h)?);
+    let pixels: Vec<u8> = arr.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
+    pixels_input(format!("{what} (numpy {h}x{w}x3)"), w, h, pixels)
+}

@@ -1,0 +1,413 @@
+//! `edgevl.Model`: a loaded LLM (and mmproj), stateless chat over OpenAI-style messages, new
+//! sessions, and image embeddings.
+
+use crate::images::ImageInput;
+use crate::session::{Session, TextStream};
+use crate::slot::{lock, run_turn, GenOptions, Slot, Started};
+use crate::tiles::parse_strategy;
+use crate::{load_error, runtime_error};
+use edgevl_runtime::{
+    ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
+    TileBudget, MEDIA_MARKER,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What a `Model` shares with its sessions and streams.
+pub(crate) struct ModelInner {
+    /// The loaded session; the source of siblings, and `chat`'s first slot.
+    primary: Arc<Slot>,
+    /// `chat`'s slots not in use (a new one is made when all are busy).
+    free: Mutex<Vec<Arc<Slot>>>,
+    /// The image encoder (None without an mmproj).
+    pub(crate) vision: Option<ImageEncoderHandle>,
+    path: PathBuf,
+    mmproj: Option<PathBuf>,
+    n_ctx: usize,
+    threads: usize,
+    load_ms: f64,
+}
+
+impl ModelInner {
+    /// A new conversation on the loaded model (sharing its weights, thread pool and image
+    /// encoder; with a KV cache of its own).
+    pub(crate) fn new_slot(&self) -> Result<Arc<Slot>, RuntimeError> {
+        let sibling = self.primary.lock().session.sibling()?;
+        Ok(Arc::new(Slot::new(sibling)))
+    }
+
+    /// The image encoder, or the runtime's "no vision encoder" error.
+    pub(crate) fn vision(&self) -> PyResult<&ImageEncoderHandle> {
+        self.vision.as_ref().ok_or_else(|| runtime_error(RuntimeError::NoVision))
+    }
+
+    /// A free `chat` slot, preferring the one whose conversation shares the most leading
+    /// messages with `messages` (its KV cache then holds the longest prefix); made when none is
+    /// free.
+    fn checkout(self: &Arc<Self>, messages: &[ChatMessage]) -> Result<Lease, RuntimeError> {
+        let best = {
+            let mut free = lock(&self.free);
+            let shared = |slot: &Arc<Slot>| {
+                let st = slot.lock();
+                st.session.messages().iter().zip(messages).take_while(|(a, b)| a == b).count()
+            };
+            let pick = (0..free.len()).max_by_key(|&i| (shared(&free[i]), std::cmp::Reverse(i)));
+            pick.map(|i| free.swap_remove(i))
+        };
+        let slot = match best {
+            Some(slot) => slot,
+            None => self.new_slot()?,
+        };
+        Ok(Lease { model: self.clone(), slot })
+    }
+}
+
+/// A `chat` slot in use; back to the free list when dropped.
+pub(crate) struct Lease {
+    model: Arc<ModelInner>,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        lock(&self.model.free).push(self.slot.clone());
+    }
+}
+
+/// A loaded model: an LLM (GGUF) and, with `mmproj`, its vision encoder. Every default is
+/// `edgevl run`'s.
+///
+/// Model(path, mmproj=None, threads=None, ctx=None, cache_type="f16", *, chunk=128,
+///       strategy="family", alpha=0.1, max_tiles=None, vit_batch=4, image_cache_mb=512,
+///       pipelined=False, encode_ahead=True)
+///
+/// `threads`: compute threads (default: the physical cores). `ctx`: context size (default: the
+/// model's, capped at 4096). `cache_type`: "f16", "f32" or "q8_0". `chunk`: prompt positions per
+/// prefill pass. Image settings (with `mmproj`): `strategy` ("family" = the mmproj family's own
+/// rule, or "relaxed", "llava-next", "internvl", "idefics3"), `alpha`, `max_tiles`, `vit_batch`
+/// (views per ViT batch), `image_cache_mb` (embedding cache; 0 = off), `pipelined`,
+/// `encode_ahead` (start encoding an image as soon as it is added).
+///
+/// Raises ModelFileError for a missing or bad file, ValueError for a bad setting. Thread-safe:
+/// `chat` from several threads runs on separate KV caches.
+#[pyclass(frozen, module = "edgevl")]
+pub struct Model {
+    inner: Arc<ModelInner>,
+}
+
+#[pymethods]
+impl Model {
+    #[new]
+    #[pyo3(signature = (path, mmproj = None, threads = None, ctx = None, cache_type = "f16", *, chunk = 128,
+        strategy = "family", alpha = 0.1, max_tiles = None, vit_batch = 4, image_cache_mb = 512,
+        pipelined = false, encode_ahead = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        mmproj: Option<PathBuf>,
+        threads: Option<usize>,
+        ctx: Option<usize>,
+        cache_type: &str,
+        chunk: usize,
+        strategy: &str,
+        alpha: f64,
+        max_tiles: Option<u32>,
+        vit_batch: usize,
+        image_cache_mb: usize,
+        pipelined: bool,
+        encode_ahead: bool,
+    ) -> PyResult<Self> {
+        let kv_type = [KvType::F16, KvType::F32, KvType::Q8_0]
+            .into_iter()
+            .find(|t| t.name() == cache_type)
+            .ok_or_else(|| {
+            PyValueError::new_err(format!("cache_type {cache_type:?}: expected f16, f32 or q8_0"))
+        })?;
+        let mut cfg = SessionConfig {
+            n_ctx: ctx,
+            chunk,
+            kv_type,
+            mmproj: mmproj.clone(),
+            image: ImageConfig {
+                strategy: parse_strategy(strategy)?,
+                alpha,
+                max_tiles,
+                vit_batch,
+                cache_mb: image_cache_mb,
+                pipelined,
+                encode_ahead,
+                ..ImageConfig::default()
+            },
+            ..SessionConfig::default()
+        };
+        if let Some(t) = threads {
+            cfg.n_threads = t;
+        }
+        let what = match &mmproj {
+            Some(mm) => format!("model {} with mmproj {}", path.display(), mm.display()),
+            None => format!("model {}", path.display()),
+        };
+        let session = py.detach(|| RtSession::load(&path, &cfg)).map_err(|e| load_error(&what, e))?;
+        let (vision, n_ctx, load_ms) = (session.image_encoder(), session.n_ctx(), session.load_ms());
+        let primary = Arc::new(Slot::new(session));
+        let inner = ModelInner {
+            free: Mutex::new(vec![primary.clone()]),
+            primary,
+            vision,
+            path,
+            mmproj,
+            n_ctx,
+            threads: cfg.n_threads,
+            load_ms,
+        };
+        Ok(Model { inner: Arc::new(inner) })
+    }
+
+    /// Answer a conversation: `messages` are OpenAI-style dicts, `{"role": "system" | "developer"
+    /// | "user" | "assistant", "content": str}` (content may also be a list of `{"type": "text",
+    /// "text": ...}` parts). `images` (paths, bytes of image files, numpy HxWx3 uint8 arrays or
+    /// PIL images; needs an mmproj) bind to the last user message, at its `<__media__>` markers
+    /// (one per image) or, without any, in front of its text.
+    ///
+    /// Keyword options, defaults as `edgevl run`'s: `max_tokens` (128; None = up to the end of
+    /// the context), `temperature` (0.8; 0 = greedy), `top_p` (0.95), `top_k` (40), `min_p`
+    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False). Returns the reply, or with
+    /// `stream=True` a `TextStream` iterating over its pieces. The KV cache is kept between calls: a follow-up that repeats the conversation so far
+    /// prefills only what is new. Generation releases the GIL; Ctrl-C stops it (the
+    /// KeyboardInterrupt is raised once it has stopped).
+    #[pyo3(signature = (messages, images = None, **options),
+        text_signature = "($self, messages, images=None, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stream=False)")]
+    fn chat(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        images: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let GenOptions { n_predict, sampler, stream } = GenOptions::from_kwargs("chat", options)?;
+        let mut messages = parse_messages(messages)?;
+        let inputs = match images {
+            None => Vec::new(),
+            Some(one)
+                if one.is_instance_of::<PyString>()
+                    || one.is_instance_of::<PyBytes>()
+                    || one.hasattr("__fspath__")? =>
+            {
+                return Err(PyTypeError::new_err(
+                    "images is a list of images (e.g. images=[path]), not one image",
+                ));
+            }
+            Some(list) => list
+                .try_iter()?
+                .enumerate()
+                .map(|(i, im)| ImageInput::from_py(&im?, &format!("images[{i}]")))
+                .collect::<PyResult<Vec<_>>>()?,
+        };
+        bind_images(&mut messages, inputs.len())?;
+        let pending = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            let vision = self.inner.vision()?;
+            let limits = vision.config().limits;
+            py.detach(|| {
+                inputs
+                    .into_iter()
+                    .map(|input| {
+                        let (label, image) = input.decode(&limits)?;
+                        vision.prepare(&label, image, TileBudget::Default)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(runtime_error)?
+        };
+        let lease = py.detach(|| self.inner.checkout(&messages)).map_err(runtime_error)?;
+        let slot = lease.slot.clone();
+        let started = run_turn(py, &slot, sampler, false, stream, |s, sampler| {
+            s.set_conversation(messages, pending)?;
+            s.start_reply(n_predict, sampler)
+        })?;
+        match started {
+            Started::Stream(id) => Ok(Py::new(py, TextStream::new(slot, id, Some(lease)))?.into_any()),
+            Started::Done(reply) => Ok(PyString::new(py, &reply).into_any().unbind()),
+        }
+    }
+
+    /// A new multi-turn conversation (its own KV cache of `n_ctx` positions, sharing the
+    /// weights, threads and image embedding cache), optionally starting with a system message.
+    #[pyo3(signature = (system = None))]
+    fn session(&self, py: Python<'_>, system: Option<String>) -> PyResult<Session> {
+        let slot = py.detach(|| self.inner.new_slot()).map_err(runtime_error)?;
+        if let Some(text) = system {
+            py.detach(|| slot.lock().session.add_text("system", &text));
+        }
+        Ok(Session::new(self.inner.clone(), slot))
+    }
+
+    /// The projected embeddings of `image` (a path, bytes of an image file, a numpy HxWx3 uint8
+    /// array or a PIL image) as the prompt gets them: a float32 numpy array `[tokens, d]`, its
+    /// views in the family's order (this project's global view first), equal bit for bit to
+    /// `edgevl encode-image --npy` at the same threads, ViT batch and SIMD level. `strategy`:
+    /// "family" or a strategy name; `max_tiles`: the tile budget (default: the model's).
+    /// Embeddings are cached: the same pixels and plan are not encoded again.
+    #[pyo3(signature = (image, strategy = "family", max_tiles = None))]
+    fn encode_image(
+        &self,
+        py: Python<'_>,
+        image: &Bound<'_, PyAny>,
+        strategy: &str,
+        max_tiles: Option<u32>,
+    ) -> PyResult<Py<PyAny>> {
+        let input = ImageInput::from_py(image, "image")?;
+        let choice = parse_strategy(strategy)?;
+        let budget = max_tiles.map_or(TileBudget::Default, TileBudget::MaxTiles);
+        let vision = self.inner.vision()?;
+        let rows = py
+            .detach(|| {
+                let (label, image) = input.decode(&vision.config().limits)?;
+                let pending = vision.prepare_with_strategy(&label, image, choice, budget)?;
+                vision.embeddings(&pending)
+            })
+            .map_err(runtime_error)?;
+        let d = vision.n_embd();
+        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let np = py.import("numpy")?;
+        let array = np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), np.getattr("float32")?))?;
+        Ok(array.call_method1("reshape", (rows.len() / d.max(1), d))?.unbind())
+    }
+
+    /// The LLM file.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path.display().to_string()
+    }
+
+    /// The mmproj file (None for a text model).
+    #[getter]
+    fn mmproj(&self) -> Option<String> {
+        self.inner.mmproj.as_ref().map(|p| p.display().to_string())
+    }
+
+    /// The vision family of the mmproj ("edgevl", "internvl" or "idefics3"; None without one).
+    #[getter]
+    fn family(&self) -> Option<&'static str> {
+        self.inner.vision.as_ref().map(|v| v.tiling().family.name())
+    }
+
+    /// Context size in positions (of each conversation).
+    #[getter]
+    fn n_ctx(&self) -> usize {
+        self.inner.n_ctx
+    }
+
+    /// Compute threads.
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
+    /// Milliseconds the load took.
+    #[getter]
+    fn load_ms(&self) -> f64 {
+        self.inner.load_ms
+    }
+
+    fn __repr__(&self) -> String {
+        let mmproj = self.mmproj().map_or(String::new(), |m| format!(", mmproj={m:?}"));
+        format!(
+            "edgevl.Model({:?}{mmproj}, threads={}, ctx={})",
+            self.path(),
+            self.inner.threads,
+            self.inner.n_ctx
+        )
+    }
+}
+
+/// OpenAI-style messages as the runtime takes them (roles as `edgevl serve` maps them).
+fn parse_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
+    if messages.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "messages is a list of {\"role\": ..., \"content\": ...} dicts, not a string",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, m) in messages.try_iter()?.enumerate() {
+        let m = m?;
+        let field = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            match m.get_item(name) {
+                Ok(v) if !v.is_none() => Ok(Some(v)),
+                Ok(_) => Ok(None),
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(m.py()) => Ok(None),
+                Err(_) => Err(PyTypeError::new_err(format!(
+                    "messages[{i}] is a dict with \"role\" and \"content\", not {}",
+                    m.get_type().name()?
+                ))),
+            }
+        };
+        let role: String = match field("role")? {
+            Some(r) => r.extract()?,
+            None => return Err(PyValueError::new_err(format!("messages[{i}] has no \"role\""))),
+        };
+        let role = match role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "messages[{i}].role {other:?} is not supported (system, developer, user or assistant)"
+                )))
+            }
+        };
+        let content = match field("content")? {
+            None => String::new(),
+            Some(c) if c.is_instance_of::<PyString>() => c.extract()?,
+            Some(parts) => text_parts(&parts, i)?,
+        };
+        out.push(ChatMessage::new(role, content));
+    }
+    if out.is_empty() {
+        return Err(PyValueError::new_err("messages is empty"));
+    }
+    Ok(out)
+}
+
+/// The text of a list of `{"type": "text", "text": ...}` parts, joined by newlines.
+fn text_parts(parts: &Bound<'_, PyAny>, i: usize) -> PyResult<String> {
+    let mut texts = Vec::new();
+    for (j, part) in parts.try_iter()?.enumerate() {
+        let part = part?;
+        let kind: String = part.get_item("type")?.extract()?;
+        if kind != "text" {
+            return Err(PyValueError::new_err(format!(
+                "messages[{i}].content[{j}] is a {kind:?} part; only text parts are read here (pass images with images=)"
+            )));
+        }
+        texts.push(part.get_item("text")?.extract::<String>()?);
+    }
+    Ok(texts.join("\n"))
+}
+
+/// Binds `n` images to the last user message: at its markers when it has one per image, else
+/// (none) with the markers put in front of its text.
+fn bind_images(messages: &mut [ChatMessage], n: usize) -> PyResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let last =
+        messages.iter_mut().rev().find(|m| m.role == "user").ok_or_else(|| {
+            PyValueError::new_err("images bind to the last user message, and there is none")
+        })?;
+    match last.content.matches(MEDIA_MARKER).count() {
+        0 => last.content = format!("{}{}", MEDIA_MARKER.repeat(n), last.content),
+        k if k == n => {}
+        k => {
+            return Err(PyValueError::new_err(format!(
+                "the last user message has {k} {MEDIA_MARKER} marker(s) but {n} image(s) are given"
+            )))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! One conversation of a loaded model (a runtime `Session`) and the reply being generated in
+//! it, stepped one token at a time under a short lock, so that other Python threads, other
+//! conversations and `stats()` are never kept waiting for a whole reply; and the runner that
+//! lets a Ctrl-C in the main thread stop a generation running with the GIL released.
+
+use crate::EdgevlError;
+use edgevl_runtime::{Finish, Generation, RuntimeError, Sampler, SamplerConfig, Session};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How often a thread waiting for a generation looks for a Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+
+/// A conversation slot: the session and its turn in progress, if any.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    /// The session's cancel flag (stops the turn between two prefill chunks or two tokens).
+    cancel: Arc<AtomicBool>,
+}
+
+pub(crate) struct SlotState {
+    /// The runtime session.
+    pub(crate) session: Session,
+    turn: Option<Turn>,
+    next_id: u64,
+}
+
+/// A reply in progress.
+struct Turn {
+    id: u64,
+    generation: Generation,
+    sampler: Sampler,
+    /// True for a session's turn: the reply becomes an assistant message when it ends.
+    /// `Model.chat` replies are not kept (the next request carries the whole conversation).
+    keep_reply: bool,
+}
+
+/// What one step of a turn gave.
+pub(crate) struct Step {
+    /// The text the step completed (may be empty).
+    pub(crate) text: String,
+    /// Why the turn ended, once it has (the turn is then closed).
+    pub(crate) finish: Option<Finish>,
+}
+
+/// Locks `m`, recovering the data if a thread panicked while holding it (the slot's session is
+/// only changed through the runtime's methods, which leave it consistent at every return).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Slot {
+    /// A slot for `session`.
+    pub(crate) fn new(session: Session) -> Self {
+        let cancel = session.cancel_flag();
+        Slot { state: Mutex::new(SlotState { session, turn: None, next_id: 0 }), cancel }
+    }
+
+    /// The session's cancel flag.
+    pub(crate) fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
+    }
+
+    /// Locks the slot (call with the GIL released: another thread may hold it for a step).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        lock(&self.state)
+    }
+
+    /// Starts a turn with `start` (which prefills and samples the first token), closing the
+    /// turn in progress first; returns the new turn's id.
+    pub(crate) fn begin(
+        &self,
+        sampler: SamplerConfig,
+        keep_reply: bool,
+        start: impl FnOnce(&mut Session, &mut Sampler) -> Result<Generation, RuntimeError>,
+    ) -> Result<u64, RuntimeError> {
+        let mut st = self.lock();
+        st.end_turn();
+        let mut sampler = Sampler::new(sampler);
+        let generation = start(&mut st.session, &mut sampler)?;
+        st.next_id += 1;
+        let id = st.next_id;
+        st.turn = Some(Turn { id, generation, sampler, keep_reply });
+        Ok(id)
+    }
+
+    /// One token of turn `id`; a turn that was closed (or replaced) gives an empty, finished
+    /// step. The turn is closed when it finishes or fails.
+    pub(crate) fn step(&self, id: u64) -> Result<Step, RuntimeError> {
+        let mut st = self.lock();
+        let SlotState { session, turn, .. } = &mut *st;
+        let Some(t) = turn.as_mut().filter(|t| t.id == id) else {
+            return Ok(Step { text: String::new(), finish: Some(Finish::Cancelled) });
+        };
+        let result = session.step(&mut t.generation, &mut t.sampler);
+        let finish = t.generation.finish();
+        if result.is_err() || finish.is_some() {
+            st.end_turn();
+        }
+        result.map(|text| Step { text, finish })
+    }
+
+    /// Closes turn `id` if it is still in progress (its reply, as far as it got, is kept as
+    /// for a finished turn).
+    pub(crate) fn close(&self, id: u64) {
+        let mut st = self.lock();
+        if st.turn.as_ref().is_some_and(|t| t.id == id) {
+            st.end_turn();
+        }
+    }
+
+    /// Steps turn `id` to its end; returns the reply.
+    pub(crate) fn finish(&self, id: u64) -> Result<String, RuntimeError> {
+        let mut reply = String::new();
+        loop {
+            let step = self.step(id)?;
+            reply.push_str(&step.text);
+            if step.finish.is_some() {
+                return Ok(reply);
+            }
+        }
+    }
+}
+
+impl SlotState {
+    /// Closes the turn in progress, if any: counted in the session's totals and, for a
+    /// session's turn, its reply added as the assistant message.
+    pub(crate) fn end_turn(&mut self) {
+        if let Some(t) = self.turn.take() {
+            let (reply, _) = self.session.end_reply(t.generation);
+            if t.keep_reply {
+                self.session.add_text("assistant", &reply);
+            }
+        }
+    }
+}
+
+/// How a turn was started by [`run_turn`].
+pub(crate) enum Started {
+    /// Streaming: the turn's id, to step it.
+    Stream(u64),
+    /// Run to its end: the reply.
+    Done(String),
+}
+
+/// Starts a turn on `slot` with `start` and, unless `stream`, runs it to its end, with the GIL
+/// released and Ctrl-C stopping it ([`interruptible`]); an interrupted stream is closed.
+pub(crate) fn run_turn(
+    py: Python<'_>,
+    slot: &Slot,
+    sampler: SamplerConfig,
+    keep_reply: bool,
+    stream: bool,
+    start: impl FnOnce(&mut Session, &mut Sampler) -> Result<Generation, RuntimeError> + Send,
+) -> PyResult<Started> {
+    let (out, interrupted) = interruptible(py, slot.cancel_flag(), || {
+        let id = slot.begin(sampler, keep_reply, start)?;
+        if stream {
+            Ok(Started::Stream(id))
+        } else {
+            slot.finish(id).map(Started::Done)
+        }
+    });
+    let out = out?;
+    if let Some(e) = interrupted {
+        if let Ok(Started::Stream(id)) = out {
+            slot.close(id);
+        }
+        return Err(e);
+    }
+    out.map_err(crate::runtime_error)
+}
+
+/// Runs `work` on a helper thread while this thread, with the GIL released, waits for it and
+/// looks for a Ctrl-C every few milliseconds (Python runs signal handlers only in the main
+/// thread, and only when asked). On a KeyboardInterrupt (or any exception a signal handler
+/// raises) `cancel` is set until `work` returns, which stops the generation at its next check,
+/// and the exception is returned beside `work`'s result (the caller raises it once it has tidied up). A panic of
+/// `work` is an `EdgevlError`.
+pub(crate) fn interruptible<T: Send>(
+    py: Python<'_>,
+    cancel: &AtomicBool,
+    work: impl FnOnce() -> T + Send,
+) -> (PyResult<T>, Option<PyErr>) {
+    let mut interrupted: Option<PyErr> = None;
+    let caller = std::thread::current();
+    let joined = std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let out = work();
+            caller.unpark();
+            out
+        });
+        while !worker.is_finished() {
+            py.detach(|| std::thread::park_timeout(SIGNAL_POLL));
+            if interrupted.is_none() {
+                interrupted = py.check_signals().err();
+            }
+            if interrupted.is_some() {
+                // Set again at every poll: a turn clears the flag when its prefill starts.
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+        worker.join()
+    });
+    let out = joined.map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        EdgevlError::new_err(format!("internal error (a worker thread panicked: {what})"))
+    });
+    (out, interrupted)
+}
+
+/// The generation options `chat` and `ask` take as keyword arguments (defaults as `edgevl
+/// run`'s): `max_tokens` (128; None = to the end of the context), `temperature` (0.8; 0 =
+/// greedy), `top_p` (0.95), `top_k` (40), `min_p` (0.05), `repeat_penalty` (1.0), `seed`
+/// (None: the runtime's default seed, as `edgevl run` without `--seed`), `stream` (False).
+pub(crate) struct GenOptions {
+    /// Tokens to generate at most.
+    pub(crate) n_predict: usize,
+    /// The sampler's settings.
+    pub(crate) sampler: SamplerConfig,
+    /// Return a `TextStream` instead of the text.
+    pub(crate) stream: bool,
+}
+
+impl GenOptions {
+    /// Reads the keyword arguments of `function` (TypeError for an unknown one, ValueError for
+    /// a bad value).
+    pub(crate) fn from_kwargs(function: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut o = GenOptions { n_predict: 128, sampler: SamplerConfig::default(), stream: false };
+        let c = &mut o.sampler;
+        for (key, value) in kwargs.into_iter().flat_map(|kw| kw.iter()) {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "max_tokens" => {
+                    o.n_predict = match value.extract::<Option<i64>>()? {
+                        None => usize::MAX,
+                        Some(n) => usize::try_from(n).map_err(|_| {
+                            PyValueError::new_err(format!("max_tokens must be >= 0 or None, got {n}"))
+                        })?,
+                    }
+                }
+                "temperature" => c.temp = finite(&key, value.extract()?)?,
+                "top_p" => c.top_p = finite(&key, value.extract()?)?,
+                "top_k" => c.top_k = value.extract()?,
+                "min_p" => c.min_p = finite(&key, value.extract()?)?,
+                "repeat_penalty" => c.repeat_penalty = finite(&key, value.extract()?)?,
+                "seed" => {
+                    if let Some(seed) = value.extract::<Option<u64>>()? {
+                        c.seed = seed;
+                    }
+                }
+                "stream" => o.stream = value.extract()?,
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{function}() got an unexpected keyword argument '{key}'"
+                    )))
+                }
+            }
+        }
+        if c.repeat_penalty <= 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "repeat_penalty must be > 0, got {}",
+                c.repeat_penalty
+            )));
+        }
+        Ok(o)
+    }
+}
+
+fn finite(name: &str, v: f32) -> PyResult<f32> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(PyValueError::new_err(format!("{name} must be a finite number, got {v}")))
+    }
+}

@@ -1,0 +1,131 @@
+"""Bad inputs raise the right exception with the library's message, never a crash, and leave
+the model usable: missing or corrupt model files (ModelFileError), missing, corrupt or
+undecodable images (ImageError), a prompt past the context (ContextFullError), and wrong
+arguments (ValueError, TypeError)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import edgevl
+from conftest import FIXTURES, THREADS, TINY_LLM, TINY_MMPROJ, WIDE_PNG
+
+BAD_IMAGES = ["bad/empty.png", "bad/text.png", "bad/truncated.jpg", "bad/bomb.png", "bad/zero_width.png"]
+
+
+def test_exception_classes():
+    for cls in (edgevl.ModelFileError, edgevl.ImageError, edgevl.ContextFullError):
+        assert issubclass(cls, edgevl.EdgevlError) and issubclass(cls, Exception)
+
+
+def test_missing_or_corrupt_model_files(tmp_path):
+    with pytest.raises(edgevl.ModelFileError, match="/nonexistent/model.gguf"):
+        edgevl.Model("/nonexistent/model.gguf")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"not a gguf file at all" * 10)
+    with pytest.raises(edgevl.ModelFileError, match="garbage.gguf"):
+        edgevl.Model(garbage)
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(open(TINY_LLM, "rb").read()[:3000])
+    with pytest.raises(edgevl.ModelFileError, match="truncated.gguf"):
+        edgevl.Model(truncated)
+    with pytest.raises(edgevl.ModelFileError):
+        edgevl.Model(tmp_path)  # a directory
+    # An LLM is not an mmproj: the missing key is named.
+    with pytest.raises(edgevl.ModelFileError, match="clip.projector_type"):
+        edgevl.Model(TINY_LLM, mmproj=TINY_LLM, threads=THREADS)
+    with pytest.raises(edgevl.ModelFileError, match="/nonexistent/mmproj.gguf"):
+        edgevl.Model(TINY_LLM, mmproj="/nonexistent/mmproj.gguf", threads=THREADS)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="cache_type"):
+        edgevl.Model(TINY_LLM, cache_type="f8")
+    with pytest.raises(ValueError):
+        edgevl.Model(TINY_LLM, threads=0)
+    with pytest.raises(ValueError, match="strategy"):
+        edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, strategy="bogus")
+
+
+def test_bad_images_raise_image_error(vlm, tmp_path):
+    s = vlm.session()
+    with pytest.raises(edgevl.ImageError, match="/nonexistent/photo.png"):
+        s.add_image("/nonexistent/photo.png")
+    for rel in BAD_IMAGES:
+        path = FIXTURES / "vision" / rel
+        with pytest.raises(edgevl.ImageError, match=path.name):
+            s.add_image(path)
+        with pytest.raises(edgevl.ImageError):
+            vlm.encode_image(path.read_bytes())
+        with pytest.raises(edgevl.ImageError):
+            vlm.chat([{"role": "user", "content": "hi"}], images=[str(path)])
+    renamed = tmp_path / "photo.jpg"  # a PNG called .jpg decodes by its content
+    shutil.copy(WIDE_PNG, renamed)
+    assert s.add_image(renamed)["tiles"] > 1
+    with pytest.raises(TypeError, match="uint8"):
+        s.add_image(np.zeros((8, 8, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        s.add_image(np.zeros((8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        s.add_image(np.zeros((0, 8, 3), dtype=np.uint8))
+    with pytest.raises(TypeError):
+        s.add_image(42)
+    assert s.stats()["pending_images"] == 1
+    assert isinstance(s.ask("What is it?", temperature=0, max_tokens=2), str)
+
+
+def test_a_prompt_past_the_context_raises_context_full_error():
+    model = edgevl.Model(TINY_LLM, threads=THREADS, ctx=256)
+    long = "one two three four five six seven eight nine ten " * 40
+    with pytest.raises(edgevl.ContextFullError, match="256-token context"):
+        model.chat([{"role": "user", "content": long}])
+    s = model.session()
+    s.ask("Hi", temperature=0, max_tokens=4)
+    before = s.messages
+    with pytest.raises(edgevl.ContextFullError):
+        s.ask(long)
+    assert s.messages == before  # the message was taken back
+    with pytest.raises(edgevl.ContextFullError):
+        s.ask(long, stream=True)
+    assert isinstance(s.ask("Hello again", temperature=0, max_tokens=4), str)
+    # An image too large for the context.
+    vlm = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=256)
+    with pytest.raises(edgevl.ContextFullError):
+        vlm.chat([{"role": "user", "content": "What is it?"}], images=[WIDE_PNG])
+
+
+def test_wrong_use_raises_and_the_model_goes_on(vlm):
+    text_model = edgevl.Model(TINY_LLM, threads=THREADS)
+    with pytest.raises(edgevl.EdgevlError, match="mmproj"):
+        text_model.chat([{"role": "user", "content": "hi"}], images=[WIDE_PNG])
+    with pytest.raises(edgevl.EdgevlError, match="mmproj"):
+        text_model.encode_image(WIDE_PNG)
+    with pytest.raises(edgevl.EdgevlError, match="mmproj"):
+        text_model.session().add_image(WIDE_PNG)
+    with pytest.raises(TypeError):
+        vlm.chat("hello")
+    with pytest.raises(TypeError, match="list of images"):
+        vlm.chat([{"role": "user", "content": "hi"}], images=WIDE_PNG)
+    with pytest.raises(ValueError, match="role"):
+        vlm.chat([{"role": "tool", "content": "x"}])
+    with pytest.raises(ValueError, match="no \"role\""):
+        vlm.chat([{"content": "x"}])
+    with pytest.raises(ValueError, match="empty"):
+        vlm.chat([])
+    with pytest.raises(ValueError, match="marker"):
+        vlm.chat([{"role": "user", "content": f"{edgevl.MEDIA_MARKER} {edgevl.MEDIA_MARKER}"}], images=[WIDE_PNG])
+    with pytest.raises(ValueError, match="image_url"):
+        vlm.chat([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
+    with pytest.raises(ValueError, match="temperature"):
+        vlm.chat([{"role": "user", "content": "hi"}], temperature=float("nan"))
+    with pytest.raises(TypeError, match="max_token"):
+        vlm.chat([{"role": "user", "content": "hi"}], max_token=3)
+    with pytest.raises(ValueError, match="max_tokens"):
+        vlm.session().ask("hi", max_tokens=-1)
+    with pytest.raises(ValueError, match="strategy"):
+        vlm.encode_image(WIDE_PNG, strategy="bogus")
+    with pytest.raises(edgevl.EdgevlError, match="marker"):
+        # A marker without an image on a vision model: the library's check.
+        vlm.chat([{"role": "user", "content": f"look {edgevl.MEDIA_MARKER}"}])
+    assert isinstance(vlm.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=3), str)

@@ -1,0 +1,94 @@
+"""Images on the tiny VLMs against the CLI: `encode_image` equals `edgevl encode-image --npy` bit
+for bit (same threads, ViT batch, SIMD level) for each family and several strategies, from a path,
+numpy or PIL; a second `add_image` of the same picture encodes 0 tiles; a chat about an image is
+`edgevl run --image`'s reply."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgevl
+from conftest import THREADS, TINY_LLM, TINY_MMPROJ, WIDE_PNG, cli, fixture
+
+FAMILIES = {
+    # family: (LLM, mmproj, image, the other strategies to try)
+    "edgevl": (TINY_LLM, TINY_MMPROJ, WIDE_PNG, ["relaxed", "llava-next", "internvl", "idefics3"]),
+    "internvl": (fixture("tiny-internvl/model.gguf"), fixture("tiny-internvl/mmproj.gguf"),
+                 fixture("vision/pipeline/input_internvl.png"), ["relaxed"]),
+}
+
+
+def cli_embeddings(tmp_path, mmproj: str, image: str, *flags: str) -> np.ndarray:
+    out = tmp_path / "emb.npy"
+    cli("encode-image", "--mmproj", mmproj, "--image", image, "-t", str(THREADS), "--vit-batch", "4",
+        "--npy", str(out), *flags)
+    return np.load(out)
+
+
+def assert_bitwise_equal(got: np.ndarray, want: np.ndarray):
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_encode_image_equals_cli_bit_for_bit(tmp_path, family):
+    llm, mmproj, image, strategies = FAMILIES[family]
+    model = edgevl.Model(llm, mmproj=mmproj, threads=THREADS, ctx=4096, vit_batch=4)
+    assert model.family == family
+    want = cli_embeddings(tmp_path, mmproj, image)
+    got = model.encode_image(image)
+    assert got.shape[0] > model.encode_image(image, max_tiles=1).shape[0]
+    assert_bitwise_equal(got, want)
+    for strategy in strategies:
+        assert_bitwise_equal(model.encode_image(image, strategy=strategy),
+                             cli_embeddings(tmp_path, mmproj, image, "--strategy", strategy))
+    assert_bitwise_equal(model.encode_image(image, max_tiles=2),
+                         cli_embeddings(tmp_path, mmproj, image, "--max-tiles", "2"))
+    # The same pixels as numpy and PIL (the PNGs have no EXIF orientation).
+    pil = Image.open(image)
+    assert_bitwise_equal(model.encode_image(np.asarray(pil.convert("RGB"))), want)
+    assert_bitwise_equal(model.encode_image(pil), want)
+    with open(image, "rb") as f:
+        assert_bitwise_equal(model.encode_image(f.read()), want)
+
+
+def test_second_add_image_encodes_zero_tiles():
+    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096)
+    s = model.session()
+    first = s.add_image(WIDE_PNG)
+    views = first["tiles"] + first["thumbnail"]
+    assert views > 1 and first["tokens"] == views * 196 and not first["cached"]
+    s.ask("What is it?", temperature=0, max_tokens=2)
+    after_first = s.stats()
+    assert after_first["vit_tiles_encoded"] == views
+    assert after_first["last_turn"]["image_tokens"] == first["tokens"]
+
+    second = s.add_image(WIDE_PNG)
+    assert second["cached"]
+    s.ask("And this one?", temperature=0, max_tokens=2)
+    stats = s.stats()
+    assert stats["vit_tiles_encoded"] == views  # 0 tiles encoded for the second
+    assert stats["image_cache_hits"] == after_first["image_cache_hits"] + 1
+    assert stats["images"] == 2
+    # The same pixels from numpy are the same image.
+    assert s.add_image(np.asarray(Image.open(WIDE_PNG).convert("RGB")))["cached"]
+    assert s.stats()["vit_tiles_encoded"] == views
+
+
+def test_chat_about_an_image_equals_edgevl_run(vlm):
+    prompt = f"What is in {edgevl.MEDIA_MARKER}? Say it."
+    want = cli("run", "-m", TINY_LLM, "--mmproj", TINY_MMPROJ, "--image", WIDE_PNG, "-p", prompt,
+               "--temp", "0", "-n", "12", "-t", str(THREADS), "-c", "4096")[:-1]
+    messages = [{"role": "user", "content": prompt}]
+    for image in [WIDE_PNG, Image.open(WIDE_PNG), np.asarray(Image.open(WIDE_PNG).convert("RGB"))]:
+        assert vlm.chat(messages, images=[image], temperature=0, max_tokens=12) == want
+    # Without a marker the image goes in front of the text: `edgevl run` does the same.
+    plain = "Describe the picture."
+    want_front = cli("run", "-m", TINY_LLM, "--mmproj", TINY_MMPROJ, "--image", WIDE_PNG, "-p", plain,
+                     "--temp", "0", "-n", "12", "-t", str(THREADS), "-c", "4096")[:-1]
+    got = vlm.chat([{"role": "user", "content": plain}], images=[WIDE_PNG], temperature=0, max_tokens=12)
+    assert got == want_front
+    session = vlm.session()
+    session.add_image(WIDE_PNG)
+    assert session.ask(plain, temperature=0, max_tokens=12) == want_front
+    assert session.messages[0]["content"] == edgevl.MEDIA_MARKER + plain

@@ -1,0 +1,126 @@
+"""The GIL and Ctrl-C: a thread running `chat` does not block another Python thread, concurrent
+chats give the sequential replies, and a KeyboardInterrupt stops a generation cleanly (the
+session stays usable, the turn is recorded as cancelled)."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+COUNT = "Count from 1 to 400, one number after another, separated by commas."
+
+
+def test_a_thread_running_chat_does_not_block_another_python_thread(smollm2):
+    messages = [{"role": "user", "content": COUNT}]
+    want = smollm2.chat(messages, temperature=0, max_tokens=160)
+    span = {}
+
+    def worker():
+        span["start"] = time.perf_counter()
+        span["reply"] = smollm2.chat(messages, temperature=0, max_tokens=160)
+        span["end"] = time.perf_counter()
+
+    t = threading.Thread(target=worker)
+    ticks = []
+    t.start()
+    while t.is_alive():
+        # Pure Python work: it runs only while this thread holds the GIL.
+        sum(range(2000))
+        ticks.append(time.perf_counter())
+    t.join()
+    assert span["reply"] == want
+    during = [x for x in ticks if span["start"] <= x <= span["end"]]
+    duration = span["end"] - span["start"]
+    assert duration > 0.3, "the generation should take a while"
+    # Had chat held the GIL, this thread would have been stopped for the whole generation.
+    gaps = [b - a for a, b in zip([span["start"], *during], [*during, span["end"]])]
+    assert len(during) > 50 and max(gaps) < min(0.25, duration / 2), (len(during), max(gaps), duration)
+
+
+def test_concurrent_chats_give_the_sequential_replies(smollm2):
+    prompts = ["Name a fruit and its colour.", "What is a cloud made of?"]
+    want = [smollm2.chat([{"role": "user", "content": p}], temperature=0, max_tokens=24) for p in prompts]
+    got = [None, None]
+
+    def worker(i):
+        got[i] = smollm2.chat([{"role": "user", "content": prompts[i]}], temperature=0, max_tokens=24)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == want
+
+
+def interrupt_during(call, after_s: float):
+    """Runs `call()` in this (the main) thread and sends SIGINT to the process `after_s` seconds
+    in, while it still runs; returns (raised KeyboardInterrupt?, seconds taken). Outside the call
+    the signal is ignored, so a call ending early cannot interrupt the test run."""
+    inside = threading.Event()
+    state = {"raised": False}
+
+    def handler(signum, frame):
+        if inside.is_set():
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    timer = threading.Timer(after_s, lambda: inside.is_set() and os.kill(os.getpid(), signal.SIGINT))
+    try:
+        t0 = time.perf_counter()
+        inside.set()
+        timer.start()
+        try:
+            call()
+        except KeyboardInterrupt:
+            state["raised"] = True
+        finally:
+            inside.clear()
+        return state["raised"], time.perf_counter() - t0
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_stops_a_generation_cleanly(smollm2):
+    t0 = time.perf_counter()
+    full = smollm2.session().ask(COUNT, temperature=0, max_tokens=300)
+    full_s = time.perf_counter() - t0
+    assert len(full) > 200 and full_s > 0.3, "the uninterrupted reply should take a while"
+
+    session = smollm2.session()
+    raised, took = interrupt_during(lambda: session.ask(COUNT, temperature=0, max_tokens=300), full_s / 4)
+    assert raised, "KeyboardInterrupt was not raised"
+    assert took < full_s * 0.75, (took, full_s)
+    last = session.stats()["last_turn"]
+    assert last["finish"] == "cancelled" and 0 < last["generated_tokens"] < 300
+    # The partial reply is kept as the assistant message: a prefix of the full one.
+    messages = session.messages
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert full.startswith(messages[1]["content"])
+    # The session and the model go on working.
+    assert isinstance(session.ask("Thanks.", temperature=0, max_tokens=4), str)
+    assert session.stats()["turns"] == 2
+
+    chat = [{"role": "user", "content": COUNT}]
+    raised, took = interrupt_during(lambda: smollm2.chat(chat, temperature=0, max_tokens=300), full_s / 4)
+    assert raised and took < full_s * 0.75, (took, full_s)
+    assert full.startswith(smollm2.chat(chat, temperature=0, max_tokens=8))
+
+
+def test_an_abandoned_stream_is_closed_by_the_next_ask(smollm2):
+    session = smollm2.session()
+    stream = session.ask(COUNT, temperature=0, max_tokens=200, stream=True)
+    with pytest.raises(KeyboardInterrupt):
+        for i, _ in enumerate(stream):
+            if i == 3:
+                raise KeyboardInterrupt  # as a Ctrl-C in the loop's Python code would
+    assert session.ask("Thanks.", temperature=0, max_tokens=4) is not None
+    assert next(stream, None) is None and stream.finish == "cancelled"
+    assert [m["role"] for m in session.messages] == ["user", "assistant", "user", "assistant"]
+    with session.ask(COUNT, temperature=0, max_tokens=200, stream=True) as s:
+        next(s)
+    assert s.finish == "cancelled"
+    assert session.stats()["turns"] == 3

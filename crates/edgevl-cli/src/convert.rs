@@ -1,0 +1,127 @@
+//! `edgevl convert`: a Hugging Face checkpoint to GGUF with a precision scheme.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use edgevl_convert::{convert, ConvertOptions, LlmType, PlanOptions, Progress, Scheme};
+use edgevl_gguf::GgmlType;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `edgevl convert`.
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer files).
+    src: PathBuf,
+    /// Output GGUF (the decoder).
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
+    /// Output GGUF of the vision tower and projector (mmproj) of a vision-language checkpoint.
+    #[arg(long)]
+    mmproj_out: Option<PathBuf>,
+    /// Precision: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k (llama-quantize's Q4_K_M), or bluelm (the paper's mix).
+    #[arg(long, default_value = "q8_0")]
+    scheme: String,
+    /// bluelm only: 4-bit type of the LLM's linear weights, q4_0 (default) or q4_k.
+    #[arg(long)]
+    llm_type: Option<String>,
+    /// Every quantisable tensor the scheme's type (llama-quantize --pure).
+    #[arg(long)]
+    pure: bool,
+    /// Threads that quantise (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+}
+
+/// Progress on stderr: a bar on a terminal, one line per tensor otherwise.
+struct Report {
+    bar: Option<ProgressBar>,
+    n: usize,
+    start: Instant,
+}
+
+impl Progress for Report {
+    fn start(&mut self, out: &Path, n_tensors: usize, total_bytes: u64) {
+        self.n = n_tensors;
+        eprintln!(
+            "edgevl convert: {n_tensors} tensors, {:.1} MiB -> {}",
+            total_bytes as f64 / 1048576.0,
+            out.display()
+        );
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total_bytes);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
+        }
+    }
+    fn tensor(&mut self, index: usize, name: &str, ggml_type: GgmlType, source: &str) {
+        let msg = format!("[{}/{}] {name} {source} -> {ggml_type}", index + 1, self.n);
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+    fn advance(&mut self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        eprintln!("edgevl convert: done in {:.1} s", self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Runs `edgevl convert`.
+pub fn run(a: &ConvertArgs) -> Result<()> {
+    if let Some(m) = &a.mmproj_out {
+        bail!(
+            "--mmproj-out {}: vision-language checkpoints are not converted yet (the LLM side is; see docs/quantization.md)",
+            m.display()
+        );
+    }
+    let Some(scheme) = Scheme::parse(&a.scheme) else {
+        let names: Vec<&str> = Scheme::ALL.iter().map(|(_, n)| *n).collect();
+        bail!("unknown --scheme '{}' (one of: {})", a.scheme, names.join(", "));
+    };
+    let llm_type = match (&a.llm_type, scheme) {
+        (None, _) => LlmType::Q4_0,
+        (Some(t), Scheme::BlueLm) => {
+            LlmType::parse(t).with_context(|| format!("unknown --llm-type '{t}' (q4_0 or q4_k)"))?
+        }
+        (Some(_), _) => bail!("--llm-type goes only with --scheme bluelm"),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    let opts = ConvertOptions {
+        plan: PlanOptions { scheme, llm_type, pure: a.pure },
+        threads: a.threads.unwrap_or_else(edgevl_runtime::physical_cores),
+        cancel: Some(cancel),
+    };
+    let mut report = Report { bar: None, n: 0, start: Instant::now() };
+    let summary = convert(&a.src, &a.out, &opts, &mut report)?;
+    let mut counts: Vec<(GgmlType, usize)> = Vec::new();
+    for (_, t) in &summary.tensors {
+        match counts.iter_mut().find(|(x, _)| x == t) {
+            Some(c) => c.1 += 1,
+            None => counts.push((*t, 1)),
+        }
+    }
+    let types: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    eprintln!("edgevl convert: wrote {} ({})", a.out.display(), types.join(", "));
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Decoder hyper-parameters from `config.json`, read as llama.cpp's converter reads them: through
+//! transformers' config class, so a field the file leaves out takes transformers' default.
+
+use edgevl_arch::hf::{config as cfg, HfArch};
+use edgevl_arch::{general, llm, llm::Block, llm::LlmKey};
+use edgevl_gguf::{Metadata, Value};
+use serde_json::{Map, Value as Json};
+
+use crate::checkpoint::JsonFile;
+use crate::error::{ConvertError, Result};
+
+/// transformers' defaults for the fields a converter reads (`LlamaConfig`, `Qwen2Config`).
+struct Defaults {
+    vocab: u64,
+    n_embd: u64,
+    n_ff: u64,
+    n_layer: u64,
+    n_head: u64,
+    n_ctx: u64,
+    /// `head_dim` appears in `to_dict()` (LlamaConfig sets it to hidden / heads).
+    head_dim_in_dict: bool,
+}
+
+fn defaults(arch: HfArch) -> Defaults {
+    match arch {
+        HfArch::Llama => Defaults {
+            vocab: 32000,
+            n_embd: 4096,
+            n_ff: 11008,
+            n_layer: 32,
+            n_head: 32,
+            n_ctx: 2048,
+            head_dim_in_dict: true,
+        },
+        HfArch::Qwen2 => Defaults {
+            vocab: 151936,
+            n_embd: 4096,
+            n_ff: 22016,
+            n_layer: 32,
+            n_head: 32,
+            n_ctx: 32768,
+            head_dim_in_dict: false,
+        },
+    }
+}
+const DEFAULT_RMS_EPS: f64 = 1e-6;
+const DEFAULT_ROPE_THETA: f64 = 10000.0;
+
+/// Hyper-parameters of a LLaMA-family decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmParams {
+    /// The architecture.
+    pub arch: HfArch,
+    /// Blocks.
+    pub n_layer: u64,
+    /// Training context.
+    pub n_ctx: u64,
+    /// Hidden width.
+    pub n_embd: u64,
+    /// FFN width.
+    pub n_ff: u64,
+    /// Query heads.
+    pub n_head: u64,
+    /// Key/value heads.
+    pub n_head_kv: u64,
+    /// Width of one head.
+    pub head_dim: u64,
+    /// Whether `head_dim` is written as key/value length (llama.cpp writes it when the config has it).
+    pub write_head_dim: bool,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    pub rms_eps: f64,
+    /// Linear RoPE scaling factor, if any.
+    pub rope_linear_factor: Option<f64>,
+    /// Vocabulary size.
+    pub vocab_size: u64,
+    /// Output tied to the token embedding.
+    pub tie_word_embeddings: bool,
+}
+
+/// The config with `text_config` merged over the root, as llama.cpp does for multimodal checkpoints.
+pub fn merged(config: &JsonFile) -> Map<String, Json> {
+    let mut m = config.root.clone();
+    if let Some(Json::Object(text)) = config.root.get(cfg::TEXT_CONFIG) {
+        for (k, v) in text {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    m
+}
+
+/// The architecture named by `architectures[0]`.
+pub fn architecture(config: &JsonFile) -> Result<(HfArch, String)> {
+    let name = config
+        .root
+        .get(cfg::ARCHITECTURES)
+        .and_then(Json::as_array)
+        .and_then(|a| a.first())
+        .and_then(Json::as_str)
+        .ok_or_else(|| ConvertError::Config {
+            path: config.path.clone(),
+            field: cfg::ARCHITECTURES.into(),
+            message: "missing, or not a list of names".into(),
+        })?;
+    match HfArch::from_name(name) {
+        Some(a) => Ok((a, name.to_string())),
+        None => Err(ConvertError::UnknownArchitecture {
+            path: config.path.clone(),
+            name: name.to_string(),
+            known: HfArch::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// The first of `keys` present (and not null) in `m`.
+fn find<'a>(m: &'a Map<String, Json>, keys: &[&'static str]) -> Option<(&'static str, &'a Json)> {
+    keys.iter().find_map(|k| m.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+}
+
+impl LlmParams {
+    /// Reads the decoder's hyper-parameters from `config`.
+    pub fn from_config(config: &JsonFile, arch: HfArch) -> Result<Self> {
+        let m = merged(config);
+        let d = defaults(arch);
+        let bad = |field: &str, message: String| ConvertError::Config {
+            path: config.path.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let uint = |keys: &[&'static str], default: u64| -> Result<u64> {
+            match find(&m, keys) {
+                None => Ok(default),
+                Some((k, v)) => v
+                    .as_u64()
+                    .filter(|&x| x <= u64::from(u32::MAX))
+                    .ok_or_else(|| bad(k, format!("{v} is not a count that fits in u32"))),
+            }
+        };
+        let float = |keys: &[&'static str], default: f64| -> Result<f64> {
+            match find(&m, keys) {
+                None => Ok(default),
+                Some((k, v)) => v.as_f64().ok_or_else(|| bad(k, format!("{v} is not a number"))),
+            }
+        };
+        let n_layer = uint(&cfg::N_LAYER, d.n_layer)?;
+        let n_ctx = uint(&cfg::N_CTX, d.n_ctx)?;
+        let n_embd = uint(&cfg::N_EMBD, d.n_embd)?;
+        let n_ff = uint(&cfg::N_FF, d.n_ff)?;
+        let n_head = uint(&cfg::N_HEAD, d.n_head)?;
+        let n_head_kv = uint(&cfg::N_HEAD_KV, n_head)?;
+        let vocab_size = uint(&[cfg::VOCAB_SIZE], d.vocab)?;
+        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
+            return Err(bad(
+                cfg::N_HEAD_KV[0],
+                format!("{n_head} heads cannot share {n_head_kv} key/value heads"),
+            ));
+        }
+        let explicit_head_dim = find(&m, &[cfg::HEAD_DIM]).is_some();
+        let head_dim = uint(&[cfg::HEAD_DIM], n_embd / n_head)?;
+        let rope = find(&m, &cfg::ROPE_SCALING).map(|(_, v)| v);
+        let rope_obj = rope.and_then(Json::as_object);
+        let rope_theta = match rope_obj.and_then(|r| r.get("rope_theta")).and_then(Json::as_f64) {
+            Some(t) => t,
+            None => float(&cfg::ROPE_THETA, DEFAULT_ROPE_THETA)?,
+        };
+        let rope_type =
+            rope_obj.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
+        let factor = rope_obj.and_then(|r| r.get("factor")).and_then(Json::as_f64);
+        let rope_linear_factor = match (rope_type, factor) {
+            (None | Some("default"), _) => None,
+            (Some("linear"), Some(f)) => Some(f),
+            (Some("linear"), None) => None,
+            (Some(t), _) => {
+                return Err(bad(
+                    "rope_scaling",
+                    format!("RoPE scaling type '{t}' is not supported by edgevl convert"),
+                ))
+            }
+        };
+        let tie_word_embeddings = m.get(cfg::TIE_WORD_EMBEDDINGS).and_then(Json::as_bool).unwrap_or(false);
+        Ok(Self {
+            arch,
+            n_layer,
+            n_ctx,
+            n_embd,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            write_head_dim: explicit_head_dim || d.head_dim_in_dict,
+            rope_theta,
+            rms_eps: float(&cfg::RMS_EPS, DEFAULT_RMS_EPS)?,
+            rope_linear_factor,
+            vocab_size,
+            tie_word_embeddings,
+        })
+    }
+
+    /// Writes the decoder keys in llama.cpp's order (`TextModel.set_gguf_parameters`, then the
+    /// architecture's own), with `general.file_type` among them when given.
+    pub fn write_metadata(&self, md: &mut Metadata, file_type: Option<u32>) {
+        let a = self.arch.gguf_arch();
+        let u = |x: u64| Value::U32(x as u32);
+        md.set(LlmKey::BlockCount.of(a), u(self.n_layer));
+        md.set(LlmKey::ContextLength.of(a), u(self.n_ctx));
+        md.set(LlmKey::EmbeddingLength.of(a), u(self.n_embd));
+        md.set(LlmKey::FeedForwardLength.of(a), u(self.n_ff));
+        md.set(LlmKey::HeadCount.of(a), u(self.n_head));
+        md.set(LlmKey::HeadCountKv.of(a), u(self.n_head_kv));
+        if let Some(f) = self.rope_linear_factor {
+            md.set(LlmKey::RopeScalingType.of(a), Value::Str("linear".into()));
+            md.set(LlmKey::RopeScalingFactor.of(a), Value::F32(f as f32));
+        }
+        md.set(LlmKey::RopeFreqBase.of(a), Value::F32(self.rope_theta as f32));
+        md.set(LlmKey::RmsEps.of(a), Value::F32(self.rms_eps as f32));
+        if self.write_head_dim {
+            md.set(LlmKey::KeyLength.of(a), u(self.head_dim));
+            md.set(LlmKey::ValueLength.of(a), u(self.head_dim));
+        }
+        if let Some(ft) = file_type {
+            md.set(general::FILE_TYPE.to_string(), Value::U32(ft));
+        }
+        if self.arch == HfArch::Llama {
+            md.set(LlmKey::VocabSize.of(a), u(self.vocab_size));
+            md.set(LlmKey::RopeDimensionCount.of(a), u(self.head_dim));
+        }
+    }
+
+    /// The checkpoint (row-major) shape `config.json` implies for a GGUF tensor name, if known.
+    pub fn expected_shape(&self, gguf_name: &str) -> Option<Vec<u64>> {
+        let (e, q, kv) = (self.n_embd, self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
+        match gguf_name {
+            llm::TOKEN_EMBD | llm::OUTPUT => return Some(vec![self.vocab_size, e]),
+            llm::OUTPUT_NORM => return Some(vec![e]),
+            _ => {}
+        }
+        let rest = gguf_name.strip_prefix("blk.")?;
+        let (layer, suffix) = rest.split_once('.')?;
+        let layer: u64 = layer.parse().ok()?;
+        if layer >= self.n_layer {
+            return Some(vec![]);
+        }
+        let b = Block::ALL.into_iter().find(|b| b.suffix() == suffix)?;
+        Some(match b {
+            Block::AttnNorm | Block::FfnNorm => vec![e],
+            Block::AttnQ => vec![q, e],
+            Block::AttnK | Block::AttnV => vec![kv, e],
+            Block::AttnQBias => vec![q],
+            Block::AttnKBias | Block::AttnVBias => vec![kv],
+            Block::AttnOutput => vec![e, q],
+            Block::FfnGate | Block::FfnUp => vec![self.n_ff, e],
+            Block::FfnDown => vec![e, self.n_ff],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn config(json: &str) -> JsonFile {
+        match serde_json::from_str(json).unwrap() {
+            Json::Object(root) => JsonFile { path: PathBuf::from("config.json"), root },
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn transformers_defaults_fill_missing_fields() {
+        let c = config(
+            r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000}"#,
+        );
+        let p = LlmParams::from_config(&c, architecture(&c).unwrap().0).unwrap();
+        assert_eq!(
+            (p.n_ctx, p.rms_eps, p.rope_theta, p.head_dim, p.write_head_dim),
+            (32768, 1e-6, 10000.0, 16, false)
+        );
+        let c = config(
+            r#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000,"rope_scaling":{"rope_type":"yarn","factor":2.0}}"#,
+        );
+        let e = LlmParams::from_config(&c, HfArch::Llama).unwrap_err().to_string();
+        assert!(e.contains("yarn"), "{e}");
+        let c = config(r#"{"architectures":["GPTNeoXForCausalLM"]}"#);
+        assert!(architecture(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown architecture 'GPTNeoXForCausalLM'"));
+    }
+}

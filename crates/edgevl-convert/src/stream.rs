@@ -1,0 +1,207 @@
+//! Streaming a planned file: each tensor is read through mmap a slab of rows at a time, widened to
+//! f32, rows permuted if the plan says so, quantised on `threads` threads and appended to the
+//! output; the source pages are released after each slab, so memory stays at a few slabs
+//! whatever the model's size.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use edgevl_gguf::{GgmlType, GgufStreamWriter, Metadata, TensorSpec};
+use edgevl_kernels::formats::{blocks_as_bytes, q5_0, quantize_ref};
+use edgevl_kernels::DType;
+
+use crate::error::{ConvertError, Result};
+use crate::safetensors::{Dtype, SafetensorsFile, TensorView};
+
+/// Elements converted per slab (all threads together): 4 Mi f32 = 16 MiB.
+const SLAB_ELEMENTS: usize = 1 << 22;
+
+/// A row transformation applied while reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    /// Rows as stored.
+    AsIs,
+    /// llama.cpp's `LlamaModel.permute(w, n_head)`: output row `(h, i, j)` is input row `(h, j, i)`
+    /// for `h < n_head`, `i < rows / n_head / 2`, `j < 2`.
+    PermuteQk {
+        /// Heads the rows are split into.
+        n_head: u64,
+    },
+}
+
+impl Rows {
+    /// The source row of output row `r` of a tensor with `n_rows` rows.
+    fn source(self, r: usize, n_rows: usize) -> usize {
+        match self {
+            Rows::AsIs => r,
+            Rows::PermuteQk { n_head } => {
+                let per_head = n_rows / n_head as usize;
+                let half = per_head / 2;
+                let (h, k) = (r / per_head, r % per_head);
+                let (i, j) = (k / 2, k % 2);
+                h * per_head + j * half + i
+            }
+        }
+    }
+}
+
+/// One output tensor and where its data comes from.
+#[derive(Debug)]
+pub struct PlannedTensor<'a> {
+    /// Name, type and ggml dims in the output.
+    pub spec: TensorSpec,
+    /// The file holding the source.
+    pub file: &'a SafetensorsFile,
+    /// The source tensor.
+    pub view: &'a TensorView,
+    /// Row transformation.
+    pub rows: Rows,
+}
+
+/// Progress of a conversion, reported as it streams.
+pub trait Progress {
+    /// The conversion of `out` starts: `n_tensors` tensors, `total_bytes` bytes of tensor data.
+    fn start(&mut self, out: &Path, n_tensors: usize, total_bytes: u64);
+    /// Tensor `index` (0-based) starts.
+    fn tensor(&mut self, index: usize, name: &str, ggml_type: GgmlType, source: &str);
+    /// `bytes` more output bytes were written.
+    fn advance(&mut self, bytes: u64);
+    /// The file is complete.
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &Path, _: usize, _: u64) {}
+    fn tensor(&mut self, _: usize, _: &str, _: GgmlType, _: &str) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+/// Widens row `src` of a tensor to f32.
+fn widen(dtype: Dtype, row: &[u8], out: &mut [f32]) {
+    match dtype {
+        Dtype::F16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Dtype::BF16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+            }
+        }
+        _ => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+}
+
+/// Encodes f32 values (whole rows) as `t` with llama.cpp's reference quantisers.
+fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
+    if t == GgmlType::Q5_0 {
+        // A file format only: the kernels' DType (formats the engine computes with) has no Q5_0.
+        return (x.len() % q5_0::QK5_0 == 0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec());
+    }
+    quantize_ref(DType::from_ggml_type_id(t.id())?, x)
+}
+
+/// Writes `metadata` and `tensors` to `sink`, converting each tensor in slabs on `threads` threads.
+pub fn write_all<W: Write>(
+    sink: W,
+    out: &Path,
+    metadata: &Metadata,
+    tensors: &[PlannedTensor],
+    threads: usize,
+    cancel: Option<&AtomicBool>,
+    progress: &mut dyn Progress,
+) -> Result<W> {
+    let werr = |tensor: Option<&str>, source| ConvertError::Write {
+        path: out.to_path_buf(),
+        tensor: tensor.map(str::to_string),
+        source,
+    };
+    let specs: Vec<TensorSpec> = tensors.iter().map(|t| t.spec.clone()).collect();
+    let mut total = 0u64;
+    for s in &specs {
+        total = total.saturating_add(s.n_bytes().map_err(|e| werr(Some(&s.name), e))?);
+    }
+    let mut w = GgufStreamWriter::new(sink, metadata, &specs).map_err(|e| werr(None, e))?;
+    progress.start(out, tensors.len(), total);
+    let threads = threads.max(1);
+    for (index, t) in tensors.iter().enumerate() {
+        let name = t.spec.name.as_str();
+        progress.tensor(index, name, t.spec.ggml_type, t.view.dtype.name());
+        let row_len = t.spec.dims.first().copied().unwrap_or(1) as usize;
+        let n_rows = (t.view.n_elements() as usize).checked_div(row_len).unwrap_or(0);
+        let src = t.file.data(t.view);
+        let src_row_bytes = row_len * t.view.dtype.size() as usize;
+        let slab_rows = (SLAB_ELEMENTS / row_len.max(1)).max(1);
+        let mut r0 = 0;
+        while r0 < n_rows {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(ConvertError::Cancelled { path: out.to_path_buf() });
+            }
+            let rows = slab_rows.min(n_rows - r0);
+            let per = rows.div_ceil(threads);
+            let parts: Vec<Option<Vec<u8>>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..rows)
+                    .step_by(per)
+                    .map(|a| {
+                        let b = (a + per).min(rows);
+                        s.spawn(move || {
+                            let mut x = vec![0f32; (b - a) * row_len];
+                            for (k, out_row) in x.chunks_exact_mut(row_len).enumerate() {
+                                let sr = t.rows.source(r0 + a + k, n_rows);
+                                widen(
+                                    t.view.dtype,
+                                    &src[sr * src_row_bytes..(sr + 1) * src_row_bytes],
+                                    out_row,
+                                );
+                            }
+                            encode(t.spec.ggml_type, &x)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+            });
+            for part in parts {
+                let bytes = part.ok_or_else(|| {
+                    ConvertError::Options(format!("tensor '{name}': cannot encode as {}", t.spec.ggml_type))
+                })?;
+                w.write_data(&bytes).map_err(|e| werr(Some(name), e))?;
+                progress.advance(bytes.len() as u64);
+            }
+            if t.rows == Rows::AsIs {
+                // Rows read so far are not needed again: keep RSS at a slab, not a tensor.
+                let from = t.view.start + r0 * src_row_bytes;
+                t.file.release(from, from + rows * src_row_bytes);
+            }
+            r0 += rows;
+        }
+        t.file.release(t.view.start, t.view.end);
+    }
+    let sink = w.finish().map_err(|e| werr(None, e))?;
+    progress.finish();
+    Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_matches_llama_cpp_permute() {
+        // numpy: w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(w.shape)
+        // on rows 0..12 with n_head = 2 gives [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11].
+        let p = Rows::PermuteQk { n_head: 2 };
+        let got: Vec<usize> = (0..12).map(|r| p.source(r, 12)).collect();
+        assert_eq!(got, [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11]);
+    }
+}

@@ -1,0 +1,239 @@
+//! Bad checkpoints fail with an error naming the file and the tensor, and leave neither the output
+//! nor its temporary file behind: a missing shard, a truncated file, offsets that overlap or run past
+//! the end, a dtype edgevl cannot read, a shape that disagrees with config.json, an unknown
+//! architecture, and a write that fails half way.
+
+mod common;
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use common::{bf16, write_st, T};
+
+use edgevl_convert::{convert, convert_to_writer, ConvertOptions, LlmType, PlanOptions, Scheme, Silent};
+
+const D: u64 = 64;
+const FF: u64 = 128;
+const KV: u64 = 32; // 2 KV heads of 16
+const VOCAB: u64 = 49152;
+
+/// A tiny LLaMA's tensors (2 layers, width 64, SmolLM2's vocabulary so its tokenizer fits).
+fn tiny_tensors() -> Vec<T> {
+    let mut v: Vec<T> =
+        vec![("model.embed_tokens.weight".into(), "BF16", vec![VOCAB, D], bf16(&[VOCAB, D], 1))];
+    for l in 0..2 {
+        let p = format!("model.layers.{l}.");
+        for (n, s) in [
+            ("input_layernorm.weight", vec![D]),
+            ("self_attn.q_proj.weight", vec![D, D]),
+            ("self_attn.k_proj.weight", vec![KV, D]),
+            ("self_attn.v_proj.weight", vec![KV, D]),
+            ("self_attn.o_proj.weight", vec![D, D]),
+            ("post_attention_layernorm.weight", vec![D]),
+            ("mlp.gate_proj.weight", vec![FF, D]),
+            ("mlp.up_proj.weight", vec![FF, D]),
+            ("mlp.down_proj.weight", vec![D, FF]),
+        ] {
+            let b = bf16(&s, l + 7);
+            v.push((format!("{p}{n}"), "BF16", s, b));
+        }
+    }
+    v.push(("model.norm.weight".into(), "BF16", vec![D], bf16(&[D], 3)));
+    v
+}
+
+struct Case {
+    dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+impl Case {
+    /// A valid two-shard checkpoint in a fresh directory.
+    fn new(tag: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("edgevl-bad-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = root.join("tiny-llama");
+        let out_dir = root.join("out");
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&out_dir).unwrap();
+        common::smollm2_tokenizer(&dir);
+        let config = format!(
+            r#"{{"architectures":["LlamaForCausalLM"],"hidden_size":{D},"intermediate_size":{FF},"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":{VOCAB},"tie_word_embeddings":true,"rms_norm_eps":1e-5}}"#
+        );
+        fs::write(dir.join("config.json"), config).unwrap();
+        let c = Case { dir, out_dir };
+        c.write_shards(tiny_tensors(), |h| h);
+        c
+    }
+
+    fn write_shards(&self, tensors: Vec<T>, fix: impl Fn(String) -> String + Copy) {
+        let (a, b) = tensors.split_at(tensors.len() / 2);
+        let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+        write_st(&self.dir.join(names[0]), a, fix);
+        write_st(&self.dir.join(names[1]), b, |h| h);
+        let map: Vec<String> = a
+            .iter()
+            .map(|t| format!("\"{}\":\"{}\"", t.0, names[0]))
+            .chain(b.iter().map(|t| format!("\"{}\":\"{}\"", t.0, names[1])))
+            .collect();
+        fs::write(
+            self.dir.join("model.safetensors.index.json"),
+            format!("{{\"weight_map\":{{{}}}}}", map.join(",")),
+        )
+        .unwrap();
+    }
+
+    fn opts() -> ConvertOptions {
+        ConvertOptions {
+            plan: PlanOptions { scheme: Scheme::Q8_0, llm_type: LlmType::Q4_0, pure: false },
+            threads: 2,
+            cancel: None,
+        }
+    }
+
+    /// Converts; returns the error text and checks nothing was left in the output directory.
+    fn fails(&self) -> String {
+        let out = self.out_dir.join("model.gguf");
+        let err = convert(&self.dir, &out, &Self::opts(), &mut Silent)
+            .expect_err("conversion should fail")
+            .to_string();
+        let left: Vec<_> = fs::read_dir(&self.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "left behind: {left:?} after: {err}");
+        err
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        if let Some(root) = self.dir.parent() {
+            let _ = fs::remove_dir_all(root);
+        }
+    }
+}
+
+#[test]
+fn a_valid_tiny_checkpoint_converts() {
+    let c = Case::new("ok");
+    let out = c.out_dir.join("model.gguf");
+    let s = convert(&c.dir, &out, &Case::opts(), &mut Silent).unwrap();
+    assert_eq!(s.tensors.len(), 1 + 2 * 9 + 1);
+    let f = edgevl_gguf::GgufFile::open(&out).unwrap();
+    assert_eq!(f.metadata().get_str("tokenizer.ggml.pre").unwrap(), "smollm");
+    assert_eq!(fs::read_dir(&c.out_dir).unwrap().count(), 1, "only the output, no temporary file");
+}
+
+#[test]
+fn missing_shard() {
+    let c = Case::new("shard");
+    fs::remove_file(c.dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let e = c.fails();
+    assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("model."), "{e}");
+}
+
+#[test]
+fn truncated_file() {
+    let c = Case::new("trunc");
+    let p = c.dir.join("model-00001-of-00002.safetensors");
+    let len = fs::metadata(&p).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len - 100).unwrap();
+    let e = c.fails();
+    assert!(e.contains("model-00001-of-00002.safetensors") && e.contains("tensor '"), "{e}");
+}
+
+#[test]
+fn overlapping_and_past_end_offsets() {
+    let c = Case::new("overlap");
+    // The second tensor starts 8 bytes early: it overlaps the first.
+    let t = tiny_tensors();
+    let first = t[0].3.len();
+    let second = t[1].3.len();
+    c.write_shards(t.clone(), move |h| {
+        h.replacen(
+            &format!("[{first},{}]", first + second),
+            &format!("[{},{}]", first - 8, first + second - 8),
+            1,
+        )
+    });
+    let e = c.fails();
+    assert!(e.contains("overlaps") && e.contains("tensor 'model.layers.0.input_layernorm.weight'"), "{e}");
+    // The first tensor's end runs past the data.
+    c.write_shards(t, move |h| h.replacen(&format!("[0,{first}]"), &format!("[0,{}]", first * 100), 1));
+    let e = c.fails();
+    assert!(e.contains("not inside") && e.contains("tensor 'model.embed_tokens.weight'"), "{e}");
+}
+
+#[test]
+fn dtype_edgevl_cannot_read() {
+    let c = Case::new("dtype");
+    let mut t = tiny_tensors();
+    t[2].1 = "I16"; // same byte size as BF16: a valid file, an unusable tensor
+    c.write_shards(t.clone(), |h| h);
+    let e = c.fails();
+    assert!(
+        e.contains("model-00001-of-00002.safetensors")
+            && e.contains(&format!("'{}'", t[2].0))
+            && e.contains("I16"),
+        "{e}"
+    );
+    t[2].1 = "Q4";
+    c.write_shards(t.clone(), |h| h);
+    let e = c.fails();
+    assert!(e.contains("unknown dtype 'Q4'") && e.contains(&t[2].0), "{e}");
+}
+
+#[test]
+fn shape_disagreeing_with_config() {
+    let c = Case::new("shape");
+    fs::write(
+        c.dir.join("config.json"),
+        fs::read_to_string(c.dir.join("config.json"))
+            .unwrap()
+            .replace("\"intermediate_size\":128", "\"intermediate_size\":96"),
+    )
+    .unwrap();
+    let e = c.fails();
+    assert!(e.contains("model.layers.0.mlp.down_proj.weight") && e.contains("config.json implies"), "{e}");
+}
+
+#[test]
+fn unknown_architecture() {
+    let c = Case::new("arch");
+    let cfg = fs::read_to_string(c.dir.join("config.json"))
+        .unwrap()
+        .replace("LlamaForCausalLM", "GPTNeoXForCausalLM");
+    fs::write(c.dir.join("config.json"), cfg).unwrap();
+    let e = c.fails();
+    assert!(e.contains("config.json") && e.contains("unknown architecture 'GPTNeoXForCausalLM'"), "{e}");
+}
+
+/// A sink that fails after `left` bytes, like a full disk.
+struct FailingWriter {
+    left: usize,
+}
+
+impl Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (test)"));
+        }
+        self.left -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn write_failure_names_output_and_tensor() {
+    let c = Case::new("write");
+    let label = c.out_dir.join("model.gguf");
+    // Past the header (about 1.9 MB of vocabulary) and into the tensor data.
+    let err =
+        convert_to_writer(&c.dir, FailingWriter { left: 3_000_000 }, &label, &Case::opts(), &mut Silent)
+            .map(|_| ())
+            .expect_err("the sink fails")
+            .to_string();
+    assert!(err.contains("model.gguf") && err.contains("tensor '") && err.contains("no space left"), "{err}");
+}
