@@ -169,6 +169,13 @@ def build_edgevl(tokenizer):
     return model
 
 
+def tower_name(key: str) -> str:
+    """The checkpoint name of a state-dict key: the tower as SigLIP's hub files (and llama.cpp's tensor map) name it,
+    `vision_tower.vision_model.*` (transformers 5's SiglipVisionModel drops the `vision_model.` level)."""
+    tower, full = "vision_tower.", "vision_tower.vision_model."
+    return key if not key.startswith(tower) or key.startswith(full) else full + key[len(tower):]
+
+
 def edgevl_config(model) -> dict:
     vc, tc = model.vc, model.tc
     return {
@@ -208,7 +215,8 @@ def make_edgevl() -> None:
     tcfg["chat_template"] = CHATML
     cfg_path.write_text(json.dumps(tcfg, indent=2, sort_keys=True), encoding="utf-8")
     model = build_edgevl(tokenizer)
-    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "language_model.lm_head.weight"}
+    sd = {tower_name(k): v.detach().contiguous() for k, v in model.state_dict().items()
+          if k != "language_model.lm_head.weight"}
     save_file(sd, str(dst / "model.safetensors"), metadata={"format": "pt"})
     (dst / "config.json").write_text(json.dumps(edgevl_config(model), indent=2, sort_keys=True))
     (dst / "preprocessor_config.json").write_text(

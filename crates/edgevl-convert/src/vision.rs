@@ -105,12 +105,10 @@ impl VisionParams {
         let n_ff = need(&vcfg::N_FF)?;
         let n_layer = need(&vcfg::N_LAYER)?;
         let n_head = need(&vcfg::N_HEAD)?;
-        if image_size % patch_size != 0 || n_embd % n_head != 0 {
+        if n_embd % n_head != 0 {
             return Err(bad(
-                &field(vcfg::IMAGE_SIZE),
-                format!(
-                    "image {image_size} / patch {patch_size} and width {n_embd} / heads {n_head} must divide"
-                ),
+                &field(vcfg::N_HEAD[0]),
+                format!("{n_head} heads do not divide the width {n_embd}"),
             ));
         }
         let eps = match (vc.get(vcfg::LAYER_NORM_EPS).map(Json::as_f64), family) {
