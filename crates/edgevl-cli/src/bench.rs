@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::ThreadPool;
+use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::{Decoder, DecoderInput, KvCache, LogitsWanted, RunState};
 
 /// Options of `edgevl bench`.
@@ -202,7 +202,7 @@ fn bytes_per_token(f: &GgufFile) -> u64 {
 const PROBE_BYTES: usize = 1 << 30;
 
 /// Runs the benchmark and prints the table (or JSON) on stdout.
-pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     anyhow::ensure!(a.reps > 0, "-r must be at least 1");
     if let Some(image) = &a.vision.image {
         let Some(mmproj) = &a.vision.mmproj else { anyhow::bail!("--image needs --mmproj") };
@@ -210,6 +210,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             n_threads: a.threads.max(1),
             n_ctx: a.ctx,
             kv_type: a.kv_type.into(),
+            kernels,
             ..edgevl_runtime::SessionConfig::default()
         };
         let j = crate::bench_vision::e2e_bench(&a.model, mmproj, image, &cfg, &a.vision, a.n_gen, a.json)?;
@@ -218,8 +219,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let k = Kernels::new(kernels);
     let vit = match &a.vision.mmproj {
-        Some(mmproj) => Some(crate::bench_vision::vit_bench(mmproj, &a.vision, a.threads, a.json)?),
+        Some(mmproj) => Some(crate::bench_vision::vit_bench(mmproj, &k, &a.vision, a.threads, a.json)?),
         None => None,
     };
     if a.n_prompt + a.n_gen == 0 && a.no_bandwidth {
@@ -236,7 +238,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let file =
         Arc::new(GgufFile::open(&a.model).with_context(|| format!("cannot open {}", a.model.display()))?);
     let dec =
-        Decoder::load(Arc::clone(&file)).with_context(|| format!("cannot load {}", a.model.display()))?;
+        Decoder::load(Arc::clone(&file), &k).with_context(|| format!("cannot load {}", a.model.display()))?;
     let d = a.depth;
     let n_ctx = a.ctx.unwrap_or(d + a.n_prompt + a.n_gen).max(1);
     anyhow::ensure!(
@@ -286,7 +288,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     };
     let roofline = bw.map(|g| g * 1e9 / weights.max(1) as f64);
     let (pp, tg) = (Stats::of(&pp), Stats::of(&tg));
-    let level = format!("{:?}", edgevl_kernels::kernels().level());
+    let level = format!("{:?}", b.dec.kernels().level());
 
     if a.json {
         let j = serde_json::json!({

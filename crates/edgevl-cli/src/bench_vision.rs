@@ -11,7 +11,7 @@
 use crate::bench::Stats;
 use anyhow::Context;
 use clap::Args;
-use edgevl_kernels::ThreadPool;
+use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::VisionEncoder;
 use edgevl_runtime::{ImageConfig, Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::path::{Path, PathBuf};
@@ -96,14 +96,15 @@ fn vit_rows(
 /// Prints the ViT table (or returns it as JSON).
 pub fn vit_bench(
     mmproj: &Path,
+    kernels: &Kernels,
     v: &VisionBenchArgs,
     threads: usize,
     json: bool,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(v.vit_reps > 0, "--vit-reps must be at least 1");
     anyhow::ensure!(v.vit_batch.iter().all(|&b| b > 0), "--vit-batch sizes must be at least 1");
-    let enc =
-        VisionEncoder::open(mmproj).with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
+    let enc = VisionEncoder::open(mmproj, kernels)
+        .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
     let pool = ThreadPool::new(threads.max(1));
     let rows = vit_rows(&enc, &v.vit_batch, v.vit_reps, &pool)?;
     // Patches a view, from the file (so400m at 384: 27 x 27 = 729; InternViT 1024; SmolVLM 1024).

@@ -6,6 +6,7 @@ use crate::run::{summary, GenArgs, ModelArgs};
 use crate::vision_args::{describe, VisionArgs};
 use anyhow::Context;
 use clap::Args;
+use edgevl_kernels::KernelConfig;
 use edgevl_runtime::{Finish, Sampler, Session};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +38,8 @@ enum Next {
 }
 
 /// Run `edgevl chat`.
-pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
-    let mut session = a.model.load_with_vision(&a.vision)?;
+pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    let mut session = a.model.load_with_vision(&a.vision, kernels)?;
     if !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML");
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use edgevl_kernels::ThreadPool;
+use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::vision::VisionEncoder;
 use edgevl_runtime::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use edgevl_vision::{load_image, make_tiles, LoadLimits};
@@ -44,8 +44,8 @@ pub struct EncodeImageArgs {
 }
 
 /// Runs `edgevl encode-image`: writes the `.npy` and a one-line summary to stderr.
-pub fn run(args: &EncodeImageArgs) -> anyhow::Result<()> {
-    let mut enc = VisionEncoder::open(&args.mmproj)
+pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    let mut enc = VisionEncoder::open(&args.mmproj, &Kernels::new(kernels))
         .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
     let cfg = ImageConfig {
         strategy: args.strategy,
@@ -155,10 +155,10 @@ mod tests {
         let image = fixture("vision/pipeline/small.png");
         let npy = out.display().to_string();
         let a = args(&["--mmproj", &mmproj, "--image", &image, "--npy", &npy, "-t", "2", "--vit-batch", "3"]);
-        run(&a).unwrap();
+        run(&a, edgevl_testdata::kernel_config()).unwrap();
         let ((rows, cols), data) = read_npy(&std::fs::read(&out).unwrap());
         // The same pipeline through the libraries directly.
-        let enc = VisionEncoder::open(&mmproj).unwrap();
+        let enc = VisionEncoder::open(&mmproj, &edgevl_testdata::kernels()).unwrap();
         let img = load_image(std::path::Path::new(&image), &LoadLimits::default()).unwrap();
         let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
         let tiles = make_tiles(&img, &plan, &edgevl_vision::Preprocess::BLUELM).unwrap();
@@ -173,12 +173,12 @@ mod tests {
     fn bad_mmproj_is_a_clear_error() {
         let image = fixture("vision/pipeline/small.png");
         let missing = args(&["--mmproj", "/nonexistent/m.gguf", "--image", &image, "--npy", "/tmp/x.npy"]);
-        let e = format!("{:#}", run(&missing).unwrap_err());
+        let e = format!("{:#}", run(&missing, edgevl_testdata::kernel_config()).unwrap_err());
         assert!(e.contains("cannot load mmproj /nonexistent/m.gguf"), "{e}");
         // A text model is not an mmproj: the first missing key is named.
         let llm = fixture("tiny-qwen2/model.gguf");
         let wrong = args(&["--mmproj", &llm, "--image", &image, "--npy", "/tmp/x.npy"]);
-        let e = format!("{:#}", run(&wrong).unwrap_err());
+        let e = format!("{:#}", run(&wrong, edgevl_testdata::kernel_config()).unwrap_err());
         assert!(e.contains("clip.projector_type"), "{e}");
     }
 }

@@ -136,7 +136,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mmproj = dir.join("mmproj.gguf");
         run(&args("siglip-tiny", WeightType::Q8_0, false, mmproj.clone())).unwrap();
-        let enc = VisionEncoder::open(&mmproj).unwrap();
+        let enc = VisionEncoder::open(&mmproj, &edgevl_testdata::kernels()).unwrap();
         assert_eq!((enc.hparams().n_embd, enc.n_embd_out()), (64, 64));
 
         let llm = dir.join("llm.gguf");

@@ -1,5 +1,6 @@
 //! `edgevl`: on-device multimodal LLM inference from the command line. stdout carries only the
 //! answer or the requested JSON; logs and progress go to stderr.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod bench_vision;
@@ -18,6 +19,7 @@ mod tokenize;
 mod vision_args;
 
 use clap::{Parser, Subcommand};
+use edgevl_kernels::KernelConfig;
 use std::process::ExitCode;
 
 /// edgevl — fast multimodal LLM inference on a phone or laptop CPU.
@@ -57,17 +59,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The kernel overrides (EDGEVL_MAX_SIMD, EDGEVL_FORCE_SCALAR, EDGEVL_NO_PACK) are read here, once, and passed
+    // to the commands that compute as the options of their kernel table.
+    let kernels = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("edgevl: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
-        Command::Run(a) => run::run(&a),
-        Command::Chat(a) => chat::run(&a),
-        Command::Perplexity(a) => perplexity::run(&a),
+        Command::Run(a) => run::run(&a, kernels),
+        Command::Chat(a) => chat::run(&a, kernels),
+        Command::Perplexity(a) => perplexity::run(&a, kernels),
         Command::Tokenize(a) => tokenize::run(&a),
         Command::Tiles(a) => tiles::run(&a),
-        Command::EncodeImage(a) => encode_image::run(&a),
-        Command::Bench(a) => bench::run(&a),
+        Command::EncodeImage(a) => encode_image::run(&a, kernels),
+        Command::Bench(a) => bench::run(&a, kernels),
         Command::GenRandom(a) => gen_random::run(&a),
         Command::Info(a) => info::run(&a),
-        Command::Serve(a) => serve::run(&a),
+        Command::Serve(a) => serve::run(&a, kernels),
         Command::Convert(a) => convert::run(&a),
     };
     match result {

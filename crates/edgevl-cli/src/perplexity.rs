@@ -3,6 +3,7 @@
 use crate::run::{KvTypeArg, ModelArgs};
 use anyhow::Context;
 use clap::Args;
+use edgevl_kernels::KernelConfig;
 use std::path::PathBuf;
 
 /// Arguments of `edgevl perplexity`.
@@ -29,7 +30,7 @@ pub struct PerplexityArgs {
 }
 
 /// Run `edgevl perplexity`.
-pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
+pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("cannot read text file {}", a.file.display()))?;
     // llama-perplexity drops exactly one trailing newline of the file; do the same.
@@ -41,7 +42,7 @@ pub fn run(a: &PerplexityArgs) -> anyhow::Result<()> {
         chunk: a.ctx,
         kv_type: a.kv_type,
     };
-    let mut session = model.load()?;
+    let mut session = model.load(kernels)?;
     let res = session
         .perplexity(text, |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "))?;
     eprintln!();

@@ -3,6 +3,7 @@
 use crate::vision_args::{describe, VisionArgs};
 use anyhow::Context;
 use clap::Args;
+use edgevl_kernels::KernelConfig;
 use edgevl_model::KvType;
 use edgevl_runtime::{Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::io::Write;
@@ -52,12 +53,13 @@ impl From<KvTypeArg> for KvType {
 }
 
 impl ModelArgs {
-    /// The session configuration these options describe.
-    pub fn session_config(&self) -> SessionConfig {
+    /// The session configuration these options describe, with kernel table options `kernels`.
+    pub fn session_config(&self, kernels: KernelConfig) -> SessionConfig {
         let mut cfg = SessionConfig {
             n_ctx: self.ctx,
             chunk: self.chunk,
             kv_type: self.kv_type.into(),
+            kernels,
             ..SessionConfig::default()
         };
         if let Some(t) = self.threads {
@@ -66,14 +68,14 @@ impl ModelArgs {
         cfg
     }
 
-    /// Load the model into a session, naming the file in any error.
-    pub fn load(&self) -> anyhow::Result<Session> {
-        self.load_with(&self.session_config())
+    /// Load the model into a session with kernel table options `kernels`, naming the file in any error.
+    pub fn load(&self, kernels: KernelConfig) -> anyhow::Result<Session> {
+        self.load_with(&self.session_config(kernels))
     }
 
     /// Load the model (and the mmproj of `vision`, if any) into a session.
-    pub fn load_with_vision(&self, vision: &VisionArgs) -> anyhow::Result<Session> {
-        let mut cfg = self.session_config();
+    pub fn load_with_vision(&self, vision: &VisionArgs, kernels: KernelConfig) -> anyhow::Result<Session> {
+        let mut cfg = self.session_config(kernels);
         vision.apply(&mut cfg);
         self.load_with(&cfg)
     }
@@ -158,8 +160,8 @@ pub struct RunArgs {
 }
 
 /// Run `edgevl run`.
-pub fn run(a: &RunArgs) -> anyhow::Result<()> {
-    let mut session = a.model.load_with_vision(&a.vision)?;
+pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    let mut session = a.model.load_with_vision(&a.vision, kernels)?;
     let dump = a.dump.hook();
     if let Some((_, hook)) = &dump {
         session.set_decoder_hook(hook.clone())?;

@@ -3,6 +3,7 @@
 use crate::run::ModelArgs;
 use crate::vision_args::VisionArgs;
 use clap::Args;
+use edgevl_kernels::KernelConfig;
 use edgevl_server::{Server, ServerConfig};
 
 /// Arguments of `edgevl serve`.
@@ -33,8 +34,8 @@ pub struct ServeArgs {
 }
 
 /// Run `edgevl serve` until SIGINT or SIGTERM.
-pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
-    let mut session = a.model.session_config();
+pub fn run(a: &ServeArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    let mut session = a.model.session_config(kernels);
     a.vision.apply(&mut session);
     let cfg = ServerConfig {
         session,

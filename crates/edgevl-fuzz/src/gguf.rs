@@ -19,6 +19,8 @@ const FUZZ_MAX_ENCODE_TOKENS: usize = 64;
 thread_local! {
     /// One compute thread: the targets check answers, not speed.
     static POOL: ThreadPool = ThreadPool::new(1);
+    /// The kernel table every target computes with (the CPU's best level, or the level the overrides name).
+    static KERNELS: edgevl_kernels::Kernels = edgevl_testdata::kernels();
 }
 
 /// An LLM file: parse, then build the tokenizer and chat template from its metadata (tokenize,
@@ -37,7 +39,7 @@ pub fn gguf_llm(data: &[u8]) {
             let _ = template.render_content(&msgs, false, ContentForm::Parts { image_marker: "<__media__>" });
         }
     }
-    let Ok(decoder) = Decoder::load(file) else { return };
+    let Ok(decoder) = KERNELS.with(|k| Decoder::load(file, k)) else { return };
     let hp = decoder.hparams();
     let work = hp.n_layer.saturating_mul(hp.n_embd).saturating_mul(hp.n_ff.max(hp.q_dim()));
     if work.saturating_add(decoder.n_vocab().saturating_mul(hp.n_embd)) > FUZZ_MAX_WORK {
@@ -64,7 +66,7 @@ pub fn gguf_llm(data: &[u8]) {
 /// views and encode them, checking the embeddings' count.
 pub fn gguf_mmproj(data: &[u8]) {
     let Ok(file) = GgufFile::from_bytes(data.to_vec()) else { return };
-    let Ok(encoder) = VisionEncoder::load(Arc::new(file)) else { return };
+    let Ok(encoder) = KERNELS.with(|k| VisionEncoder::load(Arc::new(file), k)) else { return };
     let hp = encoder.hparams().clone();
     let tiling = ImageTiling::of_mmproj(&ImageConfig::default(), &hp, Some(4));
     for size in [Size::new(1, 1), Size::new(640, 480), Size::new(100, 3000)] {

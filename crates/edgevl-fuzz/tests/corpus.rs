@@ -146,12 +146,13 @@ fn seeds_load() {
         let file = open(&p);
         edgevl_tokenizer::Tokenizer::from_gguf(file.metadata())
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        edgevl_model::Decoder::load(file).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        edgevl_model::Decoder::load(file, &edgevl_testdata::kernels())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     let mut families = Vec::new();
     for p in seeds("gguf_mmproj") {
-        let enc = edgevl_model::vision::VisionEncoder::load(open(&p))
+        let enc = edgevl_model::vision::VisionEncoder::load(open(&p), &edgevl_testdata::kernels())
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         families.push(enc.hparams().family);
         n += 1;

@@ -179,12 +179,14 @@ fn child_llm_loader() {
     ];
     for (what, overrides) in cases {
         let file = GgufFile::from_bytes(tiny_llm(overrides)).expect("parses");
-        refuse(what, edgevl_model::Decoder::load(Arc::new(file)));
+        refuse(what, edgevl_model::Decoder::load(Arc::new(file), &edgevl_testdata::kernels()));
     }
     // The unmodified file loads and runs under the limit (the refusals above are not OOM).
-    let d =
-        edgevl_model::Decoder::load(Arc::new(GgufFile::from_bytes(tiny_llm(Vec::new())).expect("parses")))
-            .expect("loads");
+    let d = edgevl_model::Decoder::load(
+        Arc::new(GgufFile::from_bytes(tiny_llm(Vec::new())).expect("parses")),
+        &edgevl_testdata::kernels(),
+    )
+    .expect("loads");
     assert_eq!(d.n_vocab(), 300);
 }
 
@@ -247,7 +249,10 @@ fn child_mmproj_loader() {
     use edgevl_arch::family::VisionFamily;
     use edgevl_model::vision::VisionEncoder;
     let load = |family, overrides| {
-        VisionEncoder::load(Arc::new(GgufFile::from_bytes(tiny_mmproj(family, overrides)).expect("parses")))
+        VisionEncoder::load(
+            Arc::new(GgufFile::from_bytes(tiny_mmproj(family, overrides)).expect("parses")),
+            &edgevl_testdata::kernels(),
+        )
     };
     // This project's layout tiles at 384 px: patch 1 would be a 384x384 grid (147,456 patches a
     // tile, a 19 GB position table at width 32768).

@@ -361,7 +361,8 @@ mod model_tests {
 
     fn encoder(shape: &VisionShape, dtype: VisionDType) -> VisionEncoder {
         let bytes = build_mmproj(shape, dtype, 5).unwrap().to_bytes().unwrap();
-        VisionEncoder::load(Arc::new(GgufFile::from_bytes(bytes).unwrap())).unwrap()
+        VisionEncoder::load(Arc::new(GgufFile::from_bytes(bytes).unwrap()), &edgevl_testdata::kernels())
+            .unwrap()
     }
 
     /// A smooth pattern in [-1, 1] standing in for normalised pixels.

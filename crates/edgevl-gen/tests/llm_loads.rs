@@ -35,7 +35,7 @@ fn tiny_model_in_every_type_gives_the_f32_models_logits() {
     // Every position's logits of `tokens` in one pass, and the last row after prefilling all but
     // the last token then decoding it.
     let run = |dtype| {
-        let dec = Decoder::load(tiny(dtype)).unwrap();
+        let dec = Decoder::load(tiny(dtype), &edgevl_testdata::kernels()).unwrap();
         assert_eq!(dec.n_vocab(), 512);
         let (mut kv, mut st) = (dec.new_cache(64, KvType::F32), dec.new_state(8, 64));
         let all = dec
@@ -121,6 +121,6 @@ fn image_tokens_tokenise_as_single_control_tokens() {
     // Without special parsing the same text is plain bytes.
     assert_eq!(tok.encode(text, false, false).len(), text.len());
     // The model still runs.
-    let dec = Decoder::load(Arc::new(f)).unwrap();
+    let dec = Decoder::load(Arc::new(f), &edgevl_testdata::kernels()).unwrap();
     assert_eq!(dec.n_vocab(), 512);
 }

@@ -7,6 +7,8 @@
 //! [`GgufWriter`] builds files the reader (and llama.cpp) accept; [`GgufStreamWriter`] writes one
 //! tensor at a time (a converter's output), to an [`AtomicFile`] renamed into place when complete.
 #![warn(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cursor;
 mod error;

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
-use edgevl_kernels::{kernels, matmul, DType, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, KernelConfig, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 /// On-CPU nanoseconds of the calling thread (Linux), so a busy shared machine does not distort the figures;
 /// falls back to wall time elsewhere.
@@ -56,7 +56,14 @@ fn main() {
         vec![DType::Q4_0, DType::Q4_1]
     };
     let pool = ThreadPool::new(threads);
-    println!("kernel level {:?}, {} thread(s), {ROWS}x{COLS}", kernels().level(), pool.n_threads());
+    let k = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
+        Ok(cfg) => Kernels::new(cfg),
+        Err(e) => {
+            eprintln!("matvec_bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!("kernel level {:?}, {} thread(s), {ROWS}x{COLS}", k.level(), pool.n_threads());
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
         seed ^= seed << 13;
@@ -66,7 +73,7 @@ fn main() {
     };
     let x: Vec<f32> = (0..COLS * 512).map(|_| rnd()).collect();
     fn wr(t: DType, d: &[u8]) -> WeightRef<'_> {
-        WeightRef { dtype: t, data: d, rows: ROWS, cols: COLS, packed: None }
+        WeightRef::new(t, d, ROWS, COLS).unwrap_or_else(|e| panic!("{e}"))
     }
     // SmolLM2-135M's decode products (Q4_1 layers, Q8_0 tied output): per-call cost including pool and dispatch.
     for (t, rows, cols) in [
@@ -78,14 +85,14 @@ fn main() {
     ] {
         let wf: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();
         let Some(w) = quantize_ref(t, &wf) else { continue };
-        let wref = WeightRef { dtype: t, data: &w, rows, cols, packed: None };
+        let Ok(wref) = WeightRef::new(t, &w, rows, cols) else { continue };
         let mut scratch = MatmulScratch::new();
         let mut y = vec![0f32; rows];
         let reps = (200_000_000 / w.len()).clamp(10, 20_000);
-        matmul(&pool, wref, &x[..cols], 1, &mut y, &mut scratch);
+        matmul(&k, &pool, wref, &x[..cols], 1, &mut y, &mut scratch);
         let (wall, cpu) = timed(|| {
             for _ in 0..reps {
-                matmul(&pool, wref, &x[..cols], 1, &mut y, &mut scratch);
+                matmul(&k, &pool, wref, &x[..cols], 1, &mut y, &mut scratch);
             }
         });
         let (us_w, us_c) = (wall / reps as f64 * 1e6, cpu / reps as f64 * 1e6);
@@ -106,16 +113,16 @@ fn main() {
         let mut y = vec![0f32; ROWS * 512];
         // matvec, hot
         let reps = 200;
-        matmul(&pool, wr(t, &w), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
+        matmul(&k, &pool, wr(t, &w), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
         let (hw, hc) = timed(|| {
             for _ in 0..reps {
-                matmul(&pool, wr(t, &w), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
+                matmul(&k, &pool, wr(t, &w), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
             }
         });
         // matvec, cold
         let (cw, cc) = timed(|| {
             for c in &cold {
-                matmul(&pool, wr(t, c), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
+                matmul(&k, &pool, wr(t, c), &x[..COLS], 1, &mut y[..ROWS], &mut scratch);
             }
         });
         let gbs = |secs: f64, n: usize| (bytes * n) as f64 / secs / 1e9;
@@ -143,7 +150,7 @@ fn main() {
             let reps = (64 / m).max(1);
             let (dw, dc) = timed(|| {
                 for _ in 0..reps {
-                    matmul(&pool, wr(t, &w), &x[..m * COLS], m, &mut y[..m * ROWS], &mut scratch);
+                    matmul(&k, &pool, wr(t, &w), &x[..m * COLS], m, &mut y[..m * ROWS], &mut scratch);
                 }
             });
             let gmac = |secs: f64| (ROWS * COLS * m * reps) as f64 / secs / 1e9;

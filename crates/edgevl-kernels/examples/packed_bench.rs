@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
 use edgevl_kernels::packed::PackedWeights;
-use edgevl_kernels::{kernels, matmul, DType, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, KernelConfig, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 /// On-CPU nanoseconds of the calling thread (Linux); `None` elsewhere.
 fn cpu_ns() -> Option<u64> {
@@ -31,7 +31,14 @@ fn main() {
         vec![DType::Q4_0, DType::Q4_1, DType::Q8_0]
     };
     let pool = ThreadPool::new(1);
-    println!("kernel level {:?}, 1 thread, {ROWS}x{COLS}, m = {m}", kernels().level());
+    let k = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
+        Ok(cfg) => Kernels::new(cfg),
+        Err(e) => {
+            eprintln!("packed_bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!("kernel level {:?}, 1 thread, {ROWS}x{COLS}, m = {m}", k.level());
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
         seed ^= seed << 13;
@@ -50,11 +57,11 @@ fn main() {
         let p = PackedWeights::pack(t, &w, ROWS, COLS).ok();
         let pack_s = t0.elapsed().as_secs_f64();
         let mut run = |name: &str, wr: WeightRef| {
-            matmul(&pool, wr, &x, m, &mut y, &mut scratch);
+            matmul(&k, &pool, wr, &x, m, &mut y, &mut scratch);
             let reps = (2048 / m).max(1);
             let (t0, c0) = (Instant::now(), cpu_ns());
             for _ in 0..reps {
-                matmul(&pool, wr, &x, m, &mut y, &mut scratch);
+                matmul(&k, &pool, wr, &x, m, &mut y, &mut scratch);
             }
             let wall = t0.elapsed().as_secs_f64();
             let cpu = match (c0, cpu_ns()) {

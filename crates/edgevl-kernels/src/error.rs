@@ -43,4 +43,32 @@ pub enum KernelError {
         /// Storage type.
         dtype: DType,
     },
+    /// A float GEMM tile of a format that is not F16 or F32.
+    #[error("{dtype}: not a float GEMM format (F16 or F32)")]
+    NotFloat {
+        /// Storage type.
+        dtype: DType,
+    },
+    /// A count outside its range.
+    #[error("{what}: {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// Which count.
+        what: &'static str,
+        /// The count given.
+        value: usize,
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// An override variable (`EDGEVL_MAX_SIMD`, ...) with a value it does not take.
+    #[error("{var}={value:?}: expected {expected}")]
+    Override {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The values it takes.
+        expected: &'static str,
+    },
 }

@@ -2,8 +2,12 @@
 //! element-wise transformer ops ([`ops`]). Numerics follow llama.cpp's CPU backend (ggml-cpu): activations are
 //! converted to each weight type's `vec_dot_type` with ggml's x86 rounding and the integer dot products are exact.
 //!
-//! Every SIMD kernel has a scalar twin; the table used is chosen once at run time ([`dispatch::kernels`]).
+//! Every kernel lives in one typed table, [`Kernels`], built once from the CPU's features and a [`KernelConfig`]
+//! (the run-time overrides, read by the program's edge) and passed explicitly to whatever computes: see
+//! [`dispatch`]. Every SIMD kernel has a scalar twin it is tested against.
 #![warn(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -22,12 +26,10 @@ pub mod probe;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use dispatch::{kernels, Kernels, SimdLevel};
+pub use attention::AttentionKernels;
+pub use dispatch::{FormatKernels, KernelConfig, Kernels, Quantizer, SimdLevel};
 pub use dtype::{DType, VecDotType};
 pub use error::KernelError;
 pub use formats::quantize_ref;
-pub use matmul::{
-    dequantize_row, matmul, matmul_many, matmul_many_with, matmul_with, try_matmul, MatmulScratch, WeightRef,
-    MAX_MANY,
-};
+pub use matmul::{matmul, matmul_many, try_matmul, MatmulScratch, WeightRef, MAX_MANY};
 pub use pool::ThreadPool;

@@ -6,80 +6,101 @@
 //! Results do not depend on the number of threads: every output is computed by the same kernel call whatever the
 //! split.
 
-use crate::dispatch::{kernels, Kernels};
+use crate::dispatch::Kernels;
 use crate::dtype::DType;
 use crate::error::KernelError;
 use crate::fgemm::{act_to_f32, FloatTile, ACTS, ROWS};
 use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::pool::ThreadPool;
 
-/// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype`
-/// (a GGUF tensor with dims `[cols, rows]`), or the same matrix repacked ([`PackedWeights`]).
+/// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype` (a GGUF tensor with dims
+/// `[cols, rows]`), or the same matrix repacked ([`PackedWeights`]). The fields are private and checked at
+/// construction: `cols` is a whole number of blocks and the bytes are exactly the rows' (no alignment is needed:
+/// blocks are byte arrays and kernels load unaligned).
 #[derive(Clone, Copy, Debug)]
 pub struct WeightRef<'a> {
-    /// Storage type.
-    pub dtype: DType,
-    /// `rows * dtype.row_bytes(cols)` bytes (more is allowed and ignored); unused (may be empty) when `packed` is
-    /// set.
-    pub data: &'a [u8],
-    /// Output features.
-    pub rows: usize,
-    /// Input features.
-    pub cols: usize,
-    /// The packed form of the matrix, used instead of `data` when present.
-    pub packed: Option<&'a PackedWeights>,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    /// `dtype.row_bytes(cols)`.
+    row_bytes: usize,
+    data: WeightData<'a>,
+}
+
+/// Where a [`WeightRef`]'s weights are.
+#[derive(Clone, Copy, Debug)]
+enum WeightData<'a> {
+    /// `rows * row_bytes` bytes, row-major.
+    Rows(&'a [u8]),
+    /// The packed matrix (of the same type and shape).
+    Packed(&'a PackedWeights),
 }
 
 impl<'a> WeightRef<'a> {
-    /// A checked view: `cols` is a whole number of blocks and `data` holds all rows.
+    /// A checked view of `rows` rows of `cols` elements stored in `dtype`, row-major in `data`.
+    ///
+    /// # Errors
+    /// If `cols` is not a whole number of blocks, the size overflows, or `data` is not exactly
+    /// `rows * dtype.row_bytes(cols)` bytes.
     pub fn new(dtype: DType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
-        let w = WeightRef { dtype, data, rows, cols, packed: None };
-        w.check()?;
-        Ok(w)
+        let row_bytes = dtype.row_bytes(cols).ok_or(KernelError::RowNotBlockAligned {
+            dtype,
+            cols,
+            block: dtype.block_size(),
+        })?;
+        let need = row_bytes.checked_mul(rows).ok_or(KernelError::SizeOverflow { dtype, rows, cols })?;
+        if data.len() != need {
+            return Err(KernelError::Length {
+                what: "weight data",
+                expected: need,
+                found: data.len(),
+                unit: "bytes",
+            });
+        }
+        Ok(WeightRef { dtype, rows, cols, row_bytes, data: WeightData::Rows(data) })
     }
 
     /// The view of a packed matrix.
     pub fn from_packed(p: &'a PackedWeights) -> Self {
-        WeightRef { dtype: p.dtype(), data: &[], rows: p.rows(), cols: p.cols(), packed: Some(p) }
+        // A packed matrix holds whole blocks (its source rows were checked when it was packed).
+        let row_bytes = p.blocks_per_row() * p.dtype().block_bytes();
+        WeightRef { dtype: p.dtype(), rows: p.rows(), cols: p.cols(), row_bytes, data: WeightData::Packed(p) }
     }
 
-    /// Bytes of one row.
-    pub fn row_bytes(&self) -> Result<usize, KernelError> {
-        self.dtype.row_bytes(self.cols).ok_or(KernelError::RowNotBlockAligned {
-            dtype: self.dtype,
-            cols: self.cols,
-            block: self.dtype.block_size(),
-        })
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
-    /// Checks the shape against the data length.
-    pub fn check(&self) -> Result<(), KernelError> {
-        let rb = self.row_bytes()?;
-        if let Some(p) = self.packed {
-            if (p.dtype(), p.rows(), p.cols()) != (self.dtype, self.rows, self.cols) {
-                return Err(KernelError::Length {
-                    what: "packed weight shape (rows)",
-                    expected: self.rows,
-                    found: p.rows(),
-                    unit: "rows",
-                });
-            }
-            return Ok(());
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes of one row in the file layout.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// The row-major bytes (`rows * row_bytes`), unless the view is of a packed matrix.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        match self.data {
+            WeightData::Rows(d) => Some(d),
+            WeightData::Packed(_) => None,
         }
-        let need = rb.checked_mul(self.rows).ok_or(KernelError::SizeOverflow {
-            dtype: self.dtype,
-            rows: self.rows,
-            cols: self.cols,
-        })?;
-        if self.data.len() < need {
-            return Err(KernelError::Length {
-                what: "weight data",
-                expected: need,
-                found: self.data.len(),
-                unit: "bytes",
-            });
+    }
+
+    /// The packed matrix, if the view is of one.
+    pub fn packed(&self) -> Option<&'a PackedWeights> {
+        match self.data {
+            WeightData::Rows(_) => None,
+            WeightData::Packed(p) => Some(p),
         }
-        Ok(())
     }
 }
 
@@ -131,15 +152,16 @@ const ROW_TILE: usize = 16;
 /// Bytes of weights a prefill task re-reads for each activation group: sized to stay in L2.
 const L2_WEIGHT_BYTES: usize = 384 * 1024;
 
-/// `y[i*rows + j] = dot(x[i*cols .. (i+1)*cols], W[j])` for `i` in `0..m`, `j` in `0..w.rows`, with the process-wide
-/// kernel table ([`kernels`]).
+/// `y[i*rows + j] = dot(x[i*cols .. (i+1)*cols], W[j])` for `i` in `0..m`, `j` in `0..w.rows()`, with the kernels of
+/// table `k`.
 ///
-/// Only the first `m * cols` elements of `x` and `m * rows` of `y` are used.
+/// Only the first `m * cols` elements of `x` and `m * rows` of `y` are used. Results do not depend on the pool's
+/// size.
 ///
 /// # Panics
-/// If the shapes do not match (`w` invalid, `x.len() < m * cols`, `y.len() < m * rows`); validate weights from
-/// files with [`WeightRef::new`] or use [`try_matmul`].
+/// If `x.len() < m * cols` or `y.len() < m * rows` (use [`try_matmul`] for an error instead).
 pub fn matmul(
+    k: &Kernels,
     pool: &ThreadPool,
     w: WeightRef,
     x: &[f32],
@@ -147,11 +169,15 @@ pub fn matmul(
     y: &mut [f32],
     scratch: &mut MatmulScratch,
 ) {
-    matmul_with(kernels(), pool, w, x, m, y, scratch);
+    matmul_many(k, pool, &[w], x, m, &mut [y], scratch);
 }
 
 /// [`matmul`] returning shape errors instead of panicking.
+///
+/// # Errors
+/// If `x` or `y` is shorter than `m` rows.
 pub fn try_matmul(
+    k: &Kernels,
     pool: &ThreadPool,
     w: WeightRef,
     x: &[f32],
@@ -160,12 +186,11 @@ pub fn try_matmul(
     scratch: &mut MatmulScratch,
 ) -> Result<(), KernelError> {
     check_shapes(&w, x, m, y)?;
-    matmul_with(kernels(), pool, w, x, m, y, scratch);
+    matmul(k, pool, w, x, m, y, scratch);
     Ok(())
 }
 
 fn check_shapes(w: &WeightRef, x: &[f32], m: usize, y: &[f32]) -> Result<(), KernelError> {
-    w.check()?;
     let overflow = KernelError::SizeOverflow { dtype: w.dtype, rows: m, cols: w.cols };
     let nx = m.checked_mul(w.cols).ok_or(overflow)?;
     if x.len() < nx {
@@ -189,42 +214,8 @@ fn check_shapes(w: &WeightRef, x: &[f32], m: usize, y: &[f32]) -> Result<(), Ker
     Ok(())
 }
 
-/// [`matmul`] with an explicit kernel table (tests compare tables with it).
-///
-/// # Panics
-/// As [`matmul`].
-pub fn matmul_with(
-    k: &Kernels,
-    pool: &ThreadPool,
-    w: WeightRef,
-    x: &[f32],
-    m: usize,
-    y: &mut [f32],
-    scratch: &mut MatmulScratch,
-) {
-    matmul_many_with(k, pool, &[w], x, m, &mut [y], scratch);
-}
-
 /// Most matrices [`matmul_many`] computes in one pool job.
 pub const MAX_MANY: usize = 8;
-
-/// Several products of the same input, `ys[i] = x W_i^T` (e.g. the Q, K and V projections, or gate and up),
-/// in one pool job: one synchronisation instead of one per matrix, and the input is quantised once when the
-/// weights share a `vec_dot_type`. Results are bit-identical to separate [`matmul`] calls.
-///
-/// # Panics
-/// As [`matmul`] for each pair; also if `ws.len() != ys.len()`, if the column counts differ, or if there are
-/// more than [`MAX_MANY`] matrices.
-pub fn matmul_many(
-    pool: &ThreadPool,
-    ws: &[WeightRef],
-    x: &[f32],
-    m: usize,
-    ys: &mut [&mut [f32]],
-    scratch: &mut MatmulScratch,
-) {
-    matmul_many_with(kernels(), pool, ws, x, m, ys, scratch);
-}
 
 /// One matrix of a pool job: its weights, output, row bytes and task split.
 struct Product<'a> {
@@ -235,11 +226,14 @@ struct Product<'a> {
     rows_per_task: usize,
 }
 
-/// [`matmul_many`] with an explicit kernel table.
+/// Several products of the same input, `ys[i] = x W_i^T` (e.g. the Q, K and V projections, or gate and up),
+/// in one pool job: one synchronisation instead of one per matrix, and the input is quantised once when the
+/// weights share a `vec_dot_type`. Results are bit-identical to separate [`matmul`] calls.
 ///
 /// # Panics
-/// As [`matmul_many`].
-pub fn matmul_many_with(
+/// As [`matmul`] for each pair; also if `ws.len() != ys.len()`, if the column counts differ, or if there are
+/// more than [`MAX_MANY`] matrices.
+pub fn matmul_many(
     k: &Kernels,
     pool: &ThreadPool,
     ws: &[WeightRef],
@@ -262,7 +256,7 @@ pub fn matmul_many_with(
     if ws.iter().any(|w| w.dtype.vec_dot_type() != vdt) {
         // Different activation formats: one job per matrix.
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
-            matmul_many_with(k, pool, std::slice::from_ref(w), x, m, std::slice::from_mut(y), scratch);
+            matmul_many(k, pool, std::slice::from_ref(w), x, m, std::slice::from_mut(y), scratch);
         }
         return;
     }
@@ -285,7 +279,7 @@ pub fn matmul_many_with(
     let act = &mut scratch.act[..act_len];
     // Block sums and scales of the activations, for packed weights.
     let nb = cols / 32;
-    let any_packed = ws.iter().any(|w| w.packed.is_some());
+    let any_packed = ws.iter().any(|w| w.packed().is_some());
     let meta_len = if any_packed { nb * m } else { 0 };
     if scratch.meta.len() < meta_len {
         scratch.meta.resize(meta_len, ActMeta::default());
@@ -308,7 +302,7 @@ pub fn matmul_many_with(
     let mut prods: [Option<Product>; MAX_MANY] = Default::default();
     let mut total_row_tasks = 0;
     for ((w, y), slot) in ws.iter().zip(ys.iter_mut()).zip(prods.iter_mut()) {
-        let Some(wrb) = w.dtype.row_bytes(cols) else { unreachable!("matmul: row sizes validated above") };
+        let wrb = w.row_bytes;
         let rows_per_task = rows_per_task(w.rows, m, wrb, n_threads);
         let row_tasks = w.rows.div_ceil(rows_per_task);
         total_row_tasks += row_tasks;
@@ -330,10 +324,12 @@ pub fn matmul_many_with(
         };
         let a0 = at * act_chunk;
         let (r0, a1) = (rt * p.rows_per_task, (a0 + act_chunk).min(m));
-        match p.w.packed {
-            Some(pw) => packed_tile(k, p, pw, act, arb, meta, r0, a0, a1),
-            None if k.uses_float_gemm(p.w.dtype) => float_tile(k, p, actf, r0, a0, a1),
-            None => tile(k, p, act, arb, r0, a0, a1),
+        match p.w.data {
+            WeightData::Packed(pw) => packed_tile(k, p, pw, act, arb, meta, r0, a0, a1),
+            WeightData::Rows(data) if k.uses_float_gemm(p.w.dtype) => {
+                float_tile(k, p, data, actf, r0, a0, a1)
+            }
+            WeightData::Rows(data) => tile(k, p, data, act, arb, r0, a0, a1),
         }
     };
     if n_tasks == 1 {
@@ -343,12 +339,14 @@ pub fn matmul_many_with(
     }
 }
 
-/// Computes outputs `(i, j)` of `p` for activation rows `a0..a1` and weight rows `r0..r0 + rows_per_task`.
-fn tile(k: &Kernels, p: &Product, act: &[u8], arb: usize, r0: usize, a0: usize, a1: usize) {
+/// Computes outputs `(i, j)` of `p` (weights `data`) for activation rows `a0..a1` and weight rows
+/// `r0..r0 + rows_per_task`.
+#[allow(clippy::too_many_arguments)]
+fn tile(k: &Kernels, p: &Product, data: &[u8], act: &[u8], arb: usize, r0: usize, a0: usize, a1: usize) {
     let (w, wrb) = (&p.w, p.wrb);
     let rows = w.rows;
     let r1 = (r0 + p.rows_per_task).min(rows);
-    let dot = k.format(w.dtype).dot;
+    let kern = k.format(w.dtype);
     let mut buf = [0f32; ROW_TILE * ACT_GROUP];
     for g0 in (a0..a1).step_by(ACT_GROUP) {
         let g = (a1 - g0).min(ACT_GROUP);
@@ -356,7 +354,7 @@ fn tile(k: &Kernels, p: &Product, act: &[u8], arb: usize, r0: usize, a0: usize, 
         for j0 in (r0..r1).step_by(ROW_TILE) {
             let j1 = (j0 + ROW_TILE).min(r1);
             // The slice runs to the task's last row so the kernel can prefetch past this tile.
-            dot(&w.data[j0 * wrb..r1 * wrb], wrb, acts, arb, g, &mut buf[..(j1 - j0) * g]);
+            kern.dot(&data[j0 * wrb..r1 * wrb], wrb, acts, arb, g, &mut buf[..(j1 - j0) * g]);
             for i in 0..g {
                 // SAFETY: the task owning activation rows a0..a1 and weight rows r0..r1 of this product is the only
                 // writer of outputs (i, j) with i in a0..a1 and j in r0..r1.
@@ -385,7 +383,7 @@ fn packed_tile(
     let rows = pw.rows();
     let r1 = (r0 + p.rows_per_task).min(rows);
     let nb = pw.blocks_per_row();
-    let dot = k.packed_dot();
+    let kern = k.packed();
     let mut buf = [0f32; GROUP * MAX_ACT];
     // `r0` is a multiple of GROUP (`rows_per_task` is a multiple of ROW_TILE == GROUP).
     for g0 in (a0..a1).step_by(MAX_ACT) {
@@ -395,17 +393,10 @@ fn packed_tile(
         let (first, end) = (r0 / GROUP, r1.div_ceil(GROUP));
         for g in (first..end).step_by(per_call) {
             let ng = (end - g).min(per_call);
-            let t = PackedTile {
-                dtype: pw.dtype(),
-                w: pw.groups_bytes(g, ng),
-                nb,
-                acts: &act[g0 * arb..(g0 + n) * arb],
-                arb,
-                meta: &meta[g0 * nb..(g0 + n) * nb],
-                n_act: n,
-                n_groups: ng,
-            };
-            dot(&t, &mut buf);
+            let (acts, meta) = (&act[g0 * arb..(g0 + n) * arb], &meta[g0 * nb..(g0 + n) * nb]);
+            // Cannot fail: `matmul_many` sized the activations and metadata for `pw`, and the counts are in range.
+            let t = PackedTile::new(pw, g, ng, acts, meta, n).unwrap_or_else(|e| panic!("matmul: {e}"));
+            kern.dot(&t, &mut buf);
             // Output row-block b of the call: activation row b (one group) or group g + b (one row).
             for b in 0..n.max(ng) {
                 let (i, gg) = if ng == 1 { (b, g) } else { (0, g + b) };
@@ -419,26 +410,22 @@ fn packed_tile(
 }
 
 /// [`tile`] for F16/F32 weights: [`ROWS`] weight rows x up to [`ACTS`] f32 activation rows per kernel call.
-fn float_tile(k: &Kernels, p: &Product, actf: &[f32], r0: usize, a0: usize, a1: usize) {
+#[allow(clippy::too_many_arguments)]
+fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0: usize, a1: usize) {
     let (w, wrb, cols) = (&p.w, p.wrb, p.w.cols);
     let rows = w.rows;
     let r1 = (r0 + p.rows_per_task).min(rows);
-    let dot = k.float_dot();
+    let kern = k.float_gemm();
     let mut buf = [0f32; ROWS * ACTS];
     for g0 in (a0..a1).step_by(ACTS) {
         let n = (a1 - g0).min(ACTS);
         for j0 in (r0..r1).step_by(ROWS) {
             let nr = (r1 - j0).min(ROWS);
-            let t = FloatTile {
-                dtype: w.dtype,
-                w: &w.data[j0 * wrb..(j0 + nr) * wrb],
-                wrb,
-                n_rows: nr,
-                x: &actf[g0 * cols..(g0 + n) * cols],
-                cols,
-                n_act: n,
-            };
-            dot(&t, &mut buf);
+            let (wt, x) = (&data[j0 * wrb..(j0 + nr) * wrb], &actf[g0 * cols..(g0 + n) * cols]);
+            // Cannot fail: F16/F32 rows of `cols` values and counts in range, sized by `matmul_many`.
+            let t =
+                FloatTile::new(w.dtype, wt, wrb, nr, x, cols, n).unwrap_or_else(|e| panic!("matmul: {e}"));
+            kern.dot(&t, &mut buf);
             for i in 0..n {
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, nr) };
@@ -492,7 +479,7 @@ fn quantize_rows(
     };
     if m < 4 || pool.n_threads() == 1 {
         for (i, (xr, ar)) in x.chunks_exact(cols).zip(act.chunks_exact_mut(arb)).enumerate() {
-            q(xr, ar);
+            q.quantize(xr, ar);
             row_extra(ar, &mut extra.meta[i * nb..(i + 1) * nb], &mut extra.actf[i * nf..(i + 1) * nf]);
         }
         return;
@@ -503,7 +490,7 @@ fn quantize_rows(
     pool.run(m, &|i| {
         // SAFETY: task i alone writes activation row i and its entries in `meta` and `actf`.
         let ar = unsafe { out.slice(i * arb, arb) };
-        q(&x[i * cols..(i + 1) * cols], ar);
+        q.quantize(&x[i * cols..(i + 1) * cols], ar);
         // SAFETY: as above.
         let (meta, actf) = unsafe { (meta_out.slice(i * nb, nb), actf_out.slice(i * nf, nf)) };
         row_extra(ar, meta, actf);
@@ -517,16 +504,4 @@ struct RowsOut<'a> {
     actf: &'a mut [f32],
     /// The weight type whose `vec_dot_type` the activations are in.
     dtype: DType,
-}
-
-/// Dequantises a row: `src` holds the whole blocks of `dst.len()` elements, with the process-wide kernel table.
-///
-/// # Panics
-/// If `dst.len()` is not a whole number of blocks or `src` is shorter than those blocks.
-pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
-    let Some(rb) = dtype.row_bytes(dst.len()) else {
-        panic!("dequantize_row: {} elements are not whole {dtype} blocks", dst.len())
-    };
-    assert!(src.len() >= rb, "dequantize_row: {dtype} row needs {rb} bytes, got {}", src.len());
-    (kernels().format(dtype).dequantize)(&src[..rb], dst);
 }

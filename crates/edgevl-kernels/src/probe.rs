@@ -41,9 +41,8 @@ pub fn read_bandwidth_gbs(pool: &ThreadPool, bytes: usize) -> f64 {
 /// loads when the CPU has them; the result is the same on every path.
 pub fn xor_words(words: &[u64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected just above.
-        return unsafe { xor_words_avx2(words) };
+    if let Some(avx2) = crate::x86::Avx2::detect() {
+        return xor_words_avx2(avx2, words);
     }
     xor_words_scalar(words)
 }
@@ -60,10 +59,17 @@ pub fn xor_words_scalar(words: &[u64]) -> u64 {
     chunks.remainder().iter().chain(acc.iter()).fold(0, |a, &b| a ^ b)
 }
 
+/// [`xor_words`] with AVX2 (for the proof that the CPU has it).
+#[cfg(target_arch = "x86_64")]
+fn xor_words_avx2(_: crate::x86::Avx2, words: &[u64]) -> u64 {
+    // SAFETY: the argument proves that the CPU has AVX2.
+    unsafe { xor_words_avx2_loop(words) }
+}
+
 /// Four independent 256-bit accumulators, 128 bytes per iteration.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn xor_words_avx2(words: &[u64]) -> u64 {
+fn xor_words_avx2_loop(words: &[u64]) -> u64 {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_si256(); 4];
     let mut chunks = words.chunks_exact(16);

@@ -5,11 +5,11 @@ mod common;
 
 use common::{random_f32, random_weights, rng};
 use edgevl_kernels::formats::dequantize_act;
-use edgevl_kernels::{matmul_with, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![f32::NAN; m * w.rows];
-    matmul_with(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    let mut y = vec![f32::NAN; m * w.rows()];
+    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
     y
 }
 
@@ -18,6 +18,10 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
     let pool = ThreadPool::new(2);
     let scalar = Kernels::scalar();
     let levels = Kernels::all_levels();
+    // The float GEMM has SIMD versions on x86-64: where the CPU has a SIMD level, one of them is tested.
+    if cfg!(target_arch = "x86_64") && common::machine_has_simd() {
+        assert!(levels.iter().any(|k| k.float_gemm().is_simd()), "no SIMD float GEMM under test");
+    }
     let mut r = rng(21);
     for t in [DType::F16, DType::F32] {
         for (rows, cols, m) in
@@ -46,10 +50,10 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
             let vdt = t.vec_dot_type();
             let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
             let mut wd = vec![0f32; rows * cols];
-            (scalar.format(t).dequantize)(&w, &mut wd);
+            scalar.format(t).dequantize(&w, &mut wd);
             for i in 0..m {
                 let mut xd = vec![0f32; cols];
-                (scalar.quantizer(vdt))(&x[i * cols..(i + 1) * cols], &mut buf);
+                scalar.quantizer(vdt).quantize(&x[i * cols..(i + 1) * cols], &mut buf);
                 dequantize_act(vdt, &buf, &mut xd);
                 for j in 0..rows {
                     let (mut s, mut a) = (0f64, 0f64);
@@ -67,4 +71,25 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
             }
         }
     }
+}
+
+/// A float tile is only built for F16/F32 rows with buffers of its shape; anything else is an error.
+#[test]
+fn float_tiles_are_checked_at_construction() {
+    use edgevl_kernels::fgemm::{FloatTile, ACTS, ROWS};
+    let (w, x) = (vec![0u8; 4 * 8 * 2], vec![0f32; 8 * 2]);
+    assert!(FloatTile::new(DType::F32, &w, 32, 2, &x, 8, 2).is_ok());
+    assert!(FloatTile::new(DType::F16, &w, 16, 4, &x, 8, 2).is_ok());
+    let err = |t, w: &[u8], wrb, nr, x: &[f32], cols, na| {
+        FloatTile::new(t, w, wrb, nr, x, cols, na).map(|_| ()).unwrap_err().to_string()
+    };
+    assert!(err(DType::Q8_0, &w, 34, 1, &x, 32, 1).contains("float GEMM"));
+    assert!(err(DType::BF16, &w, 16, 1, &x, 8, 1).contains("float GEMM"));
+    assert!(err(DType::F32, &w, 32, 0, &x, 8, 1).contains("weight rows"));
+    assert!(err(DType::F32, &w, 32, ROWS + 1, &x, 8, 1).contains("weight rows"));
+    assert!(err(DType::F32, &w, 32, 1, &x, 8, ACTS + 1).contains("activation rows"));
+    assert!(err(DType::F32, &w, 16, 1, &x, 8, 1).contains("stride"), "rows overlap");
+    assert!(err(DType::F32, &w, 32, 3, &x, 8, 1).contains("weights"), "past the weights");
+    assert!(err(DType::F32, &w, 32, 1, &x, 8, 3).contains("activations"), "past the activations");
+    assert!(err(DType::F32, &w, usize::MAX, 2, &x, 8, 1).contains("overflow"), "overflowing stride");
 }

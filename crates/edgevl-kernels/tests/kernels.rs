@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::{cols_for, random_f32, random_weights, rng};
+use common::{cols_for, random_f32, random_weights, rng, simd_levels};
 use edgevl_kernels::formats::q4_1::BlockQ4_1;
 use edgevl_kernels::formats::{as_blocks, dequantize_act, quantize_ref};
-use edgevl_kernels::{
-    matmul_with, DType, Kernels, MatmulScratch, SimdLevel, ThreadPool, VecDotType, WeightRef,
-};
+use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, SimdLevel, ThreadPool, VecDotType, WeightRef};
 use rand::Rng;
 
 /// Max relative RMS error of `quantize_ref` then dequantise on uniform(-1, 1) data with 1/64 outliers (x8), which
@@ -33,7 +31,7 @@ fn quantize_round_trip_error_is_bounded_per_bit_width() {
         let q = quantize_ref(t, &x).expect("whole blocks");
         assert_eq!(Some(q.len()), t.row_bytes(x.len()), "{t}");
         let mut y = vec![0f32; x.len()];
-        (k.format(t).dequantize)(&q, &mut y);
+        k.format(t).dequantize(&q, &mut y);
         let err: f64 = x.iter().zip(&y).map(|(a, b)| f64::from(a - b).powi(2)).sum();
         let norm: f64 = x.iter().map(|a| f64::from(*a).powi(2)).sum();
         let rel = (err / norm).sqrt();
@@ -52,7 +50,7 @@ fn zero_blocks_quantise_to_zero() {
         let x = vec![0f32; 512];
         let q = quantize_ref(t, &x).expect("whole blocks");
         let mut y = vec![1f32; 512];
-        (Kernels::scalar().format(t).dequantize)(&q, &mut y);
+        Kernels::scalar().format(t).dequantize(&q, &mut y);
         assert!(y.iter().all(|v| *v == 0.0), "{t}");
     }
 }
@@ -69,12 +67,12 @@ fn reference(k: &Kernels, t: DType, w: &[u8], rows: usize, cols: usize, x: &[f32
     let arb = vdt.row_bytes(cols).unwrap();
     let mut wd = vec![0f32; rows * cols];
     for j in 0..rows {
-        (k.format(t).dequantize)(&w[j * rb..(j + 1) * rb], &mut wd[j * cols..(j + 1) * cols]);
+        k.format(t).dequantize(&w[j * rb..(j + 1) * rb], &mut wd[j * cols..(j + 1) * cols]);
     }
     let mut xd = vec![0f32; m * cols];
     let mut buf = vec![0u8; arb];
     for i in 0..m {
-        (k.quantizer(vdt))(&x[i * cols..(i + 1) * cols], &mut buf);
+        k.quantizer(vdt).quantize(&x[i * cols..(i + 1) * cols], &mut buf);
         dequantize_act(vdt, &buf, &mut xd[i * cols..(i + 1) * cols]);
     }
     let mut out = Reference { y: vec![0.0; m * rows], tol: vec![0.0; m * rows] };
@@ -115,8 +113,8 @@ fn q4_1_extra_tolerance(w_row: &[u8], xd_row: &[f32]) -> f64 {
 }
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![0f32; m * w.rows];
-    matmul_with(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    let mut y = vec![0f32; m * w.rows()];
+    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
     y
 }
 
@@ -125,9 +123,7 @@ fn every_simd_kernel_matches_scalar_twin_and_f64_reference() {
     let scalar = Kernels::scalar();
     let pool = ThreadPool::new(1);
     let mut r = rng(2);
-    let levels = Kernels::all_levels();
-    println!("testing levels {:?}", levels.iter().map(Kernels::level).collect::<Vec<_>>());
-    for simd in &levels[1..] {
+    for simd in &simd_levels() {
         for t in DType::ALL {
             for cols in cols_for(t) {
                 for (rows, m) in [(1, 1), (5, 2), (13, 3), (37, 5), (9, 17)] {
@@ -137,8 +133,8 @@ fn every_simd_kernel_matches_scalar_twin_and_f64_reference() {
                     let vdt = t.vec_dot_type();
                     let arb = vdt.row_bytes(cols).unwrap();
                     let (mut qa, mut qb) = (vec![0u8; arb], vec![0u8; arb]);
-                    (scalar.quantizer(vdt))(&x[..cols], &mut qa);
-                    (simd.quantizer(vdt))(&x[..cols], &mut qb);
+                    scalar.quantizer(vdt).quantize(&x[..cols], &mut qa);
+                    simd.quantizer(vdt).quantize(&x[..cols], &mut qb);
                     assert_eq!(qa, qb, "{t} cols {cols}: {vdt:?} activation quantiser differs from scalar");
 
                     let reference = reference(&scalar, t, &w, rows, cols, &x, m);
@@ -243,12 +239,12 @@ fn activation_quantisers_round_like_ggml_cpu_on_x86() {
     let want: [i8; 9] = [127, 0, 2, 2, 0, -2, -2, 3, -126];
     for k in Kernels::all_levels() {
         let mut q8_0 = vec![0u8; 34];
-        (k.quantizer(VecDotType::Q8_0))(&x, &mut q8_0);
+        k.quantizer(VecDotType::Q8_0).quantize(&x, &mut q8_0);
         let got: Vec<i8> = q8_0[2..11].iter().map(|&b| b as i8).collect();
         assert_eq!(got, want, "{:?} Q8_0", k.level());
         assert_eq!(u16::from_le_bytes([q8_0[0], q8_0[1]]), 0x3c00, "d = 127/127 = 1.0 in f16");
         let mut q8_1 = vec![0u8; 36];
-        (k.quantizer(VecDotType::Q8_1))(&x, &mut q8_1);
+        k.quantizer(VecDotType::Q8_1).quantize(&x, &mut q8_1);
         let got: Vec<i8> = q8_1[4..13].iter().map(|&b| b as i8).collect();
         assert_eq!(got, want, "{:?} Q8_1", k.level());
         let sum: i32 = want.iter().map(|&v| i32::from(v)).sum();
@@ -266,7 +262,7 @@ fn k_quant_simd_kernels_are_bit_identical_to_scalar() {
     let scalar = Kernels::scalar();
     let pool = ThreadPool::new(1);
     let mut r = rng(4);
-    for simd in Kernels::all_levels() {
+    for simd in simd_levels() {
         for t in [DType::Q4_K, DType::Q6_K] {
             for (rows, m) in [(3, 1), (7, 4), (5, 6)] {
                 let cols = 768;
@@ -289,7 +285,7 @@ fn matmul_handles_degenerate_and_oversized_buffers() {
     let pool = ThreadPool::new(2);
     let k = Kernels::detect();
     let mut y = vec![7f32; 6];
-    matmul_with(
+    matmul(
         &k,
         &pool,
         WeightRef::new(DType::Q4_0, &[], 3, 0).unwrap(),
@@ -306,11 +302,11 @@ fn matmul_handles_degenerate_and_oversized_buffers() {
     let wr = WeightRef::new(DType::Q8_0, &w, 3, 64).unwrap();
     let want = run(&k, &pool, wr, &x[..64], 1);
     let mut y = vec![9f32; 5];
-    matmul_with(&k, &pool, wr, &x, 1, &mut y, &mut MatmulScratch::new());
+    matmul(&k, &pool, wr, &x, 1, &mut y, &mut MatmulScratch::new());
     assert_eq!(&y[..3], &want[..]);
     assert_eq!(&y[3..], &[9.0, 9.0]);
     let mut short = vec![0f32; 2];
-    assert!(edgevl_kernels::try_matmul(&pool, wr, &x, 1, &mut short, &mut MatmulScratch::new()).is_err());
+    assert!(edgevl_kernels::try_matmul(&k, &pool, wr, &x, 1, &mut short, &mut MatmulScratch::new()).is_err());
 }
 
 #[test]
@@ -318,17 +314,19 @@ fn weight_ref_rejects_bad_shapes() {
     let data = vec![0u8; 18 * 4];
     assert!(WeightRef::new(DType::Q4_0, &data, 4, 32).is_ok());
     assert!(WeightRef::new(DType::Q4_0, &data, 5, 32).is_err());
+    assert!(WeightRef::new(DType::Q4_0, &data, 3, 32).is_err(), "bytes beyond the rows");
     assert!(WeightRef::new(DType::Q4_0, &data, 1, 33).is_err());
     assert!(WeightRef::new(DType::Q4_0, &data, usize::MAX, 32).is_err());
 }
 
+/// The table the override variables of this process ask for (tests read them as the CLI does: at the edge).
 #[test]
 fn process_table_level() {
-    let level = edgevl_kernels::kernels().level();
+    let level = Kernels::new(common::env_config()).level();
     println!("process kernel level: {level:?}");
     if std::env::var("EDGEVL_FORCE_SCALAR").is_ok_and(|v| v == "1") {
         assert_eq!(level, SimdLevel::Scalar);
-    } else {
+    } else if std::env::var("EDGEVL_MAX_SIMD").is_err() {
         assert_eq!(level, Kernels::detect().level());
     }
 }
@@ -353,7 +351,7 @@ fn simd_kernels_match_scalar_on_raw_random_blocks() {
     let scalar = Kernels::scalar();
     let pool = ThreadPool::new(1);
     let mut r = rng(6);
-    for simd in &Kernels::all_levels()[1..] {
+    for simd in &simd_levels() {
         for (t, scale_offsets) in [(DType::Q8_0, &[0usize][..]), (DType::Q4_0, &[0]), (DType::Q4_1, &[0, 2])]
         {
             let (rows, cols, m) = (7, 96, 3);
@@ -401,9 +399,10 @@ fn matmul_many_equals_separate_products() {
             let x = random_f32(&mut r, m * cols, 1.0);
             let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&(rows, _)| vec![0f32; m * rows]).collect();
             let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-            edgevl_kernels::matmul_many(&pool, &ws, &x, m, &mut refs, &mut MatmulScratch::new());
+            let k = Kernels::detect();
+            edgevl_kernels::matmul_many(&k, &pool, &ws, &x, m, &mut refs, &mut MatmulScratch::new());
             for (i, w) in ws.iter().enumerate() {
-                let want = run(edgevl_kernels::kernels(), &pool, *w, &x, m);
+                let want = run(&k, &pool, *w, &x, m);
                 assert!(
                     want.iter().zip(&outs[i]).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{types:?} m={m} matrix {i}"
@@ -428,16 +427,16 @@ fn dot_outputs_do_not_depend_on_rows_per_call() {
                 let arb = vdt.row_bytes(cols).unwrap();
                 let mut acts = vec![0u8; 4 * arb];
                 for a in acts.chunks_exact_mut(arb) {
-                    (k.quantizer(vdt))(&random_f32(&mut r, cols, 2.0), a);
+                    k.quantizer(vdt).quantize(&random_f32(&mut r, cols, 2.0), a);
                 }
-                let dot = k.format(dtype).dot;
+                let f = k.format(dtype);
                 for n_act in 1..=4 {
                     let mut all = vec![0f32; rows * n_act];
-                    dot(&w, wrb, &acts[..n_act * arb], arb, n_act, &mut all);
+                    f.dot(&w, wrb, &acts[..n_act * arb], arb, n_act, &mut all);
                     for j in 0..rows {
                         for i in 0..n_act {
                             let mut one = [0f32; 1];
-                            dot(
+                            f.dot(
                                 &w[j * wrb..(j + 1) * wrb],
                                 wrb,
                                 &acts[i * arb..(i + 1) * arb],

@@ -8,7 +8,7 @@ use common::{random_f32, random_weights, rng};
 use edgevl_kernels::formats::q4_1::BlockQ4_1;
 use edgevl_kernels::formats::{as_blocks, dequantize_act};
 use edgevl_kernels::packed::PackedWeights;
-use edgevl_kernels::{matmul_many_with, matmul_with, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
@@ -26,8 +26,8 @@ const SHAPES: [(usize, usize, usize); 10] = [
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![f32::NAN; m * w.rows];
-    matmul_with(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    let mut y = vec![f32::NAN; m * w.rows()];
+    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
     y
 }
 
@@ -41,12 +41,12 @@ fn reference(t: DType, w: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
     let mut xd = vec![0f32; m * cols];
     let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
     for i in 0..m {
-        (k.quantizer(vdt))(&x[i * cols..(i + 1) * cols], &mut buf);
+        k.quantizer(vdt).quantize(&x[i * cols..(i + 1) * cols], &mut buf);
         dequantize_act(vdt, &buf, &mut xd[i * cols..(i + 1) * cols]);
     }
     let (mut y, mut a) = (vec![0f64; m * rows], vec![0f64; m * rows]);
     for j in 0..rows {
-        (k.format(t).dequantize)(&w[j * rb..(j + 1) * rb], &mut wd);
+        k.format(t).dequantize(&w[j * rb..(j + 1) * rb], &mut wd);
         for i in 0..m {
             for c in 0..cols {
                 let p = f64::from(wd[c]) * f64::from(xd[i * cols + c]);
@@ -72,6 +72,10 @@ fn packed_matmul_is_bit_identical_across_levels_and_close_to_f64() {
     let scalar = Kernels::scalar();
     let levels = Kernels::all_levels();
     println!("levels {:?}", levels.iter().map(Kernels::level).collect::<Vec<_>>());
+    // The packed kernels have SIMD versions on x86-64: where the CPU has a SIMD level, one of them is tested.
+    if cfg!(target_arch = "x86_64") && common::machine_has_simd() {
+        assert!(levels.iter().any(|k| k.packed().is_simd()), "no SIMD packed kernel under test");
+    }
     let mut r = rng(11);
     for t in TYPES {
         for (rows, cols, m) in SHAPES {
@@ -124,7 +128,7 @@ fn packed_matmul_is_independent_of_threads_and_batching() {
         let mut ya = vec![0f32; m * rows];
         let mut yb = vec![0f32; m * 40];
         let ws = [WeightRef::from_packed(&p), WeightRef::new(t, &w2, 40, cols).unwrap()];
-        matmul_many_with(&k, &p3, &ws, &x, m, &mut [&mut ya, &mut yb], &mut MatmulScratch::new());
+        matmul_many(&k, &p3, &ws, &x, m, &mut [&mut ya, &mut yb], &mut MatmulScratch::new());
         assert_eq!(ya, y1, "{t}: matmul_many changed the packed product");
         assert_eq!(yb, run(&k, &p1, ws[1], &x, m), "{t}: matmul_many changed the unpacked product");
     }
@@ -141,7 +145,7 @@ fn packed_rows_dequantise_like_the_source() {
         let rb = t.row_bytes(cols).unwrap();
         let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
         for j in 0..rows {
-            (k.format(t).dequantize)(&w[j * rb..(j + 1) * rb], &mut a);
+            k.format(t).dequantize(&w[j * rb..(j + 1) * rb], &mut a);
             p.dequantize_row(j, &mut b);
             assert_eq!(a, b, "{t} row {j}");
         }
@@ -175,9 +179,9 @@ fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
         let shared = PackedWeights::pack_in(Some(&arena), t, &w, rows, cols).unwrap();
         assert_eq!(own.bytes(), shared.bytes(), "{t:?} {rows}x{cols}");
         let x = random_f32(&mut r, 3 * cols, 2.0);
-        let k = edgevl_kernels::kernels();
+        let k = Kernels::detect();
         let (a, b) = (WeightRef::from_packed(&own), WeightRef::from_packed(&shared));
-        assert_eq!(run(k, &pool, a, &x, 3), run(k, &pool, b, &x, 3), "{t:?} {rows}x{cols}");
+        assert_eq!(run(&k, &pool, a, &x, 3), run(&k, &pool, b, &x, 3), "{t:?} {rows}x{cols}");
     }
     assert_eq!(arena.used(), arena.capacity(), "every reservation is a whole number of lines");
     // A full arena: the matrix gets a buffer of its own, with the same bytes.
@@ -185,4 +189,54 @@ fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
     let p = PackedWeights::pack_in(Some(&arena), DType::Q8_0, &w, 5, 64).unwrap();
     assert_eq!(p.bytes(), PackedWeights::pack(DType::Q8_0, &w, 5, 64).unwrap().bytes());
     assert_eq!(arena.used(), arena.capacity());
+}
+
+/// A tile is only ever built from a packed matrix and buffers of its shape: a format without a packed layout
+/// (the former unsound Q4_K call), counts out of range and short buffers are errors naming what is wrong.
+#[test]
+fn packed_tiles_are_checked_at_construction() {
+    use edgevl_kernels::packed::{act_meta, ActMeta, PackedTile, GROUP, MAX_ACT, MAX_GROUPS};
+    use edgevl_kernels::KernelError;
+    let mut r = rng(14);
+    let e =
+        PackedWeights::pack(DType::Q4_K, &random_weights(&mut r, DType::Q4_K, 16, 256), 16, 256).unwrap_err();
+    assert!(matches!(e, KernelError::NotPackable { dtype: DType::Q4_K }), "{e}");
+    let (rows, cols) = (40, 64);
+    for t in TYPES {
+        let p = PackedWeights::pack(t, &random_weights(&mut r, t, rows, cols), rows, cols).unwrap();
+        let (vdt, nb) = (t.vec_dot_type(), p.blocks_per_row());
+        let arb = vdt.row_bytes(cols).unwrap();
+        let mut acts = vec![0u8; MAX_ACT * arb];
+        let mut meta = vec![ActMeta::default(); MAX_ACT * nb];
+        let k = Kernels::scalar();
+        for (x, (a, m)) in random_f32(&mut r, MAX_ACT * cols, 1.0)
+            .chunks_exact(cols)
+            .zip(acts.chunks_exact_mut(arb).zip(meta.chunks_exact_mut(nb)))
+        {
+            k.quantizer(vdt).quantize(x, a);
+            act_meta(vdt, a, m);
+        }
+        let err = |g0, ng, acts: &[u8], meta: &[ActMeta], n| {
+            PackedTile::new(&p, g0, ng, acts, meta, n).map(|_| ()).unwrap_err().to_string()
+        };
+        assert!(PackedTile::new(&p, 0, 3, &acts, &meta, 1).is_ok());
+        assert!(PackedTile::new(&p, 2, 1, &acts, &meta, MAX_ACT).is_ok());
+        assert!(err(0, 1, &acts, &meta, 0).contains("activation rows"), "{t}");
+        assert!(err(0, 1, &acts, &meta, MAX_ACT + 1).contains("activation rows"), "{t}");
+        assert!(err(0, 2, &acts, &meta, 2).contains("row groups"), "{t}: several groups with several rows");
+        assert!(err(0, MAX_GROUPS + 1, &acts, &meta, 1).contains("row groups"), "{t}");
+        assert!(err(2, 2, &acts, &meta, 1).contains("last row group"), "{t}: past the matrix");
+        assert!(err(usize::MAX, 1, &acts, &meta, 1).contains("last row group"), "{t}: overflowing group");
+        assert!(err(0, 1, &acts[..arb - 1], &meta, 1).contains("activations"), "{t}");
+        assert!(err(0, 1, &acts, &meta[..nb - 1], 1).contains("metadata"), "{t}");
+        // A checked tile computes the same at every level.
+        let tile = PackedTile::new(&p, 1, 1, &acts, &meta, 3).unwrap();
+        let mut want = [0f32; GROUP * MAX_ACT];
+        k.packed().dot(&tile, &mut want);
+        for level in Kernels::all_levels() {
+            let mut got = [0f32; GROUP * MAX_ACT];
+            level.packed().dot(&tile, &mut got);
+            assert_eq!(got[..3 * GROUP], want[..3 * GROUP], "{t} {:?}", level.level());
+        }
+    }
 }

@@ -34,7 +34,7 @@ fn dequantize_matches_gguf_package() {
             let want = f32s(&fixture(&format!("{name}.deq")));
             assert_eq!(blocks.len() / dtype.block_bytes() * dtype.block_size(), want.len(), "{name}");
             let mut got = vec![0f32; want.len()];
-            (k.format(dtype).dequantize)(&blocks, &mut got);
+            k.format(dtype).dequantize(&blocks, &mut got);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 // numpy computes in f32 like ggml; allow 1 ulp where an f16 scale multiplies twice.
                 let ulps = (g.to_bits() as i64 - w.to_bits() as i64).abs();

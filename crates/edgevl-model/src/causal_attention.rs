@@ -5,9 +5,10 @@
 //! kernel). A query-by-query loop would widen every key and value row once per query; here
 //! each is widened once per chunk and head.
 
+use crate::compute::Compute;
 use crate::head_attention::{self, put_f32, HeadScratch};
 use crate::kv_cache::KvElem;
-use edgevl_kernels::{MatmulScratch, ThreadPool};
+use edgevl_kernels::MatmulScratch;
 
 /// Reusable buffers of [`attend`].
 #[derive(Default)]
@@ -33,7 +34,7 @@ pub(crate) struct CausalShape {
 /// (`[m, n_head * hd]`) over the cached `keys` / `values` of positions `0..pos0 + m`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend<T: KvElem>(
-    pool: &ThreadPool,
+    cx: Compute,
     sh: CausalShape,
     q: &[f32],
     keys: &[T],
@@ -64,7 +65,7 @@ pub(crate) fn attend<T: KvElem>(
             for i in 0..m {
                 scr.head.q.extend_from_slice(&q[i * qd + h * hd..][..hd]);
             }
-            let o = head_attention::attend(pool, m, n, hd, scale, &visible, &mut scr.head, mm);
+            let o = head_attention::attend(cx, m, n, hd, scale, &visible, &mut scr.head, mm);
             for (i, o) in o.chunks_exact(hd).enumerate() {
                 out[i * qd + h * hd..][..hd].copy_from_slice(o);
             }

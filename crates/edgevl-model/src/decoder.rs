@@ -5,17 +5,18 @@
 //! `x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))`, with `n` the block's RMSNorm.
 
 use crate::causal_attention::{self, CausalScratch, CausalShape};
+use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
 use crate::parallel::DisjointSlice;
-use crate::weights::{load_optional_vector, load_vector, pack_arena, Matrix};
+use crate::weights::{Loader, Matrix};
 use crate::{Hook, KvCache, ModelError};
 use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::attention::{self, ScoreSum};
+use edgevl_kernels::attention::{AttentionKernels, ScoreSum};
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
 use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
-use edgevl_kernels::{kernels, matmul, matmul_many, DType, MatmulScratch, ThreadPool, VecDotType};
+use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, VecDotType};
 use half::f16;
 use std::ops::Range;
 use std::sync::Arc;
@@ -64,9 +65,11 @@ struct Layer {
     down: Matrix,
 }
 
-/// A loaded decoder; weights stay in the memory-mapped GGUF file.
+/// A loaded decoder; weights stay in the memory-mapped GGUF file (or are repacked at load for its kernel table).
 pub struct Decoder {
     file: Arc<GgufFile>,
+    /// The kernel table every product and attention loop runs on (and the weights were laid out for).
+    kernels: Kernels,
     hp: DecoderHparams,
     n_vocab: usize,
     tok_embd: Matrix,
@@ -117,8 +120,9 @@ impl RunState {
 }
 
 impl Decoder {
-    /// Build a decoder from an open GGUF file, checking every tensor's presence, shape and type.
-    pub fn load(file: Arc<GgufFile>) -> Result<Self, ModelError> {
+    /// Build a decoder from an open GGUF file, checking every tensor's presence, shape and type, to compute with
+    /// the kernels of `kernels` (which also decide the matrices repacked at load).
+    pub fn load(file: Arc<GgufFile>, kernels: &Kernels) -> Result<Self, ModelError> {
         let hp = DecoderHparams::try_from(file.metadata())?;
         let f = file.as_ref();
         let d = hp.n_embd;
@@ -135,24 +139,22 @@ impl Decoder {
             }
         };
         let has_output = f.tensor(names::OUTPUT).is_some();
-        let arena = pack_arena(f);
-        let arena = arena.as_ref();
+        let ld = Loader::new(f, kernels);
         // With a separate output matrix the embedding table is only read row by row: it stays in the file.
         let tok_embd = if has_output {
-            Matrix::load_unpacked(f, names::TOKEN_EMBD, d, n_vocab)?
+            ld.matrix_unpacked(names::TOKEN_EMBD, d, n_vocab)?
         } else {
-            Matrix::load(f, arena, names::TOKEN_EMBD, d, n_vocab)?
+            ld.matrix(names::TOKEN_EMBD, d, n_vocab)?
         };
-        let output =
-            if has_output { Matrix::load(f, arena, names::OUTPUT, d, n_vocab)? } else { tok_embd.clone() };
-        let output_norm = load_vector(f, names::OUTPUT_NORM, d)?;
+        let output = if has_output { ld.matrix(names::OUTPUT, d, n_vocab)? } else { tok_embd.clone() };
+        let output_norm = ld.vector(names::OUTPUT_NORM, d)?;
         let (qd, kvd, ff) = (hp.q_dim(), hp.kv_dim(), hp.n_ff);
         let layers = (0..hp.n_layer)
             .map(|l| {
-                let mat = |b: Block, cols, rows| Matrix::load(f, arena, &b.name(l), cols, rows);
-                let opt = |b: Block, n| load_optional_vector(f, &b.name(l), n);
+                let mat = |b: Block, cols, rows| ld.matrix(&b.name(l), cols, rows);
+                let opt = |b: Block, n| ld.optional_vector(&b.name(l), n);
                 Ok(Layer {
-                    attn_norm: load_vector(f, &Block::AttnNorm.name(l), d)?,
+                    attn_norm: ld.vector(&Block::AttnNorm.name(l), d)?,
                     wq: mat(Block::AttnQ, d, qd)?,
                     wk: mat(Block::AttnK, d, kvd)?,
                     wv: mat(Block::AttnV, d, kvd)?,
@@ -160,14 +162,30 @@ impl Decoder {
                     bk: opt(Block::AttnKBias, kvd)?,
                     bv: opt(Block::AttnVBias, kvd)?,
                     wo: mat(Block::AttnOutput, qd, d)?,
-                    ffn_norm: load_vector(f, &Block::FfnNorm.name(l), d)?,
+                    ffn_norm: ld.vector(&Block::FfnNorm.name(l), d)?,
                     gate: mat(Block::FfnGate, d, ff)?,
                     up: mat(Block::FfnUp, d, ff)?,
                     down: mat(Block::FfnDown, ff, d)?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Decoder { file, hp, n_vocab, tok_embd, output_norm, output, layers, hook: Hook::default() })
+        let kernels = kernels.clone();
+        Ok(Decoder {
+            file,
+            kernels,
+            hp,
+            n_vocab,
+            tok_embd,
+            output_norm,
+            output,
+            layers,
+            hook: Hook::default(),
+        })
+    }
+
+    /// The kernel table the decoder computes with.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
     }
 
     /// Sets the activation hook (see [`crate::ActivationHook`]): `inp_embd` (the batch's input
@@ -287,7 +305,8 @@ impl Decoder {
         }
         self.hook.emit("result_norm", None, &st.xn[..rows * d]);
         let out = &mut st.logits[..rows * self.n_vocab];
-        matmul(pool, self.output.view(&self.file), &st.xn[..rows * d], rows, out, &mut st.scratch);
+        let w = self.output.view(&self.file);
+        matmul(&self.kernels, pool, w, &st.xn[..rows * d], rows, out, &mut st.scratch);
         self.hook.emit("result_output", None, out);
         Ok(&st.logits[..rows * self.n_vocab])
     }
@@ -300,7 +319,7 @@ impl Decoder {
                     if t as usize >= self.n_vocab {
                         return Err(ModelError::TokenOutOfRange { id: t, n_vocab: self.n_vocab });
                     }
-                    self.tok_embd.row_into(&self.file, t as usize, &mut x[i * d..(i + 1) * d]);
+                    self.tok_embd.row_into(&self.kernels, &self.file, t as usize, &mut x[i * d..(i + 1) * d]);
                 }
             }
             DecoderInput::Embeddings(e) => x.copy_from_slice(e),
@@ -329,6 +348,7 @@ impl Decoder {
         let f = &self.file;
         // One pool job for the three projections (bit-identical to three `matmul` calls).
         matmul_many(
+            &self.kernels,
             pool,
             &[layer.wq.view(f), layer.wk.view(f), layer.wv.view(f)],
             xn,
@@ -350,9 +370,10 @@ impl Decoder {
                 hp.rope.apply(head, &st.cos, &st.sin);
             }
         }
-        kv.store(l, pos0, &st.k[..m * kvd], &st.v[..m * kvd]);
+        kv.store(&self.kernels, l, pos0, &st.k[..m * kvd], &st.v[..m * kvd]);
         self.attend(m, pos0, kv, l, st, pool);
-        matmul(pool, layer.wo.view(f), &st.attn[..m * qd], m, &mut st.proj[..m * d], &mut st.scratch);
+        let wo = layer.wo.view(f);
+        matmul(&self.kernels, pool, wo, &st.attn[..m * qd], m, &mut st.proj[..m * d], &mut st.scratch);
         self.hook.emit("attn_out", Some(l), &st.proj[..m * d]);
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
     }
@@ -373,22 +394,15 @@ impl Decoder {
                 let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv, kvd };
                 let (k, v) = (&p.k[l], &p.v[l]);
                 let out = &mut st.attn[..m * qd];
-                causal_attention::attend(
-                    pool,
-                    sh,
-                    &st.q[..m * qd],
-                    k,
-                    v,
-                    &mut st.causal,
-                    &mut st.scratch,
-                    out,
-                );
+                let cx = Compute { kernels: &self.kernels, pool };
+                causal_attention::attend(cx, sh, &st.q[..m * qd], k, v, &mut st.causal, &mut st.scratch, out);
                 return;
             }
         }
         let group = hp.n_head / hp.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let q = &st.q;
+        let (k, att) = (&self.kernels, self.kernels.attention());
         // Each head's queries are split (interleaved, so causal work stays balanced) over
         // `QUERY_SPLIT` tasks, each with its own score row; every output is computed alone, so
         // results do not depend on the split.
@@ -410,12 +424,12 @@ impl Decoder {
                 match planes {
                     KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
                     KvPlanes::F16(p) => {
-                        attend_flash_f16(qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
+                        attend_flash_f16(&att, qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
                     }
                     KvPlanes::Q8_0(p) => {
                         let rows = p.head_rows(g, n);
                         let (keys, values) = (&p.k[l][rows.clone()], &p.v[l][rows]);
-                        attend_flash_q8_0(qh, keys, values, p.head_bytes, scale, s, out)
+                        attend_flash_q8_0(k, qh, keys, values, p.head_bytes, scale, s, out)
                     }
                     // `forward` refuses an unusable cache before any layer runs.
                     KvPlanes::Unusable(_) => out.fill(0.0),
@@ -434,6 +448,7 @@ impl Decoder {
         let f = &self.file;
         let xn = &st.xn[..m * d];
         matmul_many(
+            &self.kernels,
             pool,
             &[layer.gate.view(f), layer.up.view(f)],
             xn,
@@ -442,7 +457,8 @@ impl Decoder {
             &mut st.scratch,
         );
         swiglu(&mut st.gate[..m * ff], &st.up[..m * ff]);
-        matmul(pool, layer.down.view(f), &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
+        let down = layer.down.view(f);
+        matmul(&self.kernels, pool, down, &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
         self.hook.emit("ffn_out", Some(l), &st.proj[..m * d]);
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
     }
@@ -488,6 +504,7 @@ fn attend_exact<T: KvElem>(
 /// The scores do not depend on the running state, so they are computed first, 8 keys at a time.
 #[allow(clippy::too_many_arguments)]
 fn attend_flash_f16(
+    att: &AttentionKernels,
     q: &[f32],
     keys: &[f16],
     values: &[f16],
@@ -504,18 +521,18 @@ fn attend_flash_f16(
     for (d, &v) in qh.iter_mut().zip(q) {
         *d = f16::from_f32(v).to_f32();
     }
-    attention::scores(qh, keys, kvd, off, scale, ScoreSum::F64, s);
+    att.scores(qh, keys, kvd, off, scale, ScoreSum::F64, s);
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
     for (j, &sj) in s.iter().enumerate() {
         let (mut ms, mut vs) = (1f32, 1f32);
         if sj > max {
             ms = (max - sj).exp();
             max = sj;
-            attention::scale_round(acc, ms);
+            att.scale_round(acc, ms);
         } else {
             vs = (sj - max).exp();
         }
-        attention::axpy_f16_round(acc, vs, &values[j * kvd + off..j * kvd + off + hd]);
+        att.axpy_f16_round(acc, vs, &values[j * kvd + off..j * kvd + off + hd]);
         sum = sum * ms + vs;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -530,7 +547,9 @@ fn attend_flash_f16(
 /// quantised): the query converted to Q8_0 (K's `vec_dot_type`) and dotted with the quantised
 /// keys, times `scale`; a running maximum and sum; each value row dequantised to f32 and added
 /// with a fused multiply-add to an f32 accumulator, divided by the sum at the end.
+#[allow(clippy::too_many_arguments)]
 fn attend_flash_q8_0(
+    k: &Kernels,
     q: &[f32],
     keys: &[u8],
     values: &[u8],
@@ -539,12 +558,12 @@ fn attend_flash_q8_0(
     s: &mut [f32],
     out: &mut [f32],
 ) {
-    let k = kernels();
     let mut qq = [0u8; MAX_HEAD_DIM / QK8_0 * std::mem::size_of::<BlockQ8_0>()];
     let qq = &mut qq[..head_bytes];
-    k.quantizer(VecDotType::Q8_0)(q, qq);
-    (k.format(DType::Q8_0).dot)(&keys[..s.len() * head_bytes], head_bytes, qq, head_bytes, 1, s);
+    k.quantizer(VecDotType::Q8_0).quantize(q, qq);
+    k.format(DType::Q8_0).dot(&keys[..s.len() * head_bytes], head_bytes, qq, head_bytes, 1, s);
     s.iter_mut().for_each(|sj| *sj *= scale);
+    let att = k.attention();
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
     out.fill(0.0);
     for (j, &sj) in s.iter().enumerate() {
@@ -556,7 +575,7 @@ fn attend_flash_q8_0(
         } else {
             vs = (sj - max).exp();
         }
-        attention::mad_q8_0(out, vs, &values[j * head_bytes..(j + 1) * head_bytes]);
+        att.mad_q8_0(out, vs, &values[j * head_bytes..(j + 1) * head_bytes]);
         sum = sum * ms + vs;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };

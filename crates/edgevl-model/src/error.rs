@@ -19,6 +19,15 @@ pub enum ModelError {
         /// The GGML type name found.
         ggml_type: String,
     },
+    /// A tensor whose shape or bytes the kernels refuse (or cannot repack).
+    #[error("tensor '{tensor}': {source}")]
+    Tensor {
+        /// Tensor name.
+        tensor: String,
+        /// What the kernels found.
+        #[source]
+        source: edgevl_kernels::KernelError,
+    },
     /// Hyper-parameters are inconsistent or outside what the engine supports.
     #[error("bad hyper-parameters: {0}")]
     BadHparams(String),

@@ -4,9 +4,10 @@
 //! it), then `O = P V` (`V^T` as the weight matrix). Each product and the softmax are split over
 //! the pool.
 
+use crate::compute::Compute;
 use crate::parallel::DisjointSlice;
 use edgevl_kernels::ops::softmax;
-use edgevl_kernels::{matmul, DType, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, MatmulScratch, WeightRef};
 
 /// The inputs and buffers of [`attend`], reused from head to head.
 #[derive(Default)]
@@ -35,7 +36,7 @@ pub(crate) fn put_f32(dst: &mut Vec<u8>, len: usize, src: impl Iterator<Item = f
 /// query `i` attends to the first `visible(i)` keys (`1..=n`), its scores multiplied by `scale`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend<'s>(
-    pool: &ThreadPool,
+    cx: Compute,
     m: usize,
     n: usize,
     hd: usize,
@@ -46,8 +47,9 @@ pub(crate) fn attend<'s>(
 ) -> &'s [f32] {
     scr.s.resize(m * n, 0.0);
     scr.o.resize(m * hd, 0.0);
-    let kw = WeightRef { dtype: DType::F32, data: &scr.k, rows: n, cols: hd, packed: None };
-    matmul(pool, kw, &scr.q, m, &mut scr.s[..m * n], mm);
+    let Compute { kernels, pool } = cx;
+    let kw = f32_rows(&scr.k, n, hd);
+    matmul(kernels, pool, kw, &scr.q, m, &mut scr.s[..m * n], mm);
     let s = DisjointSlice::new(&mut scr.s[..m * n]);
     pool.run(m, &|i| {
         // SAFETY: task i alone takes score row i.
@@ -57,7 +59,15 @@ pub(crate) fn attend<'s>(
         softmax(&mut r[..vis]);
         r[vis..].fill(0.0);
     });
-    let vw = WeightRef { dtype: DType::F32, data: &scr.vt, rows: hd, cols: n, packed: None };
-    matmul(pool, vw, &scr.s[..m * n], m, &mut scr.o[..m * hd], mm);
+    let vw = f32_rows(&scr.vt, hd, n);
+    matmul(kernels, pool, vw, &scr.s[..m * n], m, &mut scr.o[..m * hd], mm);
     &scr.o[..m * hd]
+}
+
+/// `rows` rows of `cols` f32 values written by [`put_f32`] as a weight matrix.
+///
+/// # Panics
+/// If `data` is not `rows * cols` values (the callers fill it with exactly that many).
+fn f32_rows(data: &[u8], rows: usize, cols: usize) -> WeightRef<'_> {
+    WeightRef::new(DType::F32, data, rows, cols).unwrap_or_else(|e| panic!("head attention: {e}"))
 }

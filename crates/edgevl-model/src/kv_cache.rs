@@ -9,7 +9,7 @@
 
 use crate::ModelError;
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
-use edgevl_kernels::{kernels, VecDotType};
+use edgevl_kernels::{Kernels, VecDotType};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use std::ops::Range;
@@ -130,9 +130,10 @@ impl Q8Planes {
     }
 
     /// Quantises `m` rows of `kv_dim` keys and values into positions `pos0..pos0 + m`, as
-    /// ggml-cpu's `set_rows` into a q8_0 cache does (its x86 `quantize_row_q8_0`).
-    fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
-        let quantize = kernels().quantizer(VecDotType::Q8_0);
+    /// ggml-cpu's `set_rows` into a q8_0 cache does (its x86 `quantize_row_q8_0`), with the quantiser of
+    /// `kernels`.
+    fn store(&mut self, kernels: &Kernels, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
+        let quantize = kernels.quantizer(VecDotType::Q8_0);
         let (hd, hb, n_ctx, n_head_kv) = (self.head_dim, self.head_bytes, self.n_ctx, self.n_head_kv);
         for (src, plane) in [(k, &mut self.k[layer]), (v, &mut self.v[layer])] {
             // Row `i` of `src` is heads `0..n_head_kv` of position `pos0 + i`: its head `g` is
@@ -140,7 +141,7 @@ impl Q8Planes {
             for (c, head) in src.chunks_exact(hd).enumerate() {
                 let (i, g) = (c / n_head_kv, c % n_head_kv);
                 let at = (g * n_ctx + pos0 + i) * hb;
-                quantize(head, &mut plane[at..at + hb]);
+                quantize.quantize(head, &mut plane[at..at + hb]);
             }
         }
     }
@@ -274,13 +275,14 @@ impl KvCache {
         self.len = len;
     }
 
-    /// Write keys and values (`m` rows of `kv_dim`) of `layer` at positions `pos0..pos0 + m`.
-    pub(crate) fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
+    /// Write keys and values (`m` rows of `kv_dim`) of `layer` at positions `pos0..pos0 + m` (a Q8_0 cache
+    /// quantises them with `kernels`).
+    pub(crate) fn store(&mut self, kernels: &Kernels, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
         let start = pos0 * self.kv_dim;
         match &mut self.planes {
             KvPlanes::F16(p) => p.store(layer, start, k, v),
             KvPlanes::F32(p) => p.store(layer, start, k, v),
-            KvPlanes::Q8_0(p) => p.store(layer, pos0, k, v),
+            KvPlanes::Q8_0(p) => p.store(kernels, layer, pos0, k, v),
             KvPlanes::Unusable(_) => {}
         }
     }
@@ -333,14 +335,15 @@ mod tests {
         let rows: Vec<f32> = (1..3)
             .flat_map(|p| (0..n_head_kv).flat_map(move |g| (0..hd).map(move |d| val(p, g, d))))
             .collect();
-        kv.store(0, 1, &rows, &rows);
+        let k = Kernels::detect();
+        kv.store(&k, 0, 1, &rows, &rows);
         let KvPlanes::Q8_0(p) = kv.planes() else { panic!("q8_0 planes") };
-        let deq = kernels().format(edgevl_kernels::DType::Q8_0).dequantize;
+        let deq = k.format(edgevl_kernels::DType::Q8_0);
         for g in 0..n_head_kv {
             let bytes = &p.k[0][p.head_rows(g, n_ctx)];
             for pos in 0..n_ctx {
                 let mut out = vec![0f32; hd];
-                deq(&bytes[pos * p.head_bytes..(pos + 1) * p.head_bytes], &mut out);
+                deq.dequantize(&bytes[pos * p.head_bytes..(pos + 1) * p.head_bytes], &mut out);
                 for (d, &o) in out.iter().enumerate() {
                     let want = if (1..3).contains(&pos) { val(pos, g, d) } else { 0.0 };
                     assert!(

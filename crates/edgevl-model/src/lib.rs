@@ -2,8 +2,11 @@
 //! computed from GGUF weights with `edgevl-kernels`. Model code computes; scheduling
 //! (chunking, caching, threading policy) belongs to `edgevl-runtime`.
 #![warn(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod causal_attention;
+mod compute;
 mod decoder;
 mod error;
 mod head_attention;

@@ -1,12 +1,13 @@
-//! Typed views of GGUF tensors: matrices stay in the mapped file or, for the formats with a faster packed kernel on
-//! this CPU, are repacked once at load (and their mapped pages released); small vectors are copied out.
+//! Typed views of GGUF tensors: matrices stay in the mapped file or, for the formats with a faster packed kernel in
+//! the model's kernel table, are repacked once at load (and their mapped pages released); small vectors are copied
+//! out.
 
 use std::sync::Arc;
 
 use crate::ModelError;
 use edgevl_gguf::{GgmlType, GgufFile};
 use edgevl_kernels::packed::{PackArena, PackedWeights};
-use edgevl_kernels::{dequantize_row, kernels, DType, WeightRef};
+use edgevl_kernels::{DType, Kernels, WeightRef};
 
 /// The kernel format of a GGUF type, if the kernels compute with it.
 pub fn dtype_of(t: GgmlType) -> Option<DType> {
@@ -23,7 +24,16 @@ pub fn dtype_of(t: GgmlType) -> Option<DType> {
     })
 }
 
-/// A weight matrix of `rows` x `cols`: tensor number `index` of the mapped file, or its packed copy.
+/// The kernel format of tensor `name`'s GGUF type, or the error naming both.
+fn dtype_of_tensor(name: &str, t: GgmlType) -> Result<DType, ModelError> {
+    dtype_of(t).ok_or_else(|| ModelError::UnsupportedTensorType {
+        tensor: name.to_string(),
+        ggml_type: t.name().to_string(),
+    })
+}
+
+/// A weight matrix of `rows` x `cols`: tensor number `index` of the mapped file (its bytes checked against the
+/// shape at load), or its packed copy.
 #[derive(Clone, Debug)]
 pub(crate) struct Matrix {
     pub dtype: DType,
@@ -33,84 +43,111 @@ pub(crate) struct Matrix {
     packed: Option<Arc<PackedWeights>>,
 }
 
-/// Whether matrices are repacked at load: when the kernel table has a SIMD packed kernel for the format, unless
-/// `EDGEVL_NO_PACK=1` (to compare with the unpacked kernels).
-fn should_pack(dtype: DType) -> bool {
-    kernels().prefers_packed(dtype) && !std::env::var("EDGEVL_NO_PACK").is_ok_and(|v| v == "1")
+/// What loading a model's tensors needs: the file, the kernel table (which decides the matrices repacked at load,
+/// and converts vectors), and one [`PackArena`] for all the matrices the table repacks (every 2-D tensor of a
+/// packable type: an upper bound, as a table only read row by row stays unpacked and its share is never touched),
+/// so that nearly all packed weights sit on huge pages.
+pub(crate) struct Loader<'a> {
+    pub file: &'a GgufFile,
+    pub kernels: &'a Kernels,
+    arena: Option<Arc<PackArena>>,
 }
 
-/// One [`PackArena`] for all the matrices of `file` this CPU repacks (every 2-D tensor of a packable type: an
-/// upper bound, as a table only read row by row stays unpacked and its share is never touched), so that nearly all
-/// packed weights sit on huge pages; `None` when nothing would be packed.
-pub(crate) fn pack_arena(file: &GgufFile) -> Option<Arc<PackArena>> {
-    let bytes: usize = file
-        .tensors()
-        .iter()
-        .filter_map(|t| match t.dims.as_slice() {
-            &[cols, rows] => {
-                let dtype = dtype_of(t.ggml_type).filter(|&d| should_pack(d))?;
-                let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
-                PackedWeights::packed_bytes(dtype, rows, cols).ok()
-            }
-            _ => None,
-        })
-        .fold(0usize, usize::saturating_add);
-    // A file whose shapes overflow is refused by `Matrix::load` before anything is packed. Tensors may share
-    // bytes in a GGUF file, so the sum is bounded by twice the file's length (packing adds padding only): the
-    // header cannot make the arena larger than that, and matrices that do not fit get buffers of their own.
-    let cap = usize::try_from(file.file_len()).unwrap_or(usize::MAX).saturating_mul(2);
-    let bytes = bytes.min(cap);
-    (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)))
+impl<'a> Loader<'a> {
+    /// A loader of `file`'s tensors for the kernels of `kernels`.
+    pub fn new(file: &'a GgufFile, kernels: &'a Kernels) -> Self {
+        let bytes: usize = file
+            .tensors()
+            .iter()
+            .filter_map(|t| match t.dims.as_slice() {
+                &[cols, rows] => {
+                    let dtype = dtype_of(t.ggml_type).filter(|&d| kernels.prefers_packed(d))?;
+                    let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
+                    PackedWeights::packed_bytes(dtype, rows, cols).ok()
+                }
+                _ => None,
+            })
+            .fold(0usize, usize::saturating_add);
+        // A file whose shapes overflow is refused by `Loader::matrix` before anything is packed. Tensors may share
+        // bytes in a GGUF file, so the sum is bounded by twice the file's length (packing adds padding only): the
+        // header cannot make the arena larger than that, and matrices that do not fit get buffers of their own.
+        let cap = usize::try_from(file.file_len()).unwrap_or(usize::MAX).saturating_mul(2);
+        let bytes = bytes.min(cap);
+        let arena = (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)));
+        Loader { file, kernels, arena }
+    }
+
+    /// The matrix `name` with GGUF dims `[cols, rows]`; repacked (into the arena while it has room) when the
+    /// kernel table has a packed kernel for its type.
+    pub fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Matrix, ModelError> {
+        self.load_matrix(name, cols, rows, true)
+    }
+
+    /// [`Loader::matrix`] that never repacks: for tables only read row by row ([`Matrix::row_into`]), whose pages
+    /// then stay in the file except the rows used.
+    pub fn matrix_unpacked(&self, name: &str, cols: usize, rows: usize) -> Result<Matrix, ModelError> {
+        self.load_matrix(name, cols, rows, false)
+    }
+
+    fn load_matrix(&self, name: &str, cols: usize, rows: usize, pack: bool) -> Result<Matrix, ModelError> {
+        let file = self.file;
+        let (info, _) = file.require_tensor(name, &[cols as u64, rows as u64])?;
+        let dtype = dtype_of_tensor(name, info.ggml_type)?;
+        let index = tensor_index(file, name)?;
+        let m = Matrix::in_file(file, name, index, dtype, rows, cols)?;
+        if !(pack && self.kernels.prefers_packed(dtype)) {
+            return Ok(m);
+        }
+        let t = &file.tensors()[index];
+        let p = PackedWeights::pack_in(self.arena.as_ref(), dtype, file.tensor_data(t), rows, cols)
+            .map_err(|source| ModelError::Tensor { tensor: name.to_string(), source })?;
+        // The packed copy replaces the mapped bytes: drop them from memory so both are never resident.
+        file.release_tensor_pages(t);
+        Ok(Matrix { packed: Some(Arc::new(p)), ..m })
+    }
+
+    /// The 1-D tensor `name` of `n` elements as f32 (norm weights, biases).
+    pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+        let (info, data) = self.file.require_tensor(name, &[n as u64])?;
+        let dtype = dtype_of_tensor(name, info.ggml_type)?;
+        // One row of `n` elements of the tensor's type, checked as a matrix is.
+        WeightRef::new(dtype, data, 1, n)
+            .map_err(|source| ModelError::Tensor { tensor: name.into(), source })?;
+        let mut out = vec![0f32; n];
+        self.kernels.format(dtype).dequantize(data, &mut out);
+        Ok(out)
+    }
+
+    /// Like [`Loader::vector`] but `None` when the tensor is absent.
+    pub fn optional_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        if self.file.tensor(name).is_none() {
+            return Ok(None);
+        }
+        self.vector(name, n).map(Some)
+    }
+}
+
+/// The position of tensor `name` in `file`'s tensor list.
+fn tensor_index(file: &GgufFile, name: &str) -> Result<usize, ModelError> {
+    let found = file.tensors().iter().position(|t| t.name == name);
+    Ok(found.ok_or_else(|| edgevl_gguf::GgufError::MissingTensor(name.to_string()))?)
 }
 
 impl Matrix {
-    /// Look up `name` with GGUF dims `[cols, rows]`; repacked (into `arena` while it has room) when this CPU has a
-    /// packed kernel for its type.
-    pub fn load(
+    /// Tensor `index` (named `name`) of `file` used in place as `rows` rows of `cols` elements of `dtype`, after
+    /// checking that its bytes are exactly those rows.
+    pub fn in_file(
         file: &GgufFile,
-        arena: Option<&Arc<PackArena>>,
         name: &str,
-        cols: usize,
+        index: usize,
+        dtype: DType,
         rows: usize,
-    ) -> Result<Self, ModelError> {
-        Self::load_with(file, arena, name, cols, rows, true)
-    }
-
-    /// [`Matrix::load`] that never repacks: for tables only read row by row ([`Matrix::row_into`]), whose pages
-    /// then stay in the file except the rows used.
-    pub fn load_unpacked(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Self, ModelError> {
-        Self::load_with(file, None, name, cols, rows, false)
-    }
-
-    fn load_with(
-        file: &GgufFile,
-        arena: Option<&Arc<PackArena>>,
-        name: &str,
         cols: usize,
-        rows: usize,
-        pack: bool,
     ) -> Result<Self, ModelError> {
-        let (info, _) = file.require_tensor(name, &[cols as u64, rows as u64])?;
-        let dtype = dtype_of(info.ggml_type).ok_or_else(|| ModelError::UnsupportedTensorType {
-            tensor: name.to_string(),
-            ggml_type: info.ggml_type.name().to_string(),
-        })?;
-        let index = file
-            .tensors()
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| edgevl_gguf::GgufError::MissingTensor(name.to_string()))?;
-        let packed = if pack && should_pack(dtype) {
-            let t = &file.tensors()[index];
-            let p = PackedWeights::pack_in(arena, dtype, file.tensor_data(t), rows, cols)
-                .map_err(|e| ModelError::BadHparams(format!("tensor {name}: {e}")))?;
-            // The packed copy replaces the mapped bytes: drop them from memory so both are never resident.
-            file.release_tensor_pages(t);
-            Some(Arc::new(p))
-        } else {
-            None
-        };
-        Ok(Matrix { dtype, rows, cols, index, packed })
+        let data = file.tensor_data(&file.tensors()[index]);
+        WeightRef::new(dtype, data, rows, cols)
+            .map_err(|source| ModelError::Tensor { tensor: name.into(), source })?;
+        Ok(Matrix { dtype, rows, cols, index, packed: None })
     }
 
     /// The kernel view of this matrix in `file` (the file it was loaded from).
@@ -119,41 +156,20 @@ impl Matrix {
             return WeightRef::from_packed(p);
         }
         let data = file.tensor_data(&file.tensors()[self.index]);
-        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols, packed: None }
+        // The same bytes passed the same check when the matrix was loaded (`Matrix::in_file`), and a file never
+        // changes once open.
+        WeightRef::new(self.dtype, data, self.rows, self.cols)
+            .unwrap_or_else(|e| unreachable!("a matrix checked at load no longer fits its file: {e}"))
     }
 
-    /// Dequantise row `r` into `out` (`cols` long).
-    pub fn row_into(&self, file: &GgufFile, r: usize, out: &mut [f32]) {
+    /// Dequantise row `r` into `out` (`cols` long) with the kernels of `k`.
+    pub fn row_into(&self, k: &Kernels, file: &GgufFile, r: usize, out: &mut [f32]) {
         if let Some(p) = &self.packed {
             p.dequantize_row(r, out);
             return;
         }
-        let data = file.tensor_data(&file.tensors()[self.index]);
-        let row_bytes = data.len() / self.rows;
-        dequantize_row(self.dtype, &data[r * row_bytes..(r + 1) * row_bytes], out);
+        let w = self.view(file);
+        let (rb, data) = (w.row_bytes(), w.data().unwrap_or_default());
+        k.format(self.dtype).dequantize(&data[r * rb..(r + 1) * rb], out);
     }
-}
-
-/// Load a 1-D tensor of `n` elements as f32 (norm weights, biases).
-pub(crate) fn load_vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
-    let (info, data) = file.require_tensor(name, &[n as u64])?;
-    let dtype = dtype_of(info.ggml_type).ok_or_else(|| ModelError::UnsupportedTensorType {
-        tensor: name.to_string(),
-        ggml_type: info.ggml_type.name().to_string(),
-    })?;
-    let mut out = vec![0f32; n];
-    dequantize_row(dtype, data, &mut out);
-    Ok(out)
-}
-
-/// Like [`load_vector`] but `None` when the tensor is absent.
-pub(crate) fn load_optional_vector(
-    file: &GgufFile,
-    name: &str,
-    n: usize,
-) -> Result<Option<Vec<f32>>, ModelError> {
-    if file.tensor(name).is_none() {
-        return Ok(None);
-    }
-    load_vector(file, name, n).map(Some)
 }

@@ -10,7 +10,8 @@ use edgevl_model::{Decoder, DecoderInput, KvType, LogitsWanted};
 use std::sync::Arc;
 
 fn decoder(path: &std::path::Path) -> Decoder {
-    Decoder::load(Arc::new(GgufFile::open(path).expect("open model"))).expect("load model")
+    Decoder::load(Arc::new(GgufFile::open(path).expect("open model")), &edgevl_testdata::kernels())
+        .expect("load model")
 }
 
 /// Prompt and continuation ids of every case of tests/fixtures/smollm2/greedy.json, concatenated.

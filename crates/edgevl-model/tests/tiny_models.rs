@@ -37,7 +37,7 @@ fn load_cases(name: &str) -> Vec<Case> {
 
 fn decoder(name: &str) -> Decoder {
     let file = GgufFile::open(edgevl_testdata::fixture(&format!("{name}/model.gguf"))).expect("open");
-    Decoder::load(Arc::new(file)).expect("load")
+    Decoder::load(Arc::new(file), &edgevl_testdata::kernels()).expect("load")
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -172,6 +172,9 @@ fn an_internlm2_decoder_is_refused_by_name() {
         w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, src.tensor_data(t).to_vec()).unwrap();
     }
     let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
-    let e = Decoder::load(Arc::new(file)).err().expect("internlm2 refused").to_string();
+    let e = Decoder::load(Arc::new(file), &edgevl_testdata::kernels())
+        .err()
+        .expect("internlm2 refused")
+        .to_string();
     assert_eq!(e, "unsupported architecture 'internlm2' (supported: llama, qwen2)");
 }

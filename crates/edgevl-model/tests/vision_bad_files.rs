@@ -27,7 +27,7 @@ fn crafted(edit_kv: &dyn Fn(&mut GgufWriter), edit_tensor: &TensorEdit) -> Resul
         }
     }
     let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
-    VisionEncoder::load(Arc::new(file)).map_err(|e| e.to_string())
+    VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).map_err(|e| e.to_string())
 }
 
 fn keep(_: &str, t: GgmlType, d: Vec<u64>, b: Vec<u8>) -> Option<Stored> {
@@ -81,7 +81,7 @@ fn every_missing_required_key_is_named() {
             w.add_kv(k, v.clone());
         }
         let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).expect("valid GGUF");
-        let e = VisionEncoder::load(Arc::new(file)).err().map(|e| e.to_string());
+        let e = VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).err().map(|e| e.to_string());
         assert_eq!(e, Some(format!("missing metadata key '{key}'")));
     }
 }

@@ -64,7 +64,8 @@ fn max_rel_err(ours: &[f32], reference: &[f32]) -> f32 {
 
 fn check_one_view(family: &str, want: VisionFamily) {
     let r = reference(family);
-    let mut enc = VisionEncoder::open(fixture(family, "mmproj.gguf")).expect("llama.cpp's mmproj loads");
+    let mut enc = VisionEncoder::open(fixture(family, "mmproj.gguf"), &edgevl_testdata::kernels())
+        .expect("llama.cpp's mmproj loads");
     let hp = enc.hparams().clone();
     assert_eq!(hp.family, want);
     let one = &r["embeddings"]["one_view"];

@@ -64,7 +64,10 @@ fn the_file_is_llamacpps_not_ours() {
 
 #[test]
 fn as_written_the_file_is_lfm2_vl_and_refused() {
-    let e = VisionEncoder::open(fixture("mmproj.gguf")).err().expect("LFM2-VL refused").to_string();
+    let e = VisionEncoder::open(fixture("mmproj.gguf"), &edgevl_testdata::kernels())
+        .err()
+        .expect("LFM2-VL refused")
+        .to_string();
     assert!(e.contains("LFM2-VL"), "{e}");
 }
 
@@ -123,7 +126,7 @@ fn edited(edit: &dyn Fn(&str) -> Option<Replacement>) -> Result<VisionEncoder, S
         w.add_tensor(info.name.clone(), info.ggml_type, &dims, data).expect("valid tensor");
     }
     let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
-    VisionEncoder::load(Arc::new(file)).map_err(|e| e.to_string())
+    VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).map_err(|e| e.to_string())
 }
 
 /// The fixture with its position table replaced by `rows` rows of `cols` values.

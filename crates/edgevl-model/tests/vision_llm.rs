@@ -38,12 +38,14 @@ fn llm_with_image_matches_transformers_top1_everywhere() {
         index["cases"].as_array().unwrap().iter().find(|c| c["name"] == "single").expect("single case");
     let seed = single["seeds"][0].as_u64().unwrap() as u32;
 
-    let enc = VisionEncoder::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("mmproj");
+    let enc =
+        VisionEncoder::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf"), &edgevl_testdata::kernels())
+            .expect("mmproj");
     let pool = ThreadPool::new(2);
     let image = enc.encode_tiles(&lcg_tile(seed, enc.hparams().image_size), 1, 1, &pool).unwrap();
 
     let file = GgufFile::open(edgevl_testdata::fixture(llm["model"].as_str().unwrap())).expect("tiny llama");
-    let dec = Decoder::load(Arc::new(file)).expect("decoder");
+    let dec = Decoder::load(Arc::new(file), &edgevl_testdata::kernels()).expect("decoder");
     assert_eq!(dec.hparams().n_embd, enc.n_embd_out());
     let (prefix, suffix) = (ids(&llm["prefix_ids"]), ids(&llm["suffix_ids"]));
     let n_vocab = dec.n_vocab();

@@ -23,7 +23,8 @@ fn read_f32(name: &str) -> Vec<f32> {
 }
 
 fn encoder() -> VisionEncoder {
-    VisionEncoder::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("tiny mmproj loads")
+    VisionEncoder::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf"), &edgevl_testdata::kernels())
+        .expect("tiny mmproj loads")
 }
 
 /// `max |ours - ref| / max |ref|`.

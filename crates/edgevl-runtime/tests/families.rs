@@ -34,6 +34,7 @@ fn session(family: &str) -> Session {
         chunk: 128,
         kv_type: KvType::F32,
         mmproj: Some(fixture(family, "mmproj.gguf")),
+        kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     Session::load(fixture(family, "model.gguf"), &cfg).expect("tiny VLM loads")

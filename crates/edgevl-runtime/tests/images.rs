@@ -36,6 +36,7 @@ fn config(image: ImageConfig) -> SessionConfig {
         kv_type: KvType::F32,
         mmproj: Some(mmproj()),
         image,
+        kernels: edgevl_testdata::kernel_config(),
     }
 }
 
@@ -50,7 +51,7 @@ fn greedy() -> Sampler {
 /// The image's embeddings straight from the libraries: tiles by the relaxed plan, encoded one
 /// view at a time.
 fn reference_embeddings(path: &Path) -> (Vec<f32>, u32) {
-    let enc = VisionEncoder::open(mmproj()).unwrap();
+    let enc = VisionEncoder::open(mmproj(), &edgevl_testdata::kernels()).unwrap();
     let img = load_image(path, &LoadLimits::default()).unwrap();
     let plan = Strategy::Relaxed.plan(img.size(), &TilingParams::default()).unwrap();
     let tiles = make_tiles(&img, &plan, &Preprocess::BLUELM).unwrap();

@@ -40,6 +40,7 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
         n_ctx: Some(N_CTX),
         chunk: N_CTX,
         kv_type: KvType::Q8_0,
+        kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     let mut session = Session::load(&model, &cfg).expect("load SmolLM2");
@@ -80,7 +81,13 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
 
 #[test]
 fn session_perplexity_needs_whole_context_chunks() {
-    let cfg = SessionConfig { n_threads: 1, n_ctx: Some(64), chunk: 16, ..SessionConfig::default() };
+    let cfg = SessionConfig {
+        n_threads: 1,
+        n_ctx: Some(64),
+        chunk: 16,
+        kernels: edgevl_testdata::kernel_config(),
+        ..SessionConfig::default()
+    };
     let mut session = Session::load(edgevl_testdata::smollm2_path(), &cfg).expect("load SmolLM2");
     let err = session.perplexity("some text", |_, _, _| {}).expect_err("chunk 16 < context 64");
     let msg = err.to_string();

@@ -26,6 +26,7 @@ fn load(model: &PathBuf, chunk: usize, n_ctx: usize) -> Session {
         n_ctx: Some(n_ctx),
         chunk,
         kv_type: KvType::F32,
+        kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     Session::load(model, &cfg).expect("load model")

@@ -20,6 +20,7 @@ fn load() -> Session {
         n_ctx: Some(512),
         chunk: 64,
         kv_type: KvType::F32,
+        kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     Session::load(edgevl_testdata::fixture("tiny-qwen2/model.gguf"), &cfg).expect("load")

@@ -1,9 +1,23 @@
-//! Test support shared by the workspace's test suites: the committed fixtures folder and the
-//! real models fetched into the cache. A missing model is a test failure that names the script
-//! to run, never a silent skip.
+//! Test support shared by the workspace's test suites: the committed fixtures folder, the real
+//! models fetched into the cache, and the kernel table the tests compute with. A missing model is a
+//! test failure that names the script to run, never a silent skip.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
+use edgevl_kernels::{KernelConfig, Kernels};
 use std::path::PathBuf;
+
+/// The kernel options the override variables of the test process ask for: tests are an edge of the program, so
+/// `EDGEVL_MAX_SIMD`, `EDGEVL_FORCE_SCALAR` and `EDGEVL_NO_PACK` are read here (as the CLI reads them), never
+/// in model or kernel code. Panics (failing the test) on a value a variable does not take.
+pub fn kernel_config() -> KernelConfig {
+    KernelConfig::from_vars(|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The kernel table for [`kernel_config`] on this CPU.
+pub fn kernels() -> Kernels {
+    Kernels::new(kernel_config())
+}
 
 /// The workspace root (where README.md and tests/fixtures are).
 pub fn repo_root() -> PathBuf {

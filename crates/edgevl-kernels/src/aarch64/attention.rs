@@ -7,13 +7,21 @@ use std::arch::aarch64::*;
 use half::f16;
 
 use super::neon::{f16x4_to_f32, ld_f32, round_f16, st_f32};
-use crate::attention::{ScoreSum, MAX_HEAD};
+use super::Neon;
+use crate::attention::{check_rows, mad_q8_0_scalar, AttentionKernels, ScoreSum, MAX_HEAD};
 
-/// The NEON kernels apply: the process-wide table is at a NEON level (so `EDGEVL_FORCE_SCALAR` is off) and the
-/// head is whole 4-lane vectors.
-pub(crate) fn simd_ok(hd: usize) -> bool {
-    use crate::dispatch::{kernels, SimdLevel};
-    hd.is_multiple_of(4) && hd <= MAX_HEAD && kernels().level() >= SimdLevel::Neon
+/// Lanes of a NEON f32 vector: the head widths the entries take are multiples of it.
+const LANES: usize = 4;
+
+/// The NEON entries, handed out only for a NEON proof (the mad over Q8_0 values has no NEON version: the scalar
+/// twin).
+pub(crate) fn kernels(_: Neon) -> AttentionKernels {
+    AttentionKernels::simd(LANES, scores, axpy, scale_round, mad_q8_0_scalar)
+}
+
+/// Checks that a head of `hd` values is whole vectors of at most [`MAX_HEAD`].
+fn check_head(hd: usize) {
+    assert!(hd.is_multiple_of(LANES) && hd <= MAX_HEAD, "attention: head of {hd} values for 4-lane kernels");
 }
 
 /// Four f16 values of `v` from `e`, widened to f32.
@@ -44,19 +52,11 @@ fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
 }
 
 /// Scores of 4 keys at a time, one lane per key, dimensions in order; the last `n % 4` keys by the scalar twin.
-///
-/// The caller has checked the rows (`keys` holds `s.len()` rows of `stride` values with the head at `off`) and
-/// `q.len() % 4 == 0`.
-pub(crate) fn scores(
-    q: &[f32],
-    keys: &[f16],
-    stride: usize,
-    off: usize,
-    scale: f32,
-    sum: ScoreSum,
-    s: &mut [f32],
-) {
-    // SAFETY: NEON is the aarch64 baseline (and `simd_ok` saw a NEON table, built after detection).
+fn scores(q: &[f32], keys: &[f16], stride: usize, off: usize, scale: f32, sum: ScoreSum, s: &mut [f32]) {
+    check_head(q.len());
+    check_rows(keys, stride, off, q.len(), s.len());
+    // SAFETY: `scores` is private and only handed out by `kernels`, whose argument proves NEON; the loads are
+    // bounds-checked.
     unsafe { scores_neon(q, keys, stride, off, scale, sum, s) }
 }
 
@@ -91,10 +91,12 @@ fn scores_neon(q: &[f32], keys: &[f16], stride: usize, off: usize, scale: f32, s
     crate::attention::scores_scalar(q, rest, stride, off, scale, sum, &mut s[n4..]);
 }
 
-/// `acc = acc + p * v`, rounded to f16 after the add when `round`. The caller has checked
-/// `acc.len() == v.len()`, a multiple of 4.
-pub(crate) fn axpy(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
-    // SAFETY: NEON is the aarch64 baseline (and was detected).
+/// `acc = acc + p * v`, rounded to f16 after the add when `round`.
+fn axpy(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
+    check_head(acc.len());
+    assert_eq!(acc.len(), v.len(), "axpy_f16: lengths differ");
+    // SAFETY: `axpy` is private and only handed out by `kernels`, whose argument proves NEON; the loads and stores
+    // are bounds-checked.
     unsafe { axpy_neon(acc, p, v, round) }
 }
 
@@ -109,9 +111,11 @@ fn axpy_neon(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
     }
 }
 
-/// `acc = f16(acc * m)`; `acc.len()` a multiple of 4.
-pub(crate) fn scale_round(acc: &mut [f32], m: f32) {
-    // SAFETY: NEON is the aarch64 baseline (and was detected).
+/// `acc = f16(acc * m)`.
+fn scale_round(acc: &mut [f32], m: f32) {
+    check_head(acc.len());
+    // SAFETY: `scale_round` is private and only handed out by `kernels`, whose argument proves NEON; the loads and
+    // stores are bounds-checked.
     unsafe { scale_round_neon(acc, m) }
 }
 

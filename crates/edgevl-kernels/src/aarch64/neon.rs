@@ -8,6 +8,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use crate::aarch64::Neon;
+use crate::dispatch::DotFn;
 use crate::formats::{as_blocks, Block};
 
 /// Signed byte dot products: `acc` plus the 16 products of `a` and `b`, summed into 4 i32 lanes. Only the sum of
@@ -198,24 +200,24 @@ pub(crate) fn dot_rows<W: Block, A: Block>(
     }
 }
 
-/// Defines the table entries `dot` (plain NEON) and `dot_dotprod` (with `sdot`) of a block format from a row kernel
-/// `$kernel::<D: I8Dot>(weight_blocks, activation_blocks) -> f32` (an `unsafe fn` whose safety condition is `D`'s
-/// CPU feature).
+/// Defines the table entries of a block format from a row kernel `$kernel::<D: I8Dot>(weight_blocks,
+/// activation_blocks) -> f32` (an `unsafe fn` whose safety condition is `D`'s CPU feature): `dot` (plain NEON),
+/// handed out only for a [`crate::aarch64::Neon`] proof, and `dot_dotprod` (with `sdot`), only for a
+/// [`crate::aarch64::Dotprod`] proof. The entries themselves are private to the module.
 macro_rules! neon_dot_entry {
-    // One table entry `$name` running `$kernel` with the integer-dot flavour `$D`.
-    (@entry $name:ident, $D:ident, $W:ty, $A:ty, $kernel:ident, $doc:literal) => {
+    // One private entry `$entry` running `$kernel` with the integer-dot flavour `$D`, handed out by `$name` for a
+    // `$Token`.
+    (@entry $name:ident, $entry:ident, $Token:ident, $D:ident, $W:ty, $A:ty, $kernel:ident, $doc:literal) => {
         #[doc = $doc]
-        pub(crate) fn $name(
-            w: &[u8],
-            w_row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            n_act: usize,
-            out: &mut [f32],
-        ) {
+        pub(crate) fn $name(_: $crate::aarch64::$Token) -> $crate::dispatch::DotFn {
+            $entry
+        }
+
+        /// The entry the function of the same flavour hands out.
+        fn $entry(w: &[u8], w_row_bytes: usize, acts: &[u8], act_row_bytes: usize, n_act: usize, out: &mut [f32]) {
             $crate::aarch64::neon::dot_rows::<$W, $A>(w, w_row_bytes, acts, act_row_bytes, n_act, out, |w, a| {
-                // SAFETY: `$D`'s CPU feature is available: plain NEON is the aarch64 baseline, and the `sdot`
-                // entry is installed only after dotprod was detected.
+                // SAFETY: this entry is private and only handed out for the proof that the CPU has `$D`'s feature
+                // (a `$Token`); the kernel reads its blocks through bounds-checked loads only.
                 unsafe {
                     $kernel::<$crate::aarch64::neon::$D>(w, a)
                 }
@@ -223,10 +225,10 @@ macro_rules! neon_dot_entry {
         }
     };
     ($W:ty, $A:ty, $kernel:ident) => {
-        $crate::aarch64::neon::neon_dot_entry!(@entry dot, Plain, $W, $A, $kernel,
-            "Table entry ([`crate::dispatch::DotFn`]) with plain NEON (the aarch64 baseline).");
-        $crate::aarch64::neon::neon_dot_entry!(@entry dot_dotprod, Dotprod, $W, $A, $kernel,
-            "Table entry ([`crate::dispatch::DotFn`]) with `sdot`. Only installed after dotprod was detected.");
+        $crate::aarch64::neon::neon_dot_entry!(@entry dot, entry_plain, Neon, Plain, $W, $A, $kernel,
+            "Table entry ([`crate::dispatch::DotFn`]) with plain NEON, handed out only for a NEON proof.");
+        $crate::aarch64::neon::neon_dot_entry!(@entry dot_dotprod, entry_dotprod, Dotprod, Dotprod, $W, $A, $kernel,
+            "Table entry ([`crate::dispatch::DotFn`]) with `sdot`, handed out only for a dotprod proof.");
     };
 }
 pub(crate) use neon_dot_entry;
@@ -253,10 +255,16 @@ fn load8<const K: u8>(s: &[u8], e: usize) -> [float32x4_t; 2] {
     }
 }
 
+/// The table entry ([`DotFn`]) of float weights of encoding `K` ([`FLOAT_F32`], [`FLOAT_F16`], [`FLOAT_BF16`]),
+/// handed out only for a NEON proof.
+pub(crate) fn float_dot<const K: u8>(_: Neon) -> DotFn {
+    float_entry::<K>
+}
+
 /// Float dot products of consecutive weight rows with up to 4 activation rows, all of encoding `K`
 /// ([`crate::dispatch::DotFn`] layout): 4 x 4 f32 lanes of fused multiply-add accumulators over 16 elements at a
 /// time, then a scalar tail. Results differ from the scalar twin (f64 sums) by f32 rounding only.
-pub(crate) fn dot_floats<const K: u8>(
+fn float_entry<const K: u8>(
     w: &[u8],
     w_row_bytes: usize,
     acts: &[u8],
@@ -268,7 +276,8 @@ pub(crate) fn dot_floats<const K: u8>(
     let n = w_row_bytes / elem;
     for (wr, o) in w.chunks_exact(w_row_bytes).zip(out.chunks_exact_mut(n_act.clamp(1, 4))) {
         for (o, a) in o.iter_mut().zip(acts.chunks(act_row_bytes)) {
-            // SAFETY: installed only after NEON was detected (it is the aarch64 baseline).
+            // SAFETY: `float_entry` is private and only handed out by `float_dot`, whose argument proves NEON;
+            // `dot_float_row` reads through bounds-checked loads only.
             *o = unsafe { dot_float_row::<K>(wr, a, n) };
         }
     }

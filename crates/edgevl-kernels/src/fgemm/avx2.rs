@@ -4,14 +4,25 @@
 
 use std::arch::x86_64::*;
 
-use super::{FloatTile, ACTS, LANES, ROWS};
+use super::{FloatKernel, FloatTile, ACTS, LANES, ROWS};
 use crate::dtype::DType;
+use crate::x86::Avx2;
 
-/// Entry point installed in the kernel table after AVX2, FMA and F16C were detected.
-pub(crate) fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
-    let (nr, na) = (t.n_rows.clamp(1, ROWS), t.n_act.clamp(1, ACTS));
+/// The float GEMM kernel, handed out only for the proof that the CPU has AVX2, FMA and F16C.
+pub(crate) fn entry(_: Avx2) -> FloatKernel {
+    FloatKernel::simd(dot)
+}
+
+/// The entry [`entry`] hands out.
+fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+    let (nr, na) = (t.n_rows, t.n_act);
     let es = if t.dtype == DType::F16 { 2 } else { 4 };
-    let ok = t.wrb >= t.cols * es && t.w.len() >= (nr - 1) * t.wrb + t.cols * es && t.x.len() >= na * t.cols;
+    // `FloatTile::new` guarantees these (without overflow); the loads below rely on them.
+    let ok = (1..=ROWS).contains(&nr)
+        && (1..=ACTS).contains(&na)
+        && t.wrb >= t.cols * es
+        && t.w.len() >= (nr - 1) * t.wrb + t.cols * es
+        && t.x.len() >= na * t.cols;
     assert!(ok, "fgemm::avx2::dot: tile buffers shorter than its shape");
     for r0 in (0..nr).step_by(2) {
         for i0 in (0..na).step_by(2) {
@@ -41,8 +52,8 @@ fn call<const H: bool, const NR: usize, const NA: usize>(
     i0: usize,
     out: &mut [f32; ROWS * ACTS],
 ) {
-    // SAFETY: only reachable through the table entry installed after AVX2/FMA/F16C were detected; the buffer
-    // lengths were checked by `dot` and `r0 + NR <= n_rows`, `i0 + NA <= n_act`.
+    // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
+    // AVX2, FMA and F16C; `dot` checked the buffer lengths, and `r0 + NR <= n_rows`, `i0 + NA <= n_act`.
     unsafe { kernel::<H, NR, NA>(t, r0, i0, out) }
 }
 
@@ -104,12 +115,14 @@ unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
             for r in 0..NR {
                 // SAFETY: elements `k..k + 16` of the row are readable (full chunk or padded copy).
                 wl[r] = unsafe { load_w::<H>($w[r], $k) };
+                // SAFETY: as above.
                 wh[r] = unsafe { load_w::<H>($w[r], $k + 8) };
             }
             for i in 0..NA {
-                // SAFETY: as above for the activation row.
-                let (xl, xh) =
-                    unsafe { (_mm256_loadu_ps($x[i].add($k)), _mm256_loadu_ps($x[i].add($k + 8))) };
+                // SAFETY: elements `k..k + 16` of the activation row are readable (full chunk or padded copy).
+                let xl = unsafe { _mm256_loadu_ps($x[i].add($k)) };
+                // SAFETY: as above.
+                let xh = unsafe { _mm256_loadu_ps($x[i].add($k + 8)) };
                 for r in 0..NR {
                     lo[i][r] = _mm256_fmadd_ps(wl[r], xl, lo[i][r]);
                     hi[i][r] = _mm256_fmadd_ps(wh[r], xh, hi[i][r]);

@@ -3,14 +3,25 @@
 
 use std::arch::x86_64::*;
 
-use super::{FloatTile, ACTS, LANES, ROWS};
+use super::{FloatKernel, FloatTile, ACTS, LANES, ROWS};
 use crate::dtype::DType;
+use crate::x86::Avx512Vnni;
 
-/// Entry point installed in the kernel table after AVX-512 F/BW/VL (and AVX2/FMA/F16C) were detected.
-pub(crate) fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
-    let (nr, na) = (t.n_rows.clamp(1, ROWS), t.n_act.clamp(1, ACTS));
+/// The float GEMM kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL (and AVX2, FMA, F16C).
+pub(crate) fn entry(_: Avx512Vnni) -> FloatKernel {
+    FloatKernel::simd(dot)
+}
+
+/// The entry [`entry`] hands out.
+fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+    let (nr, na) = (t.n_rows, t.n_act);
     let es = if t.dtype == DType::F16 { 2 } else { 4 };
-    let ok = t.wrb >= t.cols * es && t.w.len() >= (nr - 1) * t.wrb + t.cols * es && t.x.len() >= na * t.cols;
+    // `FloatTile::new` guarantees these (without overflow); the loads below rely on them.
+    let ok = (1..=ROWS).contains(&nr)
+        && (1..=ACTS).contains(&na)
+        && t.wrb >= t.cols * es
+        && t.w.len() >= (nr - 1) * t.wrb + t.cols * es
+        && t.x.len() >= na * t.cols;
     assert!(ok, "fgemm::avx512::dot: tile buffers shorter than its shape");
     macro_rules! go {
         ($h:expr, $r:expr) => {
@@ -42,8 +53,8 @@ pub(crate) fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
 }
 
 fn call<const H: bool, const NR: usize, const NA: usize>(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
-    // SAFETY: only reachable through the table entry installed after the features were detected; the buffer
-    // lengths were checked by `dot`.
+    // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
+    // AVX-512 F/BW/VL and AVX2/FMA/F16C; `dot` checked the buffer lengths, and `NR`/`NA` are the tile's counts.
     unsafe { kernel::<H, NR, NA>(t, out) }
 }
 
@@ -85,19 +96,21 @@ unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
     out: &mut [f32; ROWS * ACTS],
 ) {
     let n = t.cols;
-    // SAFETY (pointer offsets): rows `r < NR` / `i < NA` lie inside `t.w` / `t.x` (checked by `dot`).
+    // SAFETY: weight rows `r < NR` lie inside `t.w` (checked by `dot`).
     let w: [*const u8; NR] = std::array::from_fn(|r| unsafe { t.w.as_ptr().add(r * t.wrb) });
+    // SAFETY: activation rows `i < NA` lie inside `t.x` (checked by `dot`).
     let x: [*const f32; NA] = std::array::from_fn(|i| unsafe { t.x.as_ptr().add(i * n) });
     let mut acc = [[_mm512_setzero_ps(); NR]; NA];
     let mut k = 0;
     macro_rules! step {
         ($k:expr, $mask:expr) => {
-            // SAFETY: the masked-in elements `k..min(k + 16, n)` of every row are inside the buffers.
             let mut wv = [_mm512_setzero_ps(); NR];
             for r in 0..NR {
+                // SAFETY: the masked-in elements `k..min(k + 16, n)` of the weight row are inside `t.w`.
                 wv[r] = unsafe { load_w::<H>(w[r], $k, $mask) };
             }
             for i in 0..NA {
+                // SAFETY: the masked-in elements `k..min(k + 16, n)` of the activation row are inside `t.x`.
                 let xv = unsafe { _mm512_maskz_loadu_ps($mask, x[i].add($k)) };
                 for r in 0..NR {
                     acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);

@@ -12,6 +12,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 
 use crate::dtype::DType;
+use crate::error::KernelError;
 use crate::formats::f16_to_f32;
 
 /// Weight rows per kernel call.
@@ -26,26 +27,105 @@ pub fn is_float(dtype: DType) -> bool {
     matches!(dtype, DType::F16 | DType::F32)
 }
 
-/// One kernel call.
+/// One kernel call: up to [`ROWS`] F16 or F32 weight rows times up to [`ACTS`] f32 activation rows. The fields are
+/// private and checked by [`FloatTile::new`], so a kernel can rely on them.
+#[derive(Clone, Copy, Debug)]
 pub struct FloatTile<'a> {
     /// F16 or F32.
-    pub dtype: DType,
-    /// `n_rows` weight rows of `wrb` bytes each.
-    pub w: &'a [u8],
-    /// Bytes per weight row (`cols * 2` or `cols * 4`).
-    pub wrb: usize,
+    dtype: DType,
+    /// `n_rows` weight rows of `wrb` bytes each (the last may end after its `cols` elements).
+    w: &'a [u8],
+    /// Bytes per weight row (at least `cols` elements).
+    wrb: usize,
     /// Weight rows (1..=[`ROWS`]).
-    pub n_rows: usize,
+    n_rows: usize,
     /// `n_act` activation rows of `cols` f32 values each.
-    pub x: &'a [f32],
+    x: &'a [f32],
     /// Elements per row.
-    pub cols: usize,
+    cols: usize,
     /// Activation rows (1..=[`ACTS`]).
-    pub n_act: usize,
+    n_act: usize,
+}
+
+impl<'a> FloatTile<'a> {
+    /// `n_rows` weight rows of `cols` elements of `dtype` (F16 or F32), each starting `wrb` bytes after the last,
+    /// times `n_act` rows of `cols` values in `x`. Longer buffers are cut to the shape.
+    ///
+    /// # Errors
+    /// If `dtype` is not F16 or F32, a count is out of range (`n_rows` in `1..=ROWS`, `n_act` in `1..=ACTS`),
+    /// `wrb` is shorter than a row, or a buffer is shorter than its rows.
+    pub fn new(
+        dtype: DType,
+        w: &'a [u8],
+        wrb: usize,
+        n_rows: usize,
+        x: &'a [f32],
+        cols: usize,
+        n_act: usize,
+    ) -> Result<Self, KernelError> {
+        if !is_float(dtype) {
+            return Err(KernelError::NotFloat { dtype });
+        }
+        let range = |what, value, max| KernelError::OutOfRange { what, value, min: 1, max };
+        if !(1..=ROWS).contains(&n_rows) {
+            return Err(range("float tile weight rows", n_rows, ROWS));
+        }
+        if !(1..=ACTS).contains(&n_act) {
+            return Err(range("float tile activation rows", n_act, ACTS));
+        }
+        let overflow = || KernelError::SizeOverflow { dtype, rows: n_rows.max(n_act), cols };
+        let row = dtype.row_bytes(cols).ok_or_else(overflow)?;
+        let short = |what, expected, found, unit| KernelError::Length { what, expected, found, unit };
+        if wrb < row {
+            return Err(short("float tile weight row stride", row, wrb, "bytes"));
+        }
+        let w_len = (n_rows - 1).checked_mul(wrb).and_then(|b| b.checked_add(row)).ok_or_else(overflow)?;
+        let x_len = n_act.checked_mul(cols).ok_or_else(overflow)?;
+        let w = w.get(..w_len).ok_or(short("float tile weights", w_len, w.len(), "bytes"))?;
+        let x = x.get(..x_len).ok_or(short("float tile activations", x_len, x.len(), "elements"))?;
+        Ok(FloatTile { dtype, w, wrb, n_rows, x, cols, n_act })
+    }
 }
 
 /// Computes `out[i * ROWS + r] = dot(weight row r, activation row i)`.
-pub type FloatDotFn = fn(t: &FloatTile, out: &mut [f32; ROWS * ACTS]);
+pub(crate) type FloatDotFn = fn(t: &FloatTile, out: &mut [f32; ROWS * ACTS]);
+
+/// The float GEMM entry of a kernel table ([`crate::Kernels::float_gemm`]): the scalar twin, or a SIMD kernel the
+/// table installed after detecting its CPU features.
+#[derive(Clone, Copy)]
+pub struct FloatKernel {
+    dot: FloatDotFn,
+    simd: bool,
+}
+
+impl std::fmt::Debug for FloatKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloatKernel").field("simd", &self.simd).finish_non_exhaustive()
+    }
+}
+
+impl FloatKernel {
+    /// The scalar twin.
+    pub(crate) const SCALAR: FloatKernel = FloatKernel { dot: dot_scalar, simd: false };
+
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn simd(dot: FloatDotFn) -> Self {
+        FloatKernel { dot, simd: true }
+    }
+
+    /// `out[i * ROWS + r] = dot(weight row r, activation row i)` with the numerics of the module documentation
+    /// (bit-identical at every level).
+    #[inline]
+    pub fn dot(&self, t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+        (self.dot)(t, out);
+    }
+
+    /// Whether this is a SIMD kernel.
+    pub fn is_simd(&self) -> bool {
+        self.simd
+    }
+}
 
 /// Weight element `k` of a row.
 #[inline(always)]
@@ -67,11 +147,11 @@ pub(crate) fn reduce16(a: &[f32; LANES]) -> f32 {
 }
 
 /// The scalar twin of every float kernel.
-pub fn dot_scalar(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
+fn dot_scalar(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
     let n = t.cols;
-    for i in 0..t.n_act.min(ACTS) {
+    for i in 0..t.n_act {
         let x = &t.x[i * n..(i + 1) * n];
-        for r in 0..t.n_rows.min(ROWS) {
+        for r in 0..t.n_rows {
             let row = &t.w[r * t.wrb..(r + 1) * t.wrb];
             let mut acc = [0f32; LANES];
             for c in 0..n.div_ceil(LANES) {

@@ -9,24 +9,30 @@
 
 use std::arch::x86_64::*;
 
-use super::{offset, quant_tile, scale_tile, ActMeta, PackedTile, GROUP, MAX_ACT, QK};
-use crate::dtype::DType;
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT};
+use crate::x86::Avx2;
 
 /// Activation rows per pass over a half group (register budget: 8 weight vectors + 4 accumulators).
 const ROWS_PER_PASS: usize = 4;
 
-/// Entry point installed in the kernel table after AVX2, FMA and F16C were detected.
-pub(crate) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+/// The AVX2 packed kernel, handed out only for the proof that the CPU has AVX2, FMA and F16C.
+pub(crate) fn entry(_: Avx2) -> PackedKernel {
+    PackedKernel::simd(dot)
+}
+
+/// The entry [`entry`] hands out.
+fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
         return t.each_group(out, dot);
     }
-    let n = t.n_act.clamp(1, MAX_ACT);
+    let n = t.n_act;
     let nb = t.nb;
-    let aoff = if t.dtype == DType::Q4_1 { 4 } else { 2 };
-    let ok = t.w.len() >= nb * (quant_tile(t.dtype) + scale_tile(t.dtype))
+    // `PackedTile::new` guarantees these; the loads below rely on them.
+    let ok = t.w.len() >= nb * (t.fmt.quant_tile() + t.fmt.scale_tile())
         && t.acts.len() >= n * t.arb
         && t.meta.len() >= n * nb
-        && t.arb >= nb * (QK + aoff);
+        && t.arb >= nb * t.fmt.act_block()
+        && (1..=MAX_ACT).contains(&n);
     assert!(ok, "packed::avx2::dot: tile buffers shorter than its shape");
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
         let rn = (n - r0).min(ROWS_PER_PASS);
@@ -41,18 +47,19 @@ pub(crate) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                     }
                 };
             }
-            match t.dtype {
-                DType::Q4_0 => go!(Q4_0),
-                DType::Q4_1 => go!(Q4_1),
-                _ => go!(Q8_0),
+            match t.fmt {
+                PackedFormat::Q4_0 => go!(Q4_0),
+                PackedFormat::Q4_1 => go!(Q4_1),
+                PackedFormat::Q8_0 => go!(Q8_0),
             }
         }
     }
 }
 
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q8_0: u8 = 2;
+/// The formats' codes, the kernels' const parameter `F`.
+const Q4_0: u8 = PackedFormat::Q4_0 as u8;
+const Q4_1: u8 = PackedFormat::Q4_1 as u8;
+const Q8_0: u8 = PackedFormat::Q8_0 as u8;
 
 fn call<const F: u8, const N: usize>(
     t: &PackedTile,
@@ -60,8 +67,9 @@ fn call<const F: u8, const N: usize>(
     half: usize,
     out: &mut [f32; GROUP * MAX_ACT],
 ) {
-    // SAFETY: only reachable through the table entry installed after AVX2/FMA/F16C were detected; the buffer
-    // lengths were checked by `dot`, and `r0 + N <= n_act`, `half < 2`.
+    // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
+    // AVX2, FMA and F16C; `dot` checked the buffer lengths and the format `F` is the tile's; `r0 + N <= n_act`,
+    // `half < 2`.
     unsafe { kernel::<F, N>(t, r0, half, out) }
 }
 
@@ -78,32 +86,37 @@ unsafe fn kernel<const F: u8, const N: usize>(
     out: &mut [f32; GROUP * MAX_ACT],
 ) {
     let nb = t.nb;
-    let (qt, st) = (quant_tile(t.dtype), scale_tile(t.dtype));
-    let ab = if F == Q4_1 { QK + 4 } else { QK + 2 };
-    let aoff = if F == Q4_1 { 4 } else { 2 };
-    let o = offset(t.dtype);
-    // Cursors advanced block by block. SAFETY (every `add` below): they stay inside (or one block past the end of)
-    // the buffers whose lengths `dot` checked.
-    let mut q = unsafe { t.w.as_ptr().add(32 * half) };
-    let mut s = unsafe { t.w.as_ptr().add(nb * qt + 16 * half) };
+    // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
+    let fmt = PackedFormat::from_code(F);
+    debug_assert_eq!(fmt, t.fmt);
+    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
+    // Cursors advanced block by block; each stays inside its buffer (the lengths `dot` checked), one block past
+    // its end after the last block. Every load below reads the current block through them.
+    // SAFETY: half `half` of the first quant and scale tiles lies inside `t.w`.
+    let (mut q, mut s) = unsafe { (t.w.as_ptr().add(32 * half), t.w.as_ptr().add(nb * qt + 16 * half)) };
     let mut a: [*const u8; ROWS_PER_PASS] = [t.acts.as_ptr(); ROWS_PER_PASS];
     let mut mt: [*const ActMeta; ROWS_PER_PASS] = [t.meta.as_ptr(); ROWS_PER_PASS];
     for r in 0..N {
-        a[r] = unsafe { t.acts.as_ptr().add((r0 + r) * t.arb + aoff) };
-        mt[r] = unsafe { t.meta.as_ptr().add((r0 + r) * nb) };
+        // SAFETY: activation row `r0 + r` (after its first block header) and its meta lie inside `t.acts`, `t.meta`.
+        unsafe {
+            a[r] = t.acts.as_ptr().add((r0 + r) * t.arb + aoff);
+            mt[r] = t.meta.as_ptr().add((r0 + r) * nb);
+        }
     }
     let mask = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); ROWS_PER_PASS];
     for _ in 0..nb {
-        // SAFETY (loads below): the current block's tiles lie inside `t.w`, its activations inside `t.acts` and
-        // its meta inside `t.meta`; all loads are unaligned.
+        // SAFETY: the 8 scales of this half lie inside the current scale tile; unaligned load.
         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.cast()) });
         let mw = if F == Q4_1 {
+            // SAFETY: the 8 minimums of this half lie inside the current (Q4_1) scale tile; unaligned load.
             _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.add(2 * GROUP).cast()) })
         } else {
             _mm256_setzero_ps()
         };
+        // SAFETY: `p` is a row's cursor and `k + 4 <= 32`: inside the current block's quants; unaligned read.
         let bcast =
             |p: *const u8, k: usize| _mm256_set1_epi32(unsafe { p.add(k).cast::<i32>().read_unaligned() });
         if F == Q8_0 {
@@ -111,6 +124,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
             let flip = _mm256_set1_epi8(-128);
             for (k, w) in w.iter_mut().enumerate() {
                 // Back to the signed quants.
+                // SAFETY: 32 bytes of line `k` of the current quant tile; unaligned load.
                 *w = _mm256_xor_si256(unsafe { _mm256_loadu_si256(q.add(64 * k).cast()) }, flip);
             }
             for r in 0..N {
@@ -120,6 +134,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
                     let p = _mm256_maddubs_epi16(_mm256_sign_epi8(*w, *w), _mm256_sign_epi8(x, *w));
                     si = _mm256_add_epi32(si, _mm256_madd_epi16(p, ones));
                 }
+                // SAFETY: row `r`'s meta cursor points at the current block's entry.
                 let m = unsafe { *mt[r] };
                 let d = _mm256_mul_ps(dw, _mm256_set1_ps(m.d));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[r]);
@@ -128,6 +143,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
             let mut lo = [_mm256_setzero_si256(); 4];
             let mut hi = [_mm256_setzero_si256(); 4];
             for k in 0..4 {
+                // SAFETY: 32 bytes of line `k` of the current quant tile; unaligned load.
                 let v = unsafe { _mm256_loadu_si256(q.add(64 * k).cast()) };
                 lo[k] = _mm256_and_si256(v, mask);
                 hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
@@ -138,6 +154,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
                     s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[k], bcast(a[r], 4 * k)));
                     s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[k], bcast(a[r], 16 + 4 * k)));
                 }
+                // SAFETY: row `r`'s meta cursor points at the current block's entry.
                 let m = unsafe { *mt[r] };
                 let mut si = _mm256_madd_epi16(s16, ones);
                 if F == Q4_0 {
@@ -150,11 +167,14 @@ unsafe fn kernel<const F: u8, const N: usize>(
                 }
             }
         }
-        q = unsafe { q.add(qt) };
-        s = unsafe { s.add(st) };
-        for r in 0..N {
-            a[r] = unsafe { a[r].add(ab) };
-            mt[r] = unsafe { mt[r].add(1) };
+        // SAFETY: every cursor moves to its next block (one block past the end after the last).
+        unsafe {
+            q = q.add(qt);
+            s = s.add(st);
+            for r in 0..N {
+                a[r] = a[r].add(ab);
+                mt[r] = mt[r].add(1);
+            }
         }
     }
     for (r, v) in acc.iter().take(N).enumerate() {

@@ -4,19 +4,27 @@
 
 use std::arch::x86_64::*;
 
-use super::{offset, quant_tile, scale_tile, ActMeta, PackedTile, GROUP, MAX_ACT, MAX_GROUPS, QK};
-use crate::dtype::DType;
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, MAX_GROUPS};
+use crate::x86::Avx512Vnni;
 
-/// Entry point installed in the kernel table after AVX-512 F/BW/VL/VNNI were detected.
-pub(crate) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-    let n = t.n_act.clamp(1, MAX_ACT);
-    let g = t.n_groups.clamp(1, MAX_GROUPS);
+/// The AVX-512 VNNI packed kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and
+/// AVX2, FMA, F16C).
+pub(crate) fn entry(_: Avx512Vnni) -> PackedKernel {
+    PackedKernel::simd(dot)
+}
+
+/// The entry [`entry`] hands out.
+fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+    let (n, g) = (t.n_act, t.n_groups);
     let nb = t.nb;
-    let gb = t.w.len() / g;
-    let ok = gb >= nb * (quant_tile(t.dtype) + scale_tile(t.dtype))
+    let gb = t.w.len() / g.max(1);
+    // `PackedTile::new` guarantees these; the loads below rely on them.
+    let ok = gb >= nb * (t.fmt.quant_tile() + t.fmt.scale_tile())
         && t.acts.len() >= n * t.arb
         && t.meta.len() >= n * nb
-        && t.arb >= nb * (QK + act_off(t.dtype))
+        && t.arb >= nb * t.fmt.act_block()
+        && (1..=MAX_ACT).contains(&n)
+        && (1..=MAX_GROUPS).contains(&g)
         && (g == 1 || n == 1);
     assert!(ok, "packed::avx512::dot: tile buffers shorter than its shape");
     macro_rules! go {
@@ -36,32 +44,25 @@ pub(crate) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
             }
         };
     }
-    match t.dtype {
-        DType::Q4_0 => go!(Q4_0),
-        DType::Q4_1 => go!(Q4_1),
-        _ => go!(Q8_0),
+    match t.fmt {
+        PackedFormat::Q4_0 => go!(Q4_0),
+        PackedFormat::Q4_1 => go!(Q4_1),
+        PackedFormat::Q8_0 => go!(Q8_0),
     }
 }
 
 /// How many blocks ahead the quants are prefetched.
 const PREFETCH_BLOCKS: usize = 16;
 
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q8_0: u8 = 2;
-
-/// Bytes before the quants of an activation block (Q8_1 for Q4_1, Q8_0 otherwise).
-fn act_off(dtype: DType) -> usize {
-    if dtype == DType::Q4_1 {
-        4
-    } else {
-        2
-    }
-}
+/// The formats' codes, the kernels' const parameter `F`.
+const Q4_0: u8 = PackedFormat::Q4_0 as u8;
+const Q4_1: u8 = PackedFormat::Q4_1 as u8;
+const Q8_0: u8 = PackedFormat::Q8_0 as u8;
 
 fn call<const F: u8, const N: usize, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-    // SAFETY: this function is only reachable through the table entry installed after AVX-512 F/BW/VL/VNNI (and
-    // AVX2/FMA/F16C) were detected; the buffer lengths (and `G == 1 || N == 1`) were checked by `dot`.
+    // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
+    // AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C; `dot` checked the buffer lengths and `G == 1 || N == 1`, and the
+    // format `F` is the tile's.
     unsafe { kernel::<F, N, G>(t, out) }
 }
 
@@ -88,19 +89,22 @@ macro_rules! each_row {
 /// The CPU supports the enabled features; `q` points to a whole quant tile.
 #[inline(always)]
 unsafe fn load_block<const F: u8>(q: *const u8) -> [__m512i; 8] {
-    // SAFETY (loads): the tile's lines lie inside the buffer (caller); the loads are unaligned.
-    if F == Q8_0 {
-        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(q.add(64 * k).cast()) })
-    } else {
-        let mask = _mm512_set1_epi8(0x0f);
-        let v: [__m512i; 4] = std::array::from_fn(|k| unsafe { _mm512_loadu_si512(q.add(64 * k).cast()) });
-        std::array::from_fn(|k| {
-            if k < 4 {
-                _mm512_and_si512(v[k], mask)
-            } else {
-                _mm512_and_si512(_mm512_srli_epi16::<4>(v[k - 4]), mask)
-            }
-        })
+    // SAFETY: the CPU has the AVX-512 features (caller: this is only inlined into `kernel`, compiled with them) and
+    // the tile's lines lie inside the buffer `q` points into (caller); the loads are unaligned.
+    unsafe {
+        if F == Q8_0 {
+            std::array::from_fn(|k| _mm512_loadu_si512(q.add(64 * k).cast()))
+        } else {
+            let mask = _mm512_set1_epi8(0x0f);
+            let v: [__m512i; 4] = std::array::from_fn(|k| _mm512_loadu_si512(q.add(64 * k).cast()));
+            std::array::from_fn(|k| {
+                if k < 4 {
+                    _mm512_and_si512(v[k], mask)
+                } else {
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(v[k - 4]), mask)
+                }
+            })
+        }
     }
 }
 
@@ -119,21 +123,24 @@ unsafe fn add_block<const F: u8>(
     (dw, mw): (__m512, __m512),
     acc: __m512,
 ) -> __m512 {
-    // SAFETY: 4-byte reads inside the block's 32 activation bytes (caller).
-    let bcast = |k: usize| _mm512_set1_epi32(unsafe { a.add(k).cast::<i32>().read_unaligned() });
-    let mut s0 = if F == Q4_1 { _mm512_setzero_si512() } else { _mm512_set1_epi32(-o * m.sum) };
-    let mut s1 = _mm512_setzero_si512();
-    for k in 0..4 {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], bcast(4 * k));
-        s1 = _mm512_dpbusd_epi32(s1, w[4 + k], bcast(16 + 4 * k));
-    }
-    let si = _mm512_add_epi32(s0, s1);
-    let d = _mm512_mul_ps(dw, _mm512_set1_ps(m.d));
-    let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), d, acc);
-    if F == Q4_1 {
-        _mm512_fmadd_ps(mw, _mm512_set1_ps(m.s), acc)
-    } else {
-        acc
+    // SAFETY: the CPU has the AVX-512 features (caller: this is only inlined into `kernel`, compiled with them);
+    // the 4-byte reads lie inside the block's 32 activation bytes `a` points to (caller).
+    unsafe {
+        let bcast = |k: usize| _mm512_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
+        let mut s0 = if F == Q4_1 { _mm512_setzero_si512() } else { _mm512_set1_epi32(-o * m.sum) };
+        let mut s1 = _mm512_setzero_si512();
+        for k in 0..4 {
+            s0 = _mm512_dpbusd_epi32(s0, w[k], bcast(4 * k));
+            s1 = _mm512_dpbusd_epi32(s1, w[4 + k], bcast(16 + 4 * k));
+        }
+        let si = _mm512_add_epi32(s0, s1);
+        let d = _mm512_mul_ps(dw, _mm512_set1_ps(m.d));
+        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), d, acc);
+        if F == Q4_1 {
+            _mm512_fmadd_ps(mw, _mm512_set1_ps(m.s), acc)
+        } else {
+            acc
+        }
     }
 }
 
@@ -149,21 +156,27 @@ unsafe fn kernel<const F: u8, const N: usize, const G: usize>(
     out: &mut [f32; GROUP * MAX_ACT],
 ) {
     let nb = t.nb;
-    let dtype = t.dtype;
-    let (qt, st) = (quant_tile(dtype), scale_tile(dtype));
-    let ab = if F == Q4_1 { QK + 4 } else { QK + 2 };
-    let aoff = if F == Q4_1 { 4 } else { 2 };
-    let o = offset(dtype);
+    // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
+    let fmt = PackedFormat::from_code(F);
+    debug_assert_eq!(fmt, t.fmt);
+    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
     let gb = t.w.len() / G;
-    // Cursors advanced block by block (no index arithmetic in the loop). SAFETY (every `add` below): the cursors
-    // stay inside (or one block past the end of) the buffers whose lengths `dot` checked.
+    // Cursors advanced block by block (no index arithmetic in the loop); each stays inside its buffer (the lengths
+    // `dot` checked), one block past its end after the last block. Every load below reads the current block
+    // through them.
+    // SAFETY: group `j`'s first quant tile and first scale tile lie inside `t.w`.
     let mut q: [*const u8; G] = std::array::from_fn(|j| unsafe { t.w.as_ptr().add(j * gb) });
+    // SAFETY: as above.
     let mut s: [*const u8; G] = std::array::from_fn(|j| unsafe { q[j].add(nb * qt) });
     let mut a: [*const u8; MAX_ACT] = [t.acts.as_ptr(); MAX_ACT];
     let mut mt: [*const ActMeta; MAX_ACT] = [t.meta.as_ptr(); MAX_ACT];
     for r in 0..N {
-        a[r] = unsafe { t.acts.as_ptr().add(r * t.arb + aoff) };
-        mt[r] = unsafe { t.meta.as_ptr().add(r * nb) };
+        // SAFETY: activation row `r` (after its first block header) and its meta lie inside `t.acts`, `t.meta`.
+        unsafe {
+            a[r] = t.acts.as_ptr().add(r * t.arb + aoff);
+            mt[r] = t.meta.as_ptr().add(r * nb);
+        }
     }
     // Row-major accumulators: `acc[r]` for activation row r (G == 1), `acc[j]` for group j (N == 1).
     let mut acc = [_mm512_setzero_ps(); MAX_ACT];
@@ -174,33 +187,44 @@ unsafe fn kernel<const F: u8, const N: usize, const G: usize>(
             for l in 0..4 {
                 _mm_prefetch::<_MM_HINT_T0>(q[j].wrapping_add(PREFETCH_BLOCKS * qt + 64 * l).cast());
             }
-            // SAFETY (loads below): the current block of the quant/scale tiles lies inside `t.w`, of each
-            // activation row inside `t.acts`, of each meta row inside `t.meta`; all loads are unaligned.
+            // SAFETY: the 16 scales lie inside group `j`'s current scale tile; unaligned load.
             let dw = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(s[j].cast()) });
             let mw = if F == Q4_1 {
+                // SAFETY: the 16 minimums lie inside group `j`'s current (Q4_1) scale tile; unaligned load.
                 _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(s[j].add(2 * GROUP).cast()) })
             } else {
                 _mm512_setzero_ps()
             };
+            // SAFETY: `q[j]` points at group `j`'s current quant tile; this function has the features.
             let w = unsafe { load_block::<F>(q[j]) };
             if G > 1 {
+                // SAFETY: row 0's cursors point at the current block's quants and meta; this function has the
+                // features.
                 acc[j] = unsafe { add_block::<F>(&w, a[0], *mt[0], o, (dw, mw), acc[j]) };
             } else {
                 macro_rules! row {
                     ($r:expr) => {
                         if $r < N {
+                            // SAFETY: row `$r`'s cursors point at the current block's quants and meta; this
+                            // function has the features.
                             acc[$r] = unsafe { add_block::<F>(&w, a[$r], *mt[$r], o, (dw, mw), acc[$r]) };
                         }
                     };
                 }
                 each_row!(row);
             }
-            q[j] = unsafe { q[j].add(qt) };
-            s[j] = unsafe { s[j].add(st) };
+            // SAFETY: group `j`'s cursors move to its next block (one past the end after the last).
+            unsafe {
+                q[j] = q[j].add(qt);
+                s[j] = s[j].add(st);
+            }
         }
         for r in 0..N {
-            a[r] = unsafe { a[r].add(ab) };
-            mt[r] = unsafe { mt[r].add(1) };
+            // SAFETY: row `r`'s cursors move to its next block (one past the end after the last).
+            unsafe {
+                a[r] = a[r].add(ab);
+                mt[r] = mt[r].add(1);
+            }
         }
     }
     for (r, a) in acc.iter().take(N.max(G)).enumerate() {

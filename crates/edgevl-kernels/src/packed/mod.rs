@@ -38,31 +38,95 @@ const QK: usize = 32;
 
 /// Whether `dtype` has a packed layout.
 pub fn is_packable(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0)
+    PackedFormat::of(dtype).is_some()
 }
 
-/// Quant bytes per block tile of a group.
-fn quant_tile(dtype: DType) -> usize {
-    if dtype == DType::Q8_0 {
-        GROUP * QK
-    } else {
-        GROUP * QK / 2
+/// The formats with a packed layout: every layout-dependent size and offset is an exhaustive match on it, so no
+/// kernel can read one format's tiles with another's sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum PackedFormat {
+    /// From Q4_0 (activations Q8_0).
+    Q4_0 = 0,
+    /// From Q4_1 (activations Q8_1).
+    Q4_1 = 1,
+    /// From Q8_0 (activations Q8_0).
+    Q8_0 = 2,
+}
+
+impl PackedFormat {
+    /// The packed format of `dtype`, if it has one.
+    pub(crate) fn of(dtype: DType) -> Option<Self> {
+        match dtype {
+            DType::Q4_0 => Some(PackedFormat::Q4_0),
+            DType::Q4_1 => Some(PackedFormat::Q4_1),
+            DType::Q8_0 => Some(PackedFormat::Q8_0),
+            _ => None,
+        }
     }
-}
 
-/// Scale bytes per block tile of a group.
-fn scale_tile(dtype: DType) -> usize {
-    if dtype == DType::Q4_1 {
-        4 * GROUP
-    } else {
-        2 * GROUP
+    /// The format whose `as u8` code is `code`: the kernels are monomorphised per format with its code as a
+    /// const parameter, so every size below is a compile-time constant there.
+    pub(crate) const fn from_code(code: u8) -> Self {
+        match code {
+            0 => PackedFormat::Q4_0,
+            1 => PackedFormat::Q4_1,
+            _ => PackedFormat::Q8_0,
+        }
+    }
+
+    /// The source format.
+    pub(crate) fn dtype(self) -> DType {
+        match self {
+            PackedFormat::Q4_0 => DType::Q4_0,
+            PackedFormat::Q4_1 => DType::Q4_1,
+            PackedFormat::Q8_0 => DType::Q8_0,
+        }
+    }
+
+    /// Quant bytes per block tile of a group.
+    pub(crate) const fn quant_tile(self) -> usize {
+        match self {
+            PackedFormat::Q8_0 => GROUP * QK,
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 => GROUP * QK / 2,
+        }
+    }
+
+    /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums).
+    pub(crate) const fn scale_tile(self) -> usize {
+        match self {
+            PackedFormat::Q4_1 => 4 * GROUP,
+            PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2 * GROUP,
+        }
+    }
+
+    /// The offset `o` of the unsigned weights.
+    pub(crate) const fn offset(self) -> i32 {
+        match self {
+            PackedFormat::Q4_0 => 8,
+            PackedFormat::Q8_0 => 128,
+            PackedFormat::Q4_1 => 0,
+        }
+    }
+
+    /// Bytes before the quants in an activation block (Q8_1: 4, Q8_0: 2).
+    pub(crate) const fn act_offset(self) -> usize {
+        match self {
+            PackedFormat::Q4_1 => 4,
+            PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2,
+        }
+    }
+
+    /// Bytes of an activation block (Q8_1: 36, Q8_0: 34).
+    pub(crate) const fn act_block(self) -> usize {
+        QK + self.act_offset()
     }
 }
 
 /// A weight matrix in the packed layout (see the module documentation), 64-byte aligned, in its own buffer or in a
 /// range of a [`PackArena`] shared with the model's other matrices.
 pub struct PackedWeights {
-    dtype: DType,
+    fmt: PackedFormat,
     rows: usize,
     cols: usize,
     nb: usize,
@@ -84,7 +148,7 @@ enum Storage {
 impl std::fmt::Debug for PackedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PackedWeights")
-            .field("dtype", &self.dtype)
+            .field("dtype", &self.dtype())
             .field("rows", &self.rows)
             .field("cols", &self.cols)
             .field("bytes", &self.bytes().len())
@@ -93,16 +157,18 @@ impl std::fmt::Debug for PackedWeights {
 }
 
 /// The packed shape of a matrix: blocks per row, bytes per row group, and total bytes.
-fn packed_shape(dtype: DType, rows: usize, cols: usize) -> Result<(usize, usize, usize), KernelError> {
-    if !is_packable(dtype) {
-        return Err(KernelError::NotPackable { dtype });
-    }
+fn packed_shape(
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+) -> Result<(PackedFormat, usize, usize, usize), KernelError> {
+    let fmt = PackedFormat::of(dtype).ok_or(KernelError::NotPackable { dtype })?;
     let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
     let nb = cols / QK;
-    let per_block = quant_tile(dtype) + scale_tile(dtype);
+    let per_block = fmt.quant_tile() + fmt.scale_tile();
     let group_bytes = nb.checked_mul(per_block).ok_or_else(overflow)?.next_multiple_of(64);
     let total = rows.div_ceil(GROUP).checked_mul(group_bytes).ok_or_else(overflow)?;
-    Ok((nb, group_bytes, total))
+    Ok((fmt, nb, group_bytes, total))
 }
 
 impl PackedWeights {
@@ -114,7 +180,7 @@ impl PackedWeights {
 
     /// The bytes [`PackedWeights::pack`] needs for this matrix (to size a [`PackArena`]).
     pub fn packed_bytes(dtype: DType, rows: usize, cols: usize) -> Result<usize, KernelError> {
-        packed_shape(dtype, rows, cols).map(|(_, _, total)| total)
+        packed_shape(dtype, rows, cols).map(|(_, _, _, total)| total)
     }
 
     /// [`PackedWeights::pack`] into a range of `arena` when given and not full (else into a buffer of its own).
@@ -125,14 +191,14 @@ impl PackedWeights {
         rows: usize,
         cols: usize,
     ) -> Result<Self, KernelError> {
-        let (nb, group_bytes, total) = packed_shape(dtype, rows, cols)?;
+        let (fmt, nb, group_bytes, total) = packed_shape(dtype, rows, cols)?;
         let src = crate::matmul::WeightRef::new(dtype, data, rows, cols)?;
-        let rb = src.row_bytes()?;
+        let rb = src.row_bytes();
         let storage = match arena.and_then(|a| Some((a, a.reserve(total)?))) {
             Some((a, off)) => Storage::Arena { arena: Arc::clone(a), off, len: total },
             None => Storage::Own(AlignedBuf::zeroed_lines(total / 64)),
         };
-        let mut out = PackedWeights { dtype, rows, cols, nb, group_bytes, data: storage };
+        let mut out = PackedWeights { fmt, rows, cols, nb, group_bytes, data: storage };
         // Large matrices are packed by a few scoped threads, each taking whole groups.
         let threads = if total >= PARALLEL_PACK_BYTES {
             std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
@@ -146,7 +212,7 @@ impl PackedWeights {
                 for (c, chunk) in all.chunks_mut(per_thread * group_bytes).enumerate() {
                     let mut job = move || {
                         for (i, dst) in chunk.chunks_exact_mut(group_bytes).enumerate() {
-                            pack_group(dtype, data, rb, nb, rows, c * per_thread + i, dst);
+                            pack_group(fmt, data, rb, nb, rows, c * per_thread + i, dst);
                         }
                     };
                     if threads == 1 {
@@ -162,7 +228,12 @@ impl PackedWeights {
 
     /// Storage type of the source.
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.fmt.dtype()
+    }
+
+    /// Bytes of one row group.
+    pub fn group_bytes(&self) -> usize {
+        self.group_bytes
     }
 
     /// Output features.
@@ -200,7 +271,11 @@ impl PackedWeights {
         self.groups_bytes(g, 1)
     }
 
-    /// The bytes of the `n` row groups from `g` (`g + n <= groups()`).
+    /// The bytes of the `n` row groups from `g`.
+    ///
+    /// # Panics
+    /// If `g + n > groups()`.
+    #[inline]
     pub fn groups_bytes(&self, g: usize, n: usize) -> &[u8] {
         &self.bytes()[g * self.group_bytes..(g + n) * self.group_bytes]
     }
@@ -221,26 +296,26 @@ impl PackedWeights {
         assert!(r < self.rows && out.len() == self.cols, "PackedWeights::dequantize_row: bad row or length");
         let grp = self.group(r / GROUP);
         let l = r % GROUP;
-        let (qt, st) = (quant_tile(self.dtype), scale_tile(self.dtype));
+        let (qt, st) = (self.fmt.quant_tile(), self.fmt.scale_tile());
         let (quants, scales) = grp.split_at(self.nb * qt);
         for (b, o) in out.chunks_exact_mut(QK).enumerate() {
             let q = &quants[b * qt..(b + 1) * qt];
             let s = &scales[b * st..(b + 1) * st];
             let d = f16_to_f32([s[2 * l], s[2 * l + 1]]);
             let byte = |k: usize| q[(k / 4) * 64 + l * 4 + k % 4];
-            match self.dtype {
-                DType::Q8_0 => {
+            match self.fmt {
+                PackedFormat::Q8_0 => {
                     for (k, o) in o.iter_mut().enumerate() {
                         *o = f32::from((byte(k) ^ 0x80) as i8) * d;
                     }
                 }
-                DType::Q4_0 => {
+                PackedFormat::Q4_0 => {
                     for k in 0..16 {
                         o[k] = (i32::from(byte(k) & 0x0f) - 8) as f32 * d;
                         o[k + 16] = (i32::from(byte(k) >> 4) - 8) as f32 * d;
                     }
                 }
-                _ => {
+                PackedFormat::Q4_1 => {
                     let m = f16_to_f32([s[2 * GROUP + 2 * l], s[2 * GROUP + 2 * l + 1]]);
                     for k in 0..16 {
                         o[k] = f32::from(byte(k) & 0x0f) * d + m;
@@ -256,9 +331,9 @@ impl PackedWeights {
 const PARALLEL_PACK_BYTES: usize = 4 << 20;
 
 /// Packs row group `g` of `rows` source rows (`rb` bytes each, `nb` blocks) into `dst` (`group_bytes` long).
-fn pack_group(dtype: DType, data: &[u8], rb: usize, nb: usize, rows: usize, g: usize, dst: &mut [u8]) {
-    let bb = dtype.block_bytes();
-    let (qt, st) = (quant_tile(dtype), scale_tile(dtype));
+fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize, g: usize, dst: &mut [u8]) {
+    let bb = fmt.dtype().block_bytes();
+    let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
     let (quants, scales) = dst.split_at_mut(nb * qt);
     for l in 0..GROUP.min(rows - g * GROUP) {
         let row = &data[(g * GROUP + l) * rb..(g * GROUP + l + 1) * rb];
@@ -266,16 +341,16 @@ fn pack_group(dtype: DType, data: &[u8], rb: usize, nb: usize, rows: usize, g: u
             let q = &mut quants[b * qt..(b + 1) * qt];
             let s = &mut scales[b * st..(b + 1) * st];
             s[2 * l..2 * l + 2].copy_from_slice(&blk[..2]);
-            let qs = match dtype {
-                DType::Q4_1 => {
+            let qs = match fmt {
+                PackedFormat::Q4_1 => {
                     s[2 * GROUP + 2 * l..2 * GROUP + 2 * l + 2].copy_from_slice(&blk[2..4]);
                     &blk[4..]
                 }
-                _ => &blk[2..],
+                PackedFormat::Q4_0 | PackedFormat::Q8_0 => &blk[2..],
             };
             for (t, four) in qs.chunks_exact(4).enumerate() {
                 let d = &mut q[t * 64 + l * 4..t * 64 + l * 4 + 4];
-                if dtype == DType::Q8_0 {
+                if fmt == PackedFormat::Q8_0 {
                     for (d, v) in d.iter_mut().zip(four) {
                         *d = v ^ 0x80;
                     }
@@ -320,28 +395,99 @@ pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
     }
 }
 
-/// One kernel call: a row group times up to [`MAX_ACT`] activation rows.
+/// One kernel call: `n_groups` consecutive row groups of a [`PackedWeights`] times `n_act` rows of quantised
+/// activations. The fields are private and checked by [`PackedTile::new`], so a kernel can rely on them: its format
+/// is a packed one and every buffer holds the shape it describes.
+///
+/// A tile cannot be made up from loose buffers, as the public fields of earlier versions allowed (a tile whose
+/// format said Q4_K passed one format's length check and was read with another's sizes, past its buffer): its
+/// fields are private ("cannot construct `PackedTile` with struct literal syntax due to private fields").
+///
+/// ```compile_fail
+/// use edgevl_kernels::packed::{ActMeta, PackedTile};
+/// let (w, acts, meta) = (vec![0u8; 16 * 288], vec![0u8; 292], [ActMeta::default()]);
+/// let tile = PackedTile { w: &w, nb: 1, acts: &acts, arb: 292, meta: &meta, n_act: 1, n_groups: 1 };
+/// ```
+///
+/// Only [`PackedTile::new`] makes one, from a packed matrix (whose format has a packed layout) and activation
+/// buffers of the right lengths:
+///
+/// ```
+/// use edgevl_kernels::packed::{ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT};
+/// use edgevl_kernels::{DType, Kernels};
+/// let w = PackedWeights::pack(DType::Q8_0, &[0u8; 34 * 16], 16, 32)?;
+/// let (acts, meta) = ([0u8; 34], [ActMeta::default()]);
+/// let tile = PackedTile::new(&w, 0, 1, &acts, &meta, 1)?;
+/// let mut out = [f32::NAN; GROUP * MAX_ACT];
+/// Kernels::detect().packed().dot(&tile, &mut out);
+/// assert_eq!(out[..GROUP], [0.0; GROUP]);
+/// // A Q4_K matrix has no packed layout, so no tile of it exists; short buffers are refused.
+/// assert!(PackedWeights::pack(DType::Q4_K, &[0u8; 144 * 16], 16, 256).is_err());
+/// assert!(PackedTile::new(&w, 0, 1, &acts[..33], &meta, 1).is_err());
+/// # Ok::<(), edgevl_kernels::KernelError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
 pub struct PackedTile<'a> {
     /// Format of the packed weights.
-    pub dtype: DType,
-    /// The group's bytes ([`PackedWeights::group`]).
-    pub w: &'a [u8],
+    fmt: PackedFormat,
+    /// `n_groups` whole row groups ([`PackedWeights::groups_bytes`]).
+    w: &'a [u8],
     /// Blocks per row.
-    pub nb: usize,
+    nb: usize,
     /// `n_act` activation rows of `arb` bytes each.
-    pub acts: &'a [u8],
-    /// Bytes per activation row.
-    pub arb: usize,
+    acts: &'a [u8],
+    /// Bytes per activation row: `nb` blocks of the format's activation type.
+    arb: usize,
     /// `n_act * nb` entries: row `i`'s blocks at `i * nb..`.
-    pub meta: &'a [ActMeta],
+    meta: &'a [ActMeta],
     /// Activation rows (1..=[`MAX_ACT`]).
-    pub n_act: usize,
-    /// Consecutive row groups in `w`, equally long (1..=[`MAX_GROUPS`]; more than one only with one activation
-    /// row): group `j`'s outputs go to `out[j * GROUP..]`.
-    pub n_groups: usize,
+    n_act: usize,
+    /// Consecutive row groups in `w` (1..=[`MAX_GROUPS`]; more than one only with one activation row): group `j`'s
+    /// outputs go to `out[j * GROUP..]`.
+    n_groups: usize,
 }
 
-impl PackedTile<'_> {
+impl<'a> PackedTile<'a> {
+    /// Row groups `g0..g0 + n_groups` of `w` times the `n_act` activation rows in `acts` (each
+    /// `w.dtype().vec_dot_type().row_bytes(w.cols())` bytes, as [`crate::Kernels::quantizer`] writes them), with
+    /// their block metadata `meta` (`w.blocks_per_row()` entries per row, from [`act_meta`]). Longer buffers are
+    /// cut to the shape.
+    ///
+    /// # Errors
+    /// If the groups are not inside `w`, `n_act` is not in `1..=MAX_ACT`, `n_groups` not in `1..=MAX_GROUPS`, both
+    /// exceed 1, or `acts` / `meta` are shorter than their rows.
+    #[inline]
+    pub fn new(
+        w: &'a PackedWeights,
+        g0: usize,
+        n_groups: usize,
+        acts: &'a [u8],
+        meta: &'a [ActMeta],
+        n_act: usize,
+    ) -> Result<Self, KernelError> {
+        let range = |what, value, max| KernelError::OutOfRange { what, value, min: 1, max };
+        if !(1..=MAX_ACT).contains(&n_act) {
+            return Err(range("packed tile activation rows", n_act, MAX_ACT));
+        }
+        let max_groups = if n_act == 1 { MAX_GROUPS } else { 1 };
+        if !(1..=max_groups).contains(&n_groups) {
+            return Err(range("packed tile row groups", n_groups, max_groups));
+        }
+        if g0.checked_add(n_groups).is_none_or(|end| end > w.groups()) {
+            return Err(range("packed tile's last row group", g0.saturating_add(n_groups), w.groups()));
+        }
+        let (fmt, nb) = (w.fmt, w.nb);
+        let overflow = || KernelError::SizeOverflow { dtype: fmt.dtype(), rows: n_act, cols: w.cols };
+        let arb = nb.checked_mul(fmt.act_block()).ok_or_else(overflow)?;
+        let (acts_len, meta_len) = (arb.checked_mul(n_act).ok_or_else(overflow)?, nb * n_act);
+        let take = |what, need: usize, found: usize, unit| {
+            (found >= need).then_some(need).ok_or(KernelError::Length { what, expected: need, found, unit })
+        };
+        let acts = &acts[..take("packed tile activations", acts_len, acts.len(), "bytes")?];
+        let meta = &meta[..take("packed tile activation metadata", meta_len, meta.len(), "blocks")?];
+        Ok(PackedTile { fmt, w: w.groups_bytes(g0, n_groups), nb, acts, arb, meta, n_act, n_groups })
+    }
+
     /// Runs `dot` on each group of a multi-group tile (the single-group kernels of a table without a
     /// multi-group one), placing group `j`'s outputs at `out[j * GROUP..]`.
     pub(crate) fn each_group(
@@ -349,11 +495,10 @@ impl PackedTile<'_> {
         out: &mut [f32; GROUP * MAX_ACT],
         dot: impl Fn(&PackedTile, &mut [f32; GROUP * MAX_ACT]),
     ) {
-        let n = self.n_groups.clamp(1, MAX_GROUPS);
-        let gb = self.w.len() / n;
+        let gb = self.w.len() / self.n_groups;
         let mut one = [0f32; GROUP * MAX_ACT];
-        for j in 0..n {
-            let t = PackedTile { w: &self.w[j * gb..(j + 1) * gb], n_groups: 1, n_act: 1, ..*self };
+        for j in 0..self.n_groups {
+            let t = PackedTile { w: &self.w[j * gb..(j + 1) * gb], n_groups: 1, ..*self };
             dot(&t, &mut one);
             out[j * GROUP..(j + 1) * GROUP].copy_from_slice(&one[..GROUP]);
         }
@@ -362,28 +507,55 @@ impl PackedTile<'_> {
 
 /// Computes `out[i * GROUP + l] = dot(row l of the group, activation row i)` (or, for a multi-group tile,
 /// `out[j * GROUP + l]` for row `l` of group `j` and the one activation row).
-pub type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]);
+pub(crate) type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]);
 
-/// The offset `o` of the unsigned weights of `dtype`.
-fn offset(dtype: DType) -> i32 {
-    match dtype {
-        DType::Q4_0 => 8,
-        DType::Q8_0 => 128,
-        _ => 0,
+/// The packed GEMM entry of a kernel table ([`crate::Kernels::packed`]): the scalar twin, or a SIMD kernel the
+/// table installed after detecting its CPU features.
+#[derive(Clone, Copy)]
+pub struct PackedKernel {
+    dot: PackedDotFn,
+    simd: bool,
+}
+
+impl std::fmt::Debug for PackedKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedKernel").field("simd", &self.simd).finish_non_exhaustive()
+    }
+}
+
+impl PackedKernel {
+    /// The scalar twin.
+    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
+
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn simd(dot: PackedDotFn) -> Self {
+        PackedKernel { dot, simd: true }
+    }
+
+    /// `out[i * GROUP + l] = dot(row l of the tile's group, activation row i)`, or for a tile of several groups
+    /// (and one activation row) `out[j * GROUP + l]` for row `l` of group `j`. Every kernel computes each output
+    /// by the scalar twin's f32 sequence, so all levels agree bit for bit.
+    #[inline]
+    pub fn dot(&self, t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+        (self.dot)(t, out);
+    }
+
+    /// Whether this is a SIMD kernel (worth repacking weights for).
+    pub fn is_simd(&self) -> bool {
+        self.simd
     }
 }
 
 /// The scalar twin of every packed kernel.
-pub fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
         return t.each_group(out, dot_scalar);
     }
-    let (qt, st) = (quant_tile(t.dtype), scale_tile(t.dtype));
+    let (qt, st) = (t.fmt.quant_tile(), t.fmt.scale_tile());
     let (quants, scales) = t.w.split_at(t.nb * qt);
-    let ab = t.arb / t.nb.max(1);
-    let off = if t.dtype == DType::Q4_1 { 4 } else { 2 };
-    let o = offset(t.dtype);
-    for i in 0..t.n_act.min(MAX_ACT) {
+    let (ab, off, o) = (t.fmt.act_block(), t.fmt.act_offset(), t.fmt.offset());
+    for i in 0..t.n_act {
         let act = &t.acts[i * t.arb..(i + 1) * t.arb];
         for l in 0..GROUP {
             let mut acc = 0f32;
@@ -394,19 +566,22 @@ pub fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                 let m = t.meta[i * t.nb + b];
                 let byte = |k: usize| i32::from(q[(k / 4) * 64 + l * 4 + k % 4]);
                 let mut sumi = -o * m.sum;
-                if t.dtype == DType::Q8_0 {
-                    for (k, &a) in a.iter().enumerate() {
-                        sumi += byte(k) * i32::from(a as i8);
+                match t.fmt {
+                    PackedFormat::Q8_0 => {
+                        for (k, &a) in a.iter().enumerate() {
+                            sumi += byte(k) * i32::from(a as i8);
+                        }
                     }
-                } else {
-                    for k in 0..16 {
-                        sumi += (byte(k) & 0x0f) * i32::from(a[k] as i8);
-                        sumi += (byte(k) >> 4) * i32::from(a[k + 16] as i8);
+                    PackedFormat::Q4_0 | PackedFormat::Q4_1 => {
+                        for k in 0..16 {
+                            sumi += (byte(k) & 0x0f) * i32::from(a[k] as i8);
+                            sumi += (byte(k) >> 4) * i32::from(a[k + 16] as i8);
+                        }
                     }
                 }
                 let dw = f16_to_f32([s[2 * l], s[2 * l + 1]]);
                 acc = (sumi as f32).mul_add(dw * m.d, acc);
-                if t.dtype == DType::Q4_1 {
+                if t.fmt == PackedFormat::Q4_1 {
                     let mw = f16_to_f32([s[2 * GROUP + 2 * l], s[2 * GROUP + 2 * l + 1]]);
                     acc = mw.mul_add(m.s, acc);
                 }

@@ -5,7 +5,9 @@
 
 use std::arch::x86_64::*;
 
+use crate::dispatch::DotFn;
 use crate::formats::Block;
+use crate::x86::Avx2;
 
 /// Horizontal sum of 8 f32 lanes (ggml's `hsum_float_8` order).
 #[inline]
@@ -126,25 +128,29 @@ pub(crate) fn prefetch_row(s: &[u8], start: usize, len: usize) {
 }
 
 /// Defines the table entry `dot` ([`crate::dispatch::DotFn`]) of a block format for one instruction set
-/// (`$features`, a `target_feature` list): splits the activation rows and calls
-/// `$kernel::<N>(weight_blocks_of_one_row, &[act_rows; N]) -> [f32; N]` for every weight row, with `N` the number
-/// of activation rows, inside one `#[target_feature]` function so the row kernel is inlined. The weight rows a few
-/// rows ahead are prefetched.
+/// (`$features`, a `target_feature` list: `"avx2,fma,f16c"` or the AVX-512 VNNI list of [`crate::x86::Avx512Vnni`]):
+/// splits the activation rows and calls `$kernel::<N>(weight_blocks_of_one_row, &[act_rows; N]) -> [f32; N]` for
+/// every weight row, with `N` the number of activation rows, inside one `#[target_feature]` function so the row
+/// kernel is inlined. The weight rows a few rows ahead are prefetched. The entry is private to the module; `dot`
+/// hands it out only for the proof token of `$features` ([`crate::x86::Avx2`] or [`crate::x86::Avx512Vnni`]).
 macro_rules! simd_dot_entry {
+    // The proof token of a feature list.
+    (@token "avx2,fma,f16c") => { $crate::x86::Avx2 };
+    (@token "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni") => { $crate::x86::Avx512Vnni };
     // The table entry both forms share: splits the activation rows and calls the form's `rows::<N>`.
-    (@entry $features:literal, $W:ty, $A:ty) => {
-        /// Table entry ([`crate::dispatch::DotFn`]). Only installed after the module's CPU features were detected.
-        pub(crate) fn dot(
-            w: &[u8],
-            w_row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            n_act: usize,
-            out: &mut [f32],
-        ) {
+    (@entry $features:tt, $W:ty, $A:ty) => {
+        /// The table entry ([`crate::dispatch::DotFn`]) of this module's kernel, handed out only for the proof that
+        /// the CPU has the features it is compiled with.
+        pub(crate) fn dot(_: $crate::x86::avx2::simd_dot_entry!(@token $features)) -> $crate::dispatch::DotFn {
+            entry
+        }
+
+        /// The entry [`dot`] hands out.
+        fn entry(w: &[u8], w_row_bytes: usize, acts: &[u8], act_row_bytes: usize, n_act: usize, out: &mut [f32]) {
             let nb = w_row_bytes / std::mem::size_of::<$W>();
             let a = $crate::x86::avx2::ActRows::<$A>::new(acts, act_row_bytes, n_act, nb);
-            // SAFETY: this function is reachable only through a kernel table filled after detecting `$features`.
+            // SAFETY: `entry` is private and only handed out by `dot`, whose argument proves that the CPU has
+            // `$features`; `rows` reaches its data through bounds-checked slices only.
             unsafe {
                 match a.n {
                     1 => rows::<1>(w, w_row_bytes, nb, &a.take::<1>(), out),
@@ -155,7 +161,7 @@ macro_rules! simd_dot_entry {
             }
         }
     };
-    ($features:literal, $W:ty, $A:ty, $kernel:ident) => {
+    ($features:tt, $W:ty, $A:ty, $kernel:ident) => {
         $crate::x86::avx2::simd_dot_entry!(@entry $features, $W, $A);
 
         #[target_feature(enable = $features)]
@@ -170,7 +176,7 @@ macro_rules! simd_dot_entry {
     };
     // With a kernel of two weight rows (`$kernel2(row0, row1, acts) -> ([f32; N], [f32; N])`, each output
     // computed exactly as `$kernel` computes it) used for pairs of rows when there are several activation rows.
-    ($features:literal, $W:ty, $A:ty, $kernel:ident, $kernel2:ident) => {
+    ($features:tt, $W:ty, $A:ty, $kernel:ident, $kernel2:ident) => {
         $crate::x86::avx2::simd_dot_entry!(@entry $features, $W, $A);
 
         #[target_feature(enable = $features)]
@@ -241,9 +247,15 @@ fn load8<const K: u8>(s: &[u8], e: usize) -> __m256 {
     }
 }
 
+/// The table entry ([`crate::dispatch::DotFn`]) of float weights of encoding `K` ([`FLOAT_F32`], [`FLOAT_F16`],
+/// [`FLOAT_BF16`]), handed out only for the proof that the CPU has AVX2, FMA and F16C.
+pub(crate) fn float_dot<const K: u8>(_: Avx2) -> DotFn {
+    float_entry::<K>
+}
+
 /// Float dot products of consecutive weight rows with up to 4 activation rows, all of encoding `K`
 /// ([`crate::dispatch::DotFn`] layout): 4 x 8 f32 lanes of FMA accumulators, then a scalar tail.
-pub(crate) fn dot_floats<const K: u8>(
+fn float_entry<const K: u8>(
     w: &[u8],
     w_row_bytes: usize,
     acts: &[u8],
@@ -256,7 +268,8 @@ pub(crate) fn dot_floats<const K: u8>(
     let rows: [&[u8]; 4] =
         std::array::from_fn(|r| acts.get(r * act_row_bytes..(r + 1) * act_row_bytes).unwrap_or(&[]));
     for (wr, o) in w.chunks_exact(w_row_bytes).zip(out.chunks_exact_mut(n_act.clamp(1, 4))) {
-        // SAFETY: this function is reachable only through kernels installed after detecting avx2, fma and f16c.
+        // SAFETY: `float_entry` is private and only handed out by `float_dot`, whose argument proves that the CPU
+        // has AVX2, FMA and F16C; `dot_floats_n` reads through bounds-checked loads only.
         unsafe {
             match o.len() {
                 1 => dot_floats_n::<K, 1>(wr, n, &rows, o),

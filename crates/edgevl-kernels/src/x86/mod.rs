@@ -1,55 +1,71 @@
-//! x86-64 kernels: shared SIMD building blocks and the feature detection that installs the per-format kernels
-//! (`formats/<format>/avx2.rs`, `.../avx512.rs`) into a [`Kernels`] table.
+//! x86-64 kernels: shared SIMD building blocks, the proofs of detected CPU features ([`Avx2`], [`Avx512Vnni`]) and
+//! the installation of the per-format kernels (`formats/<format>/avx2.rs`, `.../avx512.rs`), the packed and float
+//! GEMMs and the attention loops into a [`Kernels`] table.
+//!
+//! Every kernel compiled with `#[target_feature]` is reached through a safe table entry that its module hands out
+//! only in exchange for a proof token: a value of a zero-sized type whose only constructor checks the features at
+//! run time. An entry therefore exists only on a CPU that has its features, whatever the compile-time target.
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
-use crate::dispatch::{FormatKernels, Kernels, SimdLevel};
+use crate::dispatch::{Kernels, SimdLevel};
 use crate::dtype::{DType, VecDotType};
 use crate::formats::{bf16, f16, f32, q4_0, q4_1, q4_k, q6_k, q8_0, q8_1};
 
-/// Whether AVX2, FMA and F16C are all available.
-pub(crate) fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
-}
+/// Proof that this CPU has AVX2, FMA and F16C: only [`Avx2::detect`] makes one, after checking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
 
-/// Whether AVX-512 F/BW/VL/VNNI are available (on top of [`has_avx2`]).
-pub(crate) fn has_avx512_vnni() -> bool {
-    has_avx2()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni")
-}
-
-/// Returns `k` with every kernel this CPU has a faster version of (at most `max`) replaced.
-pub(crate) fn upgrade(mut k: Kernels, max: SimdLevel) -> Kernels {
-    if max < SimdLevel::Avx2 || !has_avx2() {
-        return k;
+impl Avx2 {
+    /// The proof, if AVX2, FMA and F16C are all available.
+    pub(crate) fn detect() -> Option<Self> {
+        let ok = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        ok.then_some(Avx2(()))
     }
+}
+
+/// Proof that this CPU has AVX-512 F/BW/VL/VNNI on top of [`Avx2`]'s features: only [`Avx512Vnni::detect`] makes
+/// one, after checking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Vnni(());
+
+impl Avx512Vnni {
+    /// The proof, if the AVX2 level and AVX-512 F/BW/VL/VNNI are all available.
+    pub(crate) fn detect() -> Option<Self> {
+        let ok = Avx2::detect().is_some()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        ok.then_some(Avx512Vnni(()))
+    }
+}
+
+/// Replaces every kernel of `k` this CPU has a faster version of, at most at level `max`.
+pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
+    let Some(t) = Avx2::detect().filter(|_| max >= SimdLevel::Avx2) else { return };
     let l = SimdLevel::Avx2;
-    let with_dot = |k: &Kernels, t: DType, dot| FormatKernels { dot, ..k.format(t) };
-    // SAFETY (for every kernel installed below): AVX2, FMA and F16C were detected above.
-    k.set_format(DType::Q4_0, l, with_dot(&k, DType::Q4_0, q4_0::avx2::dot));
-    k.set_format(DType::Q4_1, l, with_dot(&k, DType::Q4_1, q4_1::avx2::dot));
-    k.set_format(DType::Q8_0, l, with_dot(&k, DType::Q8_0, q8_0::avx2::dot));
-    k.set_format(DType::Q4_K, l, with_dot(&k, DType::Q4_K, q4_k::avx2::dot));
-    k.set_format(DType::Q6_K, l, with_dot(&k, DType::Q6_K, q6_k::avx2::dot));
-    k.set_format(DType::F32, l, with_dot(&k, DType::F32, f32::avx2::dot));
-    k.set_format(DType::F16, l, with_dot(&k, DType::F16, f16::avx2::dot));
-    k.set_format(DType::BF16, l, with_dot(&k, DType::BF16, bf16::avx2::dot));
-    k.set_quantizer(VecDotType::Q8_0, l, q8_0::avx2::quantize);
-    k.set_quantizer(VecDotType::Q8_1, l, q8_1::avx2::quantize);
-    k.set_packed(l, crate::packed::avx2::dot);
-    k.set_float(l, crate::fgemm::avx2::dot);
-    if max >= SimdLevel::Avx512Vnni && has_avx512_vnni() {
-        let l = SimdLevel::Avx512Vnni;
-        // SAFETY (for the kernels below): AVX-512 F/BW/VL/VNNI detected.
-        k.set_format(DType::Q4_0, l, with_dot(&k, DType::Q4_0, q4_0::avx512::dot));
-        k.set_format(DType::Q4_1, l, with_dot(&k, DType::Q4_1, q4_1::avx512::dot));
-        k.set_format(DType::Q8_0, l, with_dot(&k, DType::Q8_0, q8_0::avx512::dot));
-        k.set_packed(l, crate::packed::avx512::dot);
-        k.set_float(l, crate::fgemm::avx512::dot);
-    }
-    k
+    k.set_dot(DType::Q4_0, l, q4_0::avx2::dot(t));
+    k.set_dot(DType::Q4_1, l, q4_1::avx2::dot(t));
+    k.set_dot(DType::Q8_0, l, q8_0::avx2::dot(t));
+    k.set_dot(DType::Q4_K, l, q4_k::avx2::dot(t));
+    k.set_dot(DType::Q6_K, l, q6_k::avx2::dot(t));
+    k.set_dot(DType::F32, l, f32::avx2::dot(t));
+    k.set_dot(DType::F16, l, f16::avx2::dot(t));
+    k.set_dot(DType::BF16, l, bf16::avx2::dot(t));
+    k.set_quantizer(VecDotType::Q8_0, l, q8_0::avx2::quantize(t));
+    k.set_quantizer(VecDotType::Q8_1, l, q8_1::avx2::quantize(t));
+    k.set_packed(l, crate::packed::avx2::entry(t));
+    k.set_float(l, crate::fgemm::avx2::entry(t));
+    k.set_attention(l, crate::attention::avx2(t));
+    let Some(t) = Avx512Vnni::detect().filter(|_| max >= SimdLevel::Avx512Vnni) else { return };
+    let l = SimdLevel::Avx512Vnni;
+    k.set_dot(DType::Q4_0, l, q4_0::avx512::dot(t));
+    k.set_dot(DType::Q4_1, l, q4_1::avx512::dot(t));
+    k.set_dot(DType::Q8_0, l, q8_0::avx512::dot(t));
+    k.set_packed(l, crate::packed::avx512::entry(t));
+    k.set_float(l, crate::fgemm::avx512::entry(t));
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use edgevl_kernels::formats::quantize_ref;
-use edgevl_kernels::DType;
+use edgevl_kernels::{DType, KernelConfig, Kernels, SimdLevel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -37,4 +37,43 @@ pub fn cols_for(dtype: DType) -> Vec<usize> {
         256 => vec![256, 512, 1280],
         _ => vec![32, 64, 96, 288, 1280, 256 * 3],
     }
+}
+
+/// The tables of every SIMD level this CPU has (scalar excluded), for tests comparing them with the scalar twins.
+/// Fails, rather than letting such a test pass having compared nothing, unless this machine really has no SIMD
+/// level (an x86-64 CPU without AVX2/FMA/F16C, or another architecture; NEON is the aarch64 baseline), as found
+/// by the standard library's own feature detection.
+pub fn simd_levels() -> Vec<Kernels> {
+    let levels: Vec<Kernels> =
+        Kernels::all_levels().into_iter().filter(|k| k.level() != SimdLevel::Scalar).collect();
+    println!("SIMD levels under test: {:?}", levels.iter().map(Kernels::level).collect::<Vec<_>>());
+    assert!(
+        !levels.is_empty() || !machine_has_simd(),
+        "no SIMD table on a CPU that has a SIMD level: the comparison with the scalar twins would be vacuous"
+    );
+    levels
+}
+
+/// Whether this CPU has one of the kernels' SIMD levels, by the standard library's detection alone.
+#[cfg(target_arch = "x86_64")]
+pub fn machine_has_simd() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Whether this CPU has one of the kernels' SIMD levels, by the standard library's detection alone.
+#[cfg(target_arch = "aarch64")]
+pub fn machine_has_simd() -> bool {
+    std::arch::is_aarch64_feature_detected!("neon")
+}
+
+/// Whether this CPU has one of the kernels' SIMD levels (none on this architecture).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn machine_has_simd() -> bool {
+    false
+}
+
+/// The kernel options the override variables of this test process ask for (tests are an edge of the program:
+/// they read `EDGEVL_MAX_SIMD`, `EDGEVL_FORCE_SCALAR` and `EDGEVL_NO_PACK` themselves).
+pub fn env_config() -> KernelConfig {
+    KernelConfig::from_vars(|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -2,8 +2,9 @@
 //! [`crate::head_attention`] (two matrix products on the kernels' f32 GEMM, each split over the
 //! pool).
 
+use crate::compute::Compute;
 use crate::head_attention::{self, put_f32, HeadScratch};
-use edgevl_kernels::{MatmulScratch, ThreadPool};
+use edgevl_kernels::MatmulScratch;
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +30,7 @@ pub(crate) struct AttnScratch {
 /// `out = softmax(q k^T / sqrt(hd)) v` per tile and head. `q`, `k`, `v` and `out` are
 /// `[tiles * tokens, heads * head_dim]`.
 pub(crate) fn attention(
-    pool: &ThreadPool,
+    cx: Compute,
     sh: AttnShape,
     q: &[f32],
     k: &[f32],
@@ -52,7 +53,7 @@ pub(crate) fn attention(
             put_f32(&mut hs.k, n * hd, rows.clone().flat_map(|j| k[j * d + off..][..hd].iter().copied()));
             put_f32(&mut hs.vt, n * hd, (0..hd).flat_map(|c| rows.clone().map(move |j| v[j * d + off + c])));
             // The queries carry the scale; multiplying the scores by 1.0 leaves them as they are.
-            let o = head_attention::attend(pool, n, n, hd, 1.0, &|_| n, hs, &mut scr.mm);
+            let o = head_attention::attend(cx, n, n, hd, 1.0, &|_| n, hs, &mut scr.mm);
             for (i, o) in rows.clone().zip(o.chunks_exact(hd)) {
                 out[i * d + off..][..hd].copy_from_slice(o);
             }
@@ -63,6 +64,7 @@ pub(crate) fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgevl_kernels::{Kernels, ThreadPool};
 
     #[test]
     fn uniform_keys_average_values() {
@@ -72,7 +74,16 @@ mod tests {
         let k = vec![0.5; 24];
         let v: Vec<f32> = (0..24).map(|i| i as f32).collect();
         let mut out = vec![0.0; 24];
-        attention(&ThreadPool::new(2), sh, &q, &k, &v, &mut AttnScratch::default(), &mut out);
+        let (kernels, pool) = (Kernels::detect(), ThreadPool::new(2));
+        attention(
+            Compute { kernels: &kernels, pool: &pool },
+            sh,
+            &q,
+            &k,
+            &v,
+            &mut AttnScratch::default(),
+            &mut out,
+        );
         for t in 0..2 {
             for c in 0..4 {
                 let mean = (0..3).map(|i| v[(t * 3 + i) * 4 + c]).sum::<f32>() / 3.0;

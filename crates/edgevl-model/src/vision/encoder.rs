@@ -14,12 +14,14 @@ use super::merge::merge_patches;
 use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights};
 use super::{MmprojError, MmprojHparams};
+use crate::compute::Compute;
 use crate::parallel::par_chunks_mut;
+use crate::weights::Loader;
 use crate::Hook;
 use edgevl_arch::family::Gelu;
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ops::{add_assign, gelu_erf, gelu_tanh, layer_norm};
-use edgevl_kernels::{matmul, matmul_many, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, matmul_many, Kernels, MatmulScratch, ThreadPool, WeightRef};
 use std::sync::Arc;
 
 /// Values per GELU task (an element-wise op: any split gives the same result).
@@ -31,6 +33,8 @@ pub const PROJECTOR_NORM_EPS: f32 = 1e-5;
 /// A loaded vision tower + projector; weights stay in the memory-mapped GGUF file.
 pub struct VisionEncoder {
     file: Arc<GgufFile>,
+    /// The kernel table every product runs on (and the weights were laid out for).
+    kernels: Kernels,
     hp: MmprojHparams,
     w: VisionWeights,
     hook: Hook,
@@ -51,16 +55,27 @@ struct Buffers {
 }
 
 impl VisionEncoder {
-    /// Build an encoder from an open mmproj file, checking every key and tensor.
-    pub fn load(file: Arc<GgufFile>) -> Result<Self, MmprojError> {
+    /// Build an encoder from an open mmproj file, checking every key and tensor, to compute with the kernels of
+    /// `kernels` (which also decide the matrices repacked at load).
+    pub fn load(file: Arc<GgufFile>, kernels: &Kernels) -> Result<Self, MmprojError> {
         let hp = MmprojHparams::try_from(file.metadata())?;
-        let w = VisionWeights::load(&file, &hp)?;
-        Ok(VisionEncoder { file, hp, w, hook: Hook::default() })
+        let w = VisionWeights::load(&Loader::new(&file, kernels), &hp)?;
+        Ok(VisionEncoder { file, kernels: kernels.clone(), hp, w, hook: Hook::default() })
     }
 
-    /// Open and load the mmproj file at `path`.
-    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, MmprojError> {
-        Self::load(Arc::new(GgufFile::open(path)?))
+    /// Open and load the mmproj file at `path` (see [`VisionEncoder::load`]).
+    pub fn open(path: impl AsRef<std::path::Path>, kernels: &Kernels) -> Result<Self, MmprojError> {
+        Self::load(Arc::new(GgufFile::open(path)?), kernels)
+    }
+
+    /// The kernel table the encoder computes with.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// The kernel table and `pool`, for one pass.
+    fn compute<'a>(&'a self, pool: &'a ThreadPool) -> Compute<'a> {
+        Compute { kernels: &self.kernels, pool }
     }
 
     /// Sets the activation hook (see [`crate::ActivationHook`]): `patch_embd` (after the class
@@ -166,6 +181,7 @@ impl VisionEncoder {
 
     /// Runs the ViT on `b` tiles, leaving `[b * tokens, n_embd]` features in `bufs.x`.
     fn vit(&self, tiles: &[f32], b: usize, bufs: &mut Buffers, pool: &ThreadPool) {
+        let cx = self.compute(pool);
         let hp = &self.hp;
         let (np, nt, d, ff) = (hp.n_patches(), hp.n_tokens(), hp.n_embd, hp.n_ff);
         let m = b * nt;
@@ -177,7 +193,8 @@ impl VisionEncoder {
         }
         bufs.x.resize(m * d, 0.0);
         bufs.q.resize(m * d, 0.0);
-        matmul(pool, self.w.patch.view(f), &bufs.xn[..b * np * pl], b * np, &mut bufs.q, &mut bufs.scratch);
+        let patch = self.w.patch.view(f);
+        matmul(&self.kernels, pool, patch, &bufs.xn[..b * np * pl], b * np, &mut bufs.q, &mut bufs.scratch);
         // Each tile: the class token (InternViT; it gets no patch bias), then its patch rows.
         for (dst, src) in bufs.x.chunks_exact_mut(nt * d).zip(bufs.q.chunks_exact(np * d)) {
             let (class, patches) = dst.split_at_mut((nt - np) * d);
@@ -207,6 +224,7 @@ impl VisionEncoder {
             norm_rows(&blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             let ws = [blk.q.w.view(f), blk.k.w.view(f), blk.v.w.view(f)];
             matmul_many(
+                &self.kernels,
                 pool,
                 &ws,
                 &bufs.xn[..m * d],
@@ -217,15 +235,15 @@ impl VisionEncoder {
             for (buf, lin) in [(&mut bufs.q, &blk.q), (&mut bufs.k, &blk.k), (&mut bufs.v, &blk.v)] {
                 add_bias(buf, &lin.b);
             }
-            attention(pool, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
-            linear(pool, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
+            attention(cx, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
+            linear(cx, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
             scale_rows(&mut bufs.q, blk.ls1.as_deref());
             self.hook.emit("attn_out", Some(l), &bufs.q);
             add_assign(&mut bufs.x, &bufs.q);
             norm_rows(&blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
-            linear(pool, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
+            linear(cx, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
             par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &gelu);
-            linear(pool, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
+            linear(cx, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
             scale_rows(&mut bufs.q, blk.ls2.as_deref());
             self.hook.emit("ffn_out", Some(l), &bufs.q);
             add_assign(&mut bufs.x, &bufs.q);
@@ -240,6 +258,7 @@ impl VisionEncoder {
     /// Merges and projects the `b` tiles' ViT features in `bufs.x` into `out` (`[b * tokens, od]`):
     /// the class token is dropped, `s x s` blocks of patches become one token each.
     fn project(&self, b: usize, bufs: &mut Buffers, out: &mut [f32], pool: &ThreadPool) {
+        let cx = self.compute(pool);
         let hp = &self.hp;
         let (np, nt, d, t, mw) =
             (hp.n_patches(), hp.n_tokens(), hp.n_embd, hp.tokens_per_tile(), hp.merged_width());
@@ -255,14 +274,14 @@ impl VisionEncoder {
                 if let Some(norm) = norm {
                     norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
                 }
-                mlp(pool, f, fc1, gelu_tanh, fc2, &merged, rows, out, &mut bufs.scratch);
+                mlp(cx, f, fc1, gelu_tanh, fc2, &merged, rows, out, &mut bufs.scratch);
             }
             ProjectorWeights::InternVlMlp { norm, fc1, fc2 } => {
                 norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
-                mlp(pool, f, fc1, gelu_erf, fc2, &merged, rows, out, &mut bufs.scratch);
+                mlp(cx, f, fc1, gelu_erf, fc2, &merged, rows, out, &mut bufs.scratch);
             }
             ProjectorWeights::Idefics3Linear { fc } => {
-                matmul(pool, fc.view(f), &merged, rows, out, &mut bufs.scratch);
+                matmul(&self.kernels, pool, fc.view(f), &merged, rows, out, &mut bufs.scratch);
             }
         }
         self.hook.emit("projected", None, out);
@@ -272,7 +291,7 @@ impl VisionEncoder {
 /// `y = fc2 · gelu(fc1 · x + b1) + b2` for `rows` rows.
 #[allow(clippy::too_many_arguments)]
 fn mlp(
-    pool: &ThreadPool,
+    cx: Compute,
     f: &GgufFile,
     fc1: &Linear,
     gelu: fn(&mut [f32]),
@@ -283,9 +302,9 @@ fn mlp(
     scratch: &mut MatmulScratch,
 ) {
     let mut hidden = vec![0f32; rows * fc1.w.rows];
-    linear(pool, f, fc1, x, rows, &mut hidden, scratch);
-    par_chunks_mut(pool, &mut hidden, GELU_CHUNK, &gelu);
-    linear(pool, f, fc2, &hidden, rows, out, scratch);
+    linear(cx, f, fc1, x, rows, &mut hidden, scratch);
+    par_chunks_mut(cx.pool, &mut hidden, GELU_CHUNK, &gelu);
+    linear(cx, f, fc2, &hidden, rows, out, scratch);
 }
 
 /// Multiplies every row of `x` by `scale` element-wise (a layer scale); nothing without one.
@@ -318,7 +337,7 @@ fn add_bias(x: &mut [f32], bias: &[f32]) {
 
 /// `y = x W^T + b` for `m` rows.
 fn linear(
-    pool: &ThreadPool,
+    cx: Compute,
     f: &GgufFile,
     lin: &Linear,
     x: &[f32],
@@ -327,6 +346,6 @@ fn linear(
     scratch: &mut MatmulScratch,
 ) {
     let w: WeightRef = lin.w.view(f);
-    matmul(pool, w, x, m, y, scratch);
-    add_bias(&mut y[..m * w.rows], &lin.b);
+    matmul(cx.kernels, cx.pool, w, x, m, y, scratch);
+    add_bias(&mut y[..m * w.rows()], &lin.b);
 }

@@ -4,7 +4,8 @@
 //! ```no_run
 //! # fn main() -> Result<(), edgevl_model::vision::MmprojError> {
 //! use edgevl_model::vision::VisionEncoder;
-//! let enc = VisionEncoder::open("mmproj.gguf")?;
+//! let kernels = edgevl_kernels::Kernels::detect();
+//! let enc = VisionEncoder::open("mmproj.gguf", &kernels)?;
 //! let pool = edgevl_kernels::ThreadPool::new(2);
 //! let tiles = vec![0f32; 2 * enc.hparams().tile_len()];
 //! let emb = enc.encode_tiles(&tiles, 2, 4, &pool)?; // [2 * 196, projection_dim]

@@ -1,14 +1,11 @@
 //! The tensors of an mmproj file (llama.cpp names), checked for presence, shape and type.
 
 use super::{MmprojError, MmprojHparams};
-use crate::weights::{dtype_of, load_optional_vector, load_vector, pack_arena, Matrix};
+use crate::weights::{dtype_of, Loader, Matrix};
 use crate::ModelError;
 use edgevl_arch::clip::{MmTensor, VisionTensor, VitTensor};
 use edgevl_arch::family::{ProjectorLayout, TileSize};
 use edgevl_gguf::{GgufError, GgufFile};
-use edgevl_kernels::packed::PackArena;
-use edgevl_kernels::{DType, WeightRef};
-use std::sync::Arc;
 
 /// A LayerNorm's weight and bias.
 pub(crate) struct Norm {
@@ -17,17 +14,17 @@ pub(crate) struct Norm {
 }
 
 impl Norm {
-    fn load(file: &GgufFile, prefix: &str, n: usize) -> Result<Self, MmprojError> {
+    fn load(ld: &Loader, prefix: &str, n: usize) -> Result<Self, MmprojError> {
         Ok(Norm {
-            w: load_vector(file, &format!("{prefix}.weight"), n)?,
-            b: load_vector(file, &format!("{prefix}.bias"), n)?,
+            w: ld.vector(&format!("{prefix}.weight"), n)?,
+            b: ld.vector(&format!("{prefix}.bias"), n)?,
         })
     }
 
-    fn load_optional(file: &GgufFile, prefix: &str, n: usize) -> Result<Option<Self>, MmprojError> {
-        match load_optional_vector(file, &format!("{prefix}.weight"), n)? {
+    fn load_optional(ld: &Loader, prefix: &str, n: usize) -> Result<Option<Self>, MmprojError> {
+        match ld.optional_vector(&format!("{prefix}.weight"), n)? {
             None => Ok(None),
-            Some(w) => Ok(Some(Norm { w, b: load_vector(file, &format!("{prefix}.bias"), n)? })),
+            Some(w) => Ok(Some(Norm { w, b: ld.vector(&format!("{prefix}.bias"), n)? })),
         }
     }
 }
@@ -39,57 +36,36 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    fn load(
-        file: &GgufFile,
-        arena: Option<&Arc<PackArena>>,
-        prefix: &str,
-        cols: usize,
-        rows: usize,
-    ) -> Result<Self, MmprojError> {
-        let w = Matrix::load(file, arena, &format!("{prefix}.weight"), cols, rows)?;
-        Ok(Linear { w, b: load_vector(file, &format!("{prefix}.bias"), rows)? })
+    fn load(ld: &Loader, prefix: &str, cols: usize, rows: usize) -> Result<Self, MmprojError> {
+        let w = ld.matrix(&format!("{prefix}.weight"), cols, rows)?;
+        Ok(Linear { w, b: ld.vector(&format!("{prefix}.bias"), rows)? })
     }
 }
 
-/// The patch-embedding convolution kernel, a 4-D tensor `[p, p, 3, n_embd]` (GGUF order), used as
-/// the matrix `[n_embd, 3 * p * p]` over unfolded patches (channel, row, column order).
-pub(crate) struct PatchKernel {
-    dtype: DType,
-    index: usize,
-    rows: usize,
-    cols: usize,
-}
-
-impl PatchKernel {
-    fn load(file: &GgufFile, name: &str, p: usize, n_embd: usize) -> Result<Self, MmprojError> {
-        let (info, _) = file.require_tensor(name, &[p as u64, p as u64, 3, n_embd as u64])?;
-        let dtype = dtype_of(info.ggml_type).ok_or_else(|| ModelError::UnsupportedTensorType {
-            tensor: name.to_string(),
-            ggml_type: info.ggml_type.name().to_string(),
-        })?;
-        let cols = 3 * p * p;
-        if dtype.row_bytes(cols).is_none() {
-            return Err(MmprojError::BadHparam {
-                key: name.to_string(),
-                reason: format!(
-                    "stored as {}, whose block size does not divide a patch of {cols} values",
-                    dtype.name()
-                ),
-            });
-        }
-        let index = file
-            .tensors()
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
-        Ok(PatchKernel { dtype, index, rows: n_embd, cols })
+/// The patch-embedding convolution kernel, a 4-D tensor `[p, p, 3, n_embd]` (GGUF order), as the
+/// matrix `[n_embd, 3 * p * p]` over unfolded patches (channel, row, column order).
+fn load_patch_kernel(file: &GgufFile, name: &str, p: usize, n_embd: usize) -> Result<Matrix, MmprojError> {
+    let (info, _) = file.require_tensor(name, &[p as u64, p as u64, 3, n_embd as u64])?;
+    let dtype = dtype_of(info.ggml_type).ok_or_else(|| ModelError::UnsupportedTensorType {
+        tensor: name.to_string(),
+        ggml_type: info.ggml_type.name().to_string(),
+    })?;
+    let cols = 3 * p * p;
+    if dtype.row_bytes(cols).is_none() {
+        return Err(MmprojError::BadHparam {
+            key: name.to_string(),
+            reason: format!(
+                "stored as {}, whose block size does not divide a patch of {cols} values",
+                dtype.name()
+            ),
+        });
     }
-
-    /// The kernel view of this matrix in `file`.
-    pub fn view<'a>(&self, file: &'a GgufFile) -> WeightRef<'a> {
-        let data = file.tensor_data(&file.tensors()[self.index]);
-        WeightRef { dtype: self.dtype, data, rows: self.rows, cols: self.cols, packed: None }
-    }
+    let index = file
+        .tensors()
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+    Ok(Matrix::in_file(file, name, index, dtype, n_embd, cols)?)
 }
 
 /// The learned position embeddings `[class + grid * grid, d]` of a tile's tokens: the class
@@ -100,13 +76,14 @@ impl PatchKernel {
 /// Siglip2 (`F.interpolate(bilinear, align_corners=False, antialias=True)`) do; families that
 /// take their tile size from the file must match it exactly.
 fn load_positions(
-    file: &GgufFile,
+    ld: &Loader,
     name: &str,
     d: usize,
     grid: usize,
     class: usize,
     resize: bool,
 ) -> Result<Vec<f32>, MmprojError> {
+    let file = ld.file;
     let info = file.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
     let want = class + grid * grid;
     let n_pos = match info.shape() {
@@ -134,15 +111,15 @@ fn load_positions(
             reason: format!("{n_pos} positions for a {grid}x{grid} patch grid (needs {want})"),
         });
     }
-    // `Matrix::load_unpacked` checks the table's bytes are in the file, which bounds `n_pos * d`.
-    let table = Matrix::load_unpacked(file, name, d, n_pos)?;
+    // `Loader::matrix_unpacked` checks the table's bytes are in the file, which bounds `n_pos * d`.
+    let table = ld.matrix_unpacked(name, d, n_pos)?;
     let too_big = || MmprojError::BadHparam {
         key: name.to_string(),
         reason: format!("{n_pos} positions of width {d} do not fit in memory"),
     };
     let mut src = vec![0f32; n_pos.checked_mul(d).ok_or_else(too_big)?];
     for (r, row) in src.chunks_exact_mut(d).enumerate() {
-        table.row_into(file, r, row);
+        table.row_into(ld.kernels, file, r, row);
     }
     if side == grid {
         return Ok(src);
@@ -214,7 +191,8 @@ pub(crate) enum ProjectorWeights {
 
 /// All tensors of the vision tower and projector.
 pub(crate) struct VisionWeights {
-    pub patch: PatchKernel,
+    /// The patch-embedding kernel as a matrix `[n_embd, 3 * p * p]`.
+    pub patch: Matrix,
     pub patch_bias: Vec<f32>,
     /// The class token's embedding (InternViT).
     pub class: Option<Vec<f32>>,
@@ -250,33 +228,31 @@ fn out_width(file: &GgufFile, name: &str, cols: usize, tokens: usize) -> Result<
 }
 
 impl VisionWeights {
-    /// Loads every tensor `hp` implies from `file`.
-    pub fn load(file: &GgufFile, hp: &MmprojHparams) -> Result<Self, MmprojError> {
+    /// Loads every tensor `hp` implies from the loader's file.
+    pub fn load(ld: &Loader, hp: &MmprojHparams) -> Result<Self, MmprojError> {
+        let file = ld.file;
         let (d, ff) = (hp.n_embd, hp.n_ff);
         let family = hp.family;
-        let patch = PatchKernel::load(file, &VisionTensor::PatchEmbd.weight(), hp.patch_size, d)?;
-        let patch_bias = load_vector(file, &VisionTensor::PatchEmbd.bias(), d)?;
+        let patch = load_patch_kernel(file, &VisionTensor::PatchEmbd.weight(), hp.patch_size, d)?;
+        let patch_bias = ld.vector(&VisionTensor::PatchEmbd.bias(), d)?;
         let class_token = family.class_token();
-        let class =
-            if class_token { Some(load_vector(file, VisionTensor::ClassEmbd.prefix(), d)?) } else { None };
-        let arena = pack_arena(file);
-        let arena = arena.as_ref();
+        let class = if class_token { Some(ld.vector(VisionTensor::ClassEmbd.prefix(), d)?) } else { None };
         let scale = |t: VitTensor, i: usize| -> Result<Option<Vec<f32>>, MmprojError> {
-            Ok(if family.layer_scale() { Some(load_vector(file, &t.weight(i), d)?) } else { None })
+            Ok(if family.layer_scale() { Some(ld.vector(&t.weight(i), d)?) } else { None })
         };
         let blocks = (0..hp.n_layer)
             .map(|i| {
                 let p = |t: VitTensor| t.prefix(i);
                 Ok(VitBlock {
-                    ln1: Norm::load(file, &p(VitTensor::Ln1), d)?,
-                    q: Linear::load(file, arena, &p(VitTensor::AttnQ), d, d)?,
-                    k: Linear::load(file, arena, &p(VitTensor::AttnK), d, d)?,
-                    v: Linear::load(file, arena, &p(VitTensor::AttnV), d, d)?,
-                    out: Linear::load(file, arena, &p(VitTensor::AttnOut), d, d)?,
+                    ln1: Norm::load(ld, &p(VitTensor::Ln1), d)?,
+                    q: Linear::load(ld, &p(VitTensor::AttnQ), d, d)?,
+                    k: Linear::load(ld, &p(VitTensor::AttnK), d, d)?,
+                    v: Linear::load(ld, &p(VitTensor::AttnV), d, d)?,
+                    out: Linear::load(ld, &p(VitTensor::AttnOut), d, d)?,
                     ls1: scale(VitTensor::Ls1, i)?,
-                    ln2: Norm::load(file, &p(VitTensor::Ln2), d)?,
-                    up: Linear::load(file, arena, &p(VitTensor::FfnUp), d, ff)?,
-                    down: Linear::load(file, arena, &p(VitTensor::FfnDown), ff, d)?,
+                    ln2: Norm::load(ld, &p(VitTensor::Ln2), d)?,
+                    up: Linear::load(ld, &p(VitTensor::FfnUp), d, ff)?,
+                    down: Linear::load(ld, &p(VitTensor::FfnDown), ff, d)?,
                     ls2: scale(VitTensor::Ls2, i)?,
                 })
             })
@@ -285,7 +261,7 @@ impl VisionWeights {
         // table is resized to is bounded by the file's size, not only by the header.
         let resize = matches!(family.tile_size(), TileSize::Fixed(_));
         let pos = load_positions(
-            file,
+            ld,
             &VisionTensor::PositionEmbd.weight(),
             d,
             hp.grid(),
@@ -308,32 +284,32 @@ impl VisionWeights {
                 let hidden =
                     out_width(file, &MmTensor::Seq(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::Lfm2 {
-                    norm: Norm::load_optional(file, &MmTensor::InputNorm.prefix(), mw)?,
-                    fc1: Linear::load(file, arena, &MmTensor::Seq(1).prefix(), mw, hidden)?,
-                    fc2: Linear::load(file, arena, &MmTensor::Seq(2).prefix(), hidden, od)?,
+                    norm: Norm::load_optional(ld, &MmTensor::InputNorm.prefix(), mw)?,
+                    fc1: Linear::load(ld, &MmTensor::Seq(1).prefix(), mw, hidden)?,
+                    fc2: Linear::load(ld, &MmTensor::Seq(2).prefix(), hidden, od)?,
                 }
             }
             ProjectorLayout::InternVlMlp => {
                 let hidden =
                     out_width(file, &MmTensor::ModelMlp(1).weight(), mw, hp.tokens_per_tile())?.unwrap_or(od);
                 ProjectorWeights::InternVlMlp {
-                    norm: Norm::load(file, &MmTensor::ModelMlp(0).prefix(), mw)?,
-                    fc1: Linear::load(file, arena, &MmTensor::ModelMlp(1).prefix(), mw, hidden)?,
-                    fc2: Linear::load(file, arena, &MmTensor::ModelMlp(3).prefix(), hidden, od)?,
+                    norm: Norm::load(ld, &MmTensor::ModelMlp(0).prefix(), mw)?,
+                    fc1: Linear::load(ld, &MmTensor::ModelMlp(1).prefix(), mw, hidden)?,
+                    fc2: Linear::load(ld, &MmTensor::ModelMlp(3).prefix(), hidden, od)?,
                 }
             }
-            ProjectorLayout::Idefics3Linear => ProjectorWeights::Idefics3Linear {
-                fc: Matrix::load(file, arena, &MmTensor::ModelFc.weight(), mw, od)?,
-            },
+            ProjectorLayout::Idefics3Linear => {
+                ProjectorWeights::Idefics3Linear { fc: ld.matrix(&MmTensor::ModelFc.weight(), mw, od)? }
+            }
         };
         Ok(VisionWeights {
             patch,
             patch_bias,
             class,
             pos,
-            pre_ln: Norm::load_optional(file, VisionTensor::PreLn.prefix(), d)?,
+            pre_ln: Norm::load_optional(ld, VisionTensor::PreLn.prefix(), d)?,
             blocks,
-            post_ln: Norm::load_optional(file, VisionTensor::PostLn.prefix(), d)?,
+            post_ln: Norm::load_optional(ld, VisionTensor::PostLn.prefix(), d)?,
             projector,
         })
     }

@@ -5,7 +5,7 @@
 use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
-use edgevl_kernels::ThreadPool;
+use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::VisionEncoder;
 use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage};
 use std::hash::{Hash, Hasher};
@@ -38,10 +38,12 @@ pub(crate) struct ImageEncoder {
 }
 
 impl ImageEncoder {
-    /// Loads the mmproj at `path` and checks it fits an LLM whose embeddings are `llm_width` wide;
-    /// grids are kept to `max_grid_side` tiles a side when the LLM's vocabulary limits them.
+    /// Loads the mmproj at `path` for the kernels of `kernels` and checks it fits an LLM whose
+    /// embeddings are `llm_width` wide; grids are kept to `max_grid_side` tiles a side when the
+    /// LLM's vocabulary limits them.
     pub(crate) fn open(
         path: &Path,
+        kernels: &Kernels,
         cfg: ImageConfig,
         llm_width: usize,
         max_grid_side: Option<u32>,
@@ -49,7 +51,7 @@ impl ImageEncoder {
         if cfg.vit_batch == 0 {
             return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
         }
-        let encoder = VisionEncoder::open(path)?;
+        let encoder = VisionEncoder::open(path, kernels)?;
         let hp = encoder.hparams();
         if encoder.n_embd_out() != llm_width {
             return Err(RuntimeError::WidthMismatch {

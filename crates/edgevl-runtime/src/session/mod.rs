@@ -16,7 +16,7 @@ use crate::image::{BackgroundEncoder, ImageConfig, ImageEncoder, PendingImage};
 use crate::segment::Cell;
 use crate::{RuntimeError, SessionStats, TurnStats};
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::ThreadPool;
+use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::{Decoder, Hook, KvCache, KvType, RunState};
 use edgevl_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,9 @@ pub struct SessionConfig {
     pub mmproj: Option<PathBuf>,
     /// How images are tiled, encoded and cached (used with `mmproj`).
     pub image: ImageConfig,
+    /// How the kernel table is built (SIMD level cap, repacking): the front end fills it from the
+    /// `EDGEVL_*` overrides; the default is the best this CPU has.
+    pub kernels: KernelConfig,
 }
 
 impl Default for SessionConfig {
@@ -53,6 +56,7 @@ impl Default for SessionConfig {
             kv_type: KvType::F16,
             mmproj: None,
             image: ImageConfig::default(),
+            kernels: KernelConfig::default(),
         }
     }
 }
@@ -103,7 +107,9 @@ impl Session {
             return Err(RuntimeError::BadSetting("threads and chunk size must be at least 1".into()));
         }
         let file = Arc::new(GgufFile::open(path)?);
-        let decoder = Decoder::load(file.clone())?;
+        // The one kernel table of the session: the decoder and the vision encoder hold it.
+        let kernels = Kernels::new(cfg.kernels);
+        let decoder = Decoder::load(file.clone(), &kernels)?;
         let tokenizer = Tokenizer::from_gguf(file.metadata())?;
         let template = ChatTemplate::from_gguf_with_tokenizer(file.metadata(), &tokenizer)?;
         let has_template = template.is_some();
@@ -120,8 +126,8 @@ impl Session {
         let vision = match &cfg.mmproj {
             Some(mmproj) => {
                 let grid_side = layout::row_col_grid_side(&tokenizer);
-                let enc =
-                    ImageEncoder::open(mmproj, cfg.image.clone(), decoder.hparams().n_embd, Some(grid_side))?;
+                let width = decoder.hparams().n_embd;
+                let enc = ImageEncoder::open(mmproj, &kernels, cfg.image.clone(), width, Some(grid_side))?;
                 Some(Arc::new(BackgroundEncoder::start(enc, cfg.n_threads)))
             }
             None => None,

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 /// SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh), 2 threads, a 1024-token context.
 pub fn smollm2() -> ServerConfig {
     let mut cfg = ServerConfig::new(edgevl_testdata::smollm2_path());
-    cfg.session = SessionConfig { n_threads: 2, n_ctx: Some(1024), chunk: 128, ..SessionConfig::default() };
+    cfg.session = SessionConfig {
+        n_threads: 2,
+        n_ctx: Some(1024),
+        chunk: 128,
+        kernels: edgevl_testdata::kernel_config(),
+        ..SessionConfig::default()
+    };
     cfg
 }
 
@@ -27,6 +33,7 @@ pub fn tiny_vlm() -> ServerConfig {
         chunk: 64,
         kv_type: KvType::F32,
         mmproj: Some(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")),
+        kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     cfg

@@ -1,15 +1,10 @@
-//! BF16 x BF16 dot products with AVX2 + FMA (the shared float kernel of [`crate::x86::avx2::dot_floats`]).
+//! BF16 x BF16 dot products with AVX2 + FMA (the shared float kernel [`crate::x86::avx2::float_dot`]).
 
-use crate::x86::avx2::{dot_floats, FLOAT_BF16};
+use crate::dispatch::DotFn;
+use crate::x86::avx2::{float_dot, FLOAT_BF16};
+use crate::x86::Avx2;
 
-/// Table entry ([`crate::dispatch::DotFn`]). Only installed after AVX2, FMA and F16C were detected.
-pub(crate) fn dot(
-    w: &[u8],
-    w_row_bytes: usize,
-    acts: &[u8],
-    act_row_bytes: usize,
-    n_act: usize,
-    out: &mut [f32],
-) {
-    dot_floats::<FLOAT_BF16>(w, w_row_bytes, acts, act_row_bytes, n_act, out);
+/// Table entry ([`DotFn`]), handed out only for the proof that the CPU has AVX2, FMA and F16C.
+pub(crate) fn dot(t: Avx2) -> DotFn {
+    float_dot::<FLOAT_BF16>(t)
 }

@@ -1,15 +1,10 @@
-//! BF16 x BF16 dot products with NEON (the shared float kernel [`crate::aarch64::neon::dot_floats`]).
+//! BF16 x BF16 dot products with NEON (the shared float kernel [`crate::aarch64::neon::float_dot`]).
 
-use crate::aarch64::neon::{dot_floats, FLOAT_BF16};
+use crate::aarch64::neon::{float_dot, FLOAT_BF16};
+use crate::aarch64::Neon;
+use crate::dispatch::DotFn;
 
-/// Table entry ([`crate::dispatch::DotFn`]). Only installed after NEON was detected.
-pub(crate) fn dot(
-    w: &[u8],
-    w_row_bytes: usize,
-    acts: &[u8],
-    act_row_bytes: usize,
-    n_act: usize,
-    out: &mut [f32],
-) {
-    dot_floats::<FLOAT_BF16>(w, w_row_bytes, acts, act_row_bytes, n_act, out);
+/// Table entry ([`DotFn`]), handed out only for a NEON proof.
+pub(crate) fn dot(t: Neon) -> DotFn {
+    float_dot::<FLOAT_BF16>(t)
 }

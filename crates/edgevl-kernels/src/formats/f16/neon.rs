@@ -1,26 +1,26 @@
-//! F16 x F16 dot products with NEON (the shared float kernel [`crate::aarch64::neon::dot_floats`]) and the f16
+//! F16 x F16 dot products with NEON (the shared float kernel [`crate::aarch64::neon::float_dot`]) and the f16
 //! activation converter (`fcvtn`: round to nearest even, bit-identical to the scalar one).
 
 use std::arch::aarch64::*;
 
-use crate::aarch64::neon::{dot_floats, f32_to_f16x4, ld_f32, FLOAT_F16};
+use crate::aarch64::neon::{f32_to_f16x4, float_dot, ld_f32, FLOAT_F16};
+use crate::aarch64::Neon;
+use crate::dispatch::{DotFn, QuantizeFn};
 use crate::formats::f32_to_f16;
 
-/// Table entry ([`crate::dispatch::DotFn`]). Only installed after NEON was detected.
-pub(crate) fn dot(
-    w: &[u8],
-    w_row_bytes: usize,
-    acts: &[u8],
-    act_row_bytes: usize,
-    n_act: usize,
-    out: &mut [f32],
-) {
-    dot_floats::<FLOAT_F16>(w, w_row_bytes, acts, act_row_bytes, n_act, out);
+/// Table entry ([`DotFn`]), handed out only for a NEON proof.
+pub(crate) fn dot(t: Neon) -> DotFn {
+    float_dot::<FLOAT_F16>(t)
 }
 
-/// Table entry ([`crate::dispatch::QuantizeFn`]) for f16 activations. Only installed after NEON was detected.
-pub(crate) fn quantize(x: &[f32], out: &mut [u8]) {
-    // SAFETY: NEON is the aarch64 baseline (and was detected).
+/// Table entry ([`QuantizeFn`]) for f16 activations, handed out only for a NEON proof.
+pub(crate) fn quantize(_: Neon) -> QuantizeFn {
+    quantize_entry
+}
+
+/// The entry [`quantize`] hands out.
+fn quantize_entry(x: &[f32], out: &mut [u8]) {
+    // SAFETY: `quantize_entry` is private and only handed out by `quantize`, whose argument proves NEON.
     unsafe { quantize_neon(x, out) }
 }
 

@@ -3,8 +3,10 @@
 use std::arch::x86_64::*;
 
 use super::{BlockQ8_0, QK8_0};
+use crate::dispatch::QuantizeFn;
 use crate::formats::{as_blocks_mut, f32_to_f16};
 use crate::x86::avx2::{dot_i8, f16_table, hsum_ps, load32_i8, simd_dot_entry};
+use crate::x86::Avx2;
 
 simd_dot_entry!("avx2,fma,f16c", BlockQ8_0, BlockQ8_0, row);
 
@@ -38,11 +40,18 @@ pub(crate) fn block<const N: usize>(wb: &BlockQ8_0, a: &[&[BlockQ8_0]; N], b: us
     }
 }
 
-/// Table entry ([`crate::dispatch::QuantizeFn`]) for Q8_0 activations. Only installed after AVX2 was detected.
-pub(crate) fn quantize(x: &[f32], out: &mut [u8]) {
+/// Table entry ([`QuantizeFn`]) for Q8_0 activations, handed out only for the proof that the CPU has AVX2, FMA and
+/// F16C.
+pub(crate) fn quantize(_: Avx2) -> QuantizeFn {
+    quantize_entry
+}
+
+/// The entry [`quantize`] hands out.
+fn quantize_entry(x: &[f32], out: &mut [u8]) {
     for (xb, b) in x.chunks_exact(QK8_0).zip(as_blocks_mut::<BlockQ8_0>(out)) {
         let xb: &[f32; QK8_0] = xb.try_into().unwrap_or_else(|_| unreachable!("chunks_exact"));
-        // SAFETY: reachable only through a table filled after detecting avx2, fma and f16c.
+        // SAFETY: `quantize_entry` is private and only handed out by `quantize`, whose argument proves the
+        // features `quantize_block` is compiled with.
         let (d, _) = unsafe { quantize_block(xb, &mut b.qs) };
         b.d = f32_to_f16(d);
     }

@@ -5,6 +5,8 @@ use std::arch::aarch64::*;
 
 use super::{BlockQ8_0, QK8_0};
 use crate::aarch64::neon::{f16x4, ld_f32, ld_i8, neon_dot_entry, I8Dot};
+use crate::aarch64::Neon;
+use crate::dispatch::QuantizeFn;
 use crate::formats::{as_blocks_mut, f32_to_f16};
 
 neon_dot_entry!(BlockQ8_0, BlockQ8_0, row);
@@ -29,10 +31,15 @@ unsafe fn row<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     sumf
 }
 
-/// Table entry ([`crate::dispatch::QuantizeFn`]) for Q8_0 activations. Only installed after NEON was detected.
-pub(crate) fn quantize(x: &[f32], out: &mut [u8]) {
+/// Table entry ([`QuantizeFn`]) for Q8_0 activations, handed out only for a NEON proof.
+pub(crate) fn quantize(_: Neon) -> QuantizeFn {
+    quantize_entry
+}
+
+/// The entry [`quantize`] hands out.
+fn quantize_entry(x: &[f32], out: &mut [u8]) {
     for (xb, b) in x.chunks_exact(QK8_0).zip(as_blocks_mut::<BlockQ8_0>(out)) {
-        // SAFETY: installed only after NEON was detected (it is the aarch64 baseline).
+        // SAFETY: `quantize_entry` is private and only handed out by `quantize`, whose argument proves NEON.
         let (d, _) = unsafe { quantize_block(xb, &mut b.qs) };
         b.d = f32_to_f16(d);
     }

@@ -2,12 +2,19 @@
 //! scalar one.
 
 use super::{BlockQ8_1, QK8_1};
+use crate::aarch64::Neon;
+use crate::dispatch::QuantizeFn;
 use crate::formats::{as_blocks_mut, f32_to_f16, q8_0::neon::quantize_block};
 
-/// Table entry ([`crate::dispatch::QuantizeFn`]) for Q8_1 activations. Only installed after NEON was detected.
-pub(crate) fn quantize(x: &[f32], out: &mut [u8]) {
+/// Table entry ([`QuantizeFn`]) for Q8_1 activations, handed out only for a NEON proof.
+pub(crate) fn quantize(_: Neon) -> QuantizeFn {
+    quantize_entry
+}
+
+/// The entry [`quantize`] hands out.
+fn quantize_entry(x: &[f32], out: &mut [u8]) {
     for (xb, b) in x.chunks_exact(QK8_1).zip(as_blocks_mut::<BlockQ8_1>(out)) {
-        // SAFETY: installed only after NEON was detected (it is the aarch64 baseline).
+        // SAFETY: `quantize_entry` is private and only handed out by `quantize`, whose argument proves NEON.
         let (d, sum) = unsafe { quantize_block(xb, &mut b.qs) };
         b.d = f32_to_f16(d);
         b.s = f32_to_f16(d * sum as f32);
