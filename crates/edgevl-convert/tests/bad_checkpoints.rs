@@ -6,10 +6,9 @@
 mod common;
 
 use std::fs;
-use std::io::{self, Write};
 use std::path::PathBuf;
 
-use common::{bf16, write_st, T};
+use common::{bf16, write_st, FailingWriter, T};
 
 use edgevl_convert::{
     convert, convert_to_writer, ConvertOptions, LlmType, Part, PlanOptions, Scheme, Silent,
@@ -208,24 +207,6 @@ fn unknown_architecture() {
     fs::write(c.dir.join("config.json"), cfg).unwrap();
     let e = c.fails();
     assert!(e.contains("config.json") && e.contains("unknown architecture 'GPTNeoXForCausalLM'"), "{e}");
-}
-
-/// A sink that fails after `left` bytes, like a full disk.
-struct FailingWriter {
-    left: usize,
-}
-
-impl Write for FailingWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() > self.left {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (test)"));
-        }
-        self.left -= buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
