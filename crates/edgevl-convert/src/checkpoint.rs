@@ -207,3 +207,17 @@ pub fn require_float(file: &SafetensorsFile, view: &TensorView) -> Result<()> {
         })
     }
 }
+
+/// The tensor has the (row-major) shape `config.json` implies.
+pub fn require_shape(file: &SafetensorsFile, view: &TensorView, expected: Vec<u64>) -> Result<()> {
+    if expected == view.shape {
+        Ok(())
+    } else {
+        Err(ConvertError::ShapeMismatch {
+            path: file.path().to_path_buf(),
+            tensor: view.name.clone(),
+            expected,
+            found: view.shape.clone(),
+        })
+    }
+}

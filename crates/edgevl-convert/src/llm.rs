@@ -5,7 +5,7 @@ use edgevl_arch::hf::{self, HfArch};
 use edgevl_arch::{general, llm};
 use edgevl_gguf::{Metadata, TensorSpec, Value};
 
-use crate::checkpoint::{require_float, Checkpoint};
+use crate::checkpoint::{require_float, require_shape, Checkpoint};
 use crate::error::{ConvertError, Result};
 use crate::hparams::{self, LlmParams};
 use crate::naming;
@@ -39,14 +39,7 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions, pre_tokenizer: Option<&
         };
         require_float(file, view)?;
         if let Some(expected) = params.expected_shape(&gguf) {
-            if expected != view.shape {
-                return Err(ConvertError::ShapeMismatch {
-                    path: file.path().to_path_buf(),
-                    tensor: view.name.clone(),
-                    expected,
-                    found: view.shape.clone(),
-                });
-            }
+            require_shape(file, view, expected)?;
         }
         let rows = if arch.permutes_qk() && (name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias"))
         {

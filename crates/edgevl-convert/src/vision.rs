@@ -12,7 +12,7 @@ use edgevl_arch::hf::vision::{self, config as vcfg, Mapped};
 use edgevl_gguf::{Array, Metadata, TensorSpec, Value};
 use serde_json::{Map, Value as Json};
 
-use crate::checkpoint::{require_float, Checkpoint, JsonFile};
+use crate::checkpoint::{require_float, require_shape, Checkpoint, JsonFile};
 use crate::error::{ConvertError, Result};
 use crate::hparams;
 use crate::llm::QUANTIZATION_VERSION;
@@ -343,14 +343,7 @@ pub fn build<'a>(ck: &'a Checkpoint, family: VisionFamily, opts: &PlanOptions) -
         for (k, (name, split)) in parts.into_iter().enumerate() {
             let mut expected = shapes.get(&name).cloned().ok_or_else(unexpected)?;
             expected[0] *= split as u64;
-            if expected != view.shape {
-                return Err(ConvertError::ShapeMismatch {
-                    path: file.path().to_path_buf(),
-                    tensor: view.name.clone(),
-                    expected,
-                    found: view.shape.clone(),
-                });
-            }
+            require_shape(file, view, expected)?;
             let mut shape = view.shape.clone();
             shape[0] /= split as u64;
             let ne: Vec<u64> = shape.iter().rev().copied().collect();
