@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# aarch64 CI step (issue 8): cross-build the whole workspace for aarch64-unknown-linux-gnu with Debian's Rust and
+# aarch64 CI step (issue 8): cross-build the crates it runs for aarch64-unknown-linux-gnu with Debian's Rust and
 # run under qemu-user (correctness only; emulation says nothing about speed):
 #   1. the kernel tests (incl. tests/neon.rs) with qemu's default CPU (NEON + dotprod: the `sdot` kernels) and
 #      again with QEMU_CPU=cortex-a53 (NEON without dotprod: the plain NEON kernels); EDGEVL_EXPECT_SIMD makes
@@ -41,8 +41,11 @@ step "toolchain: $($RUSTC --version); $(qemu-aarch64 --version | head -1)"
 # --- build -------------------------------------------------------------------------------------------------------
 # The `test` profile (opt-level 3, debug assertions and overflow checks on) for the tests and the binary alike,
 # so everything is compiled once.
-step "cross-building the workspace (all targets) for $TARGET"
-$XCARGO build --workspace --all-targets --profile test --target $TARGET
+# Only the crates run below: the others hold no architecture-specific code, and the Python bindings would need an
+# aarch64 libpython to link.
+step "cross-building the crates run under qemu (all targets) for $TARGET"
+$XCARGO build -p edgevl-kernels -p edgevl-gguf -p edgevl-tokenizer -p edgevl-model -p edgevl-cli --all-targets \
+  --profile test --target $TARGET
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
