@@ -48,7 +48,7 @@ for fam in internvl3-1b smolvlm-256m; do
   /usr/bin/time -v -o "$OUT/$fam.lcpp.time" "$LBIN/llama-bench" -m "$llm" -p 512 -n 128 -r "$R" -t "$T" -o json \
     >"$OUT/$fam.lcpp.json"
   log "$fam: edgevl bench -p 512 -n 128 -r $R -t $T"
-  /usr/bin/time -v -o "$OUT/$fam.edgevl.time" "$EDGEVL_BIN" bench -m "$llm" -p 512 -n 128 -r "$R" -t "$T" --json \
+  /usr/bin/time -v -o "$OUT/$fam.edgevl.time" "$EDGEVL_BIN" bench -m "$llm" -p 512 -n 128 -r "$R" -t "$T" --json --no-bandwidth \
     >"$OUT/$fam.edgevl.json"
   log "$fam: edgevl bench --mmproj --vit-batch 1,4"
   "$EDGEVL_BIN" bench -m "$llm" --mmproj "$vis" --vit-batch 1,4 -p 0 -n 0 -t "$T" --json --no-bandwidth \
