@@ -97,7 +97,7 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------- converter mode
 
 
-def convert_mode(hf_dir: str, out_file: str, pre: str, model_name: str, mmproj: bool) -> None:
+def convert_mode(hf_dir: str, out_file: str, pre: str, model_name: str, mmproj: bool, outtype: str) -> None:
     """Child-process entry: llama.cpp's converter with only the pre-tokenizer hash check patched out."""
     from conversion.base import TextModel  # from the sdist tree via PYTHONPATH
 
@@ -107,18 +107,22 @@ def convert_mode(hf_dir: str, out_file: str, pre: str, model_name: str, mmproj: 
     TextModel.get_vocab_base_pre = get_vocab_base_pre
     import convert_hf_to_gguf
 
-    sys.argv = ["convert_hf_to_gguf.py", hf_dir, "--outtype", "f32", "--outfile", out_file, "--model-name", model_name]
+    sys.argv = ["convert_hf_to_gguf.py", hf_dir, "--outtype", outtype, "--outfile", out_file]
+    if model_name:
+        sys.argv += ["--model-name", model_name]
     if mmproj:
         sys.argv.append("--mmproj")
     convert_hf_to_gguf.main()
 
 
-def convert(hf_dir: Path, out_file: Path, pre: str, model_name: str, mmproj: bool) -> None:
+def convert(hf_dir: Path, out_file: Path, pre: str, model_name: str, mmproj: bool, outtype: str = "f32") -> None:
+    """llama.cpp's convert_hf_to_gguf.py in a child process (model_name "": the converter derives the name)."""
     if not (LLAMACPP_SRC / "convert_hf_to_gguf.py").is_file():
         sys.exit(f"make_family_fixtures: {LLAMACPP_SRC}/convert_hf_to_gguf.py missing; run scripts/build-llamacpp.sh")
     env = dict(os.environ)
     env["PYTHONPATH"] = f"{LLAMACPP_SRC / 'gguf-py'}{os.pathsep}{LLAMACPP_SRC}"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--convert", str(hf_dir), str(out_file), pre, model_name]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--convert", str(hf_dir), str(out_file), pre, model_name,
+           outtype]
     if mmproj:
         cmd.append("--mmproj")
     subprocess.run(cmd, env=env, check=True, stdout=sys.stderr)
@@ -953,9 +957,36 @@ def whole_model(model, processor, tokenizer, out_dir: Path, family: str, cases, 
     return rows
 
 
+def save_internvl_original(model, tokenizer, tok_dir: Path, orig: Path) -> None:
+    """The checkpoint llama.cpp's converter reads: OpenGVLab's InternVLChatModel layout (model.safetensors,
+    config.json, preprocessor_config.json) and the tokenizer files from tok_dir."""
+    from safetensors.torch import save_file
+
+    orig.mkdir(parents=True, exist_ok=True)
+    save_file(internvl_original_layout(model), str(orig / "model.safetensors"), metadata={"format": "pt"})
+    (orig / "config.json").write_text(json.dumps(internvl_original_config(model, tokenizer), indent=2, sort_keys=True))
+    (orig / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "crop_size": 448,
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_resize": True,
+                "image_mean": IMAGENET_MEAN,
+                "image_std": IMAGENET_STD,
+                "resample": 3,
+                "size": 448,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (orig / f).write_bytes((tok_dir / f).read_bytes())
+
+
 def make_internvl(keep_hf: Path | None) -> None:
     import torch
-    from safetensors.torch import save_file
 
     name = "tiny-internvl"
     out_dir = FIXTURES / name
@@ -971,27 +1002,7 @@ def make_internvl(keep_hf: Path | None) -> None:
 
         # ---- original layout for llama.cpp
         orig = Path(tmp) / name
-        orig.mkdir()
-        save_file(internvl_original_layout(model), str(orig / "model.safetensors"), metadata={"format": "pt"})
-        (orig / "config.json").write_text(json.dumps(internvl_original_config(model, tokenizer), indent=2, sort_keys=True))
-        (orig / "preprocessor_config.json").write_text(
-            json.dumps(
-                {
-                    "crop_size": 448,
-                    "do_center_crop": True,
-                    "do_normalize": True,
-                    "do_resize": True,
-                    "image_mean": IMAGENET_MEAN,
-                    "image_std": IMAGENET_STD,
-                    "resample": 3,
-                    "size": 448,
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            (orig / f).write_bytes((tok_dir / f).read_bytes())
+        save_internvl_original(model, tokenizer, tok_dir, orig)
         llm_gguf, mm_gguf = out_dir / "model.gguf", out_dir / "mmproj.gguf"
         convert(orig, llm_gguf, "qwen2", "tiny-random-internvl", mmproj=False)
         convert(orig, mm_gguf, "qwen2", "tiny-random-internvl", mmproj=True)
@@ -1253,6 +1264,20 @@ def smolvlm_references(model, processor, out_dir: Path) -> dict:
     return refs
 
 
+def save_smolvlm_hf(model, hf: Path) -> None:
+    """The checkpoint as the hub's SmolVLM files are (transformers' save_pretrained, the text config naming its
+    architecture, the processor configs) into hf, which already holds the tokenizer files."""
+    model.save_pretrained(hf)
+    # As HuggingFaceTB/SmolVLM-256M-Instruct's config.json: the text config names its architecture
+    cfg = json.loads((hf / "config.json").read_text())
+    cfg["text_config"]["architectures"] = ["VLlama3ForCausalLM"]
+    (hf / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    (hf / "preprocessor_config.json").write_text(json.dumps(SMOL_PREPROC, indent=2, sort_keys=True))
+    (hf / "processor_config.json").write_text(
+        json.dumps({"image_seq_len": 64, "processor_class": "Idefics3Processor"}, indent=2, sort_keys=True)
+    )
+
+
 def make_smolvlm(keep_hf: Path | None) -> None:
     import torch
 
@@ -1267,15 +1292,7 @@ def make_smolvlm(keep_hf: Path | None) -> None:
         specials = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_HEAD + SMOLVLM_TAIL}
         model = build_smolvlm(tokenizer)
         processor = smolvlm_processor(tokenizer)
-        model.save_pretrained(hf)
-        # As HuggingFaceTB/SmolVLM-256M-Instruct's config.json: the text config names its architecture
-        cfg = json.loads((hf / "config.json").read_text())
-        cfg["text_config"]["architectures"] = ["VLlama3ForCausalLM"]
-        (hf / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
-        (hf / "preprocessor_config.json").write_text(json.dumps(SMOL_PREPROC, indent=2, sort_keys=True))
-        (hf / "processor_config.json").write_text(
-            json.dumps({"image_seq_len": 64, "processor_class": "Idefics3Processor"}, indent=2, sort_keys=True)
-        )
+        save_smolvlm_hf(model, hf)
         llm_gguf, mm_gguf = out_dir / "model.gguf", out_dir / "mmproj.gguf"
         convert(hf, llm_gguf, "smollm", "tiny-random-smolvlm", mmproj=False)
         convert(hf, mm_gguf, "smollm", "tiny-random-smolvlm", mmproj=True)
@@ -1343,8 +1360,9 @@ def make_smolvlm(keep_hf: Path | None) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) >= 6 and sys.argv[1] == "--convert":
-        convert_mode(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], mmproj="--mmproj" in sys.argv[6:])
+    if len(sys.argv) >= 7 and sys.argv[1] == "--convert":
+        hf_dir, out_file, pre, model_name, outtype = sys.argv[2:7]
+        convert_mode(hf_dir, out_file, pre, model_name, mmproj="--mmproj" in sys.argv[7:], outtype=outtype)
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--family", choices=["internvl", "smolvlm"], action="append")

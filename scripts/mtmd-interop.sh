@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # llama.cpp loads edgevl's random-weight files: llama-mtmd-cli runs a random LLM that has the lfm2
-# image tokens in its vocabulary with an edgevl-written mmproj of the same width and encodes images.
+# image tokens in its vocabulary with an edgevl-written mmproj of the same width and encodes images;
+# and it runs the SmolVLM files `edgevl convert --mmproj-out` writes (tiny random checkpoint).
 #
 #   scripts/mtmd-interop.sh                 # tiny shapes (LLM `tiny`, mmproj `siglip-tiny`): seconds
 #   scripts/mtmd-interop.sh --so400m        # also SigLIP-so400m Q8_0 + bluelm-v-3b Q4_0 (~1.9 GB, minutes)
@@ -75,14 +76,17 @@ check() { # label llm mmproj width image slices [llama-mtmd-cli options...]
   # one "output embedding shape" line per slice the vision encoder ran on (a debug line: -v)
   encoded=$(grep -c "clip_encode: output embedding shape \[$width," "$out" || true)
   decoded=$(grep -c "image decoded (batch" "$out" || true)
-  tokens=$(grep -o "image_tokens->nx = [0-9]*" "$out" | awk '{s += $3} END {print s + 0}')
-  grep -q "projector: *lfm2" "$out" || { log "  FAIL: no 'projector: lfm2' line"; ok=0; }
+  # image tokens = the rows of every slice's embedding ("output embedding shape [width, rows, 1]")
+  tokens=$({ grep -o "output embedding shape \[$width, [0-9]*" "$out" || true; } | awk '{s += $NF} END {print s + 0}')
+  # PROJ, WRAP_OPEN, WRAP_CLOSE: the projector and the text around an image (lfm2's by default)
+  local proj=${PROJ:-lfm2} open=${WRAP_OPEN:-<|image_start|>} close=${WRAP_CLOSE:-<|image_end|>}
+  grep -q "projector: *$proj" "$out" || { log "  FAIL: no 'projector: $proj' line"; ok=0; }
   grep -q "projection_dim: *$width\$" "$out" || { log "  FAIL: projection_dim is not $width"; ok=0; }
   [ "$rc" = 0 ] || { log "  FAIL: llama-mtmd-cli exited with $rc"; ok=0; }
   [ "$encoded" = "$slices" ] || { log "  FAIL: $encoded slice(s) encoded to width $width, expected $slices"; ok=0; }
   [ "$decoded" -ge 1 ] || { log "  FAIL: the image was not decoded into the LLM"; ok=0; }
-  grep -q "add_text: <|image_start|>" "$out" && grep -q "add_text: <|image_end|>" "$out" ||
-    { log "  FAIL: no <|image_start|> ... <|image_end|> in the prompt"; ok=0; }
+  grep -qF "add_text: $open" "$out" && grep -qF "$close" "$out" ||
+    { log "  FAIL: no $open ... $close in the prompt"; ok=0; }
   grep -E "load_hparams: (projector|projection_dim|patch_size)|copying image|output embedding shape|encoding done|image decoded" \
     "$out" | sed 's/^/    /' >&2 || true
   report "$ok" "$label $(basename "$image")" \
@@ -120,6 +124,21 @@ check tiny "$TINY_LLM" "$TINY_MMPROJ" 64 "$SQUARE" 1
 # Without the larger budget llama.cpp would slice this image into 512x512 tiles, which it cannot
 # run at patch 14 (see docs/interop.md); with it the image is one 1036x504 slice.
 check tiny "$TINY_LLM" "$TINY_MMPROJ" 64 "$WIDE" 1 --image-max-tokens 1024
+
+# --- SmolVLM: `edgevl convert --mmproj-out` of the tiny random Idefics3 checkpoint (the model of
+# tests/fixtures/tiny-smolvlm), LLM and mmproj both edgevl's, Q8_0 and F32 --------------------------
+for scheme in q8_0 f32; do
+  SMOL_LLM="$WORK/tiny-smolvlm.$scheme.gguf"
+  SMOL_MMPROJ="$WORK/mmproj-tiny-smolvlm.$scheme.gguf"
+  rm -f "$SMOL_LLM" "$SMOL_MMPROJ"
+  "$EDGEVL_BIN" convert tests/fixtures/hf/tiny-smolvlm -o "$SMOL_LLM" --mmproj-out "$SMOL_MMPROJ" \
+    --scheme "$scheme" --pre-tokenizer smollm -t "$T" 2>/dev/null
+  # 384x384: 4x4 tiles of 512 + the overview (global image); 1024x512: 4x2 + 1; 64 tokens each.
+  PROJ=idefics3 WRAP_OPEN="<fake_token_around_image><row_1_col_1>" WRAP_CLOSE="has_overview = 1" \
+    check "smolvlm-$scheme" "$SMOL_LLM" "$SMOL_MMPROJ" 64 "$SQUARE" 17
+  PROJ=idefics3 WRAP_OPEN="<fake_token_around_image><row_1_col_1>" WRAP_CLOSE="has_overview = 1" \
+    check "smolvlm-$scheme" "$SMOL_LLM" "$SMOL_MMPROJ" 64 "$WIDE" 9
+done
 
 # --- so400m: SigLIP-so400m Q8_0 (ffn_down F16) + BlueLM-V-3B-shaped Q4_0 with image tokens ----
 if [ "$SO400M" = 1 ]; then

@@ -9,10 +9,22 @@ clip.projector_type = lfm2, edgevl.vision.layout = global-first, llama.cpp's CLI
 Types as edgevl-gen's `VisionDType`: f32 (every tensor F32), q8_0 (weight matrices Q8_0 where
 their GGUF rows are a multiple of 32 long, F16 otherwise — the patch kernel's rows are 14 —;
 norms, biases and position embeddings F32). Quantised with the `gguf` package.
+
+Or, with --hf-dir, as a Hugging Face checkpoint in this project's layout (docs/checkpoint-format.md),
+which `edgevl convert` turns into the mmproj (and the LLM) with any scheme, no Python writer involved:
+
+    /root/venv-ref/bin/python scripts/train/export_mmproj.py main/last.pt --hf-dir /tmp/edgevl-demo-hf
+    edgevl convert /tmp/edgevl-demo-hf -o /tmp/llm.gguf --mmproj-out mmproj-q8_0.gguf --scheme q8_0
+
+The checkpoint holds the trained tower and projector (model-vision.safetensors) beside SmolLM2's own
+shards (hard links into the directory of scripts/make-smollm2-hf.sh, or --llm-dir), one index for all.
 """
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -92,12 +104,72 @@ def write(model, out, dtype, name="edgevl-demo-vision"):
     os.replace(out + ".part", out)
 
 
+def write_hf(model, out, llm_dir):
+    """The trained vision side in this project's checkpoint layout, beside SmolLM2's shards (hard links)."""
+    from safetensors.torch import save_file
+
+    os.makedirs(out, exist_ok=True)
+    v = vlm.VIT
+    llm_cfg = json.load(open(os.path.join(llm_dir, "config.json")))
+    names = {"norm": "layer_norm", "fc1": "linear_1", "fc2": "linear_2"}
+    sd = {}
+    for k, t in model.tower().state_dict().items():
+        if k != "position_ids":
+            sd["vision_tower.vision_model." + k] = t.detach().float().contiguous()
+    for k, t in model.proj.state_dict().items():
+        layer, kind = k.split(".")
+        sd[f"multi_modal_projector.{names[layer]}.{kind}"] = t.detach().float().contiguous()
+    save_file(sd, os.path.join(out, "model-vision.safetensors"), metadata={"format": "pt"})
+    index = json.load(open(os.path.join(llm_dir, "model.safetensors.index.json")))
+    for shard in sorted(set(index["weight_map"].values())):
+        dst = os.path.join(out, shard)
+        if os.path.exists(dst):
+            os.remove(dst)
+        try:
+            os.link(os.path.join(llm_dir, shard), dst)
+        except OSError:
+            shutil.copyfile(os.path.join(llm_dir, shard), dst)
+    index["weight_map"].update({k: "model-vision.safetensors" for k in sd})
+    json.dump(index, open(os.path.join(out, "model.safetensors.index.json"), "w"), indent=2, sort_keys=True)
+    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copyfile(os.path.join(llm_dir, f), os.path.join(out, f))
+    config = {
+        "architectures": ["EdgeVlForConditionalGeneration"],
+        "model_type": "edgevl",
+        "downsample_factor": 2,
+        "projector_hidden_act": "gelu_pytorch_tanh",
+        "projector_layer_norm_eps": 1e-5,
+        "text_config": llm_cfg,
+        "vision_config": {
+            "model_type": "siglip_vision_model", "hidden_size": v["hidden"], "intermediate_size": v["ff"],
+            "num_hidden_layers": v["layers"], "num_attention_heads": v["heads"], "image_size": vlm.TILE,
+            "patch_size": vlm.PATCH, "layer_norm_eps": v["eps"], "hidden_act": "gelu_pytorch_tanh", "num_channels": 3,
+        },
+    }
+    json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=2, sort_keys=True)
+    json.dump({"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": vlm.TILE, "width": vlm.TILE}},
+              open(os.path.join(out, "preprocessor_config.json"), "w"), indent=2, sort_keys=True)
+
+
+def smollm2_hf_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return subprocess.check_output([os.path.join(here, "..", "make-smollm2-hf.sh")], text=True).strip()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a train.py checkpoint (absolute, or relative to the train cache)")
     ap.add_argument("--type", choices=["f32", "q8_0"], default="q8_0")
-    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("-o", "--out", help="the mmproj GGUF to write (this script's own writer)")
+    ap.add_argument("--hf-dir", help="write a Hugging Face checkpoint in this project's layout instead")
+    ap.add_argument("--llm-dir", help="SmolLM2's Hugging Face directory (default: scripts/make-smollm2-hf.sh's)")
     a = ap.parse_args()
+    if bool(a.out) == bool(a.hf_dir):
+        ap.error("give one of -o and --hf-dir")
+    if a.hf_dir:
+        write_hf(load_vision(a.checkpoint), a.hf_dir, a.llm_dir or smollm2_hf_dir())
+        print(a.hf_dir)
+        return
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     write(load_vision(a.checkpoint), a.out, a.type)
     print(a.out, os.path.getsize(a.out), "bytes")

@@ -13,6 +13,8 @@ pub const FILE_TYPE: &str = "general.file_type";
 /// `general.quantization_version`: version of the quantisation formats (2).
 pub const QUANTIZATION_VERSION: &str = "general.quantization_version";
 
+/// `general.type` of a language model's file.
+pub const TYPE_MODEL: &str = "model";
 /// `general.type` of an mmproj file.
 pub const TYPE_MMPROJ: &str = "mmproj";
 /// `general.architecture` of an mmproj file.

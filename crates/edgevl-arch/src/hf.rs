@@ -12,6 +12,8 @@
 
 use crate::llm::{self, Block};
 
+pub mod vision;
+
 /// Decoder architectures a converter reads (`config.json` `architectures[0]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HfArch {
@@ -22,9 +24,13 @@ pub enum HfArch {
 }
 
 impl HfArch {
-    /// Every architecture, with its `architectures` name.
-    pub const ALL: [(HfArch, &'static str); 2] =
-        [(HfArch::Llama, "LlamaForCausalLM"), (HfArch::Qwen2, "Qwen2ForCausalLM")];
+    /// Every architecture, with its `architectures` names (the first is the one reported);
+    /// `VLlama3ForCausalLM` is the decoder of SmolVLM (Idefics3) checkpoints.
+    pub const ALL: [(HfArch, &'static str); 3] = [
+        (HfArch::Llama, "LlamaForCausalLM"),
+        (HfArch::Qwen2, "Qwen2ForCausalLM"),
+        (HfArch::Llama, "VLlama3ForCausalLM"),
+    ];
 
     /// The architecture named `name` in `config.json`.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -59,9 +65,10 @@ pub const LM_HEAD: &str = "lm_head.weight";
 /// Prefix of the decoder blocks, followed by `{layer}.`.
 pub const LAYERS_PREFIX: &str = "model.layers.";
 
-/// Prefixes llama.cpp's converter strips from decoder tensor names of multimodal checkpoints
-/// (`language_model.` everywhere, `text_model.` for SmolVLM).
-pub const STRIPPED_PREFIXES: [&str; 2] = ["language_model.", "text_model."];
+/// Name parts llama.cpp's converter removes from decoder tensor names of multimodal checkpoints,
+/// wherever they are (`language_model.` everywhere, `text_model.` for SmolVLM's
+/// `model.text_model.*`).
+pub const STRIPPED_PARTS: [&str; 2] = ["language_model.", "text_model."];
 
 /// The block tensors: name after `model.layers.{i}.` and the GGUF block tensor.
 pub const BLOCK_TENSORS: [(&str, Block); 12] = [
@@ -127,7 +134,7 @@ pub fn block_tensor_name(layer: usize, t: Block) -> Option<String> {
     BLOCK_TENSORS.iter().find(|(_, b)| *b == t).map(|(s, _)| format!("{LAYERS_PREFIX}{layer}.{s}"))
 }
 
-/// The GGUF name of a decoder tensor (after [`STRIPPED_PREFIXES`] are removed), or `None` when
+/// The GGUF name of a decoder tensor (after [`STRIPPED_PARTS`] are removed), or `None` when
 /// the name is not one of a LLaMA/Qwen2 decoder's.
 pub fn llm_tensor(hf_name: &str) -> Option<String> {
     match hf_name {
@@ -212,7 +219,7 @@ mod tests {
         assert_eq!(llm_tensor("model.norm.weight").unwrap(), llm::OUTPUT_NORM);
         for (a, n) in HfArch::ALL {
             assert_eq!(HfArch::from_name(n), Some(a));
-            assert_eq!(a.hf_name(), n);
+            assert_eq!(HfArch::from_name(a.hf_name()), Some(a));
         }
     }
 }

@@ -20,9 +20,14 @@ pub struct ConvertArgs {
     /// Output GGUF (the decoder).
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
-    /// Output GGUF of the vision tower and projector (mmproj) of a vision-language checkpoint.
+    /// Output GGUF of the vision tower and projector (mmproj) of a vision-language checkpoint
+    /// (this project's layout, InternVL, SmolVLM); written as llama.cpp's `--mmproj` writes it.
     #[arg(long)]
     mmproj_out: Option<PathBuf>,
+    /// tokenizer.ggml.pre for a BPE tokenizer llama.cpp's hash table does not know (e.g. `qwen2`,
+    /// `smollm`, `llama-bpe`): the pre-tokenizer it was trained with.
+    #[arg(long)]
+    pre_tokenizer: Option<String>,
     /// Precision: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k (llama-quantize's Q4_K_M), or bluelm (the paper's mix).
     #[arg(long, default_value = "q8_0")]
     scheme: String,
@@ -86,12 +91,6 @@ impl Progress for Report {
 
 /// Runs `edgevl convert`.
 pub fn run(a: &ConvertArgs) -> Result<()> {
-    if let Some(m) = &a.mmproj_out {
-        bail!(
-            "--mmproj-out {}: vision-language checkpoints are not converted yet (the LLM side is; see docs/quantization.md)",
-            m.display()
-        );
-    }
     let Some(scheme) = Scheme::parse(&a.scheme) else {
         let names: Vec<&str> = Scheme::ALL.iter().map(|(_, n)| *n).collect();
         bail!("unknown --scheme '{}' (one of: {})", a.scheme, names.join(", "));
@@ -111,17 +110,26 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         plan: PlanOptions { scheme, llm_type, pure: a.pure },
         threads: a.threads.unwrap_or_else(edgevl_runtime::physical_cores),
         cancel: Some(cancel),
+        pre_tokenizer: a.pre_tokenizer.clone(),
     };
     let mut report = Report { bar: None, n: 0, start: Instant::now() };
-    let summary = convert(&a.src, &a.out, &opts, &mut report)?;
+    let summary = convert(&a.src, &a.out, a.mmproj_out.as_deref(), &opts, &mut report)?;
+    report_types(&a.out, &summary.tensors);
+    if let Some(m) = &a.mmproj_out {
+        report_types(m, &summary.mmproj_tensors);
+    }
+    Ok(())
+}
+
+/// "wrote FILE (N TYPE, ...)" on stderr.
+fn report_types(path: &Path, tensors: &[(String, GgmlType)]) {
     let mut counts: Vec<(GgmlType, usize)> = Vec::new();
-    for (_, t) in &summary.tensors {
+    for (_, t) in tensors {
         match counts.iter_mut().find(|(x, _)| x == t) {
             Some(c) => c.1 += 1,
             None => counts.push((*t, 1)),
         }
     }
     let types: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
-    eprintln!("edgevl convert: wrote {} ({})", a.out.display(), types.join(", "));
-    Ok(())
+    eprintln!("edgevl convert: wrote {} ({})", path.display(), types.join(", "));
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ConvertError, Result};
-use crate::safetensors::{SafetensorsFile, TensorView};
+use crate::safetensors::{Dtype, SafetensorsFile, TensorView};
 
 /// `model.safetensors.index.json`.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -192,5 +192,32 @@ impl Checkpoint {
     /// The tensor named `name`.
     pub fn get(&self, name: &str) -> Option<(&SafetensorsFile, &TensorView)> {
         self.by_name.get(name).map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
+    }
+}
+
+/// The tensor's element type is one the converter reads (F32, F16, BF16).
+pub fn require_float(file: &SafetensorsFile, view: &TensorView) -> Result<()> {
+    if matches!(view.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        Ok(())
+    } else {
+        Err(ConvertError::UnsupportedDtype {
+            path: file.path().to_path_buf(),
+            tensor: view.name.clone(),
+            dtype: view.dtype.name().into(),
+        })
+    }
+}
+
+/// The tensor has the (row-major) shape `config.json` implies.
+pub fn require_shape(file: &SafetensorsFile, view: &TensorView, expected: Vec<u64>) -> Result<()> {
+    if expected == view.shape {
+        Ok(())
+    } else {
+        Err(ConvertError::ShapeMismatch {
+            path: file.path().to_path_buf(),
+            tensor: view.name.clone(),
+            expected,
+            found: view.shape.clone(),
+        })
     }
 }

@@ -121,7 +121,7 @@ pub enum ConvertError {
         message: String,
     },
     /// The BPE pre-tokenizer's hash is not in llama.cpp's table.
-    #[error("tokenizer '{}': BPE pre-tokenizer not recognised: chkhsh {chkhsh} is not in llama.cpp's table (convert_hf_to_gguf_update.py)", path.display())]
+    #[error("tokenizer '{}': BPE pre-tokenizer not recognised: chkhsh {chkhsh} is not in llama.cpp's table (convert_hf_to_gguf_update.py); if you know which pre-tokenizer it uses, name it with --pre-tokenizer", path.display())]
     UnknownPreTokenizer {
         /// The tokenizer file.
         path: PathBuf,

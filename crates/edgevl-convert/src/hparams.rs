@@ -1,7 +1,8 @@
 //! Decoder hyper-parameters from `config.json`, read as llama.cpp's converter reads them: through
 //! transformers' config class, so a field the file leaves out takes transformers' default.
 
-use edgevl_arch::hf::{config as cfg, HfArch};
+use edgevl_arch::family::VisionFamily;
+use edgevl_arch::hf::{config as cfg, vision, HfArch};
 use edgevl_arch::{general, llm, llm::Block, llm::LlmKey};
 use edgevl_gguf::{Metadata, Value};
 use serde_json::{Map, Value as Json};
@@ -79,10 +80,16 @@ pub struct LlmParams {
     pub tie_word_embeddings: bool,
 }
 
-/// The config with `text_config` merged over the root, as llama.cpp does for multimodal checkpoints.
+/// The language model's config inside a multimodal `config.json`: `text_config`, or InternVL's
+/// `llm_config` (llama.cpp reads it as `text_config`).
+pub fn text_config(config: &JsonFile) -> Option<&Map<String, Json>> {
+    [cfg::TEXT_CONFIG, vision::config::LLM_CONFIG].iter().find_map(|k| config.root.get(*k)?.as_object())
+}
+
+/// The config with the text config merged over the root, as llama.cpp does for multimodal checkpoints.
 pub fn merged(config: &JsonFile) -> Map<String, Json> {
     let mut m = config.root.clone();
-    if let Some(Json::Object(text)) = config.root.get(cfg::TEXT_CONFIG) {
+    if let Some(text) = text_config(config) {
         for (k, v) in text {
             m.insert(k.clone(), v.clone());
         }
@@ -90,27 +97,56 @@ pub fn merged(config: &JsonFile) -> Map<String, Json> {
     m
 }
 
-/// The architecture named by `architectures[0]`.
-pub fn architecture(config: &JsonFile) -> Result<(HfArch, String)> {
-    let name = config
-        .root
-        .get(cfg::ARCHITECTURES)
-        .and_then(Json::as_array)
-        .and_then(|a| a.first())
-        .and_then(Json::as_str)
-        .ok_or_else(|| ConvertError::Config {
-            path: config.path.clone(),
-            field: cfg::ARCHITECTURES.into(),
-            message: "missing, or not a list of names".into(),
-        })?;
-    match HfArch::from_name(name) {
-        Some(a) => Ok((a, name.to_string())),
-        None => Err(ConvertError::UnknownArchitecture {
-            path: config.path.clone(),
-            name: name.to_string(),
-            known: HfArch::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
-        }),
+/// What `config.json` says the checkpoint is: its decoder, and for a vision-language checkpoint
+/// the family of its vision side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Architecture {
+    /// The decoder.
+    pub llm: HfArch,
+    /// The vision family, for a vision-language checkpoint.
+    pub vision: Option<VisionFamily>,
+}
+
+/// The architecture named by `architectures[0]`; for a vision-language model, its decoder is the
+/// one the text config's `architectures[0]` names (as llama.cpp's `get_model_architecture`).
+pub fn architecture(config: &JsonFile) -> Result<Architecture> {
+    let first = |m: &Map<String, Json>| -> Option<String> {
+        m.get(cfg::ARCHITECTURES)?.as_array()?.first()?.as_str().map(str::to_string)
+    };
+    let name = first(&config.root).ok_or_else(|| ConvertError::Config {
+        path: config.path.clone(),
+        field: cfg::ARCHITECTURES.into(),
+        message: "missing, or not a list of names".into(),
+    })?;
+    let unknown = |name: String| ConvertError::UnknownArchitecture {
+        path: config.path.clone(),
+        name,
+        known: HfArch::ALL
+            .iter()
+            .map(|(_, n)| *n)
+            .chain(vision::ARCHITECTURES.iter().map(|(n, _)| *n))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    if let Some(arch) = HfArch::from_name(&name) {
+        return Ok(Architecture { llm: arch, vision: None });
     }
+    let Some(family) = vision::family_of(&name) else {
+        return Err(unknown(name));
+    };
+    let llm = match text_config(config).and_then(first) {
+        Some(text) => HfArch::from_name(&text).ok_or_else(|| unknown(text))?,
+        // SmolVLM's decoder is a LLaMA (llama.cpp then maps the top-level name to it).
+        None if family == VisionFamily::Idefics3 => HfArch::Llama,
+        None => {
+            return Err(ConvertError::Config {
+                path: config.path.clone(),
+                field: format!("{}.{}", cfg::TEXT_CONFIG, cfg::ARCHITECTURES),
+                message: format!("a {name} checkpoint must name its decoder (e.g. LlamaForCausalLM)"),
+            })
+        }
+    };
+    Ok(Architecture { llm, vision: Some(family) })
 }
 
 /// The first of `keys` present (and not null) in `m`.
@@ -272,7 +308,7 @@ mod tests {
         let c = config(
             r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000}"#,
         );
-        let p = LlmParams::from_config(&c, architecture(&c).unwrap().0).unwrap();
+        let p = LlmParams::from_config(&c, architecture(&c).unwrap().llm).unwrap();
         assert_eq!(
             (p.n_ctx, p.rms_eps, p.rope_theta, p.head_dim, p.write_head_dim),
             (32768, 1e-6, 10000.0, 16, false)

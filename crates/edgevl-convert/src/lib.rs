@@ -2,7 +2,8 @@
 //!
 //! A checkpoint directory (`config.json`, `*.safetensors` or shards with
 //! `model.safetensors.index.json`, `tokenizer.json` + `tokenizer_config.json`) becomes the GGUF
-//! llama.cpp's `convert_hf_to_gguf.py` would write — same tensor names, order, metadata keys and
+//! (and, for a vision-language checkpoint, the mmproj GGUF of `--mmproj`) llama.cpp's
+//! `convert_hf_to_gguf.py` would write — same tensor names, order, metadata keys and
 //! values — with the tensor types `llama-quantize` would then choose for the scheme, in one pass:
 //! tensors are read through mmap, converted a slab of rows at a time on several threads and
 //! appended to a temporary file beside the output, renamed into place only when complete.
@@ -13,8 +14,9 @@
 //!     plan: PlanOptions { scheme: Scheme::Q4_0, llm_type: LlmType::Q4_0, pure: false },
 //!     threads: 2,
 //!     cancel: None,
+//!     pre_tokenizer: None,
 //! };
-//! convert("SmolLM2-135M-Instruct".as_ref(), "smollm2-q4_0.gguf".as_ref(), &opts, &mut Silent).unwrap();
+//! convert("SmolLM2-135M-Instruct".as_ref(), "smollm2-q4_0.gguf".as_ref(), None, &opts, &mut Silent).unwrap();
 //! ```
 #![warn(missing_docs)]
 
@@ -27,6 +29,7 @@ mod naming;
 mod plan;
 pub mod safetensors;
 mod stream;
+mod vision;
 mod vocab;
 
 use std::io::Write;
@@ -42,7 +45,9 @@ pub use plan::{fallback, LlmType, PlanOptions, Scheme};
 pub use stream::{Progress, Silent};
 pub use vocab::{chkhsh, pre_tokenizer_name};
 
+use edgevl_arch::family::VisionFamily;
 use edgevl_gguf::{AtomicFile, GgmlType};
+use stream::Job;
 
 /// Options of a conversion.
 #[derive(Debug, Clone)]
@@ -53,58 +58,108 @@ pub struct ConvertOptions {
     pub threads: usize,
     /// Set to true (e.g. by a Ctrl-C handler) to stop; the output is then not written.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// `tokenizer.ggml.pre` for a BPE tokenizer whose hash llama.cpp's table does not know (one of
+    /// the table's names); `None`: the table decides.
+    pub pre_tokenizer: Option<String>,
+}
+
+/// Which file of a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The language model (`-o OUT.gguf`).
+    Llm,
+    /// The vision tower and projector of a vision-language checkpoint (`--mmproj-out`).
+    Mmproj,
 }
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    /// Each tensor's name and type, in file order.
+    /// Each tensor's name and type in the language model's file, in file order.
     pub tensors: Vec<(String, GgmlType)>,
+    /// The same for the mmproj file (empty when none was asked for).
+    pub mmproj_tensors: Vec<(String, GgmlType)>,
 }
 
-/// Converts the checkpoint in `src` to the decoder GGUF `out`: written to `OUT.part-<pid>` and
-/// renamed onto `out` when complete; on any error (or cancellation) neither is left behind.
+/// The vision family of the checkpoint, which must be a vision-language one.
+fn vision_family(ck: &Checkpoint) -> Result<VisionFamily> {
+    let arch = hparams::architecture(&ck.config)?;
+    arch.vision.ok_or_else(|| ConvertError::Config {
+        path: ck.config.path.clone(),
+        field: edgevl_arch::hf::config::ARCHITECTURES.into(),
+        message: format!(
+            "{} has no vision tower: an mmproj needs a vision-language checkpoint ({})",
+            arch.llm.hf_name(),
+            edgevl_arch::hf::vision::ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+/// Plans `part` of the checkpoint.
+fn plan_part<'a>(ck: &'a Checkpoint, part: Part, opts: &ConvertOptions) -> Result<Job<'a>> {
+    match part {
+        Part::Llm => llm::build(ck, &opts.plan, opts.pre_tokenizer.as_deref()),
+        Part::Mmproj => vision::build(ck, vision_family(ck)?, &opts.plan),
+    }
+}
+
+/// Streams `job` into the temporary file of `out`, not yet renamed.
+fn write_part(
+    out: &Path,
+    job: &Job,
+    opts: &ConvertOptions,
+    progress: &mut dyn Progress,
+) -> Result<AtomicFile> {
+    let file =
+        AtomicFile::create(out).map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
+    stream::write_all(file, out, job, opts.threads, opts.cancel.as_deref(), progress)
+}
+
+/// Converts the checkpoint in `src` to the decoder GGUF `out` and, when `mmproj_out` is given, its
+/// vision tower and projector to that mmproj GGUF. Both files are planned (every check of the
+/// checkpoint done) before either is written; each is written to `NAME.part-<pid>` and both are
+/// renamed into place only when both are complete; on any error (or cancellation) none of them
+/// is left behind.
 pub fn convert(
     src: &Path,
     out: &Path,
+    mmproj_out: Option<&Path>,
     opts: &ConvertOptions,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let ck = Checkpoint::open(src)?;
-    let job = llm::build(&ck, &opts.plan)?;
-    let file =
-        AtomicFile::create(out).map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
-    let file = stream::write_all(
-        file,
-        out,
-        &job.metadata,
-        &job.tensors,
-        opts.threads,
-        opts.cancel.as_deref(),
-        progress,
-    )?;
-    file.commit().map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
-    Ok(Summary { tensors: llm::summary(&job) })
+    let llm_job = plan_part(&ck, Part::Llm, opts)?;
+    let mm_job = mmproj_out.map(|p| plan_part(&ck, Part::Mmproj, opts).map(|j| (p, j))).transpose()?;
+    let llm_file = write_part(out, &llm_job, opts, progress)?;
+    let mm_file = match &mm_job {
+        Some((path, job)) => Some((*path, write_part(path, job, opts, progress)?)),
+        None => None,
+    };
+    llm_file.commit().map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
+    if let Some((path, file)) = mm_file {
+        if let Err(source) = file.commit() {
+            let _ = std::fs::remove_file(out);
+            return Err(ConvertError::Io { path: path.to_path_buf(), source });
+        }
+    }
+    Ok(Summary {
+        tensors: llm_job.summary(),
+        mmproj_tensors: mm_job.map(|(_, j)| j.summary()).unwrap_or_default(),
+    })
 }
 
-/// Converts the checkpoint in `src` and writes the GGUF bytes to `sink` (`label` names it in errors).
+/// Converts `part` of the checkpoint in `src` and writes the GGUF bytes to `sink` (`label` names it
+/// in errors); returns the sink and each tensor's name and type.
 pub fn convert_to_writer<W: Write>(
     src: &Path,
+    part: Part,
     sink: W,
     label: &Path,
     opts: &ConvertOptions,
     progress: &mut dyn Progress,
-) -> Result<(W, Summary)> {
+) -> Result<(W, Vec<(String, GgmlType)>)> {
     let ck = Checkpoint::open(src)?;
-    let job = llm::build(&ck, &opts.plan)?;
-    let sink = stream::write_all(
-        sink,
-        label,
-        &job.metadata,
-        &job.tensors,
-        opts.threads,
-        opts.cancel.as_deref(),
-        progress,
-    )?;
-    Ok((sink, Summary { tensors: llm::summary(&job) }))
+    let job = plan_part(&ck, part, opts)?;
+    let sink = stream::write_all(sink, label, &job, opts.threads, opts.cancel.as_deref(), progress)?;
+    Ok((sink, job.summary()))
 }

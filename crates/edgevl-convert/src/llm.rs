@@ -3,51 +3,33 @@
 
 use edgevl_arch::hf::{self, HfArch};
 use edgevl_arch::{general, llm};
-use edgevl_gguf::{GgmlType, Metadata, TensorSpec, Value};
+use edgevl_gguf::{Metadata, TensorSpec, Value};
 
-use crate::checkpoint::{Checkpoint, JsonFile};
+use crate::checkpoint::{require_float, require_shape, Checkpoint};
 use crate::error::{ConvertError, Result};
 use crate::hparams::{self, LlmParams};
-use crate::naming::{self, Naming};
+use crate::naming;
 use crate::plan::{self, PlanOptions, Scheme, TypedTensor};
-use crate::safetensors::Dtype;
-use crate::stream::{PlannedTensor, Rows};
+use crate::safetensors::{SafetensorsFile, TensorView};
+use crate::stream::{n_params, Job, PlannedTensor, Rows};
 use crate::vocab;
 
 /// GGML's quantisation version, written as `general.quantization_version`.
-const QUANTIZATION_VERSION: u32 = 2;
+pub const QUANTIZATION_VERSION: u32 = 2;
 
-/// A file ready to stream: its metadata and planned tensors.
-#[derive(Debug)]
-pub struct Job<'a> {
-    /// Metadata in write order.
-    pub metadata: Metadata,
-    /// Tensors in write order.
-    pub tensors: Vec<PlannedTensor<'a>>,
-}
-
-/// Plans the decoder's GGUF for checkpoint `ck`.
-pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions) -> Result<Job<'a>> {
-    let (arch, _) = hparams::architecture(&ck.config)?;
+/// Plans the decoder's GGUF for checkpoint `ck`; `pre_tokenizer` names `tokenizer.ggml.pre` for a
+/// tokenizer llama.cpp's hash table does not know.
+pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions, pre_tokenizer: Option<&str>) -> Result<Job<'a>> {
+    let arch = hparams::architecture(&ck.config)?.llm;
     let params = LlmParams::from_config(&ck.config, arch)?;
-    let mut mapped: Vec<(
-        String,
-        Vec<u64>,
-        Rows,
-        &crate::safetensors::SafetensorsFile,
-        &crate::safetensors::TensorView,
-    )> = Vec::new();
+    let mut mapped: Vec<(String, Vec<u64>, Rows, &SafetensorsFile, &TensorView)> = Vec::new();
     for (file, view) in ck.tensors() {
         if hf::SKIPPED_SUFFIXES.iter().any(|s| view.name.ends_with(s)) || hf::is_multimodal_tensor(&view.name)
         {
             continue;
         }
-        let mut name = view.name.as_str();
-        for p in hf::STRIPPED_PREFIXES {
-            if let Some(rest) = name.strip_prefix(p) {
-                name = rest;
-            }
-        }
+        let name = hf::STRIPPED_PARTS.iter().fold(view.name.clone(), |n, p| n.replace(p, ""));
+        let name = name.as_str();
         let Some(gguf) = hf::llm_tensor(name) else {
             return Err(ConvertError::UnexpectedTensor {
                 path: file.path().to_path_buf(),
@@ -55,22 +37,9 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions) -> Result<Job<'a>> {
                 arch: arch.hf_name().into(),
             });
         };
-        if !matches!(view.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-            return Err(ConvertError::UnsupportedDtype {
-                path: file.path().to_path_buf(),
-                tensor: view.name.clone(),
-                dtype: view.dtype.name().into(),
-            });
-        }
+        require_float(file, view)?;
         if let Some(expected) = params.expected_shape(&gguf) {
-            if expected != view.shape {
-                return Err(ConvertError::ShapeMismatch {
-                    path: file.path().to_path_buf(),
-                    tensor: view.name.clone(),
-                    expected,
-                    found: view.shape.clone(),
-                });
-            }
+            require_shape(file, view, expected)?;
         }
         let rows = if arch.permutes_qk() && (name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias"))
         {
@@ -98,22 +67,24 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions) -> Result<Job<'a>> {
         })
         .collect();
 
-    let total_params: u64 = tensors.iter().map(|t| t.view.n_elements()).sum();
     let mut md = Metadata::new();
-    md.set(general::ARCHITECTURE.into(), Value::Str(arch.gguf_arch().into()));
-    md.set(general::TYPE.into(), Value::Str("model".into()));
-    if let Some(gen) = JsonFile::read_optional(&ck.dir().join("generation_config.json")).ok().flatten() {
-        naming::write_sampling(&mut md, &gen.root);
-    }
     let merged = hparams::merged(&ck.config);
-    Naming::derive(ck.dir(), &merged, total_params).write(&mut md);
+    naming::write_header(
+        &mut md,
+        ck.dir(),
+        arch.gguf_arch(),
+        general::TYPE_MODEL,
+        &merged,
+        n_params(&tensors),
+    );
     // llama-quantize re-sets these two keys after copying the converter's, which moves them last.
     let requantized = !matches!(opts.scheme, Scheme::F32 | Scheme::F16 | Scheme::BF16);
     params.write_metadata(&mut md, (!requantized).then(|| opts.file_type()));
     if !requantized {
         md.set(general::QUANTIZATION_VERSION.into(), Value::U32(QUANTIZATION_VERSION));
     }
-    vocab::import(ck.dir(), arch, &merged, params.vocab_size, &mut md)?;
+    // Special token ids: config.json's root, then its `text_config` (gguf-py's SpecialVocab).
+    vocab::import(ck.dir(), arch, &ck.config.root, params.vocab_size, pre_tokenizer, &mut md)?;
     if requantized {
         md.set(general::QUANTIZATION_VERSION.into(), Value::U32(QUANTIZATION_VERSION));
         md.set(general::FILE_TYPE.into(), Value::U32(opts.file_type()));
@@ -145,9 +116,4 @@ fn check_complete(ck: &Checkpoint, arch: HfArch, p: &LlmParams, names: &[&str]) 
         }
     }
     Ok(())
-}
-
-/// The converted file's type of each tensor, for reports.
-pub fn summary(job: &Job) -> Vec<(String, GgmlType)> {
-    job.tensors.iter().map(|t| (t.spec.name.clone(), t.spec.ggml_type)).collect()
 }

@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use edgevl_arch::general;
+
+use crate::checkpoint::JsonFile;
 use edgevl_gguf::{Metadata, Value};
 use serde_json::{Map, Value as Json};
 
@@ -345,6 +347,28 @@ impl Naming {
         }
     }
 }
+
+/// Writes the keys every converted file starts with, in llama.cpp's order: `general.architecture`
+/// = `arch`, `general.type` = `file_kind`, the sampler settings of the checkpoint's
+/// `generation_config.json`, then the naming keys derived from `dir`, `config` and `n_params`.
+pub fn write_header(
+    md: &mut Metadata,
+    dir: &Path,
+    arch: &str,
+    file_kind: &str,
+    config: &Map<String, Json>,
+    n_params: u64,
+) {
+    md.set(general::ARCHITECTURE.into(), Value::Str(arch.into()));
+    md.set(general::TYPE.into(), Value::Str(file_kind.into()));
+    if let Some(gen) = JsonFile::read_optional(&dir.join(GENERATION_CONFIG)).ok().flatten() {
+        write_sampling(md, &gen.root);
+    }
+    Naming::derive(dir, config, n_params).write(md);
+}
+
+/// `generation_config.json`: recommended sampler settings.
+pub const GENERATION_CONFIG: &str = "generation_config.json";
 
 /// Sampler settings from `generation_config.json`, as `general.sampling.*` (ints as i32, floats as f32).
 pub fn write_sampling(md: &mut Metadata, gen: &Map<String, Json>) {

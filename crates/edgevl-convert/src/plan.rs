@@ -3,7 +3,8 @@
 //! including its fallbacks for rows that are not a multiple of the block size and its choices for
 //! `token_embd` and `output`; `bluelm` is the paper's mixed precision.
 
-use edgevl_arch::llm;
+use edgevl_arch::family::VisionFamily;
+use edgevl_arch::{clip, llm};
 use edgevl_gguf::GgmlType;
 
 /// A precision scheme (`--scheme`).
@@ -106,6 +107,74 @@ impl PlanOptions {
                 LlmType::Q4K => 14,
             },
         }
+    }
+}
+
+impl Scheme {
+    /// The `--outtype` of `convert_hf_to_gguf.py --mmproj` the scheme's mmproj is written with:
+    /// the float schemes their own, every quantised scheme Q8_0 (the paper's INT8 ViT and
+    /// projector; llama-quantize does not quantise mmproj files).
+    pub fn mmproj_type(self) -> GgmlType {
+        match self {
+            Scheme::F32 => GgmlType::F32,
+            Scheme::F16 => GgmlType::F16,
+            Scheme::BF16 => GgmlType::BF16,
+            Scheme::Q8_0 | Scheme::Q4_0 | Scheme::Q4_1 | Scheme::Q4K | Scheme::BlueLm => GgmlType::Q8_0,
+        }
+    }
+}
+
+/// `general.file_type` of an mmproj written as `outtype` (llama.cpp's `llama_ftype`).
+pub fn mmproj_file_type(outtype: GgmlType) -> u32 {
+    match outtype {
+        GgmlType::F16 => 1,
+        GgmlType::Q8_0 => 7,
+        GgmlType::BF16 => 32,
+        _ => 0,
+    }
+}
+
+/// A vision tensor to be typed: its checkpoint name and number of dims, and its GGUF name and dims.
+#[derive(Clone, Debug)]
+pub struct VisionTyped<'a> {
+    /// Checkpoint name.
+    pub hf_name: &'a str,
+    /// Number of dims of the checkpoint tensor (as PyTorch counts them).
+    pub hf_ndims: usize,
+    /// GGUF name and ggml dims.
+    pub gguf: TypedTensor<'a>,
+}
+
+/// The type `convert_hf_to_gguf.py --mmproj --outtype` gives a vision tensor of `family`
+/// (`prepare_tensors` with `MmprojModel.tensor_force_quant` and the family's): patch kernels F32
+/// (F16 in an F16 file), the family's embeddings F32, 1-D tensors, norms, position embeddings and
+/// names not ending in `.weight` F32, everything else `outtype`, falling back to F16 when Q8_0
+/// cannot hold the rows.
+pub fn mmproj_tensor_type(family: VisionFamily, outtype: GgmlType, t: &VisionTyped) -> GgmlType {
+    let name = t.gguf.name;
+    let forced = if name.contains(".patch_embd.weight") {
+        Some(if outtype == GgmlType::F16 { GgmlType::F16 } else { GgmlType::F32 })
+    } else {
+        match family {
+            VisionFamily::InternVl if name.contains(".position_embd.") => Some(GgmlType::F32),
+            VisionFamily::Idefics3 if t.hf_name.contains(".embeddings.") => Some(GgmlType::F32),
+            _ => None,
+        }
+    };
+    if t.hf_ndims <= 1 || name.ends_with("_norm.weight") {
+        return GgmlType::F32;
+    }
+    if let Some(ty) = forced {
+        return ty;
+    }
+    if name == clip::VisionTensor::PositionEmbd.weight() || !name.ends_with(".weight") {
+        return GgmlType::F32;
+    }
+    let row = t.gguf.ne.first().copied().unwrap_or(1);
+    if row % outtype.block_size() as u64 != 0 {
+        GgmlType::F16
+    } else {
+        outtype
     }
 }
 

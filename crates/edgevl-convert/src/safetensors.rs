@@ -162,8 +162,10 @@ impl SafetensorsFile {
     }
 }
 
-/// Parses and validates the header of a mapped file.
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
+/// Parses and validates the header of a file whose bytes are `bytes` (`path` names it in errors):
+/// its tensors in name order, each range inside `bytes` and as long as its shape and dtype say,
+/// the ranges contiguous over the data section.
+pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
     let err = |tensor: Option<&str>, message: String| ConvertError::Safetensors {
         path: path.to_path_buf(),
         tensor: tensor.map(str::to_string),

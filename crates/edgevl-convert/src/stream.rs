@@ -28,6 +28,12 @@ pub enum Rows {
         /// Heads the rows are split into.
         n_head: u64,
     },
+    /// Rows `first..` of the source, as many as the output has (one third of InternViT's fused
+    /// `attn.qkv`); a 1-D source counts rows of the output's length.
+    Slice {
+        /// The first source row.
+        first: usize,
+    },
 }
 
 impl Rows {
@@ -35,6 +41,7 @@ impl Rows {
     fn source(self, r: usize, n_rows: usize) -> usize {
         match self {
             Rows::AsIs => r,
+            Rows::Slice { first } => first + r,
             Rows::PermuteQk { n_head } => {
                 let per_head = n_rows / n_head as usize;
                 let half = per_head / 2;
@@ -44,6 +51,27 @@ impl Rows {
             }
         }
     }
+}
+
+/// A file ready to stream: its metadata and planned tensors, in write order.
+#[derive(Debug)]
+pub struct Job<'a> {
+    /// Metadata in write order.
+    pub metadata: Metadata,
+    /// Tensors in write order.
+    pub tensors: Vec<PlannedTensor<'a>>,
+}
+
+impl Job<'_> {
+    /// Each tensor's name and type, in file order.
+    pub fn summary(&self) -> Vec<(String, GgmlType)> {
+        self.tensors.iter().map(|t| (t.spec.name.clone(), t.spec.ggml_type)).collect()
+    }
+}
+
+/// Elements of all tensors (gguf-py's parameter count, for `general.size_label`).
+pub fn n_params(tensors: &[PlannedTensor]) -> u64 {
+    tensors.iter().map(|t| t.spec.dims.iter().product::<u64>()).sum()
 }
 
 /// One output tensor and where its data comes from.
@@ -112,12 +140,11 @@ fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
     quantize_ref(DType::from_ggml_type_id(t.id())?, x)
 }
 
-/// Writes `metadata` and `tensors` to `sink`, converting each tensor in slabs on `threads` threads.
+/// Writes `job` to `sink`, converting each tensor in slabs on `threads` threads.
 pub fn write_all<W: Write>(
     sink: W,
     out: &Path,
-    metadata: &Metadata,
-    tensors: &[PlannedTensor],
+    job: &Job,
     threads: usize,
     cancel: Option<&AtomicBool>,
     progress: &mut dyn Progress,
@@ -127,6 +154,7 @@ pub fn write_all<W: Write>(
         tensor: tensor.map(str::to_string),
         source,
     };
+    let (metadata, tensors) = (&job.metadata, &job.tensors);
     let specs: Vec<TensorSpec> = tensors.iter().map(|t| t.spec.clone()).collect();
     let mut total = 0u64;
     for s in &specs {
@@ -139,7 +167,7 @@ pub fn write_all<W: Write>(
         let name = t.spec.name.as_str();
         progress.tensor(index, name, t.spec.ggml_type, t.view.dtype.name());
         let row_len = t.spec.dims.first().copied().unwrap_or(1) as usize;
-        let n_rows = (t.view.n_elements() as usize).checked_div(row_len).unwrap_or(0);
+        let n_rows = t.spec.dims.iter().skip(1).product::<u64>() as usize;
         let src = t.file.data(t.view);
         let src_row_bytes = row_len * t.view.dtype.size() as usize;
         let slab_rows = (SLAB_ELEMENTS / row_len.max(1)).max(1);

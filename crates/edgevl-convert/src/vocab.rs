@@ -49,12 +49,15 @@ fn looks_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
-/// Writes the tokenizer keys for a checkpoint in `dir`.
+/// Writes the tokenizer keys for a checkpoint in `dir`; `pre_tokenizer`, when given, is written
+/// as `tokenizer.ggml.pre` instead of the name llama.cpp's hash table gives (it must be one of
+/// the table's names).
 pub fn import(
     dir: &Path,
     arch: HfArch,
     config: &Map<String, Json>,
     vocab_size: u64,
+    pre_tokenizer: Option<&str>,
     md: &mut Metadata,
 ) -> Result<()> {
     let tok_path = dir.join(TOKENIZER_JSON);
@@ -100,8 +103,15 @@ pub fn import(
     let check =
         tokenizer.encode(table::CHECK_TEXT, true).map_err(|e| tok_err(format!("encoding failed: {e}")))?;
     let hash = chkhsh(check.get_ids());
-    let pre = pre_tokenizer_name(&hash)
-        .ok_or_else(|| ConvertError::UnknownPreTokenizer { path: tok_path.clone(), chkhsh: hash.clone() })?;
+    let pre = match pre_tokenizer {
+        Some(name) => table::TABLE.iter().map(|(_, n)| *n).find(|n| *n == name).ok_or_else(|| {
+            ConvertError::Options(format!(
+                "--pre-tokenizer '{name}' is not a pre-tokenizer llama.cpp knows (convert_hf_to_gguf_update.py)"
+            ))
+        })?,
+        None => pre_tokenizer_name(&hash)
+            .ok_or_else(|| ConvertError::UnknownPreTokenizer { path: tok_path.clone(), chkhsh: hash.clone() })?,
+    };
 
     let n = usize::try_from(vocab_size).map_err(|_| tok_err("vocab_size too large".into()))?;
     let mut by_id: HashMap<u32, &str> = HashMap::with_capacity(vocab.len());

@@ -6,12 +6,13 @@
 mod common;
 
 use std::fs;
-use std::io::{self, Write};
 use std::path::PathBuf;
 
-use common::{bf16, write_st, T};
+use common::{bf16, write_st, FailingWriter, T};
 
-use edgevl_convert::{convert, convert_to_writer, ConvertOptions, LlmType, PlanOptions, Scheme, Silent};
+use edgevl_convert::{
+    convert, convert_to_writer, ConvertOptions, LlmType, Part, PlanOptions, Scheme, Silent,
+};
 
 const D: u64 = 64;
 const FF: u64 = 128;
@@ -89,13 +90,14 @@ impl Case {
             plan: PlanOptions { scheme: Scheme::Q8_0, llm_type: LlmType::Q4_0, pure: false },
             threads: 2,
             cancel: None,
+            pre_tokenizer: None,
         }
     }
 
     /// Converts; returns the error text and checks nothing was left in the output directory.
     fn fails(&self) -> String {
         let out = self.out_dir.join("model.gguf");
-        let err = convert(&self.dir, &out, &Self::opts(), &mut Silent)
+        let err = convert(&self.dir, &out, None, &Self::opts(), &mut Silent)
             .expect_err("conversion should fail")
             .to_string();
         let left: Vec<_> = fs::read_dir(&self.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -116,7 +118,7 @@ impl Drop for Case {
 fn a_valid_tiny_checkpoint_converts() {
     let c = Case::new("ok");
     let out = c.out_dir.join("model.gguf");
-    let s = convert(&c.dir, &out, &Case::opts(), &mut Silent).unwrap();
+    let s = convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
     assert_eq!(s.tensors.len(), 1 + 2 * 9 + 1);
     let f = edgevl_gguf::GgufFile::open(&out).unwrap();
     assert_eq!(f.metadata().get_str("tokenizer.ggml.pre").unwrap(), "smollm");
@@ -207,33 +209,21 @@ fn unknown_architecture() {
     assert!(e.contains("config.json") && e.contains("unknown architecture 'GPTNeoXForCausalLM'"), "{e}");
 }
 
-/// A sink that fails after `left` bytes, like a full disk.
-struct FailingWriter {
-    left: usize,
-}
-
-impl Write for FailingWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() > self.left {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (test)"));
-        }
-        self.left -= buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn write_failure_names_output_and_tensor() {
     let c = Case::new("write");
     let label = c.out_dir.join("model.gguf");
     // Past the header (about 1.9 MB of vocabulary) and into the tensor data.
-    let err =
-        convert_to_writer(&c.dir, FailingWriter { left: 3_000_000 }, &label, &Case::opts(), &mut Silent)
-            .map(|_| ())
-            .expect_err("the sink fails")
-            .to_string();
+    let err = convert_to_writer(
+        &c.dir,
+        Part::Llm,
+        FailingWriter { left: 3_000_000 },
+        &label,
+        &Case::opts(),
+        &mut Silent,
+    )
+    .map(|_| ())
+    .expect_err("the sink fails")
+    .to_string();
     assert!(err.contains("model.gguf") && err.contains("tensor '") && err.contains("no space left"), "{err}");
 }

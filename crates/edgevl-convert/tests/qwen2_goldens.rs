@@ -66,8 +66,9 @@ fn tiny_qwen2_equals_llama_cpp() {
             plan: PlanOptions { scheme, llm_type: LlmType::Q4_0, pure: false },
             threads: 2,
             cancel: None,
+            pre_tokenizer: None,
         };
-        convert(&dir, &out, &opts, &mut Silent).unwrap();
+        convert(&dir, &out, None, &opts, &mut Silent).unwrap();
         common::check_golden(&out, &format!("tiny-qwen2-{golden}"), scheme == Scheme::F32);
     }
     fs::remove_dir_all(&root).unwrap();

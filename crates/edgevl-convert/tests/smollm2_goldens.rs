@@ -16,8 +16,9 @@ fn check(scheme: Scheme, golden: &str) {
         plan: PlanOptions { scheme, llm_type: LlmType::Q4_0, pure: false },
         threads: 2,
         cancel: None,
+        pre_tokenizer: None,
     };
-    convert(&src, &out, &opts, &mut Silent).unwrap();
+    convert(&src, &out, None, &opts, &mut Silent).unwrap();
     // llama-quantize reorders tensors by layer; edgevl keeps the converter's order.
     common::check_golden(
         &out,

@@ -211,7 +211,39 @@ fn server_seeds(png: &Path) {
     write("server_upload", "budget", format!(r#"{{"image":"{img}","max_tiles":2}}"#).as_bytes());
 }
 
+/// Small safetensors files: every dtype, a scalar, an empty tensor, shards' metadata, and the
+/// header of the tiny vision-language fixture with its data left out.
+fn safetensors_seeds() {
+    let file = |header: &str, data_len: usize| {
+        let mut v = (header.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(header.as_bytes());
+        v.resize(v.len() + data_len, 0x3c);
+        v
+    };
+    write(
+        "safetensors_header",
+        "dtypes",
+        &file(
+            r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},"c":{"dtype":"F16","shape":[1,2],"data_offsets":[32,36]},"d":{"dtype":"I64","shape":[],"data_offsets":[36,44]},"e":{"dtype":"U8","shape":[0],"data_offsets":[44,44]},"f":{"dtype":"BOOL","shape":[3],"data_offsets":[44,47]}}"#,
+            47,
+        ),
+    );
+    write("safetensors_header", "empty", &file("{}", 0));
+    write(
+        "safetensors_header",
+        "vision",
+        &file(
+            r#"{"vision_tower.vision_model.embeddings.patch_embedding.weight":{"dtype":"F32","shape":[4,3,2,2],"data_offsets":[0,192]},"multi_modal_projector.linear_1.bias":{"dtype":"F16","shape":[8],"data_offsets":[192,208]}}"#,
+            208,
+        ),
+    );
+    let st = std::fs::read(edgevl_testdata::fixture("hf/tiny-edgevl/model.safetensors")).expect("fixture");
+    let n = u64::from_le_bytes(st[..8].try_into().expect("8 bytes")) as usize;
+    write("safetensors_header", "tiny-edgevl-header", &st[..8 + n]);
+}
+
 fn main() {
+    safetensors_seeds();
     llm_seeds();
     mmproj_seeds();
     image_seeds();

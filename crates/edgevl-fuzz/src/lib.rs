@@ -14,12 +14,14 @@
 #![warn(missing_docs)]
 
 mod chat;
+mod convert;
 mod gguf;
 mod image;
 mod server;
 mod text;
 
 pub use chat::chat_template;
+pub use convert::safetensors_header;
 pub use gguf::{gguf_llm, gguf_mmproj};
 pub use image::{image_decode, tiling_plan};
 pub use server::{server_chat, server_upload};
@@ -37,7 +39,7 @@ pub const FUZZ_MAX_WORK: usize = 1 << 22;
 pub type Target = fn(&[u8]);
 
 /// Every target by name (the names of `fuzz/fuzz_targets/*.rs` and of the corpus folders).
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("gguf_llm", gguf_llm),
     ("gguf_mmproj", gguf_mmproj),
     ("image_decode", image_decode),
@@ -47,6 +49,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("server_chat", server_chat),
     ("server_upload", server_upload),
     ("gguf_parse", gguf_parse),
+    ("safetensors_header", safetensors_header),
 ];
 
 /// The target called `name`.

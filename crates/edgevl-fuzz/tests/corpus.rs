@@ -128,6 +128,16 @@ fn server_upload_corpus() {
     replay("server_upload", Vec::new());
 }
 
+#[test]
+fn safetensors_header_corpus() {
+    // The committed Hugging Face checkpoints, and their headers with data cut short.
+    let files = fixtures(&["hf/tiny-edgevl/model.safetensors", "hf/tiny-smolvlm/model.safetensors"], &[]);
+    let cut =
+        files.iter().map(|(label, bytes)| (format!("{label} (cut)"), bytes[..bytes.len() / 2].to_vec()));
+    let cut: Vec<_> = cut.collect();
+    replay("safetensors_header", files.into_iter().chain(cut).collect());
+}
+
 /// The seeds reach the deep paths: every seed model loads (so the fuzzer mutates files that get
 /// past the header checks), and the fixture images decode.
 #[test]

@@ -127,6 +127,31 @@ fn child_gguf_reader() {
     }
 }
 
+#[test]
+fn safetensors_reader_under_2gib() {
+    run_limited("safetensors_reader", 4);
+}
+
+#[test]
+#[ignore = "runs in a child process under RLIMIT_AS (safetensors_reader_under_2gib)"]
+fn child_safetensors_reader() {
+    let file = |n: u64, header: &str| [&n.to_le_bytes()[..], header.as_bytes(), &[0u8; 64]].concat();
+    let huge = r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,64]}}"#;
+    let range = r#"{"t":{"dtype":"U8","shape":[1099511627776],"data_offsets":[0,1099511627776]}}"#;
+    let files = [
+        ("header length 2^62", file(1 << 62, "{}")),
+        ("header length at the limit, past the end", file(100_000_000, "{}")),
+        ("tensor of 2^64 elements", file(huge.len() as u64, huge)),
+        ("range of 2^40 bytes", file(range.len() as u64, range)),
+    ];
+    for (what, bytes) in files {
+        refuse(
+            what,
+            edgevl_convert::safetensors::parse_header(std::path::Path::new("x.safetensors"), &bytes),
+        );
+    }
+}
+
 /// A tiny LLM (edgevl-gen's shapes, 32 wide) with `overrides` applied to its metadata.
 fn tiny_llm(overrides: Vec<(&str, Value)>) -> Vec<u8> {
     use edgevl_gen::llm::{build_llama, LlamaOptions, LlamaShape};

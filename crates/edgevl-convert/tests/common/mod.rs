@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 
 use edgevl_gguf::{Array, GgufFile, Value};
@@ -119,5 +119,24 @@ pub fn check_golden(out: &Path, golden: &str, order: bool) {
         assert_eq!(t.ggml_type.name(), w["type"], "{golden}: type of {}", t.name);
         assert_eq!(json!(t.dims), w["dims"], "{golden}: dims of {}", t.name);
         assert_eq!(hex(f.tensor_data(t)), w["sha256"], "{golden}: bytes of {} ({})", t.name, t.ggml_type);
+    }
+}
+
+/// A sink that fails after `left` bytes, like a full disk.
+pub struct FailingWriter {
+    /// Bytes it still takes.
+    pub left: usize,
+}
+
+impl Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (test)"));
+        }
+        self.left -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

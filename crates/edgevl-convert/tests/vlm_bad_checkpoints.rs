@@ -1,0 +1,246 @@
+//! Bad vision-language checkpoints fail with an error naming the file and the tensor (or field), and
+//! leave neither the language model's file, nor the mmproj, nor a temporary file behind: a missing
+//! vision tensor, a shape that disagrees with `vision_config`, a vision tensor that is not the
+//! family's, a dtype edgevl cannot read, a truncated file, a missing `image_mean`, a value edgevl
+//! does not compute, `--mmproj-out` for a text-only checkpoint, an mmproj that cannot be created
+//! after the language model was written, and a write that fails half way. Each starts from the
+//! valid tiny checkpoint of tests/fixtures/hf/tiny-edgevl.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{write_st, FailingWriter, T};
+use edgevl_convert::{
+    convert, convert_to_writer, ConvertOptions, LlmType, Part, PlanOptions, Scheme, Silent,
+};
+use serde_json::Value;
+
+const WEIGHTS: &str = "model.safetensors";
+
+/// The tensors of a safetensors file, in file order.
+fn read_st(path: &Path) -> Vec<T> {
+    let bytes = fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out: Vec<(usize, T)> = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(name, v)| {
+            let dtype = match v["dtype"].as_str().unwrap() {
+                "F32" => "F32",
+                "F16" => "F16",
+                other => panic!("fixture dtype {other}"),
+            };
+            let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+            let off: Vec<usize> =
+                v["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (off[0], (name.clone(), dtype, shape, data[off[0]..off[1]].to_vec()))
+        })
+        .collect();
+    out.sort_by_key(|(o, _)| *o);
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+struct Case {
+    root: PathBuf,
+    dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+impl Case {
+    /// A copy of the valid tiny checkpoint in a fresh directory.
+    fn new(tag: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("edgevl-vlm-bad-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (dir, out_dir) = (root.join("tiny-edgevl"), root.join("out"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&out_dir).unwrap();
+        let src = edgevl_testdata::fixture("hf/tiny-edgevl");
+        for e in fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        Case { root, dir, out_dir }
+    }
+
+    fn opts() -> ConvertOptions {
+        ConvertOptions {
+            plan: PlanOptions { scheme: Scheme::BlueLm, llm_type: LlmType::Q4_0, pure: false },
+            threads: 2,
+            cancel: None,
+            pre_tokenizer: Some("smollm".into()),
+        }
+    }
+
+    /// Rewrites the weights through `edit`.
+    fn edit_weights(&self, edit: impl FnOnce(&mut Vec<T>)) {
+        let path = self.dir.join(WEIGHTS);
+        let mut t = read_st(&path);
+        edit(&mut t);
+        write_st(&path, &t, |h| h);
+    }
+
+    /// Rewrites `file` (JSON) through `edit`.
+    fn edit_json(&self, file: &str, edit: impl FnOnce(&mut Value)) {
+        let path = self.dir.join(file);
+        let mut v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut v);
+        fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+
+    /// Converts with `--mmproj-out` (into `mmproj` below the output directory); returns the error
+    /// text and checks the output directory is empty.
+    fn fails_with(&self, mmproj: &str) -> String {
+        let err = convert(
+            &self.dir,
+            &self.out_dir.join("model.gguf"),
+            Some(&self.out_dir.join(mmproj)),
+            &Self::opts(),
+            &mut Silent,
+        )
+        .expect_err("conversion should fail")
+        .to_string();
+        let left: Vec<_> = fs::read_dir(&self.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "left behind: {left:?} after: {err}");
+        err
+    }
+
+    fn fails(&self) -> String {
+        self.fails_with("mmproj.gguf")
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+#[test]
+fn the_valid_checkpoint_converts() {
+    let c = Case::new("ok");
+    let s = convert(
+        &c.dir,
+        &c.out_dir.join("model.gguf"),
+        Some(&c.out_dir.join("mmproj.gguf")),
+        &Case::opts(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(s.mmproj_tensors.len(), 3 + 2 * 16 + 2 + 6);
+    let mut left: Vec<_> =
+        fs::read_dir(&c.out_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["mmproj.gguf", "model.gguf"]);
+}
+
+#[test]
+fn missing_vision_tensor_is_named() {
+    let c = Case::new("missing");
+    c.edit_weights(|t| t.retain(|(n, ..)| n != "multi_modal_projector.linear_2.bias"));
+    let e = c.fails();
+    assert!(e.contains("multi_modal_projector.linear_2.bias") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn shape_disagreeing_with_vision_config_names_file_and_tensor() {
+    let c = Case::new("shape");
+    c.edit_json("config.json", |v| v["vision_config"]["intermediate_size"] = 96.into());
+    let e = c.fails();
+    assert!(e.contains(WEIGHTS) && e.contains("layers.0.mlp.fc1.bias") && e.contains("implies [96]"), "{e}");
+}
+
+#[test]
+fn unknown_vision_tensor_is_refused() {
+    let c = Case::new("unexpected");
+    c.edit_weights(|t| t.push(("vision_tower.vision_model.head.weight".into(), "F32", vec![2], vec![0; 8])));
+    let e = c.fails();
+    assert!(e.contains(WEIGHTS) && e.contains("vision_tower.vision_model.head.weight"), "{e}");
+}
+
+#[test]
+fn unreadable_dtype_names_the_tensor() {
+    let c = Case::new("dtype");
+    c.edit_weights(|t| {
+        let ln = t.iter_mut().find(|(n, ..)| n == "multi_modal_projector.layer_norm.bias").unwrap();
+        ln.1 = "I32";
+    });
+    let e = c.fails();
+    assert!(e.contains("multi_modal_projector.layer_norm.bias") && e.contains("I32"), "{e}");
+}
+
+#[test]
+fn truncated_file_is_named() {
+    let c = Case::new("truncated");
+    let path = c.dir.join(WEIGHTS);
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    let e = c.fails();
+    assert!(e.contains(WEIGHTS), "{e}");
+}
+
+#[test]
+fn missing_normalisation_names_the_processor_config() {
+    let c = Case::new("mean");
+    c.edit_json("preprocessor_config.json", |v| {
+        v.as_object_mut().unwrap().remove("image_mean");
+    });
+    let e = c.fails();
+    assert!(e.contains("preprocessor_config.json") && e.contains("image_mean"), "{e}");
+}
+
+#[test]
+fn values_edgevl_does_not_compute_are_refused() {
+    let c = Case::new("act");
+    c.edit_json("config.json", |v| v["vision_config"]["hidden_act"] = "quick_gelu".into());
+    let e = c.fails();
+    assert!(e.contains("vision_config.hidden_act") && e.contains("quick_gelu"), "{e}");
+    let c = Case::new("merge");
+    c.edit_json("config.json", |v| v["downsample_factor"] = 3.into());
+    let e = c.fails();
+    assert!(e.contains("downsample_factor"), "{e}");
+}
+
+#[test]
+fn text_only_checkpoint_has_no_mmproj() {
+    let c = Case::new("text");
+    c.edit_json("config.json", |v| {
+        let text = v["text_config"].clone();
+        *v = text;
+    });
+    c.edit_weights(|t| t.retain(|(n, ..)| n.starts_with("language_model.")));
+    let e = c.fails();
+    assert!(e.contains("config.json") && e.contains("no vision tower"), "{e}");
+}
+
+#[test]
+fn mmproj_that_cannot_be_created_leaves_no_language_model() {
+    // The language model's file is written first; the mmproj's cannot even be created.
+    let c = Case::new("create");
+    let e = c.fails_with("no-such-dir/mmproj.gguf");
+    assert!(e.contains("mmproj.gguf"), "{e}");
+}
+
+#[test]
+fn mmproj_write_failure_names_output_and_tensor() {
+    let c = Case::new("write");
+    let label = c.out_dir.join("mmproj.gguf");
+    let err = convert_to_writer(
+        &c.dir,
+        Part::Mmproj,
+        FailingWriter { left: 20_000 },
+        &label,
+        &Case::opts(),
+        &mut Silent,
+    )
+    .map(|_| ())
+    .expect_err("the sink fails")
+    .to_string();
+    assert!(
+        err.contains("mmproj.gguf") && err.contains("tensor '") && err.contains("no space left"),
+        "{err}"
+    );
+}
