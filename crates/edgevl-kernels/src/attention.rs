@@ -235,6 +235,27 @@ mod x86 {
         unsafe { mad_q8_0(acc, p, v) }
     }
 
+    /// Prefetches the head's values of rows `j..j + n` (those inside `rows`) ahead of their use: the rows a task
+    /// reads are one long stream, and the hardware prefetcher alone ramps up too slowly at its start.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn prefetch(rows: &[f16], stride: usize, off: usize, hd: usize, j: usize, n: usize) {
+        let bytes: &[u8] = bytemuck_f16(rows);
+        for r in j..j + n {
+            crate::x86::avx2::prefetch_row(bytes, 2 * (r * stride + off), 2 * hd);
+        }
+    }
+
+    /// The bytes of `rows`.
+    fn bytemuck_f16(rows: &[f16]) -> &[u8] {
+        // SAFETY: f16 is 2 plain bytes without padding or invalid values; the byte slice covers the same memory
+        // with the same lifetime.
+        unsafe { std::slice::from_raw_parts(rows.as_ptr().cast(), 2 * rows.len()) }
+    }
+
+    /// Rows [`prefetch`]ed ahead of the one in use.
+    pub(super) const AHEAD: usize = 16;
+
     /// Eight f16 values from `p` widened to f32 (exact).
     ///
     /// # Safety
@@ -258,18 +279,28 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
     }
 
-    /// Dot products of 4 keys at a time (8 independent accumulator chains: 16 sums a key as two 8-lane vectors);
-    /// the last `n % 4` keys by the scalar twin (the same sums in the same order).
+    /// Dot products of 4 keys at a time (8 independent accumulator chains: 16 sums a key as two 8-lane vectors),
+    /// then the last `n % 4` keys one at a time (the same sums in the same order).
     ///
     /// # Safety
     /// AVX2 + FMA + F16C available; `q.len() % 16 == 0`; `keys` holds `s.len()` rows as checked by `check_rows`.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
-        let hd = q.len();
-        let n4 = s.len() / 4 * 4;
-        for j0 in (0..n4).step_by(4) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            for d0 in (0..hd).step_by(DOT_SUMS) {
+        /// Dot products of keys `j0..j0 + R` with `q`.
+        ///
+        /// # Safety
+        /// As `dot`, with `j0 + R <= s.len()`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn keys_from<const R: usize>(
+            q: &[f32],
+            keys: &[f16],
+            stride: usize,
+            off: usize,
+            j0: usize,
+        ) -> [f32; R] {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for d0 in (0..q.len()).step_by(DOT_SUMS) {
                 // SAFETY: d0 + 16 <= hd = q.len().
                 let (q0, q1) =
                     unsafe { (_mm256_loadu_ps(q.as_ptr().add(d0)), _mm256_loadu_ps(q.as_ptr().add(d0 + 8))) };
@@ -282,12 +313,18 @@ mod x86 {
                     }
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                s[j0 + r] = reduce(a[0], a[1]);
-            }
+            acc.map(|a| reduce(a[0], a[1]))
         }
-        let rest = &keys[n4 * stride..];
-        super::dot_f16_scalar(q, rest, stride, off, &mut s[n4..]);
+        let n4 = s.len() / 4 * 4;
+        for j0 in (0..n4).step_by(4) {
+            prefetch(keys, stride, off, q.len(), j0 + AHEAD, 4);
+            // SAFETY: j0 + 4 <= s.len().
+            s[j0..j0 + 4].copy_from_slice(&unsafe { keys_from::<4>(q, keys, stride, off, j0) });
+        }
+        for (j, sj) in s.iter_mut().enumerate().skip(n4) {
+            // SAFETY: j < s.len().
+            *sj = unsafe { keys_from::<1>(q, keys, stride, off, j) }[0];
+        }
     }
 
     /// Output values a pass of [`mix`] keeps in registers (8 vectors).
@@ -310,6 +347,9 @@ mod x86 {
                 *ai = unsafe { _mm256_loadu_ps(acc.as_ptr().add(b0 + 8 * i)) };
             }
             for (j, &pj) in p.iter().enumerate() {
+                if b0 == 0 {
+                    prefetch(values, stride, off, hd, j + AHEAD, 1);
+                }
                 let vp = _mm256_set1_ps(pj);
                 // SAFETY: row j < p.len() and b0 + 8 nv <= hd: inside the checked rows.
                 let v = unsafe { values.as_ptr().add(j * stride + off + b0) };
@@ -343,6 +383,154 @@ mod x86 {
                     _mm256_storeu_ps(pa, _mm256_fmadd_ps(x, vp, _mm256_loadu_ps(pa)));
                 }
             }
+        }
+    }
+}
+
+/// The AVX-512 attention loops, handed out only for the proof that the CPU has the AVX-512 level.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_512::kernels as avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_512 {
+    use super::x86::{prefetch, AHEAD};
+    use super::{check_rows, f16, AttentionKernels, DOT_SUMS, MAX_HEAD};
+    use crate::x86::Avx512Vnni;
+    use std::arch::x86_64::*;
+
+    /// The entries below (and the AVX2 level's `mad_q8_0`), handed out only for the proof that the CPU has
+    /// AVX-512 F on top of AVX2, FMA and F16C.
+    pub(crate) fn kernels(t: Avx512Vnni) -> AttentionKernels {
+        let avx2 = super::avx2(t.avx2());
+        AttentionKernels::simd(dot_entry, mix_entry, avx2.mad_q8_0)
+    }
+
+    // SAFETY (the two entries below): each is private and only handed out by `kernels`, whose argument proves
+    // that the CPU has AVX-512 F, AVX2, FMA and F16C; each checks the bounds its kernel's loads and stores rely on
+    // first.
+
+    fn dot_entry(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        check_head(q.len());
+        check_rows(keys, stride, off, q.len(), s.len());
+        // SAFETY: see above.
+        unsafe { dot(q, keys, stride, off, s) }
+    }
+
+    fn mix_entry(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        check_head(acc.len());
+        check_rows(values, stride, off, acc.len(), p.len());
+        // SAFETY: see above.
+        unsafe { mix(acc, p, values, stride, off) }
+    }
+
+    /// Checks that a head of `hd` values is whole groups of [`DOT_SUMS`] of at most [`MAX_HEAD`].
+    fn check_head(hd: usize) {
+        assert!(
+            hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD,
+            "attention: head of {hd} values for 16-sum kernels"
+        );
+    }
+
+    /// Sixteen f16 values from `p` widened to f32 (exact).
+    ///
+    /// # Safety
+    /// AVX-512 F available; `p` points at 16 readable f16 values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const f16) -> __m512 {
+        // SAFETY: 32 readable bytes at `p` (caller); unaligned load.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+
+    /// The fixed reduction of the 16 partial sums in the lanes of `z`, in the order of `super::reduce_sums`:
+    /// w = 8 adds the 256-bit halves lane by lane, w = 4 the 128-bit halves, w = 2 and w = 1 within the low 128
+    /// bits.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(z: __m512) -> f32 {
+        let t = _mm256_add_ps(
+            _mm512_castps512_ps256(z),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+        );
+        let u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+        let v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+        _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
+    }
+
+    /// Dot products of 8 keys at a time (8 independent accumulator chains: the 16 sums of a key are the lanes
+    /// of one vector), then the last `n % 8` keys one at a time (the same sums in the same order).
+    ///
+    /// # Safety
+    /// AVX-512 F + F16C available; `q.len() % 16 == 0`; `keys` holds `s.len()` rows as checked by `check_rows`.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn dot(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        /// Dot products of keys `j0..j0 + R` with `q`.
+        ///
+        /// # Safety
+        /// As `dot`, with `j0 + R <= s.len()`.
+        #[inline]
+        #[target_feature(enable = "avx512f,f16c,fma")]
+        unsafe fn keys_from<const R: usize>(
+            q: &[f32],
+            keys: &[f16],
+            stride: usize,
+            off: usize,
+            j0: usize,
+        ) -> [f32; R] {
+            let mut acc = [_mm512_setzero_ps(); R];
+            for d0 in (0..q.len()).step_by(DOT_SUMS) {
+                // SAFETY: d0 + 16 <= hd = q.len().
+                let qv = unsafe { _mm512_loadu_ps(q.as_ptr().add(d0)) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: key j0 + r < s.len() and d0 + 16 <= hd: inside the checked rows.
+                    *a = _mm512_fmadd_ps(
+                        qv,
+                        unsafe { load16(keys.as_ptr().add((j0 + r) * stride + off + d0)) },
+                        *a,
+                    );
+                }
+            }
+            acc.map(|a| reduce(a))
+        }
+        let n8 = s.len() / 8 * 8;
+        for j0 in (0..n8).step_by(8) {
+            prefetch(keys, stride, off, q.len(), j0 + AHEAD, 8);
+            // SAFETY: j0 + 8 <= s.len().
+            s[j0..j0 + 8].copy_from_slice(&unsafe { keys_from::<8>(q, keys, stride, off, j0) });
+        }
+        for (j, sj) in s.iter_mut().enumerate().skip(n8) {
+            // SAFETY: j < s.len().
+            *sj = unsafe { keys_from::<1>(q, keys, stride, off, j) }[0];
+        }
+    }
+
+    /// The weighted sum with the whole head (at most 16 vectors) in registers, every row in order (each output
+    /// element sees the rows in the same order as in the scalar twin).
+    ///
+    /// # Safety
+    /// AVX-512 F + F16C available; `acc.len() % 16 == 0` and `<= MAX_HEAD`; `values` holds `p.len()` rows as
+    /// checked by `check_rows` for a head of `acc.len()` values.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn mix(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        let nv = acc.len() / 16;
+        let mut a = [_mm512_setzero_ps(); MAX_HEAD / 16];
+        for (i, ai) in a[..nv].iter_mut().enumerate() {
+            // SAFETY: 16i + 16 <= acc.len().
+            *ai = unsafe { _mm512_loadu_ps(acc.as_ptr().add(16 * i)) };
+        }
+        for (j, &pj) in p.iter().enumerate() {
+            prefetch(values, stride, off, acc.len(), j + AHEAD, 1);
+            let vp = _mm512_set1_ps(pj);
+            // SAFETY: row j < p.len() and 16 nv <= hd: inside the checked rows.
+            let v = unsafe { values.as_ptr().add(j * stride + off) };
+            for (i, ai) in a[..nv].iter_mut().enumerate() {
+                // SAFETY: as above.
+                *ai = _mm512_fmadd_ps(vp, unsafe { load16(v.add(16 * i)) }, *ai);
+            }
+        }
+        for (i, ai) in a[..nv].iter().enumerate() {
+            // SAFETY: 16i + 16 <= acc.len().
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(16 * i), *ai) };
         }
     }
 }

@@ -17,7 +17,6 @@ use edgevl_gguf::GgufFile;
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
 use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
 use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, VecDotType};
-use std::ops::Range;
 use std::sync::Arc;
 
 /// What goes into the decoder.
@@ -389,17 +388,24 @@ impl Decoder {
     /// as llama.cpp does.
     fn attend(&self, m: usize, pos0: usize, kv: &KvCache, l: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
-        let (qd, hd, kvd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.kv_dim(), kv.n_ctx());
+        let (qd, hd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.n_ctx());
         let planes = kv.planes();
         if let KvPlanes::F16(p) = planes {
-            let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv, kvd };
-            let (k, v) = (&p.k[l], &p.v[l]);
+            let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv };
             let out = &mut st.attn[..m * qd];
             let cx = Compute { kernels: &self.kernels, pool };
             if m >= FLASH_TILE_Q {
-                causal_attention::attend(cx, sh, &st.q[..m * qd], k, v, &mut st.causal, &mut st.scratch, out);
+                causal_attention::attend(
+                    cx,
+                    sh,
+                    &st.q[..m * qd],
+                    p.layer(l),
+                    &mut st.causal,
+                    &mut st.scratch,
+                    out,
+                );
             } else {
-                split_attention::attend(cx, sh, &st.q[..m * qd], k, v, &mut st.split, out);
+                split_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.split, out);
             }
             return;
         }
@@ -416,7 +422,6 @@ impl Decoder {
         pool.run(hp.n_head * split, &|task| {
             let (h, part) = (task / split, task % split);
             let g = h / group;
-            let head = g * hd..(g + 1) * hd;
             // SAFETY: task `task` is the only one touching score row `task`.
             let s_row = unsafe { scores.range_mut(task * n_ctx, n_ctx) };
             for i in (part..m).step_by(split) {
@@ -426,7 +431,10 @@ impl Decoder {
                 let n = pos0 + i + 1;
                 let s = &mut s_row[..n];
                 match planes {
-                    KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
+                    KvPlanes::F32(p) => {
+                        let (keys, values) = p.layer(l).head(g, n);
+                        attend_exact(qh, keys, values, scale, s, out)
+                    }
                     // Taken by `split_attention` above.
                     KvPlanes::F16(_) => unreachable!("f16 caches take the split or causal path"),
                     KvPlanes::Q8_0(p) => {
@@ -473,28 +481,20 @@ pub(crate) const FLASH_TILE_Q: usize = 64;
 /// Tasks per head when a batch has several queries.
 const QUERY_SPLIT: usize = 2;
 
-/// One query head over the `s.len()` cached positions in f32: scores, softmax, weighted sum.
-#[allow(clippy::too_many_arguments)]
-fn attend_exact<T: KvElem>(
-    q: &[f32],
-    keys: &[T],
-    values: &[T],
-    kvd: usize,
-    head: Range<usize>,
-    scale: f32,
-    s: &mut [f32],
-    out: &mut [f32],
-) {
+/// One query head over the `s.len()` cached positions in f32 (`keys` and `values` hold that head's
+/// rows, position by position): scores, softmax, weighted sum.
+fn attend_exact<T: KvElem>(q: &[f32], keys: &[T], values: &[T], scale: f32, s: &mut [f32], out: &mut [f32]) {
+    let hd = q.len();
     let mut row = [0f32; MAX_HEAD_DIM];
-    let row = &mut row[..q.len()];
-    for (j, sj) in s.iter_mut().enumerate() {
-        T::row_to_f32(&keys[j * kvd + head.start..j * kvd + head.end], row);
+    let row = &mut row[..hd];
+    for (sj, k) in s.iter_mut().zip(keys.chunks_exact(hd)) {
+        T::row_to_f32(k, row);
         *sj = q.iter().zip(row.iter()).map(|(&a, &b)| a * b).sum::<f32>() * scale;
     }
     softmax(s);
     out.fill(0.0);
-    for (j, &p) in s.iter().enumerate() {
-        T::row_to_f32(&values[j * kvd + head.start..j * kvd + head.end], row);
+    for (&p, v) in s.iter().zip(values.chunks_exact(hd)) {
+        T::row_to_f32(v, row);
         for (o, &v) in out.iter_mut().zip(row.iter()) {
             *o += p * v;
         }
