@@ -25,20 +25,10 @@ fn reference() -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn read_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
 fn fixture_f32(file: &str) -> Vec<f32> {
-    read_f32(&std::fs::read(edgevl_testdata::fixture(&format!("edgevl-roundtrip/{file}"))).unwrap())
-}
-
-/// The data of a float32 `.npy` file.
-fn npy_data(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    read_f32(&bytes[10 + hlen..])
+    edgevl_testdata::f32_le(
+        &std::fs::read(edgevl_testdata::fixture(&format!("edgevl-roundtrip/{file}"))).unwrap(),
+    )
 }
 
 /// The reference's image (the fixtures' LCG recipe) as a PNG in `dir`.
@@ -113,7 +103,7 @@ fn encode(dir: &Path, mmproj: &Path, png: &Path, r: &Value) -> Vec<f32> {
         "--npy",
         npy.to_str().unwrap(),
     ]);
-    npy_data(&npy)
+    edgevl_testdata::npy_f32(&npy)
 }
 
 #[test]

@@ -21,18 +21,6 @@ fn reference() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap()
 }
 
-fn read_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-/// The data of a float32 `.npy` file.
-fn npy_data(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    read_f32(&bytes[10 + hlen..])
-}
-
 /// The fixture's 448x448 image (its LCG recipe) as a PNG in `dir`.
 fn image_png(dir: &Path) -> PathBuf {
     let (w, h) = (448u32, 448u32);
@@ -76,15 +64,18 @@ fn encode_image_dumps_the_towers_layers_as_transformers_computes_them() {
     assert!(stderr.contains("internvl grid 1x1, 1 views (no global view)"), "{stderr}");
     let r = reference();
     let one = &r["embeddings"]["one_view"];
-    let hs = read_f32(&std::fs::read(fixture(one["vit_hidden_states"]["file"].as_str().unwrap())).unwrap());
+    let hs = edgevl_testdata::f32_le(
+        &std::fs::read(fixture(one["vit_hidden_states"]["file"].as_str().unwrap())).unwrap(),
+    );
     let per_layer = 1025 * 32;
     for layer in 0..4 {
-        let ours = npy_data(&acts.join(format!("{layer:05}-layer_out-{layer}.npy")));
+        let ours = edgevl_testdata::npy_f32(&acts.join(format!("{layer:05}-layer_out-{layer}.npy")));
         let err = max_rel_err(&ours, &hs[(layer + 1) * per_layer..(layer + 2) * per_layer]);
         assert!(err < 1e-4, "layer {layer}: {err}");
     }
-    let proj = read_f32(&std::fs::read(fixture(one["projected"]["file"].as_str().unwrap())).unwrap());
-    assert!(max_rel_err(&npy_data(&dir.join("emb.npy")), &proj) < 1e-3);
+    let proj =
+        edgevl_testdata::f32_le(&std::fs::read(fixture(one["projected"]["file"].as_str().unwrap())).unwrap());
+    assert!(max_rel_err(&edgevl_testdata::npy_f32(&dir.join("emb.npy")), &proj) < 1e-3);
 }
 
 #[test]
@@ -125,12 +116,13 @@ fn run_with_an_internvl_image_gives_the_models_logits() {
         "<|im_start|>user\n<IMG_CONTEXT>\nWhat is in the image?<|im_end|>\n<|im_start|>assistant\n"
     );
     let n_vocab = case["logits"]["shape"][1].as_u64().unwrap() as usize;
-    let all = read_f32(&std::fs::read(fixture(case["logits"]["file"].as_str().unwrap())).unwrap());
+    let all =
+        edgevl_testdata::f32_le(&std::fs::read(fixture(case["logits"]["file"].as_str().unwrap())).unwrap());
     let last = &all[all.len() - n_vocab..];
     // One prefill pass computes logits (its last position); -n 1 needs no decoding pass.
     let files: Vec<_> = std::fs::read_dir(&acts).unwrap().collect();
     assert_eq!(files.len(), 1);
-    let ours = npy_data(&acts.join("00000-result_output.npy"));
+    let ours = edgevl_testdata::npy_f32(&acts.join("00000-result_output.npy"));
     let err = max_rel_err(&ours, last);
     assert!(err < 1e-3, "last-position logits: {err}");
     assert!(stderr.contains("prompt 288 tok (256 image"), "{stderr}");

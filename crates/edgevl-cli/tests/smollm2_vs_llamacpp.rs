@@ -18,34 +18,75 @@ fn ids(v: &Value) -> Vec<u64> {
     v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id")).collect()
 }
 
+/// Largest gap, in logits, between edgevl's first and second choice at which the two engines may pick differently.
+/// llama.cpp's one-query attention sums each value row into an f16 accumulator, rounded after every row (a relative
+/// error of 2^-11 per row, over 30 layers); edgevl sums in f32 ([`edgevl_model`]'s split attention, checked
+/// against an f64 reference). The largest gap seen where the two part on these prompts is 0.13 logits (of 16-33).
+const NEAR_TIE: f32 = 0.25;
+
+/// Greedy decoding of each prompt equals llama-completion's token for token up to the end, or up to a step where
+/// edgevl itself rates llama.cpp's token as its runner-up within [`NEAR_TIE`] of its choice (two engines with
+/// different rounding may part only at such a tie; a wrong computation parts where the model is decisive, or picks
+/// a token llama.cpp's model does not rate second).
 #[test]
-fn greedy_continuations_match_llama_completion() {
+fn greedy_continuations_match_llama_completion_up_to_a_near_tie() {
     let model = edgevl_testdata::smollm2_path();
     let g = golden("greedy.json");
     let cases = g["cases"].as_array().expect("cases");
-    let mut identical = 0;
-    for case in cases {
+    let (mut identical, mut agreed) = (0, 0);
+    for (c, case) in cases.iter().enumerate() {
         let prompt = case["prompt"].as_str().unwrap();
-        let n = case["ids"].as_array().unwrap().len();
+        let want = ids(&case["ids"]);
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("smollm2-greedy-{c}"));
+        let _ = std::fs::remove_dir_all(&dir);
         let out = edgevl()
-            .args(["run", "--raw", "--temp", "0", "-t", "2", "-n", &n.to_string(), "-p", prompt])
+            .args(["run", "--raw", "--temp", "0", "-t", "2", "-n", &want.len().to_string(), "-p", prompt])
             .arg("-m")
             .arg(&model)
+            .arg("--dump-activations")
+            .arg(&dir)
+            .args(["--dump", "result_output"])
             .output()
             .unwrap();
         assert!(out.status.success(), "edgevl run failed: {}", String::from_utf8_lossy(&out.stderr));
-        let ours = String::from_utf8(out.stdout).unwrap();
-        let ours = ours.strip_suffix('\n').unwrap_or(&ours);
-        let want = case["text"].as_str().unwrap();
-        if ours == want {
+        // One logits row a generated token; the greedy choice is its first maximum.
+        let rows: Vec<Vec<f32>> = (0..want.len())
+            .map(|i| edgevl_testdata::npy_f32(&dir.join(format!("{i:05}-result_output.npy"))))
+            .collect();
+        let argmax = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }) as u64;
+        let ours: Vec<u64> = rows.iter().map(|r| argmax(r)).collect();
+        let Some(k) = ours.iter().zip(&want).position(|(a, b)| a != b) else {
             identical += 1;
-        } else {
-            let pos = ours.chars().zip(want.chars()).take_while(|(a, b)| a == b).count();
-            eprintln!("prompt {prompt:?}: first difference at character {pos}\n  ours:      {ours:?}\n  llama.cpp: {want:?}");
-        }
+            agreed += want.len();
+            continue;
+        };
+        let r = &rows[k];
+        let (mine, theirs) = (r[ours[k] as usize], r[want[k] as usize]);
+        let runner_up =
+            r.iter().enumerate().filter(|&(i, _)| i as u64 != ours[k]).fold(f32::MIN, |m, (_, &v)| m.max(v));
+        eprintln!(
+            "prompt {prompt:?}: parts at token {k} of {}: edgevl {} ({mine:.4}), llama.cpp {} ({theirs:.4}), gap {:.4}",
+            want.len(),
+            ours[k],
+            want[k],
+            mine - theirs
+        );
+        assert!(
+            theirs == runner_up && mine - theirs <= NEAR_TIE,
+            "prompt {prompt:?}: at token {k} edgevl picks {} by {:.4} logits over llama.cpp's {} (runner-up {runner_up:.4})",
+            ours[k],
+            mine - theirs,
+            want[k]
+        );
+        agreed += k;
     }
-    eprintln!("{identical}/{} greedy continuations identical to llama.cpp", cases.len());
-    assert!(identical >= 4, "only {identical} of {} continuations identical", cases.len());
+    let total: usize = cases.iter().map(|c| c["ids"].as_array().unwrap().len()).sum();
+    eprintln!(
+        "{identical}/{} continuations identical; {agreed} of {total} tokens before any near-tie",
+        cases.len()
+    );
+    // Near-ties are rare: most of the generated tokens come before one.
+    assert!(2 * agreed >= total, "only {agreed} of {total} tokens before the first near-tie");
 }
 
 #[test]

@@ -1,133 +1,89 @@
-//! Inner loops of attention over an f16 key/value cache: query-key scores and weighted sums of
-//! value rows. Each SIMD kernel computes exactly what its scalar twin computes, bit for bit: the
-//! score of a key is summed in the twin's order (one SIMD lane per key, the head dimension walked
-//! in order, multiply and add kept separate), and value updates are element-wise. So the decoder's
-//! numerics (which mirror llama.cpp's CPU flash attention) do not depend on the SIMD level.
+//! Inner loops of attention over an f16 key/value cache: query-key dot products and weighted sums
+//! of value rows, for the decoder's one-query path (decode steps and small batches). Each SIMD
+//! kernel computes exactly what its scalar twin computes, bit for bit, because the order of every
+//! rounding is fixed by the definition, not by the vector width:
+//! - a dot product keeps [`DOT_SUMS`] partial sums (head position `d` adds to sum `d % 16` with a
+//!   fused multiply-add, positions in order), then adds them pairwise in a fixed tree (`p[l] +=
+//!   p[l + w]` for `w` = 8, 4, 2, 1);
+//! - a weighted sum of value rows updates each output element with one fused multiply-add per
+//!   row, rows in order.
 //!
-//! Key and value rows live in a cache of rows `stride` values wide; a head is the `q.len()`
-//! values from `off` in each row. The loops are entries of the kernel table
-//! ([`crate::Kernels::attention`]): heads of whole SIMD vectors up to [`MAX_HEAD`] take the table's
-//! SIMD entries, others the scalar twins (the free functions here).
+//! So the decoder's numerics do not depend on the SIMD level. Key and value rows live in a cache of
+//! rows `stride` values wide; a head is the `q.len()` values from `off` in each row. The loops are
+//! entries of the kernel table ([`crate::Kernels::attention`]): heads that are a multiple of
+//! [`DOT_SUMS`] values up to [`MAX_HEAD`] take the table's SIMD entries, others the scalar twins
+//! (the free functions here).
 
 use half::f16;
 
 /// Most head width the kernels take (wider heads use the scalar twins).
 pub const MAX_HEAD: usize = 256;
 
-/// How the products of a query-key score are summed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScoreSum {
-    /// In f32, in order (`(q·k in f32) * scale`).
-    F32,
-    /// Each f32 product widened to f64 and summed in order, then rounded to f32 (ggml's
-    /// `ggml_vec_dot_f16`); `(that) * scale`.
-    F64,
-}
+/// Partial sums of a dot product: head position `d` adds to sum `d % DOT_SUMS`.
+pub const DOT_SUMS: usize = 16;
 
-/// `s[j] = dot(q, key j) * scale`: see [`AttentionKernels::scores`].
-pub(crate) type ScoresFn =
-    fn(q: &[f32], keys: &[f16], stride: usize, off: usize, scale: f32, sum: ScoreSum, s: &mut [f32]);
-/// `acc += p * v`, rounded to f16 after the add when the flag is set.
-pub(crate) type AxpyFn = fn(acc: &mut [f32], p: f32, v: &[f16], round: bool);
-/// `acc = f16(acc * m)`.
-pub(crate) type ScaleRoundFn = fn(acc: &mut [f32], m: f32);
+/// `s[j] = dot(q, key j)`: see [`AttentionKernels::dot_f16`].
+pub(crate) type DotFn = fn(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]);
+/// `acc[d] = fma(p[j], value j [d], acc[d])` for each row `j` in order: see [`AttentionKernels::mix_f16`].
+pub(crate) type MixFn = fn(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize);
 /// `acc = fma(q * d, p, acc)` over a row of Q8_0 blocks.
 pub(crate) type MadFn = fn(acc: &mut [f32], p: f32, v: &[u8]);
 
 /// The attention loops of a kernel table ([`crate::Kernels::attention`]). Every entry checks its
-/// arguments (a mismatch panics, naming it); heads whose width is not a whole number of the
-/// level's SIMD vectors, or wider than [`MAX_HEAD`], take the scalar twins. The SIMD entries are
-/// only ever installed by the table after detecting their CPU features.
+/// arguments (a mismatch panics, naming it); heads whose width is not a multiple of [`DOT_SUMS`],
+/// or wider than [`MAX_HEAD`], take the scalar twins. The SIMD entries are only ever installed by
+/// the table after detecting their CPU features.
 #[derive(Clone, Copy)]
 pub struct AttentionKernels {
-    /// Head widths the entries below take are multiples of this (1 for the scalar twins).
-    lanes: usize,
-    scores: ScoresFn,
-    axpy: AxpyFn,
-    scale_round: ScaleRoundFn,
+    /// Whether the entries below are SIMD ones (else the scalar twins).
+    simd: bool,
+    dot: DotFn,
+    mix: MixFn,
     mad_q8_0: MadFn,
 }
 
 impl std::fmt::Debug for AttentionKernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttentionKernels").field("lanes", &self.lanes).finish_non_exhaustive()
+        f.debug_struct("AttentionKernels").field("simd", &self.simd).finish_non_exhaustive()
     }
 }
 
 impl AttentionKernels {
     /// The scalar twins.
-    pub(crate) const SCALAR: AttentionKernels = AttentionKernels {
-        lanes: 1,
-        scores: scores_scalar,
-        axpy: axpy_scalar,
-        scale_round: scale_round_scalar,
-        mad_q8_0: mad_q8_0_scalar,
-    };
+    pub(crate) const SCALAR: AttentionKernels =
+        AttentionKernels { simd: false, dot: dot_f16_scalar, mix: mix_f16_scalar, mad_q8_0: mad_q8_0_scalar };
 
-    /// SIMD entries for heads of whole `lanes`-wide vectors (each entry checks its own arguments; the caller
-    /// hands them out only for the proof of their CPU features).
-    pub(crate) fn simd(
-        lanes: usize,
-        scores: ScoresFn,
-        axpy: AxpyFn,
-        scale_round: ScaleRoundFn,
-        mad_q8_0: MadFn,
-    ) -> Self {
-        AttentionKernels { lanes, scores, axpy, scale_round, mad_q8_0 }
+    /// SIMD entries for heads that are a multiple of [`DOT_SUMS`] values (each entry checks its own arguments; the
+    /// caller hands them out only for the proof of their CPU features).
+    pub(crate) fn simd(dot: DotFn, mix: MixFn, mad_q8_0: MadFn) -> Self {
+        AttentionKernels { simd: true, dot, mix, mad_q8_0 }
     }
 
     /// Whether heads of `hd` values take this table's entries (else the scalar twins).
     #[inline]
     fn takes(&self, hd: usize) -> bool {
-        hd.is_multiple_of(self.lanes) && hd <= MAX_HEAD
+        self.simd && hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD
     }
 
-    /// `s[j] = dot(q, key j) * scale` for the `s.len()` first keys, summed as `sum` says.
+    /// `s[j] = dot(q, key j)` for the `s.len()` first keys, summed as the module documentation says.
     ///
     /// # Panics
     /// If the keys do not hold `s.len()` rows of `stride` values with the head at `off`.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub fn scores(
-        &self,
-        q: &[f32],
-        keys: &[f16],
-        stride: usize,
-        off: usize,
-        scale: f32,
-        sum: ScoreSum,
-        s: &mut [f32],
-    ) {
-        let f = if self.takes(q.len()) { self.scores } else { scores_scalar };
-        f(q, keys, stride, off, scale, sum, s);
+    pub fn dot_f16(&self, q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        let f = if self.takes(q.len()) { self.dot } else { dot_f16_scalar };
+        f(q, keys, stride, off, s);
     }
 
-    /// `acc[d] += p * v[d]` (multiply, then add: no fused rounding).
+    /// `acc[d] = fma(p[j], value j [d], acc[d])` for the `p.len()` first value rows, in order (one fused
+    /// multiply-add per element and row).
     ///
     /// # Panics
-    /// If the lengths differ.
+    /// If the values do not hold `p.len()` rows of `stride` values with a head of `acc.len()` at `off`.
     #[inline]
-    pub fn axpy_f16(&self, acc: &mut [f32], p: f32, v: &[f16]) {
-        let f = if self.takes(acc.len()) { self.axpy } else { axpy_scalar };
-        f(acc, p, v, false);
-    }
-
-    /// `acc[d] = f16(acc[d] + p * v[d])`: the update of a value accumulator kept in f16 (held as
-    /// f32 values that are all exact f16 numbers; rounding to nearest, ties to even).
-    ///
-    /// # Panics
-    /// If the lengths differ.
-    #[inline]
-    pub fn axpy_f16_round(&self, acc: &mut [f32], p: f32, v: &[f16]) {
-        let f = if self.takes(acc.len()) { self.axpy } else { axpy_scalar };
-        f(acc, p, v, true);
-    }
-
-    /// `acc[d] = f16(acc[d] * m)`.
-    #[inline]
-    pub fn scale_round(&self, acc: &mut [f32], m: f32) {
-        let f = if self.takes(acc.len()) { self.scale_round } else { scale_round_scalar };
-        f(acc, m);
+    pub fn mix_f16(&self, acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        let f = if self.takes(acc.len()) { self.mix } else { mix_f16_scalar };
+        f(acc, p, values, stride, off);
     }
 
     /// `acc[d] = fma(v[d], p, acc[d])` for a row `v` of Q8_0 blocks (34 bytes per 32 values), each
@@ -143,67 +99,47 @@ impl AttentionKernels {
     }
 }
 
-/// Scalar twin of [`AttentionKernels::scores`].
+/// The fixed reduction of [`DOT_SUMS`] partial sums: `p[l] += p[l + w]` for `w` = 8, 4, 2, 1.
+pub(crate) fn reduce_sums(mut p: [f32; DOT_SUMS]) -> f32 {
+    let mut w = DOT_SUMS / 2;
+    while w > 0 {
+        for l in 0..w {
+            p[l] += p[l + w];
+        }
+        w /= 2;
+    }
+    p[0]
+}
+
+/// Scalar twin of [`AttentionKernels::dot_f16`].
 ///
 /// # Panics
-/// As [`AttentionKernels::scores`].
-pub fn scores_scalar(
-    q: &[f32],
-    keys: &[f16],
-    stride: usize,
-    off: usize,
-    scale: f32,
-    sum: ScoreSum,
-    s: &mut [f32],
-) {
+/// As [`AttentionKernels::dot_f16`].
+pub fn dot_f16_scalar(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
     check_rows(keys, stride, off, q.len(), s.len());
     let hd = q.len();
     for (j, sj) in s.iter_mut().enumerate() {
         let k = &keys[j * stride + off..j * stride + off + hd];
-        *sj = match sum {
-            ScoreSum::F32 => q.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum::<f32>() * scale,
-            ScoreSum::F64 => {
-                q.iter().zip(k).map(|(&a, &b)| (a * b.to_f32()) as f64).sum::<f64>() as f32 * scale
-            }
-        };
+        let mut p = [0f32; DOT_SUMS];
+        for (d, (&a, &b)) in q.iter().zip(k).enumerate() {
+            p[d % DOT_SUMS] = a.mul_add(b.to_f32(), p[d % DOT_SUMS]);
+        }
+        *sj = reduce_sums(p);
     }
 }
 
-/// Scalar twin of [`AttentionKernels::axpy_f16`].
+/// Scalar twin of [`AttentionKernels::mix_f16`].
 ///
 /// # Panics
-/// If the lengths differ.
-pub fn axpy_f16_scalar(acc: &mut [f32], p: f32, v: &[f16]) {
-    assert_eq!(acc.len(), v.len(), "axpy_f16: lengths differ");
-    for (a, &x) in acc.iter_mut().zip(v) {
-        *a += p * x.to_f32();
-    }
-}
-
-/// Scalar twin of [`AttentionKernels::axpy_f16_round`].
-///
-/// # Panics
-/// If the lengths differ.
-pub fn axpy_f16_round_scalar(acc: &mut [f32], p: f32, v: &[f16]) {
-    assert_eq!(acc.len(), v.len(), "axpy_f16_round: lengths differ");
-    for (a, &x) in acc.iter_mut().zip(v) {
-        *a = f16::from_f32(*a + p * x.to_f32()).to_f32();
-    }
-}
-
-/// The scalar twins of both value updates, as one entry.
-fn axpy_scalar(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
-    if round {
-        axpy_f16_round_scalar(acc, p, v);
-    } else {
-        axpy_f16_scalar(acc, p, v);
-    }
-}
-
-/// Scalar twin of [`AttentionKernels::scale_round`].
-pub fn scale_round_scalar(acc: &mut [f32], m: f32) {
-    for a in acc.iter_mut() {
-        *a = f16::from_f32(*a * m).to_f32();
+/// As [`AttentionKernels::mix_f16`].
+pub fn mix_f16_scalar(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+    let hd = acc.len();
+    check_rows(values, stride, off, hd, p.len());
+    for (j, &pj) in p.iter().enumerate() {
+        let v = &values[j * stride + off..j * stride + off + hd];
+        for (a, &x) in acc.iter_mut().zip(v) {
+            *a = pj.mul_add(x.to_f32(), *a);
+        }
     }
 }
 
@@ -252,62 +188,45 @@ pub(crate) fn check_rows(keys: &[f16], stride: usize, off: usize, hd: usize, n: 
     );
 }
 
-/// The AVX2 attention loops (heads of whole 8-lane vectors), handed out only for the proof that
+/// The AVX2 attention loops (heads of whole groups of 16 values), handed out only for the proof that
 /// the CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::kernels as avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{check_q8_0_row, check_rows, f16, AttentionKernels, ScoreSum, MAX_HEAD};
+    use super::{check_q8_0_row, check_rows, f16, AttentionKernels, DOT_SUMS, MAX_HEAD};
     use crate::x86::Avx2;
     use std::arch::x86_64::*;
 
-    /// Lanes of an AVX2 f32 vector: the head widths the entries take are multiples of it.
-    const LANES: usize = 8;
-
     /// The entries below, handed out only for the proof that the CPU has AVX2, FMA and F16C.
     pub(crate) fn kernels(_: Avx2) -> AttentionKernels {
-        AttentionKernels::simd(LANES, scores_entry, axpy_entry, scale_round_entry, mad_q8_0_entry)
+        AttentionKernels::simd(dot_entry, mix_entry, mad_q8_0_entry)
     }
 
-    /// Checks that a head of `hd` values is whole vectors of at most [`MAX_HEAD`].
+    /// Checks that a head of `hd` values is whole groups of [`DOT_SUMS`] of at most [`MAX_HEAD`].
     fn check_head(hd: usize) {
         assert!(
-            hd.is_multiple_of(LANES) && hd <= MAX_HEAD,
-            "attention: head of {hd} values for 8-lane kernels"
+            hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD,
+            "attention: head of {hd} values for 16-sum kernels"
         );
     }
 
-    // SAFETY (the four entries below): each is private and only handed out by `kernels`, whose argument proves
+    // SAFETY (the three entries below): each is private and only handed out by `kernels`, whose argument proves
     // that the CPU has AVX2, FMA and F16C; each checks the bounds its kernel's loads and stores rely on first.
 
-    fn scores_entry(
-        q: &[f32],
-        keys: &[f16],
-        stride: usize,
-        off: usize,
-        scale: f32,
-        sum: ScoreSum,
-        s: &mut [f32],
-    ) {
+    fn dot_entry(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
         check_head(q.len());
         check_rows(keys, stride, off, q.len(), s.len());
         // SAFETY: see above.
-        unsafe { scores(q, keys, stride, off, scale, sum, s) }
+        unsafe { dot(q, keys, stride, off, s) }
     }
 
-    fn axpy_entry(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
+    fn mix_entry(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
         check_head(acc.len());
-        assert_eq!(acc.len(), v.len(), "axpy_f16: lengths differ");
+        check_rows(values, stride, off, acc.len(), p.len());
         // SAFETY: see above.
-        unsafe { axpy(acc, p, v, round) }
-    }
-
-    fn scale_round_entry(acc: &mut [f32], m: f32) {
-        check_head(acc.len());
-        // SAFETY: see above.
-        unsafe { scale_round(acc, m) }
+        unsafe { mix(acc, p, values, stride, off) }
     }
 
     fn mad_q8_0_entry(acc: &mut [f32], p: f32, v: &[u8]) {
@@ -315,6 +234,27 @@ mod x86 {
         // SAFETY: see above.
         unsafe { mad_q8_0(acc, p, v) }
     }
+
+    /// Prefetches the head's values of rows `j..j + n` (those inside `rows`) ahead of their use: the rows a task
+    /// reads are one long stream, and the hardware prefetcher alone ramps up too slowly at its start.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn prefetch(rows: &[f16], stride: usize, off: usize, hd: usize, j: usize, n: usize) {
+        let bytes: &[u8] = bytemuck_f16(rows);
+        for r in j..j + n {
+            crate::x86::avx2::prefetch_row(bytes, 2 * (r * stride + off), 2 * hd);
+        }
+    }
+
+    /// The bytes of `rows`.
+    fn bytemuck_f16(rows: &[f16]) -> &[u8] {
+        // SAFETY: f16 is 2 plain bytes without padding or invalid values; the byte slice covers the same memory
+        // with the same lifetime.
+        unsafe { std::slice::from_raw_parts(rows.as_ptr().cast(), 2 * rows.len()) }
+    }
+
+    /// Rows [`prefetch`]ed ahead of the one in use.
+    pub(super) const AHEAD: usize = 16;
 
     /// Eight f16 values from `p` widened to f32 (exact).
     ///
@@ -327,130 +267,100 @@ mod x86 {
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
 
-    /// Rounds 8 f32 lanes to f16 and back (round to nearest even, as `half`).
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    fn round16(x: __m256) -> __m256 {
-        _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
-    }
-
-    /// Transposes 8 rows of 8 lanes: out[t] lane j = rows[j] lane t.
+    /// The fixed reduction of the 16 partial sums held as `lo` (sums 0..8) and `hi` (8..16), in the order of
+    /// `super::reduce_sums`: w = 8 adds the halves lane by lane, w = 4 the 128-bit halves, w = 2 and w = 1 within
+    /// the low 128 bits.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ]
+    fn reduce(lo: __m256, hi: __m256) -> f32 {
+        let t = _mm256_add_ps(lo, hi);
+        let u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+        let v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+        _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
     }
 
-    /// Scores of 8 keys at a time, one lane per key, dimensions in order; the last `n % 8` keys
-    /// by the scalar twin.
+    /// Dot products of 4 keys at a time (8 independent accumulator chains: 16 sums a key as two 8-lane vectors),
+    /// then the last `n % 4` keys one at a time (the same sums in the same order).
     ///
     /// # Safety
-    /// AVX2 + F16C available; `q.len() % 8 == 0`; `keys` holds `s.len()` rows as checked by
-    /// `check_rows`.
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn scores(
-        q: &[f32],
-        keys: &[f16],
-        stride: usize,
-        off: usize,
-        scale: f32,
-        sum: ScoreSum,
-        s: &mut [f32],
-    ) {
-        let hd = q.len();
-        let n8 = s.len() / 8 * 8;
-        let vscale = _mm256_set1_ps(scale);
-        for j0 in (0..n8).step_by(8) {
-            // Like the twin's `Sum`, start from -0.0.
-            let mut acc = _mm256_set1_ps(-0.0);
-            let mut lo = _mm256_set1_pd(-0.0);
-            let mut hi = _mm256_set1_pd(-0.0);
-            for d0 in (0..hd).step_by(8) {
-                let mut rows = [_mm256_setzero_ps(); 8];
-                for (j, r) in rows.iter_mut().enumerate() {
-                    // SAFETY: key j0 + j < s.len() and d0 + 8 <= hd: inside the checked rows.
-                    *r = unsafe { load8(keys.as_ptr().add((j0 + j) * stride + off + d0)) };
-                }
-                let cols = transpose8(rows);
-                for (t, c) in cols.iter().enumerate() {
-                    let p = _mm256_mul_ps(_mm256_set1_ps(q[d0 + t]), *c);
-                    match sum {
-                        ScoreSum::F32 => acc = _mm256_add_ps(acc, p),
-                        ScoreSum::F64 => {
-                            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-                            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(p)));
-                        }
+    /// AVX2 + FMA + F16C available; `q.len() % 16 == 0`; `keys` holds `s.len()` rows as checked by `check_rows`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        /// Dot products of keys `j0..j0 + R` with `q`.
+        ///
+        /// # Safety
+        /// As `dot`, with `j0 + R <= s.len()`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn keys_from<const R: usize>(
+            q: &[f32],
+            keys: &[f16],
+            stride: usize,
+            off: usize,
+            j0: usize,
+        ) -> [f32; R] {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for d0 in (0..q.len()).step_by(DOT_SUMS) {
+                // SAFETY: d0 + 16 <= hd = q.len().
+                let (q0, q1) =
+                    unsafe { (_mm256_loadu_ps(q.as_ptr().add(d0)), _mm256_loadu_ps(q.as_ptr().add(d0 + 8))) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: key j0 + r < s.len() and d0 + 16 <= hd: inside the checked rows.
+                    unsafe {
+                        let k = keys.as_ptr().add((j0 + r) * stride + off + d0);
+                        a[0] = _mm256_fmadd_ps(q0, load8(k), a[0]);
+                        a[1] = _mm256_fmadd_ps(q1, load8(k.add(8)), a[1]);
                     }
                 }
             }
-            if sum == ScoreSum::F64 {
-                acc = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-            }
-            let out = _mm256_mul_ps(acc, vscale);
-            // SAFETY: j0 + 8 <= s.len().
-            unsafe { _mm256_storeu_ps(s.as_mut_ptr().add(j0), out) };
+            acc.map(|a| reduce(a[0], a[1]))
         }
-        let rest = &keys[n8 * stride..];
-        super::scores_scalar(q, rest, stride, off, scale, sum, &mut s[n8..]);
+        let n4 = s.len() / 4 * 4;
+        for j0 in (0..n4).step_by(4) {
+            prefetch(keys, stride, off, q.len(), j0 + AHEAD, 4);
+            // SAFETY: j0 + 4 <= s.len().
+            s[j0..j0 + 4].copy_from_slice(&unsafe { keys_from::<4>(q, keys, stride, off, j0) });
+        }
+        for (j, sj) in s.iter_mut().enumerate().skip(n4) {
+            // SAFETY: j < s.len().
+            *sj = unsafe { keys_from::<1>(q, keys, stride, off, j) }[0];
+        }
     }
 
-    /// `acc = acc + p * v`, rounded to f16 after the add when `round`.
+    /// Output values a pass of [`mix`] keeps in registers (8 vectors).
+    const MIX_BLOCK: usize = 64;
+
+    /// The weighted sum, [`MIX_BLOCK`] output values at a time in registers, every row of the block in order (each
+    /// output element sees the rows in the same order as in the scalar twin).
     ///
     /// # Safety
-    /// AVX2 + F16C available; `acc.len() == v.len()`, a multiple of 8.
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f16], round: bool) {
-        let vp = _mm256_set1_ps(p);
-        for d in (0..acc.len()).step_by(8) {
-            // SAFETY: d + 8 <= acc.len() == v.len().
-            unsafe {
-                let a = _mm256_loadu_ps(acc.as_ptr().add(d));
-                let mut r = _mm256_add_ps(a, _mm256_mul_ps(vp, load8(v.as_ptr().add(d))));
-                if round {
-                    r = round16(r);
+    /// AVX2 + FMA + F16C available; `acc.len() % 16 == 0`; `values` holds `p.len()` rows as checked by
+    /// `check_rows` for a head of `acc.len()` values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn mix(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        let hd = acc.len();
+        for b0 in (0..hd).step_by(MIX_BLOCK) {
+            let nv = (hd - b0).min(MIX_BLOCK) / 8;
+            let mut a = [_mm256_setzero_ps(); MIX_BLOCK / 8];
+            for (i, ai) in a[..nv].iter_mut().enumerate() {
+                // SAFETY: b0 + 8i + 8 <= hd = acc.len().
+                *ai = unsafe { _mm256_loadu_ps(acc.as_ptr().add(b0 + 8 * i)) };
+            }
+            for (j, &pj) in p.iter().enumerate() {
+                if b0 == 0 {
+                    prefetch(values, stride, off, hd, j + AHEAD, 1);
                 }
-                _mm256_storeu_ps(acc.as_mut_ptr().add(d), r);
+                let vp = _mm256_set1_ps(pj);
+                // SAFETY: row j < p.len() and b0 + 8 nv <= hd: inside the checked rows.
+                let v = unsafe { values.as_ptr().add(j * stride + off + b0) };
+                for (i, ai) in a[..nv].iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    *ai = _mm256_fmadd_ps(vp, unsafe { load8(v.add(8 * i)) }, *ai);
+                }
             }
-        }
-    }
-
-    /// `acc = f16(acc * m)`.
-    ///
-    /// # Safety
-    /// AVX2 + F16C available; `acc.len()` a multiple of 8.
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn scale_round(acc: &mut [f32], m: f32) {
-        let vm = _mm256_set1_ps(m);
-        for d in (0..acc.len()).step_by(8) {
-            // SAFETY: d + 8 <= acc.len().
-            unsafe {
-                let a = _mm256_loadu_ps(acc.as_ptr().add(d));
-                _mm256_storeu_ps(acc.as_mut_ptr().add(d), round16(_mm256_mul_ps(a, vm)));
+            for (i, ai) in a[..nv].iter().enumerate() {
+                // SAFETY: b0 + 8i + 8 <= hd = acc.len().
+                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(b0 + 8 * i), *ai) };
             }
         }
     }
@@ -477,6 +387,154 @@ mod x86 {
     }
 }
 
+/// The AVX-512 attention loops, handed out only for the proof that the CPU has the AVX-512 level.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_512::kernels as avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_512 {
+    use super::x86::{prefetch, AHEAD};
+    use super::{check_rows, f16, AttentionKernels, DOT_SUMS, MAX_HEAD};
+    use crate::x86::Avx512Vnni;
+    use std::arch::x86_64::*;
+
+    /// The entries below (and the AVX2 level's `mad_q8_0`), handed out only for the proof that the CPU has
+    /// AVX-512 F on top of AVX2, FMA and F16C.
+    pub(crate) fn kernels(t: Avx512Vnni) -> AttentionKernels {
+        let avx2 = super::avx2(t.avx2());
+        AttentionKernels::simd(dot_entry, mix_entry, avx2.mad_q8_0)
+    }
+
+    // SAFETY (the two entries below): each is private and only handed out by `kernels`, whose argument proves
+    // that the CPU has AVX-512 F, AVX2, FMA and F16C; each checks the bounds its kernel's loads and stores rely on
+    // first.
+
+    fn dot_entry(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        check_head(q.len());
+        check_rows(keys, stride, off, q.len(), s.len());
+        // SAFETY: see above.
+        unsafe { dot(q, keys, stride, off, s) }
+    }
+
+    fn mix_entry(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        check_head(acc.len());
+        check_rows(values, stride, off, acc.len(), p.len());
+        // SAFETY: see above.
+        unsafe { mix(acc, p, values, stride, off) }
+    }
+
+    /// Checks that a head of `hd` values is whole groups of [`DOT_SUMS`] of at most [`MAX_HEAD`].
+    fn check_head(hd: usize) {
+        assert!(
+            hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD,
+            "attention: head of {hd} values for 16-sum kernels"
+        );
+    }
+
+    /// Sixteen f16 values from `p` widened to f32 (exact).
+    ///
+    /// # Safety
+    /// AVX-512 F available; `p` points at 16 readable f16 values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const f16) -> __m512 {
+        // SAFETY: 32 readable bytes at `p` (caller); unaligned load.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+
+    /// The fixed reduction of the 16 partial sums in the lanes of `z`, in the order of `super::reduce_sums`:
+    /// w = 8 adds the 256-bit halves lane by lane, w = 4 the 128-bit halves, w = 2 and w = 1 within the low 128
+    /// bits.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(z: __m512) -> f32 {
+        let t = _mm256_add_ps(
+            _mm512_castps512_ps256(z),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+        );
+        let u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+        let v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+        _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
+    }
+
+    /// Dot products of 8 keys at a time (8 independent accumulator chains: the 16 sums of a key are the lanes
+    /// of one vector), then the last `n % 8` keys one at a time (the same sums in the same order).
+    ///
+    /// # Safety
+    /// AVX-512 F + F16C available; `q.len() % 16 == 0`; `keys` holds `s.len()` rows as checked by `check_rows`.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn dot(q: &[f32], keys: &[f16], stride: usize, off: usize, s: &mut [f32]) {
+        /// Dot products of keys `j0..j0 + R` with `q`.
+        ///
+        /// # Safety
+        /// As `dot`, with `j0 + R <= s.len()`.
+        #[inline]
+        #[target_feature(enable = "avx512f,f16c,fma")]
+        unsafe fn keys_from<const R: usize>(
+            q: &[f32],
+            keys: &[f16],
+            stride: usize,
+            off: usize,
+            j0: usize,
+        ) -> [f32; R] {
+            let mut acc = [_mm512_setzero_ps(); R];
+            for d0 in (0..q.len()).step_by(DOT_SUMS) {
+                // SAFETY: d0 + 16 <= hd = q.len().
+                let qv = unsafe { _mm512_loadu_ps(q.as_ptr().add(d0)) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: key j0 + r < s.len() and d0 + 16 <= hd: inside the checked rows.
+                    *a = _mm512_fmadd_ps(
+                        qv,
+                        unsafe { load16(keys.as_ptr().add((j0 + r) * stride + off + d0)) },
+                        *a,
+                    );
+                }
+            }
+            acc.map(|a| reduce(a))
+        }
+        let n8 = s.len() / 8 * 8;
+        for j0 in (0..n8).step_by(8) {
+            prefetch(keys, stride, off, q.len(), j0 + AHEAD, 8);
+            // SAFETY: j0 + 8 <= s.len().
+            s[j0..j0 + 8].copy_from_slice(&unsafe { keys_from::<8>(q, keys, stride, off, j0) });
+        }
+        for (j, sj) in s.iter_mut().enumerate().skip(n8) {
+            // SAFETY: j < s.len().
+            *sj = unsafe { keys_from::<1>(q, keys, stride, off, j) }[0];
+        }
+    }
+
+    /// The weighted sum with the whole head (at most 16 vectors) in registers, every row in order (each output
+    /// element sees the rows in the same order as in the scalar twin).
+    ///
+    /// # Safety
+    /// AVX-512 F + F16C available; `acc.len() % 16 == 0` and `<= MAX_HEAD`; `values` holds `p.len()` rows as
+    /// checked by `check_rows` for a head of `acc.len()` values.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn mix(acc: &mut [f32], p: &[f32], values: &[f16], stride: usize, off: usize) {
+        let nv = acc.len() / 16;
+        let mut a = [_mm512_setzero_ps(); MAX_HEAD / 16];
+        for (i, ai) in a[..nv].iter_mut().enumerate() {
+            // SAFETY: 16i + 16 <= acc.len().
+            *ai = unsafe { _mm512_loadu_ps(acc.as_ptr().add(16 * i)) };
+        }
+        for (j, &pj) in p.iter().enumerate() {
+            prefetch(values, stride, off, acc.len(), j + AHEAD, 1);
+            let vp = _mm512_set1_ps(pj);
+            // SAFETY: row j < p.len() and 16 nv <= hd: inside the checked rows.
+            let v = unsafe { values.as_ptr().add(j * stride + off) };
+            for (i, ai) in a[..nv].iter_mut().enumerate() {
+                // SAFETY: as above.
+                *ai = _mm512_fmadd_ps(vp, unsafe { load16(v.add(16 * i)) }, *ai);
+            }
+        }
+        for (i, ai) in a[..nv].iter().enumerate() {
+            // SAFETY: 16i + 16 <= acc.len().
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(16 * i), *ai) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,68 +549,71 @@ mod tests {
         x.iter().map(|v| v.to_bits()).collect()
     }
 
+    /// Head widths and layouts: whole groups of 16 (SIMD entries), others (scalar twins), odd strides and offsets,
+    /// key counts around the 4-key step.
+    const SHAPES: [(usize, usize, usize, usize); 8] = [
+        (64, 192, 64, 1),
+        (64, 64, 0, 7),
+        (64, 192, 128, 8),
+        (128, 256, 0, 37),
+        (16, 16, 0, 17),
+        (80, 83, 3, 9),
+        (12, 24, 12, 9),
+        (256, 260, 4, 5),
+    ];
+
     #[test]
-    fn scores_are_bit_identical_to_the_scalar_twin() {
+    fn dot_products_are_bit_identical_to_the_scalar_twin() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for k in Kernels::all_levels() {
             let att = k.attention();
-            for (hd, stride, off, n) in [
-                (64, 192, 64, 1),
-                (64, 64, 0, 7),
-                (64, 192, 128, 8),
-                (128, 256, 0, 37),
-                (8, 8, 0, 17),
-                (12, 24, 12, 9),
-            ] {
+            for (hd, stride, off, n) in SHAPES {
                 let keys = rand_f16(&mut rng, n * stride, 2.0);
                 let q: Vec<f32> = (0..hd).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
-                for sum in [ScoreSum::F32, ScoreSum::F64] {
-                    let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-                    att.scores(&q, &keys, stride, off, 0.125, sum, &mut a);
-                    scores_scalar(&q, &keys, stride, off, 0.125, sum, &mut b);
-                    assert_eq!(bits(&a), bits(&b), "{:?} hd {hd} n {n} {sum:?}", k.level());
-                }
+                let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+                att.dot_f16(&q, &keys, stride, off, &mut a);
+                dot_f16_scalar(&q, &keys, stride, off, &mut b);
+                assert_eq!(bits(&a), bits(&b), "{:?} hd {hd} n {n}", k.level());
             }
         }
     }
 
     #[test]
-    fn scores_match_an_f64_reference() {
+    fn dot_products_match_an_f64_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        let (hd, n) = (64, 13);
+        let (hd, n) = (128, 13);
         let keys = rand_f16(&mut rng, n * hd, 1.0);
         let q: Vec<f32> = (0..hd).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut s = vec![0f32; n];
-        Kernels::detect().attention().scores(&q, &keys, hd, 0, 0.5, ScoreSum::F64, &mut s);
+        Kernels::detect().attention().dot_f16(&q, &keys, hd, 0, &mut s);
         for (j, &sj) in s.iter().enumerate() {
-            let want: f64 = (0..hd).map(|d| q[d] as f64 * keys[j * hd + d].to_f64()).sum::<f64>() * 0.5;
+            let want: f64 = (0..hd).map(|d| q[d] as f64 * keys[j * hd + d].to_f64()).sum::<f64>();
             assert!((sj as f64 - want).abs() < 1e-5, "key {j}: {sj} vs {want}");
         }
     }
 
     #[test]
-    fn value_updates_are_bit_identical_to_the_scalar_twins() {
+    fn weighted_sums_are_bit_identical_to_the_scalar_twin_and_match_an_f64_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for k in Kernels::all_levels() {
             let att = k.attention();
-            for hd in [8, 64, 128, 12] {
-                let v = rand_f16(&mut rng, hd, 4.0);
-                let acc0: Vec<f32> =
-                    (0..hd).map(|_| f16::from_f32(rng.gen_range(-8.0f32..8.0)).to_f32()).collect();
-                let p = rng.gen_range(0.0f32..1.0);
+            for (hd, stride, off, n) in SHAPES {
+                let values = rand_f16(&mut rng, n * stride, 4.0);
+                let p: Vec<f32> = (0..n).map(|_| rng.gen_range(0.0f32..1.0)).collect();
+                let acc0: Vec<f32> = (0..hd).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
                 let (mut a, mut b) = (acc0.clone(), acc0.clone());
-                att.axpy_f16(&mut a, p, &v);
-                axpy_f16_scalar(&mut b, p, &v);
-                assert_eq!(bits(&a), bits(&b), "{:?} axpy hd {hd}", k.level());
-                let (mut a, mut b) = (acc0.clone(), acc0.clone());
-                att.axpy_f16_round(&mut a, p, &v);
-                axpy_f16_round_scalar(&mut b, p, &v);
-                assert_eq!(bits(&a), bits(&b), "{:?} axpy_round hd {hd}", k.level());
-                assert!(a.iter().all(|&x| f16::from_f32(x).to_f32() == x), "results are f16 values");
-                let (mut a, mut b) = (acc0.clone(), acc0);
-                att.scale_round(&mut a, p);
-                scale_round_scalar(&mut b, p);
-                assert_eq!(bits(&a), bits(&b), "{:?} scale_round hd {hd}", k.level());
+                att.mix_f16(&mut a, &p, &values, stride, off);
+                mix_f16_scalar(&mut b, &p, &values, stride, off);
+                assert_eq!(bits(&a), bits(&b), "{:?} hd {hd} n {n}", k.level());
+                for d in 0..hd {
+                    let want = acc0[d] as f64
+                        + (0..n).map(|j| p[j] as f64 * values[j * stride + off + d].to_f64()).sum::<f64>();
+                    assert!(
+                        (a[d] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "hd {hd} dim {d}: {} vs {want}",
+                        a[d]
+                    );
+                }
             }
         }
     }
@@ -593,12 +654,12 @@ mod tests {
             let att = k.attention();
             let keys = vec![f16::ZERO; 64];
             // Two rows of width 64 do not fit in 64 cached values.
-            let r = std::panic::catch_unwind(|| {
-                att.scores(&[0.0; 64], &keys, 64, 0, 1.0, ScoreSum::F32, &mut [0.0; 2])
-            });
-            assert!(r.is_err(), "{:?}: scores past the cache", k.level());
-            let r = std::panic::catch_unwind(|| att.axpy_f16(&mut [0.0; 64], 1.0, &keys[..32]));
-            assert!(r.is_err(), "{:?}: axpy of unequal lengths", k.level());
+            let r = std::panic::catch_unwind(|| att.dot_f16(&[0.0; 64], &keys, 64, 0, &mut [0.0; 2]));
+            assert!(r.is_err(), "{:?}: dot products past the cache", k.level());
+            let r = std::panic::catch_unwind(|| att.mix_f16(&mut [0.0; 64], &[1.0; 2], &keys, 64, 0));
+            assert!(r.is_err(), "{:?}: weighted sum past the cache", k.level());
+            let r = std::panic::catch_unwind(|| att.mix_f16(&mut [0.0; 64], &[1.0], &keys, 64, 16));
+            assert!(r.is_err(), "{:?}: head past the row", k.level());
             let r = std::panic::catch_unwind(|| att.mad_q8_0(&mut [0.0; 64], 1.0, &[0u8; 34]));
             assert!(r.is_err(), "{:?}: mad_q8_0 past the row", k.level());
         }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{machine_has_simd, rng, simd_levels};
-use edgevl_kernels::attention::{self, ScoreSum};
+use edgevl_kernels::attention;
 use edgevl_kernels::{Kernels, SimdLevel};
 use half::f16;
 use rand::Rng;
@@ -61,37 +61,22 @@ fn attention_helpers_are_bit_identical_to_the_scalar_twins_on_odd_sizes() {
 
 fn attention_twins(k: &Kernels, r: &mut impl Rng) {
     let att = k.attention();
-    // Head widths: whole vectors, a non-multiple of 4 (scalar path), and one above MAX_HEAD (scalar path).
-    for hd in [4, 8, 12, 20, 64, 68, 128, 6, attention::MAX_HEAD + 4] {
+    // Head widths: whole groups of 16 (SIMD entries), others (scalar twins), one above MAX_HEAD (scalar twin).
+    for hd in [4, 8, 12, 16, 20, 64, 68, 80, 128, 6, attention::MAX_HEAD + 16] {
         for n in [1, 3, 4, 5, 9, 17] {
             let (off, stride) = (hd % 7, hd + hd % 7 + 3);
             let keys = rand_f16(r, n * stride, 2.0);
             let q: Vec<f32> = (0..hd).map(|_| r.gen_range(-3.0f32..3.0)).collect();
-            for sum in [ScoreSum::F32, ScoreSum::F64] {
-                let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-                att.scores(&q, &keys, stride, off, 0.3, sum, &mut a);
-                attention::scores_scalar(&q, &keys, stride, off, 0.3, sum, &mut b);
-                assert_eq!(bits(&a), bits(&b), "scores hd {hd} n {n} {sum:?} ({:?})", k.level());
-            }
-        }
-        let v = rand_f16(r, hd, 4.0);
-        let acc0: Vec<f32> = (0..hd).map(|_| f16::from_f32(r.gen_range(-8.0f32..8.0)).to_f32()).collect();
-        let p = r.gen_range(0.0f32..1.0);
-        let (mut a, mut b) = (acc0.clone(), acc0.clone());
-        att.axpy_f16(&mut a, p, &v);
-        attention::axpy_f16_scalar(&mut b, p, &v);
-        assert_eq!(bits(&a), bits(&b), "axpy hd {hd}");
-        let (mut a, mut b) = (acc0.clone(), acc0.clone());
-        att.axpy_f16_round(&mut a, p, &v);
-        attention::axpy_f16_round_scalar(&mut b, p, &v);
-        assert_eq!(bits(&a), bits(&b), "axpy_round hd {hd}");
-        // Large and tiny values: f16 overflow to infinity and subnormal results round alike.
-        let big: Vec<f32> = (0..hd).map(|i| if i % 2 == 0 { 70000.0 } else { 3.0e-6 }).collect();
-        for (x, m) in [(acc0, p), (big, 0.97)] {
-            let (mut a, mut b) = (x.clone(), x);
-            att.scale_round(&mut a, m);
-            attention::scale_round_scalar(&mut b, m);
-            assert_eq!(bits(&a), bits(&b), "scale_round hd {hd}");
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            att.dot_f16(&q, &keys, stride, off, &mut a);
+            attention::dot_f16_scalar(&q, &keys, stride, off, &mut b);
+            assert_eq!(bits(&a), bits(&b), "dot hd {hd} n {n} ({:?})", k.level());
+            let p: Vec<f32> = (0..n).map(|_| r.gen_range(0.0f32..1.0)).collect();
+            let acc0: Vec<f32> = (0..hd).map(|_| r.gen_range(-8.0f32..8.0)).collect();
+            let (mut a, mut b) = (acc0.clone(), acc0);
+            att.mix_f16(&mut a, &p, &keys, stride, off);
+            attention::mix_f16_scalar(&mut b, &p, &keys, stride, off);
+            assert_eq!(bits(&a), bits(&b), "mix hd {hd} n {n} ({:?})", k.level());
         }
     }
 }

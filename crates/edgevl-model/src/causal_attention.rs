@@ -7,7 +7,7 @@
 
 use crate::compute::Compute;
 use crate::head_attention::{self, put_f32, HeadScratch};
-use crate::kv_cache::KvElem;
+use crate::kv_cache::{KvElem, LayerKv};
 use edgevl_kernels::MatmulScratch;
 
 /// Reusable buffers of [`attend`].
@@ -19,7 +19,7 @@ pub(crate) struct CausalScratch {
 }
 
 /// Shapes of one call: `m` new queries at positions `pos0..pos0 + m`, heads of `hd` values,
-/// `n_head` query heads sharing `n_head_kv` key/value heads, cache rows `kvd` values wide.
+/// `n_head` query heads sharing `n_head_kv` key/value heads.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CausalShape {
     pub m: usize,
@@ -27,37 +27,31 @@ pub(crate) struct CausalShape {
     pub hd: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
-    pub kvd: usize,
 }
 
 /// `out[i, head h] = softmax_j<=pos0+i(q_i,h · k_j * scale) v_j` for the `m` queries of `q`
-/// (`[m, n_head * hd]`) over the cached `keys` / `values` of positions `0..pos0 + m`.
+/// (`[m, n_head * hd]`) over the cached keys and values `kv` of positions `0..pos0 + m`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend<T: KvElem>(
     cx: Compute,
     sh: CausalShape,
     q: &[f32],
-    keys: &[T],
-    values: &[T],
+    kv: LayerKv<'_, T>,
     scr: &mut CausalScratch,
     mm: &mut MatmulScratch,
     out: &mut [f32],
 ) {
-    let CausalShape { m, pos0, hd, n_head, n_head_kv, kvd } = sh;
+    let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
     let (n, qd) = (pos0 + m, n_head * hd);
     let group = n_head / n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let visible = |i: usize| pos0 + i + 1;
     scr.rows.resize(n * hd, 0.0);
     for g in 0..n_head_kv {
-        let off = g * hd;
-        for (j, dst) in scr.rows.chunks_exact_mut(hd).enumerate() {
-            T::row_to_f32(&keys[j * kvd + off..][..hd], dst);
-        }
+        let (keys, values) = kv.head(g, n);
+        T::row_to_f32(keys, &mut scr.rows);
         put_f32(&mut scr.head.k, n * hd, scr.rows.iter().copied());
-        for (j, dst) in scr.rows.chunks_exact_mut(hd).enumerate() {
-            T::row_to_f32(&values[j * kvd + off..][..hd], dst);
-        }
+        T::row_to_f32(values, &mut scr.rows);
         let v = &scr.rows;
         put_f32(&mut scr.head.vt, n * hd, (0..hd).flat_map(|c| v.iter().skip(c).step_by(hd).copied()));
         for h in g * group..(g + 1) * group {

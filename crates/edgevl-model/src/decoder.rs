@@ -9,16 +9,14 @@ use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
 use crate::parallel::DisjointSlice;
+use crate::split_attention::{self, SplitScratch};
 use crate::weights::{Loader, Matrix};
 use crate::{Hook, KvCache, ModelError};
 use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::attention::{AttentionKernels, ScoreSum};
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
 use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
 use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, VecDotType};
-use half::f16;
-use std::ops::Range;
 use std::sync::Arc;
 
 /// What goes into the decoder.
@@ -110,6 +108,8 @@ pub struct RunState {
     scratch: MatmulScratch,
     /// Buffers of the GEMM attention of large batches.
     causal: CausalScratch,
+    /// Partial results of the split attention of small batches.
+    split: SplitScratch,
 }
 
 impl RunState {
@@ -248,6 +248,7 @@ impl Decoder {
             logits: Vec::new(),
             scratch: MatmulScratch::new(),
             causal: CausalScratch::default(),
+            split: SplitScratch::default(),
         }
     }
 
@@ -378,31 +379,40 @@ impl Decoder {
         add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
     }
 
-    /// Causal attention of the `m` new queries over positions `0..pos0 + i + 1`, one pool task
-    /// per query head. Numerics follow llama.cpp's default CPU path (flash attention) so greedy
-    /// outputs track it: batches of fewer than [`FLASH_TILE_Q`] queries on an f16 cache use its
-    /// per-query kernel (f16 queries, online softmax, values accumulated in f16); larger batches
-    /// and f32 caches are computed in f32 with an exact softmax, as its tiled kernel is (larger
-    /// batches on an f16 cache as two GEMMs per head, [`causal_attention`]). A Q8_0
-    /// cache takes its per-query kernel at every batch size, as llama.cpp's does.
+    /// Causal attention of the `m` new queries over positions `0..pos0 + i + 1`. On an f16 cache,
+    /// batches of fewer than [`FLASH_TILE_Q`] queries (decode steps) split the context across tasks
+    /// ([`split_attention`]: f32 dot products and value sums, exact softmax per split, splits merged),
+    /// larger batches compute two GEMMs per head in f32 with an exact softmax ([`causal_attention`]),
+    /// as llama.cpp's tiled kernel does. An f32 cache is computed in f32 per query head with an exact
+    /// softmax; a Q8_0 cache takes llama.cpp's per-query flash-attention kernel at every batch size,
+    /// as llama.cpp does.
     fn attend(&self, m: usize, pos0: usize, kv: &KvCache, l: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
-        let (qd, hd, kvd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.kv_dim(), kv.n_ctx());
+        let (qd, hd, n_ctx) = (hp.q_dim(), hp.head_dim, kv.n_ctx());
         let planes = kv.planes();
         if let KvPlanes::F16(p) = planes {
+            let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv };
+            let out = &mut st.attn[..m * qd];
+            let cx = Compute { kernels: &self.kernels, pool };
             if m >= FLASH_TILE_Q {
-                let sh = CausalShape { m, pos0, hd, n_head: hp.n_head, n_head_kv: hp.n_head_kv, kvd };
-                let (k, v) = (&p.k[l], &p.v[l]);
-                let out = &mut st.attn[..m * qd];
-                let cx = Compute { kernels: &self.kernels, pool };
-                causal_attention::attend(cx, sh, &st.q[..m * qd], k, v, &mut st.causal, &mut st.scratch, out);
-                return;
+                causal_attention::attend(
+                    cx,
+                    sh,
+                    &st.q[..m * qd],
+                    p.layer(l),
+                    &mut st.causal,
+                    &mut st.scratch,
+                    out,
+                );
+            } else {
+                split_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.split, out);
             }
+            return;
         }
         let group = hp.n_head / hp.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let q = &st.q;
-        let (k, att) = (&self.kernels, self.kernels.attention());
+        let k = &self.kernels;
         // Each head's queries are split (interleaved, so causal work stays balanced) over
         // `QUERY_SPLIT` tasks, each with its own score row; every output is computed alone, so
         // results do not depend on the split.
@@ -412,7 +422,6 @@ impl Decoder {
         pool.run(hp.n_head * split, &|task| {
             let (h, part) = (task / split, task % split);
             let g = h / group;
-            let head = g * hd..(g + 1) * hd;
             // SAFETY: task `task` is the only one touching score row `task`.
             let s_row = unsafe { scores.range_mut(task * n_ctx, n_ctx) };
             for i in (part..m).step_by(split) {
@@ -422,10 +431,12 @@ impl Decoder {
                 let n = pos0 + i + 1;
                 let s = &mut s_row[..n];
                 match planes {
-                    KvPlanes::F32(p) => attend_exact(qh, &p.k[l], &p.v[l], kvd, head.clone(), scale, s, out),
-                    KvPlanes::F16(p) => {
-                        attend_flash_f16(&att, qh, &p.k[l], &p.v[l], kvd, head.start, scale, s, out)
+                    KvPlanes::F32(p) => {
+                        let (keys, values) = p.layer(l).head(g, n);
+                        attend_exact(qh, keys, values, scale, s, out)
                     }
+                    // Taken by `split_attention` above.
+                    KvPlanes::F16(_) => unreachable!("f16 caches take the split or causal path"),
                     KvPlanes::Q8_0(p) => {
                         let rows = p.head_rows(g, n);
                         let (keys, values) = (&p.k[l][rows.clone()], &p.v[l][rows]);
@@ -470,74 +481,23 @@ pub(crate) const FLASH_TILE_Q: usize = 64;
 /// Tasks per head when a batch has several queries.
 const QUERY_SPLIT: usize = 2;
 
-/// One query head over the `s.len()` cached positions in f32: scores, softmax, weighted sum.
-#[allow(clippy::too_many_arguments)]
-fn attend_exact<T: KvElem>(
-    q: &[f32],
-    keys: &[T],
-    values: &[T],
-    kvd: usize,
-    head: Range<usize>,
-    scale: f32,
-    s: &mut [f32],
-    out: &mut [f32],
-) {
+/// One query head over the `s.len()` cached positions in f32 (`keys` and `values` hold that head's
+/// rows, position by position): scores, softmax, weighted sum.
+fn attend_exact<T: KvElem>(q: &[f32], keys: &[T], values: &[T], scale: f32, s: &mut [f32], out: &mut [f32]) {
+    let hd = q.len();
     let mut row = [0f32; MAX_HEAD_DIM];
-    let row = &mut row[..q.len()];
-    for (j, sj) in s.iter_mut().enumerate() {
-        T::row_to_f32(&keys[j * kvd + head.start..j * kvd + head.end], row);
+    let row = &mut row[..hd];
+    for (sj, k) in s.iter_mut().zip(keys.chunks_exact(hd)) {
+        T::row_to_f32(k, row);
         *sj = q.iter().zip(row.iter()).map(|(&a, &b)| a * b).sum::<f32>() * scale;
     }
     softmax(s);
     out.fill(0.0);
-    for (j, &p) in s.iter().enumerate() {
-        T::row_to_f32(&values[j * kvd + head.start..j * kvd + head.end], row);
+    for (&p, v) in s.iter().zip(values.chunks_exact(hd)) {
+        T::row_to_f32(v, row);
         for (o, &v) in out.iter_mut().zip(row.iter()) {
             *o += p * v;
         }
-    }
-}
-
-/// One query head over the `s.len()` cached positions of an f16 cache, as ggml's CPU flash
-/// attention: the query rounded to f16, K·Q summed in f64, a running maximum and sum, and the
-/// weighted sum of values kept in f16 (rounded after every update), divided by the sum at the end.
-/// The scores do not depend on the running state, so they are computed first, 8 keys at a time.
-#[allow(clippy::too_many_arguments)]
-fn attend_flash_f16(
-    att: &AttentionKernels,
-    q: &[f32],
-    keys: &[f16],
-    values: &[f16],
-    kvd: usize,
-    off: usize,
-    scale: f32,
-    s: &mut [f32],
-    out: &mut [f32],
-) {
-    let hd = q.len();
-    let mut buf = [0f32; 2 * MAX_HEAD_DIM];
-    let (qh, acc) = buf.split_at_mut(MAX_HEAD_DIM);
-    let (qh, acc) = (&mut qh[..hd], &mut acc[..hd]);
-    for (d, &v) in qh.iter_mut().zip(q) {
-        *d = f16::from_f32(v).to_f32();
-    }
-    att.scores(qh, keys, kvd, off, scale, ScoreSum::F64, s);
-    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-    for (j, &sj) in s.iter().enumerate() {
-        let (mut ms, mut vs) = (1f32, 1f32);
-        if sj > max {
-            ms = (max - sj).exp();
-            max = sj;
-            att.scale_round(acc, ms);
-        } else {
-            vs = (sj - max).exp();
-        }
-        att.axpy_f16_round(acc, vs, &values[j * kvd + off..j * kvd + off + hd]);
-        sum = sum * ms + vs;
-    }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, &a) in out.iter_mut().zip(acc.iter()) {
-        *o = a * inv;
     }
 }
 

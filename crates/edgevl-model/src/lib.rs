@@ -14,6 +14,7 @@ mod hook;
 mod hparams;
 mod kv_cache;
 mod parallel;
+mod split_attention;
 pub mod vision;
 mod weights;
 

@@ -64,3 +64,19 @@ pub fn smollm2_hf_dir() -> PathBuf {
     );
     dir
 }
+
+/// Little-endian f32 values from `bytes` (a trailing partial value is ignored).
+pub fn f32_le(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// The data of a float32 `.npy` file (version 1, as numpy and `edgevl --dump-activations` write it); panics
+/// (failing the test) on another format.
+pub fn npy_f32(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}: not a version 1 .npy file", path.display());
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + hlen]);
+    assert!(header.contains("'<f4'"), "{}: not float32 ({header})", path.display());
+    f32_le(&bytes[10 + hlen..])
+}

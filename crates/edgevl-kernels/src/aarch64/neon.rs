@@ -159,26 +159,6 @@ pub(crate) fn f32_to_f16x4(x: float32x4_t) -> uint16x4_t {
     r
 }
 
-/// Rounds 4 f32 lanes to f16 and back (round to nearest, ties to even: the FPCR default on Linux and Android, and
-/// what `half::f16::from_f32` does).
-#[inline]
-#[target_feature(enable = "neon")]
-pub(crate) fn round_f16(x: float32x4_t) -> float32x4_t {
-    let r: float32x4_t;
-    // SAFETY: FCVTN/FCVTL are Armv8.0 Advanced SIMD instructions; registers only.
-    unsafe {
-        asm!(
-            "fcvtn {t:v}.4h, {x:v}.4s",
-            "fcvtl {r:v}.4s, {t:v}.4h",
-            x = in(vreg) x,
-            t = out(vreg) _,
-            r = out(vreg) r,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    r
-}
-
 /// Runs `kernel(weight row blocks, activation row blocks)` for every weight row of `w` and each of the `n_act`
 /// activation rows ([`crate::dispatch::DotFn`] layout); each output depends only on its two rows.
 #[inline(always)]

@@ -42,6 +42,11 @@ impl Avx512Vnni {
             && is_x86_feature_detected!("avx512vnni");
         ok.then_some(Avx512Vnni(()))
     }
+
+    /// The proof of the AVX2 level this one includes.
+    pub(crate) fn avx2(self) -> Avx2 {
+        Avx2(())
+    }
 }
 
 /// Replaces every kernel of `k` this CPU has a faster version of, at most at level `max`.
@@ -68,4 +73,5 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_dot(DType::Q8_0, l, q8_0::avx512::dot(t));
     k.set_packed(l, crate::packed::avx512::entry(t));
     k.set_float(l, crate::fgemm::avx512::entry(t));
+    k.set_attention(l, crate::attention::avx512(t));
 }
