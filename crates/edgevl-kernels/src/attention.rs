@@ -205,7 +205,7 @@ mod x86 {
     }
 
     /// Checks that a head of `hd` values is whole groups of [`DOT_SUMS`] of at most [`MAX_HEAD`].
-    fn check_head(hd: usize) {
+    pub(super) fn check_head(hd: usize) {
         assert!(
             hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD,
             "attention: head of {hd} values for 16-sum kernels"
@@ -393,7 +393,7 @@ pub(crate) use x86_512::kernels as avx512;
 
 #[cfg(target_arch = "x86_64")]
 mod x86_512 {
-    use super::x86::{prefetch, AHEAD};
+    use super::x86::{check_head, prefetch, AHEAD};
     use super::{check_rows, f16, AttentionKernels, DOT_SUMS, MAX_HEAD};
     use crate::x86::Avx512Vnni;
     use std::arch::x86_64::*;
@@ -421,14 +421,6 @@ mod x86_512 {
         check_rows(values, stride, off, acc.len(), p.len());
         // SAFETY: see above.
         unsafe { mix(acc, p, values, stride, off) }
-    }
-
-    /// Checks that a head of `hd` values is whole groups of [`DOT_SUMS`] of at most [`MAX_HEAD`].
-    fn check_head(hd: usize) {
-        assert!(
-            hd.is_multiple_of(DOT_SUMS) && hd <= MAX_HEAD,
-            "attention: head of {hd} values for 16-sum kernels"
-        );
     }
 
     /// Sixteen f16 values from `p` widened to f32 (exact).
