@@ -1,7 +1,7 @@
 //! The kernel table ([`Kernels`]): every compute kernel of the engine, chosen once from the CPU's features and the
 //! options of a [`KernelConfig`] — per weight format a dot product and a dequantiser, per activation format a
-//! quantiser, the packed integer GEMM ([`crate::packed`]), the float GEMM ([`crate::fgemm`]) and the attention
-//! loops ([`crate::attention`]).
+//! quantiser, the packed integer GEMM ([`crate::packed`]), the float GEMM ([`crate::fgemm`]), the attention
+//! loops ([`crate::attention`]), attention's small GEMM ([`crate::sgemm`]) and softmax ([`crate::softmax`]).
 //!
 //! Correctness never depends on compile-time `target-cpu`. SIMD kernels are compiled with `#[target_feature]`, and
 //! each ISA module hands out its table entries only in exchange for a proof token whose sole constructor checks the
@@ -26,6 +26,8 @@ use crate::formats::{
     WeightFormat,
 };
 use crate::packed::PackedKernel;
+use crate::sgemm::SgemmKernel;
+use crate::softmax::ExpShiftedFn;
 
 /// Dot products of consecutive weight rows with up to 4 activation rows (see [`FormatKernels::dot`], which checks
 /// the arguments before calling one).
@@ -275,6 +277,8 @@ pub struct Kernels {
     /// format was installed without a SIMD float GEMM (NEON).
     float_for_floats: bool,
     attention: AttentionKernels,
+    sgemm: SgemmKernel,
+    exp_shifted: ExpShiftedFn,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -370,6 +374,8 @@ impl Kernels {
             float: FloatKernel::SCALAR,
             float_for_floats: true,
             attention: AttentionKernels::SCALAR,
+            sgemm: SgemmKernel::SCALAR,
+            exp_shifted: crate::softmax::exp_shifted_scalar,
         }
     }
 
@@ -425,6 +431,19 @@ impl Kernels {
         self.attention
     }
 
+    /// The small f32 GEMM of attention's products ([`crate::sgemm`]).
+    #[inline]
+    pub fn sgemm(&self) -> SgemmKernel {
+        self.sgemm
+    }
+
+    /// The unnormalised softmax of a row of scores, in place: each `x` becomes `exp(x * scale - max)`; returns
+    /// `(max, sum of the exponentials)` ([`crate::softmax`]; bit-identical at every level).
+    #[inline]
+    pub fn exp_shifted(&self, x: &mut [f32], scale: f32) -> (f32, f32) {
+        (self.exp_shifted)(x, scale)
+    }
+
     /// Whether weights of `dtype` should be packed at load for this table: a SIMD packed kernel exists for the
     /// format and the options allow it.
     pub fn prefers_packed(&self, dtype: DType) -> bool {
@@ -472,6 +491,19 @@ impl Kernels {
     pub(crate) fn set_float(&mut self, level: SimdLevel, k: FloatKernel) {
         self.float = k;
         self.float_for_floats = true;
+        self.raise(level);
+    }
+
+    /// Installs a SIMD small GEMM.
+    pub(crate) fn set_sgemm(&mut self, level: SimdLevel, k: SgemmKernel) {
+        self.sgemm = k;
+        self.raise(level);
+    }
+
+    /// Installs a SIMD build of the softmax's exponentials.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn set_exp_shifted(&mut self, level: SimdLevel, f: ExpShiftedFn) {
+        self.exp_shifted = f;
         self.raise(level);
     }
 

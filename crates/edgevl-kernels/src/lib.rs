@@ -23,6 +23,8 @@ pub mod ops;
 pub mod packed;
 pub mod pool;
 pub mod probe;
+pub mod sgemm;
+pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -33,3 +35,4 @@ pub use error::KernelError;
 pub use formats::quantize_ref;
 pub use matmul::{matmul, matmul_many, try_matmul, MatmulScratch, WeightRef, MAX_MANY};
 pub use pool::ThreadPool;
+pub use sgemm::{Sgemm, SgemmKernel};

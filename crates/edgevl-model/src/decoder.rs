@@ -382,7 +382,8 @@ impl Decoder {
     /// Causal attention of the `m` new queries over positions `0..pos0 + i + 1`. On an f16 cache,
     /// batches of fewer than [`FLASH_TILE_Q`] queries (decode steps) split the context across tasks
     /// ([`split_attention`]: f32 dot products and value sums, exact softmax per split, splits merged),
-    /// larger batches compute two GEMMs per head in f32 with an exact softmax ([`causal_attention`]),
+    /// larger batches compute two small GEMMs per (head, block of queries) in f32 with an exact softmax
+    /// ([`causal_attention`]),
     /// as llama.cpp's tiled kernel does. An f32 cache is computed in f32 per query head with an exact
     /// softmax; a Q8_0 cache takes llama.cpp's per-query flash-attention kernel at every batch size,
     /// as llama.cpp does.
@@ -395,15 +396,7 @@ impl Decoder {
             let out = &mut st.attn[..m * qd];
             let cx = Compute { kernels: &self.kernels, pool };
             if m >= FLASH_TILE_Q {
-                causal_attention::attend(
-                    cx,
-                    sh,
-                    &st.q[..m * qd],
-                    p.layer(l),
-                    &mut st.causal,
-                    &mut st.scratch,
-                    out,
-                );
+                causal_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.causal, out);
             } else {
                 split_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.split, out);
             }

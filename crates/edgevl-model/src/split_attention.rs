@@ -11,7 +11,7 @@
 //!
 //! Numerics: scores are f32 dot products with the 16 partial sums of [`edgevl_kernels::attention`]
 //! (fused multiply-adds), times `1 / sqrt(head)`; the softmax is exact within a split (up to
-//! [`exp_approx`]'s relative error below 3e-7, summed in 8 partial sums) and merged in f32; value rows are summed in f32 with one fused multiply-add per element and row. This differs
+//! [`edgevl_kernels::softmax`]'s relative error below 3e-7, summed in 8 partial sums) and merged in f32; value rows are summed in f32 with one fused multiply-add per element and row. This differs
 //! from llama.cpp's one-query CPU path, which sums scores in f64 but keeps the value accumulator in
 //! f16, rounded after every row: edgevl's outputs are the more accurate of the two (both are checked
 //! against an f64 reference in the tests).
@@ -20,7 +20,6 @@ use crate::causal_attention::CausalShape;
 use crate::compute::Compute;
 use crate::kv_cache::LayerKv;
 use crate::parallel::DisjointSlice;
-use edgevl_kernels::ops::exp_approx;
 use half::f16;
 
 /// Most splits of one query's positions.
@@ -33,19 +32,6 @@ const MIN_SPLIT: usize = 512;
 fn splits(n: usize) -> (usize, usize) {
     let count = n.div_ceil(MIN_SPLIT).clamp(1, MAX_SPLITS);
     (count, n.div_ceil(count))
-}
-
-/// The sum of `x` in 8 interleaved partial sums (a fixed order the compiler can vectorise), then added in order.
-fn sum_f32(x: &[f32]) -> f32 {
-    let mut p = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, &v) in p.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    p.iter().sum::<f32>() + tail
 }
 
 /// The partial results of the splits, reused across calls.
@@ -91,13 +77,7 @@ pub(crate) fn attend(
             let mut s = vec![0f32; end - start];
             for h in g * group..(g + 1) * group {
                 att.dot_f16(&q[i * qd + h * hd..][..hd], k, hd, 0, &mut s);
-                let mut max = f32::NEG_INFINITY;
-                for x in s.iter_mut() {
-                    *x *= scale;
-                    max = max.max(*x);
-                }
-                s.iter_mut().for_each(|x| *x = exp_approx(*x - max));
-                let sum = sum_f32(&s);
+                let (max, sum) = cx.kernels.exp_shifted(&mut s, scale);
                 // SAFETY: the slot of (query i, head h, split c) is written by this task only.
                 let part = unsafe { parts.range_mut(((i * n_head + h) * MAX_SPLITS + c) * slot, slot) };
                 let (stats, acc) = part.split_at_mut(2);

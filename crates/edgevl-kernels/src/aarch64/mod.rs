@@ -52,6 +52,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_quantizer(VecDotType::Q8_0, l, q8_0::neon::quantize(t));
     k.set_quantizer(VecDotType::Q8_1, l, q8_1::neon::quantize(t));
     k.set_attention(l, attention::kernels(t));
+    k.set_sgemm(l, crate::sgemm::neon::entry(t));
     let (l, ints): (SimdLevel, [DotFn; 5]) = match Dotprod::detect().filter(|_| max >= SimdLevel::NeonDotprod)
     {
         Some(d) => (

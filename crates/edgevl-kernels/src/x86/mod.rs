@@ -66,6 +66,8 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_packed(l, crate::packed::avx2::entry(t));
     k.set_float(l, crate::fgemm::avx2::entry(t));
     k.set_attention(l, crate::attention::avx2(t));
+    k.set_sgemm(l, crate::sgemm::avx2::entry(t));
+    k.set_exp_shifted(l, crate::softmax::avx2(t));
     let Some(t) = Avx512Vnni::detect().filter(|_| max >= SimdLevel::Avx512Vnni) else { return };
     let l = SimdLevel::Avx512Vnni;
     k.set_dot(DType::Q4_0, l, q4_0::avx512::dot(t));
@@ -74,4 +76,6 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_packed(l, crate::packed::avx512::entry(t));
     k.set_float(l, crate::fgemm::avx512::entry(t));
     k.set_attention(l, crate::attention::avx512(t));
+    k.set_sgemm(l, crate::sgemm::avx512::entry(t));
+    k.set_exp_shifted(l, crate::softmax::avx512(t));
 }

@@ -1,10 +1,8 @@
-//! Full (unmasked) multi-head self-attention of a batch of tiles, one (tile, head) at a time on
-//! [`crate::head_attention`] (two matrix products on the kernels' f32 GEMM, each split over the
-//! pool).
+//! Full (unmasked) multi-head self-attention of a batch of tiles, one tile at a time on
+//! [`crate::head_attention`] (all heads and query blocks of a tile in one pool job).
 
 use crate::compute::Compute;
-use crate::head_attention::{self, put_f32, HeadScratch};
-use edgevl_kernels::MatmulScratch;
+use crate::head_attention::{self, HeadsKv, HeadsShape};
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -22,9 +20,8 @@ pub(crate) struct AttnShape {
 /// Reusable buffers of [`attention`].
 #[derive(Default)]
 pub(crate) struct AttnScratch {
-    /// One head's queries (pre-scaled by `1 / sqrt(hd)`), keys and transposed values.
-    head: HeadScratch,
-    mm: MatmulScratch,
+    /// One tile's keys and values per head.
+    kv: HeadsKv,
 }
 
 /// `out = softmax(q k^T / sqrt(hd)) v` per tile and head. `q`, `k`, `v` and `out` are
@@ -40,24 +37,19 @@ pub(crate) fn attention(
 ) {
     let AttnShape { tiles, tokens: n, heads, head_dim: hd } = sh;
     let d = heads * hd;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let hs = &mut scr.head;
+    let shape = HeadsShape { m: n, hd, n_head: heads, n_head_kv: heads, scale: 1.0 / (hd as f32).sqrt() };
     for t in 0..tiles {
-        let rows = t * n..(t + 1) * n;
-        for h in 0..heads {
-            let off = h * hd;
-            hs.q.clear();
-            for i in rows.clone() {
-                hs.q.extend(q[i * d + off..][..hd].iter().map(|&x| x * scale));
+        let rows = t * n * d..(t + 1) * n * d;
+        let (k, v) = (&k[rows.clone()], &v[rows.clone()]);
+        scr.kv.fill(cx, (heads, n, hd), &|h, kt, vh| {
+            for (j, (kr, vr)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
+                for (c, &x) in kr[h * hd..][..hd].iter().enumerate() {
+                    kt[c * n + j] = x;
+                }
+                vh[j * hd..][..hd].copy_from_slice(&vr[h * hd..][..hd]);
             }
-            put_f32(&mut hs.k, n * hd, rows.clone().flat_map(|j| k[j * d + off..][..hd].iter().copied()));
-            put_f32(&mut hs.vt, n * hd, (0..hd).flat_map(|c| rows.clone().map(move |j| v[j * d + off + c])));
-            // The queries carry the scale; multiplying the scores by 1.0 leaves them as they are.
-            let o = head_attention::attend(cx, n, n, hd, 1.0, &|_| n, hs, &mut scr.mm);
-            for (i, o) in rows.clone().zip(o.chunks_exact(hd)) {
-                out[i * d + off..][..hd].copy_from_slice(o);
-            }
-        }
+        });
+        head_attention::attend(cx, shape, &q[rows.clone()], &scr.kv, &|_| n, &mut out[rows]);
     }
 }
 
