@@ -38,12 +38,7 @@ pub(crate) struct HeadsKv {
 impl HeadsKv {
     /// Fills the matrices of `n_head_kv` heads of `n` keys and values `hd` wide: `fill(g, kt, v)` writes head
     /// `g`'s `K^T` (`hd` rows of `n`) and `V` (`n` rows of `hd`), the heads spread over the pool.
-    pub(crate) fn fill(
-        &mut self,
-        cx: Compute,
-        (n_head_kv, n, hd): (usize, usize, usize),
-        fill: &FillHead,
-    ) {
+    pub(crate) fn fill(&mut self, cx: Compute, (n_head_kv, n, hd): (usize, usize, usize), fill: &FillHead) {
         let len = n * hd;
         self.kt.resize(n_head_kv * len, 0.0);
         self.v.resize(n_head_kv * len, 0.0);

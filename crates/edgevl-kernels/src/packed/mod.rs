@@ -67,6 +67,7 @@ impl PackedFormat {
 
     /// The format whose `as u8` code is `code`: the kernels are monomorphised per format with its code as a
     /// const parameter, so every size below is a compile-time constant there.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 kernels are monomorphised per format
     pub(crate) const fn from_code(code: u8) -> Self {
         match code {
             0 => PackedFormat::Q4_0,
