@@ -11,10 +11,12 @@
 use crate::bench::Stats;
 use anyhow::Context;
 use clap::Args;
+use edgevl_gguf::GgufFile;
 use edgevl_kernels::{Kernels, ThreadPool};
-use edgevl_model::vision::VisionEncoder;
+use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
 use edgevl_runtime::{ImageConfig, Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Image options of `edgevl bench`.
@@ -41,6 +43,9 @@ pub struct VisionBenchArgs {
     /// The question asked about the image.
     #[arg(long, default_value = "Describe this image in detail.")]
     pub question: String,
+    /// Requantise the ViT's F16/F32 matrices to Q8_0 at load (as `run --vit-int8`).
+    #[arg(long)]
+    pub vit_int8: bool,
 }
 
 /// Nine views: a 2x4 grid plus the global view.
@@ -103,8 +108,11 @@ pub fn vit_bench(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(v.vit_reps > 0, "--vit-reps must be at least 1");
     anyhow::ensure!(v.vit_batch.iter().all(|&b| b > 0), "--vit-batch sizes must be at least 1");
-    let enc = VisionEncoder::open(mmproj, kernels)
-        .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
+    let load = || -> anyhow::Result<VisionEncoder> {
+        let file = Arc::new(GgufFile::open(mmproj)?);
+        Ok(VisionEncoder::load_with(file, kernels, VitWeightOptions { int8: v.vit_int8 })?)
+    };
+    let enc = load().with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
     let pool = ThreadPool::new(threads.max(1));
     let rows = vit_rows(&enc, &v.vit_batch, v.vit_reps, &pool)?;
     // Patches a view, from the file (so400m at 384: 27 x 27 = 729; InternViT 1024; SmolVLM 1024).
@@ -165,7 +173,14 @@ pub fn e2e_bench(
     let vit_batch = v.vit_batch.iter().copied().max().unwrap_or(4);
     let cfg = |cache_mb: usize, encode_ahead: bool, pipelined: bool| SessionConfig {
         mmproj: Some(mmproj.to_path_buf()),
-        image: ImageConfig { vit_batch, cache_mb, encode_ahead, pipelined, ..ImageConfig::default() },
+        image: ImageConfig {
+            vit_batch,
+            cache_mb,
+            encode_ahead,
+            pipelined,
+            vit_int8: v.vit_int8,
+            ..ImageConfig::default()
+        },
         ..base.clone()
     };
     let load = |c: &SessionConfig| {

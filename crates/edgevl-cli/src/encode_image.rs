@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
-use edgevl_model::vision::VisionEncoder;
+use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
 use edgevl_runtime::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use edgevl_vision::{load_image, make_tiles, LoadLimits};
 
@@ -39,14 +39,21 @@ pub struct EncodeImageArgs {
     /// Output file: float32 .npy of shape [tokens, d], written atomically.
     #[arg(long, value_name = "FILE")]
     pub npy: PathBuf,
+    /// Requantise the ViT's F16/F32 matrices to Q8_0 at load (as `run --vit-int8`).
+    #[arg(long)]
+    pub vit_int8: bool,
     #[command(flatten)]
     pub dump: crate::dump::DumpArgs,
 }
 
 /// Runs `edgevl encode-image`: writes the `.npy` and a one-line summary to stderr.
 pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> {
-    let mut enc = VisionEncoder::open(&args.mmproj, &Kernels::new(kernels))
-        .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
+    let load = || -> anyhow::Result<VisionEncoder> {
+        let file = std::sync::Arc::new(edgevl_gguf::GgufFile::open(&args.mmproj)?);
+        let opts = VitWeightOptions { int8: args.vit_int8 };
+        Ok(VisionEncoder::load_with(file, &Kernels::new(kernels), opts)?)
+    };
+    let mut enc = load().with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
     let cfg = ImageConfig {
         strategy: args.strategy,
         alpha: args.alpha,

@@ -356,7 +356,7 @@ mod model_tests {
     use super::*;
     use edgevl_gguf::GgufFile;
     use edgevl_kernels::ThreadPool;
-    use edgevl_model::vision::VisionEncoder;
+    use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
     use std::sync::Arc;
 
     fn encoder(shape: &VisionShape, dtype: VisionDType) -> VisionEncoder {
@@ -394,6 +394,34 @@ mod model_tests {
                 let diff = one.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
                 assert!(diff == 0.0, "{dtype:?} batch {batch}: max abs diff {diff}");
             }
+        }
+    }
+
+    #[test]
+    fn int8_vit_weights_pad_the_mlp_and_stay_within_q8_0_rounding() {
+        // An MLP of 100 channels: not whole Q8_0 blocks, so the Q8_0 file keeps `ffn_down` in F16 (so400m's case).
+        let shape = VisionShape { n_ff: 100, ..TINY_VISION };
+        let specs = mmproj_tensors(&shape, VisionDType::Q8_0);
+        let down = specs.iter().find(|s| s.name == "v.blk.0.ffn_down.weight").map(|s| s.dtype);
+        assert_eq!(down, Some(DType::F16));
+        let pool = ThreadPool::new(2);
+        let input = tiles(2, 384);
+        let kernels = edgevl_testdata::kernels();
+        let load = |dtype, int8| {
+            let bytes = build_mmproj(&shape, dtype, 5).unwrap().to_bytes().unwrap();
+            let opts = VitWeightOptions { int8 };
+            let enc =
+                VisionEncoder::load_with(Arc::new(GgufFile::from_bytes(bytes).unwrap()), &kernels, opts);
+            enc.unwrap().encode_tiles(&input, 2, 2, &pool).unwrap()
+        };
+        let reference = load(VisionDType::F32, false);
+        for dtype in [VisionDType::Q8_0, VisionDType::F32] {
+            let (stored, int8) = (load(dtype, false), load(dtype, true));
+            let err = rel_err(&int8, &reference);
+            assert!(err < 5e-2, "{dtype:?} with INT8 weights: {err} from F32's embeddings");
+            // The option takes effect wherever the kernel table repacks Q8_0 (the F16/F32 matrices become
+            // Q8_0, so the embeddings change), and nowhere else.
+            assert_eq!(int8 != stored, kernels.prefers_packed(DType::Q8_0), "{dtype:?}");
         }
     }
 

@@ -106,6 +106,49 @@ impl<'a> Loader<'a> {
         Ok(Matrix { packed: Some(Arc::new(p)), ..m })
     }
 
+    /// The matrix `name` (GGUF dims `[cols, rows]`, of any type the kernels read) requantised to Q8_0 and repacked,
+    /// each row zero-padded to whole Q8_0 blocks and zero rows added up to `rows_p`: INT8 weights for a matrix the
+    /// file keeps as floats (so400m's `ffn_down`, whose 4304 columns are not whole blocks). Each row is dequantised
+    /// to f32 and quantised as llama.cpp's `quantize_row_q8_0_ref` does. `None` when the kernel table does not
+    /// repack Q8_0 (the scalar level, `EDGEVL_NO_PACK`): the matrix is then used as stored.
+    ///
+    /// # Errors
+    /// As [`Loader::matrix`]; also if the padded size overflows.
+    pub fn matrix_q8_0_padded(
+        &self,
+        name: &str,
+        (cols, rows): (usize, usize),
+        rows_p: usize,
+    ) -> Result<Option<Matrix>, ModelError> {
+        if !self.kernels.prefers_packed(DType::Q8_0) {
+            return Ok(None);
+        }
+        let m = self.load_matrix(name, cols, rows, false)?;
+        let rows_p = rows_p.max(rows);
+        let size = (cols.checked_next_multiple_of(32), rows_p.checked_mul(cols.next_multiple_of(32)));
+        let (Some(cols_p), Some(len)) = size else {
+            let source = edgevl_kernels::KernelError::SizeOverflow { dtype: DType::Q8_0, rows: rows_p, cols };
+            return Err(ModelError::Tensor { tensor: name.to_string(), source });
+        };
+        let mut f = vec![0f32; len];
+        for (r, row) in f.chunks_exact_mut(cols_p).take(rows).enumerate() {
+            m.row_into(self.kernels, self.file, r, &mut row[..cols]);
+        }
+        // Cannot fail: `len` is whole rows of `cols_p`, a multiple of the block size.
+        let q = edgevl_kernels::quantize_ref(DType::Q8_0, &f).unwrap_or_default();
+        drop(f);
+        let p = PackedWeights::pack_in(self.arena.as_ref(), DType::Q8_0, &q, rows_p, cols_p)
+            .map_err(|source| ModelError::Tensor { tensor: name.to_string(), source })?;
+        self.file.release_tensor_pages(&self.file.tensors()[m.index]);
+        Ok(Some(Matrix { dtype: DType::Q8_0, rows: rows_p, cols: cols_p, packed: Some(Arc::new(p)), ..m }))
+    }
+
+    /// Whether tensor `name` is stored as floats (F32, F16 or BF16); `false` when it is absent.
+    pub fn is_float(&self, name: &str) -> bool {
+        let dtype = self.file.tensor(name).and_then(|info| dtype_of(info.ggml_type));
+        dtype.is_some_and(|d| matches!(d, DType::F32 | DType::F16 | DType::BF16))
+    }
+
     /// The 1-D tensor `name` of `n` elements as f32 (norm weights, biases).
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
         let (info, data) = self.file.require_tensor(name, &[n as u64])?;

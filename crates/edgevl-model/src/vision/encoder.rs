@@ -12,7 +12,7 @@
 use super::attention::{attention, AttnScratch, AttnShape};
 use super::merge::merge_patches;
 use super::patch::unfold_patches;
-use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights};
+use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights, VitWeightOptions};
 use super::{MmprojError, MmprojHparams};
 use crate::compute::Compute;
 use crate::parallel::par_chunks_mut;
@@ -58,8 +58,17 @@ impl VisionEncoder {
     /// Build an encoder from an open mmproj file, checking every key and tensor, to compute with the kernels of
     /// `kernels` (which also decide the matrices repacked at load).
     pub fn load(file: Arc<GgufFile>, kernels: &Kernels) -> Result<Self, MmprojError> {
+        Self::load_with(file, kernels, VitWeightOptions::default())
+    }
+
+    /// [`VisionEncoder::load`] with the ViT's weights held as `opts` asks (INT8 throughout).
+    pub fn load_with(
+        file: Arc<GgufFile>,
+        kernels: &Kernels,
+        opts: VitWeightOptions,
+    ) -> Result<Self, MmprojError> {
         let hp = MmprojHparams::try_from(file.metadata())?;
-        let w = VisionWeights::load(&Loader::new(&file, kernels), &hp)?;
+        let w = VisionWeights::load(&Loader::new(&file, kernels), &hp, opts)?;
         Ok(VisionEncoder { file, kernels: kernels.clone(), hp, w, hook: Hook::default() })
     }
 
@@ -183,7 +192,9 @@ impl VisionEncoder {
     fn vit(&self, tiles: &[f32], b: usize, bufs: &mut Buffers, pool: &ThreadPool) {
         let cx = self.compute(pool);
         let hp = &self.hp;
-        let (np, nt, d, ff) = (hp.n_patches(), hp.n_tokens(), hp.n_embd, hp.n_ff);
+        // The MLP's width as loaded (wider than the file's with INT8 weights padded to whole blocks).
+        let ff = self.w.blocks.first().map_or(hp.n_ff, |b| b.up.w.rows);
+        let (np, nt, d) = (hp.n_patches(), hp.n_tokens(), hp.n_embd);
         let m = b * nt;
         let pl = hp.patch_len();
         let f = &*self.file;

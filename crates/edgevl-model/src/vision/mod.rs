@@ -24,3 +24,4 @@ mod weights;
 pub use encoder::{VisionEncoder, PROJECTOR_NORM_EPS};
 pub use error::MmprojError;
 pub use hparams::*;
+pub use weights::VitWeightOptions;

@@ -40,6 +40,36 @@ impl Linear {
         let w = ld.matrix(&format!("{prefix}.weight"), cols, rows)?;
         Ok(Linear { w, b: ld.vector(&format!("{prefix}.bias"), rows)? })
     }
+
+    /// [`Linear::load`] with the weights requantised to Q8_0 ([`Loader::matrix_q8_0_padded`]: rows zero-padded to
+    /// whole blocks, zero rows up to `rows_p`, the bias zero-padded to match), or as stored when the kernel table
+    /// does not repack Q8_0.
+    fn load_q8_0(
+        ld: &Loader,
+        prefix: &str,
+        cols: usize,
+        rows: usize,
+        rows_p: usize,
+    ) -> Result<Self, MmprojError> {
+        let Some(w) = ld.matrix_q8_0_padded(&format!("{prefix}.weight"), (cols, rows), rows_p)? else {
+            return Self::load(ld, prefix, cols, rows);
+        };
+        let mut b = ld.vector(&format!("{prefix}.bias"), rows)?;
+        b.resize(w.rows, 0.0);
+        Ok(Linear { w, b })
+    }
+}
+
+/// How the ViT's weights are held at load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VitWeightOptions {
+    /// Requantise the ViT blocks' float matrices to Q8_0 (the paper's INT8 ViT weights). llama.cpp's converter keeps
+    /// a matrix in F16 when its rows are not whole Q8_0 blocks (so400m's `ffn_down`: 4304 columns), which the
+    /// float GEMM then computes at a quarter of the int8 rate; with this option the MLP is widened with zero
+    /// channels to whole blocks (`ffn_up` gets zero rows and bias, `ffn_down` zero columns: gelu(0) = 0, so the
+    /// extra channels add nothing) and every matrix is INT8. Outputs differ from the file's F16 arithmetic by
+    /// the Q8_0 rounding of those weights. Takes effect when the kernel table repacks Q8_0.
+    pub int8: bool,
 }
 
 /// The patch-embedding convolution kernel, a 4-D tensor `[p, p, 3, n_embd]` (GGUF order), as the
@@ -229,7 +259,7 @@ fn out_width(file: &GgufFile, name: &str, cols: usize, tokens: usize) -> Result<
 
 impl VisionWeights {
     /// Loads every tensor `hp` implies from the loader's file.
-    pub fn load(ld: &Loader, hp: &MmprojHparams) -> Result<Self, MmprojError> {
+    pub fn load(ld: &Loader, hp: &MmprojHparams, opts: VitWeightOptions) -> Result<Self, MmprojError> {
         let file = ld.file;
         let (d, ff) = (hp.n_embd, hp.n_ff);
         let family = hp.family;
@@ -240,19 +270,30 @@ impl VisionWeights {
         let scale = |t: VitTensor, i: usize| -> Result<Option<Vec<f32>>, MmprojError> {
             Ok(if family.layer_scale() { Some(ld.vector(&t.weight(i), d)?) } else { None })
         };
+        // With INT8 weights: a float matrix is requantised (its columns, `d` or the MLP width, padded to whole
+        // blocks); the MLP is widened to whole blocks of channels whenever either of its matrices is.
+        // (Only with a width of whole blocks: the activations entering every matrix but `ffn_down` are `d` wide.)
+        let float = |i: usize, t: VitTensor| opts.int8 && d.is_multiple_of(32) && ld.is_float(&t.weight(i));
+        let linear = |i: usize, t: VitTensor, cols: usize, rows: usize, rows_p: Option<usize>| match rows_p {
+            Some(rows_p) => Linear::load_q8_0(ld, &t.prefix(i), cols, rows, rows_p),
+            None => Linear::load(ld, &t.prefix(i), cols, rows),
+        };
+        let ff_p = ff.checked_next_multiple_of(32).unwrap_or(ff);
         let blocks = (0..hp.n_layer)
             .map(|i| {
                 let p = |t: VitTensor| t.prefix(i);
+                let attn = |t: VitTensor| linear(i, t, d, d, float(i, t).then_some(d));
+                let mlp = float(i, VitTensor::FfnUp) || float(i, VitTensor::FfnDown);
                 Ok(VitBlock {
                     ln1: Norm::load(ld, &p(VitTensor::Ln1), d)?,
-                    q: Linear::load(ld, &p(VitTensor::AttnQ), d, d)?,
-                    k: Linear::load(ld, &p(VitTensor::AttnK), d, d)?,
-                    v: Linear::load(ld, &p(VitTensor::AttnV), d, d)?,
-                    out: Linear::load(ld, &p(VitTensor::AttnOut), d, d)?,
+                    q: attn(VitTensor::AttnQ)?,
+                    k: attn(VitTensor::AttnK)?,
+                    v: attn(VitTensor::AttnV)?,
+                    out: attn(VitTensor::AttnOut)?,
                     ls1: scale(VitTensor::Ls1, i)?,
                     ln2: Norm::load(ld, &p(VitTensor::Ln2), d)?,
-                    up: Linear::load(ld, &p(VitTensor::FfnUp), d, ff)?,
-                    down: Linear::load(ld, &p(VitTensor::FfnDown), ff, d)?,
+                    up: linear(i, VitTensor::FfnUp, d, ff, mlp.then_some(ff_p))?,
+                    down: linear(i, VitTensor::FfnDown, ff, d, mlp.then_some(d))?,
                     ls2: scale(VitTensor::Ls2, i)?,
                 })
             })

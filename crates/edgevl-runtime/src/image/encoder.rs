@@ -6,7 +6,7 @@ use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
-use edgevl_model::vision::VisionEncoder;
+use edgevl_model::vision::{MmprojError, VisionEncoder, VitWeightOptions};
 use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -51,7 +51,8 @@ impl ImageEncoder {
         if cfg.vit_batch == 0 {
             return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
         }
-        let encoder = VisionEncoder::open(path, kernels)?;
+        let file = std::sync::Arc::new(edgevl_gguf::GgufFile::open(path).map_err(MmprojError::from)?);
+        let encoder = VisionEncoder::load_with(file, kernels, VitWeightOptions { int8: cfg.vit_int8 })?;
         let hp = encoder.hparams();
         if encoder.n_embd_out() != llm_width {
             return Err(RuntimeError::WidthMismatch {
@@ -67,6 +68,8 @@ impl ImageEncoder {
             meta.len().hash(&mut h);
             meta.modified().ok().hash(&mut h);
         }
+        // INT8 weights give other embeddings.
+        cfg.vit_int8.hash(&mut h);
         Ok(ImageEncoder { encoder, cfg, tiling, max_grid_side, mmproj_id: h.finish() })
     }
 

@@ -89,6 +89,10 @@ pub struct ImageConfig {
     pub pipelined: bool,
     /// Start encoding when an image is attached (in the background), not when the turn needs it.
     pub encode_ahead: bool,
+    /// Requantise the ViT's float matrices to Q8_0 at load (the paper's INT8 ViT weights; see
+    /// [`edgevl_model::vision::VitWeightOptions::int8`]): about a third less ViT time on so400m, whose F16
+    /// `ffn_down` otherwise runs on the float GEMM, at the cost of Q8_0 rounding of those weights.
+    pub vit_int8: bool,
     /// Limits checked before an image is decoded.
     pub limits: LoadLimits,
 }
@@ -103,6 +107,7 @@ impl Default for ImageConfig {
             cache_mb: 512,
             pipelined: false,
             encode_ahead: true,
+            vit_int8: false,
             limits: LoadLimits::default(),
         }
     }
