@@ -4,15 +4,16 @@
 # (BASE, default d085959: the build issue 16 was filed against), both built and run in one go on the
 # same random files, threads and machine. Prints a markdown table on stdout, progress on stderr.
 #
-#   scripts/bench-e2e-vs-base.sh              # BASE=d085959 R=1 T=2
+#   scripts/bench-e2e-vs-base.sh              # BASE=d085959 R=1 T=2 INT8=1
 #   BASE=<commit> R=3 scripts/bench-e2e-vs-base.sh
+#   INT8=0 scripts/bench-e2e-vs-base.sh       # without the third row (this checkout with --vit-int8)
 #
 # Each run is `edgevl bench -m <2.7B Q4_0> --mmproj <so400m Q8_0> --image <768x1536> -n 32 -t T
 # -c 4096 --vit-batch 4 --chunk 128 --typing-s 5 --json` (f16 KV cache); the table gives medians of R.
 # The base is built from a git worktree in the cache (kept for the next run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-d085959} R=${R:-1} T=${T:-2}
+BASE=${BASE:-d085959} R=${R:-1} T=${T:-2} INT8=${INT8:-1}
 CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}"
 log() { echo "bench-e2e: $*" >&2; }
 
@@ -49,12 +50,15 @@ png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 
 open(sys.argv[1], "wb").write(png + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
 PY
 
+builds=(base head); [ "$INT8" = 1 ] && builds+=(int8)
 for i in $(seq 1 "$R"); do
-  for which in base head; do
-    bin=$BASE_BIN; [ "$which" = head ] && bin=$HEAD_BIN
+  for which in "${builds[@]}"; do
+    bin=$HEAD_BIN; extra=()
+    [ "$which" = base ] && bin=$BASE_BIN
+    [ "$which" = int8 ] && extra=(--vit-int8)
     log "$which: run $i/$R"
     "$bin" bench -m "$BLUE" --mmproj "$SO400M" --image "$IMG" -n 32 -t "$T" -c 4096 --vit-batch 4 \
-      --chunk 128 --typing-s 5 --json >"$OUT/$which.$i.json"
+      --chunk 128 --typing-s 5 "${extra[@]}" --json >"$OUT/$which.$i.json"
   done
 done
 
@@ -73,17 +77,23 @@ def row(rs):
         "tg": turn("decode_tok_s"), "ahead": ttft(True), "demand": ttft(False),
         "views": rs[0]["views"], "tokens": rs[0]["image_tokens"],
     }
+import os
 b, h = row(runs("base")), row(runs("head"))
+i8 = row(runs("int8")) if os.path.exists(f"{out}/int8.1.json") else None
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"768x1536 image: {h['views']} views, {h['tokens']} image tokens; 2.7B Q4_0 + so400m Q8_0 (random weights), "
       f"f16 KV cache, {threads} threads, median of {reps}; CPU: {cpu}")
 print()
 print("| build | load | image (9 views) | prefill | decode | TTFT, image encoded ahead (5 s typing) | TTFT, on demand |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for name, r in ((f"{base} ({base_sha[:7]})", b), (f"this ({head_sha[:7]})", h)):
+rows = [(f"{base} ({base_sha[:7]})", b), (f"this ({head_sha[:7]})", h)]
+if i8:
+    rows.append((f"this, --vit-int8", i8))
+for name, r in rows:
     print(f"| {name} | {r['load']:.2f} s | {r['image']:.1f} s | {r['prefill']:.1f} s ({r['pp']:.1f} tok/s) | "
           f"{r['tg']:.1f} tok/s | {r['ahead']:.1f} s | {r['demand']:.1f} s |")
-print(f"| ratio (this / base) | {h['load'] / b['load']:.2f}x | {h['image'] / b['image']:.2f}x | "
-      f"{h['prefill'] / b['prefill']:.2f}x | {h['tg'] / b['tg']:.2f}x (speed) | {h['ahead'] / b['ahead']:.2f}x | "
-      f"{h['demand'] / b['demand']:.2f}x |")
+for name, r in rows[1:]:
+    print(f"| ratio ({name.split(' (')[0]} / base) | {r['load'] / b['load']:.2f}x | {r['image'] / b['image']:.2f}x | "
+          f"{r['prefill'] / b['prefill']:.2f}x | {r['tg'] / b['tg']:.2f}x (speed) | {r['ahead'] / b['ahead']:.2f}x | "
+          f"{r['demand'] / b['demand']:.2f}x |")
 PY
