@@ -11,12 +11,10 @@
 use crate::bench::Stats;
 use anyhow::Context;
 use clap::Args;
-use edgevl_gguf::GgufFile;
 use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
 use edgevl_runtime::{ImageConfig, Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Image options of `edgevl bench`.
@@ -108,11 +106,8 @@ pub fn vit_bench(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(v.vit_reps > 0, "--vit-reps must be at least 1");
     anyhow::ensure!(v.vit_batch.iter().all(|&b| b > 0), "--vit-batch sizes must be at least 1");
-    let load = || -> anyhow::Result<VisionEncoder> {
-        let file = Arc::new(GgufFile::open(mmproj)?);
-        Ok(VisionEncoder::load_with(file, kernels, VitWeightOptions { int8: v.vit_int8 })?)
-    };
-    let enc = load().with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
+    let enc = VisionEncoder::open_with(mmproj, kernels, VitWeightOptions { int8: v.vit_int8 })
+        .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
     let pool = ThreadPool::new(threads.max(1));
     let rows = vit_rows(&enc, &v.vit_batch, v.vit_reps, &pool)?;
     // Patches a view, from the file (so400m at 384: 27 x 27 = 729; InternViT 1024; SmolVLM 1024).

@@ -48,12 +48,9 @@ pub struct EncodeImageArgs {
 
 /// Runs `edgevl encode-image`: writes the `.npy` and a one-line summary to stderr.
 pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> {
-    let load = || -> anyhow::Result<VisionEncoder> {
-        let file = std::sync::Arc::new(edgevl_gguf::GgufFile::open(&args.mmproj)?);
-        let opts = VitWeightOptions { int8: args.vit_int8 };
-        Ok(VisionEncoder::load_with(file, &Kernels::new(kernels), opts)?)
-    };
-    let mut enc = load().with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
+    let opts = VitWeightOptions { int8: args.vit_int8 };
+    let mut enc = VisionEncoder::open_with(&args.mmproj, &Kernels::new(kernels), opts)
+        .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;
     let cfg = ImageConfig {
         strategy: args.strategy,
         alpha: args.alpha,

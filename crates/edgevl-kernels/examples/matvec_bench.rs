@@ -6,10 +6,12 @@
 //! least 1 GiB so weights stream from DRAM. `EDGEVL_FORCE_SCALAR=1` measures the scalar table. "on-cpu" divides
 //! by the calling thread's on-CPU time (meaningful with 1 thread on a shared machine).
 
+mod common;
+
 use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
-use edgevl_kernels::{matmul, DType, KernelConfig, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, MatmulScratch, ThreadPool, WeightRef};
 
 /// On-CPU nanoseconds of the calling thread (Linux), so a busy shared machine does not distort the figures;
 /// falls back to wall time elsewhere.
@@ -56,21 +58,9 @@ fn main() {
         vec![DType::Q4_0, DType::Q4_1]
     };
     let pool = ThreadPool::new(threads);
-    let k = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
-        Ok(cfg) => Kernels::new(cfg),
-        Err(e) => {
-            eprintln!("matvec_bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let k = common::kernels_from_env("matvec_bench");
     println!("kernel level {:?}, {} thread(s), {ROWS}x{COLS}", k.level(), pool.n_threads());
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut rnd = common::xorshift();
     let x: Vec<f32> = (0..COLS * 512).map(|_| rnd()).collect();
     fn wr(t: DType, d: &[u8]) -> WeightRef<'_> {
         WeightRef::new(t, d, ROWS, COLS).unwrap_or_else(|e| panic!("{e}"))

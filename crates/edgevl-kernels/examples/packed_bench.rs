@@ -4,11 +4,13 @@
 //!
 //! `cargo run --release -p edgevl-kernels --example packed_bench -- [m] [types...]`
 
+mod common;
+
 use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
 use edgevl_kernels::packed::PackedWeights;
-use edgevl_kernels::{matmul, DType, KernelConfig, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul, DType, MatmulScratch, ThreadPool, WeightRef};
 
 /// On-CPU nanoseconds of the calling thread (Linux); `None` elsewhere.
 fn cpu_ns() -> Option<u64> {
@@ -31,21 +33,9 @@ fn main() {
         vec![DType::Q4_0, DType::Q4_1, DType::Q8_0]
     };
     let pool = ThreadPool::new(1);
-    let k = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
-        Ok(cfg) => Kernels::new(cfg),
-        Err(e) => {
-            eprintln!("packed_bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let k = common::kernels_from_env("packed_bench");
     println!("kernel level {:?}, 1 thread, {ROWS}x{COLS}, m = {m}", k.level());
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut rnd = common::xorshift();
     let x: Vec<f32> = (0..m * COLS).map(|_| rnd()).collect();
     let wf: Vec<f32> = (0..ROWS * COLS).map(|_| rnd()).collect();
     let mut y = vec![0f32; m * ROWS];

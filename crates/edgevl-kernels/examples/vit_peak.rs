@@ -7,13 +7,13 @@
 //!
 //! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path)
 
+mod common;
+
 use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
 use edgevl_kernels::packed::PackedWeights;
-use edgevl_kernels::{
-    matmul, DType, KernelConfig, Kernels, MatmulScratch, Sgemm, SimdLevel, ThreadPool, WeightRef,
-};
+use edgevl_kernels::{matmul, DType, MatmulScratch, Sgemm, SimdLevel, ThreadPool, WeightRef};
 
 /// Patches of a 384x384 tile.
 const TOKENS: usize = 729;
@@ -25,13 +25,7 @@ const FF: usize = 4304;
 const HD: usize = 72;
 
 fn main() {
-    let k = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
-        Ok(cfg) => Kernels::new(cfg),
-        Err(e) => {
-            eprintln!("vit_peak: {e}");
-            std::process::exit(2);
-        }
-    };
+    let k = common::kernels_from_env("vit_peak");
     let level = k.level();
     let int8 = peak::int8_gops(level);
     let fma = peak::fma_gflops(level);
@@ -43,13 +37,7 @@ fn main() {
     println!("f32 FMA peak: {fma:.0} GFLOPS");
     let pool = ThreadPool::new(1);
     let mut scratch = MatmulScratch::new();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut rnd = common::xorshift();
     let report = |name: &str, ops: f64, secs: f64, peak: Option<f64>| {
         let rate = ops / secs * 1e-9;
         match peak {

@@ -125,8 +125,8 @@ impl<'a> Loader<'a> {
         }
         let m = self.load_matrix(name, cols, rows, false)?;
         let rows_p = rows_p.max(rows);
-        let size = (cols.checked_next_multiple_of(32), rows_p.checked_mul(cols.next_multiple_of(32)));
-        let (Some(cols_p), Some(len)) = size else {
+        let size = cols.checked_next_multiple_of(32).and_then(|c| Some((c, rows_p.checked_mul(c)?)));
+        let Some((cols_p, len)) = size else {
             let source = edgevl_kernels::KernelError::SizeOverflow { dtype: DType::Q8_0, rows: rows_p, cols };
             return Err(ModelError::Tensor { tensor: name.to_string(), source });
         };

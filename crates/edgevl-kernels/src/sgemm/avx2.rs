@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Sgemm, SgemmKernel};
+use super::{blocks, Sgemm, SgemmKernel};
 use crate::x86::Avx2;
 
 /// Rows of `C` per block.
@@ -19,30 +19,23 @@ pub(crate) fn entry(_: Avx2) -> SgemmKernel {
 
 /// The entry [`entry`] hands out: row blocks of [`MR`], column blocks of 16 (8 for a last one of at most 8).
 fn run(g: &mut Sgemm) {
-    let (m, n) = (g.m, g.n);
-    for i0 in (0..m).step_by(MR) {
-        let r = (m - i0).min(MR);
-        let mut j0 = 0;
-        while j0 < n {
-            let w = (n - j0).min(2 * L);
-            macro_rules! go {
-                ($v:expr) => {
-                    match r {
-                        1 => block::<1, $v>(g, i0, j0, w),
-                        2 => block::<2, $v>(g, i0, j0, w),
-                        3 => block::<3, $v>(g, i0, j0, w),
-                        4 => block::<4, $v>(g, i0, j0, w),
-                        5 => block::<5, $v>(g, i0, j0, w),
-                        _ => block::<6, $v>(g, i0, j0, w),
-                    }
-                };
-            }
-            if w > L {
-                go!(2)
-            } else {
-                go!(1)
-            }
-            j0 += w;
+    for (i0, r, j0, w) in blocks(g.m, g.n, MR, 2 * L) {
+        macro_rules! go {
+            ($v:expr) => {
+                match r {
+                    1 => block::<1, $v>(g, i0, j0, w),
+                    2 => block::<2, $v>(g, i0, j0, w),
+                    3 => block::<3, $v>(g, i0, j0, w),
+                    4 => block::<4, $v>(g, i0, j0, w),
+                    5 => block::<5, $v>(g, i0, j0, w),
+                    _ => block::<6, $v>(g, i0, j0, w),
+                }
+            };
+        }
+        if w > L {
+            go!(2)
+        } else {
+            go!(1)
         }
     }
 }

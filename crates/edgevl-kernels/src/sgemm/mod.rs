@@ -118,6 +118,20 @@ impl SgemmKernel {
     }
 }
 
+/// The blocks of an `m x n` product the x86 kernels compute, as `(i0, rows, j0, cols)`: rows in blocks of `mr`
+/// (the last may be shorter), columns in blocks of `nr` (the last may be shorter).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn blocks(
+    m: usize,
+    n: usize,
+    mr: usize,
+    nr: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..m)
+        .step_by(mr)
+        .flat_map(move |i0| (0..n).step_by(nr).map(move |j0| (i0, (m - i0).min(mr), j0, (n - j0).min(nr))))
+}
+
 /// Output `(i, j)`: the fused multiply-add chain of the module documentation.
 #[inline(always)]
 fn element(g: &Sgemm, i: usize, j: usize) -> f32 {

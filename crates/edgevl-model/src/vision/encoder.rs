@@ -74,7 +74,16 @@ impl VisionEncoder {
 
     /// Open and load the mmproj file at `path` (see [`VisionEncoder::load`]).
     pub fn open(path: impl AsRef<std::path::Path>, kernels: &Kernels) -> Result<Self, MmprojError> {
-        Self::load(Arc::new(GgufFile::open(path)?), kernels)
+        Self::open_with(path, kernels, VitWeightOptions::default())
+    }
+
+    /// [`VisionEncoder::open`] with the ViT's weights held as `opts` asks.
+    pub fn open_with(
+        path: impl AsRef<std::path::Path>,
+        kernels: &Kernels,
+        opts: VitWeightOptions,
+    ) -> Result<Self, MmprojError> {
+        Self::load_with(Arc::new(GgufFile::open(path)?), kernels, opts)
     }
 
     /// The kernel table the encoder computes with.

@@ -6,7 +6,7 @@ use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
-use edgevl_model::vision::{MmprojError, VisionEncoder, VitWeightOptions};
+use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
 use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -51,8 +51,7 @@ impl ImageEncoder {
         if cfg.vit_batch == 0 {
             return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
         }
-        let file = std::sync::Arc::new(edgevl_gguf::GgufFile::open(path).map_err(MmprojError::from)?);
-        let encoder = VisionEncoder::load_with(file, kernels, VitWeightOptions { int8: cfg.vit_int8 })?;
+        let encoder = VisionEncoder::open_with(path, kernels, VitWeightOptions { int8: cfg.vit_int8 })?;
         let hp = encoder.hparams();
         if encoder.n_embd_out() != llm_width {
             return Err(RuntimeError::WidthMismatch {
