@@ -101,6 +101,9 @@ done
 log "vit: edgevl bench --mmproj --vit-batch 1,2,4,6"
 edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
   --no-bandwidth >"$OUT/vit.edgevl.json"
+log "vit: edgevl bench --mmproj --vit-int8 --vit-batch 1,2,4,6"
+edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-int8 --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
+  --no-bandwidth >"$OUT/vit-int8.edgevl.json"
 
 # --- table ----------------------------------------------------------------------------------
 python3 - "$OUT" "$P" "$N" "$T" "$VARIANT" "$LBIN" <<'PY'
@@ -185,12 +188,12 @@ for path in sorted(glob.glob(f"{out}/mtmd.*.log")):
     if not ms or not tokens:
         sys.exit(f"no slice timing in {path}")
     per_patch.append(sum(ms) / (4 * tokens))  # lfm2 merges 2x2 patches into one token
-vit = json.load(open(f"{out}/vit.edgevl.json"))["vit"]
 lc = statistics.median(per_patch)
-for row in vit:
-    ms = row["ms_per_patch"]
-    print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']} (lower is better) | {lc:.2f} | {ms:.2f} | {ms / lc:.2f}x |")
+for file, how in (("vit", ""), ("vit-int8", ", --vit-int8")):
+    for row in json.load(open(f"{out}/{file}.edgevl.json"))["vit"]:
+        ms = row["ms_per_patch"]
+        print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']}{how} (lower is better) | {lc:.2f} | {ms:.2f} | {ms / lc:.2f}x |")
 print()
 print("\n".join(notes))
-print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729.")
+print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729. `--vit-int8`: the file's F16 matrices (so400m's ffn_down, 4304 columns) requantised to Q8_0 at load, the MLP widened with zero channels to whole blocks (the paper's INT8 ViT; outputs differ from the F16 arithmetic by Q8_0 rounding).")
 PY

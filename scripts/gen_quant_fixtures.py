@@ -29,10 +29,11 @@ BLOCK_TYPES = {
 N_BLOCKS = 8
 
 
-def random_blocks(block_bytes, scale_offsets):
-    raw = rng.integers(0, 256, size=(N_BLOCKS, block_bytes), dtype=np.uint8)
+def random_blocks(block_bytes, scale_offsets, gen=None):
+    gen = gen or rng
+    raw = gen.integers(0, 256, size=(N_BLOCKS, block_bytes), dtype=np.uint8)
     for off in scale_offsets:
-        scales = (rng.standard_normal(N_BLOCKS) * 10.0 ** rng.uniform(-4, 0, N_BLOCKS)).astype(np.float16)
+        scales = (gen.standard_normal(N_BLOCKS) * 10.0 ** gen.uniform(-4, 0, N_BLOCKS)).astype(np.float16)
         raw[:, off:off + 2] = scales.view(np.uint8).reshape(N_BLOCKS, 2)
     return raw
 
@@ -74,6 +75,10 @@ def main():
             print(f"gguf {name}: no quantiser in this package version, skipped", file=sys.stderr)
             continue
         (OUT / f"{name}.quant").write_bytes(np.asarray(q, dtype=np.uint8).tobytes())
+    # Q5_0 blocks come last, from their own generator, so the fixtures above keep their bytes.
+    raw = random_blocks(22, [0], np.random.default_rng(20261203))
+    (OUT / "q5_0.blocks").write_bytes(raw.tobytes())
+    (OUT / "q5_0.deq").write_bytes(quants.dequantize(raw.reshape(-1), T.Q5_0).astype("<f4").tobytes())
     print(f"wrote {sorted(p.name for p in OUT.iterdir())}")
 
 

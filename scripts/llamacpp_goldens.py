@@ -155,6 +155,21 @@ Q8_NOTES = [
 ]
 
 
+# The Q4_K_M golden (perplexity_q4_k_m.json): llama-perplexity on `edgevl convert --scheme q4_k` of SmolLM2's
+# Hugging Face directory (byte-identical tensors to llama-quantize Q4_K_M; SmolLM2 is 576 wide, so 166 of its
+# matrices are Q5_0), first Q4KM_CHUNKS chunks.
+Q4KM_CHUNKS = 4
+Q4KM_FLAGS = ["--chunks", str(Q4KM_CHUNKS)]
+Q4KM_REPACK_NOTE = ("Run with --no-repack (see `command`): ggml's plain CPU kernels, each matrix in its stored type "
+                    "(Q4_K, Q6_K, Q5_0, Q8_0) with its vec_dot activation type; the repacked kernels give 40.6913.")
+Q4KM_NOTES = [
+    "Model: edgevl convert --scheme q4_k of the Hugging Face directory scripts/make-smollm2-hf.sh builds (16 Q4_K, "
+    "14 Q6_K, 166 Q5_0, 15 Q8_0, 61 F32 tensors: llama-quantize Q4_K_M's types and bytes). Its Q5_0 matrices "
+    "are multiplied with Q8_0 activations, Q4_K/Q6_K with Q8_K ones.",
+    f"--chunks {Q4KM_CHUNKS}: only the first {Q4KM_CHUNKS} chunks are evaluated (each from an empty cache).",
+]
+
+
 def perplexity(bin_dir: Path, model: Path, text_path: Path, out_dir: Path,
                extra: list[str] | None = None, out_name: str = "perplexity.json",
                extra_notes: list[str] | None = None) -> None:
@@ -200,7 +215,8 @@ def perplexity(bin_dir: Path, model: Path, text_path: Path, out_dir: Path,
         "chunk_ppl_derived_note": "per-chunk ppl recomputed from cumulative_ppl (which llama.cpp rounds to 4 "
         "decimals), so approximate (about 1e-3 relative); for diagnosing which chunk differs",
         "add_bos": False,
-        "notes": PPL_NOTES + (extra_notes or []),
+        "notes": (PPL_NOTES if out_name != "perplexity_q4_k_m.json" else PPL_NOTES[:-1] + [Q4KM_REPACK_NOTE])
+        + (extra_notes or []),
     }
     write_json(out_dir / out_name, doc)
     log(f"{out_name}: ppl {doc['ppl']} over {n_chunks} chunks, {doc['n_tokens']} tokens")
@@ -348,8 +364,10 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True, help="SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--text", type=Path, required=True, help="public-domain text for perplexity")
     ap.add_argument("--out", type=Path, required=True, help="output directory (tests/fixtures/smollm2)")
-    ap.add_argument("--only", choices=["perplexity", "perplexity-q8_0", "greedy"],
+    ap.add_argument("--only", choices=["perplexity", "perplexity-q8_0", "greedy", "perplexity-q4_k_m"],
                     help="produce only one of the files")
+    ap.add_argument("--q4km-model", type=Path,
+                    help="edgevl convert --scheme q4_k of SmolLM2's HF directory (for perplexity_q4_k_m.json)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "perplexity"):
@@ -358,6 +376,10 @@ def main() -> None:
         perplexity(args.bin, args.model, args.text, args.out, Q8_FLAGS, "perplexity_q8_0.json", Q8_NOTES)
     if args.only in (None, "greedy"):
         greedy(args.bin, args.model, args.out)
+    if args.only in (None, "perplexity-q4_k_m"):
+        if args.q4km_model is None:
+            sys.exit("llamacpp_goldens: perplexity_q4_k_m.json needs --q4km-model")
+        perplexity(args.bin, args.q4km_model, args.text, args.out, Q4KM_FLAGS, "perplexity_q4_k_m.json", Q4KM_NOTES)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 #      tests/neon.rs fail if the detected level is not the one expected (no silent scalar fallback);
 #   2. the GGUF and tokenizer tests and one small model test (tiny Qwen2/Llama decoders against transformers);
 #   3. end to end: the aarch64 `edgevl` answers a greedy prompt on SmolLM2-135M-Instruct Q4_1 with the same text
-#      (and token count) as the x86-64 build.
+#      (and token count) as the x86-64 build, and gives the same perplexity to the last bit.
 # Installs the toolchain with apt when missing (idempotent). Budget: 25 minutes on 2 cores.
 # Usage: scripts/test-aarch64.sh   (CARGO_TARGET_DIR is honoured; default target/aarch64-cross)
 set -euo pipefail
@@ -89,4 +89,15 @@ if ! cmp -s "$tmp/x86.txt" "$tmp/arm.txt" || [ "$(gen "$tmp/x86.json")" != "$(ge
   exit 1
 fi
 [ "$(gen "$tmp/arm.json")" -gt 0 ] || { echo "FAIL: no tokens generated" >&2; exit 1; }
+
+# --- perplexity: the same figure, to the last bit, as x86-64 --------------------------------------------------
+# Every kernel computes its scalar twin's f32 sequence (the packed x86 kernels included), so NEON and x86-64 agree
+# exactly; 2 chunks of 128 tokens keep the emulated run short.
+step "perplexity: SmolLM2-135M-Instruct Q4_1, aarch64 (qemu) vs x86-64"
+pargs=(perplexity -m "$MODEL" -f tests/fixtures/text/devils-dictionary.txt -c 128 --chunks 2 -t 2 --json)
+"$X86_DIR/debug/edgevl" "${pargs[@]}" >"$tmp/x86-ppl.json" 2>/dev/null
+qemu-aarch64 -L / "$CARGO_TARGET_DIR/$TARGET/debug/edgevl" "${pargs[@]}" >"$tmp/arm-ppl.json" 2>/dev/null
+echo "x86-64 : $(cat "$tmp/x86-ppl.json")"
+echo "aarch64: $(cat "$tmp/arm-ppl.json")"
+cmp -s "$tmp/x86-ppl.json" "$tmp/arm-ppl.json" || { echo "FAIL: the aarch64 perplexity differs from x86-64's" >&2; exit 1; }
 step "aarch64: all passed"

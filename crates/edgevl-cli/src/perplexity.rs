@@ -24,6 +24,9 @@ pub struct PerplexityArgs {
     /// KV cache element type (llama-perplexity's `-ctk` / `-ctv`).
     #[arg(long = "cache-type", value_enum, default_value_t = KvTypeArg::F16)]
     kv_type: KvTypeArg,
+    /// Score at most this many chunks (llama-perplexity's `--chunks`; default: all).
+    #[arg(long)]
+    chunks: Option<usize>,
     /// Print `{"ppl": .., "n_chunks": .., "n_tokens": ..}` on stdout.
     #[arg(long)]
     json: bool,
@@ -43,8 +46,9 @@ pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         kv_type: a.kv_type,
     };
     let mut session = model.load(kernels)?;
-    let res = session
-        .perplexity(text, |done, total, ppl| eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   "))?;
+    let res = session.perplexity(text, a.chunks, |done, total, ppl| {
+        eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   ")
+    })?;
     eprintln!();
     if a.json {
         println!(

@@ -352,7 +352,7 @@ fn bluelm_type(t: &TypedTensor, llm_type: LlmType) -> GgmlType {
     } else {
         llm_type.ggml()
     };
-    // Rows that Q4_K cannot hold stay 4-bit as Q4_0 (llama-quantize's Q5_0 is not a type edgevl computes with).
+    // Rows that Q4_K cannot hold stay 4-bit as Q4_0 (the paper keeps the LLM at 4 bits; llama-quantize writes Q5_0).
     match fallback(row, ty) {
         GgmlType::Q5_0 => fallback(row, GgmlType::Q4_0),
         other => other,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use edgevl_gguf::{GgmlType, GgufStreamWriter, Metadata, TensorSpec};
-use edgevl_kernels::formats::{blocks_as_bytes, q5_0, quantize_ref};
+use edgevl_kernels::formats::quantize_ref;
 use edgevl_kernels::DType;
 
 use crate::error::{ConvertError, Result};
@@ -133,10 +133,6 @@ fn widen(dtype: Dtype, row: &[u8], out: &mut [f32]) {
 
 /// Encodes f32 values (whole rows) as `t` with llama.cpp's reference quantisers.
 fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
-    if t == GgmlType::Q5_0 {
-        // A file format only: the kernels' DType (formats the engine computes with) has no Q5_0.
-        return (x.len() % q5_0::QK5_0 == 0).then(|| blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec());
-    }
     quantize_ref(DType::from_ggml_type_id(t.id())?, x)
 }
 

@@ -68,6 +68,7 @@ pub(crate) fn file_type(dtype: DType) -> u32 {
         DType::Q4_0 => 2,
         DType::Q4_1 => 3,
         DType::Q8_0 => 7,
+        DType::Q5_0 => 8,
         DType::Q6_K => 18,
         DType::Q4_K => 15,
         DType::BF16 => 32,

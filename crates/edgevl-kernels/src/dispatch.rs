@@ -22,7 +22,7 @@ use crate::dtype::{DType, VecDotType};
 use crate::error::KernelError;
 use crate::fgemm::FloatKernel;
 use crate::formats::{
-    as_blocks, as_blocks_mut, bf16, f16, f32, q4_0, q4_1, q4_k, q6_k, q8_0, q8_1, q8_k, ActFormat,
+    as_blocks, as_blocks_mut, bf16, f16, f32, q4_0, q4_1, q4_k, q5_0, q6_k, q8_0, q8_1, q8_k, ActFormat,
     WeightFormat,
 };
 use crate::packed::PackedKernel;
@@ -354,6 +354,7 @@ impl Kernels {
             DType::Q8_0 => scalar_format::<q8_0::Q8_0>(),
             DType::Q4_0 => scalar_format::<q4_0::Q4_0>(),
             DType::Q4_1 => scalar_format::<q4_1::Q4_1>(),
+            DType::Q5_0 => scalar_format::<q5_0::Q5_0>(),
             DType::Q4_K => scalar_format::<q4_k::Q4K>(),
             DType::Q6_K => scalar_format::<q6_k::Q6K>(),
         });

@@ -16,6 +16,8 @@ pub enum DType {
     Q4_0,
     /// 32 4-bit values with an f16 scale and an f16 minimum.
     Q4_1,
+    /// 32 5-bit values with one f16 scale, offset 16.
+    Q5_0,
     /// 256-element super-block: 8 groups of 32 4-bit values with 6-bit scales and minimums.
     Q4_K,
     /// 256-element super-block: 16 groups of 16 6-bit values with 8-bit scales.
@@ -24,13 +26,14 @@ pub enum DType {
 
 impl DType {
     /// Every supported type, in a fixed order (used for per-type tables).
-    pub const ALL: [DType; 8] = [
+    pub const ALL: [DType; 9] = [
         DType::F32,
         DType::F16,
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
         DType::Q4_1,
+        DType::Q5_0,
         DType::Q4_K,
         DType::Q6_K,
     ];
@@ -39,7 +42,7 @@ impl DType {
     pub fn block_size(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
-            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 => 32,
             DType::Q4_K | DType::Q6_K => 256,
         }
     }
@@ -52,6 +55,7 @@ impl DType {
             DType::Q8_0 => 34,
             DType::Q4_0 => 18,
             DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
             DType::Q4_K => 144,
             DType::Q6_K => 210,
         }
@@ -71,6 +75,7 @@ impl DType {
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
             DType::Q4_K => "q4_K",
             DType::Q6_K => "q6_K",
         }
@@ -83,6 +88,7 @@ impl DType {
             DType::F16 => 1,
             DType::Q4_0 => 2,
             DType::Q4_1 => 3,
+            DType::Q5_0 => 6,
             DType::Q8_0 => 8,
             DType::Q4_K => 12,
             DType::Q6_K => 14,
@@ -101,7 +107,7 @@ impl DType {
             DType::F32 => VecDotType::F32,
             DType::F16 => VecDotType::F16,
             DType::BF16 => VecDotType::BF16,
-            DType::Q8_0 | DType::Q4_0 => VecDotType::Q8_0,
+            DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => VecDotType::Q8_0,
             DType::Q4_1 => VecDotType::Q8_1,
             DType::Q4_K | DType::Q6_K => VecDotType::Q8_K,
         }
@@ -116,8 +122,9 @@ impl DType {
             DType::Q8_0 => 3,
             DType::Q4_0 => 4,
             DType::Q4_1 => 5,
-            DType::Q4_K => 6,
-            DType::Q6_K => 7,
+            DType::Q5_0 => 6,
+            DType::Q4_K => 7,
+            DType::Q6_K => 8,
         }
     }
 }
@@ -216,6 +223,6 @@ mod tests {
             assert_eq!(DType::from_ggml_type_id(t.ggml_type_id()), Some(t));
             assert_eq!(DType::ALL[t.index()], t);
         }
-        assert_eq!(DType::from_ggml_type_id(6), None);
+        assert_eq!(DType::from_ggml_type_id(7), None, "Q5_1 is not computed");
     }
 }

@@ -18,8 +18,8 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
     let pool = ThreadPool::new(2);
     let scalar = Kernels::scalar();
     let levels = Kernels::all_levels();
-    // The float GEMM has SIMD versions on x86-64: where the CPU has a SIMD level, one of them is tested.
-    if cfg!(target_arch = "x86_64") && common::machine_has_simd() {
+    // The float GEMM has SIMD versions on x86-64 and aarch64: where the CPU has a SIMD level, one of them is tested.
+    if common::machine_has_simd() {
         assert!(levels.iter().any(|k| k.float_gemm().is_simd()), "no SIMD float GEMM under test");
     }
     let mut r = rng(21);
@@ -31,7 +31,7 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
             let x = random_f32(&mut r, m * cols, 2.0);
             let wr = WeightRef::new(t, &w, rows, cols).unwrap();
             let ys = run(&scalar, &pool, wr, &x, m);
-            // Levels whose F16/F32 products use the float GEMM (all on x86; NEON keeps its per-format dots).
+            // Levels whose F16/F32 products use the float GEMM (every SIMD level).
             for k in levels.iter().filter(|k| k.uses_float_gemm(t)) {
                 let yk = run(k, &pool, wr, &x, m);
                 for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {

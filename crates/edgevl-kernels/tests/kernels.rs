@@ -18,6 +18,7 @@ fn rms_bound(t: DType) -> f64 {
         DType::BF16 => 4e-3,
         DType::Q8_0 => 1.2e-2,
         DType::Q6_K => 3.5e-2,
+        DType::Q5_0 => 8e-2,
         DType::Q4_0 | DType::Q4_1 | DType::Q4_K => 0.16,
     }
 }
@@ -258,14 +259,14 @@ fn activation_quantisers_round_like_ggml_cpu_on_x86() {
 }
 
 #[test]
-fn k_quant_simd_kernels_are_bit_identical_to_scalar() {
+fn exact_block_sum_simd_kernels_are_bit_identical_to_scalar() {
     let scalar = Kernels::scalar();
     let pool = ThreadPool::new(1);
     let mut r = rng(4);
     for simd in simd_levels() {
-        for t in [DType::Q4_K, DType::Q6_K] {
+        for t in [DType::Q4_K, DType::Q6_K, DType::Q5_0] {
             for (rows, m) in [(3, 1), (7, 4), (5, 6)] {
-                let cols = 768;
+                let cols = if t == DType::Q5_0 { 736 } else { 768 };
                 let w = random_weights(&mut r, t, rows, cols);
                 let x = random_f32(&mut r, m * cols, 3.0);
                 let ys = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
@@ -352,7 +353,8 @@ fn simd_kernels_match_scalar_on_raw_random_blocks() {
     let pool = ThreadPool::new(1);
     let mut r = rng(6);
     for simd in &simd_levels() {
-        for (t, scale_offsets) in [(DType::Q8_0, &[0usize][..]), (DType::Q4_0, &[0]), (DType::Q4_1, &[0, 2])]
+        for (t, scale_offsets) in
+            [(DType::Q8_0, &[0usize][..]), (DType::Q4_0, &[0]), (DType::Q4_1, &[0, 2]), (DType::Q5_0, &[0])]
         {
             let (rows, cols, m) = (7, 96, 3);
             let mut w: Vec<u8> = (0..rows * t.row_bytes(cols).unwrap()).map(|_| r.gen()).collect();

@@ -116,7 +116,7 @@ mod aarch64 {
         let mut r = rng(12);
         let scalar = Kernels::scalar();
         for k in neon_tables() {
-            for t in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
+            for t in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
                 let blocks: &[usize] = if t.block_size() == 256 { &[1, 3, 5] } else { &[1, 3, 7, 9, 41] };
                 for &nb in blocks {
                     let cols = nb * t.block_size();

@@ -1,6 +1,6 @@
-//! Packed weights (Q4_0, Q4_1, Q8_0): the packed matmul of every kernel level is bit-identical to the scalar twin,
-//! close to a dequantised f64 reference, independent of the thread count, and the packed rows dequantise exactly
-//! as the source rows do.
+//! Packed weights (Q4_0, Q4_1, Q8_0): the packed matmul of every kernel level is bit-identical to the scalar twin
+//! and to the scalar dot kernel of the unpacked rows, close to a dequantised f64 reference, independent of the
+//! thread count, and the packed rows dequantise exactly as the source rows do.
 
 mod common;
 
@@ -67,13 +67,14 @@ fn reference(t: DType, w: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
 }
 
 #[test]
-fn packed_matmul_is_bit_identical_across_levels_and_close_to_f64() {
+fn packed_matmul_is_bit_identical_across_levels_and_to_the_dots_and_close_to_f64() {
     let pool = ThreadPool::new(1);
     let scalar = Kernels::scalar();
     let levels = Kernels::all_levels();
     println!("levels {:?}", levels.iter().map(Kernels::level).collect::<Vec<_>>());
-    // The packed kernels have SIMD versions on x86-64: where the CPU has a SIMD level, one of them is tested.
-    if cfg!(target_arch = "x86_64") && common::machine_has_simd() {
+    // The packed kernels have SIMD versions on x86-64 (AVX2, AVX-512 VNNI) and aarch64 (dotprod): where the CPU has
+    // one, it is tested.
+    if common::machine_has_packed_simd() {
         assert!(levels.iter().any(|k| k.packed().is_simd()), "no SIMD packed kernel under test");
     }
     let mut r = rng(11);
@@ -83,6 +84,17 @@ fn packed_matmul_is_bit_identical_across_levels_and_close_to_f64() {
             let x = random_f32(&mut r, m * cols, 2.0);
             let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
             let ys = run(&scalar, &pool, WeightRef::from_packed(&p), &x, m);
+            // The scalar dot kernel of the unpacked rows computes the same f32 sequence (one fma per block, two
+            // for Q4_1), so levels without packed kernels (scalar, NEON: bit-identical to the scalar dots) agree
+            // with the packed ones bit for bit.
+            let yd = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+            for (i, (a, b)) in ys.iter().zip(&yd).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{t} {rows}x{cols} m={m} out {i}: packed {a} vs dot {b}"
+                );
+            }
             for k in &levels {
                 let yk = run(k, &pool, WeightRef::from_packed(&p), &x, m);
                 for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {

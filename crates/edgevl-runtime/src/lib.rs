@@ -52,7 +52,7 @@ pub use image::{
     ImageConfig, ImageEncoderHandle, ImageInfo, ImageTiling, PendingImage, PreparedImage, TileBudget,
     TilingChoice, MEDIA_MARKER,
 };
-pub use perplexity::{perplexity, PerplexityResult};
+pub use perplexity::{perplexity, ModelRef, PerplexityResult};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
 pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};

@@ -22,29 +22,31 @@ pub struct PerplexityResult {
     pub chunk_ppl: Vec<f64>,
 }
 
-/// Perplexity of `text` with chunks of `n_ctx`; `progress(done, total, running_ppl)` is called
-/// after every chunk. Allocates a KV cache and scratch of `n_ctx` positions (a [`crate::Session`]
-/// uses its own instead: [`crate::Session::perplexity`]).
+/// Perplexity of `text` with chunks of `n_ctx`, over at most `max_chunks` chunks (llama-perplexity's
+/// `--chunks`; `None`: all); `progress(done, total, running_ppl)` is called after every chunk. Allocates a KV
+/// cache and scratch of `n_ctx` positions (a [`crate::Session`] uses its own instead:
+/// [`crate::Session::perplexity`]).
 pub fn perplexity(
-    decoder: &Decoder,
-    tokenizer: &Tokenizer,
-    pool: &ThreadPool,
+    model: ModelRef,
     text: &str,
     n_ctx: usize,
     kv_type: KvType,
+    max_chunks: Option<usize>,
     progress: impl FnMut(usize, usize, f64),
 ) -> Result<PerplexityResult, RuntimeError> {
-    let mut kv = decoder.try_new_cache(n_ctx, kv_type)?;
-    let mut state = decoder.new_state(n_ctx, n_ctx);
-    let model = ModelRef { decoder, tokenizer, pool };
-    perplexity_in(model, &mut kv, &mut state, text, progress)
+    let mut kv = model.decoder.try_new_cache(n_ctx, kv_type)?;
+    let mut state = model.decoder.new_state(n_ctx, n_ctx);
+    perplexity_in(model, &mut kv, &mut state, text, max_chunks, progress)
 }
 
-/// What a perplexity run reads.
+/// What a perplexity run reads: the model, its tokenizer and the threads to run on.
 #[derive(Clone, Copy)]
-pub(crate) struct ModelRef<'a> {
+pub struct ModelRef<'a> {
+    /// The language model.
     pub decoder: &'a Decoder,
+    /// Its tokenizer.
     pub tokenizer: &'a Tokenizer,
+    /// The threads.
     pub pool: &'a ThreadPool,
 }
 
@@ -55,6 +57,7 @@ pub(crate) fn perplexity_in(
     kv: &mut KvCache,
     state: &mut RunState,
     text: &str,
+    max_chunks: Option<usize>,
     mut progress: impl FnMut(usize, usize, f64),
 ) -> Result<PerplexityResult, RuntimeError> {
     let ModelRef { decoder, tokenizer, pool } = model;
@@ -62,12 +65,15 @@ pub(crate) fn perplexity_in(
     if n_ctx < 4 {
         return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
     }
+    if max_chunks == Some(0) {
+        return Err(RuntimeError::BadSetting("perplexity needs at least one chunk (--chunks 0)".into()));
+    }
     let add_bos = tokenizer.add_bos();
     let tokens = tokenizer.encode(text, true, false);
     if tokens.len() < 2 * n_ctx {
         return Err(RuntimeError::TextTooShort { n_tokens: tokens.len(), n_ctx, needed: 2 * n_ctx });
     }
-    let n_chunks = tokens.len() / n_ctx;
+    let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX));
     let n_vocab = decoder.n_vocab();
     let first = n_ctx / 2;
     let mut chunk_tokens = vec![0u32; n_ctx];

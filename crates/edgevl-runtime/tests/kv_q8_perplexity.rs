@@ -5,7 +5,7 @@
 //! same 4 chunks are scored.
 
 use edgevl_model::KvType;
-use edgevl_runtime::{perplexity, Session, SessionConfig};
+use edgevl_runtime::{perplexity, ModelRef, Session, SessionConfig};
 use serde_json::Value;
 
 const N_CTX: usize = 512;
@@ -53,16 +53,8 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
     assert_eq!(ids[..n_chunks * N_CTX], full[..n_chunks * N_CTX], "the cut changed the tokenisation");
     assert_eq!(ids.len() / N_CTX, n_chunks);
 
-    let res = perplexity(
-        session.decoder(),
-        session.tokenizer(),
-        session.pool(),
-        &prefix,
-        N_CTX,
-        KvType::Q8_0,
-        |_, _, _| {},
-    )
-    .expect("perplexity");
+    let model = ModelRef { decoder: session.decoder(), tokenizer: session.tokenizer(), pool: session.pool() };
+    let res = perplexity(model, &prefix, N_CTX, KvType::Q8_0, None, |_, _, _| {}).expect("perplexity");
     assert_eq!(res.n_chunks, n_chunks);
     let ours = res.ppl;
     eprintln!(
@@ -74,7 +66,7 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
     assert!((ours / want - 1.0).abs() < 0.0025, "ppl {ours} vs llama.cpp {want} with a q8_0 cache");
 
     // The session's own cache (what `edgevl perplexity` uses) gives the same chunks' figures.
-    let mine = session.perplexity(&prefix, |_, _, _| {}).expect("session perplexity");
+    let mine = session.perplexity(&prefix, None, |_, _, _| {}).expect("session perplexity");
     assert_eq!(mine.chunk_ppl, res.chunk_ppl);
     assert_eq!(session.n_past(), 0, "the session is left empty");
 }
@@ -89,7 +81,7 @@ fn session_perplexity_needs_whole_context_chunks() {
         ..SessionConfig::default()
     };
     let mut session = Session::load(edgevl_testdata::smollm2_path(), &cfg).expect("load SmolLM2");
-    let err = session.perplexity("some text", |_, _, _| {}).expect_err("chunk 16 < context 64");
+    let err = session.perplexity("some text", None, |_, _, _| {}).expect_err("chunk 16 < context 64");
     let msg = err.to_string();
     assert!(msg.contains("context size (64)") && msg.contains("chunk size is 16"), "{msg}");
 }

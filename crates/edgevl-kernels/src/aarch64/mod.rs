@@ -14,7 +14,7 @@ pub(crate) mod neon;
 
 use crate::dispatch::{DotFn, Kernels, SimdLevel};
 use crate::dtype::{DType, VecDotType};
-use crate::formats::{bf16, f16, f32, q4_0, q4_1, q4_k, q6_k, q8_0, q8_1};
+use crate::formats::{bf16, f16, f32, q4_0, q4_1, q4_k, q5_0, q6_k, q8_0, q8_1};
 
 /// Proof that this CPU has Advanced SIMD (always, on the aarch64 targets Rust supports for Linux and Android):
 /// only [`Neon::detect`] makes one, after checking.
@@ -53,13 +53,15 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_quantizer(VecDotType::Q8_1, l, q8_1::neon::quantize(t));
     k.set_attention(l, attention::kernels(t));
     k.set_sgemm(l, crate::sgemm::neon::entry(t));
-    let (l, ints): (SimdLevel, [DotFn; 5]) = match Dotprod::detect().filter(|_| max >= SimdLevel::NeonDotprod)
-    {
+    k.set_float(l, crate::fgemm::neon::entry(t));
+    let dotprod = Dotprod::detect().filter(|_| max >= SimdLevel::NeonDotprod);
+    let (l, ints): (SimdLevel, [DotFn; 6]) = match dotprod {
         Some(d) => (
             SimdLevel::NeonDotprod,
             [
                 q4_0::neon::dot_dotprod(d),
                 q4_1::neon::dot_dotprod(d),
+                q5_0::neon::dot_dotprod(d),
                 q8_0::neon::dot_dotprod(d),
                 q4_k::neon::dot_dotprod(d),
                 q6_k::neon::dot_dotprod(d),
@@ -70,6 +72,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
             [
                 q4_0::neon::dot(t),
                 q4_1::neon::dot(t),
+                q5_0::neon::dot(t),
                 q8_0::neon::dot(t),
                 q4_k::neon::dot(t),
                 q6_k::neon::dot(t),
@@ -77,8 +80,11 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
         ),
     };
     for (dtype, dot) in
-        [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K].into_iter().zip(ints)
+        [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K].into_iter().zip(ints)
     {
         k.set_dot(dtype, l, dot);
+    }
+    if let Some(d) = dotprod {
+        k.set_packed(SimdLevel::NeonDotprod, crate::packed::neon::entry(d));
     }
 }

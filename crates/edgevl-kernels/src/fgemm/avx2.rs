@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{FloatKernel, FloatTile, ACTS, LANES, ROWS};
+use super::{prefetch_next_rows, FloatKernel, FloatTile, ACTS, LANES, ROWS};
 use crate::dtype::DType;
 use crate::x86::Avx2;
 
@@ -16,17 +16,14 @@ pub(crate) fn entry(_: Avx2) -> FloatKernel {
 /// The entry [`entry`] hands out.
 fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
     let (nr, na) = (t.n_rows, t.n_act);
-    let es = if t.dtype == DType::F16 { 2 } else { 4 };
-    // `FloatTile::new` guarantees these (without overflow); the loads below rely on them.
-    let ok = (1..=ROWS).contains(&nr)
-        && (1..=ACTS).contains(&na)
-        && t.wrb >= t.cols * es
-        && t.w.len() >= (nr - 1) * t.wrb + t.cols * es
-        && t.x.len() >= na * t.cols;
-    assert!(ok, "fgemm::avx2::dot: tile buffers shorter than its shape");
-    for r0 in (0..nr).step_by(2) {
+    // The loads below rely on it.
+    assert!(t.holds_shape(), "fgemm::avx2::dot: tile buffers shorter than its shape");
+    // One activation row (decode): the weight rows one after the other, a single sequential stream (rows side by
+    // side are short interleaved streams the hardware prefetcher follows poorly).
+    let row_step = if na == 1 { 1 } else { 2 };
+    for r0 in (0..nr).step_by(row_step) {
         for i0 in (0..na).step_by(2) {
-            let (dr, di) = ((nr - r0).min(2), (na - i0).min(2));
+            let (dr, di) = ((nr - r0).min(row_step), (na - i0).min(2));
             macro_rules! go {
                 ($h:expr) => {
                     match (dr, di) {
@@ -132,6 +129,10 @@ unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
     }
     let mut k = 0;
     while k + LANES <= n {
+        if NA == 1 {
+            // Decode only: with several activation rows the kernel is compute-bound.
+            prefetch_next_rows(&w, es * k, t.wrb);
+        }
         step!(w, x, k);
         k += LANES;
     }

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{FloatKernel, FloatTile, ACTS, LANES, ROWS};
+use super::{prefetch_next_rows, FloatKernel, FloatTile, ACTS, LANES, ROWS};
 use crate::dtype::DType;
 use crate::x86::Avx512Vnni;
 
@@ -15,14 +15,23 @@ pub(crate) fn entry(_: Avx512Vnni) -> FloatKernel {
 /// The entry [`entry`] hands out.
 fn dot(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
     let (nr, na) = (t.n_rows, t.n_act);
-    let es = if t.dtype == DType::F16 { 2 } else { 4 };
-    // `FloatTile::new` guarantees these (without overflow); the loads below rely on them.
-    let ok = (1..=ROWS).contains(&nr)
-        && (1..=ACTS).contains(&na)
-        && t.wrb >= t.cols * es
-        && t.w.len() >= (nr - 1) * t.wrb + t.cols * es
-        && t.x.len() >= na * t.cols;
-    assert!(ok, "fgemm::avx512::dot: tile buffers shorter than its shape");
+    // The loads below rely on it.
+    assert!(t.holds_shape(), "fgemm::avx512::dot: tile buffers shorter than its shape");
+    if na == 1 {
+        // One activation row (decode): the weight rows one after the other, a single sequential stream (several
+        // rows side by side are short interleaved streams the hardware prefetcher follows poorly).
+        let mut one = [0f32; ROWS * ACTS];
+        for (r, o) in out.iter_mut().take(nr).enumerate() {
+            let row = FloatTile { w: &t.w[r * t.wrb..], n_rows: 1, ..*t };
+            if t.dtype == DType::F16 {
+                call::<true, 1, 1>(&row, &mut one);
+            } else {
+                call::<false, 1, 1>(&row, &mut one);
+            }
+            *o = one[0];
+        }
+        return;
+    }
     macro_rules! go {
         ($h:expr, $r:expr) => {
             match na {
@@ -119,6 +128,10 @@ unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
         };
     }
     while k + LANES <= n {
+        if NA == 1 {
+            // Decode only: with several activation rows the kernel is compute-bound.
+            prefetch_next_rows(&w, if H { 2 * k } else { 4 * k }, t.wrb);
+        }
         step!(k, 0xffff);
         k += LANES;
     }

@@ -1,7 +1,7 @@
 //! Float GEMM for F16 and F32 weights (the ViT's F16 `ffn_down`, F32/F16 matrices generally): tiles of
 //! [`ROWS`] weight rows x up to [`ACTS`] activation rows, f32 FMA on the weights converted in registers.
 //!
-//! Numerics (identical in every kernel, so scalar, AVX2 and AVX-512 agree bit for bit): the activations are the f32
+//! Numerics (identical in every kernel, so scalar, AVX2, AVX-512 and NEON agree bit for bit): the activations are the f32
 //! values of the `vec_dot_type` (F16 weights: `x` rounded to f16, as ggml does; F32: `x`). Each output keeps 16
 //! partial sums, lane `j` accumulating `acc_j = fma(w[k], x[k], acc_j)` for `k = 16c + j`, `c = 0, 1, ...` (zero
 //! padded past the row's end), then reduces them as `(j, j + 8)`, `(j, j + 4)`, `(j, j + 2)`, `(0, 1)` pairwise sums.
@@ -10,6 +10,8 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 use crate::dtype::DType;
 use crate::error::KernelError;
@@ -87,6 +89,21 @@ impl<'a> FloatTile<'a> {
     }
 }
 
+impl FloatTile<'_> {
+    /// Whether the counts are in range and the buffers hold the rows the tile describes: what [`FloatTile::new`]
+    /// guarantees, checked again by the SIMD kernels, which read through raw pointers.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn holds_shape(&self) -> bool {
+        let es = if self.dtype == DType::F16 { 2 } else { 4 };
+        let (nr, na, n) = (self.n_rows, self.n_act, self.cols);
+        (1..=ROWS).contains(&nr)
+            && (1..=ACTS).contains(&na)
+            && self.wrb >= n * es
+            && self.w.len() >= (nr - 1) * self.wrb + n * es
+            && self.x.len() >= na * n
+    }
+}
+
 /// Computes `out[i * ROWS + r] = dot(weight row r, activation row i)`.
 pub(crate) type FloatDotFn = fn(t: &FloatTile, out: &mut [f32; ROWS * ACTS]);
 
@@ -108,8 +125,8 @@ impl FloatKernel {
     /// The scalar twin.
     pub(crate) const SCALAR: FloatKernel = FloatKernel { dot: dot_scalar, simd: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) fn simd(dot: FloatDotFn) -> Self {
         FloatKernel { dot, simd: true }
     }
@@ -124,6 +141,23 @@ impl FloatKernel {
     /// Whether this is a SIMD kernel.
     pub fn is_simd(&self) -> bool {
         self.simd
+    }
+}
+
+/// Prefetches, for each weight row pointer of a kernel call, byte `off` of the row `3 * ROWS` rows further on
+/// (three calls ahead): rows a few KB long end before the hardware prefetcher has ramped up, and one-row (decode) products
+/// are then bound by the memory latency rather than its bandwidth (SmolLM2 F16 decode at half of llama.cpp's speed
+/// without it). A hint only: prefetches never fault, so the address may lie past the matrix.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_next_rows<const NR: usize>(w: &[*const u8; NR], off: usize, wrb: usize) {
+    for p in w {
+        // SAFETY: `_mm_prefetch` is SSE (baseline on x86-64) and only hints: it never faults or writes.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.wrapping_add(off + 3 * ROWS * wrb).cast(),
+            )
+        };
     }
 }
 

@@ -147,6 +147,7 @@ pub fn quantize_ref(dtype: DType, x: &[f32]) -> Option<Vec<u8>> {
         DType::Q8_0 => blocks_as_bytes(&q8_0::quantize_ref(x)).to_vec(),
         DType::Q4_0 => blocks_as_bytes(&q4_0::quantize_ref(x)).to_vec(),
         DType::Q4_1 => blocks_as_bytes(&q4_1::quantize_ref(x)).to_vec(),
+        DType::Q5_0 => blocks_as_bytes(&q5_0::quantize_ref(x)).to_vec(),
         DType::Q4_K => blocks_as_bytes(&q4_k::quantize_ref(x)).to_vec(),
         DType::Q6_K => blocks_as_bytes(&q6_k::quantize_ref(x)).to_vec(),
     };

@@ -79,7 +79,8 @@ impl WeightFormat for Q4_0 {
                 sumi += (i32::from(x.qs[j] & 0x0f) - 8) * i32::from(y.qs[j]);
                 sumi += (i32::from(x.qs[j] >> 4) - 8) * i32::from(y.qs[j + 16]);
             }
-            sumf += sumi as f32 * (x.d() * y.d());
+            // One fma per block, as the packed kernels: every level computes the same f32 sequence.
+            sumf = (sumi as f32).mul_add(x.d() * y.d(), sumf);
         }
         sumf
     }

@@ -87,7 +87,9 @@ impl WeightFormat for Q4_1 {
                 sumi += i32::from(x.qs[j] & 0x0f) * i32::from(y.qs[j]);
                 sumi += i32::from(x.qs[j] >> 4) * i32::from(y.qs[j + 16]);
             }
-            sumf += (x.d() * y.d()) * sumi as f32 + x.m() * y.s();
+            // Two fmas per block, as the packed kernels: every level computes the same f32 sequence.
+            sumf = (sumi as f32).mul_add(x.d() * y.d(), sumf);
+            sumf = x.m().mul_add(y.s(), sumf);
         }
         sumf
     }

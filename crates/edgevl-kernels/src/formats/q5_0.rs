@@ -1,7 +1,13 @@
-//! Q5_0: 32 5-bit values with one f16 scale, `x = d * (q - 16)`. A file format only (llama-quantize's
-//! fallback for Q4_K rows that are not a multiple of 256); the engine does not compute with it.
+//! Q5_0: 32 5-bit values with one f16 scale, `x = d * (q - 16)`; multiplied with Q8_0 activations. llama-quantize
+//! writes it where Q4_K does not fit (rows that are not a multiple of 256, as SmolLM2's 576).
 
-use super::{assert_block_layout, f16_to_f32, f32_to_f16, signed_max, Block};
+use super::{assert_block_layout, f16_to_f32, f32_to_f16, q8_0::BlockQ8_0, signed_max, Block, WeightFormat};
+use crate::dtype::DType;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 /// Elements per block.
 pub const QK5_0: usize = 32;
@@ -47,17 +53,53 @@ pub fn quantize_ref(x: &[f32]) -> Vec<BlockQ5_0> {
         .collect()
 }
 
-/// Decodes whole blocks into `out` (`out.len() == w.len() * 32`), as ggml's `dequantize_row_q5_0`.
-pub fn dequantize(w: &[BlockQ5_0], out: &mut [f32]) {
-    for (b, o) in w.iter().zip(out.chunks_exact_mut(QK5_0)) {
-        let d = f16_to_f32(b.d);
-        let qh = u32::from_le_bytes(b.qh);
-        for j in 0..16 {
-            let h0 = (((qh >> j) << 4) & 0x10) as u8;
-            let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-            o[j] = (i32::from((b.qs[j] & 0x0f) | h0) - 16) as f32 * d;
-            o[j + 16] = (i32::from((b.qs[j] >> 4) | h1) - 16) as f32 * d;
+impl BlockQ5_0 {
+    /// The scale.
+    #[inline(always)]
+    pub fn d(&self) -> f32 {
+        f16_to_f32(self.d)
+    }
+
+    /// The signed values `q - 16` (-16..=15) of elements `j` and `j + 16`, `j < 16`.
+    #[inline(always)]
+    fn pair(&self, j: usize) -> (i32, i32) {
+        let qh = u32::from_le_bytes(self.qh);
+        let h0 = (((qh >> j) << 4) & 0x10) as u8;
+        let h1 = ((qh >> (j + 12)) & 0x10) as u8;
+        (i32::from((self.qs[j] & 0x0f) | h0) - 16, i32::from((self.qs[j] >> 4) | h1) - 16)
+    }
+}
+
+/// Q5_0 weights.
+pub struct Q5_0;
+
+impl WeightFormat for Q5_0 {
+    const DTYPE: DType = DType::Q5_0;
+    type W = BlockQ5_0;
+    type A = BlockQ8_0;
+    /// As ggml's `dequantize_row_q5_0`.
+    fn dequantize(w: &[BlockQ5_0], out: &mut [f32]) {
+        for (b, o) in w.iter().zip(out.chunks_exact_mut(QK5_0)) {
+            let d = b.d();
+            for j in 0..16 {
+                let (lo, hi) = b.pair(j);
+                o[j] = lo as f32 * d;
+                o[j + 16] = hi as f32 * d;
+            }
         }
+    }
+    /// As ggml's scalar `ggml_vec_dot_q5_0_q8_0`: an exact integer sum per block, then one f32 update.
+    fn vec_dot(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+        let mut sumf = 0.0f32;
+        for (x, y) in w.iter().zip(a) {
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let (lo, hi) = x.pair(j);
+                sumi += lo * i32::from(y.qs[j]) + hi * i32::from(y.qs[j + 16]);
+            }
+            sumf += sumi as f32 * (x.d() * y.d());
+        }
+        sumf
     }
 }
 
@@ -70,7 +112,7 @@ mod tests {
         let x: Vec<f32> = (0..96).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
         let blocks = quantize_ref(&x);
         let mut y = vec![0.0; x.len()];
-        dequantize(&blocks, &mut y);
+        Q5_0::dequantize(&blocks, &mut y);
         for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
             // Half a step inside the range; a value of the other sign than the largest clamps at 15 / 16 of it
             // (one step, plus the f16 rounding of the scale).

@@ -87,7 +87,8 @@ impl WeightFormat for Q8_0 {
         let mut sumf = 0.0f32;
         for (x, y) in w.iter().zip(a) {
             let sumi: i32 = x.qs.iter().zip(y.qs).map(|(p, q)| i32::from(*p) * i32::from(q)).sum();
-            sumf += sumi as f32 * (x.d() * y.d());
+            // One fma per block, as the packed kernels: every level computes the same f32 sequence.
+            sumf = (sumi as f32).mul_add(x.d() * y.d(), sumf);
         }
         sumf
     }

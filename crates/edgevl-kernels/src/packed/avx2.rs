@@ -26,14 +26,15 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         return t.each_group(out, dot);
     }
     let n = t.n_act;
-    let nb = t.nb;
-    // `PackedTile::new` guarantees these; the loads below rely on them.
-    let ok = t.w.len() >= nb * (t.fmt.quant_tile() + t.fmt.scale_tile())
-        && t.acts.len() >= n * t.arb
-        && t.meta.len() >= n * nb
-        && t.arb >= nb * t.fmt.act_block()
-        && (1..=MAX_ACT).contains(&n);
-    assert!(ok, "packed::avx2::dot: tile buffers shorter than its shape");
+    // The loads below rely on it.
+    assert!(t.holds_shape(t.w.len()), "packed::avx2::dot: tile buffers shorter than its shape");
+    if n == 1 {
+        return match t.fmt {
+            PackedFormat::Q4_0 => call_one::<Q4_0>(t, out),
+            PackedFormat::Q4_1 => call_one::<Q4_1>(t, out),
+            PackedFormat::Q8_0 => call_one::<Q8_0>(t, out),
+        };
+    }
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
         let rn = (n - r0).min(ROWS_PER_PASS);
         for half in 0..2 {
@@ -71,6 +72,114 @@ fn call<const F: u8, const N: usize>(
     // AVX2, FMA and F16C; `dot` checked the buffer lengths and the format `F` is the tile's; `r0 + N <= n_act`,
     // `half < 2`.
     unsafe { kernel::<F, N>(t, r0, half, out) }
+}
+
+fn call_one<const F: u8>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+    // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
+    // AVX2, FMA and F16C; `dot` checked the buffer lengths, `n_act == 1` and that `F` is the tile's format.
+    unsafe { kernel_one::<F>(t, out) }
+}
+
+/// How many blocks ahead [`kernel_one`] prefetches the quants.
+const PREFETCH_BLOCKS: usize = 16;
+
+/// One activation row (decode) times the whole group in one pass over its blocks: both 32-byte halves of every
+/// 64-byte line at once (the general kernel makes a pass per half, so a stream of weights is read as two
+/// interleaved strided ones) and the quants a few blocks ahead prefetched. Each lane gets the general kernel's
+/// integer sums and f32 sequence, so the results are the same bits.
+///
+/// # Safety
+/// The CPU supports the enabled features; `t.w` holds `nb` quant and scale tiles, `t.acts` one row of `nb`
+/// activation blocks, `t.meta` `nb` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kernel_one<const F: u8>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+    let nb = t.nb;
+    // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
+    let fmt = PackedFormat::from_code(F);
+    debug_assert_eq!(fmt, t.fmt);
+    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
+    // Cursors advanced block by block, as in `kernel`.
+    let mut q = t.w.as_ptr();
+    // SAFETY: the first scale tile and the first block's activation quants lie inside `t.w` and `t.acts`.
+    let (mut s, mut a) = unsafe { (q.add(nb * qt), t.acts.as_ptr().add(aoff)) };
+    let mut mt = t.meta.as_ptr();
+    let mask = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for _ in 0..nb {
+        // A hint only (prefetches never fault): the quants a few blocks ahead.
+        for l in 0..qt / 64 {
+            _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(PREFETCH_BLOCKS * qt + 64 * l).cast());
+        }
+        // SAFETY: the 8 scales (and, for Q4_1, minimums) of each half lie inside the current scale tile.
+        let dw = [0, 1].map(|h| _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.add(16 * h).cast()) }));
+        let mw = if F == Q4_1 {
+            // SAFETY: as above.
+            [0, 1].map(|h| _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.add(2 * GROUP + 16 * h).cast()) }))
+        } else {
+            [_mm256_setzero_ps(); 2]
+        };
+        // SAFETY: `k + 4 <= 32`: inside the current block's activation quants; unaligned read.
+        let bcast = |k: usize| _mm256_set1_epi32(unsafe { a.add(k).cast::<i32>().read_unaligned() });
+        // SAFETY: the line `k` half `h` load below reads 32 bytes of the current quant tile.
+        let line = |k: usize, h: usize| unsafe { _mm256_loadu_si256(q.add(64 * k + 32 * h).cast()) };
+        // SAFETY: the meta cursor points at the current block's entry.
+        let m = unsafe { *mt };
+        let si: [__m256i; 2] = if F == Q8_0 {
+            let flip = _mm256_set1_epi8(-128);
+            let mut si = [_mm256_setzero_si256(); 2];
+            for k in 0..8 {
+                let x = bcast(4 * k);
+                for (h, si) in si.iter_mut().enumerate() {
+                    // Back to the signed quants, then the sign trick as in `kernel`.
+                    let w = _mm256_xor_si256(line(k, h), flip);
+                    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+                    *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, ones));
+                }
+            }
+            si
+        } else {
+            let mut s16 = [_mm256_setzero_si256(); 2];
+            for k in 0..4 {
+                let (xl, xh) = (bcast(4 * k), bcast(16 + 4 * k));
+                for (h, s16) in s16.iter_mut().enumerate() {
+                    let v = line(k, h);
+                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(_mm256_and_si256(v, mask), xl));
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, xh));
+                }
+            }
+            s16.map(|v| {
+                let si = _mm256_madd_epi16(v, ones);
+                if F == Q4_0 {
+                    _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum))
+                } else {
+                    si
+                }
+            })
+        };
+        for h in 0..2 {
+            let d = _mm256_mul_ps(dw[h], _mm256_set1_ps(m.d));
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[h]), d, acc[h]);
+            if F == Q4_1 {
+                acc[h] = _mm256_fmadd_ps(mw[h], _mm256_set1_ps(m.s), acc[h]);
+            }
+        }
+        // SAFETY: the weight and meta cursors move to their next block (one past their buffer's end after the last).
+        unsafe {
+            q = q.add(qt);
+            s = s.add(st);
+            // The activation cursor starts `aoff` bytes into its block, so after the last block it may point
+            // past the end of `t.acts`: moved with `wrapping_add` and not read there.
+            a = a.wrapping_add(ab);
+            mt = mt.add(1);
+        }
+    }
+    for (h, v) in acc.iter().enumerate() {
+        // SAFETY: lanes `8h..8h + 8` of the first row end at 16 <= `out.len()`.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * h), *v) };
+    }
 }
 
 /// Rows `r0..r0 + N` of the activations times rows `8 * half..8 * half + 8` of the group.
@@ -167,12 +276,12 @@ unsafe fn kernel<const F: u8, const N: usize>(
                 }
             }
         }
-        // SAFETY: every cursor moves to its next block (one block past the end after the last).
+        // SAFETY: the weight and meta cursors move to their next block (one past their buffer's end after the last).
         unsafe {
             q = q.add(qt);
             s = s.add(st);
             for r in 0..N {
-                a[r] = a[r].add(ab);
+                a[r] = a[r].wrapping_add(ab); // may end `aoff` bytes past `t.acts`: not read there
                 mt[r] = mt[r].add(1);
             }
         }

@@ -1,5 +1,6 @@
 //! Packed weights for the integer GEMM: Q4_0, Q4_1 and Q8_0 matrices re-laid out once at load so that one 512-bit
-//! load holds 4 consecutive k-bytes of each of 16 rows, for `vpdpbusd` with a broadcast 4-byte activation group.
+//! load holds 4 consecutive k-bytes of each of 16 rows, for `vpdpbusd` with a broadcast 4-byte activation group
+//! (AVX-512 VNNI; AVX2 takes each line as two halves of 8 rows, NEON `sdot` as four quarters of 4 rows).
 //!
 //! Layout ([`PackedWeights`]): the rows are cut into groups of [`GROUP`] rows (the last one padded with zero rows),
 //! each group stored as `nb` (blocks per row) quant tiles, then `nb` scale tiles, then padding to 64 bytes:
@@ -17,6 +18,8 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 use crate::buffer::AlignedBuf;
 pub use crate::buffer::PackArena;
@@ -67,7 +70,7 @@ impl PackedFormat {
 
     /// The format whose `as u8` code is `code`: the kernels are monomorphised per format with its code as a
     /// const parameter, so every size below is a compile-time constant there.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 kernels are monomorphised per format
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))] // SIMD kernels only
     pub(crate) const fn from_code(code: u8) -> Self {
         match code {
             0 => PackedFormat::Q4_0,
@@ -491,6 +494,19 @@ impl<'a> PackedTile<'a> {
 
     /// Runs `dot` on each group of a multi-group tile (the single-group kernels of a table without a
     /// multi-group one), placing group `j`'s outputs at `out[j * GROUP..]`.
+    /// Whether each group of `group_bytes` weight bytes holds its `nb` quant and scale tiles, and the activation
+    /// rows, their block metadata and the row count fit the tile's shape: what [`PackedTile::new`] guarantees,
+    /// checked again by the SIMD kernels, which read through raw pointers.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn holds_shape(&self, group_bytes: usize) -> bool {
+        let (n, nb) = (self.n_act, self.nb);
+        group_bytes >= nb * (self.fmt.quant_tile() + self.fmt.scale_tile())
+            && self.acts.len() >= n * self.arb
+            && self.meta.len() >= n * nb
+            && self.arb >= nb * self.fmt.act_block()
+            && (1..=MAX_ACT).contains(&n)
+    }
+
     pub(crate) fn each_group(
         &self,
         out: &mut [f32; GROUP * MAX_ACT],
@@ -528,8 +544,8 @@ impl PackedKernel {
     /// The scalar twin.
     pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features; x86-64 only so far).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) fn simd(dot: PackedDotFn) -> Self {
         PackedKernel { dot, simd: true }
     }

@@ -11,7 +11,7 @@ pub(crate) mod avx512;
 
 use crate::dispatch::{Kernels, SimdLevel};
 use crate::dtype::{DType, VecDotType};
-use crate::formats::{bf16, f16, f32, q4_0, q4_1, q4_k, q6_k, q8_0, q8_1};
+use crate::formats::{bf16, f16, f32, q4_0, q4_1, q4_k, q5_0, q6_k, q8_0, q8_1};
 
 /// Proof that this CPU has AVX2, FMA and F16C: only [`Avx2::detect`] makes one, after checking.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     let l = SimdLevel::Avx2;
     k.set_dot(DType::Q4_0, l, q4_0::avx2::dot(t));
     k.set_dot(DType::Q4_1, l, q4_1::avx2::dot(t));
+    k.set_dot(DType::Q5_0, l, q5_0::avx2::dot(t));
     k.set_dot(DType::Q8_0, l, q8_0::avx2::dot(t));
     k.set_dot(DType::Q4_K, l, q4_k::avx2::dot(t));
     k.set_dot(DType::Q6_K, l, q6_k::avx2::dot(t));

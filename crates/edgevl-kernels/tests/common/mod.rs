@@ -66,6 +66,17 @@ pub fn machine_has_simd() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
 }
 
+/// Whether this CPU has a SIMD packed-GEMM kernel (x86-64: AVX2; aarch64: the dot-product instructions), by the
+/// standard library's detection alone.
+pub fn machine_has_packed_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return machine_has_simd();
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("dotprod");
+    #[allow(unreachable_code)]
+    false
+}
+
 /// Whether this CPU has one of the kernels' SIMD levels (none on this architecture).
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub fn machine_has_simd() -> bool {

@@ -315,11 +315,13 @@ impl Session {
     }
 
     /// Perplexity of `text` by llama-perplexity's method ([`crate::perplexity`]) with chunks of the session's
-    /// context size, in the session's own KV cache (no second cache is allocated). Resets the conversation
-    /// first. Needs a prefill chunk size equal to the context size (every chunk is one forward pass).
+    /// context size, in the session's own KV cache (no second cache is allocated), over at most `max_chunks`
+    /// chunks (`None`: all). Resets the conversation first. Needs a prefill chunk size equal to the context size
+    /// (every chunk is one forward pass).
     pub fn perplexity(
         &mut self,
         text: &str,
+        max_chunks: Option<usize>,
         progress: impl FnMut(usize, usize, f64),
     ) -> Result<crate::PerplexityResult, RuntimeError> {
         if self.chunk < self.kv.n_ctx() {
@@ -335,7 +337,14 @@ impl Session {
             tokenizer: &self.tokenizer,
             pool: &self.pool,
         };
-        let res = crate::perplexity::perplexity_in(model, &mut self.kv, &mut self.state, text, progress);
+        let res = crate::perplexity::perplexity_in(
+            model,
+            &mut self.kv,
+            &mut self.state,
+            text,
+            max_chunks,
+            progress,
+        );
         // The cache holds the last chunk's positions, which no conversation message accounts for.
         self.kv.truncate(0);
         res

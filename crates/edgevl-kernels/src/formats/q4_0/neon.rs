@@ -25,7 +25,7 @@ unsafe fn row<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         // SAFETY: the caller guarantees `D`'s feature.
         let acc = unsafe { D::dot(D::dot(vdupq_n_s32(0), lo, ld_i8(&y.qs, 0)), hi, ld_i8(&y.qs, 16)) };
         let [dx, dy, _, _] = f16x4([x.d, y.d, [0; 2], [0; 2]]);
-        sumf += vaddvq_s32(acc) as f32 * (dx * dy);
+        sumf = (vaddvq_s32(acc) as f32).mul_add(dx * dy, sumf);
     }
     sumf
 }

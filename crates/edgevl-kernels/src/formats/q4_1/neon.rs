@@ -25,7 +25,8 @@ unsafe fn row<D: I8Dot>(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
         // SAFETY: the caller guarantees `D`'s feature.
         let acc = unsafe { D::dot(D::dot(vdupq_n_s32(0), lo, ld_i8(&y.qs, 0)), hi, ld_i8(&y.qs, 16)) };
         let [dx, mx, dy, sy] = f16x4([x.d, x.m, y.d, y.s]);
-        sumf += (dx * dy) * vaddvq_s32(acc) as f32 + mx * sy;
+        sumf = (vaddvq_s32(acc) as f32).mul_add(dx * dy, sumf);
+        sumf = mx.mul_add(sy, sumf);
     }
     sumf
 }

@@ -26,7 +26,7 @@ unsafe fn row<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
             D::dot(acc, ld_i8(&x.qs, 16), ld_i8(&y.qs, 16))
         };
         let [dx, dy, _, _] = f16x4([x.d, y.d, [0; 2], [0; 2]]);
-        sumf += vaddvq_s32(acc) as f32 * (dx * dy);
+        sumf = (vaddvq_s32(acc) as f32).mul_add(dx * dy, sumf);
     }
     sumf
 }
