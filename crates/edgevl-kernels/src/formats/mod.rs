@@ -87,6 +87,34 @@ pub trait WeightFormat {
     fn vec_dot(w: &[Self::W], a: &[Self::A]) -> f32;
 }
 
+/// The f32 order of the per-row dots whose SIMD kernels keep 8 lanes of block products (Q5_0; ggml's AVX2 shape):
+/// lane `k` of block `b` is the exact integer sum of the products of elements `4k..4k+4`, converted to f32 and
+/// fused-multiply-added with the block's scale into accumulator `b % 2` (two chains hide the FMA latency); at the
+/// end the two accumulators are added lane by lane and the 8 lanes reduced in ggml's `hsum_float_8` order. Scalar
+/// twins build this sequence with [`Lanes8`], so every level agrees bit for bit.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Lanes8 {
+    acc: [[f32; 8]; 2],
+}
+
+impl Lanes8 {
+    /// Adds block `b`'s lane sums times its scale `d`.
+    #[inline(always)]
+    pub(crate) fn add_block(&mut self, b: usize, lanes: [i32; 8], d: f32) {
+        for (a, s) in self.acc[b % 2].iter_mut().zip(lanes) {
+            *a = (s as f32).mul_add(d, *a);
+        }
+    }
+
+    /// The reduced sum.
+    #[inline(always)]
+    pub(crate) fn sum(&self) -> f32 {
+        let c: [f32; 8] = std::array::from_fn(|k| self.acc[0][k] + self.acc[1][k]);
+        let r: [f32; 4] = std::array::from_fn(|k| c[k + 4] + c[k]);
+        (r[0] + r[2]) + (r[1] + r[3])
+    }
+}
+
 /// An activation format: how an f32 row is converted before the dot products (ggml-cpu's `from_float`).
 pub trait ActFormat {
     /// The format.
@@ -109,10 +137,18 @@ pub fn f32_to_f16(x: f32) -> [u8; 2] {
     half::f16::from_f32(x).to_bits().to_le_bytes()
 }
 
-/// ggml's `nearest_int`: round half to even, for |x| < 2^22.
+/// ggml's `nearest_int`: round half to even. For |x| <= 2^22 - 1 (every quantiser's range) by ggml's own
+/// method (adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits): plain float and integer
+/// operations, where `round_ties_even` is a libm call on x86-64 without SSE4.1. Larger values (from 2^22 - 0.5)
+/// and NaN take `round_ties_even`, saturating (garbage input).
 #[inline(always)]
 pub(crate) fn nearest_int(x: f32) -> i32 {
-    x.round_ties_even() as i32
+    if x.abs() <= 4_194_303.0 {
+        let v = x + 12_582_912.0;
+        (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+    } else {
+        x.round_ties_even() as i32
+    }
 }
 
 /// Max of |x| over a slice (0 for an empty slice).
@@ -180,5 +216,27 @@ pub fn dequantize_act(t: VecDotType, src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even_like_round_ties_even() {
+        let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.25).collect();
+        xs.extend([0.5, 1.5, 2.5, -0.5, -2.5, 4_194_303.5, -4_194_303.0, 4_194_304.0, 1e9, -1e9, f32::MAX]);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            xs.push(f32::from_bits(state as u32 & 0x4bff_ffff)); // |x| < 2^24, random mantissas
+        }
+        for x in xs {
+            assert_eq!(nearest_int(x), x.round_ties_even() as i32, "{x}");
+        }
+        assert_eq!(nearest_int(f32::NAN), 0);
     }
 }

@@ -46,6 +46,14 @@ pub(crate) fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
 }
 
+/// A little-endian f16 scale as f32 with one F16C conversion (the same value as `crate::formats::f16_to_f32`,
+/// without a table lookup).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_scale(h: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(h)))))
+}
+
 /// 32 signed bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -1,30 +1,43 @@
 //! Q5_0 x Q8_0 with AVX2: the fifth bits spread to bytes (ggml's `bytes_from_bits_32`), `q - 16` as signed bytes,
-//! the sign trick + `maddubs` for an exact integer sum per block, then the scalar twin's f32 update: bit-identical.
+//! the sign trick + `maddubs` for exact integer sums of 4 consecutive elements per lane, then one FMA per block
+//! into even/odd 8-lane accumulators: the order of [`crate::formats::Lanes8`], so bit-identical to the scalar twin.
 
 use std::arch::x86_64::*;
 
 use super::BlockQ5_0;
 use crate::formats::q8_0::BlockQ8_0;
-use crate::x86::avx2::{dot_i8, f16_table, hsum_i32, load16, load32_i8, nibbles, simd_dot_entry};
+use crate::x86::avx2::{dot_i8, f16_scale, hsum_ps, load16, load32_i8, nibbles, simd_dot_entry};
 
 simd_dot_entry!("avx2,fma,f16c", BlockQ5_0, BlockQ8_0, row);
 
-/// One weight row with `N` activation rows.
+/// One weight row with `N` activation rows; even and odd blocks use separate accumulators (FMA latency).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row<const N: usize>(w: &[BlockQ5_0], a: &[&[BlockQ8_0]; N]) -> [f32; N] {
-    let t = f16_table();
-    let mut sumf = [0f32; N];
-    for (b, wb) in w.iter().enumerate() {
-        let qw = signed_quants(wb);
-        let dw = t[usize::from(u16::from_le_bytes(wb.d))];
-        for r in 0..N {
-            let ab = &a[r][b];
-            let sumi = hsum_i32(dot_i8(qw, load32_i8(&ab.qs)));
-            sumf[r] += sumi as f32 * (dw * t[usize::from(u16::from_le_bytes(ab.d))]);
-        }
+    let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
+    let mut b = 0;
+    while b + 1 < w.len() {
+        block(&w[b], a, b, &mut even);
+        block(&w[b + 1], a, b + 1, &mut odd);
+        b += 2;
     }
-    sumf
+    if b < w.len() {
+        block(&w[b], a, b, &mut even);
+    }
+    std::array::from_fn(|r| hsum_ps(_mm256_add_ps(even[r], odd[r])))
+}
+
+/// Adds block `b` of every activation row times weight block `wb` into `acc`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block<const N: usize>(wb: &BlockQ5_0, a: &[&[BlockQ8_0]; N], b: usize, acc: &mut [__m256; N]) {
+    let qw = signed_quants(wb);
+    let dw = f16_scale(wb.d);
+    for r in 0..N {
+        let ab = &a[r][b];
+        let prod = _mm256_cvtepi32_ps(dot_i8(qw, load32_i8(&ab.qs)));
+        acc[r] = _mm256_fmadd_ps(prod, _mm256_set1_ps(dw * f16_scale(ab.d)), acc[r]);
+    }
 }
 
 /// The block's 32 values `q - 16` (-16..=15) as signed bytes in element order.
