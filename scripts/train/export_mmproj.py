@@ -37,9 +37,48 @@ import vlm  # noqa: E402
 
 
 def load_vision(ckpt):
+    """The tower and projector of a train.py checkpoint, or of an mmproj GGUF this script wrote
+    (`*.gguf`: its tensors dequantised, so the PyTorch model computes with the file's values)."""
+    if ckpt.endswith(".gguf"):
+        return load_vision_gguf(ckpt)
     path = ckpt if os.path.isabs(ckpt) else os.path.join(vlm.TRAIN_CACHE, ckpt)
     model = vlm.Vision(attn="eager")
     model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    return model.eval()
+
+
+def gguf_names(model):
+    """(GGUF tensor name, PyTorch parameter) of every tensor `write` stores, in its order."""
+    vm = model.tower()
+    out = [("v.patch_embd.weight", vm.embeddings.patch_embedding.weight),
+           ("v.patch_embd.bias", vm.embeddings.patch_embedding.bias),
+           ("v.position_embd.weight", vm.embeddings.position_embedding.weight)]
+    for i, layer in enumerate(vm.encoder.layers):
+        a = layer.self_attn
+        for gname, mod in [("ln1", layer.layer_norm1), ("attn_q", a.q_proj), ("attn_k", a.k_proj),
+                           ("attn_v", a.v_proj), ("attn_out", a.out_proj), ("ln2", layer.layer_norm2),
+                           ("ffn_up", layer.mlp.fc1), ("ffn_down", layer.mlp.fc2)]:
+            out.append((f"v.blk.{i}.{gname}.weight", mod.weight))
+            out.append((f"v.blk.{i}.{gname}.bias", mod.bias))
+    p = model.proj
+    out += [("v.post_ln.weight", vm.post_layernorm.weight), ("v.post_ln.bias", vm.post_layernorm.bias),
+            ("mm.input_norm.weight", p.norm.weight), ("mm.input_norm.bias", p.norm.bias),
+            ("mm.1.weight", p.fc1.weight), ("mm.1.bias", p.fc1.bias),
+            ("mm.2.weight", p.fc2.weight), ("mm.2.bias", p.fc2.bias)]
+    return out
+
+
+def load_vision_gguf(path):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    tensors = {t.name: t for t in GGUFReader(path).tensors}
+    model = vlm.Vision(attn="eager")
+    with torch.no_grad():
+        for gname, param in gguf_names(model):
+            t = tensors[gname]
+            a = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(param.shape)
+            param.copy_(torch.from_numpy(a))
     return model.eval()
 
 
@@ -76,27 +115,8 @@ def write(model, out, dtype, name="edgevl-demo-vision"):
         else:
             w.add_tensor(gname, a.astype(np.float16))
 
-    vm = model.tower()
-    t("v.patch_embd.weight", vm.embeddings.patch_embedding.weight, matrix=True)  # [d, 3, 14, 14]: rows of 14
-    t("v.patch_embd.bias", vm.embeddings.patch_embedding.bias)
-    t("v.position_embd.weight", vm.embeddings.position_embedding.weight)
-    for i, layer in enumerate(vm.encoder.layers):
-        a = layer.self_attn
-        for gname, mod in [("ln1", layer.layer_norm1), ("attn_q", a.q_proj), ("attn_k", a.k_proj),
-                           ("attn_v", a.v_proj), ("attn_out", a.out_proj), ("ln2", layer.layer_norm2),
-                           ("ffn_up", layer.mlp.fc1), ("ffn_down", layer.mlp.fc2)]:
-            is_linear = isinstance(mod, torch.nn.Linear)
-            t(f"v.blk.{i}.{gname}.weight", mod.weight, matrix=is_linear)
-            t(f"v.blk.{i}.{gname}.bias", mod.bias)
-    t("v.post_ln.weight", vm.post_layernorm.weight)
-    t("v.post_ln.bias", vm.post_layernorm.bias)
-    p = model.proj
-    t("mm.input_norm.weight", p.norm.weight)
-    t("mm.input_norm.bias", p.norm.bias)
-    t("mm.1.weight", p.fc1.weight, matrix=True)
-    t("mm.1.bias", p.fc1.bias)
-    t("mm.2.weight", p.fc2.weight, matrix=True)
-    t("mm.2.bias", p.fc2.bias)
+    for gname, param in gguf_names(model):  # matrices: the patch kernel and the Linear weights
+        t(gname, param, matrix=param.dim() >= 2 and gname != "v.position_embd.weight")
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

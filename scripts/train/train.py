@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_mmproj  # noqa: E402
 import vlm  # noqa: E402
 import vqa_data as data  # noqa: E402
 
@@ -93,9 +94,9 @@ def attribute_loss(out, tg):
     return loss
 
 
-def task_of(index):
-    """Training images cycle through the tasks, OCR twice as often (it is the hardest)."""
-    return ("shapes", "ocr", "chart", "ocr")[index % 4]
+def task_of(tasks, index):
+    """Training images cycle through `tasks` (a task may be listed twice to weigh it double)."""
+    return tasks[index % len(tasks)]
 
 
 def stage_of(args, n):
@@ -116,7 +117,20 @@ def main():
     ap.add_argument("--batch", type=int, default=4, help="images per optimiser step")
     ap.add_argument("--strategy", default="relaxed", choices=["relaxed", "llava-next", "internvl"])
     ap.add_argument("--max-tiles", type=int, default=9)
-    ap.add_argument("--init", help="start from this checkpoint (relative to the train cache), e.g. main/stage1.pt")
+    ap.add_argument("--init", help="start from this checkpoint (relative to the train cache), e.g. main/stage1.pt, "
+                    "or from an mmproj GGUF written by export_mmproj.py (tower and projector; fresh stage-0 heads)")
+    ap.add_argument("--fresh-projector", action="store_true",
+                    help="with --init FILE.gguf: take the tower only, the projector starts anew")
+    ap.add_argument("--tasks", default="shapes,ocr,chart,ocr",
+                    help="the tasks training images cycle through (comma-separated; repeat one to weigh it more)")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="index of the run's first training image; every image of a run is a new one")
+    ap.add_argument("--lr1", type=float, default=1e-3, help="stage 1's learning rate (the projector)")
+    ap.add_argument("--decay-to", type=float, default=0.1,
+                    help="each stage's LR decays linearly to this fraction of its peak (1: flat after warm-up)")
+    ap.add_argument("--per-question-loss", action="store_true",
+                    help="mean of each question's answer loss, not of all answer tokens (one-word answers weigh "
+                    "as much as long ones)")
     ap.add_argument("--llm-dtype", default="bfloat16", choices=["float32", "bfloat16"],
                     help="the frozen LLM's compute type while training (evaluation is float32)")
     ap.add_argument("--threads", type=int, default=1,
@@ -128,6 +142,9 @@ def main():
     os.makedirs(run_dir, exist_ok=True)
     last = os.path.join(run_dir, "last.pt")
 
+    tasks = args.tasks.split(",")
+    if any(t not in data.TASKS for t in tasks):
+        ap.error(f"--tasks: each of {data.TASKS}")
     torch.manual_seed(SEED)
     random.seed(SEED)
     model = vlm.Vision()
@@ -143,6 +160,12 @@ def main():
         heads.load_state_dict(ck["heads"])
         done, cpu0, wall0, opt_state = ck["done"], ck["cpu_s"], ck["wall_s"], ck["opt"]
         print(f"resuming {args.run} at image {done}", file=sys.stderr)
+    elif args.init and args.init.endswith(".gguf"):
+        loaded = export_mmproj.load_vision_gguf(args.init)
+        model.vit.load_state_dict(loaded.vit.state_dict())
+        if not args.fresh_projector:
+            model.proj.load_state_dict(loaded.proj.state_dict())
+        print(f"{args.run}: tower {'' if args.fresh_projector else 'and projector '}from {args.init}", file=sys.stderr)
     elif args.init:
         ck = torch.load(os.path.join(vlm.TRAIN_CACHE, args.init), weights_only=False)
         model.load_state_dict(ck["model"])
@@ -161,13 +184,13 @@ def main():
             if stage == 0:
                 params = [{"params": list(model.vit.parameters()) + list(heads.parameters()), "lr": 1e-3}]
             elif stage == 1:
-                params = [{"params": model.proj.parameters(), "lr": 1e-3}]
+                params = [{"params": model.proj.parameters(), "lr": args.lr1}]
             else:
                 params = [{"params": model.proj.parameters(), "lr": 2e-4}, {"params": model.vit.parameters(), "lr": 1e-4}]
             opt = torch.optim.AdamW(params, weight_decay=0.0)
             steps = getattr(args, f"s{stage}") // args.batch
             sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda k, n=max(steps, 1): min(1.0, (k + 1) / 10) * max(0.1, 1 - k / n))
+                opt, lambda k, n=max(steps, 1): min(1.0, (k + 1) / 10) * max(args.decay_to, 1 - k / n))
             if opt_state is not None and opt_state.get("stage") == stage:
                 opt.load_state_dict(opt_state["opt"])
                 sched.load_state_dict(opt_state["sched"])
@@ -179,10 +202,10 @@ def main():
         for p in model.vit.parameters():
             p.requires_grad_(stage != 1)
         n = min(args.batch, getattr(args, f"s{stage}") - idx)
-        stats = {"loss": 0.0, "acc": 0.0, "tokens": 0}
+        stats = {"loss": 0.0, "acc": 0.0, "tokens": 0, "first": {}}
         for j in range(n):
-            i = idx + j
-            task = task_of(i)
+            i = args.offset + done + j
+            task = task_of(tasks, i)
             img, qas, meta = data.sample("train", task, i, small=stage < 2)
             if stage == 0:
                 px = vlm.views(img, "relaxed", 1)
@@ -197,8 +220,13 @@ def main():
                     rows = model.proj(vlm.merge_2x2(feats)).reshape(-1, vlm.LLM_DIM)
                 else:
                     rows = model(px)
-                loss, acc = vlm.qa_loss(llm, prompter, rows.to(getattr(torch, args.llm_dtype)), qas)
+                loss, acc, firsts = vlm.qa_loss(llm, prompter, rows.to(getattr(torch, args.llm_dtype)), qas,
+                                                args.per_question_loss)
                 stats["tokens"] += rows.shape[0]
+                for qa, hit in zip(qas, firsts):  # per question type: [first answer tokens right, questions]
+                    tally = stats["first"].setdefault(qa["type"], [0, 0])
+                    tally[0] += int(hit)
+                    tally[1] += 1
             (loss / n).backward()
             stats["loss"] += loss.item() / n
             stats["acc"] += acc / n

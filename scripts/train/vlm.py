@@ -268,13 +268,25 @@ def build_sequence(llm, prompter, image_rows, qas, with_answers=True):
     return x, torch.cat(pos), mask, targets
 
 
-def qa_loss(llm, prompter, image_rows, qas):
+def qa_loss(llm, prompter, image_rows, qas, per_question=False):
+    """Cross entropy of the answer tokens and <|im_end|>: over all of them (`per_question` False),
+    or the mean of each question's own mean, so a one-word answer weighs as much as a long one.
+    Also returns, per question, whether its first answer token is the argmax (the word that
+    carries the answer; <|im_end|> is learnt at once and hides a stalled run in token accuracy)."""
     x, pos, mask, targets = build_sequence(llm, prompter, image_rows, qas)
     h = llm(x, pos, mask)
     rows = torch.tensor([r for rs, _ in targets for r in rs])
     ids = torch.tensor([i for _, ans in targets for i in ans])
     logits = llm.logits(h[rows])
-    return F.cross_entropy(logits, ids), (logits.argmax(-1) == ids).float().mean().item()
+    ce = F.cross_entropy(logits, ids, reduction="none")
+    hit = logits.argmax(-1) == ids
+    firsts, at, per_q = [], 0, []
+    for _, ans in targets:
+        firsts.append(bool(hit[at]))
+        per_q.append(ce[at:at + len(ans)].mean())
+        at += len(ans)
+    loss = torch.stack(per_q).mean() if per_question else ce.mean()
+    return loss, hit.float().mean().item(), firsts
 
 
 @torch.no_grad()
