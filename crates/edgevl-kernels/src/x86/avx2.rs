@@ -19,6 +19,28 @@ pub(crate) fn hsum_ps(x: __m256) -> f32 {
     _mm_cvtss_f32(r)
 }
 
+/// One weight row `w` with `N` activation rows, block by block: `block(wb, b, acc)` adds block `b` (weight block
+/// `wb`) of every activation row into `acc`; even and odd blocks go to separate 8-lane accumulators (FMA latency),
+/// which are added and summed once at the end (the order of [`crate::formats::Lanes8`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn even_odd_row<W, const N: usize>(
+    w: &[W],
+    block: impl Fn(&W, usize, &mut [__m256; N]),
+) -> [f32; N] {
+    let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
+    let mut b = 0;
+    while b + 1 < w.len() {
+        block(&w[b], b, &mut even);
+        block(&w[b + 1], b + 1, &mut odd);
+        b += 2;
+    }
+    if b < w.len() {
+        block(&w[b], b, &mut even);
+    }
+    std::array::from_fn(|r| hsum_ps(_mm256_add_ps(even[r], odd[r])))
+}
+
 /// Sum of 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

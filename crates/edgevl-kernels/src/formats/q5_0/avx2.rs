@@ -6,25 +6,15 @@ use std::arch::x86_64::*;
 
 use super::BlockQ5_0;
 use crate::formats::q8_0::BlockQ8_0;
-use crate::x86::avx2::{dot_i8, f16_scale, hsum_ps, load16, load32_i8, nibbles, simd_dot_entry};
+use crate::x86::avx2::{dot_i8, even_odd_row, f16_scale, load16, load32_i8, nibbles, simd_dot_entry};
 
 simd_dot_entry!("avx2,fma,f16c", BlockQ5_0, BlockQ8_0, row);
 
-/// One weight row with `N` activation rows; even and odd blocks use separate accumulators (FMA latency).
+/// One weight row with `N` activation rows ([`even_odd_row`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row<const N: usize>(w: &[BlockQ5_0], a: &[&[BlockQ8_0]; N]) -> [f32; N] {
-    let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
-    let mut b = 0;
-    while b + 1 < w.len() {
-        block(&w[b], a, b, &mut even);
-        block(&w[b + 1], a, b + 1, &mut odd);
-        b += 2;
-    }
-    if b < w.len() {
-        block(&w[b], a, b, &mut even);
-    }
-    std::array::from_fn(|r| hsum_ps(_mm256_add_ps(even[r], odd[r])))
+    even_odd_row(w, |wb, b, acc| block(wb, a, b, acc))
 }
 
 /// Adds block `b` of every activation row times weight block `wb` into `acc`.

@@ -5,26 +5,16 @@ use std::arch::x86_64::*;
 use super::{BlockQ8_0, QK8_0};
 use crate::dispatch::QuantizeFn;
 use crate::formats::{as_blocks_mut, f32_to_f16};
-use crate::x86::avx2::{dot_i8, f16_table, hsum_ps, load32_i8, simd_dot_entry};
+use crate::x86::avx2::{dot_i8, even_odd_row, f16_table, load32_i8, simd_dot_entry};
 use crate::x86::Avx2;
 
 simd_dot_entry!("avx2,fma,f16c", BlockQ8_0, BlockQ8_0, row);
 
-/// One weight row with `N` activation rows; even and odd blocks use separate accumulators (FMA latency).
+/// One weight row with `N` activation rows ([`even_odd_row`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row<const N: usize>(w: &[BlockQ8_0], a: &[&[BlockQ8_0]; N]) -> [f32; N] {
-    let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
-    let mut b = 0;
-    while b + 1 < w.len() {
-        block(&w[b], a, b, &mut even);
-        block(&w[b + 1], a, b + 1, &mut odd);
-        b += 2;
-    }
-    if b < w.len() {
-        block(&w[b], a, b, &mut even);
-    }
-    std::array::from_fn(|r| hsum_ps(_mm256_add_ps(even[r], odd[r])))
+    even_odd_row(w, |wb, b, acc| block(wb, a, b, acc))
 }
 
 #[inline]
