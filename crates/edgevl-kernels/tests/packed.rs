@@ -12,7 +12,7 @@ use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadP
 
 const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
-const SHAPES: [(usize, usize, usize); 10] = [
+const SHAPES: [(usize, usize, usize); 11] = [
     (1, 32, 1),
     (5, 64, 3),
     (17, 96, 8),
@@ -23,6 +23,7 @@ const SHAPES: [(usize, usize, usize); 10] = [
     (129, 64, 5),
     (129, 64, 1),
     (300, 96, 1),
+    (20, 96, 1),
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {

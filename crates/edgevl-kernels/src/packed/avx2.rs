@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT};
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::x86::Avx2;
 
 /// Activation rows per pass over a half group (register budget: 8 weight vectors + 4 accumulators).
@@ -22,17 +22,26 @@ pub(crate) fn entry(_: Avx2) -> PackedKernel {
 
 /// The entry [`entry`] hands out.
 fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-    if t.n_groups > 1 {
-        return t.each_group(out, dot);
-    }
-    let n = t.n_act;
-    // The loads below rely on it.
-    assert!(t.holds_shape(t.w.len()), "packed::avx2::dot: tile buffers shorter than its shape");
+    let (n, g) = (t.n_act, t.n_groups);
+    let gb = t.w.len() / g.max(1);
+    // `PackedTile::new` guarantees these; the loads below rely on them.
+    let ok = t.holds_shape(gb) && (1..=MAX_GROUPS).contains(&g) && (g == 1 || n == 1);
+    assert!(ok, "packed::avx2::dot: tile buffers shorter than its shape");
     if n == 1 {
+        macro_rules! one {
+            ($fmt:expr) => {
+                match g {
+                    1 => call_one::<$fmt, 1>(t, out),
+                    2 => call_one::<$fmt, 2>(t, out),
+                    3 => call_one::<$fmt, 3>(t, out),
+                    _ => call_one::<$fmt, 4>(t, out),
+                }
+            };
+        }
         return match t.fmt {
-            PackedFormat::Q4_0 => call_one::<Q4_0>(t, out),
-            PackedFormat::Q4_1 => call_one::<Q4_1>(t, out),
-            PackedFormat::Q8_0 => call_one::<Q8_0>(t, out),
+            PackedFormat::Q4_0 => one!(Q4_0),
+            PackedFormat::Q4_1 => one!(Q4_1),
+            PackedFormat::Q8_0 => one!(Q8_0),
         };
     }
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
@@ -74,58 +83,105 @@ fn call<const F: u8, const N: usize>(
     unsafe { kernel::<F, N>(t, r0, half, out) }
 }
 
-fn call_one<const F: u8>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+fn call_one<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
-    // AVX2, FMA and F16C; `dot` checked the buffer lengths, `n_act == 1` and that `F` is the tile's format.
-    unsafe { kernel_one::<F>(t, out) }
+    // AVX2, FMA and F16C; `dot` checked the buffer lengths of each of the tile's `G` groups, `n_act == 1` and that
+    // `F` is the tile's format.
+    unsafe { kernel_one::<F, G>(t, out) }
 }
 
 /// How many blocks ahead [`kernel_one`] prefetches the quants.
 const PREFETCH_BLOCKS: usize = 16;
 
-/// One activation row (decode) times the whole group in one pass over its blocks: both 32-byte halves of every
-/// 64-byte line at once (the general kernel makes a pass per half, so a stream of weights is read as two
-/// interleaved strided ones) and the quants a few blocks ahead prefetched. Each lane gets the general kernel's
-/// integer sums and f32 sequence, so the results are the same bits.
+/// One activation row (decode) times `G` consecutive groups in one pass over their blocks, the groups' blocks
+/// interleaved (the loop ends, and its exit is mispredicted, once per `G` groups rather than once per group), both
+/// 32-byte halves of every 64-byte line at once (the general kernel makes a pass per half, so a stream of weights
+/// is read as two interleaved strided ones) and the quants a few blocks ahead prefetched. Each lane gets the
+/// general kernel's integer sums and f32 sequence, so the results are the same bits.
 ///
 /// # Safety
-/// The CPU supports the enabled features; `t.w` holds `nb` quant and scale tiles, `t.acts` one row of `nb`
-/// activation blocks, `t.meta` `nb` entries.
+/// The CPU supports the enabled features; `t.w` holds `G` groups of `nb` quant and scale tiles each, `t.acts` one
+/// row of `nb` activation blocks, `t.meta` `nb` entries.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel_one<const F: u8>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+unsafe fn kernel_one<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     let nb = t.nb;
     // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
     let fmt = PackedFormat::from_code(F);
     debug_assert_eq!(fmt, t.fmt);
-    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
     let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
+    let gb = t.w.len() / G;
     // Cursors advanced block by block, as in `kernel`.
-    let mut q = t.w.as_ptr();
-    // SAFETY: the first scale tile and the first block's activation quants lie inside `t.w` and `t.acts`.
-    let (mut s, mut a) = unsafe { (q.add(nb * qt), t.acts.as_ptr().add(aoff)) };
+    // SAFETY: group `j`'s first quant tile and first scale tile lie inside `t.w`.
+    let mut q: [*const u8; G] = std::array::from_fn(|j| unsafe { t.w.as_ptr().add(j * gb) });
+    // SAFETY: as above.
+    let mut s: [*const u8; G] = std::array::from_fn(|j| unsafe { q[j].add(nb * qt) });
+    // SAFETY: the first block's activation quants lie inside `t.acts`.
+    let mut a = unsafe { t.acts.as_ptr().add(aoff) };
     let mut mt = t.meta.as_ptr();
-    let mask = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = [[_mm256_setzero_ps(); 2]; G];
     for _ in 0..nb {
-        // A hint only (prefetches never fault): the quants a few blocks ahead.
-        for l in 0..qt / 64 {
-            _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(PREFETCH_BLOCKS * qt + 64 * l).cast());
+        // SAFETY: the meta cursor points at the current block's entry.
+        let m = unsafe { *mt };
+        for j in 0..G {
+            // A hint only (prefetches never fault): the quants a few blocks ahead.
+            for l in 0..qt / 64 {
+                _mm_prefetch::<_MM_HINT_T0>(q[j].wrapping_add(PREFETCH_BLOCKS * qt + 64 * l).cast());
+            }
+            // SAFETY: `q[j]`, `s[j]` point at group `j`'s current quant and scale tiles, `a` at the current block's
+            // activation quants; this function has the features.
+            unsafe { add_block_one::<F>(q[j], s[j], a, m, &mut acc[j]) };
+            // SAFETY: group `j`'s cursors move to its next block (one past the end after the last).
+            unsafe {
+                q[j] = q[j].add(qt);
+                s[j] = s[j].add(st);
+            }
         }
-        // SAFETY: the 8 scales (and, for Q4_1, minimums) of each half lie inside the current scale tile.
-        let dw = [0, 1].map(|h| _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.add(16 * h).cast()) }));
+        // SAFETY: the meta cursor moves to its next block (one past its buffer's end after the last). The
+        // activation cursor starts `aoff` bytes into its block, so after the last block it may point past the end
+        // of `t.acts`: moved with `wrapping_add` and not read there.
+        unsafe { mt = mt.add(1) };
+        a = a.wrapping_add(ab);
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        for (h, v) in acc.iter().enumerate() {
+            // SAFETY: lanes `16j + 8h..16j + 8h + 8` end at `16 G <= 16 MAX_GROUPS <= out.len()`.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(GROUP * j + 8 * h), *v) };
+        }
+    }
+}
+
+/// Adds one block of the one activation row to a group's 16 accumulators (two vectors of 8 lanes): the general
+/// kernel's integer sums and f32 sequence for each lane.
+///
+/// # Safety
+/// The CPU supports the enabled features; `q` points to a whole quant tile, `s` to its group's scale tile of the
+/// same block, `a` to the block's 32 activation quants.
+#[inline(always)]
+unsafe fn add_block_one<const F: u8>(
+    q: *const u8,
+    s: *const u8,
+    a: *const u8,
+    m: ActMeta,
+    acc: &mut [__m256; 2],
+) {
+    // SAFETY: the CPU has the features (caller: this is only inlined into `kernel_one`, compiled with them); every
+    // load below reads inside the tiles and activation block the pointers point to (caller); all are unaligned.
+    unsafe {
+        let o = PackedFormat::from_code(F).offset();
+        let mask = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        // The 8 scales (and, for Q4_1, minimums) of each half.
+        let dw = [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(16 * h).cast())));
         let mw = if F == Q4_1 {
-            // SAFETY: as above.
-            [0, 1].map(|h| _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.add(2 * GROUP + 16 * h).cast()) }))
+            [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(2 * GROUP + 16 * h).cast())))
         } else {
             [_mm256_setzero_ps(); 2]
         };
-        // SAFETY: `k + 4 <= 32`: inside the current block's activation quants; unaligned read.
-        let bcast = |k: usize| _mm256_set1_epi32(unsafe { a.add(k).cast::<i32>().read_unaligned() });
-        // SAFETY: the line `k` half `h` load below reads 32 bytes of the current quant tile.
-        let line = |k: usize, h: usize| unsafe { _mm256_loadu_si256(q.add(64 * k + 32 * h).cast()) };
-        // SAFETY: the meta cursor points at the current block's entry.
-        let m = unsafe { *mt };
+        // `k + 4 <= 32`: inside the block's activation quants.
+        let bcast = |k: usize| _mm256_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
+        // Line `k`, half `h`: 32 bytes of the quant tile.
+        let line = |k: usize, h: usize| _mm256_loadu_si256(q.add(64 * k + 32 * h).cast());
         let si: [__m256i; 2] = if F == Q8_0 {
             let flip = _mm256_set1_epi8(-128);
             let mut si = [_mm256_setzero_si256(); 2];
@@ -166,19 +222,6 @@ unsafe fn kernel_one<const F: u8>(t: &PackedTile, out: &mut [f32; GROUP * MAX_AC
                 acc[h] = _mm256_fmadd_ps(mw[h], _mm256_set1_ps(m.s), acc[h]);
             }
         }
-        // SAFETY: the weight and meta cursors move to their next block (one past their buffer's end after the last).
-        unsafe {
-            q = q.add(qt);
-            s = s.add(st);
-            // The activation cursor starts `aoff` bytes into its block, so after the last block it may point
-            // past the end of `t.acts`: moved with `wrapping_add` and not read there.
-            a = a.wrapping_add(ab);
-            mt = mt.add(1);
-        }
-    }
-    for (h, v) in acc.iter().enumerate() {
-        // SAFETY: lanes `8h..8h + 8` of the first row end at 16 <= `out.len()`.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * h), *v) };
     }
 }
 
