@@ -271,52 +271,44 @@ unsafe fn kernel<const F: u8, const N: usize>(
         // SAFETY: `p` is a row's cursor and `k + 4 <= 32`: inside the current block's quants; unaligned read.
         let bcast =
             |p: *const u8, k: usize| _mm256_set1_epi32(unsafe { p.add(k).cast::<i32>().read_unaligned() });
-        if F == Q8_0 {
-            let mut w = [_mm256_setzero_si256(); 8];
+        // SAFETY: 32 bytes of line `k` of the current quant tile; unaligned load.
+        let line = |k: usize| unsafe { _mm256_loadu_si256(q.add(64 * k).cast()) };
+        // The block's integer sums, line by line and each line with every row in turn, so that only one line's
+        // weight vectors and the rows' sums are live (16 ymm registers: a pass over all lines per row spilled).
+        let si: [__m256i; N] = if F == Q8_0 {
             let flip = _mm256_set1_epi8(-128);
-            for (k, w) in w.iter_mut().enumerate() {
-                // Back to the signed quants.
-                // SAFETY: 32 bytes of line `k` of the current quant tile; unaligned load.
-                *w = _mm256_xor_si256(unsafe { _mm256_loadu_si256(q.add(64 * k).cast()) }, flip);
-            }
-            for r in 0..N {
-                let mut si = _mm256_setzero_si256();
-                for (k, w) in w.iter().enumerate() {
-                    let x = bcast(a[r], 4 * k);
-                    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(*w, *w), _mm256_sign_epi8(x, *w));
-                    si = _mm256_add_epi32(si, _mm256_madd_epi16(p, ones));
+            let mut si = [_mm256_setzero_si256(); N];
+            for k in 0..8 {
+                // Back to the signed quants, and their magnitudes for the sign trick.
+                let w = _mm256_xor_si256(line(k), flip);
+                let aw = _mm256_sign_epi8(w, w);
+                for (r, si) in si.iter_mut().enumerate() {
+                    let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast(a[r], 4 * k), w));
+                    *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, ones));
                 }
-                // SAFETY: row `r`'s meta cursor points at the current block's entry.
-                let m = unsafe { *mt[r] };
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(m.d));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[r]);
             }
+            si
         } else {
-            let mut lo = [_mm256_setzero_si256(); 4];
-            let mut hi = [_mm256_setzero_si256(); 4];
+            let mut s16 = [_mm256_setzero_si256(); N];
             for k in 0..4 {
-                // SAFETY: 32 bytes of line `k` of the current quant tile; unaligned load.
-                let v = unsafe { _mm256_loadu_si256(q.add(64 * k).cast()) };
-                lo[k] = _mm256_and_si256(v, mask);
-                hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+                let v = line(k);
+                let lo = _mm256_and_si256(v, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+                for (r, s16) in s16.iter_mut().enumerate() {
+                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(lo, bcast(a[r], 4 * k)));
+                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, bcast(a[r], 16 + 4 * k)));
+                }
             }
-            for r in 0..N {
-                let mut s16 = _mm256_setzero_si256();
-                for k in 0..4 {
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[k], bcast(a[r], 4 * k)));
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[k], bcast(a[r], 16 + 4 * k)));
-                }
-                // SAFETY: row `r`'s meta cursor points at the current block's entry.
-                let m = unsafe { *mt[r] };
-                let mut si = _mm256_madd_epi16(s16, ones);
-                if F == Q4_0 {
-                    si = _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum));
-                }
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(m.d));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[r]);
-                if F == Q4_1 {
-                    acc[r] = _mm256_fmadd_ps(mw, _mm256_set1_ps(m.s), acc[r]);
-                }
+            s16.map(|v| _mm256_madd_epi16(v, ones))
+        };
+        for (r, &si) in si.iter().enumerate() {
+            // SAFETY: row `r`'s meta cursor points at the current block's entry.
+            let m = unsafe { *mt[r] };
+            let si = if F == Q4_0 { _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum)) } else { si };
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(m.d));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[r]);
+            if F == Q4_1 {
+                acc[r] = _mm256_fmadd_ps(mw, _mm256_set1_ps(m.s), acc[r]);
             }
         }
         // SAFETY: the weight and meta cursors move to their next block (one past their buffer's end after the last).
