@@ -38,6 +38,10 @@ def main():
     ap.add_argument("--per-task", type=int, default=200, help="held-out questions per task per arm")
     ap.add_argument("--max-tiles", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--offset", type=int, default=0,
+                    help="index of the first training image (past those the init checkpoint saw)")
+    ap.add_argument("--edgevl", default=os.path.join(ROOT, "target", "release", "edgevl"),
+                    help="the edgevl binary the evaluation runs")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "tiling-ablation.json"))
     ap.add_argument("--arm", choices=STRATEGIES, help="run only this arm (several arms can run as parallel processes)")
     ap.add_argument("--summarise", action="store_true", help="only write the summary of finished arms")
@@ -46,7 +50,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     py = sys.executable
     images = eval_edgevl.heldout(a.per_task)
-    table = {"init": a.init, "s2_images": a.s2, "max_tiles": a.max_tiles, "per_task": a.per_task, "arms": {}}
+    table = {"init": a.init, "offset": a.offset, "s2_images": a.s2, "max_tiles": a.max_tiles,
+             "per_task": a.per_task, "arms": {}}
     for s in STRATEGIES:
         run = f"abl-{s}-{a.s2}"
         res = os.path.join(out_dir, f"{s}-{a.s2}-{a.per_task}.json")
@@ -76,13 +81,13 @@ def run_arm(a, py, s, run, res, out_dir):
     """Train (resumable), export Q8_0 and evaluate one arm."""
     subprocess.check_call([py, os.path.join(HERE, "train.py"), "--run", run, "--init", a.init, "--s0", "0", "--s1", "0",
                            "--s2", str(a.s2), "--strategy", s, "--max-tiles", str(a.max_tiles),
-                           "--threads", str(a.threads)])
+                           "--threads", str(a.threads), "--offset", str(a.offset)])
     mmproj = os.path.join(out_dir, f"{run}.gguf")
     subprocess.check_call([py, os.path.join(HERE, "export_mmproj.py"), f"{run}/last.pt", "--type", "q8_0", "-o", mmproj])
     if not os.path.exists(res):
         subprocess.check_call([py, os.path.join(HERE, "eval_edgevl.py"), "--mmproj", mmproj, "--strategy", s,
                                "--max-tiles", str(a.max_tiles), "--per-task", str(a.per_task), "--check-run", "0",
-                               "-o", res])
+                               "--edgevl", a.edgevl, "-o", res])
 
 
 if __name__ == "__main__":
