@@ -3,11 +3,13 @@
 steps under relaxed, LLaVA-NeXT and InternVL tiling (budget 16 tiles each), then evaluated
 through edgevl with the strategy it was trained with (docs/tiling-ablation.md).
 
-    nice -n 10 /root/venv-ref/bin/python scripts/train/ablation.py --init main/stage1.pt --s2 200 --per-task 200
+    # the run in docs/tiling-ablation.md (from the shipped mmproj, on training images no earlier run saw):
+    nice -n 10 /root/venv-ref/bin/python scripts/train/ablation.py --init models/edgevl-demo/mmproj-q8_0.gguf \
+        --offset 300000 --s2 100 --per-task 100 --out docs/tiling-ablation.json
     ~/.cache/edgevl/venv-plot/bin/python scripts/train/plot_ablation.py   # the figure (matplotlib venv)
 
-Every arm starts from the same stage-1 checkpoint (projector trained on single 384x384 views,
-so no tiling has been seen), then runs stage 2 on the same training images in the same order
+Every arm starts from the same checkpoint (a stage-1 one has seen no tiling; a shipped mmproj
+has), then runs stage 2 on the same training images in the same order
 (`train.py --s0 0 --s1 0 --s2 N --strategy S --max-tiles 16`). The arms run one after another,
 each resumable (its folder under the train cache). Results go to
 ${EDGEVL_CACHE:-~/.cache/edgevl}/train/ablation/STRATEGY.json and, summarised, to
