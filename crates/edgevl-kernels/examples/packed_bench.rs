@@ -36,8 +36,11 @@ fn main() {
     } else {
         vec![DType::Q4_0, DType::Q4_1, DType::Q8_0]
     };
-    let rows: usize =
-        std::env::var("EDGEVL_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_ROWS);
+    let rows: usize = std::env::var("EDGEVL_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(DEFAULT_ROWS);
     let pool = ThreadPool::new(1);
     let k = common::kernels_from_env("packed_bench");
     println!("kernel level {:?}, 1 thread, {rows}x{COLS}, m = {m}", k.level());

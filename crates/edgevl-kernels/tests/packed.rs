@@ -23,7 +23,7 @@ const SHAPES: [(usize, usize, usize); 11] = [
     (129, 64, 5),
     (129, 64, 1),
     (300, 96, 1),
-    (20, 96, 1),
+    (120, 96, 1),
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {

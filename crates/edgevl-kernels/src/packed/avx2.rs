@@ -12,7 +12,8 @@ use std::arch::x86_64::*;
 use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::x86::Avx2;
 
-/// Activation rows per pass over a half group (register budget: 8 weight vectors + 4 accumulators).
+/// Activation rows per pass over a half group (register budget: one line's weight vectors, 4 integer sums and 4
+/// accumulators).
 const ROWS_PER_PASS: usize = 4;
 
 /// The AVX2 packed kernel, handed out only for the proof that the CPU has AVX2, FMA and F16C.
@@ -71,6 +72,7 @@ const Q4_0: u8 = PackedFormat::Q4_0 as u8;
 const Q4_1: u8 = PackedFormat::Q4_1 as u8;
 const Q8_0: u8 = PackedFormat::Q8_0 as u8;
 
+/// [`kernel`] for activation rows `r0..r0 + N` and half `half` of the group.
 fn call<const F: u8, const N: usize>(
     t: &PackedTile,
     r0: usize,
@@ -83,6 +85,7 @@ fn call<const F: u8, const N: usize>(
     unsafe { kernel::<F, N>(t, r0, half, out) }
 }
 
+/// [`kernel_one`] for a tile of one activation row and `G` groups.
 fn call_one<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
     // AVX2, FMA and F16C; `dot` checked the buffer lengths of each of the tile's `G` groups, `n_act == 1` and that
@@ -131,7 +134,8 @@ unsafe fn kernel_one<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32
             // SAFETY: `q[j]`, `s[j]` point at group `j`'s current quant and scale tiles, `a` at the current block's
             // activation quants; this function has the features.
             unsafe { add_block_one::<F>(q[j], s[j], a, m, &mut acc[j]) };
-            // SAFETY: group `j`'s cursors move to its next block (one past the end after the last).
+            // SAFETY: group `j`'s cursors move to its next block; after the last, the quant cursor points at the
+            // group's scale tiles and the scale cursor at the group's end, both within `t.w`.
             unsafe {
                 q[j] = q[j].add(qt);
                 s[j] = s[j].add(st);
@@ -168,7 +172,6 @@ unsafe fn add_block_one<const F: u8>(
     // SAFETY: the CPU has the features (caller: this is only inlined into `kernel_one`, compiled with them); every
     // load below reads inside the tiles and activation block the pointers point to (caller); all are unaligned.
     unsafe {
-        let o = PackedFormat::from_code(F).offset();
         let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
         // The 8 scales (and, for Q4_1, minimums) of each half.
@@ -206,22 +209,27 @@ unsafe fn add_block_one<const F: u8>(
                     *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, xh));
                 }
             }
-            s16.map(|v| {
-                let si = _mm256_madd_epi16(v, ones);
-                if F == Q4_0 {
-                    _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum))
-                } else {
-                    si
-                }
-            })
+            s16.map(|v| _mm256_madd_epi16(v, ones))
         };
         for h in 0..2 {
-            let d = _mm256_mul_ps(dw[h], _mm256_set1_ps(m.d));
-            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[h]), d, acc[h]);
-            if F == Q4_1 {
-                acc[h] = _mm256_fmadd_ps(mw[h], _mm256_set1_ps(m.s), acc[h]);
-            }
+            acc[h] = fma_block::<F>(si[h], (dw[h], mw[h]), m, acc[h]);
         }
+    }
+}
+
+/// The scalar twin's f32 step of one block for 8 lanes: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1,
+/// `acc = fma(m_w, s_a, acc)`; `si` holds the lanes' integer sums of `u * a` (for Q4_0 the `-8 * sum(a)` is added
+/// here).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma_block<const F: u8>(si: __m256i, (dw, mw): (__m256, __m256), m: ActMeta, acc: __m256) -> __m256 {
+    let o = PackedFormat::from_code(F).offset();
+    let si = if F == Q4_0 { _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum)) } else { si };
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dw, _mm256_set1_ps(m.d)), acc);
+    if F == Q4_1 {
+        _mm256_fmadd_ps(mw, _mm256_set1_ps(m.s), acc)
+    } else {
+        acc
     }
 }
 
@@ -241,7 +249,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
     // The tile's format (`dot` matched it to `F`), so its sizes are compile-time constants here.
     let fmt = PackedFormat::from_code(F);
     debug_assert_eq!(fmt, t.fmt);
-    let (qt, st, o) = (fmt.quant_tile(), fmt.scale_tile(), fmt.offset());
+    let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
     let (ab, aoff) = (fmt.act_block(), fmt.act_offset());
     // Cursors advanced block by block; each stays inside its buffer (the lengths `dot` checked), one block past
     // its end after the last block. Every load below reads the current block through them.
@@ -303,13 +311,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
         };
         for (r, &si) in si.iter().enumerate() {
             // SAFETY: row `r`'s meta cursor points at the current block's entry.
-            let m = unsafe { *mt[r] };
-            let si = if F == Q4_0 { _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum)) } else { si };
-            let d = _mm256_mul_ps(dw, _mm256_set1_ps(m.d));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[r]);
-            if F == Q4_1 {
-                acc[r] = _mm256_fmadd_ps(mw, _mm256_set1_ps(m.s), acc[r]);
-            }
+            acc[r] = fma_block::<F>(si, (dw, mw), unsafe { *mt[r] }, acc[r]);
         }
         // SAFETY: the weight and meta cursors move to their next block (one past their buffer's end after the last).
         unsafe {

@@ -35,7 +35,8 @@ pub const MAX_ACT: usize = 8;
 /// Most consecutive row groups per kernel call with one activation row (decode): the groups' blocks are
 /// interleaved in one loop, so the loop ends (and its exit is mispredicted, discarding the loads in flight) once
 /// per this many groups. 4 measured best (AVX-512: 2.7B decode products +7%, 8 is slower; AVX2: one thread
-/// streaming a Q4_0 matrix from DRAM 24-27 -> 30-33 GMAC/s, 2.7B decode 10.2 -> 11.6 tok/s).
+/// streaming a Q4_0 matrix from DRAM 24-27 -> 30-33 GMAC/s, 2.7B decode on one thread 9.2-10.1 -> 11.1-11.5
+/// tok/s).
 pub const MAX_GROUPS: usize = 4;
 /// Elements per block of every packed format.
 const QK: usize = 32;
@@ -493,8 +494,6 @@ impl<'a> PackedTile<'a> {
         Ok(PackedTile { fmt, w: w.groups_bytes(g0, n_groups), nb, acts, arb, meta, n_act, n_groups })
     }
 
-    /// Runs `dot` on each group of a multi-group tile (the single-group kernels of a table without a
-    /// multi-group one), placing group `j`'s outputs at `out[j * GROUP..]`.
     /// Whether each group of `group_bytes` weight bytes holds its `nb` quant and scale tiles, and the activation
     /// rows, their block metadata and the row count fit the tile's shape: what [`PackedTile::new`] guarantees,
     /// checked again by the SIMD kernels, which read through raw pointers.
@@ -508,6 +507,8 @@ impl<'a> PackedTile<'a> {
             && (1..=MAX_ACT).contains(&n)
     }
 
+    /// Runs `dot` on each group of a multi-group tile (the single-group kernels of a table without a
+    /// multi-group one), placing group `j`'s outputs at `out[j * GROUP..]`.
     pub(crate) fn each_group(
         &self,
         out: &mut [f32; GROUP * MAX_ACT],
