@@ -494,13 +494,16 @@ impl<'a> PackedTile<'a> {
         Ok(PackedTile { fmt, w: w.groups_bytes(g0, n_groups), nb, acts, arb, meta, n_act, n_groups })
     }
 
-    /// Whether each group of `group_bytes` weight bytes holds its `nb` quant and scale tiles, and the activation
-    /// rows, their block metadata and the row count fit the tile's shape: what [`PackedTile::new`] guarantees,
-    /// checked again by the SIMD kernels, which read through raw pointers.
+    /// Whether the group count is in `1..=MAX_GROUPS` (several only with one activation row), each group's share
+    /// of the weight bytes holds its `nb` quant and scale tiles, and the activation rows, their block metadata and
+    /// the row count fit the tile's shape: what [`PackedTile::new`] guarantees, checked again by the SIMD kernels,
+    /// which read through raw pointers.
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn holds_shape(&self, group_bytes: usize) -> bool {
-        let (n, nb) = (self.n_act, self.nb);
-        group_bytes >= nb * (self.fmt.quant_tile() + self.fmt.scale_tile())
+    pub(crate) fn holds_shape(&self) -> bool {
+        let (n, nb, g) = (self.n_act, self.nb, self.n_groups);
+        (1..=MAX_GROUPS).contains(&g)
+            && (g == 1 || n == 1)
+            && self.w.len() / g >= nb * (self.fmt.quant_tile() + self.fmt.scale_tile())
             && self.acts.len() >= n * self.arb
             && self.meta.len() >= n * nb
             && self.arb >= nb * self.fmt.act_block()

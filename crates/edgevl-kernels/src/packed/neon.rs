@@ -28,7 +28,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     }
     let n = t.n_act;
     // The loads below rely on it.
-    assert!(t.holds_shape(t.w.len()), "packed::neon::dot: tile buffers shorter than its shape");
+    assert!(t.holds_shape(), "packed::neon::dot: tile buffers shorter than its shape");
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
         let rn = (n - r0).min(ROWS_PER_PASS);
         for quarter in 0..4 {
