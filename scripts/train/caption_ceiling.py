@@ -49,10 +49,10 @@ def main():
 
 
 def contains(text, answer):
-    """Whether the answer's words appear in the first line of the text (a sign's text copied inside a sentence,
-    'The sign says "535" and ...', which the strict and lenient scores of a sign count as wrong)."""
-    line = "".join(ch if ch.isalnum() else " " for ch in text.strip().split("\n")[0].lower())
-    return f" {data.normalise(answer)} " in f" {' '.join(line.split())} "
+    """Whether the answer's words appear in the first line of the text, read as the lenient score reads it (a
+    sign's text copied inside a sentence, 'The sign says "535" and ...', which the strict and lenient scores of a
+    sign count as wrong)."""
+    return f" {data.normalise(answer)} " in data.first_line_words(text)
 
 
 def caption(task, meta):

@@ -268,12 +268,18 @@ OPTIONS = {"colour": list(COLOURS), "shape": list(SHAPES), "where": ["left", "ri
            "count": [str(k) for k in range(1, 6)]}
 
 
+def first_line_words(text):
+    """The first line of a text as its lower-case words (punctuation dropped, number words as digits),
+    space-separated with a space at each end, so that `f" {w} " in first_line_words(text)` finds a whole word."""
+    t = "".join(ch if ch.isalnum() else " " for ch in text.strip().split("\n")[0].lower())
+    return " " + " ".join(NUMBER_WORDS.get(w, w) for w in t.split()) + " "
+
+
 def lenient(text, answer, kind):
     """A looser score, for the verbose text-only baseline: the answer's words appear in the first
     line of the text and, for a question with a closed set of answers, no other answer does
     (chart letters and signs are scored strictly: a lone letter is too often an article)."""
-    t = "".join(ch if ch.isalnum() else " " for ch in text.strip().split("\n")[0].lower())
-    t = " " + " ".join(NUMBER_WORDS.get(w, w) for w in t.split()) + " "
+    t = first_line_words(text)
     words = normalise(answer)
     if kind not in OPTIONS and kind != "bigger":
         return normalise(text) == words
