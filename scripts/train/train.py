@@ -64,9 +64,12 @@ class AttributeHeads(torch.nn.Module):
         return out
 
 
-def attribute_targets(task, meta):
+def attribute_targets(task, meta, present_only=False):
+    """Stage 0's targets; `present_only`: the character slots of sign colours not in the image are ignored (the loss
+    reads only the signs there are, whose blanks after the text still count)."""
+    blank = -100 if present_only else len(CHARS)
     t = {"pairs": torch.zeros(len(PAIRS)), "count": torch.tensor(-100), "bars": torch.full((2,), -100),
-         "chars": torch.full((len(COLOUR_LIST) * MAX_CHARS,), len(CHARS)), "task": torch.tensor(data.TASKS.index(task))}
+         "chars": torch.full((len(COLOUR_LIST) * MAX_CHARS,), blank), "task": torch.tensor(data.TASKS.index(task))}
     if task == "shapes":
         for o in meta["objects"]:
             t["pairs"][PAIRS.index((o["colour"], o["shape"]))] = 1.0
@@ -74,12 +77,30 @@ def attribute_targets(task, meta):
     elif task == "ocr":
         for text, colour in zip(meta["texts"], meta["sign_colours"]):
             k = COLOUR_LIST.index(colour)
+            t["chars"][k * MAX_CHARS:(k + 1) * MAX_CHARS] = len(CHARS)
             for j, ch in enumerate(text[:MAX_CHARS]):
                 t["chars"][k * MAX_CHARS + j] = CHARS.index(ch)
     else:
         vals, labels = meta["values"], meta["labels"]
         t["bars"] = torch.tensor([data.LETTERS.index(labels[vals.index(max(vals))]),
                                   data.LETTERS.index(labels[vals.index(min(vals))])])
+    return t
+
+
+def char_patch_targets(img, meta):
+    """The class of each of the single view's 27 x 27 patches (stage 0, one tile, no global view): the sign
+    character whose box holds the patch's centre (1 + its index in CHARS), else 0."""
+    cols, rows, _, _, rw, rh, ox, oy, global_view, _ = vlm.plan(img.width, img.height, "relaxed", 1)
+    assert (cols, rows, global_view) == (1, 1, 0), "one tile expected"
+    sx, sy = rw / img.width, rh / img.height
+    t = torch.zeros(vlm.GRID * vlm.GRID, dtype=torch.long)
+    for ch, x0, y0, x1, y1 in data.char_boxes(meta):
+        # The patches whose centres ((c + 0.5) * 14, (r + 0.5) * 14) in the view fall in the box.
+        c0, c1 = (ox + sx * x0) / vlm.PATCH - 0.5, (ox + sx * x1) / vlm.PATCH - 0.5
+        r0, r1 = (oy + sy * y0) / vlm.PATCH - 0.5, (oy + sy * y1) / vlm.PATCH - 0.5
+        for r in range(max(0, int(r0) + (r0 > int(r0))), min(vlm.GRID - 1, int(r1)) + 1):
+            for c in range(max(0, int(c0) + (c0 > int(c0))), min(vlm.GRID - 1, int(c1)) + 1):
+                t[r * vlm.GRID + c] = 1 + CHARS.index(ch)
     return t
 
 
@@ -90,7 +111,8 @@ def attribute_loss(out, tg):
         loss = loss + F.cross_entropy(out["count"][:, 0], tg["count"], ignore_index=-100)
     if (tg["bars"] >= 0).any():
         loss = loss + F.cross_entropy(out["bars"].flatten(0, 1), tg["bars"].flatten(), ignore_index=-100)
-    loss = loss + F.cross_entropy(out["chars"].flatten(0, 1), tg["chars"].flatten())
+    if (tg["chars"] >= 0).any():
+        loss = loss + F.cross_entropy(out["chars"].flatten(0, 1), tg["chars"].flatten(), ignore_index=-100)
     return loss
 
 
@@ -131,6 +153,12 @@ def main():
     ap.add_argument("--per-question-loss", action="store_true",
                     help="mean of each question's answer loss, not of all answer tokens (one-word answers weigh "
                     "as much as long ones)")
+    ap.add_argument("--chars-present-only", action="store_true",
+                    help="stage 0: the sign-character loss reads only the colours of the signs in the image (without it, "
+                    "the slots of absent colours, blank, outweigh the characters 6 to 1 and the head learns 'blank')")
+    ap.add_argument("--dense-chars", action="store_true",
+                    help="stage 0: also classify each patch of a sign image as the character under its centre (dense "
+                    "labels from the rendered text's metrics), a local reading objective")
     ap.add_argument("--llm-dtype", default="bfloat16", choices=["float32", "bfloat16"],
                     help="the frozen LLM's compute type while training (evaluation is float32)")
     ap.add_argument("--threads", type=int, default=1,
@@ -149,6 +177,10 @@ def main():
     random.seed(SEED)
     model = vlm.Vision()
     heads = AttributeHeads(vlm.VIT["hidden"])
+    if args.dense_chars:  # stage 0's per-patch character classes, in the heads' state so a resumed run keeps them
+        heads.dense = torch.nn.Linear(vlm.VIT["hidden"], 1 + len(CHARS))
+    dense_weight = torch.ones(1 + len(CHARS))
+    dense_weight[0] = 0.05  # most patches hold no character
     with torch.no_grad():  # projector output about the size of SmolLM2's token embeddings (std 0.14)
         model.proj.fc2.weight.mul_(0.3)
         model.proj.fc2.bias.zero_()
@@ -169,7 +201,10 @@ def main():
     elif args.init:
         ck = torch.load(os.path.join(vlm.TRAIN_CACHE, args.init), weights_only=False)
         model.load_state_dict(ck["model"])
-        heads.load_state_dict(ck["heads"])
+        # A checkpoint of a run without --dense-chars has no dense head: it starts anew.
+        missing, unexpected = heads.load_state_dict(ck["heads"], strict=False)
+        if unexpected or any(not k.startswith("dense.") for k in missing):
+            raise SystemExit(f"{args.init}: heads do not match (missing {missing}, unexpected {unexpected})")
         print(f"{args.run}: initialised from {args.init}", file=sys.stderr)
     json.dump(vars(args), open(os.path.join(run_dir, "args.json"), "w"), indent=1)
 
@@ -209,9 +244,25 @@ def main():
             img, qas, meta = data.sample("train", task, i, small=stage < 2)
             if stage == 0:
                 px = vlm.views(img, "relaxed", 1)
-                tg = attribute_targets(task, meta)
-                loss = attribute_loss(heads(model.features(px)), {k: v[None] for k, v in tg.items()})
+                tg = attribute_targets(task, meta, args.chars_present_only)
+                feats = model.features(px)
+                out = heads(feats)
+                loss = attribute_loss(out, {k: v[None] for k, v in tg.items()})
                 acc = 0.0
+                if task == "ocr" and args.dense_chars:
+                    pt = char_patch_targets(img, meta)
+                    logits = heads.dense(feats[0])
+                    loss = loss + F.cross_entropy(logits, pt, weight=dense_weight)
+                    on = pt > 0  # the patches on a character, and how many of them are read right
+                    tally = stats["first"].setdefault("patch", [0, 0])
+                    tally[0] += int((logits.argmax(-1)[on] == pt[on]).sum())
+                    tally[1] += int(on.sum())
+                if task == "ocr":  # signs whose every character slot (and the blanks after it) is read right
+                    slots = (out["chars"][0].argmax(-1) == tg["chars"]).reshape(len(COLOUR_LIST), MAX_CHARS)
+                    tally = stats["first"].setdefault("read", [0, 0])
+                    for colour in meta["sign_colours"]:
+                        tally[0] += int(slots[COLOUR_LIST.index(colour)].all())
+                        tally[1] += 1
             else:
                 px = vlm.views(img, args.strategy if stage == 2 else "relaxed", args.max_tiles if stage == 2 else 1)
                 if stage == 1:

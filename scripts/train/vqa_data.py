@@ -193,16 +193,29 @@ def ocr_sample(rng, small):
         if all(math.hypot(cx - x, cy - y) > r + q for (x, y, q) in spots):
             draw_shape(d, rng.choice(SHAPES), cx, cy, r, COLOURS[rng.choice(list(COLOURS))])
     sign_colours = rng.sample(list(COLOURS), n)
-    qs = []
+    qs, origins = [], []
     for t, (bw, bh, pad, x0, y0), (cx, cy, _), c in zip(texts, boxes, spots, sign_colours):
         left, top = cx - bw / 2, cy - bh / 2
         border = max(2, size // 8)
         d.rectangle([left, top, left + bw, top + bh], fill=COLOURS[c])
         d.rectangle([left + border, top + border, left + bw - border, top + bh - border], fill=(255, 255, 255))
-        d.text((left + pad - x0, top + pad - y0), t, font=f, fill=(0, 0, 0))
+        origins.append((left + pad - x0, top + pad - y0))
+        d.text(origins[-1], t, font=f, fill=(0, 0, 0))
         which = "the sign" if n == 1 else f"the {c} sign"
         qs.append(qa(f"What does {which} say?", t, "read", "text"))
-    return img, qs, {"texts": texts, "sign_colours": sign_colours, "font_px": size}
+    return img, qs, {"texts": texts, "sign_colours": sign_colours, "font_px": size, "text_origins": origins}
+
+
+def char_boxes(meta):
+    """Each sign character's box in image pixels, as (character, x0, y0, x1, y1): the pen advance of the text
+    before it and after it across, the drawn text's height (Pillow's metrics of the font the sign used)."""
+    f = font(meta["font_px"])
+    out = []
+    for t, (ox, oy) in zip(meta["texts"], meta["text_origins"]):
+        _, y0, _, y1 = f.getbbox(t)
+        for i, ch in enumerate(t):
+            out.append((ch, ox + f.getlength(t[:i]), oy + y0, ox + f.getlength(t[:i + 1]), oy + y1))
+    return out
 
 
 def chart_sample(rng, small):
