@@ -1,7 +1,7 @@
 //! The float GEMM kernel with AVX2: each output's 16 partial sums (those of the scalar twin,
 //! [`super::dot_scalar`]) in two 8-lane accumulators. With several activation rows the tile is swept in K blocks of
 //! [`KB`] elements, each block visited by sub-tiles of 2 weight rows x 3 activation rows (12 accumulators, the
-//! register budget), so the block's rows are read from L1 by every sub-tile and from L2 once; one activation row
+//! register budget), so a block's rows can stay in L1 while the sub-tiles revisit them; one activation row
 //! (decode) takes the weight rows one after the other over the whole row. The last partial chunk goes through
 //! zero-padded copies.
 
