@@ -179,20 +179,20 @@ unsafe fn kernel<const H: bool, const NR: usize, const NA: usize>(
             xc = xc.map(|p| p.add(LANES));
         }
     }
-    let k = k0 + chunks * LANES;
-    if k < k1 {
-        // The last partial chunk, zero padded (the scalar twin's padding); `k1 == n` here.
-        let rest = k1 - k;
+    let rest = k1 - k0 - chunks * LANES;
+    if rest > 0 {
+        // The last partial chunk, zero padded (the scalar twin's padding); `k1 == n` here, and the cursors point at
+        // its first element.
         let mut wp = [[0u8; 4 * LANES]; NR];
         let mut xp = [[0f32; LANES]; NA];
         for r in 0..NR {
-            // SAFETY: elements `k..n` of row `r` are inside `t.w`.
-            let src = unsafe { std::slice::from_raw_parts(w[r].add(k * es), rest * es) };
+            // SAFETY: the chunk's `rest` elements of row `r` are inside `t.w`.
+            let src = unsafe { std::slice::from_raw_parts(wc[r], rest * es) };
             wp[r][..rest * es].copy_from_slice(src);
         }
         for i in 0..NA {
-            // SAFETY: elements `k..n` of row `i` are inside `t.x`.
-            let src = unsafe { std::slice::from_raw_parts(x[i].add(k), rest) };
+            // SAFETY: the chunk's `rest` elements of row `i` are inside `t.x`.
+            let src = unsafe { std::slice::from_raw_parts(xc[i], rest) };
             xp[i][..rest].copy_from_slice(src);
         }
         let wpp: [*const u8; NR] = std::array::from_fn(|r| wp[r].as_ptr());
