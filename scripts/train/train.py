@@ -19,6 +19,7 @@ is kept as stageN.pt. A log line a step goes to RUN/log.jsonl (losses, CPU and w
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -98,8 +99,8 @@ def char_patch_targets(img, meta):
         # The patches whose centres ((c + 0.5) * 14, (r + 0.5) * 14) in the view fall in the box.
         c0, c1 = (ox + sx * x0) / vlm.PATCH - 0.5, (ox + sx * x1) / vlm.PATCH - 0.5
         r0, r1 = (oy + sy * y0) / vlm.PATCH - 0.5, (oy + sy * y1) / vlm.PATCH - 0.5
-        for r in range(max(0, int(r0) + (r0 > int(r0))), min(vlm.GRID - 1, int(r1)) + 1):
-            for c in range(max(0, int(c0) + (c0 > int(c0))), min(vlm.GRID - 1, int(c1)) + 1):
+        for r in range(max(0, math.ceil(r0)), min(vlm.GRID - 1, math.floor(r1)) + 1):
+            for c in range(max(0, math.ceil(c0)), min(vlm.GRID - 1, math.floor(c1)) + 1):
                 t[r * vlm.GRID + c] = 1 + CHARS.index(ch)
     return t
 
