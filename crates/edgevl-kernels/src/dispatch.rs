@@ -25,6 +25,7 @@ use crate::formats::{
     as_blocks, as_blocks_mut, bf16, f16, f32, q4_0, q4_1, q4_k, q5_0, q6_k, q8_0, q8_1, q8_k, ActFormat,
     WeightFormat,
 };
+use crate::gelu::{Gelu, GeluKernels};
 use crate::packed::PackedKernel;
 use crate::sgemm::SgemmKernel;
 use crate::softmax::ExpShiftedFn;
@@ -279,6 +280,7 @@ pub struct Kernels {
     attention: AttentionKernels,
     sgemm: SgemmKernel,
     exp_shifted: ExpShiftedFn,
+    gelu: GeluKernels,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -377,6 +379,7 @@ impl Kernels {
             attention: AttentionKernels::SCALAR,
             sgemm: SgemmKernel::SCALAR,
             exp_shifted: crate::softmax::exp_shifted_scalar,
+            gelu: GeluKernels::SCALAR,
         }
     }
 
@@ -445,6 +448,11 @@ impl Kernels {
         (self.exp_shifted)(x, scale)
     }
 
+    /// GELU `kind` of `x` in place ([`crate::gelu`]; bit-identical at every level).
+    pub fn gelu(&self, kind: Gelu, x: &mut [f32]) {
+        self.gelu.apply(kind, x)
+    }
+
     /// Whether weights of `dtype` should be packed at load for this table: a SIMD packed kernel exists for the
     /// format and the options allow it.
     pub fn prefers_packed(&self, dtype: DType) -> bool {
@@ -505,6 +513,13 @@ impl Kernels {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn set_exp_shifted(&mut self, level: SimdLevel, f: ExpShiftedFn) {
         self.exp_shifted = f;
+        self.raise(level);
+    }
+
+    /// Installs SIMD builds of the GELUs.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn set_gelu(&mut self, level: SimdLevel, g: GeluKernels) {
+        self.gelu = g;
         self.raise(level);
     }
 

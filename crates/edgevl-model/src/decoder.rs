@@ -8,7 +8,7 @@ use crate::causal_attention::{self, CausalScratch, CausalShape};
 use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
-use crate::parallel::DisjointSlice;
+use crate::parallel::{add_rows, par_chunks_mut, DisjointSlice};
 use crate::split_attention::{self, SplitScratch};
 use crate::weights::{Loader, Matrix};
 use crate::{Hook, KvCache, ModelError};
@@ -341,9 +341,7 @@ impl Decoder {
     ) {
         let hp = &self.hp;
         let (d, qd, kvd, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.head_dim);
-        for i in 0..m {
-            rms_norm(&st.x[i * d..(i + 1) * d], &layer.attn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
-        }
+        rms_norm_rows(pool, &st.x[..m * d], &layer.attn_norm, hp.rms_eps, &mut st.xn[..m * d]);
         self.hook.emit("attn_norm", Some(l), &st.xn[..m * d]);
         let xn = &st.xn[..m * d];
         let f = &self.file;
@@ -361,7 +359,7 @@ impl Decoder {
             [(&mut st.q, &layer.bq, qd), (&mut st.k, &layer.bk, kvd), (&mut st.v, &layer.bv, kvd)]
         {
             if let Some(b) = bias {
-                buf[..m * width].chunks_exact_mut(width).for_each(|row| add_assign(row, b));
+                par_chunks_mut(pool, &mut buf[..m * width], width, &|_, row| add_assign(row, b));
             }
         }
         for i in 0..m {
@@ -376,7 +374,7 @@ impl Decoder {
         let wo = layer.wo.view(f);
         matmul(&self.kernels, pool, wo, &st.attn[..m * qd], m, &mut st.proj[..m * d], &mut st.scratch);
         self.hook.emit("attn_out", Some(l), &st.proj[..m * d]);
-        add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
+        add_rows(pool, &mut st.x[..m * d], &st.proj[..m * d], d);
     }
 
     /// Causal attention of the `m` new queries over positions `0..pos0 + i + 1`. On an f16 cache,
@@ -445,9 +443,7 @@ impl Decoder {
     fn ffn_block(&self, l: usize, layer: &Layer, m: usize, st: &mut RunState, pool: &ThreadPool) {
         let hp = &self.hp;
         let (d, ff) = (hp.n_embd, hp.n_ff);
-        for i in 0..m {
-            rms_norm(&st.x[i * d..(i + 1) * d], &layer.ffn_norm, hp.rms_eps, &mut st.xn[i * d..(i + 1) * d]);
-        }
+        rms_norm_rows(pool, &st.x[..m * d], &layer.ffn_norm, hp.rms_eps, &mut st.xn[..m * d]);
         self.hook.emit("ffn_norm", Some(l), &st.xn[..m * d]);
         let f = &self.file;
         let xn = &st.xn[..m * d];
@@ -460,12 +456,19 @@ impl Decoder {
             &mut [&mut st.gate[..m * ff], &mut st.up[..m * ff]],
             &mut st.scratch,
         );
-        swiglu(&mut st.gate[..m * ff], &st.up[..m * ff]);
+        let up = &st.up[..m * ff];
+        par_chunks_mut(pool, &mut st.gate[..m * ff], ff, &|i, gate| swiglu(gate, &up[i * ff..][..ff]));
         let down = layer.down.view(f);
         matmul(&self.kernels, pool, down, &st.gate[..m * ff], m, &mut st.proj[..m * d], &mut st.scratch);
         self.hook.emit("ffn_out", Some(l), &st.proj[..m * d]);
-        add_assign(&mut st.x[..m * d], &st.proj[..m * d]);
+        add_rows(pool, &mut st.x[..m * d], &st.proj[..m * d], d);
     }
+}
+
+/// RMSNorm of every `w.len()`-wide row of `x` into `out`, rows spread over the pool (one row: on this thread).
+fn rms_norm_rows(pool: &ThreadPool, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    par_chunks_mut(pool, out, d, &|i, o| rms_norm(&x[i * d..][..d], w, eps, o));
 }
 
 /// Query batches at least this large take llama.cpp's tiled (f32) attention path.

@@ -15,7 +15,7 @@ pub(crate) mod neon;
 
 use crate::dtype::DType;
 use crate::error::KernelError;
-use crate::formats::f16_to_f32;
+use crate::formats::{f16_to_f32, f16_to_f32_slice};
 
 /// Weight rows per kernel call.
 pub const ROWS: usize = 4;
@@ -203,9 +203,9 @@ fn dot_scalar(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
 /// Converts activation row `src` (the `vec_dot_type` bytes of F16 or F32 weights) into f32 values.
 pub(crate) fn act_to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
     if dtype == DType::F16 {
-        for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-            *d = f16_to_f32([b[0], b[1]]);
-        }
+        let (halves, _) = src.as_chunks::<2>();
+        let n = halves.len().min(dst.len());
+        f16_to_f32_slice(&halves[..n], &mut dst[..n]);
     } else {
         for (d, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);

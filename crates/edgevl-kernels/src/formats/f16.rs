@@ -1,6 +1,6 @@
 //! F16 weights with f16 activations (ggml's `vec_dot_type` for F16 is F16).
 
-use super::{assert_block_layout, f16_to_f32, f32_to_f16, ActFormat, Block, WeightFormat};
+use super::{assert_block_layout, f16_to_f32, f32_to_f16, f32_to_f16_slice, ActFormat, Block, WeightFormat};
 use crate::dtype::{DType, VecDotType};
 
 #[cfg(target_arch = "x86_64")]
@@ -52,9 +52,10 @@ impl ActFormat for F16 {
     const TYPE: VecDotType = VecDotType::F16;
     type A = BlockF16;
     fn quantize(x: &[f32], out: &mut [BlockF16]) {
-        for (o, v) in out.iter_mut().zip(x) {
-            o.bits = f32_to_f16(*v);
-        }
+        // SAFETY: `BlockF16` is repr(C) around one `[u8; 2]` (size 2, alignment 1, checked by
+        // `assert_block_layout!`), so a slice of it is a slice of `[u8; 2]` of the same length.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<[u8; 2]>(), out.len()) };
+        f32_to_f16_slice(&x[..out.len()], bytes);
     }
 }
 

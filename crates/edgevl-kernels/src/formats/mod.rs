@@ -137,6 +137,38 @@ pub fn f32_to_f16(x: f32) -> [u8; 2] {
     half::f16::from_f32(x).to_bits().to_le_bytes()
 }
 
+/// Values per call of `half`'s vectorised slice conversions in [`f32_to_f16_slice`] and [`f16_to_f32_slice`]
+/// (a stack buffer of this many f16 bridges their aligned `[f16]` and our unaligned bytes).
+const F16_CHUNK: usize = 64;
+
+/// [`f32_to_f16`] over a slice: `dst[i]` encodes `src[i]` (same bits; F16C eight at a time where the CPU has it,
+/// through `half`'s run-time dispatch). Panics if the lengths differ.
+pub fn f32_to_f16_slice(src: &[f32], dst: &mut [[u8; 2]]) {
+    assert_eq!(src.len(), dst.len(), "f32_to_f16_slice: lengths differ");
+    let mut buf = [half::f16::ZERO; F16_CHUNK];
+    for (s, d) in src.chunks(F16_CHUNK).zip(dst.chunks_mut(F16_CHUNK)) {
+        let b = &mut buf[..s.len()];
+        half::slice::HalfFloatSliceExt::convert_from_f32_slice(b, s);
+        for (o, v) in d.iter_mut().zip(b.iter()) {
+            *o = v.to_bits().to_le_bytes();
+        }
+    }
+}
+
+/// [`f16_to_f32`] over a slice: `dst[i]` decodes `src[i]` (exact; vectorised as [`f32_to_f16_slice`]). Panics if
+/// the lengths differ.
+pub fn f16_to_f32_slice(src: &[[u8; 2]], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "f16_to_f32_slice: lengths differ");
+    let mut buf = [half::f16::ZERO; F16_CHUNK];
+    for (s, d) in src.chunks(F16_CHUNK).zip(dst.chunks_mut(F16_CHUNK)) {
+        let b = &mut buf[..s.len()];
+        for (o, v) in b.iter_mut().zip(s) {
+            *o = half::f16::from_bits(u16::from_le_bytes(*v));
+        }
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&*b, d);
+    }
+}
+
 /// ggml's `nearest_int`: round half to even. For |x| <= 2^22 - 1 (every quantiser's range) by ggml's own
 /// method (adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits): plain float and integer
 /// operations, where `round_ties_even` is a libm call on x86-64 without SSE4.1. Larger values (from 2^22 - 0.5)

@@ -15,13 +15,15 @@ use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights, VitWeightOptions};
 use super::{MmprojError, MmprojHparams};
 use crate::compute::Compute;
-use crate::parallel::par_chunks_mut;
+use crate::parallel::{add_rows, par_chunks_mut};
 use crate::weights::Loader;
 use crate::Hook;
 use edgevl_arch::family::Gelu;
 use edgevl_gguf::GgufFile;
-use edgevl_kernels::ops::{add_assign, gelu_erf, gelu_tanh, layer_norm};
-use edgevl_kernels::{matmul, matmul_many, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::ops::{add_assign, layer_norm};
+use edgevl_kernels::{
+    matmul, matmul_many, Gelu as KernelGelu, Kernels, MatmulScratch, ThreadPool, WeightRef,
+};
 use std::sync::Arc;
 
 /// Values per GELU task (an element-wise op: any split gives the same result).
@@ -216,32 +218,36 @@ impl VisionEncoder {
         let patch = self.w.patch.view(f);
         matmul(&self.kernels, pool, patch, &bufs.xn[..b * np * pl], b * np, &mut bufs.q, &mut bufs.scratch);
         // Each tile: the class token (InternViT; it gets no patch bias), then its patch rows.
-        for (dst, src) in bufs.x.chunks_exact_mut(nt * d).zip(bufs.q.chunks_exact(np * d)) {
-            let (class, patches) = dst.split_at_mut((nt - np) * d);
-            if let Some(c) = &self.w.class {
-                class.copy_from_slice(c);
+        // Token j of a tile: the class embedding (if any) then patch j - (nt - np), plus position j.
+        let (patches, class) = (&bufs.q, self.w.class.as_deref());
+        par_chunks_mut(pool, &mut bufs.x, d, &|i, row| {
+            let (t, j) = (i / nt, i % nt);
+            match j.checked_sub(nt - np) {
+                Some(p) => {
+                    row.copy_from_slice(&patches[(t * np + p) * d..][..d]);
+                    add_assign(row, &self.w.patch_bias);
+                }
+                None => {
+                    row.copy_from_slice(&class.expect("class embedding: nt > np only with one")[j * d..][..d])
+                }
             }
-            patches.copy_from_slice(src);
-            patches.chunks_exact_mut(d).for_each(|row| add_assign(row, &self.w.patch_bias));
-        }
-        for (i, row) in bufs.x.chunks_exact_mut(d).enumerate() {
-            add_assign(row, &self.w.pos[(i % nt) * d..(i % nt + 1) * d]);
-        }
+            add_assign(row, &self.w.pos[j * d..][..d]);
+        });
         self.hook.emit("patch_embd", None, &bufs.x);
         if let Some(norm) = &self.w.pre_ln {
-            norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
+            norm_in_place(pool, norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
         }
         for buf in [&mut bufs.q, &mut bufs.k, &mut bufs.v, &mut bufs.attn] {
             buf.resize(m * d, 0.0);
         }
         bufs.ff.resize(m * ff, 0.0);
         let shape = AttnShape { tiles: b, tokens: nt, heads: hp.n_head, head_dim: hp.head_dim() };
-        let gelu: fn(&mut [f32]) = match hp.family.tower_gelu() {
-            Gelu::Erf => gelu_erf,
-            Gelu::Tanh => gelu_tanh,
+        let gelu = match hp.family.tower_gelu() {
+            Gelu::Erf => KernelGelu::Erf,
+            Gelu::Tanh => KernelGelu::Tanh,
         };
         for (l, blk) in self.w.blocks.iter().enumerate() {
-            norm_rows(&blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
+            norm_rows(pool, &blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             let ws = [blk.q.w.view(f), blk.k.w.view(f), blk.v.w.view(f)];
             matmul_many(
                 &self.kernels,
@@ -253,24 +259,24 @@ impl VisionEncoder {
                 &mut bufs.scratch,
             );
             for (buf, lin) in [(&mut bufs.q, &blk.q), (&mut bufs.k, &blk.k), (&mut bufs.v, &blk.v)] {
-                add_bias(buf, &lin.b);
+                add_bias(pool, buf, &lin.b);
             }
             attention(cx, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
             linear(cx, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
-            scale_rows(&mut bufs.q, blk.ls1.as_deref());
+            scale_rows(pool, &mut bufs.q, blk.ls1.as_deref());
             self.hook.emit("attn_out", Some(l), &bufs.q);
-            add_assign(&mut bufs.x, &bufs.q);
-            norm_rows(&blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
+            add_rows(pool, &mut bufs.x, &bufs.q, d);
+            norm_rows(pool, &blk.ln2, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             linear(cx, f, &blk.up, &bufs.xn[..m * d], m, &mut bufs.ff, &mut bufs.scratch);
-            par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &gelu);
+            par_chunks_mut(pool, &mut bufs.ff, GELU_CHUNK, &|_, c| self.kernels.gelu(gelu, c));
             linear(cx, f, &blk.down, &bufs.ff, m, &mut bufs.q, &mut bufs.scratch);
-            scale_rows(&mut bufs.q, blk.ls2.as_deref());
+            scale_rows(pool, &mut bufs.q, blk.ls2.as_deref());
             self.hook.emit("ffn_out", Some(l), &bufs.q);
-            add_assign(&mut bufs.x, &bufs.q);
+            add_rows(pool, &mut bufs.x, &bufs.q, d);
             self.hook.emit("layer_out", Some(l), &bufs.x);
         }
         if let Some(norm) = &self.w.post_ln {
-            norm_in_place(norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
+            norm_in_place(pool, norm, hp.eps, d, &mut bufs.x, &mut bufs.xn);
         }
         self.hook.emit("vit_out", None, &bufs.x);
     }
@@ -292,13 +298,20 @@ impl VisionEncoder {
         match &self.w.projector {
             ProjectorWeights::Lfm2 { norm, fc1, fc2 } => {
                 if let Some(norm) = norm {
-                    norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
+                    norm_in_place(
+                        pool,
+                        norm,
+                        PROJECTOR_NORM_EPS,
+                        mw,
+                        &mut merged,
+                        &mut vec![0f32; rows * mw],
+                    );
                 }
-                mlp(cx, f, fc1, gelu_tanh, fc2, &merged, rows, out, &mut bufs.scratch);
+                mlp(cx, f, fc1, KernelGelu::Tanh, fc2, &merged, rows, out, &mut bufs.scratch);
             }
             ProjectorWeights::InternVlMlp { norm, fc1, fc2 } => {
-                norm_in_place(norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
-                mlp(cx, f, fc1, gelu_erf, fc2, &merged, rows, out, &mut bufs.scratch);
+                norm_in_place(pool, norm, PROJECTOR_NORM_EPS, mw, &mut merged, &mut vec![0f32; rows * mw]);
+                mlp(cx, f, fc1, KernelGelu::Erf, fc2, &merged, rows, out, &mut bufs.scratch);
             }
             ProjectorWeights::Idefics3Linear { fc } => {
                 matmul(&self.kernels, pool, fc.view(f), &merged, rows, out, &mut bufs.scratch);
@@ -314,7 +327,7 @@ fn mlp(
     cx: Compute,
     f: &GgufFile,
     fc1: &Linear,
-    gelu: fn(&mut [f32]),
+    gelu: KernelGelu,
     fc2: &Linear,
     x: &[f32],
     rows: usize,
@@ -323,36 +336,32 @@ fn mlp(
 ) {
     let mut hidden = vec![0f32; rows * fc1.w.rows];
     linear(cx, f, fc1, x, rows, &mut hidden, scratch);
-    par_chunks_mut(cx.pool, &mut hidden, GELU_CHUNK, &gelu);
+    par_chunks_mut(cx.pool, &mut hidden, GELU_CHUNK, &|_, c| cx.kernels.gelu(gelu, c));
     linear(cx, f, fc2, &hidden, rows, out, scratch);
 }
 
 /// Multiplies every row of `x` by `scale` element-wise (a layer scale); nothing without one.
-fn scale_rows(x: &mut [f32], scale: Option<&[f32]>) {
+fn scale_rows(pool: &ThreadPool, x: &mut [f32], scale: Option<&[f32]>) {
     if let Some(s) = scale {
-        for row in x.chunks_exact_mut(s.len()) {
-            row.iter_mut().zip(s).for_each(|(v, k)| *v *= k);
-        }
+        par_chunks_mut(pool, x, s.len(), &|_, row| row.iter_mut().zip(s).for_each(|(v, k)| *v *= k));
     }
 }
 
-/// LayerNorm of every `d`-wide row of `x` into `out`.
-fn norm_rows(norm: &Norm, eps: f32, d: usize, x: &[f32], out: &mut [f32]) {
-    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        layer_norm(row, &norm.w, &norm.b, eps, o);
-    }
+/// LayerNorm of every `d`-wide row of `x` into `out`, rows spread over the pool.
+fn norm_rows(pool: &ThreadPool, norm: &Norm, eps: f32, d: usize, x: &[f32], out: &mut [f32]) {
+    par_chunks_mut(pool, out, d, &|i, o| layer_norm(&x[i * d..][..d], &norm.w, &norm.b, eps, o));
 }
 
 /// LayerNorm of every row of `x` in place, through `tmp`.
-fn norm_in_place(norm: &Norm, eps: f32, d: usize, x: &mut [f32], tmp: &mut [f32]) {
+fn norm_in_place(pool: &ThreadPool, norm: &Norm, eps: f32, d: usize, x: &mut [f32], tmp: &mut [f32]) {
     let n = x.len();
-    norm_rows(norm, eps, d, x, &mut tmp[..n]);
+    norm_rows(pool, norm, eps, d, x, &mut tmp[..n]);
     x.copy_from_slice(&tmp[..n]);
 }
 
-/// Adds `bias` to every row of `x`.
-fn add_bias(x: &mut [f32], bias: &[f32]) {
-    x.chunks_exact_mut(bias.len()).for_each(|row| add_assign(row, bias));
+/// Adds `bias` to every row of `x`, rows spread over the pool.
+fn add_bias(pool: &ThreadPool, x: &mut [f32], bias: &[f32]) {
+    par_chunks_mut(pool, x, bias.len(), &|_, row| add_assign(row, bias));
 }
 
 /// `y = x W^T + b` for `m` rows.
@@ -367,5 +376,5 @@ fn linear(
 ) {
     let w: WeightRef = lin.w.view(f);
     matmul(cx.kernels, cx.pool, w, x, m, y, scratch);
-    add_bias(&mut y[..m * w.rows()], &lin.b);
+    add_bias(cx.pool, &mut y[..m * w.rows()], &lin.b);
 }
