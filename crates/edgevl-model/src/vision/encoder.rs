@@ -217,8 +217,8 @@ impl VisionEncoder {
         bufs.q.resize(m * d, 0.0);
         let patch = self.w.patch.view(f);
         matmul(&self.kernels, pool, patch, &bufs.xn[..b * np * pl], b * np, &mut bufs.q, &mut bufs.scratch);
-        // Each tile: the class token (InternViT; it gets no patch bias), then its patch rows.
-        // Token j of a tile: the class embedding (if any) then patch j - (nt - np), plus position j.
+        // Token j of each tile: the class token first (InternViT; it gets no patch bias), then patch j - (nt - np);
+        // plus position j. (`nt > np` only with a class embedding: `MmprojHparams::n_tokens`.)
         let (patches, class) = (&bufs.q, self.w.class.as_deref());
         par_chunks_mut(pool, &mut bufs.x, d, &|i, row| {
             let (t, j) = (i / nt, i % nt);
@@ -228,7 +228,9 @@ impl VisionEncoder {
                     add_assign(row, &self.w.patch_bias);
                 }
                 None => {
-                    row.copy_from_slice(&class.expect("class embedding: nt > np only with one")[j * d..][..d])
+                    if let Some(c) = class {
+                        row.copy_from_slice(&c[j * d..][..d]);
+                    }
                 }
             }
             add_assign(row, &self.w.pos[j * d..][..d]);
