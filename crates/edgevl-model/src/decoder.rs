@@ -8,14 +8,14 @@ use crate::causal_attention::{self, CausalScratch, CausalShape};
 use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
-use crate::parallel::{add_rows, par_chunks_mut, DisjointSlice};
+use crate::parallel::{add_bias, add_rows, par_chunks_mut, DisjointSlice};
 use crate::split_attention::{self, SplitScratch};
 use crate::weights::{Loader, Matrix};
 use crate::{Hook, KvCache, ModelError};
 use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
-use edgevl_kernels::ops::{add_assign, rms_norm, softmax, swiglu};
+use edgevl_kernels::ops::{rms_norm, softmax, swiglu};
 use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, VecDotType};
 use std::sync::Arc;
 
@@ -359,7 +359,7 @@ impl Decoder {
             [(&mut st.q, &layer.bq, qd), (&mut st.k, &layer.bk, kvd), (&mut st.v, &layer.bv, kvd)]
         {
             if let Some(b) = bias {
-                par_chunks_mut(pool, &mut buf[..m * width], width, &|_, row| add_assign(row, b));
+                add_bias(pool, &mut buf[..m * width], b);
             }
         }
         for i in 0..m {

@@ -15,7 +15,7 @@ use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights, VitWeightOptions};
 use super::{MmprojError, MmprojHparams};
 use crate::compute::Compute;
-use crate::parallel::{add_rows, par_chunks_mut};
+use crate::parallel::{add_bias, add_rows, par_chunks_mut};
 use crate::weights::Loader;
 use crate::Hook;
 use edgevl_arch::family::Gelu;
@@ -359,11 +359,6 @@ fn norm_in_place(pool: &ThreadPool, norm: &Norm, eps: f32, d: usize, x: &mut [f3
     let n = x.len();
     norm_rows(pool, norm, eps, d, x, &mut tmp[..n]);
     x.copy_from_slice(&tmp[..n]);
-}
-
-/// Adds `bias` to every row of `x`, rows spread over the pool.
-fn add_bias(pool: &ThreadPool, x: &mut [f32], bias: &[f32]) {
-    par_chunks_mut(pool, x, bias.len(), &|_, row| add_assign(row, bias));
 }
 
 /// `y = x W^T + b` for `m` rows.
