@@ -12,28 +12,44 @@ use crate::ops::exp_approx;
 /// Computes `(max, sum)` and rewrites the row: see the module documentation.
 pub(crate) type ExpShiftedFn = fn(x: &mut [f32], scale: f32) -> (f32, f32);
 
-/// The body every level compiles.
+/// The body every level compiles: two passes over the row, one reading it for the maximum of the scaled scores, one
+/// writing the exponentials and summing them (the scaled score is recomputed there, the same product).
 #[inline(always)]
 fn body(x: &mut [f32], scale: f32) -> (f32, f32) {
-    x.iter_mut().for_each(|v| *v *= scale);
     let mut maxes = [f32::NEG_INFINITY; 16];
     let chunks = x.chunks_exact(16);
-    let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b * scale));
     for c in chunks {
         for (a, &v) in maxes.iter_mut().zip(c) {
-            *a = a.max(v);
+            *a = a.max(v * scale);
         }
     }
     max = maxes.iter().fold(max, |a, &b| a.max(b));
-    x.iter_mut().for_each(|v| *v = exp_approx(*v - max));
+    // The sum in 8 partial sums over consecutive 8-value chunks, in order; 16 values a step so the exponentials fill
+    // a 512-bit vector, each half then added as its own 8-value chunk.
+    let exp = |v: &mut f32| *v = exp_approx(*v * scale - max);
     let mut p = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, &v) in p.iter_mut().zip(c) {
+    let mut wide = x.chunks_exact_mut(16);
+    for c in &mut wide {
+        c.iter_mut().for_each(exp);
+        let (lo, hi) = c.split_at(8);
+        for (a, &v) in p.iter_mut().zip(lo) {
+            *a += v;
+        }
+        for (a, &v) in p.iter_mut().zip(hi) {
             *a += v;
         }
     }
+    let mut narrow = wide.into_remainder().chunks_exact_mut(8);
+    for c in &mut narrow {
+        c.iter_mut().for_each(exp);
+        for (a, &v) in p.iter_mut().zip(&*c) {
+            *a += v;
+        }
+    }
+    let rest = narrow.into_remainder();
+    rest.iter_mut().for_each(exp);
+    let tail: f32 = rest.iter().sum();
     (max, p.iter().sum::<f32>() + tail)
 }
 
