@@ -6,8 +6,9 @@
 //! query-by-query loop would widen every key and value row once per query.
 
 use crate::compute::Compute;
-use crate::head_attention::{self, HeadsKv, HeadsShape};
-use crate::kv_cache::{KvElem, LayerKv};
+use crate::head_attention::{self, HeadsKv, HeadsShape, Keys};
+use crate::kv_cache::{KvElem, LayerKv, Q8Planes};
+use edgevl_kernels::DType;
 
 /// Reusable buffers of [`attend`].
 #[derive(Default)]
@@ -39,17 +40,126 @@ pub(crate) fn attend<T: KvElem>(
 ) {
     let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
     let n = pos0 + m;
-    scr.kv.fill(cx, (n_head_kv, n, hd), &|g, kt, v| {
+    scr.kv.fill(cx, (n_head_kv, n, hd), true, &|g, kt, v| {
         let (keys, values) = kv.head(g, n);
         // The widened keys pass through `v` on their way to `K^T`.
         T::row_to_f32(keys, v);
-        for (j, row) in v.chunks_exact(hd).enumerate() {
-            for (c, &x) in row.iter().enumerate() {
-                kt[c * n + j] = x;
-            }
-        }
+        head_attention::transpose_keys(v, hd, (n, hd), kt);
         T::row_to_f32(values, v);
     });
     let shape = HeadsShape { m, hd, n_head, n_head_kv, scale: 1.0 / (hd as f32).sqrt() };
-    head_attention::attend(cx, shape, q, &scr.kv, &|i| pos0 + i + 1, out);
+    head_attention::attend(cx, shape, q, (&scr.kv, &Keys::Transposed), &|i| pos0 + i + 1, out);
+}
+
+/// As [`attend`] over a Q8_0 cache: the scores as llama.cpp computes them over a q8_0 cache (each query rounded to
+/// Q8_0 and dotted with the quantised keys in integers, then scaled), the values dequantised to f32 once per call;
+/// the softmax and the weighted sum as [`attend`]'s.
+pub(crate) fn attend_q8_0(
+    cx: Compute,
+    sh: CausalShape,
+    q: &[f32],
+    kv: &Q8Planes,
+    l: usize,
+    scr: &mut CausalScratch,
+    out: &mut [f32],
+) {
+    let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
+    let n = pos0 + m;
+    let dequantize = cx.kernels.format(DType::Q8_0);
+    scr.kv.fill(cx, (n_head_kv, n, hd), false, &|g, _, v| {
+        dequantize.dequantize(&kv.v[l][kv.head_rows(g, n)], v)
+    });
+    let shape = HeadsShape { m, hd, n_head, n_head_kv, scale: 1.0 / (hd as f32).sqrt() };
+    let rows = |g: usize| &kv.k[l][kv.head_rows(g, n)];
+    let keys = Keys::Q8_0 { rows: &rows, head_bytes: kv.head_bytes };
+    head_attention::attend(cx, shape, q, (&scr.kv, &keys), &|i| pos0 + i + 1, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv_cache::{KvCache, KvPlanes, KvType};
+    use edgevl_kernels::formats::dequantize_act;
+    use edgevl_kernels::{Kernels, ThreadPool, VecDotType};
+
+    fn values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+            })
+            .collect()
+    }
+
+    /// llama.cpp's attention over a q8_0 cache in f64: each query head's row rounded to Q8_0 (by `k`'s quantiser),
+    /// keys and values dequantised, scores scaled by `1 / sqrt(hd)`, an exact softmax.
+    fn reference(k: &Kernels, sh: CausalShape, q: &[f32], p: &Q8Planes) -> Vec<f64> {
+        let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
+        let n_ctx = pos0 + m;
+        let widen = |plane: &[u8], g: usize| {
+            let mut out = vec![0f32; n_ctx * hd];
+            k.format(DType::Q8_0).dequantize(&plane[p.head_rows(g, n_ctx)], &mut out);
+            out
+        };
+        let keys: Vec<Vec<f32>> = (0..n_head_kv).map(|g| widen(&p.k[0], g)).collect();
+        let vals: Vec<Vec<f32>> = (0..n_head_kv).map(|g| widen(&p.v[0], g)).collect();
+        let mut out = vec![0f64; m * n_head * hd];
+        let (mut qq, mut qr) = (vec![0u8; p.head_bytes], vec![0f32; hd]);
+        for i in 0..m {
+            for h in 0..n_head {
+                let g = h / (n_head / n_head_kv);
+                k.quantizer(VecDotType::Q8_0).quantize(&q[(i * n_head + h) * hd..][..hd], &mut qq);
+                dequantize_act(VecDotType::Q8_0, &qq, &mut qr);
+                let n = pos0 + i + 1;
+                let s: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let key = &keys[g][j * hd..][..hd];
+                        qr.iter().zip(key).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for d in 0..hd {
+                    let o: f64 = (0..n).map(|j| e[j] * vals[g][j * hd + d] as f64).sum();
+                    out[(i * n_head + h) * hd + d] = o / sum;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn q8_0_cache_matches_llama_cpp_scores_in_f64_at_every_thread_count() {
+        // Odd batch sizes and depths, grouped and ungrouped heads, blocks of queries cut at QUERY_BLOCK.
+        let k = Kernels::detect();
+        for (m, pos0, hd, n_head, n_head_kv) in [(64, 0, 32, 6, 2), (65, 37, 64, 3, 3), (131, 201, 32, 4, 1)]
+        {
+            let (n, kv_dim) = (pos0 + m, n_head_kv * hd);
+            let mut cache = KvCache::new(1, n, kv_dim, hd, KvType::Q8_0).expect("cache");
+            cache.store(&k, 0, 0, &values(1, n * kv_dim, 2.0), &values(2, n * kv_dim, 1.0));
+            let KvPlanes::Q8_0(p) = cache.planes() else { unreachable!("a q8_0 cache") };
+            let sh = CausalShape { m, pos0, hd, n_head, n_head_kv };
+            let q = values(3, m * n_head * hd, 1.5);
+            let want = reference(&k, sh, &q, p);
+            let mut runs = Vec::new();
+            for threads in [1, 2, 3] {
+                let pool = ThreadPool::new(threads);
+                let mut out = vec![0f32; m * n_head * hd];
+                let cx = Compute { kernels: &k, pool: &pool };
+                attend_q8_0(cx, sh, &q, p, 0, &mut CausalScratch::default(), &mut out);
+                runs.push(out);
+            }
+            assert!(runs
+                .iter()
+                .all(|r| r.iter().map(|v| v.to_bits()).eq(runs[0].iter().map(|v| v.to_bits()))));
+            let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+            let err = runs[0].iter().zip(&want).fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs())) / scale;
+            assert!(err < 1e-5, "m {m} pos0 {pos0} hd {hd}: relative error {err:e}");
+        }
+    }
 }

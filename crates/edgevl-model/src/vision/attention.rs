@@ -2,7 +2,7 @@
 //! [`crate::head_attention`] (all heads and query blocks of a tile in one pool job).
 
 use crate::compute::Compute;
-use crate::head_attention::{self, HeadsKv, HeadsShape};
+use crate::head_attention::{self, HeadsKv, HeadsShape, Keys};
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -41,15 +41,20 @@ pub(crate) fn attention(
     for t in 0..tiles {
         let rows = t * n * d..(t + 1) * n * d;
         let (k, v) = (&k[rows.clone()], &v[rows.clone()]);
-        scr.kv.fill(cx, (heads, n, hd), &|h, kt, vh| {
-            for (j, (kr, vr)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
-                for (c, &x) in kr[h * hd..][..hd].iter().enumerate() {
-                    kt[c * n + j] = x;
-                }
-                vh[j * hd..][..hd].copy_from_slice(&vr[h * hd..][..hd]);
+        scr.kv.fill(cx, (heads, n, hd), true, &|h, kt, vh| {
+            head_attention::transpose_keys(&k[h * hd..], d, (n, hd), kt);
+            for (vr, out) in v.chunks_exact(d).zip(vh.chunks_exact_mut(hd)) {
+                out.copy_from_slice(&vr[h * hd..][..hd]);
             }
         });
-        head_attention::attend(cx, shape, &q[rows.clone()], &scr.kv, &|_| n, &mut out[rows]);
+        head_attention::attend(
+            cx,
+            shape,
+            &q[rows.clone()],
+            (&scr.kv, &Keys::Transposed),
+            &|_| n,
+            &mut out[rows],
+        );
     }
 }
 
