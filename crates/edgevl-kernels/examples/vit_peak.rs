@@ -35,6 +35,13 @@ fn main() {
         None => println!("int8 dot-product peak: no SIMD int8 path at this level"),
     }
     println!("f32 FMA peak: {fma:.0} GFLOPS");
+    if let (Some(p), Some(b)) = (int8, peak::q8_block_gops(level)) {
+        println!(
+            "int8 ceiling of a Q8_0 block (8 vpdpbusd, then add, convert, scale product, FMA): {b:.0} GOPS = {:.0}% of the \
+             peak",
+            100.0 * b / p
+        );
+    }
     let pool = ThreadPool::new(1);
     let mut scratch = MatmulScratch::new();
     let mut rnd = common::xorshift();
@@ -96,7 +103,10 @@ mod peak {
     use super::SimdLevel;
     use std::time::Instant;
 
-    const STEPS: u64 = 20_000_000;
+    const STEPS: u64 = 5_000_000;
+    /// Rounds over the 12 accumulators per step: one opaque input a step (so the loop is not folded away), enough
+    /// instructions per step that its load does not slow the loop.
+    const ROUNDS: usize = 4;
 
     /// Best of 3 runs of `f`, which does `ops` operations.
     fn best(ops: f64, f: impl Fn() -> f32) -> f64 {
@@ -115,11 +125,29 @@ mod peak {
         {
             if level >= SimdLevel::Avx512Vnni {
                 // SAFETY: the table's level proves AVX-512 F/BW/VL/VNNI.
-                return Some(best(12.0 * STEPS as f64 * 128.0, || unsafe { x86::vnni512() }));
+                return Some(best((12 * ROUNDS) as f64 * STEPS as f64 * 128.0, || unsafe { x86::vnni512() }));
             }
             if level >= SimdLevel::Avx2 {
                 // SAFETY: the table's level proves AVX2.
-                return Some(best(12.0 * STEPS as f64 * 64.0, || unsafe { x86::maddubs256() }));
+                return Some(best((12 * ROUNDS) as f64 * STEPS as f64 * 64.0, || unsafe {
+                    x86::maddubs256()
+                }));
+            }
+        }
+        let _ = level;
+        None
+    }
+
+    /// The int8 rate of the packed kernel's block pattern (AVX-512 VNNI only): per block of 32 and activation row, 8
+    /// `vpdpbusd` in two chains, their sum converted to f32, the weight scales times the activation scale, one FMA;
+    /// 8 activation rows a step with inputs in registers. The multiply and the FMA share the FMA pipes with
+    /// `vpdpbusd`, so this is the packed kernel's ceiling with llama.cpp's Q8_0 numerics (per-block scales).
+    pub fn q8_block_gops(level: SimdLevel) -> Option<f64> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if level >= SimdLevel::Avx512Vnni {
+                // SAFETY: the table's level proves AVX-512 F/BW/VNNI and FMA.
+                return Some(best(8.0 * STEPS as f64 * 8.0 * 128.0, || unsafe { x86::q8_block512() }));
             }
         }
         let _ = level;
@@ -132,20 +160,22 @@ mod peak {
         {
             if level >= SimdLevel::Avx512Vnni {
                 // SAFETY: the table's level proves AVX-512 F.
-                return best(12.0 * STEPS as f64 * 32.0, || unsafe { x86::fma512() });
+                return best((12 * ROUNDS) as f64 * STEPS as f64 * 32.0, || unsafe { x86::fma512() });
             }
             if level >= SimdLevel::Avx2 {
                 // SAFETY: the table's level proves AVX2 and FMA.
-                return best(12.0 * STEPS as f64 * 16.0, || unsafe { x86::fma256() });
+                return best((12 * ROUNDS) as f64 * STEPS as f64 * 16.0, || unsafe { x86::fma256() });
             }
         }
         let _ = level;
-        best(12.0 * STEPS as f64 * 2.0, || {
+        best((12 * ROUNDS) as f64 * STEPS as f64 * 2.0, || {
             let mut acc = [0f32; 12];
             for i in 0..STEPS {
                 let x = std::hint::black_box(i as f32);
-                for a in acc.iter_mut() {
-                    *a = x.mul_add(0.5, *a);
+                for _ in 0..ROUNDS {
+                    for a in acc.iter_mut() {
+                        *a = x.mul_add(0.5, *a);
+                    }
                 }
             }
             acc.iter().sum()
@@ -154,7 +184,7 @@ mod peak {
 
     #[cfg(target_arch = "x86_64")]
     mod x86 {
-        use super::STEPS;
+        use super::{ROUNDS, STEPS};
         use std::arch::x86_64::*;
 
         /// # Safety
@@ -165,27 +195,62 @@ mod peak {
             let mut acc = [_mm512_setzero_si512(); 12];
             for _ in 0..STEPS {
                 let b = std::hint::black_box(b);
-                for x in acc.iter_mut() {
-                    *x = _mm512_dpbusd_epi32(*x, a, b);
+                for _ in 0..ROUNDS {
+                    for x in acc.iter_mut() {
+                        *x = _mm512_dpbusd_epi32(*x, a, b);
+                    }
                 }
             }
             acc.iter().map(|&x| _mm512_reduce_add_epi32(x) as f32).sum()
         }
 
         /// # Safety
+        /// The CPU has AVX-512 F/BW/VNNI and FMA.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
+        pub unsafe fn q8_block512() -> f32 {
+            let w: [__m512i; 8] = std::array::from_fn(|k| _mm512_set1_epi8(k as i8 + 1));
+            let dw = _mm512_set1_ps(0.01);
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for i in 0..STEPS {
+                // Each row its own activations and scale, so no row's work can be shared with another's.
+                let a: [__m512i; 8] =
+                    std::hint::black_box(std::array::from_fn(|r| _mm512_set1_epi32(i as i32 + r as i32)));
+                let da: [__m512; 8] =
+                    std::hint::black_box(std::array::from_fn(|r| _mm512_set1_ps(r as f32 + 0.5)));
+                for ((acc, &a), &da) in acc.iter_mut().zip(&a).zip(&da) {
+                    let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                    for k in 0..4 {
+                        s0 = _mm512_dpbusd_epi32(s0, w[k], a);
+                        s1 = _mm512_dpbusd_epi32(s1, w[4 + k], a);
+                    }
+                    let si = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                    *acc = _mm512_fmadd_ps(si, _mm512_mul_ps(dw, da), *acc);
+                }
+            }
+            acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+        }
+
+        /// # Safety
         /// The CPU has AVX2.
         #[target_feature(enable = "avx2")]
         pub unsafe fn maddubs256() -> f32 {
-            let (a, ones) = (_mm256_set1_epi8(3), _mm256_set1_epi16(1));
-            let mut acc = [_mm256_setzero_si256(); 12];
+            // The multiply instruction's own rate: `vpmaddubsw` summed with `vpaddw` (the kernels' Q4 blocks; Q8_0
+            // blocks add a `vpsignb` pair and a `vpmaddwd`). Six different weight vectors and a new activation vector
+            // each round, so no product is computed once and reused (the products do not depend on the accumulators).
+            let a: [__m256i; 6] = std::array::from_fn(|k| _mm256_set1_epi8(k as i8 + 2));
+            let step = _mm256_set1_epi8(1);
+            let mut acc = [_mm256_setzero_si256(); 6];
             for i in 0..STEPS {
-                let b = _mm256_set1_epi8(std::hint::black_box(i as i8));
-                for x in acc.iter_mut() {
-                    *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+                let mut b = _mm256_set1_epi8(std::hint::black_box(i as i8));
+                for _ in 0..2 * ROUNDS {
+                    for (x, &a) in acc.iter_mut().zip(&a) {
+                        *x = _mm256_add_epi16(*x, _mm256_maddubs_epi16(a, b));
+                    }
+                    b = _mm256_add_epi8(b, step);
                 }
             }
             let mut out = [0i32; 8];
-            let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
+            let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi16(s, x));
             // SAFETY: `out` is 32 writable bytes.
             unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), s) };
             out.iter().map(|&x| x as f32).sum()
@@ -199,8 +264,10 @@ mod peak {
             let mut acc = [_mm512_setzero_ps(); 12];
             for _ in 0..STEPS {
                 let b = std::hint::black_box(b);
-                for x in acc.iter_mut() {
-                    *x = _mm512_fmadd_ps(*x, a, b);
+                for _ in 0..ROUNDS {
+                    for x in acc.iter_mut() {
+                        *x = _mm512_fmadd_ps(*x, a, b);
+                    }
                 }
             }
             acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
@@ -214,8 +281,10 @@ mod peak {
             let mut acc = [_mm256_setzero_ps(); 12];
             for _ in 0..STEPS {
                 let b = std::hint::black_box(b);
-                for x in acc.iter_mut() {
-                    *x = _mm256_fmadd_ps(*x, a, b);
+                for _ in 0..ROUNDS {
+                    for x in acc.iter_mut() {
+                        *x = _mm256_fmadd_ps(*x, a, b);
+                    }
                 }
             }
             let mut out = [0f32; 8];
