@@ -8,7 +8,9 @@
 #                                              # AMX) against edgevl under EDGEVL_MAX_SIMD=avx2
 #   DEPTH=0 scripts/bench-vs-llamacpp.sh       # skip the rows at depth (llama-bench -d): the
 #                                              # 2.7B's tg at DEPTH_TG=1844 and pp at DEPTH_PP=1344
-#                                              # (the 768x1536 image's prompt, spec section 3)
+#                                              # (the 768x1536 image's prompt, spec section 3),
+#                                              # the latter also over a q8_0 KV cache (llama.cpp
+#                                              # -ctk q8_0 -ctv q8_0 -fa 1, edgevl --cache-type q8_0)
 #
 # Models: SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh), a random-weight LLaMA with
 # BlueLM-V-3B's shape in Q4_0 and a random SigLIP-so400m mmproj in Q8_0 (`edgevl gen-random`,
@@ -63,24 +65,30 @@ trap 'rm -rf "$OUT"' EXIT
 # The edgevl binary with the variant's environment, as a command line (so /usr/bin/time can run it too).
 EDGEVL=(env "${EDGEVL_ENV[@]}" "$EDGEVL_BIN")
 edgevl() { "${EDGEVL[@]}" "$@"; }
-run_pair() { # name model p n depth
-  local name=$1 model=$2 p=$3 n=$4 d=$5
-  log "$name: llama-bench -p $p -n $n -d $d -r $R -t $T -fa 0,1"
+run_pair() { # name model p n depth [cache type: llama.cpp -ctk/-ctv with flash attention, edgevl --cache-type]
+  local name=$1 model=$2 p=$3 n=$4 d=$5 ctype=${6:-}
+  local fa=(-fa 0,1) ours=()
+  # llama.cpp keeps a quantised V cache only with flash attention on.
+  [ -n "$ctype" ] && fa=(-fa 1 -ctk "$ctype" -ctv "$ctype") && ours=(--cache-type "$ctype")
+  log "$name: llama-bench -p $p -n $n -d $d -r $R -t $T ${fa[*]}"
   # Also the scripted check that llama.cpp loads the file: a failure here stops the script.
   /usr/bin/time -v -o "$OUT/$name.lcpp.time" \
-    "$LLAMA_BENCH" -m "$model" -p "$p" -n "$n" -d "$d" -r "$R" -t "$T" -fa 0,1 -o json >"$OUT/$name.lcpp.json"
-  log "$name: edgevl bench -p $p -n $n -d $d -r $R -t $T"
+    "$LLAMA_BENCH" -m "$model" -p "$p" -n "$n" -d "$d" -r "$R" -t "$T" "${fa[@]}" -o json >"$OUT/$name.lcpp.json"
+  log "$name: edgevl bench -p $p -n $n -d $d -r $R -t $T ${ours[*]}"
   /usr/bin/time -v -o "$OUT/$name.edgevl.time" \
-    "${EDGEVL[@]}" bench -m "$model" -p "$p" -n "$n" -d "$d" -r "$R" -t "$T" --json --no-bandwidth >"$OUT/$name.edgevl.json"
+    "${EDGEVL[@]}" bench -m "$model" -p "$p" -n "$n" -d "$d" -r "$R" -t "$T" "${ours[@]}" --json --no-bandwidth \
+    >"$OUT/$name.edgevl.json"
   # The bandwidth probe separately, so its buffer stays out of the measured peak RSS; the
   # roofline it gives counts the cache read at depth d (same -c as the run above).
-  edgevl bench -m "$model" -p 0 -n "$n" -d "$d" -r 1 -t "$T" --json >"$OUT/$name.bw.json"
+  edgevl bench -m "$model" -p 0 -n "$n" -d "$d" -r 1 -t "$T" "${ours[@]}" --json >"$OUT/$name.bw.json"
 }
 run_pair smollm2-135m-q4_1 "$SMOL" "$P" "$N" 0
 run_pair bluelm-v-3b-q4_0 "$BLUE" "$P" "$N" 0
 if [ "$DEPTH" != 0 ]; then
   run_pair bluelm-v-3b-q4_0.d$DEPTH_TG "$BLUE" 0 "$N" "$DEPTH_TG"
   run_pair bluelm-v-3b-q4_0.d$DEPTH_PP "$BLUE" "$P" 0 "$DEPTH_PP"
+  # The paper's INT8 KV cache: the image prompt's prefill over a q8_0 cache.
+  run_pair bluelm-v-3b-q4_0-kv-q8_0.d$DEPTH_PP "$BLUE" "$P" 0 "$DEPTH_PP" q8_0
 fi
 
 # --- the ViT ---------------------------------------------------------------------------------
