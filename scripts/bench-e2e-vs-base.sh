@@ -7,13 +7,15 @@
 #   scripts/bench-e2e-vs-base.sh              # BASE=d085959 R=1 T=2 INT8=1
 #   BASE=<commit> R=3 scripts/bench-e2e-vs-base.sh
 #   INT8=0 scripts/bench-e2e-vs-base.sh       # without the third row (this checkout with --vit-int8)
+#   KVQ8=0 scripts/bench-e2e-vs-base.sh       # without the fourth (this checkout with a q8_0 KV cache,
+#                                             # the paper's INT8 cache)
 #
 # Each run is `edgevl bench -m <2.7B Q4_0> --mmproj <so400m Q8_0> --image <768x1536> -n 32 -t T
-# -c 4096 --vit-batch 4 --chunk 128 --typing-s 5 --json` (f16 KV cache); the table gives medians of R.
+# -c 4096 --vit-batch 4 --chunk 128 --typing-s 5 --json` (f16 KV cache; the q8_0 row adds --cache-type q8_0); the table gives medians of R.
 # The base is built from a git worktree in the cache (kept for the next run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-d085959} R=${R:-1} T=${T:-2} INT8=${INT8:-1}
+BASE=${BASE:-d085959} R=${R:-1} T=${T:-2} INT8=${INT8:-1} KVQ8=${KVQ8:-1}
 CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}"
 log() { echo "bench-e2e: $*" >&2; }
 
@@ -50,12 +52,13 @@ png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 
 open(sys.argv[1], "wb").write(png + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
 PY
 
-builds=(base head); [ "$INT8" = 1 ] && builds+=(int8)
+builds=(base head); [ "$INT8" = 1 ] && builds+=(int8); [ "$KVQ8" = 1 ] && builds+=(kvq8)
 for i in $(seq 1 "$R"); do
   for which in "${builds[@]}"; do
     bin=$HEAD_BIN; extra=()
     [ "$which" = base ] && bin=$BASE_BIN
     [ "$which" = int8 ] && extra=(--vit-int8)
+    [ "$which" = kvq8 ] && extra=(--cache-type q8_0)
     log "$which: run $i/$R"
     "$bin" bench -m "$BLUE" --mmproj "$SO400M" --image "$IMG" -n 32 -t "$T" -c 4096 --vit-batch 4 \
       --chunk 128 --typing-s 5 "${extra[@]}" --json >"$OUT/$which.$i.json"
@@ -80,15 +83,18 @@ def row(rs):
 import os
 b, h = row(runs("base")), row(runs("head"))
 i8 = row(runs("int8")) if os.path.exists(f"{out}/int8.1.json") else None
+q8 = row(runs("kvq8")) if os.path.exists(f"{out}/kvq8.1.json") else None
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"768x1536 image: {h['views']} views, {h['tokens']} image tokens; 2.7B Q4_0 + so400m Q8_0 (random weights), "
-      f"f16 KV cache, {threads} threads, median of {reps}; CPU: {cpu}")
+      f"f16 KV cache unless said, {threads} threads, median of {reps}; CPU: {cpu}")
 print()
 print("| build | load | image (9 views) | prefill | decode | TTFT, image encoded ahead (5 s typing) | TTFT, on demand |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 rows = [(f"{base} ({base_sha[:7]})", b), (f"this ({head_sha[:7]})", h)]
 if i8:
     rows.append((f"this, --vit-int8", i8))
+if q8:
+    rows.append((f"this, q8_0 KV cache", q8))
 for name, r in rows:
     print(f"| {name} | {r['load']:.2f} s | {r['image']:.1f} s | {r['prefill']:.1f} s ({r['pp']:.1f} tok/s) | "
           f"{r['tg']:.1f} tok/s | {r['ahead']:.1f} s | {r['demand']:.1f} s |")

@@ -134,10 +134,11 @@ mod tests {
     }
 
     #[test]
-    fn q8_0_cache_matches_llama_cpp_scores_in_f64_at_every_thread_count() {
+    fn q8_0_cache_matches_llama_cpp_scores_in_f64_at_every_level_and_thread_count() {
         // Odd batch sizes and depths, grouped and ungrouped heads, blocks of queries cut at QUERY_BLOCK.
-        let k = Kernels::detect();
-        for (m, pos0, hd, n_head, n_head_kv) in [(64, 0, 32, 6, 2), (65, 37, 64, 3, 3), (131, 201, 32, 4, 1)]
+        let cases = [(64, 0, 32, 6, 2), (65, 37, 64, 3, 3), (131, 201, 32, 4, 1)];
+        for (k, (m, pos0, hd, n_head, n_head_kv)) in
+            Kernels::all_levels().into_iter().flat_map(|k| cases.map(|c| (k.clone(), c)))
         {
             let (n, kv_dim) = (pos0 + m, n_head_kv * hd);
             let mut cache = KvCache::new(1, n, kv_dim, hd, KvType::Q8_0).expect("cache");
@@ -159,7 +160,7 @@ mod tests {
                 .all(|r| r.iter().map(|v| v.to_bits()).eq(runs[0].iter().map(|v| v.to_bits()))));
             let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
             let err = runs[0].iter().zip(&want).fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs())) / scale;
-            assert!(err < 1e-5, "m {m} pos0 {pos0} hd {hd}: relative error {err:e}");
+            assert!(err < 1e-5, "{:?} m {m} pos0 {pos0} hd {hd}: relative error {err:e}", k.level());
         }
     }
 }
