@@ -189,20 +189,20 @@ fn q8_0_scores(
     qq: &mut Vec<u8>,
     s: &mut [f32],
 ) {
-    const PASS: usize = 4;
+    const QUERIES: usize = 4; // the most activation rows the format's `dot` takes
+    const KEYS: usize = 64; // keys a `dot` call
     qq.resize(rows * head_bytes, 0);
     let quantize = k.quantizer(VecDotType::Q8_0);
     for (r, qr) in qq.chunks_exact_mut(head_bytes).enumerate() {
         quantize.quantize(&q[r * qd..][..hd], qr);
     }
     let dot = k.format(DType::Q8_0);
-    let mut pass = [0f32; PASS * 64];
-    for (r0, (qs, sr)) in qq.chunks(PASS * head_bytes).zip(s.chunks_mut(PASS * cols)).enumerate() {
+    let mut pass = [0f32; QUERIES * KEYS];
+    for (qs, sr) in qq.chunks(QUERIES * head_bytes).zip(s.chunks_mut(QUERIES * cols)) {
         let n_act = qs.len() / head_bytes;
-        debug_assert!(r0 * PASS + n_act <= rows);
-        // Keys 64 at a time: `pass[j * n_act + i]` holds query i's score with key j0 + j.
-        for j0 in (0..cols).step_by(64) {
-            let nj = (cols - j0).min(64);
+        // `pass[j * n_act + i]` holds query i's score with key j0 + j.
+        for j0 in (0..cols).step_by(KEYS) {
+            let nj = (cols - j0).min(KEYS);
             let out = &mut pass[..nj * n_act];
             dot.dot(&keys[j0 * head_bytes..], head_bytes, qs, head_bytes, n_act, out);
             for (i, srow) in sr.chunks_exact_mut(cols).enumerate() {
