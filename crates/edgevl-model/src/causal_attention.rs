@@ -78,59 +78,31 @@ pub(crate) fn attend_q8_0(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attention_reference::{causal_f64, values};
     use crate::kv_cache::{KvCache, KvPlanes, KvType};
     use edgevl_kernels::formats::dequantize_act;
     use edgevl_kernels::{Kernels, ThreadPool, VecDotType};
 
-    fn values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
-
     /// llama.cpp's attention over a q8_0 cache in f64: each query head's row rounded to Q8_0 (by `k`'s quantiser),
-    /// keys and values dequantised, scores scaled by `1 / sqrt(hd)`, an exact softmax.
+    /// keys and values dequantised, then [`causal_f64`].
     fn reference(k: &Kernels, sh: CausalShape, q: &[f32], p: &Q8Planes) -> Vec<f64> {
-        let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
+        let CausalShape { m, pos0, hd, n_head_kv, .. } = sh;
         let n_ctx = pos0 + m;
-        let widen = |plane: &[u8], g: usize| {
-            let mut out = vec![0f32; n_ctx * hd];
-            k.format(DType::Q8_0).dequantize(&plane[p.head_rows(g, n_ctx)], &mut out);
-            out
-        };
-        let keys: Vec<Vec<f32>> = (0..n_head_kv).map(|g| widen(&p.k[0], g)).collect();
-        let vals: Vec<Vec<f32>> = (0..n_head_kv).map(|g| widen(&p.v[0], g)).collect();
-        let mut out = vec![0f64; m * n_head * hd];
-        let (mut qq, mut qr) = (vec![0u8; p.head_bytes], vec![0f32; hd]);
-        for i in 0..m {
-            for h in 0..n_head {
-                let g = h / (n_head / n_head_kv);
-                k.quantizer(VecDotType::Q8_0).quantize(&q[(i * n_head + h) * hd..][..hd], &mut qq);
-                dequantize_act(VecDotType::Q8_0, &qq, &mut qr);
-                let n = pos0 + i + 1;
-                let s: Vec<f64> = (0..n)
-                    .map(|j| {
-                        let key = &keys[g][j * hd..][..hd];
-                        qr.iter().zip(key).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                for d in 0..hd {
-                    let o: f64 = (0..n).map(|j| e[j] * vals[g][j * hd + d] as f64).sum();
-                    out[(i * n_head + h) * hd + d] = o / sum;
-                }
+        let widen = |plane: &[u8]| {
+            let mut out = vec![0f32; n_head_kv * n_ctx * hd];
+            for (g, o) in out.chunks_exact_mut(n_ctx * hd).enumerate() {
+                k.format(DType::Q8_0).dequantize(&plane[p.head_rows(g, n_ctx)], o);
             }
+            out.into_iter().map(f64::from).collect::<Vec<_>>()
+        };
+        let (mut qq, mut qr) = (vec![0u8; p.head_bytes], vec![0f32; hd]);
+        let mut rounded = Vec::with_capacity(q.len());
+        for row in q.chunks_exact(hd) {
+            k.quantizer(VecDotType::Q8_0).quantize(row, &mut qq);
+            dequantize_act(VecDotType::Q8_0, &qq, &mut qr);
+            rounded.extend(qr.iter().map(|&v| f64::from(v)));
         }
-        out
+        causal_f64(sh, &rounded, &widen(&p.k[0]), &widen(&p.v[0]))
     }
 
     #[test]

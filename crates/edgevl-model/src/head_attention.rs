@@ -34,8 +34,6 @@ pub(crate) struct HeadsKv {
     n: usize,
     /// Width of a head.
     hd: usize,
-    /// Whether `kt` was filled (see [`HeadsKv::fill`]).
-    keys: bool,
 }
 
 impl HeadsKv {
@@ -53,7 +51,7 @@ impl HeadsKv {
         let klen = if keys { len } else { 0 };
         self.kt.resize(n_head_kv * klen, 0.0);
         self.v.resize(n_head_kv * len, 0.0);
-        (self.n, self.hd, self.keys) = (n, hd, keys);
+        (self.n, self.hd) = (n, hd);
         let (kt, v) = (DisjointSlice::new(&mut self.kt), DisjointSlice::new(&mut self.v));
         cx.pool.run(n_head_kv, &|g| {
             // SAFETY: task g alone takes head g's matrices.
@@ -65,7 +63,7 @@ impl HeadsKv {
     /// Head `g`'s `K^T` (empty when filled without keys) and `V`.
     fn head(&self, g: usize) -> (&[f32], &[f32]) {
         let len = self.n * self.hd;
-        let klen = if self.keys { len } else { 0 };
+        let klen = if self.kt.is_empty() { 0 } else { len };
         (&self.kt[g * klen..][..klen], &self.v[g * len..][..len])
     }
 }

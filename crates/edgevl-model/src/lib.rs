@@ -5,6 +5,8 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(test)]
+mod attention_reference;
 mod causal_attention;
 mod compute;
 mod decoder;

@@ -112,48 +112,8 @@ pub(crate) fn attend(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attention_reference::{causal_f64, values};
     use edgevl_kernels::{Kernels, ThreadPool};
-
-    /// Uniform values in `[-scale, scale)` from a fixed linear congruential sequence.
-    fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
-
-    /// The attention of every query and head in f64 from the same f16 cache (head-major, `pos0 + m`
-    /// positions).
-    fn reference(sh: CausalShape, q: &[f32], keys: &[f16], vals: &[f16]) -> Vec<f64> {
-        let CausalShape { m, pos0, hd, n_head, n_head_kv } = sh;
-        let n_ctx = pos0 + m;
-        let mut out = vec![0f64; m * n_head * hd];
-        for i in 0..m {
-            for h in 0..n_head {
-                let off = h / (n_head / n_head_kv) * n_ctx * hd;
-                let n = pos0 + i + 1;
-                let s: Vec<f64> = (0..n)
-                    .map(|j| {
-                        (0..hd)
-                            .map(|d| q[i * n_head * hd + h * hd + d] as f64 * keys[off + j * hd + d].to_f64())
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let p: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                let sum: f64 = p.iter().sum();
-                for d in 0..hd {
-                    out[(i * n_head + h) * hd + d] =
-                        (0..n).map(|j| p[j] * vals[off + j * hd + d].to_f64()).sum::<f64>() / sum;
-                }
-            }
-        }
-        out
-    }
 
     #[test]
     fn matches_an_f64_reference_at_every_thread_count_bit_for_bit() {
@@ -165,7 +125,9 @@ mod tests {
             let keys: Vec<f16> = values(1, 2 * n * hd, 2.0).into_iter().map(f16::from_f32).collect();
             let vals: Vec<f16> = values(2, 2 * n * hd, 1.0).into_iter().map(f16::from_f32).collect();
             let q = values(3, m * 6 * hd, 1.0);
-            let want = reference(sh, &q, &keys, &vals);
+            let wide = |x: &[f16]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+            let q64: Vec<f64> = q.iter().map(|&v| v as f64).collect();
+            let want = causal_f64(sh, &q64, &wide(&keys), &wide(&vals));
             let mut runs = Vec::new();
             for threads in [1, 2, 3] {
                 let pool = ThreadPool::new(threads);
