@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_mmproj  # noqa: E402
 import vlm  # noqa: E402
 import vqa_data as data  # noqa: E402
-from row_oracle import SHIPPED, first_token, shape_words  # noqa: E402
+from row_oracle import SHIPPED, first_token, shape_words, val_images  # noqa: E402
 
 def targets(llm, words, filler, rest, rest_weight):
     """(target embeddings [n_rows, 576], weights [n_rows]) for one image's rows: the object cells' words; the
@@ -49,23 +49,19 @@ def targets(llm, words, filler, rest, rest_weight):
 
 
 def score(llm, pr, model, items, label):
-    """Greedy answers to the items' questions; strict and lenient hits per type."""
-    tally = {}
-    t0 = time.time()
-    examples = []
-    for img, qs in items:
+    """Greedy answers to the items' questions: strict, lenient and `contains` hits per type (`vqa_data.tally`)."""
+    tally, examples, t0 = {}, [], time.time()
+    for img, qs, _ in items:
         with torch.no_grad():
             rows = model(vlm.views(img, "relaxed", 1))
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)
         for q, a in zip(qs, answers):
-            t = tally.setdefault(q["type"], [0, 0, 0])
-            t[0] += data.normalise(a) == data.normalise(q["answer"])
-            t[1] += data.lenient(a, q["answer"], q["type"])
-            t[2] += 1
+            data.tally(tally, q, a)
             if len(examples) < 8:
                 examples.append((q["question"], q["answer"], a))
     print(f"{label} ({time.time() - t0:.0f} s): " + ", ".join(
-        f"{k} {s}/{l}/{n}" for k, (s, l, n) in sorted(tally.items())) + "  (strict/lenient/questions)", file=sys.stderr)
+        f"{k} {t['strict']}/{t['lenient']}/{t['questions']}" for k, t in sorted(tally.items()))
+        + "  (strict/lenient/questions)", file=sys.stderr)
     for e in examples:
         print(f"  {e}", file=sys.stderr)
     return tally
@@ -95,12 +91,9 @@ def main():
     llm, pr = vlm.load_llm(torch.float32), vlm.Prompter()
     filler = a.filler if a.filler in (None, "keep") else first_token(pr, a.filler)
     start = copy.deepcopy(model.proj).requires_grad_(False)
-    emb_unit = F.normalize(llm.p("model.embed_tokens.weight"), dim=-1)
+    emb_unit = F.normalize(llm.p("model.embed_tokens.weight"), dim=-1) if a.loss == "nearest" else None
 
-    items = []
-    for i in range(a.eval):
-        img, qs, _ = data.sample("val", "shapes", i, small=True)
-        items.append((img, [q for q in qs if q["type"] in ("colour", "shape", "count")]))
+    items = val_images("shapes", a.eval)
     before = score(llm, pr, model, items, "shipped projector")
 
     for p in model.vit.parameters():
@@ -123,15 +116,15 @@ def main():
             with torch.no_grad():
                 rest = start(merged).reshape(-1, vlm.LLM_DIM)  # (with --train-vit, of the moving features)
             words = shape_words(pr, img, meta)
+            on = [r for r, _ in words]
             tgt, w = targets(llm, words, filler, rest, a.rest_weight)
             err = ((rows - tgt) ** 2).sum(-1) / (tgt ** 2).sum(-1).clamp_min(1e-6)
             this = (err * w).sum() / w.sum().clamp_min(1.0)
             if a.loss == "nearest" and words:  # plus cross entropy of the word rows' cosine to every token
-                logits = F.normalize(rows[[r for r, _ in words]], dim=-1) @ emb_unit.T / 0.05
+                logits = F.normalize(rows[on], dim=-1) @ emb_unit.T / 0.05
                 this = this + F.cross_entropy(logits, torch.tensor([t for _, t in words]))
             loss = loss + this / n
-            on = w == 1.0
-            obj = 0.99 * obj + 0.01 * err[on].mean().item() if on.any() else obj
+            obj = 0.99 * obj + 0.01 * err[on].mean().item() if on else obj
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

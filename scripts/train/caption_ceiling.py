@@ -40,19 +40,8 @@ def main():
         rows = llm.embed(pr.encode(caption(a.task, meta)))
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], a.max_new)
         for q, ans in zip(qs, answers):
-            s = score.setdefault(q["type"], {"strict": 0, "lenient": 0, "contains": 0, "questions": 0})
-            s["questions"] += 1
-            s["strict"] += int(data.normalise(ans) == data.normalise(q["answer"]))
-            s["lenient"] += int(data.lenient(ans, q["answer"], q["type"]))
-            s["contains"] += int(contains(ans, q["answer"]))
+            data.tally(score, q, ans)
     print(json.dumps(score, indent=1))
-
-
-def contains(text, answer):
-    """Whether the answer's words appear in the first line of the text, read as the lenient score reads it (a
-    sign's text copied inside a sentence, 'The sign says "535" and ...', which the strict and lenient scores of a
-    sign count as wrong)."""
-    return f" {data.normalise(answer)} " in data.first_line_words(text)
 
 
 def caption(task, meta):

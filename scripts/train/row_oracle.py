@@ -83,6 +83,19 @@ def sign_words(pr, img, meta, phrase):
     return out
 
 
+ORACLE_TYPES = ("colour", "shape", "count")  # the shapes questions whose answer a caption of the objects holds
+
+
+def val_images(task, n):
+    """[(image, questions, metadata)] of the first `n` held-out (val) images of `task`, small, one view each; for
+    shapes, the questions of `ORACLE_TYPES` only."""
+    out = []
+    for i in range(n):
+        img, qs, meta = data.sample("val", task, i, small=True)
+        out.append((img, [q for q in qs if task != "shapes" or q["type"] in ORACLE_TYPES], meta))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["shapes", "ocr"], required=True)
@@ -99,10 +112,7 @@ def main():
     llm, pr = vlm.load_llm(torch.float32), vlm.Prompter()
     emb = llm.p("model.embed_tokens.weight")
     tally, rows_out, t0 = {}, [], time.time()
-    for i in range(a.images):
-        img, qs, meta = data.sample("val", a.task, i, small=True)
-        if a.task == "shapes":
-            qs = [q for q in qs if q["type"] in ("colour", "shape", "count")]
+    for i, (img, qs, meta) in enumerate(val_images(a.task, a.images)):
         with torch.no_grad():
             rows = model(vlm.views(img, "relaxed", 1)).clone()
         if a.rest == "blank":
@@ -113,10 +123,7 @@ def main():
                 rows[r] = emb[t]
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)
         for q, ans in zip(qs, answers):
-            t = tally.setdefault(q["type"], {"strict": 0, "contains": 0, "questions": 0})
-            t["strict"] += data.normalise(ans) == data.normalise(q["answer"])
-            t["contains"] += f" {data.normalise(q['answer'])} " in data.first_line_words(ans)
-            t["questions"] += 1
+            data.tally(tally, q, ans)
             rows_out.append({"index": i, "question": q["question"], "answer": q["answer"], "llm": ans})
         print(f"{i + 1} images, {time.time() - t0:.0f} s", file=sys.stderr, end="\r")
     summary = {"task": a.task, "words": a.words, "rest": a.rest, "images": a.images, "per_type": tally}

@@ -302,6 +302,22 @@ def lenient(text, answer, kind):
     return not any(f" {o} " in t for o in others)
 
 
+
+def contains(text, answer):
+    """Whether the answer's words appear in the first line of the text, read as the lenient score reads it (a
+    sign's text copied inside a sentence, 'The sign says "535" and ...', which the strict and lenient scores of a
+    sign count as wrong)."""
+    return f" {normalise(answer)} " in first_line_words(text)
+
+
+def tally(score, q, answer):
+    """Counts one answer to question `q` into `score[q["type"]]`: strict, lenient and `contains` hits, questions."""
+    s = score.setdefault(q["type"], {"strict": 0, "lenient": 0, "contains": 0, "questions": 0})
+    s["questions"] += 1
+    s["strict"] += int(normalise(answer) == normalise(q["answer"]))
+    s["lenient"] += int(lenient(answer, q["answer"], q["type"]))
+    s["contains"] += int(contains(answer, q["answer"]))
+
 if __name__ == "__main__":
     import os
     import sys
