@@ -8,8 +8,10 @@ projector learnt "answer with a colour word", not which one. This script trains 
 at an object's centre -> the embedding of its colour word (" red"), the next row -> its shape word (" triangle"),
 the rows `row_oracle.py --words cells` fills; every other row -> one filler token's embedding, or the shipped
 projector's own row (`--filler keep`), or free. Then it asks the frozen LLM the held-out (val) colour / shape /
-count questions with the shipped projector and with the trained one, on the same images, and prints strict and
-lenient scores per type.
+count questions with the starting projector (`--init`, the shipped one by default) and with the trained one, on
+the same images, and prints strict and lenient scores per type. With `--task ocr` the targets are each sign's
+caption fragment (` red sign says "STOP".`, a token a row from three cells before its text, `row_oracle.py --words
+phrase`) and the questions the signs'.
 
     /root/venv-ref/bin/python scripts/train/align_pilot.py --images 3000 --filler keep --rest-weight 0.2 --threads 1
 """
@@ -28,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_mmproj  # noqa: E402
 import vlm  # noqa: E402
 import vqa_data as data  # noqa: E402
-from row_oracle import SHIPPED, first_token, shape_words, val_images  # noqa: E402
+from row_oracle import SHIPPED, first_token, shape_words, sign_words, val_images  # noqa: E402
 
 def targets(llm, words, filler, rest, rest_weight):
     """(target embeddings [n_rows, 576], weights [n_rows]) for one image's rows: the object cells' words; the
@@ -70,7 +72,10 @@ def score(llm, pr, model, items, label):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", default=SHIPPED, help="the mmproj (or train.py checkpoint) to start from")
-    ap.add_argument("--images", type=int, default=2000, help="training images (shapes, small, single view)")
+    ap.add_argument("--task", choices=["shapes", "ocr"], default="shapes",
+                    help="shapes: each object's colour and shape words at its cell; ocr: each sign's caption fragment "
+                    "(' red sign says \"STOP\".', row_oracle.py --words phrase) in consecutive rows from its text")
+    ap.add_argument("--images", type=int, default=2000, help="training images (small, single view)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--filler", default=None,
@@ -93,8 +98,8 @@ def main():
     start = copy.deepcopy(model.proj).requires_grad_(False)
     emb_unit = F.normalize(llm.p("model.embed_tokens.weight"), dim=-1) if a.loss == "nearest" else None
 
-    items = val_images("shapes", a.eval)
-    before = score(llm, pr, model, items, "shipped projector")
+    items = val_images(a.task, a.eval)
+    before = score(llm, pr, model, items, "starting projector")
 
     for p in model.vit.parameters():
         p.requires_grad_(a.train_vit)
@@ -108,14 +113,14 @@ def main():
         loss = 0.0
         n = min(a.batch, a.images - seen)
         for j in range(n):
-            img, _, meta = data.sample("train", "shapes", a.offset + seen + j, small=True)
+            img, _, meta = data.sample("train", a.task, a.offset + seen + j, small=True)
             with torch.set_grad_enabled(a.train_vit):
                 feats = model.features(vlm.views(img, "relaxed", 1))
             merged = vlm.merge_2x2(feats)
             rows = model.proj(merged).reshape(-1, vlm.LLM_DIM)
             with torch.no_grad():
                 rest = start(merged).reshape(-1, vlm.LLM_DIM)  # (with --train-vit, of the moving features)
-            words = shape_words(pr, img, meta)
+            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, True)
             on = [r for r, _ in words]
             tgt, w = targets(llm, words, filler, rest, a.rest_weight)
             err = ((rows - tgt) ** 2).sum(-1) / (tgt ** 2).sum(-1).clamp_min(1e-6)
