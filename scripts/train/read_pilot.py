@@ -42,12 +42,11 @@ def window_index(r0, c0, w, h):
     return (rows + torch.arange(c0, c0 + w)[None, :]).reshape(-1)
 
 
-def place(anchor, w, h, rng):
-    """Top-left of a w x h window holding patch `anchor` at a random place inside it, kept on the grid."""
+def place(anchor, w, h, dr, dc):
+    """Top-left of a w x h window holding patch `anchor` `dr` rows and `dc` columns from its corner, kept on the
+    grid."""
     r, c = divmod(anchor, G)
-    r0 = min(max(0, r - rng.randrange(h)), G - h)
-    c0 = min(max(0, c - rng.randrange(w)), G - w)
-    return r0, c0
+    return min(max(0, r - dr), G - h), min(max(0, c - dc), G - w)
 
 
 def sample_view(split, index):
@@ -62,7 +61,7 @@ class Reader(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.vision = vlm.Vision()
-        self.head = torch.nn.Linear(vlm.VIT["hidden"], 1 + len(train.CHARS))
+        self.head = train.dense_head()
 
     def logits(self, pixels, index=None):
         """[n, tokens, classes] for the whole views, or for the tokens `index` [n, k] of each view."""
@@ -86,10 +85,7 @@ def evaluate(model, val, w, h):
             right_full += int(ok.sum())
             total += int(on.sum())
             whole += bool(ok.all())
-            first = int(on.nonzero()[0])
-            r, c = divmod(first, G)
-            r0, c0 = min(max(0, r - 1), G - h), min(max(0, c - 1), G - w)
-            idx = window_index(r0, c0, w, h)
+            idx = window_index(*place(int(on.nonzero()[0]), w, h, 1, 1), w, h)
             tw = t[idx]
             pw = model.logits(px, idx[None])[0].argmax(-1)
             right_win += int((pw[tw > 0] == tw[tw > 0]).sum())
@@ -121,8 +117,7 @@ def main():
     model = Reader()
     if args.init:
         model.vision.vit.load_state_dict(export_mmproj.load_vision_gguf(args.init).vit.state_dict())
-    weight = torch.ones(1 + len(train.CHARS))
-    weight[0] = 0.05  # most patches hold no character (as train.py)
+    weight = train.dense_class_weight()
     val = [sample_view("val", i) for i in range(args.val)]
     val = [(px, t) for px, t in val if (t > 0).any()]
     opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.0)
@@ -139,7 +134,7 @@ def main():
             chars = (t > 0).nonzero()[:, 0].tolist()
             if not chars:
                 continue
-            idx = window_index(*place(rng.choice(chars), w, h, rng), w, h)
+            idx = window_index(*place(rng.choice(chars), w, h, rng.randrange(h), rng.randrange(w)), w, h)
             pixels.append(px)
             index.append(idx)
             target.append(t[idx])
@@ -173,9 +168,7 @@ def save(model, path):
     heads (fresh, but for the dense head trained here), as a checkpoint `train.py --init` resumes from."""
     path = path if os.path.isabs(path) else os.path.join(vlm.TRAIN_CACHE, path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with torch.no_grad():
-        model.vision.proj.fc2.weight.mul_(0.3)
-        model.vision.proj.fc2.bias.zero_()
+    train.scale_fresh_projector(model.vision.proj)
     heads = train.AttributeHeads(vlm.VIT["hidden"])
     heads.dense = model.head
     torch.save({"model": model.vision.state_dict(), "heads": heads.state_dict()}, path + ".part")

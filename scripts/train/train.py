@@ -105,6 +105,25 @@ def char_patch_targets(img, meta):
     return t
 
 
+def dense_head():
+    """Stage 0's per-patch character classifier (`--dense-chars`): no character, or one of CHARS."""
+    return torch.nn.Linear(vlm.VIT["hidden"], 1 + len(CHARS))
+
+
+def dense_class_weight():
+    """Cross-entropy weights of the dense classes: most patches hold no character, so that class weighs 0.05."""
+    w = torch.ones(1 + len(CHARS))
+    w[0] = 0.05
+    return w
+
+
+def scale_fresh_projector(proj):
+    """A fresh projector's output scaled to about the size of SmolLM2's token embeddings (std 0.14)."""
+    with torch.no_grad():
+        proj.fc2.weight.mul_(0.3)
+        proj.fc2.bias.zero_()
+
+
 def attribute_loss(out, tg):
     loss = F.binary_cross_entropy_with_logits(out["pairs"][:, :, 0], tg["pairs"])
     loss = loss + F.cross_entropy(out["task"][:, 0], tg["task"])
@@ -179,12 +198,9 @@ def main():
     model = vlm.Vision()
     heads = AttributeHeads(vlm.VIT["hidden"])
     if args.dense_chars:  # stage 0's per-patch character classes, in the heads' state so a resumed run keeps them
-        heads.dense = torch.nn.Linear(vlm.VIT["hidden"], 1 + len(CHARS))
-    dense_weight = torch.ones(1 + len(CHARS))
-    dense_weight[0] = 0.05  # most patches hold no character
-    with torch.no_grad():  # projector output about the size of SmolLM2's token embeddings (std 0.14)
-        model.proj.fc2.weight.mul_(0.3)
-        model.proj.fc2.bias.zero_()
+        heads.dense = dense_head()
+    dense_weight = dense_class_weight()
+    scale_fresh_projector(model.proj)
     done, cpu0, wall0 = 0, 0.0, 0.0
     opt_state = None
     if os.path.exists(last):

@@ -302,7 +302,6 @@ def lenient(text, answer, kind):
     return not any(f" {o} " in t for o in others)
 
 
-
 def contains(text, answer):
     """Whether the answer's words appear in the first line of the text, read as the lenient score reads it (a
     sign's text copied inside a sentence, 'The sign says "535" and ...', which the strict and lenient scores of a
