@@ -2,7 +2,8 @@
 # Soak `edgevl serve` on loopback: CLIENTS concurrent clients for SECONDS, 20% malformed or
 # hostile (scripts/server_soak.py), against the tiny VLM of tests/fixtures (text and images,
 # nothing to download). Fails on a panic, an answer other than 2xx/4xx/503, a server that does
-# not drain on SIGTERM, or resident memory growing 10% or more after warm-up.
+# not drain on SIGTERM, or the heap in use growing 256 bytes a request or more from idle to idle
+# (scripts/server_soak.py says how).
 # Usage: scripts/soak-server.sh [CLIENTS=32] [SECONDS=600] [extra `edgevl serve` flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

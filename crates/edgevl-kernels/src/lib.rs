@@ -19,6 +19,7 @@ pub mod error;
 pub mod fgemm;
 pub mod formats;
 pub mod gelu;
+pub mod heap;
 pub mod matmul;
 pub mod ops;
 pub mod packed;

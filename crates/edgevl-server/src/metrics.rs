@@ -125,6 +125,14 @@ impl Metrics {
                 rss.to_string(),
             );
         }
+        if let Some(heap) = edgevl_kernels::heap::in_use_bytes() {
+            metric(
+                "edgevl_heap_in_use_bytes",
+                "gauge",
+                "Bytes the C allocator has handed out and not taken back (glibc only).",
+                heap.to_string(),
+            );
+        }
         let _ = writeln!(out, "# HELP edgevl_requests_total Answered requests by path and status.\n# TYPE edgevl_requests_total counter");
         for ((path, code), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "edgevl_requests_total{{path=\"{path}\",code=\"{code}\"}} {n}");
