@@ -37,8 +37,8 @@ fn main() {
     println!("f32 FMA peak: {fma:.0} GFLOPS");
     if let (Some(p), Some(b)) = (int8, peak::q8_block_gops(level)) {
         println!(
-            "int8 ceiling of a Q8_0 block (8 vpdpbusd, then add, convert, scale product, FMA): {b:.0} GOPS = {:.0}% of the \
-             peak",
+            "int8 ceiling of a Q8_0 block (the packed kernel's instruction pattern, q8_block_gops): {b:.0} GOPS = {:.0}% \
+             of the peak",
             100.0 * b / p
         );
     }
@@ -138,16 +138,23 @@ mod peak {
         None
     }
 
-    /// The int8 rate of the packed kernel's block pattern (AVX-512 VNNI only): per block of 32 and activation row, 8
+    /// The int8 rate of the packed kernel's Q8_0 block pattern. AVX-512 VNNI: per block of 32 and activation row, 8
     /// `vpdpbusd` in two chains, their sum converted to f32, the weight scales times the activation scale, one FMA;
     /// 8 activation rows a step with inputs in registers. The multiply and the FMA share the FMA pipes with
-    /// `vpdpbusd`, so this is the packed kernel's ceiling with llama.cpp's Q8_0 numerics (per-block scales).
+    /// `vpdpbusd`. AVX2: per line of 4 k-bytes of 8 weight rows and activation row, the activation broadcast from
+    /// memory, `vpsignb`, `vpmaddubsw`, `vpmaddwd` and `vpaddd` (the sign trick: `vpmaddubsw`'s unsigned operand
+    /// must be `|w|` for the i16 pairs not to saturate), then the same f32 step per block; 4 rows a step. Either
+    /// is the packed kernel's ceiling with llama.cpp's Q8_0 numerics (per-block scales, exact integer dots).
     pub fn q8_block_gops(level: SimdLevel) -> Option<f64> {
         #[cfg(target_arch = "x86_64")]
         {
             if level >= SimdLevel::Avx512Vnni {
                 // SAFETY: the table's level proves AVX-512 F/BW/VNNI and FMA.
                 return Some(best(8.0 * STEPS as f64 * 8.0 * 128.0, || unsafe { x86::q8_block512() }));
+            }
+            if level >= SimdLevel::Avx2 {
+                // SAFETY: the table's level proves AVX2 and FMA.
+                return Some(best(4.0 * STEPS as f64 * 8.0 * 64.0, || unsafe { x86::q8_block256() }));
             }
         }
         let _ = level;
@@ -228,6 +235,41 @@ mod peak {
                 }
             }
             acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+        }
+
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn q8_block256() -> f32 {
+            // Signed weights of 4 lines and their magnitudes (reused by the 4 rows, as in the kernel's passes).
+            let w: [__m256i; 4] =
+                std::array::from_fn(|k| _mm256_set1_epi8(if k % 2 == 0 { 3 } else { -5 } + k as i8));
+            let aw: [__m256i; 4] = std::array::from_fn(|k| _mm256_sign_epi8(w[k], w[k]));
+            let ones = _mm256_set1_epi16(1);
+            let dw = _mm256_set1_ps(0.01);
+            // Each row's 8 activation groups of 4 bytes, read from L1 as the kernel reads its activation blocks.
+            let acts: [i32; 32] = std::array::from_fn(|j| 0x0105_f703 + j as i32);
+            let da: [f32; 4] = [0.5, 1.5, 2.5, 3.5];
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for _ in 0..STEPS {
+                let p = std::hint::black_box(acts.as_ptr());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let mut si = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        // SAFETY: `r * 8 + k < 32`: inside `acts`.
+                        let x = _mm256_set1_epi32(unsafe { p.add(r * 8 + k).read() });
+                        let q = _mm256_maddubs_epi16(aw[k % 4], _mm256_sign_epi8(x, w[k % 4]));
+                        si = _mm256_add_epi32(si, _mm256_madd_epi16(q, ones));
+                    }
+                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(da[r]));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, *acc);
+                }
+            }
+            let mut out = [0f32; 8];
+            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+            // SAFETY: `out` is 32 writable bytes.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+            out.iter().sum()
         }
 
         /// # Safety
