@@ -11,7 +11,8 @@ projector's own row (`--filler keep`), or free. Then it asks the frozen LLM the 
 count questions with the starting projector (`--init`, the shipped one by default) and with the trained one, on
 the same images, and prints strict and lenient scores per type. With `--task ocr` the targets are each sign's
 caption fragment (` red sign says "STOP".`, a token a row from three cells before its text, `row_oracle.py --words
-phrase`) and the questions the signs'.
+phrase`) and the questions the signs'; `--words charcells` writes each character's own token at the cell of its
+centre instead, the frame ' red sign says "' in the cells before the first (`row_oracle.py --words charcells`).
 
     /root/venv-ref/bin/python scripts/train/align_pilot.py --images 3000 --filler keep --rest-weight 0.2 --threads 1
 """
@@ -75,6 +76,9 @@ def main():
     ap.add_argument("--task", choices=["shapes", "ocr"], default="shapes",
                     help="shapes: each object's colour and shape words at its cell; ocr: each sign's caption fragment "
                     "(' red sign says \"STOP\".', row_oracle.py --words phrase) in consecutive rows from its text")
+    ap.add_argument("--words", choices=["phrase", "charcells"], default="phrase",
+                    help="--task ocr: the fragment as the tokeniser splits it in consecutive rows, or each character's "
+                    "own token at the cell of its centre with the frame before it (row_oracle.py --words charcells)")
     ap.add_argument("--images", type=int, default=2000, help="training images (small, single view)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -120,7 +124,8 @@ def main():
             rows = model.proj(merged).reshape(-1, vlm.LLM_DIM)
             with torch.no_grad():
                 rest = start(merged).reshape(-1, vlm.LLM_DIM)  # (with --train-vit, of the moving features)
-            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, True)
+            words = (shape_words(pr, img, meta) if a.task == "shapes"
+                     else sign_words(pr, img, meta, True if a.words == "phrase" else a.words))
             on = [r for r, _ in words]
             tgt, w = targets(llm, words, filler, rest, a.rest_weight)
             err = ((rows - tgt) ** 2).sum(-1) / (tgt ** 2).sum(-1).clamp_min(1e-6)

@@ -10,6 +10,9 @@ It measures how far a vision side that wrote such rows could take this frozen LL
   cells   shapes: the colour word at each object's centre cell and its shape word in the next cell;
           signs: the sign's colour word in the cell before its text, then the text's tokens, a cell each;
   phrase  signs only: the caption fragment ' red sign says "STOP".' in consecutive cells from its text's row.
+  charphrase  the same with the text one token per character ("S", "T", "O", "P").
+  charcells   each character's token at the cell of its centre, the frame ' red sign says "' in the cells before.
+  charcells-bare  the characters' tokens only, no frame.
 --rest (the rows that hold no word):
   shipped the shipped projector's rows (the demo's answer-format bias kept); blank: the embedding of " ";
   none    no words at all: the shipped model as it is (the baseline).
@@ -73,7 +76,34 @@ def sign_words(pr, img, meta, phrase):
         _, x0, y0, _, y1 = boxes[k]
         k += len(text)
         i, j = cell(ox + x0 * sx, oy + (y0 + y1) / 2 * sy)
-        if phrase:
+        if phrase in ("charcells", "charcells-bare"):
+            # Where a reader of characters would put them: each character's token at the cell of its centre (the
+            # next free cell of the row if an earlier character took it), the frame ' red sign says "' in the
+            # cells before the first; the cells between keep what they hold.
+            cells = []
+            for c, (ch, cx0, cy0, cx1, cy1) in enumerate(boxes[k - len(text):k]):
+                ci, cj = cell(ox + (cx0 + cx1) / 2 * sx, oy + (cy0 + cy1) / 2 * sy)
+                r = ci * CELLS + cj
+                if cells and r <= cells[-1][0]:
+                    r = cells[-1][0] + 1
+                    SHIFTED[0] += 1
+                SHIFTED[1] += 1
+                cells.append((r, pr.encode(ch)[0]))
+            frame = pr.encode(f' {colour} sign says "') if phrase == "charcells" else []
+            first = cells[0][0]
+            out += [(first - len(frame) + n, t) for n, t in enumerate(frame) if first - len(frame) + n >= 0]
+            out += [(r, t) for r, t in cells if r < CELLS * CELLS]
+            end = cells[-1][0] + 1
+            if phrase == "charcells":
+                out += [(end + n, t) for n, t in enumerate(pr.encode('".')) if end + n < CELLS * CELLS]
+            continue
+        if phrase == "charphrase":
+            # The same fragment with the text as one token per character (a segmentation the tokeniser never
+            # makes itself, but one a vision side reading character by character could write).
+            chars = [t for ch in text for t in pr.encode(ch)]
+            seq = pr.encode(f' {colour} sign says "') + chars + pr.encode('".')
+            start = i * CELLS + max(0, j - 3)
+        elif phrase:
             seq = pr.encode(f' {colour} sign says "{text}".')
             start = i * CELLS + max(0, j - 3)
         else:
@@ -81,6 +111,25 @@ def sign_words(pr, img, meta, phrase):
             start = i * CELLS + max(0, j - 1)
         out += [(start + n, t) for n, t in enumerate(seq) if start + n < CELLS * CELLS]
     return out
+
+
+SHIFTED = [0, 0]  # --words charcells: characters moved one cell on (their centre's cell taken), characters placed
+
+
+def row_hits(pr, model, emb, items, words_of):
+    """How many of the rows `words_of(img, meta)` names have their target as the nearest token (cosine) in
+    `model`'s rows, split into the characters' rows (a single letter or digit) and the others (the frame)."""
+    unit = torch.nn.functional.normalize(emb, dim=-1)
+    chars = {t for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" for t in pr.encode(ch)}
+    hits = {"characters": [0, 0], "frame": [0, 0]}
+    for img, _, meta in items:
+        with torch.no_grad():
+            rows = torch.nn.functional.normalize(model(vlm.views(img, "relaxed", 1)), dim=-1)
+        for r, t in words_of(img, meta):
+            h = hits["characters" if t in chars else "frame"]
+            h[0] += int((rows[r] @ unit.T).argmax().item() == t)
+            h[1] += 1
+    return {k: f"{a}/{b}" for k, (a, b) in hits.items()}
 
 
 ORACLE_TYPES = ("colour", "shape", "count")  # the shapes questions whose answer a caption of the objects holds
@@ -99,18 +148,31 @@ def val_images(task, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["shapes", "ocr"], required=True)
-    ap.add_argument("--words", choices=["cells", "phrase"], default="cells")
+    ap.add_argument("--words", choices=["cells", "phrase", "charphrase", "charcells", "charcells-bare"],
+                    default="cells")
     ap.add_argument("--rest", choices=["shipped", "blank", "none"], default="shipped")
     ap.add_argument("--images", type=int, default=100, help="held-out (val) images, small, one view each")
     ap.add_argument("--mmproj", default=SHIPPED)
+    ap.add_argument("--row-hits", action="store_true",
+                    help="ask nothing: count the rows --words names whose nearest token is their word in --mmproj's "
+                    "rows (characters and frame apart; with charcells also how many characters were moved a cell on)")
     ap.add_argument("-o", "--out", help="write the answers here (JSON)")
     a = ap.parse_args()
-    if a.words == "phrase" and a.task != "ocr":
-        ap.error("--words phrase is for --task ocr")
+    if a.words != "cells" and a.task != "ocr":
+        ap.error(f"--words {a.words} is for --task ocr")
     torch.set_num_threads(1)
     model = export_mmproj.load_vision(a.mmproj)
     llm, pr = vlm.load_llm(torch.float32), vlm.Prompter()
     emb = llm.p("model.embed_tokens.weight")
+    if a.row_hits:
+        phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
+                  "charcells-bare": "charcells-bare"}.get(a.words, False)
+        hits = row_hits(pr, model, emb, val_images(a.task, a.images),
+                        lambda img, meta: sign_words(pr, img, meta, phrase) if a.task == "ocr"
+                        else shape_words(pr, img, meta))
+        print(json.dumps({"mmproj": a.mmproj, "words": a.words, "images": a.images, "nearest_token_hits": hits,
+                          "characters_moved_a_cell": f"{SHIFTED[0]}/{SHIFTED[1]}"}))
+        return
     tally, rows_out, t0 = {}, [], time.time()
     for i, (img, qs, meta) in enumerate(val_images(a.task, a.images)):
         with torch.no_grad():
@@ -118,7 +180,9 @@ def main():
         if a.rest == "blank":
             rows[:] = emb[first_token(pr, " ")]
         if a.rest != "none":
-            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, a.words == "phrase")
+            phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
+                      "charcells-bare": "charcells-bare"}.get(a.words, False)
+            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, phrase)
             for r, t in words:
                 rows[r] = emb[t]
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)

@@ -1,5 +1,6 @@
 //! edgevl-kernels: quantised block formats, dot products, matrix products, a persistent thread pool, and the
-//! element-wise transformer ops ([`ops`]). Numerics follow llama.cpp's CPU backend (ggml-cpu): activations are
+//! element-wise transformer ops ([`ops`]); and [`heap`], the C allocator's count of bytes in use (the server's
+//! leak check). Numerics follow llama.cpp's CPU backend (ggml-cpu): activations are
 //! converted to each weight type's `vec_dot_type` with ggml's x86 rounding and the integer dot products are exact.
 //!
 //! Every kernel lives in one typed table, [`Kernels`], built once from the CPU's features and a [`KernelConfig`]
