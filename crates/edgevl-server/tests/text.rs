@@ -144,6 +144,12 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     for code in ["400", "404", "413", "200"] {
         assert!(metrics.contains(&format!("code=\"{code}\"")), "no {code} in\n{metrics}");
     }
+    // The soak's leak check reads the allocator's bytes in use (glibc only): SmolLM2's tokenizer alone holds more
+    // than a megabyte of heap.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        let heap = common::metric_in(&metrics, "edgevl_heap_in_use_bytes").expect("edgevl_heap_in_use_bytes");
+        assert!(heap > 1e6, "heap in use {heap}");
+    }
     let (s, models) = t.get("/v1/models");
     assert_eq!(s, 200);
     assert!(models.contains("SmolLM2-135M-Instruct"), "{models}");
