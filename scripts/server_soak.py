@@ -11,7 +11,11 @@ out and not freed, less the bounded image embedding cache), read at two idle poi
 warm-up (the clients pause before their next request until no request is in flight) and after
 the run. It must not grow by 256 bytes or more per request served between them. The upload
 registry grows by design (one entry per `POST /v1/images`, a few hundred bytes, up to 4,096
-ids): about 50 bytes a request at this mix. A per-request leak of a buffer shows at once.
+ids): about 35 bytes a request at this mix. A per-request leak of a buffer shows at once.
+glibc's per-thread caches count the freed chunks they hold as in use, a bounded amount that
+grows as threads first meet each size (110 bytes a request on a busy run of about 3,000
+requests, where the rate in bytes a request depends on how many requests the machine serves):
+scripts/soak-server.sh turns them off (GLIBC_TUNABLES=glibc.malloc.tcache_count=0).
 
 Resident memory is a gross check only (upper quartile of the samples in the second half after
 warm-up over the first half's, under 25%): it counts the freed memory the allocator keeps, so

@@ -11,6 +11,9 @@ CLIENTS="${1:-32}"; SECONDS_="${2:-600}"; shift $(( $# > 2 ? 2 : $# ))
 source scripts/serve-lib.sh
 build_edgevl
 log=$(mktemp /tmp/edgevl-soak.XXXXXX.log)
+# glibc's per-thread caches (tcache) keep freed chunks counted as in use, a bounded amount per thread that grows as
+# threads first meet each size; off for the soak, so the heap in use counts live allocations only.
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.tcache_count=0"
 start_server "$log" -m tests/fixtures/tiny-llama-spm/model.gguf --mmproj tests/fixtures/tiny-vlm/mmproj.gguf \
   -c 4096 --chunk 64 -t 2 --parallel 4 --queue 16 --image-cache-mb 64 "$@"
 rc=0

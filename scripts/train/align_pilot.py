@@ -76,9 +76,10 @@ def main():
     ap.add_argument("--task", choices=["shapes", "ocr"], default="shapes",
                     help="shapes: each object's colour and shape words at its cell; ocr: each sign's caption fragment "
                     "(' red sign says \"STOP\".', row_oracle.py --words phrase) in consecutive rows from its text")
-    ap.add_argument("--words", choices=["phrase", "charcells"], default="phrase",
-                    help="--task ocr: the fragment as the tokeniser splits it in consecutive rows, or each character's "
-                    "own token at the cell of its centre with the frame before it (row_oracle.py --words charcells)")
+    ap.add_argument("--words", choices=["phrase", "charcells", "paircells"], default="phrase",
+                    help="--task ocr: the fragment as the tokeniser splits it in consecutive rows; or each character's "
+                    "own token at the cell of its centre, framed (row_oracle.py --words charcells); or the characters "
+                    "sharing a cell as one token where the vocabulary has one, framed (--words paircells)")
     ap.add_argument("--images", type=int, default=2000, help="training images (small, single view)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -13,6 +13,7 @@ It measures how far a vision side that wrote such rows could take this frozen LL
   charphrase  the same with the text one token per character ("S", "T", "O", "P").
   charcells   each character's token at the cell of its centre, the frame ' red sign says "' in the cells before.
   charcells-bare  the characters' tokens only, no frame.
+  paircells   the characters whose centres share a cell as one token where the vocabulary has one, framed.
 --rest (the rows that hold no word):
   shipped the shipped projector's rows (the demo's answer-format bias kept); blank: the embedding of " ";
   none    no words at all: the shipped model as it is (the baseline).
@@ -76,6 +77,28 @@ def sign_words(pr, img, meta, phrase):
         _, x0, y0, _, y1 = boxes[k]
         k += len(text)
         i, j = cell(ox + x0 * sx, oy + (y0 + y1) / 2 * sy)
+        if phrase == "paircells":
+            # A writer of cells: the characters whose centres share a cell as one token where the vocabulary has
+            # one (else their tokens a cell each, the rest of the row moved on), the frame before and `".` after.
+            groups = {}
+            for ch, cx0, cy0, cx1, cy1 in boxes[k - len(text):k]:
+                ci, cj = cell(ox + (cx0 + cx1) / 2 * sx, oy + (cy0 + cy1) / 2 * sy)
+                groups.setdefault(ci * CELLS + cj, []).append(ch)
+            cells = []
+            for r in sorted(groups):
+                for t in pr.encode("".join(groups[r])):
+                    if cells and r <= cells[-1][0]:
+                        r = cells[-1][0] + 1
+                        SHIFTED[0] += 1
+                    SHIFTED[1] += 1
+                    cells.append((r, t))
+            frame = pr.encode(f' {colour} sign says "')
+            first = cells[0][0]
+            out += [(first - len(frame) + n, t) for n, t in enumerate(frame) if first - len(frame) + n >= 0]
+            out += [(r, t) for r, t in cells if r < CELLS * CELLS]
+            end = cells[-1][0] + 1
+            out += [(end + n, t) for n, t in enumerate(pr.encode('".')) if end + n < CELLS * CELLS]
+            continue
         if phrase in ("charcells", "charcells-bare"):
             # Where a reader of characters would put them: each character's token at the cell of its centre (the
             # next free cell of the row if an earlier character took it), the frame ' red sign says "' in the
@@ -118,15 +141,14 @@ SHIFTED = [0, 0]  # --words charcells: characters moved one cell on (their centr
 
 def row_hits(pr, model, emb, items, words_of):
     """How many of the rows `words_of(img, meta)` names have their target as the nearest token (cosine) in
-    `model`'s rows, split into the characters' rows (a single letter or digit) and the others (the frame)."""
+    `model`'s rows, split into the text's rows (a token of letters or digits only) and the others (the frame)."""
     unit = torch.nn.functional.normalize(emb, dim=-1)
-    chars = {t for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" for t in pr.encode(ch)}
-    hits = {"characters": [0, 0], "frame": [0, 0]}
+    hits = {"text": [0, 0], "frame": [0, 0]}
     for img, _, meta in items:
         with torch.no_grad():
             rows = torch.nn.functional.normalize(model(vlm.views(img, "relaxed", 1)), dim=-1)
         for r, t in words_of(img, meta):
-            h = hits["characters" if t in chars else "frame"]
+            h = hits["text" if pr.tok.decode([t]).isalnum() else "frame"]
             h[0] += int((rows[r] @ unit.T).argmax().item() == t)
             h[1] += 1
     return {k: f"{a}/{b}" for k, (a, b) in hits.items()}
@@ -148,7 +170,7 @@ def val_images(task, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["shapes", "ocr"], required=True)
-    ap.add_argument("--words", choices=["cells", "phrase", "charphrase", "charcells", "charcells-bare"],
+    ap.add_argument("--words", choices=["cells", "phrase", "charphrase", "charcells", "charcells-bare", "paircells"],
                     default="cells")
     ap.add_argument("--rest", choices=["shipped", "blank", "none"], default="shipped")
     ap.add_argument("--images", type=int, default=100, help="held-out (val) images, small, one view each")
@@ -166,7 +188,7 @@ def main():
     emb = llm.p("model.embed_tokens.weight")
     if a.row_hits:
         phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
-                  "charcells-bare": "charcells-bare"}.get(a.words, False)
+                  "charcells-bare": "charcells-bare", "paircells": "paircells"}.get(a.words, False)
         hits = row_hits(pr, model, emb, val_images(a.task, a.images),
                         lambda img, meta: sign_words(pr, img, meta, phrase) if a.task == "ocr"
                         else shape_words(pr, img, meta))
@@ -181,7 +203,7 @@ def main():
             rows[:] = emb[first_token(pr, " ")]
         if a.rest != "none":
             phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
-                      "charcells-bare": "charcells-bare"}.get(a.words, False)
+                      "charcells-bare": "charcells-bare", "paircells": "paircells"}.get(a.words, False)
             words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, phrase)
             for r, t in words:
                 rows[r] = emb[t]
