@@ -239,11 +239,9 @@ def idle(url, stats, timeout=120.0):
     while time.monotonic() < end:
         m = metrics(url)
         with stats.lock:
-            active = stats.active
+            active, requests = stats.active, sum(stats.codes.values())
         if active == 0 and m.get("edgevl_slots_busy") == 0 and m.get("edgevl_queue_depth") == 0:
             heap = m.get("edgevl_heap_in_use_bytes")
-            with stats.lock:
-                requests = sum(stats.codes.values())
             return {"heap": heap - m.get("edgevl_image_cache_bytes", 0.0) if heap else None,
                     "rss": m.get("edgevl_resident_memory_bytes"), "requests": requests}
         time.sleep(0.2)

@@ -126,7 +126,7 @@ def main():
             with torch.no_grad():
                 rest = start(merged).reshape(-1, vlm.LLM_DIM)  # (with --train-vit, of the moving features)
             words = (shape_words(pr, img, meta) if a.task == "shapes"
-                     else sign_words(pr, img, meta, True if a.words == "phrase" else a.words))
+                     else sign_words(pr, img, meta, a.words))
             on = [r for r, _ in words]
             tgt, w = targets(llm, words, filler, rest, a.rest_weight)
             err = ((rows - tgt) ** 2).sum(-1) / (tgt ** 2).sum(-1).clamp_min(1e-6)

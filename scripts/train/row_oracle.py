@@ -67,66 +67,36 @@ def shape_words(pr, img, meta):
     return out
 
 
-def sign_words(pr, img, meta, phrase):
-    """[(row index, token id)] for each sign: its colour and text tokens (or the caption phrase) from its text's
-    first character's cell, a cell each, in reading order."""
+def sign_words(pr, img, meta, layout):
+    """[(row index, token id)] for each sign, in reading order, as `--words layout` writes it: `cells` its colour and
+    text tokens from its text's first character's cell, a cell each; `phrase` / `charphrase` the caption fragment
+    from three cells before that (the text as the tokeniser cuts it / a token per character); `charcells` /
+    `paircells` / `charcells-bare` the text at the cells of its characters (`text_at_cells`), framed or not."""
     sx, sy, ox, oy = to_view(img)
     boxes = data.char_boxes(meta)
     out, k = [], 0
     for text, colour in zip(meta["texts"], meta["sign_colours"]):
-        _, x0, y0, _, y1 = boxes[k]
+        chars = boxes[k:k + len(text)]
         k += len(text)
+        if layout in ("charcells", "charcells-bare", "paircells"):
+            centres = [cell(ox + (x0 + x1) / 2 * sx, oy + (y0 + y1) / 2 * sy) for _, x0, y0, x1, y1 in chars]
+            cells = text_at_cells(pr, [ch for ch, *_ in chars], [i * CELLS + j for i, j in centres],
+                                  layout == "paircells")
+            frame, close = ((pr.encode(f' {colour} sign says "'), pr.encode('".')) if layout != "charcells-bare"
+                            else ([], []))
+            first, end = cells[0][0] - len(frame), cells[-1][0] + 1
+            out += [(first + n, t) for n, t in enumerate(frame) if first + n >= 0]
+            out += [(r, t) for r, t in cells if r < CELLS * CELLS]
+            out += [(end + n, t) for n, t in enumerate(close) if end + n < CELLS * CELLS]
+            continue
+        _, x0, y0, _, y1 = chars[0]
         i, j = cell(ox + x0 * sx, oy + (y0 + y1) / 2 * sy)
-        if phrase == "paircells":
-            # A writer of cells: the characters whose centres share a cell as one token where the vocabulary has
-            # one (else their tokens a cell each, the rest of the row moved on), the frame before and `".` after.
-            groups = {}
-            for ch, cx0, cy0, cx1, cy1 in boxes[k - len(text):k]:
-                ci, cj = cell(ox + (cx0 + cx1) / 2 * sx, oy + (cy0 + cy1) / 2 * sy)
-                groups.setdefault(ci * CELLS + cj, []).append(ch)
-            cells = []
-            for r in sorted(groups):
-                for t in pr.encode("".join(groups[r])):
-                    if cells and r <= cells[-1][0]:
-                        r = cells[-1][0] + 1
-                        SHIFTED[0] += 1
-                    SHIFTED[1] += 1
-                    cells.append((r, t))
-            frame = pr.encode(f' {colour} sign says "')
-            first = cells[0][0]
-            out += [(first - len(frame) + n, t) for n, t in enumerate(frame) if first - len(frame) + n >= 0]
-            out += [(r, t) for r, t in cells if r < CELLS * CELLS]
-            end = cells[-1][0] + 1
-            out += [(end + n, t) for n, t in enumerate(pr.encode('".')) if end + n < CELLS * CELLS]
-            continue
-        if phrase in ("charcells", "charcells-bare"):
-            # Where a reader of characters would put them: each character's token at the cell of its centre (the
-            # next free cell of the row if an earlier character took it), the frame ' red sign says "' in the
-            # cells before the first; the cells between keep what they hold.
-            cells = []
-            for c, (ch, cx0, cy0, cx1, cy1) in enumerate(boxes[k - len(text):k]):
-                ci, cj = cell(ox + (cx0 + cx1) / 2 * sx, oy + (cy0 + cy1) / 2 * sy)
-                r = ci * CELLS + cj
-                if cells and r <= cells[-1][0]:
-                    r = cells[-1][0] + 1
-                    SHIFTED[0] += 1
-                SHIFTED[1] += 1
-                cells.append((r, pr.encode(ch)[0]))
-            frame = pr.encode(f' {colour} sign says "') if phrase == "charcells" else []
-            first = cells[0][0]
-            out += [(first - len(frame) + n, t) for n, t in enumerate(frame) if first - len(frame) + n >= 0]
-            out += [(r, t) for r, t in cells if r < CELLS * CELLS]
-            end = cells[-1][0] + 1
-            if phrase == "charcells":
-                out += [(end + n, t) for n, t in enumerate(pr.encode('".')) if end + n < CELLS * CELLS]
-            continue
-        if phrase == "charphrase":
-            # The same fragment with the text as one token per character (a segmentation the tokeniser never
-            # makes itself, but one a vision side reading character by character could write).
-            chars = [t for ch in text for t in pr.encode(ch)]
-            seq = pr.encode(f' {colour} sign says "') + chars + pr.encode('".')
+        if layout == "charphrase":
+            # The text as one token per character: a segmentation the tokeniser never makes itself, but one a
+            # vision side reading character by character could write.
+            seq = pr.encode(f' {colour} sign says "') + [t for ch in text for t in pr.encode(ch)] + pr.encode('".')
             start = i * CELLS + max(0, j - 3)
-        elif phrase:
+        elif layout == "phrase":
             seq = pr.encode(f' {colour} sign says "{text}".')
             start = i * CELLS + max(0, j - 3)
         else:
@@ -136,7 +106,29 @@ def sign_words(pr, img, meta, phrase):
     return out
 
 
-SHIFTED = [0, 0]  # --words charcells: characters moved one cell on (their centre's cell taken), characters placed
+def text_at_cells(pr, chars, rows, pairs):
+    """[(row, token)] of a text whose characters' centres lie in `rows`, where a reader of the view would write
+    them: each character's tokens at its row, or (`pairs`) the characters sharing a row as one string's tokens
+    (one token where the vocabulary has it); a token whose row an earlier one took goes to the next row, the rest
+    of the text moved on with it (counted in `SHIFTED`)."""
+    groups = []  # (row, string) in reading order
+    for ch, r in zip(chars, rows):
+        if pairs and groups and groups[-1][0] == r:
+            groups[-1] = (r, groups[-1][1] + ch)
+        else:
+            groups.append((r, ch))
+    out = []
+    for r, string in groups:
+        for t in pr.encode(string):
+            if out and r <= out[-1][0]:
+                r = out[-1][0] + 1
+                SHIFTED[0] += 1
+            SHIFTED[1] += 1
+            out.append((r, t))
+    return out
+
+
+SHIFTED = [0, 0]  # `text_at_cells`: text tokens moved a cell on (their cell taken), text tokens placed
 
 
 def row_hits(pr, model, emb, items, words_of):
@@ -177,7 +169,7 @@ def main():
     ap.add_argument("--mmproj", default=SHIPPED)
     ap.add_argument("--row-hits", action="store_true",
                     help="ask nothing: count the rows --words names whose nearest token is their word in --mmproj's "
-                    "rows (characters and frame apart; with charcells also how many characters were moved a cell on)")
+                    "rows (text and frame apart; with charcells / paircells also how many text tokens moved a cell on)")
     ap.add_argument("-o", "--out", help="write the answers here (JSON)")
     a = ap.parse_args()
     if a.words != "cells" and a.task != "ocr":
@@ -187,13 +179,11 @@ def main():
     llm, pr = vlm.load_llm(torch.float32), vlm.Prompter()
     emb = llm.p("model.embed_tokens.weight")
     if a.row_hits:
-        phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
-                  "charcells-bare": "charcells-bare", "paircells": "paircells"}.get(a.words, False)
         hits = row_hits(pr, model, emb, val_images(a.task, a.images),
-                        lambda img, meta: sign_words(pr, img, meta, phrase) if a.task == "ocr"
+                        lambda img, meta: sign_words(pr, img, meta, a.words) if a.task == "ocr"
                         else shape_words(pr, img, meta))
         print(json.dumps({"mmproj": a.mmproj, "words": a.words, "images": a.images, "nearest_token_hits": hits,
-                          "characters_moved_a_cell": f"{SHIFTED[0]}/{SHIFTED[1]}"}))
+                          "text_tokens_moved_a_cell": f"{SHIFTED[0]}/{SHIFTED[1]}"}))
         return
     tally, rows_out, t0 = {}, [], time.time()
     for i, (img, qs, meta) in enumerate(val_images(a.task, a.images)):
@@ -202,9 +192,7 @@ def main():
         if a.rest == "blank":
             rows[:] = emb[first_token(pr, " ")]
         if a.rest != "none":
-            phrase = {"phrase": True, "charphrase": "charphrase", "charcells": "charcells",
-                      "charcells-bare": "charcells-bare", "paircells": "paircells"}.get(a.words, False)
-            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, phrase)
+            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, a.words)
             for r, t in words:
                 rows[r] = emb[t]
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)
