@@ -278,7 +278,7 @@ pub fn matmul_many(
     }
     let act = &mut scratch.act[..act_len];
     // Block sums and scales of the activations, for packed weights.
-    let nb = cols / 32;
+    let nb = cols / vdt.block_size();
     let any_packed = ws.iter().any(|w| w.packed().is_some());
     let meta_len = if any_packed { nb * m } else { 0 };
     if scratch.meta.len() < meta_len {
@@ -472,7 +472,7 @@ fn quantize_rows(
 ) {
     let q = k.quantizer(vdt);
     let m = x.len() / cols.max(1);
-    // `meta` is empty (no packed weights) or holds `cols / 32` entries per row; `actf` is empty or `cols` per row.
+    // `meta` is empty (no packed weights) or holds one entry per activation block of a row; `actf` is empty or `cols` per row.
     let nb = extra.meta.len() / m.max(1);
     let nf = extra.actf.len() / m.max(1);
     let dtype = extra.dtype;

@@ -1,4 +1,4 @@
-//! Packed weights (Q4_0, Q4_1, Q8_0): the packed matmul of every kernel level is bit-identical to the scalar twin
+//! Packed weights (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K): the packed matmul of every kernel level is bit-identical to the scalar twin
 //! and to the scalar dot kernel of the unpacked rows, close to a dequantised f64 reference, independent of the
 //! thread count, and the packed rows dequantise exactly as the source rows do.
 
@@ -10,9 +10,9 @@ use edgevl_kernels::formats::{as_blocks, dequantize_act};
 use edgevl_kernels::packed::PackedWeights;
 use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
-const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
+const TYPES: [DType; 5] = [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
-const SHAPES: [(usize, usize, usize); 11] = [
+const SHAPES: [(usize, usize, usize); 14] = [
     (1, 32, 1),
     (5, 64, 3),
     (17, 96, 8),
@@ -24,6 +24,9 @@ const SHAPES: [(usize, usize, usize); 11] = [
     (129, 64, 1),
     (300, 96, 1),
     (120, 96, 1),
+    (33, 256, 9),
+    (21, 768, 5),
+    (70, 512, 1),
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
@@ -80,7 +83,8 @@ fn packed_matmul_is_bit_identical_across_levels_and_to_the_dots_and_close_to_f64
     }
     let mut r = rng(11);
     for t in TYPES {
-        for (rows, cols, m) in SHAPES {
+        for (rows, cols, m) in SHAPES.into_iter().filter(|&(_, cols, _)| cols.is_multiple_of(t.block_size()))
+        {
             let w = random_weights(&mut r, t, rows, cols);
             let x = random_f32(&mut r, m * cols, 2.0);
             let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
@@ -152,7 +156,8 @@ fn packed_rows_dequantise_like_the_source() {
     let mut r = rng(13);
     let k = Kernels::scalar();
     // The last shape packs with several threads (over 4 MiB).
-    for (t, (rows, cols)) in TYPES.iter().map(|&t| (t, (21, 96))).chain([(DType::Q8_0, (1003, 4096))]) {
+    let shape = |t: DType| if t.block_size() == 256 { (21, 512) } else { (21, 96) };
+    for (t, (rows, cols)) in TYPES.iter().map(|&t| (t, shape(t))).chain([(DType::Q8_0, (1003, 4096))]) {
         let w = random_weights(&mut r, t, rows, cols);
         let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
         let rb = t.row_bytes(cols).unwrap();
@@ -182,7 +187,13 @@ fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
     let mut r = rng(11);
     let pool = ThreadPool::new(2);
     // Big enough that both the arena and an own buffer of one matrix take the huge-page mapping path.
-    let shapes = [(DType::Q4_0, 600, 4096), (DType::Q8_0, 37, 288), (DType::Q4_1, 129, 64)];
+    let shapes = [
+        (DType::Q4_0, 600, 4096),
+        (DType::Q8_0, 37, 288),
+        (DType::Q4_1, 129, 64),
+        (DType::Q4_K, 35, 512),
+        (DType::Q6_K, 19, 256),
+    ];
     let cap: usize =
         shapes.iter().map(|&(t, rows, cols)| PackedWeights::packed_bytes(t, rows, cols).unwrap()).sum();
     let arena = Arc::new(PackArena::new(cap));
@@ -212,10 +223,10 @@ fn packed_tiles_are_checked_at_construction() {
     use edgevl_kernels::KernelError;
     let mut r = rng(14);
     let e =
-        PackedWeights::pack(DType::Q4_K, &random_weights(&mut r, DType::Q4_K, 16, 256), 16, 256).unwrap_err();
-    assert!(matches!(e, KernelError::NotPackable { dtype: DType::Q4_K }), "{e}");
-    let (rows, cols) = (40, 64);
+        PackedWeights::pack(DType::Q5_0, &random_weights(&mut r, DType::Q5_0, 16, 64), 16, 64).unwrap_err();
+    assert!(matches!(e, KernelError::NotPackable { dtype: DType::Q5_0 }), "{e}");
     for t in TYPES {
+        let (rows, cols) = (40, if t.block_size() == 256 { 512 } else { 64 });
         let p = PackedWeights::pack(t, &random_weights(&mut r, t, rows, cols), rows, cols).unwrap();
         let (vdt, nb) = (t.vec_dot_type(), p.blocks_per_row());
         let arb = vdt.row_bytes(cols).unwrap();

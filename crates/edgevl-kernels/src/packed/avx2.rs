@@ -18,7 +18,7 @@ const ROWS_PER_PASS: usize = 4;
 
 /// The AVX2 packed kernel, handed out only for the proof that the CPU has AVX2, FMA and F16C.
 pub(crate) fn entry(_: Avx2) -> PackedKernel {
-    PackedKernel::simd(dot)
+    PackedKernel::simd(dot, true)
 }
 
 /// The entry [`entry`] hands out.
@@ -26,6 +26,9 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     let (n, g) = (t.n_act, t.n_groups);
     // `PackedTile::new` guarantees it; the loads below rely on it.
     assert!(t.holds_shape(), "packed::avx2::dot: tile buffers shorter than its shape");
+    if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
+        return super::k_avx2::dot(t, out);
+    }
     if n == 1 {
         macro_rules! one {
             ($fmt:expr) => {
@@ -41,6 +44,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
             PackedFormat::Q4_0 => one!(Q4_0),
             PackedFormat::Q4_1 => one!(Q4_1),
             PackedFormat::Q8_0 => one!(Q8_0),
+            PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
         };
     }
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
@@ -60,6 +64,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                 PackedFormat::Q4_0 => go!(Q4_0),
                 PackedFormat::Q4_1 => go!(Q4_1),
                 PackedFormat::Q8_0 => go!(Q8_0),
+                PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::x86::Avx512Vnni;
 /// The AVX-512 VNNI packed kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and
 /// AVX2, FMA, F16C).
 pub(crate) fn entry(_: Avx512Vnni) -> PackedKernel {
-    PackedKernel::simd(dot)
+    PackedKernel::simd(dot, true)
 }
 
 /// The entry [`entry`] hands out.
@@ -18,6 +18,9 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     let (n, g) = (t.n_act, t.n_groups);
     // `PackedTile::new` guarantees it; the loads below rely on it.
     assert!(t.holds_shape(), "packed::avx512::dot: tile buffers shorter than its shape");
+    if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
+        return super::k_avx512::dot(t, out);
+    }
     macro_rules! go {
         ($fmt:expr) => {
             match (g, n) {
@@ -39,6 +42,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         PackedFormat::Q4_0 => go!(Q4_0),
         PackedFormat::Q4_1 => go!(Q4_1),
         PackedFormat::Q8_0 => go!(Q8_0),
+        PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Packed weights for the integer GEMM: Q4_0, Q4_1 and Q8_0 matrices re-laid out once at load so that one 512-bit
+//! Packed weights for the integer GEMM: Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices re-laid out once at load so that one 512-bit
 //! load holds 4 consecutive k-bytes of each of 16 rows, for `vpdpbusd` with a broadcast 4-byte activation group
 //! (AVX-512 VNNI; AVX2 takes each line as two halves of 8 rows, NEON `sdot` as four quarters of 4 rows).
 //!
@@ -9,6 +9,8 @@
 //!   whose low nibble pairs with activation element `4t + e` and high nibble with `16 + 4t + e`;
 //! - scale tile of block `b`: the 16 rows' f16 scales, then (Q4_1) their 16 f16 minimums.
 //!
+//! Q4_K's and Q6_K's blocks are their 256-value super-blocks, with layouts of their own ([`kquant`]).
+//!
 //! Weights are unsigned (`u = q + o`, offset `o` = 8 for Q4_0, 0 for Q4_1, 128 for Q8_0) and the activations
 //! signed Q8 blocks, so `sum(u * a) - o * sum(a)` is the exact integer dot of a block. Every kernel computes each
 //! output by the same f32 sequence, block by block: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1, then
@@ -18,6 +20,11 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod k_avx2;
+#[cfg(target_arch = "x86_64")]
+mod k_avx512;
+pub(crate) mod kquant;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 
@@ -50,6 +57,7 @@ pub fn is_packable(dtype: DType) -> bool {
 /// kernel can read one format's tiles with another's sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[allow(non_camel_case_types)] // ggml's type names, as `DType`'s
 pub(crate) enum PackedFormat {
     /// From Q4_0 (activations Q8_0).
     Q4_0 = 0,
@@ -57,6 +65,10 @@ pub(crate) enum PackedFormat {
     Q4_1 = 1,
     /// From Q8_0 (activations Q8_0).
     Q8_0 = 2,
+    /// From Q4_K (activations Q8_K), 256-value super-blocks ([`kquant`]).
+    Q4_K = 3,
+    /// From Q6_K (activations Q8_K), 256-value super-blocks ([`kquant`]).
+    Q6_K = 4,
 }
 
 impl PackedFormat {
@@ -66,6 +78,8 @@ impl PackedFormat {
             DType::Q4_0 => Some(PackedFormat::Q4_0),
             DType::Q4_1 => Some(PackedFormat::Q4_1),
             DType::Q8_0 => Some(PackedFormat::Q8_0),
+            DType::Q4_K => Some(PackedFormat::Q4_K),
+            DType::Q6_K => Some(PackedFormat::Q6_K),
             _ => None,
         }
     }
@@ -77,7 +91,9 @@ impl PackedFormat {
         match code {
             0 => PackedFormat::Q4_0,
             1 => PackedFormat::Q4_1,
-            _ => PackedFormat::Q8_0,
+            2 => PackedFormat::Q8_0,
+            3 => PackedFormat::Q4_K,
+            _ => PackedFormat::Q6_K,
         }
     }
 
@@ -87,6 +103,16 @@ impl PackedFormat {
             PackedFormat::Q4_0 => DType::Q4_0,
             PackedFormat::Q4_1 => DType::Q4_1,
             PackedFormat::Q8_0 => DType::Q8_0,
+            PackedFormat::Q4_K => DType::Q4_K,
+            PackedFormat::Q6_K => DType::Q6_K,
+        }
+    }
+
+    /// Values per block (a K-quant super-block holds 256).
+    pub(crate) const fn block_elems(self) -> usize {
+        match self {
+            PackedFormat::Q4_K | PackedFormat::Q6_K => kquant::QK_K,
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => QK,
         }
     }
 
@@ -95,12 +121,16 @@ impl PackedFormat {
         match self {
             PackedFormat::Q8_0 => GROUP * QK,
             PackedFormat::Q4_0 | PackedFormat::Q4_1 => GROUP * QK / 2,
+            PackedFormat::Q4_K => GROUP * kquant::QK_K / 2,
+            PackedFormat::Q6_K => 8 * kquant::Q6_CHUNK,
         }
     }
 
-    /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums).
+    /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums; Q4_K: [`kquant`]).
     pub(crate) const fn scale_tile(self) -> usize {
         match self {
+            PackedFormat::Q4_K => kquant::SCALE_TILE,
+            PackedFormat::Q6_K => kquant::Q6_SCALE_TILE,
             PackedFormat::Q4_1 => 4 * GROUP,
             PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2 * GROUP,
         }
@@ -111,21 +141,24 @@ impl PackedFormat {
         match self {
             PackedFormat::Q4_0 => 8,
             PackedFormat::Q8_0 => 128,
-            PackedFormat::Q4_1 => 0,
+            PackedFormat::Q4_1 | PackedFormat::Q4_K | PackedFormat::Q6_K => 0,
         }
     }
 
-    /// Bytes before the quants in an activation block (Q8_1: 4, Q8_0: 2).
+    /// Bytes before the quants in an activation block (Q8_1 and Q8_K: 4, Q8_0: 2).
     pub(crate) const fn act_offset(self) -> usize {
         match self {
-            PackedFormat::Q4_1 => 4,
+            PackedFormat::Q4_1 | PackedFormat::Q4_K | PackedFormat::Q6_K => 4,
             PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2,
         }
     }
 
-    /// Bytes of an activation block (Q8_1: 36, Q8_0: 34).
+    /// Bytes of an activation block (Q8_1: 36, Q8_0: 34, Q8_K: 292).
     pub(crate) const fn act_block(self) -> usize {
-        QK + self.act_offset()
+        match self {
+            PackedFormat::Q4_K | PackedFormat::Q6_K => kquant::Q8K_BLOCK,
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => QK + self.act_offset(),
+        }
     }
 }
 
@@ -170,7 +203,7 @@ fn packed_shape(
 ) -> Result<(PackedFormat, usize, usize, usize), KernelError> {
     let fmt = PackedFormat::of(dtype).ok_or(KernelError::NotPackable { dtype })?;
     let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
-    let nb = cols / QK;
+    let nb = cols / fmt.block_elems();
     let per_block = fmt.quant_tile() + fmt.scale_tile();
     let group_bytes = nb.checked_mul(per_block).ok_or_else(overflow)?.next_multiple_of(64);
     let total = rows.div_ceil(GROUP).checked_mul(group_bytes).ok_or_else(overflow)?;
@@ -302,6 +335,11 @@ impl PackedWeights {
         assert!(r < self.rows && out.len() == self.cols, "PackedWeights::dequantize_row: bad row or length");
         let grp = self.group(r / GROUP);
         let l = r % GROUP;
+        match self.fmt {
+            PackedFormat::Q4_K => return kquant::dequantize_row(grp, self.nb, l, out),
+            PackedFormat::Q6_K => return kquant::dequantize_row_q6k(grp, self.nb, l, out),
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
+        }
         let (qt, st) = (self.fmt.quant_tile(), self.fmt.scale_tile());
         let (quants, scales) = grp.split_at(self.nb * qt);
         for (b, o) in out.chunks_exact_mut(QK).enumerate() {
@@ -328,6 +366,9 @@ impl PackedWeights {
                         o[k + 16] = f32::from(byte(k) >> 4) * d + m;
                     }
                 }
+                PackedFormat::Q4_K | PackedFormat::Q6_K => {
+                    unreachable!("K-quant rows are dequantised by kquant")
+                }
             }
         }
     }
@@ -338,6 +379,11 @@ const PARALLEL_PACK_BYTES: usize = 4 << 20;
 
 /// Packs row group `g` of `rows` source rows (`rb` bytes each, `nb` blocks) into `dst` (`group_bytes` long).
 fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize, g: usize, dst: &mut [u8]) {
+    match fmt {
+        PackedFormat::Q4_K => return kquant::pack_group(data, rb, nb, rows, g, dst),
+        PackedFormat::Q6_K => return kquant::pack_group_q6k(data, rb, nb, rows, g, dst),
+        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
+    }
     let bb = fmt.dtype().block_bytes();
     let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
     let (quants, scales) = dst.split_at_mut(nb * qt);
@@ -353,6 +399,9 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
                     &blk[4..]
                 }
                 PackedFormat::Q4_0 | PackedFormat::Q8_0 => &blk[2..],
+                PackedFormat::Q4_K | PackedFormat::Q6_K => {
+                    unreachable!("K-quant groups are packed by kquant")
+                }
             };
             for (t, four) in qs.chunks_exact(4).enumerate() {
                 let d = &mut q[t * 64 + l * 4..t * 64 + l * 4 + 4];
@@ -368,7 +417,8 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
     }
 }
 
-/// Per activation block: its scale, the sum of its quants (Q8_0) and its stored `s` (Q8_1).
+/// Per activation block: its scale, the sum of its quants (Q8_0) and its stored `s` (Q8_1); for a Q8_K block its
+/// f32 scale alone (its group sums are in the block).
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub struct ActMeta {
@@ -389,8 +439,14 @@ pub fn act_quant_offset(vdt: VecDotType) -> usize {
     }
 }
 
-/// Fills `meta` (one entry per block) from one activation row of Q8_0 or Q8_1 blocks.
+/// Fills `meta` (one entry per block) from one activation row of Q8_0, Q8_1 or Q8_K blocks.
 pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
+    if vdt == VecDotType::Q8_K {
+        for (blk, m) in row.chunks_exact(kquant::Q8K_BLOCK).zip(meta.iter_mut()) {
+            *m = ActMeta { d: f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]), sum: 0, s: 0.0 };
+        }
+        return;
+    }
     let bb = vdt.row_bytes(QK).unwrap_or(34);
     let off = act_quant_offset(vdt);
     for (blk, m) in row.chunks_exact(bb).zip(meta.iter_mut()) {
@@ -406,7 +462,7 @@ pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
 /// is a packed one and every buffer holds the shape it describes.
 ///
 /// A tile cannot be made up from loose buffers, as the public fields of earlier versions allowed (a tile whose
-/// format said Q4_K passed one format's length check and was read with another's sizes, past its buffer): its
+/// format said Q4_K (then without a layout) passed one format's length check and was read with another's sizes, past its buffer): its
 /// fields are private ("cannot construct `PackedTile` with struct literal syntax due to private fields").
 ///
 /// ```compile_fail
@@ -427,8 +483,8 @@ pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
 /// let mut out = [f32::NAN; GROUP * MAX_ACT];
 /// Kernels::detect().packed().dot(&tile, &mut out);
 /// assert_eq!(out[..GROUP], [0.0; GROUP]);
-/// // A Q4_K matrix has no packed layout, so no tile of it exists; short buffers are refused.
-/// assert!(PackedWeights::pack(DType::Q4_K, &[0u8; 144 * 16], 16, 256).is_err());
+/// // A Q5_0 matrix has no packed layout, so no tile of it exists; short buffers are refused.
+/// assert!(PackedWeights::pack(DType::Q5_0, &[0u8; 22 * 16], 16, 32).is_err());
 /// assert!(PackedTile::new(&w, 0, 1, &acts[..33], &meta, 1).is_err());
 /// # Ok::<(), edgevl_kernels::KernelError>(())
 /// ```
@@ -537,6 +593,8 @@ pub(crate) type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT
 pub struct PackedKernel {
     dot: PackedDotFn,
     simd: bool,
+    /// Whether the SIMD kernel has K-quant paths of its own (else it hands K-quant tiles to the scalar twin).
+    k_quants: bool,
 }
 
 impl std::fmt::Debug for PackedKernel {
@@ -547,12 +605,13 @@ impl std::fmt::Debug for PackedKernel {
 
 impl PackedKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
+    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false, k_quants: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
+    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features); `k_quants`: it computes
+    /// Q4_K and Q6_K tiles with SIMD too.
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(dot: PackedDotFn) -> Self {
-        PackedKernel { dot, simd: true }
+    pub(crate) fn simd(dot: PackedDotFn, k_quants: bool) -> Self {
+        PackedKernel { dot, simd: true, k_quants }
     }
 
     /// `out[i * GROUP + l] = dot(row l of the tile's group, activation row i)`, or for a tile of several groups
@@ -567,12 +626,22 @@ impl PackedKernel {
     pub fn is_simd(&self) -> bool {
         self.simd
     }
+
+    /// Whether this is a SIMD kernel for weights of `dtype` (a packable type it does not hand to the scalar twin).
+    pub fn is_simd_for(&self, dtype: DType) -> bool {
+        self.simd && is_packable(dtype) && (!matches!(dtype, DType::Q4_K | DType::Q6_K) || self.k_quants)
+    }
 }
 
 /// The scalar twin of every packed kernel.
-fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+pub(crate) fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
         return t.each_group(out, dot_scalar);
+    }
+    match t.fmt {
+        PackedFormat::Q4_K => return kquant::dot_scalar(t, out),
+        PackedFormat::Q6_K => return kquant::dot_scalar_q6k(t, out),
+        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
     }
     let (qt, st) = (t.fmt.quant_tile(), t.fmt.scale_tile());
     let (quants, scales) = t.w.split_at(t.nb * qt);
@@ -599,6 +668,9 @@ fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                             sumi += (byte(k) & 0x0f) * i32::from(a[k] as i8);
                             sumi += (byte(k) >> 4) * i32::from(a[k + 16] as i8);
                         }
+                    }
+                    PackedFormat::Q4_K | PackedFormat::Q6_K => {
+                        unreachable!("K-quant tiles take kquant's twins")
                     }
                 }
                 let dw = f16_to_f32([s[2 * l], s[2 * l + 1]]);
