@@ -11,6 +11,10 @@
 #                                              # (the 768x1536 image's prompt, spec section 3),
 #                                              # the latter also over a q8_0 KV cache (llama.cpp
 #                                              # -ctk q8_0 -ctv q8_0 -fa 1, edgevl --cache-type q8_0)
+#   KQUANT=0 scripts/bench-vs-llamacpp.sh      # skip the rows on llama.cpp's Q4_K_M requantisations
+#                                              # of both LLMs (the K-quant mix users download: Q4_K +
+#                                              # Q6_K on the 2.7B, Q5_0 + Q8_0 + Q6_K on SmolLM2,
+#                                              # whose 576-wide rows are no multiple of 256)
 #
 # Models: SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh), a random-weight LLaMA with
 # BlueLM-V-3B's shape in Q4_0 and a random SigLIP-so400m mmproj in Q8_0 (`edgevl gen-random`,
@@ -24,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${P:-512} N=${N:-128} R=${R:-5} T=${T:-2}
-VARIANT=${VARIANT:-native} DEPTH=${DEPTH:-1} DEPTH_TG=${DEPTH_TG:-1844} DEPTH_PP=${DEPTH_PP:-1344}
+VARIANT=${VARIANT:-native} DEPTH=${DEPTH:-1} DEPTH_TG=${DEPTH_TG:-1844} DEPTH_PP=${DEPTH_PP:-1344} KQUANT=${KQUANT:-1}
 case "$VARIANT" in
   native) EDGEVL_ENV=() ;;
   avx2) EDGEVL_ENV=(EDGEVL_MAX_SIMD=avx2) ;;
@@ -36,7 +40,7 @@ LCPP="$CACHE/llama.cpp-$VERSION"
 log() { echo "bench-vs-llamacpp: $*" >&2; }
 
 # --- llama.cpp (cached) ---------------------------------------------------------------------
-LBIN="$(LLAMACPP_VARIANT=$VARIANT scripts/build-llamacpp.sh llama-bench llama-mtmd-cli)"
+LBIN="$(LLAMACPP_VARIANT=$VARIANT scripts/build-llamacpp.sh llama-bench llama-mtmd-cli llama-quantize)"
 LLAMA_BENCH="$LBIN/llama-bench"
 MTMD="$LBIN/llama-mtmd-cli"
 
@@ -58,6 +62,19 @@ BLUE="$CACHE/random/bluelm-v-3b-imgtok.q4_0.seed1.gguf"
 SO400M="$CACHE/random/siglip-so400m.q8_0.seed1.gguf"
 gen "$BLUE" --preset bluelm-v-3b --type q4_0 --image-tokens --seed 1
 gen "$SO400M" --preset siglip-so400m --type q8_0 --seed 1
+requant() { # out in: llama-quantize's Q4_K_M of `in`, once, cached (about 3 minutes for the 2.7B on one core)
+  [ -f "$1" ] || {
+    log "requantising $2 to Q4_K_M"
+    "$LBIN/llama-quantize" --allow-requantize "$2" "$1.part" Q4_K_M 1 >/dev/null 2>&1
+    mv "$1.part" "$1"
+  }
+}
+if [ "$KQUANT" != 0 ]; then
+  BLUE_K="$CACHE/random/bluelm-v-3b-imgtok.q4_k_m.seed1.gguf"
+  SMOL_K="$CACHE/SmolLM2-135M-Instruct.requant-Q4_K_M.gguf"
+  requant "$BLUE_K" "$BLUE"
+  requant "$SMOL_K" "$SMOL"
+fi
 
 # --- runs -----------------------------------------------------------------------------------
 OUT=$(mktemp -d)
@@ -89,6 +106,10 @@ if [ "$DEPTH" != 0 ]; then
   run_pair bluelm-v-3b-q4_0.d$DEPTH_PP "$BLUE" "$P" 0 "$DEPTH_PP"
   # The paper's INT8 KV cache: the image prompt's prefill over a q8_0 cache.
   run_pair bluelm-v-3b-q4_0-kv-q8_0.d$DEPTH_PP "$BLUE" "$P" 0 "$DEPTH_PP" q8_0
+fi
+if [ "$KQUANT" != 0 ]; then
+  run_pair smollm2-135m-q4_k_m "$SMOL_K" "$P" "$N" 0
+  run_pair bluelm-v-3b-q4_k_m "$BLUE_K" "$P" "$N" 0
 fi
 
 # --- the ViT ---------------------------------------------------------------------------------

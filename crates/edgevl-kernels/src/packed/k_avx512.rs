@@ -15,7 +15,7 @@ use super::kquant::{block_slices, K_DMIN, K_M, K_SC, Q6_CHUNK, Q6_SC, Q8K_BSUMS,
 use super::{PackedFormat, PackedTile, GROUP, MAX_ACT};
 
 /// How many super-blocks ahead the quants are prefetched.
-const PREFETCH_BLOCKS: usize = 2;
+const PREFETCH_BLOCKS: usize = 1;
 
 /// Computes a Q4_K or Q6_K tile. Only called by [`super::avx512`]'s entry, which holds the proof that the CPU has
 /// AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C and has checked the tile's shape.

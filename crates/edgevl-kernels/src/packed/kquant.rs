@@ -83,13 +83,20 @@ pub(super) fn pack_group_q6k(data: &[u8], rb: usize, nb: usize, rows: usize, g: 
             for (grp, &sc) in blk.scales.iter().enumerate() {
                 s[q6_sc(l, grp)] = sc as u8;
             }
-            for c in 0..8 {
+            let u: [u8; QK_K] = std::array::from_fn(|i| (blk.q(i) + 32) as u8);
+            for (c, u) in u.chunks_exact(32).enumerate() {
                 let chunk = &mut q[c * Q6_CHUNK..(c + 1) * Q6_CHUNK];
-                for v in 0..32 {
-                    let u = (blk.q(32 * c + v) + 32) as u8;
-                    chunk[sub_byte(l, v % 16)] |= (u & 0x0f) << (4 * (v / 16));
-                    let (at, shift) = q6_plane(l, v);
-                    chunk[at] |= (u >> 4) << shift;
+                // One write a byte: the nibble pair of sub-tile byte (t, e), and the two plane bytes of column e.
+                for e in 0..4 {
+                    let (mut p0, mut p1) = (0u8, 0u8);
+                    for t in 0..4 {
+                        let (lo, hi) = (u[4 * t + e], u[16 + 4 * t + e]);
+                        chunk[sub_byte(l, 4 * t + e)] = (lo & 0x0f) | (hi << 4);
+                        p0 |= (lo >> 4) << (2 * t);
+                        p1 |= (hi >> 4) << (2 * t);
+                    }
+                    chunk[q6_plane(l, e).0] = p0;
+                    chunk[q6_plane(l, 16 + e).0] = p1;
                 }
             }
         }
@@ -157,9 +164,12 @@ pub(super) fn pack_group(data: &[u8], rb: usize, nb: usize, rows: usize, g: usiz
             for grp in 0..8 {
                 s[K_SC + GROUP * grp + l] = sm[grp];
                 s[K_M + 2 * GROUP * (grp / 2) + 2 * l + grp % 2] = sm[8 + grp];
+                // Group `grp`'s 32 values are the low (even `grp`) or high nibbles of `qs[32 * (grp / 2)..][..32]`.
+                let src = &blk.qs[32 * (grp / 2)..][..32];
+                let shift = 4 * (grp % 2);
                 for k in 0..16 {
-                    let v = blk.q(32 * grp + k) | (blk.q(32 * grp + 16 + k) << 4);
-                    q[grp * SUB_TILE + sub_byte(l, k)] = v;
+                    let (lo, hi) = ((src[k] >> shift) & 0x0f, (src[16 + k] >> shift) & 0x0f);
+                    q[grp * SUB_TILE + sub_byte(l, k)] = lo | (hi << 4);
                 }
             }
         }
@@ -195,13 +205,18 @@ pub(super) fn dequantize_row(grp_bytes: &[u8], nb: usize, l: usize, out: &mut [f
     }
 }
 
+/// The activation block's stored sum of its 16 quants `16g..16g + 16`.
+pub(super) fn bsum(a: &[u8], g: usize) -> i32 {
+    i32::from(i16::from_le_bytes([a[Q8K_BSUMS + 2 * g], a[Q8K_BSUMS + 2 * g + 1]]))
+}
+
 /// The activation block's sum of the 32 quants of value group `grp` (its two stored 16-value sums).
 pub(super) fn group_sum(a: &[u8], grp: usize) -> i32 {
-    let bsum = |i: usize| i32::from(i16::from_le_bytes([a[Q8K_BSUMS + 2 * i], a[Q8K_BSUMS + 2 * i + 1]]));
-    bsum(2 * grp) + bsum(2 * grp + 1)
+    bsum(a, 2 * grp) + bsum(a, 2 * grp + 1)
 }
 
 /// Super-block `b` of a one-group tile: its quant tile, its scale tile and activation rows `r0..r0 + N`'s blocks.
+#[inline]
 pub(super) fn block_slices<'a, const N: usize>(
     t: &PackedTile<'a>,
     r0: usize,

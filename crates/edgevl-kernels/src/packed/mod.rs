@@ -24,6 +24,8 @@ pub(crate) mod avx512;
 mod k_avx2;
 #[cfg(target_arch = "x86_64")]
 mod k_avx512;
+#[cfg(target_arch = "aarch64")]
+mod k_neon;
 pub(crate) mod kquant;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;

@@ -18,7 +18,7 @@ const ROWS_PER_PASS: usize = 4;
 
 /// The NEON packed kernel, handed out only for the proof that the CPU has the dot-product instructions.
 pub(crate) fn entry(_: Dotprod) -> PackedKernel {
-    PackedKernel::simd(dot, false)
+    PackedKernel::simd(dot, true)
 }
 
 /// The entry [`entry`] hands out.
@@ -27,9 +27,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         return t.each_group(out, dot);
     }
     if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
-        // No NEON K-quant kernel yet: the loader does not pack K-quants for this table (`is_simd_for`); a tile packed
-        // elsewhere still gets the exact result.
-        return super::dot_scalar(t, out);
+        return super::k_neon::dot(t, out);
     }
     let n = t.n_act;
     // The loads below rely on it.
