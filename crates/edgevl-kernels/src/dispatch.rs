@@ -456,7 +456,7 @@ impl Kernels {
     /// Whether weights of `dtype` should be packed at load for this table: a SIMD packed kernel exists for the
     /// format and the options allow it.
     pub fn prefers_packed(&self, dtype: DType) -> bool {
-        !self.config.no_pack && self.packed.is_simd_for(dtype)
+        !self.config.no_pack && self.packed.is_simd() && crate::packed::is_packable(dtype)
     }
 
     /// Whether products with `dtype` weights go through the float GEMM ([`Kernels::float_gemm`]) rather than the

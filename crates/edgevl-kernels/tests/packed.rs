@@ -12,7 +12,7 @@ use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadP
 
 const TYPES: [DType; 5] = [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
-const SHAPES: [(usize, usize, usize); 14] = [
+const SHAPES: [(usize, usize, usize); 18] = [
     (1, 32, 1),
     (5, 64, 3),
     (17, 96, 8),
@@ -27,6 +27,10 @@ const SHAPES: [(usize, usize, usize); 14] = [
     (33, 256, 9),
     (21, 768, 5),
     (70, 512, 1),
+    (31, 256, 2),
+    (40, 512, 6),
+    (17, 256, 7),
+    (300, 256, 1),
 ];
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
@@ -90,8 +94,8 @@ fn packed_matmul_is_bit_identical_across_levels_and_to_the_dots_and_close_to_f64
             let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
             let ys = run(&scalar, &pool, WeightRef::from_packed(&p), &x, m);
             // The scalar dot kernel of the unpacked rows computes the same f32 sequence (one fma per block, two
-            // for Q4_1), so levels without packed kernels (scalar, NEON: bit-identical to the scalar dots) agree
-            // with the packed ones bit for bit.
+            // for Q4_1; the K-quants' per-super-block sequence), so tables that do not pack (scalar, plain NEON:
+            // bit-identical to the scalar dots) agree with the packed ones bit for bit.
             let yd = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
             for (i, (a, b)) in ys.iter().zip(&yd).enumerate() {
                 assert_eq!(

@@ -1,6 +1,6 @@
 //! The packed kernels with AVX2: each 16-row group as two halves of 8 rows (the low and high 32 bytes of every
 //! 64-byte line), `vpmaddubsw` + `vpmaddwd` for the integer block dots, then the scalar twin's f32 sequence
-//! ([`super::dot_scalar`]) lane by lane.
+//! ([`super::dot_scalar`]) lane by lane. Q4_K and Q6_K tiles go to [`super::k_avx2`].
 //!
 //! Integer exactness: Q4 nibbles (`u <= 15`) times activations (`|a| <= 128`) give `vpmaddubsw` pairs of at most
 //! 3840, and the 8 pair vectors of a block sum to at most 30720 < 2^15 in i16. Q8_0 uses the signed quants
@@ -18,7 +18,7 @@ const ROWS_PER_PASS: usize = 4;
 
 /// The AVX2 packed kernel, handed out only for the proof that the CPU has AVX2, FMA and F16C.
 pub(crate) fn entry(_: Avx2) -> PackedKernel {
-    PackedKernel::simd(dot, true)
+    PackedKernel::simd(dot)
 }
 
 /// The entry [`entry`] hands out.
@@ -27,7 +27,8 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // `PackedTile::new` guarantees it; the loads below rely on it.
     assert!(t.holds_shape(), "packed::avx2::dot: tile buffers shorter than its shape");
     if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
-        return super::k_avx2::dot(t, out);
+        // SAFETY: this entry is handed out only for the proof of the CPU features `k_avx2` needs.
+        return unsafe { super::k_avx2::dot(t, out) };
     }
     if n == 1 {
         macro_rules! one {

@@ -1,6 +1,6 @@
 //! The packed kernels with AVX-512 VNNI: per block, 16 rows' int32 dots by `vpdpbusd` of the unsigned weight bytes
 //! with a broadcast 4-byte activation group, then one f32 FMA per activation row (the scalar twin's sequence,
-//! [`super::dot_scalar`], lane by lane).
+//! [`super::dot_scalar`], lane by lane). Q4_K and Q6_K tiles go to [`super::k_avx512`].
 
 use std::arch::x86_64::*;
 
@@ -10,7 +10,7 @@ use crate::x86::Avx512Vnni;
 /// The AVX-512 VNNI packed kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and
 /// AVX2, FMA, F16C).
 pub(crate) fn entry(_: Avx512Vnni) -> PackedKernel {
-    PackedKernel::simd(dot, true)
+    PackedKernel::simd(dot)
 }
 
 /// The entry [`entry`] hands out.
@@ -19,7 +19,8 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // `PackedTile::new` guarantees it; the loads below rely on it.
     assert!(t.holds_shape(), "packed::avx512::dot: tile buffers shorter than its shape");
     if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
-        return super::k_avx512::dot(t, out);
+        // SAFETY: this entry is handed out only for the proof of the CPU features `k_avx512` needs.
+        return unsafe { super::k_avx512::dot(t, out) };
     }
     macro_rules! go {
         ($fmt:expr) => {

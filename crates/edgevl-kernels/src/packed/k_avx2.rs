@@ -17,11 +17,14 @@ use super::{PackedFormat, PackedTile, GROUP, MAX_ACT};
 /// Activation rows per pass over a half group.
 const ROWS_PER_PASS: usize = 4;
 
-/// Computes a Q4_K or Q6_K tile. Only called by [`super::avx2`]'s entry, which holds the proof that the CPU has
-/// AVX2, FMA and F16C and has checked the tile's shape.
-pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+/// Computes a Q4_K or Q6_K tile (the entry of [`super::avx2`] hands these tiles here).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
-        return t.each_group(out, dot);
+        // SAFETY: the caller's guarantee holds for each group's call.
+        return t.each_group(out, |t, o| unsafe { dot(t, o) });
     }
     assert!(t.holds_shape(), "packed::k_avx2::dot: tile buffers shorter than its shape");
     let n = t.n_act;
@@ -37,12 +40,13 @@ pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                     }
                 };
             }
-            // SAFETY: reachable only through `avx2::dot` (the CPU has the features); the shape was checked above,
+            // SAFETY: the caller guarantees the CPU features; the shape was checked above,
             // `r0 + N <= n_act`, `half < 2`, and the kernel is the tile's format's.
             unsafe {
                 match t.fmt {
                     PackedFormat::Q4_K => by_rows!(kernel),
-                    _ => by_rows!(kernel_q6k),
+                    PackedFormat::Q6_K => by_rows!(kernel_q6k),
+                    _ => unreachable!("not a K-quant tile"),
                 }
             }
         }

@@ -17,13 +17,16 @@ use super::{PackedFormat, PackedTile, GROUP, MAX_ACT};
 /// How many super-blocks ahead the quants are prefetched.
 const PREFETCH_BLOCKS: usize = 1;
 
-/// Computes a Q4_K or Q6_K tile. Only called by [`super::avx512`]'s entry, which holds the proof that the CPU has
-/// AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C and has checked the tile's shape.
-pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+/// Computes a Q4_K or Q6_K tile (the entry of [`super::avx512`] hands these tiles here).
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C.
+pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
         // One group at a time: interleaving the groups' super-blocks in one loop, as the Q4 kernels do for
-        // decode, measured slower here (2.7B Q4_K_M decode 16.9 -> 13.3 tok/s on two threads).
-        return t.each_group(out, dot);
+        // decode, measured no faster here (2.7B Q4_K_M decode 16.1-16.8 tok/s both ways on two threads).
+        // SAFETY: the caller's guarantee holds for each group's call.
+        return t.each_group(out, |t, o| unsafe { dot(t, o) });
     }
     assert!(t.holds_shape(), "packed::k_avx512::dot: tile buffers shorter than its shape");
     macro_rules! by_rows {
@@ -40,12 +43,13 @@ pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
             }
         };
     }
-    // SAFETY: reachable only through `avx512::dot` (the CPU has the features); the shape was checked above and the
+    // SAFETY: the caller guarantees the CPU features; the shape was checked above and the
     // kernel is the tile's format's.
     unsafe {
         match t.fmt {
             PackedFormat::Q4_K => by_rows!(kernel),
-            _ => by_rows!(kernel_q6k),
+            PackedFormat::Q6_K => by_rows!(kernel_q6k),
+            _ => unreachable!("not a K-quant tile"),
         }
     }
 }

@@ -16,11 +16,14 @@ use crate::aarch64::neon::{f16x4_to_f32, Dotprod as Sdot, I8Dot};
 /// Activation rows per pass over a quarter group.
 const ROWS_PER_PASS: usize = 4;
 
-/// Computes a Q4_K or Q6_K tile. Only called by [`super::neon`]'s entry, which holds the proof that the CPU has the
-/// dot-product instructions.
-pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+/// Computes a Q4_K or Q6_K tile (the entry of [`super::neon`] hands these tiles here).
+///
+/// # Safety
+/// The CPU has the dot-product instructions.
+pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
-        return t.each_group(out, dot);
+        // SAFETY: the caller's guarantee holds for each group's call.
+        return t.each_group(out, |t, o| unsafe { dot(t, o) });
     }
     assert!(t.holds_shape(), "packed::k_neon::dot: tile buffers shorter than its shape");
     let n = t.n_act;
@@ -36,12 +39,13 @@ pub(super) fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                     }
                 };
             }
-            // SAFETY: reachable only through `neon::dot` (the CPU has dotprod); the shape was checked above,
+            // SAFETY: the caller guarantees the CPU features; the shape was checked above,
             // `r0 + N <= n_act`, `quarter < 4`, and the kernel is the tile's format's.
             unsafe {
                 match t.fmt {
                     PackedFormat::Q4_K => by_rows!(kernel),
-                    _ => by_rows!(kernel_q6k),
+                    PackedFormat::Q6_K => by_rows!(kernel_q6k),
+                    _ => unreachable!("not a K-quant tile"),
                 }
             }
         }

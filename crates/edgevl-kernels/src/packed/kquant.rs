@@ -26,6 +26,9 @@
 //! Each output is the unpacked dot's sequence ([`crate::formats::q6_k`]'s `vec_dot`): the exact integer
 //! `acc = sum_g sc_g * sum(q * a) = sum_g sc_g * sum(u * a) - 32 * sum_g sc_g * bsum_g` (the activation's 16-value
 //! sums `bsum_g`), then `sumf += d * dy * acc` in f32.
+//!
+//! The SIMD kernels take the activation's group sums from the 16-value sums stored in its Q8_K blocks; they equal
+//! the twins' results for blocks whose stored sums are those of their quants, as the Q8_K quantiser writes them.
 
 use super::{PackedTile, GROUP, MAX_ACT};
 use crate::formats::q4_k::BlockQ4K;

@@ -9,12 +9,13 @@
 //!   whose low nibble pairs with activation element `4t + e` and high nibble with `16 + 4t + e`;
 //! - scale tile of block `b`: the 16 rows' f16 scales, then (Q4_1) their 16 f16 minimums.
 //!
-//! Q4_K's and Q6_K's blocks are their 256-value super-blocks, with layouts of their own ([`kquant`]).
-//!
 //! Weights are unsigned (`u = q + o`, offset `o` = 8 for Q4_0, 0 for Q4_1, 128 for Q8_0) and the activations
 //! signed Q8 blocks, so `sum(u * a) - o * sum(a)` is the exact integer dot of a block. Every kernel computes each
 //! output by the same f32 sequence, block by block: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1, then
 //! `acc = fma(m_w, s_a, acc)`; so the scalar twin ([`dot_scalar`]) and the SIMD kernels agree bit for bit.
+//!
+//! Q4_K's and Q6_K's blocks are their 256-value super-blocks, with layouts, integer sums and f32 sequences of their
+//! own (those of their unpacked dots; [`kquant`], kernels in `k_avx512`, `k_avx2`, `k_neon`).
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
@@ -128,7 +129,7 @@ impl PackedFormat {
         }
     }
 
-    /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums; Q4_K: [`kquant`]).
+    /// Scale bytes per block tile of a group (f16 scales, and for Q4_1 f16 minimums; Q4_K and Q6_K: [`kquant`]).
     pub(crate) const fn scale_tile(self) -> usize {
         match self {
             PackedFormat::Q4_K => kquant::SCALE_TILE,
@@ -138,7 +139,8 @@ impl PackedFormat {
         }
     }
 
-    /// The offset `o` of the unsigned weights.
+    /// The offset `o` of the unsigned weights in the Q4/Q8 kernels' integer sums (the K-quants' kernels handle
+    /// theirs, [`kquant`]).
     pub(crate) const fn offset(self) -> i32 {
         match self {
             PackedFormat::Q4_0 => 8,
@@ -426,7 +428,7 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
 pub struct ActMeta {
     /// Block scale.
     pub d: f32,
-    /// Sum of the 32 quants.
+    /// Sum of the 32 quants (0 for Q8_K, whose 16-value sums are in the block).
     pub sum: i32,
     /// Q8_1's `s` (`f16(d * sum)`), 0 for Q8_0.
     pub s: f32,
@@ -595,8 +597,6 @@ pub(crate) type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT
 pub struct PackedKernel {
     dot: PackedDotFn,
     simd: bool,
-    /// Whether the SIMD kernel has K-quant paths of its own (else it hands K-quant tiles to the scalar twin).
-    k_quants: bool,
 }
 
 impl std::fmt::Debug for PackedKernel {
@@ -607,13 +607,12 @@ impl std::fmt::Debug for PackedKernel {
 
 impl PackedKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false, k_quants: false };
+    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
 
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features); `k_quants`: it computes
-    /// Q4_K and Q6_K tiles with SIMD too.
+    /// A SIMD kernel for every packed format (the caller hands it out only for the proof of its CPU features).
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(dot: PackedDotFn, k_quants: bool) -> Self {
-        PackedKernel { dot, simd: true, k_quants }
+    pub(crate) fn simd(dot: PackedDotFn) -> Self {
+        PackedKernel { dot, simd: true }
     }
 
     /// `out[i * GROUP + l] = dot(row l of the tile's group, activation row i)`, or for a tile of several groups
@@ -628,15 +627,10 @@ impl PackedKernel {
     pub fn is_simd(&self) -> bool {
         self.simd
     }
-
-    /// Whether this is a SIMD kernel for weights of `dtype` (a packable type it does not hand to the scalar twin).
-    pub fn is_simd_for(&self, dtype: DType) -> bool {
-        self.simd && is_packable(dtype) && (!matches!(dtype, DType::Q4_K | DType::Q6_K) || self.k_quants)
-    }
 }
 
 /// The scalar twin of every packed kernel.
-pub(crate) fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
+fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     if t.n_groups > 1 {
         return t.each_group(out, dot_scalar);
     }

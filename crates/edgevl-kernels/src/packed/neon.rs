@@ -1,7 +1,8 @@
 //! The packed kernels with NEON `sdot` (Armv8.2 dotprod): each 16-row group as four quarters of 4 rows (the
 //! 16-byte quarters of every 64-byte line: lane `l` of quarter `h` holds the 4 consecutive k-bytes of row
 //! `4h + l`, which is what `sdot` sums into its lane `l`), one `sdot` per line and activation row for the integer
-//! block dots, then the scalar twin's f32 sequence ([`super::dot_scalar`]) lane by lane.
+//! block dots, then the scalar twin's f32 sequence ([`super::dot_scalar`]) lane by lane. Q4_K and Q6_K tiles go to
+//! [`super::k_neon`].
 //!
 //! Integer exactness: `sdot` sums products of signed bytes into i32 lanes (at most 32 * 128 * 128 per block).
 //! Q8_0 uses the signed quants (`w = u ^ 0x80`), so the lane sum is `sum(u * a) - 128 * sum(a)` directly; Q4 uses
@@ -18,7 +19,7 @@ const ROWS_PER_PASS: usize = 4;
 
 /// The NEON packed kernel, handed out only for the proof that the CPU has the dot-product instructions.
 pub(crate) fn entry(_: Dotprod) -> PackedKernel {
-    PackedKernel::simd(dot, true)
+    PackedKernel::simd(dot)
 }
 
 /// The entry [`entry`] hands out.
@@ -27,7 +28,8 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         return t.each_group(out, dot);
     }
     if matches!(t.fmt, PackedFormat::Q4_K | PackedFormat::Q6_K) {
-        return super::k_neon::dot(t, out);
+        // SAFETY: this entry is handed out only for the proof of the CPU features `k_neon` needs.
+        return unsafe { super::k_neon::dot(t, out) };
     }
     let n = t.n_act;
     // The loads below rely on it.
