@@ -160,6 +160,9 @@ unsafe fn kernel_q6k<const N: usize>(
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..nb {
         let (q, s, a) = block_slices::<N>(t, r0, b);
+        // The half's scale pairs of groups 2p and 2p + 1, sign-extended to i16: for the chunks and the offset's term.
+        let sp: [__m256i; 8] =
+            std::array::from_fn(|p| _mm256_cvtepi8_epi16(load16(&s[Q6_SC + 2 * GROUP * p + 2 * h..])));
         let mut isum = [_mm256_setzero_si256(); N];
         for c in 0..8 {
             let chunk = &q[c * Q6_CHUNK..][..Q6_CHUNK];
@@ -171,10 +174,9 @@ unsafe fn kernel_q6k<const N: usize>(
                 let n = _mm256_and_si256(_mm256_srli_epi16::<4>(line(k)), m0f);
                 _mm256_or_si256(n, high_bits(p1, k))
             });
-            // Groups 2c and 2c + 1's scales, sign-extended, each in both i16 of its row's 32-bit lane.
-            let sp = _mm256_cvtepi8_epi16(load16(&s[Q6_SC + 2 * GROUP * c + 2 * h..]));
-            let sc0 = _mm256_shufflehi_epi16::<0b10_10_00_00>(_mm256_shufflelo_epi16::<0b10_10_00_00>(sp));
-            let sc1 = _mm256_shufflehi_epi16::<0b11_11_01_01>(_mm256_shufflelo_epi16::<0b11_11_01_01>(sp));
+            // Groups 2c and 2c + 1's scales, each in both i16 of its row's 32-bit lane.
+            let sc0 = _mm256_shufflehi_epi16::<0b10_10_00_00>(_mm256_shufflelo_epi16::<0b10_10_00_00>(sp[c]));
+            let sc1 = _mm256_shufflehi_epi16::<0b11_11_01_01>(_mm256_shufflelo_epi16::<0b11_11_01_01>(sp[c]));
             for r in 0..N {
                 let ag = &a[r][4 + 32 * c..][..32];
                 let pair = |w: &[__m256i; 4], at: usize, k: usize| {
@@ -193,8 +195,6 @@ unsafe fn kernel_q6k<const N: usize>(
             }
         }
         let dw = _mm256_cvtph_ps(load16(&s[2 * h..]));
-        let sp: [__m256i; 8] =
-            std::array::from_fn(|p| _mm256_cvtepi8_epi16(load16(&s[Q6_SC + 2 * GROUP * p + 2 * h..])));
         for r in 0..N {
             // The offset's term: 32 * sum_g sc_g * bsum_g, the sums of 16 quants paired as the scales are.
             let mut off = _mm256_setzero_si256();

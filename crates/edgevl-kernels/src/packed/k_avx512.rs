@@ -85,6 +85,9 @@ unsafe fn kernel_q6k<const N: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
         let (q, s, a) = block_slices::<N>(t, 0, b);
+        // The scale pairs of groups 2p and 2p + 1, sign-extended to i16: for the chunks and for the offset's term.
+        let sp: [__m512i; 8] =
+            std::array::from_fn(|p| _mm512_cvtepi8_epi16(load32(&s[Q6_SC + 2 * GROUP * p..])));
         let mut isum = [_mm512_setzero_si512(); N];
         for c in 0..8 {
             // A hint only (prefetches never fault), as in `kernel`.
@@ -103,10 +106,9 @@ unsafe fn kernel_q6k<const N: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX
                 let n = _mm512_and_si512(_mm512_srli_epi16::<4>(line(k)), m0f);
                 _mm512_ternarylogic_epi32::<0xF8>(n, high_bits(p1, k), m30)
             });
-            // Groups 2c and 2c + 1's scales, sign-extended into each row's lane.
-            let sp = _mm512_cvtepi8_epi16(load32(&s[Q6_SC + 2 * GROUP * c..]));
+            // Groups 2c and 2c + 1's scales, each in its row's 32-bit lane.
             let (sc0, sc1) =
-                (_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(sp)), _mm512_srai_epi32::<16>(sp));
+                (_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(sp[c])), _mm512_srai_epi32::<16>(sp[c]));
             for r in 0..N {
                 let ag = &a[r][4 + 32 * c..][..32];
                 let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
@@ -119,8 +121,6 @@ unsafe fn kernel_q6k<const N: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX
             }
         }
         let dw = _mm512_cvtph_ps(load32(s));
-        let sp: [__m512i; 8] =
-            std::array::from_fn(|p| _mm512_cvtepi8_epi16(load32(&s[Q6_SC + 2 * GROUP * p..])));
         for r in 0..N {
             // The offset's term: 32 * sum_g sc_g * bsum_g, the sums of 16 quants paired as the scales are.
             let mut off = _mm512_setzero_si512();

@@ -69,9 +69,15 @@ fn q6_plane(l: usize, v: usize) -> (usize, usize) {
     (SUB_TILE + h * 64 + l * 4 + k % 4, 2 * (k / 4))
 }
 
-/// Index of group `g`'s scale of row `l` in a Q6_K scale tile.
-fn q6_sc(l: usize, g: usize) -> usize {
-    Q6_SC + 2 * GROUP * (g / 2) + 2 * l + g % 2
+/// Index of group `g`'s byte of row `l` in a `[pair][row][2]` array at `base` of a scale tile (Q4_K's minimums,
+/// Q6_K's scales).
+fn pair_index(base: usize, l: usize, g: usize) -> usize {
+    base + 2 * GROUP * (g / 2) + 2 * l + g % 2
+}
+
+/// Row `l`'s f16 at `base + 2 * l` of a scale tile, as f32.
+fn row_f16(s: &[u8], base: usize, l: usize) -> f32 {
+    f16_to_f32([s[base + 2 * l], s[base + 2 * l + 1]])
 }
 
 /// Packs row group `g` of `rows` Q6_K rows (`rb` bytes, `nb` super-blocks each) into `dst`.
@@ -84,7 +90,7 @@ pub(super) fn pack_group_q6k(data: &[u8], rb: usize, nb: usize, rows: usize, g: 
             let s = &mut scales[b * Q6_SCALE_TILE..(b + 1) * Q6_SCALE_TILE];
             s[2 * l..2 * l + 2].copy_from_slice(&blk.d);
             for (grp, &sc) in blk.scales.iter().enumerate() {
-                s[q6_sc(l, grp)] = sc as u8;
+                s[pair_index(Q6_SC, l, grp)] = sc as u8;
             }
             let u: [u8; QK_K] = std::array::from_fn(|i| (blk.q(i) + 32) as u8);
             for (c, u) in u.chunks_exact(32).enumerate() {
@@ -118,10 +124,10 @@ pub(super) fn dequantize_row_q6k(grp_bytes: &[u8], nb: usize, l: usize, out: &mu
     let (quants, scales) = grp_bytes.split_at(nb * 8 * Q6_CHUNK);
     for (b, o) in out.chunks_exact_mut(QK_K).enumerate() {
         let s = &scales[b * Q6_SCALE_TILE..(b + 1) * Q6_SCALE_TILE];
-        let d = f16_to_f32([s[2 * l], s[2 * l + 1]]);
+        let d = row_f16(s, 0, l);
         for (i, v) in o.iter_mut().enumerate() {
             let chunk = &quants[(b * 8 + i / 32) * Q6_CHUNK..][..Q6_CHUNK];
-            let sc = s[q6_sc(l, i / 16)] as i8;
+            let sc = s[pair_index(Q6_SC, l, i / 16)] as i8;
             *v = d * f32::from(sc) * (q6_value(chunk, l, i % 32) - 32) as f32;
         }
     }
@@ -142,11 +148,10 @@ pub(super) fn dot_scalar_q6k(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                         let v = 16 * (grp % 2) + k;
                         dot += (q6_value(chunk, l, v) - 32) * i32::from(a[4 + 16 * grp + k] as i8);
                     }
-                    acc += i32::from(s[q6_sc(l, grp)] as i8) * dot;
+                    acc += i32::from(s[pair_index(Q6_SC, l, grp)] as i8) * dot;
                 }
                 let dy = t.meta[i * t.nb + b].d;
-                let d = f16_to_f32([s[2 * l], s[2 * l + 1]]);
-                sumf += d * dy * acc as f32;
+                sumf += row_f16(s, 0, l) * dy * acc as f32;
             }
             out[i * GROUP + l] = sumf;
         }
@@ -166,7 +171,7 @@ pub(super) fn pack_group(data: &[u8], rb: usize, nb: usize, rows: usize, g: usiz
             let sm = blk.scales_mins();
             for grp in 0..8 {
                 s[K_SC + GROUP * grp + l] = sm[grp];
-                s[K_M + 2 * GROUP * (grp / 2) + 2 * l + grp % 2] = sm[8 + grp];
+                s[pair_index(K_M, l, grp)] = sm[8 + grp];
                 // Group `grp`'s 32 values are the low (even `grp`) or high nibbles of `qs[32 * (grp / 2)..][..32]`.
                 let src = &blk.qs[32 * (grp / 2)..][..32];
                 let shift = 4 * (grp % 2);
@@ -181,12 +186,12 @@ pub(super) fn pack_group(data: &[u8], rb: usize, nb: usize, rows: usize, g: usiz
 
 /// The group's 6-bit scale and minimum of value group `grp` of row `l` in scale tile `s`.
 fn scale_min(s: &[u8], l: usize, grp: usize) -> (u8, u8) {
-    (s[K_SC + GROUP * grp + l], s[K_M + 2 * GROUP * (grp / 2) + 2 * l + grp % 2])
+    (s[K_SC + GROUP * grp + l], s[pair_index(K_M, l, grp)])
 }
 
 /// Row `l`'s f16 `d` and `dmin` in scale tile `s`, as f32.
 fn d_dmin(s: &[u8], l: usize) -> (f32, f32) {
-    (f16_to_f32([s[2 * l], s[2 * l + 1]]), f16_to_f32([s[K_DMIN + 2 * l], s[K_DMIN + 2 * l + 1]]))
+    (row_f16(s, 0, l), row_f16(s, K_DMIN, l))
 }
 
 /// Row `l` of packed row group `grp_bytes` (`nb` super-blocks) into `out`, exactly as Q4_K's dequantiser.
