@@ -15,6 +15,8 @@
 #                                              # of both LLMs (the K-quant mix users download: Q4_K +
 #                                              # Q6_K on the 2.7B, Q5_0 + Q8_0 + Q6_K on SmolLM2,
 #                                              # whose 576-wide rows are no multiple of 256)
+#   ONLY='q4_k_m' scripts/bench-vs-llamacpp.sh  # only the rows whose name matches this bash regex
+#                                              # (`vit` for the ViT rows); the default runs all
 #
 # Models: SmolLM2-135M-Instruct Q4_1 (scripts/fetch-smollm2.sh), a random-weight LLaMA with
 # BlueLM-V-3B's shape in Q4_0 and a random SigLIP-so400m mmproj in Q8_0 (`edgevl gen-random`,
@@ -84,6 +86,7 @@ EDGEVL=(env "${EDGEVL_ENV[@]}" "$EDGEVL_BIN")
 edgevl() { "${EDGEVL[@]}" "$@"; }
 run_pair() { # name model p n depth [cache type: llama.cpp -ctk/-ctv with flash attention, edgevl --cache-type]
   local name=$1 model=$2 p=$3 n=$4 d=$5 ctype=${6:-}
+  selected "$name" || return 0
   local fa=(-fa 0,1) ours=()
   # llama.cpp keeps a quantised V cache only with flash attention on.
   [ -n "$ctype" ] && fa=(-fa 1 -ctk "$ctype" -ctv "$ctype") && ours=(--cache-type "$ctype")
@@ -99,6 +102,7 @@ run_pair() { # name model p n depth [cache type: llama.cpp -ctk/-ctv with flash 
   # roofline it gives counts the cache read at depth d (same -c as the run above).
   edgevl bench -m "$model" -p 0 -n "$n" -d "$d" -r 1 -t "$T" "${ours[@]}" --json >"$OUT/$name.bw.json"
 }
+selected() { [ -z "${ONLY:-}" ] || [[ "$1" =~ $ONLY ]]; }
 run_pair smollm2-135m-q4_1 "$SMOL" "$P" "$N" 0
 run_pair bluelm-v-3b-q4_0 "$BLUE" "$P" "$N" 0
 if [ "$DEPTH" != 0 ]; then
@@ -113,6 +117,7 @@ if [ "$KQUANT" != 0 ]; then
 fi
 
 # --- the ViT ---------------------------------------------------------------------------------
+if selected vit; then
 SQUARE="$OUT/square-384x384.png"
 python3 - "$SQUARE" <<'PY'
 import struct, sys, zlib
@@ -133,6 +138,7 @@ edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T"
 log "vit: edgevl bench --mmproj --vit-int8 --vit-batch 1,2,4,6"
 edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-int8 --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
   --no-bandwidth >"$OUT/vit-int8.edgevl.json"
+fi
 
 # --- table ----------------------------------------------------------------------------------
 python3 - "$OUT" "$P" "$N" "$T" "$VARIANT" "$LBIN" <<'PY'
@@ -217,12 +223,13 @@ for path in sorted(glob.glob(f"{out}/mtmd.*.log")):
     if not ms or not tokens:
         sys.exit(f"no slice timing in {path}")
     per_patch.append(sum(ms) / (4 * tokens))  # lfm2 merges 2x2 patches into one token
-lc = statistics.median(per_patch)
-for file, how in (("vit", ""), ("vit-int8", ", --vit-int8")):
+lc = statistics.median(per_patch) if per_patch else None
+for file, how in (("vit", ""), ("vit-int8", ", --vit-int8")) if per_patch else ():
     for row in json.load(open(f"{out}/{file}.edgevl.json"))["vit"]:
         ms = row["ms_per_patch"]
         print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']}{how} (lower is better) | {lc:.2f} | {ms:.2f} | {ms / lc:.2f}x |")
 print()
 print("\n".join(notes))
-print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729. `--vit-int8`: the file's F16 matrices (so400m's ffn_down, 4304 columns) requantised to Q8_0 at load, the MLP widened with zero channels to whole blocks (the paper's INT8 ViT; outputs differ from the F16 arithmetic by Q8_0 rounding).")
+if per_patch:
+    print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729. `--vit-int8`: the file's F16 matrices (so400m's ffn_down, 4304 columns) requantised to Q8_0 at load, the MLP widened with zero channels to whole blocks (the paper's INT8 ViT; outputs differ from the F16 arithmetic by Q8_0 rounding).")
 PY

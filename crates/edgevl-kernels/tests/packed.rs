@@ -1,4 +1,4 @@
-//! Packed weights (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K): the packed matmul of every kernel level is bit-identical to the scalar twin
+//! Packed weights (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K): the packed matmul of every kernel level is bit-identical to the scalar twin
 //! and to the scalar dot kernel of the unpacked rows, close to a dequantised f64 reference, independent of the
 //! thread count, and the packed rows dequantise exactly as the source rows do.
 
@@ -10,7 +10,7 @@ use edgevl_kernels::formats::{as_blocks, dequantize_act};
 use edgevl_kernels::packed::PackedWeights;
 use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
-const TYPES: [DType; 5] = [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K];
+const TYPES: [DType; 6] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
 const SHAPES: [(usize, usize, usize); 18] = [
     (1, 32, 1),
@@ -195,6 +195,7 @@ fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
         (DType::Q4_0, 600, 4096),
         (DType::Q8_0, 37, 288),
         (DType::Q4_1, 129, 64),
+        (DType::Q5_0, 50, 576),
         (DType::Q4_K, 35, 512),
         (DType::Q6_K, 19, 256),
     ];
@@ -226,9 +227,8 @@ fn packed_tiles_are_checked_at_construction() {
     use edgevl_kernels::packed::{act_meta, ActMeta, PackedTile, GROUP, MAX_ACT, MAX_GROUPS};
     use edgevl_kernels::KernelError;
     let mut r = rng(14);
-    let e =
-        PackedWeights::pack(DType::Q5_0, &random_weights(&mut r, DType::Q5_0, 16, 64), 16, 64).unwrap_err();
-    assert!(matches!(e, KernelError::NotPackable { dtype: DType::Q5_0 }), "{e}");
+    let e = PackedWeights::pack(DType::F16, &random_weights(&mut r, DType::F16, 16, 64), 16, 64).unwrap_err();
+    assert!(matches!(e, KernelError::NotPackable { dtype: DType::F16 }), "{e}");
     for t in TYPES {
         let (rows, cols) = (40, if t.block_size() == 256 { 512 } else { 64 });
         let p = PackedWeights::pack(t, &random_weights(&mut r, t, rows, cols), rows, cols).unwrap();
@@ -265,6 +265,52 @@ fn packed_tiles_are_checked_at_construction() {
             let mut got = [0f32; GROUP * MAX_ACT];
             level.packed().dot(&tile, &mut got);
             assert_eq!(got[..3 * GROUP], want[..3 * GROUP], "{t} {:?}", level.level());
+        }
+    }
+}
+
+/// The largest integer sums a 4- or 5-bit block can give (every value at the top or bottom of its range, every
+/// activation quant +-127) are exact at every level: the AVX2 kernels sum `vpmaddubsw` pairs in i16, which a
+/// 5-bit block's 8 pair vectors (up to 62992) would overflow without widening.
+#[test]
+fn extreme_4_and_5_bit_blocks_give_exact_sums_at_every_level() {
+    let pool = ThreadPool::new(1);
+    let (rows, cols, m) = (33, 256, 5);
+    // Q4_0 blocks: `d`, 16 bytes; Q5_0: `d`, `qh`, 16 bytes. Row `j` is all top values, all bottom values or
+    // alternating, with scale 1.
+    let block = |t: DType, j: usize| -> Vec<u8> {
+        let one = half::f16::from_f32(1.0).to_bits().to_le_bytes();
+        let (qs, qh) = match j % 3 {
+            0 => (0xffu8, 0xffff_ffffu32),
+            1 => (0x00, 0),
+            _ => (0x0f, 0x5555_5555),
+        };
+        let mut b = one.to_vec();
+        if t == DType::Q5_0 {
+            b.extend(qh.to_le_bytes());
+        }
+        b.extend([qs; 16]);
+        b
+    };
+    for t in [DType::Q4_0, DType::Q5_0] {
+        let w: Vec<u8> = (0..rows).flat_map(|j| (0..cols / 32).flat_map(move |_| block(t, j))).collect();
+        assert_eq!(w.len(), rows * t.row_bytes(cols).unwrap());
+        // Activations of one magnitude (every quant +-127): rows of one sign (the largest sums), then mixed signs.
+        let sign = |i: usize| match i / cols {
+            0 | 2 => 1.0,
+            1 => -1.0,
+            _ => (i % 7) as f32 - 3.0,
+        };
+        let x: Vec<f32> = (0..m * cols).map(|i| 3.0 * f32::signum(sign(i))).collect();
+        let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
+        let want = run(&Kernels::scalar(), &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+        for k in Kernels::all_levels() {
+            let got = run(&k, &pool, WeightRef::from_packed(&p), &x, m);
+            assert_eq!(got, want, "{t} {:?}", k.level());
+        }
+        let (yr, _) = reference(t, &w, rows, cols, &x, m);
+        for (y, r) in want.iter().zip(&yr) {
+            assert!((f64::from(*y) - r).abs() <= r.abs() * 1e-6, "{t}: {y} vs f64 {r}");
         }
     }
 }

@@ -18,11 +18,6 @@ pub(crate) trait I8Dot {
     /// # Safety
     /// The implementation's CPU feature is available.
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
-    /// The 16 products of `a` and `b` summed into 4 i32 lanes with lane `k` = products `4k..4k+4` (exact).
-    ///
-    /// # Safety
-    /// The implementation's CPU feature is available.
-    unsafe fn lanes(a: int8x16_t, b: int8x16_t) -> int32x4_t;
 }
 
 /// Armv8.0 NEON: widening multiplies to i16 (exact: |a * b| <= 2^14) and pairwise accumulation into i32.
@@ -35,14 +30,6 @@ impl I8Dot for Plain {
         let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
         let hi = vmull_high_s8(a, b);
         vpadalq_s16(vpadalq_s16(acc, lo), hi)
-    }
-    #[inline]
-    #[target_feature(enable = "neon")]
-    unsafe fn lanes(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-        let hi = vmull_high_s8(a, b);
-        // Pairs of products widened to i32, then adjacent pairs added: lane k holds products 4k..4k+4.
-        vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi))
     }
 }
 
@@ -68,21 +55,6 @@ impl I8Dot for Dotprod {
         }
         acc
     }
-    #[inline]
-    #[target_feature(enable = "neon")]
-    unsafe fn lanes(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: the caller guarantees the dotprod feature.
-        unsafe { Self::dot(vdupq_n_s32(0), a, b) }
-    }
-}
-
-/// The sum of 8 f32 lanes held as `lo` (lanes 0..4) and `hi` (lanes 4..8) in ggml's `hsum_float_8` order (the
-/// order of `crate::formats::Lanes8`).
-#[inline]
-#[target_feature(enable = "neon")]
-pub(crate) fn hsum8_f32(lo: float32x4_t, hi: float32x4_t) -> f32 {
-    let r = vaddq_f32(hi, lo);
-    vpadds_f32(vadd_f32(vget_low_f32(r), vget_high_f32(r)))
 }
 
 /// 16 signed bytes of `s` from `off`.

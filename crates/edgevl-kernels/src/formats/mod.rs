@@ -87,34 +87,6 @@ pub trait WeightFormat {
     fn vec_dot(w: &[Self::W], a: &[Self::A]) -> f32;
 }
 
-/// The f32 order of the per-row dots whose SIMD kernels keep 8 lanes of block products (Q5_0; ggml's AVX2 shape):
-/// lane `k` of block `b` is the exact integer sum of the products of elements `4k..4k+4`, converted to f32 and
-/// fused-multiply-added with the block's scale into accumulator `b % 2` (two chains hide the FMA latency); at the
-/// end the two accumulators are added lane by lane and the 8 lanes reduced in ggml's `hsum_float_8` order. Scalar
-/// twins build this sequence with [`Lanes8`], so every level agrees bit for bit.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Lanes8 {
-    acc: [[f32; 8]; 2],
-}
-
-impl Lanes8 {
-    /// Adds block `b`'s lane sums times its scale `d`.
-    #[inline(always)]
-    pub(crate) fn add_block(&mut self, b: usize, lanes: [i32; 8], d: f32) {
-        for (a, s) in self.acc[b % 2].iter_mut().zip(lanes) {
-            *a = (s as f32).mul_add(d, *a);
-        }
-    }
-
-    /// The reduced sum.
-    #[inline(always)]
-    pub(crate) fn sum(&self) -> f32 {
-        let c: [f32; 8] = std::array::from_fn(|k| self.acc[0][k] + self.acc[1][k]);
-        let r: [f32; 4] = std::array::from_fn(|k| c[k + 4] + c[k]);
-        (r[0] + r[2]) + (r[1] + r[3])
-    }
-}
-
 /// An activation format: how an f32 row is converted before the dot products (ggml-cpu's `from_float`).
 pub trait ActFormat {
     /// The format.

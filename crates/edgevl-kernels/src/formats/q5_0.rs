@@ -1,9 +1,7 @@
 //! Q5_0: 32 5-bit values with one f16 scale, `x = d * (q - 16)`; multiplied with Q8_0 activations. llama-quantize
 //! writes it where Q4_K does not fit (rows that are not a multiple of 256, as SmolLM2's 576).
 
-use super::{
-    assert_block_layout, f16_to_f32, f32_to_f16, q8_0::BlockQ8_0, signed_max, Block, Lanes8, WeightFormat,
-};
+use super::{assert_block_layout, f16_to_f32, f32_to_f16, q8_0::BlockQ8_0, signed_max, Block, WeightFormat};
 use crate::dtype::DType;
 
 #[cfg(target_arch = "x86_64")]
@@ -90,21 +88,19 @@ impl WeightFormat for Q5_0 {
             }
         }
     }
-    /// Exact integer sums of the 8 groups of 4 consecutive elements per block, accumulated in f32 in the order of
-    /// [`Lanes8`] (the SIMD kernels' lanes), so every level agrees bit for bit.
+    /// The exact integer sum of each block, then one f32 FMA per block (`sumf = fma(sumi, d_w * d_a, sumf)`): the
+    /// sequence of the packed kernels and of every level's dot, so all agree bit for bit.
     fn vec_dot(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
-        let mut acc = Lanes8::default();
-        for (b, (x, y)) in w.iter().zip(a).enumerate() {
-            let mut prods = [0i32; QK5_0];
+        let mut sumf = 0.0f32;
+        for (x, y) in w.iter().zip(a) {
+            let mut sumi = 0i32;
             for j in 0..16 {
                 let (lo, hi) = x.pair(j);
-                prods[j] = lo * i32::from(y.qs[j]);
-                prods[j + 16] = hi * i32::from(y.qs[j + 16]);
+                sumi += lo * i32::from(y.qs[j]) + hi * i32::from(y.qs[j + 16]);
             }
-            let lanes = std::array::from_fn(|k| prods[4 * k..4 * k + 4].iter().sum());
-            acc.add_block(b, lanes, x.d() * y.d());
+            sumf = (sumi as f32).mul_add(x.d() * y.d(), sumf);
         }
-        acc.sum()
+        sumf
     }
 }
 

@@ -3,7 +3,8 @@
 //! ([`super::dot_scalar`]) lane by lane. Q4_K and Q6_K tiles go to [`super::k_avx2`].
 //!
 //! Integer exactness: Q4 nibbles (`u <= 15`) times activations (`|a| <= 128`) give `vpmaddubsw` pairs of at most
-//! 3840, and the 8 pair vectors of a block sum to at most 30720 < 2^15 in i16. Q8_0 uses the signed quants
+//! 3840, and the 8 pair vectors of a block sum to at most 30720 < 2^15 in i16; Q5_0's values (`u <= 31`) give
+//! pairs of at most 7936, so its sums are widened to i32 every 4 pair vectors (at most 31744). Q8_0 uses the signed quants
 //! (`w = u ^ 0x80`) with the sign trick, `|w| * sign(a, w)`: pairs of at most 2 * 128 * 127 = 32512 (activation
 //! quants are in -127..=127), widened to i32 before summing; that equals `sum(u * a) - 128 * sum(a)`.
 
@@ -45,6 +46,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
             PackedFormat::Q4_0 => one!(Q4_0),
             PackedFormat::Q4_1 => one!(Q4_1),
             PackedFormat::Q8_0 => one!(Q8_0),
+            PackedFormat::Q5_0 => one!(Q5_0),
             PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
         };
     }
@@ -65,6 +67,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                 PackedFormat::Q4_0 => go!(Q4_0),
                 PackedFormat::Q4_1 => go!(Q4_1),
                 PackedFormat::Q8_0 => go!(Q8_0),
+                PackedFormat::Q5_0 => go!(Q5_0),
                 PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
             }
         }
@@ -75,6 +78,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
 const Q4_0: u8 = PackedFormat::Q4_0 as u8;
 const Q4_1: u8 = PackedFormat::Q4_1 as u8;
 const Q8_0: u8 = PackedFormat::Q8_0 as u8;
+const Q5_0: u8 = PackedFormat::Q5_0 as u8;
 
 /// [`kernel`] for activation rows `r0..r0 + N` and half `half` of the group.
 fn call<const F: u8, const N: usize>(
@@ -176,7 +180,6 @@ unsafe fn add_block_one<const F: u8>(
     // SAFETY: the CPU has the features (caller: this is only inlined into `kernel_one`, compiled with them); every
     // load below reads inside the tiles and activation block the pointers point to (caller); all are unaligned.
     unsafe {
-        let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
         // The 8 scales (and, for Q4_1, minimums) of each half.
         let dw = [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(16 * h).cast())));
@@ -203,17 +206,24 @@ unsafe fn add_block_one<const F: u8>(
             }
             si
         } else {
+            // Q5_0: the plane's two halves (after the 256 nibble bytes of its quant tile).
+            let plane = [0, 1].map(|h| {
+                if F == Q5_0 {
+                    _mm256_loadu_si256(q.add(256 + 32 * h).cast())
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
             let mut s16 = [_mm256_setzero_si256(); 2];
+            let mut si = [_mm256_setzero_si256(); 2];
             for k in 0..4 {
                 let (xl, xh) = (bcast(4 * k), bcast(16 + 4 * k));
-                for (h, s16) in s16.iter_mut().enumerate() {
-                    let v = line(k, h);
-                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(_mm256_and_si256(v, mask), xl));
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, xh));
+                for h in 0..2 {
+                    let (lo, hi) = nibbles::<F>(line(k, h), plane[h], k);
+                    add_line::<F>(k, (lo, xl), (hi, xh), &mut s16[h], &mut si[h]);
                 }
             }
-            s16.map(|v| _mm256_madd_epi16(v, ones))
+            block_sums::<F, 2>(s16, si)
         };
         for h in 0..2 {
             acc[h] = fma_block::<F>(si[h], (dw[h], mw[h]), m, acc[h]);
@@ -221,14 +231,78 @@ unsafe fn add_block_one<const F: u8>(
     }
 }
 
+/// The low and high nibbles of a 32-byte line `v` of line index `k` (they pair with activation bytes `4k..` and
+/// `16 + 4k..`); for Q5_0 with their fifth bits, bits `k` and `k + 4` of the plane `plane`'s bytes moved to bit 4
+/// (16-bit shifts by at most 4 move no bit that is kept across a byte).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline(always)]
+unsafe fn nibbles<const F: u8>(v: __m256i, plane: __m256i, k: usize) -> (__m256i, __m256i) {
+    // SAFETY: the CPU has AVX2 (caller); register-only operations.
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0f);
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+        if F != Q5_0 {
+            return (lo, hi);
+        }
+        let bit4 = _mm256_set1_epi8(0x10);
+        // Constant counts once the callers' loops over `k < 4` are unrolled.
+        let up = _mm256_sll_epi16(plane, _mm_cvtsi32_si128(4 - k as i32));
+        let down = _mm256_srl_epi16(plane, _mm_cvtsi32_si128(k as i32));
+        (_mm256_or_si256(lo, _mm256_and_si256(up, bit4)), _mm256_or_si256(hi, _mm256_and_si256(down, bit4)))
+    }
+}
+
+/// Adds line `k`'s two `vpmaddubsw` products (`lo` with activations `xl`, `hi` with `xh`) to the i16 sums `s16`;
+/// Q5_0 widens them into the i32 sums `si` every second line (the bound in the module doc).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline(always)]
+unsafe fn add_line<const F: u8>(
+    k: usize,
+    (lo, xl): (__m256i, __m256i),
+    (hi, xh): (__m256i, __m256i),
+    s16: &mut __m256i,
+    si: &mut __m256i,
+) {
+    // SAFETY: the CPU has AVX2 (caller); register-only operations.
+    unsafe {
+        *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(lo, xl));
+        *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, xh));
+        if F == Q5_0 && k % 2 == 1 {
+            *si = _mm256_add_epi32(*si, _mm256_madd_epi16(*s16, _mm256_set1_epi16(1)));
+            *s16 = _mm256_setzero_si256();
+        }
+    }
+}
+
+/// A Q4 block's i32 sums from the i16 sums [`add_line`] left in `s16` (Q5_0: already widened into `si`).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline(always)]
+unsafe fn block_sums<const F: u8, const M: usize>(s16: [__m256i; M], si: [__m256i; M]) -> [__m256i; M] {
+    // SAFETY: the CPU has AVX2 (caller); register-only operations.
+    unsafe {
+        if F == Q5_0 {
+            si
+        } else {
+            s16.map(|v| _mm256_madd_epi16(v, _mm256_set1_epi16(1)))
+        }
+    }
+}
+
 /// The scalar twin's f32 step of one block for 8 lanes: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1,
-/// `acc = fma(m_w, s_a, acc)`; `si` holds the lanes' integer sums of `u * a` (for Q4_0 the `-8 * sum(a)` is added
+/// `acc = fma(m_w, s_a, acc)`; `si` holds the lanes' integer sums of `u * a` (for Q4_0 and Q5_0 the `-o * sum(a)` is added
 /// here).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn fma_block<const F: u8>(si: __m256i, (dw, mw): (__m256, __m256), m: ActMeta, acc: __m256) -> __m256 {
     let o = PackedFormat::from_code(F).offset();
-    let si = if F == Q4_0 { _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum)) } else { si };
+    let si = if F == Q4_0 || F == Q5_0 { _mm256_add_epi32(si, _mm256_set1_epi32(-o * m.sum)) } else { si };
     let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dw, _mm256_set1_ps(m.d)), acc);
     if F == Q4_1 {
         _mm256_fmadd_ps(mw, _mm256_set1_ps(m.s), acc)
@@ -268,7 +342,6 @@ unsafe fn kernel<const F: u8, const N: usize>(
             mt[r] = t.meta.as_ptr().add((r0 + r) * nb);
         }
     }
-    let mask = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); ROWS_PER_PASS];
     for _ in 0..nb {
@@ -301,17 +374,25 @@ unsafe fn kernel<const F: u8, const N: usize>(
             }
             si
         } else {
+            let plane = if F == Q5_0 {
+                // SAFETY: this half's 32 bytes of the current (Q5_0) quant tile's plane; unaligned load.
+                unsafe { _mm256_loadu_si256(q.add(256).cast()) }
+            } else {
+                _mm256_setzero_si256()
+            };
             let mut s16 = [_mm256_setzero_si256(); N];
+            let mut si = [_mm256_setzero_si256(); N];
             for k in 0..4 {
-                let v = line(k);
-                let lo = _mm256_and_si256(v, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-                for (r, s16) in s16.iter_mut().enumerate() {
-                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(lo, bcast(a[r], 4 * k)));
-                    *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(hi, bcast(a[r], 16 + 4 * k)));
+                // SAFETY: this function has the features.
+                let (lo, hi) = unsafe { nibbles::<F>(line(k), plane, k) };
+                for r in 0..N {
+                    let (xl, xh) = (bcast(a[r], 4 * k), bcast(a[r], 16 + 4 * k));
+                    // SAFETY: this function has the features.
+                    unsafe { add_line::<F>(k, (lo, xl), (hi, xh), &mut s16[r], &mut si[r]) };
                 }
             }
-            s16.map(|v| _mm256_madd_epi16(v, ones))
+            // SAFETY: this function has the features.
+            unsafe { block_sums::<F, N>(s16, si) }
         };
         for (r, &si) in si.iter().enumerate() {
             // SAFETY: row `r`'s meta cursor points at the current block's entry.

@@ -43,6 +43,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
         PackedFormat::Q4_0 => go!(Q4_0),
         PackedFormat::Q4_1 => go!(Q4_1),
         PackedFormat::Q8_0 => go!(Q8_0),
+        PackedFormat::Q5_0 => go!(Q5_0),
         PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
     }
 }
@@ -54,6 +55,7 @@ const PREFETCH_BLOCKS: usize = 16;
 const Q4_0: u8 = PackedFormat::Q4_0 as u8;
 const Q4_1: u8 = PackedFormat::Q4_1 as u8;
 const Q8_0: u8 = PackedFormat::Q8_0 as u8;
+const Q5_0: u8 = PackedFormat::Q5_0 as u8;
 
 fn call<const F: u8, const N: usize, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
@@ -77,8 +79,8 @@ macro_rules! each_row {
     };
 }
 
-/// The 8 weight vectors of one block of a group: for Q4 the low nibbles of its 4 lines then the high nibbles, for
-/// Q8_0 its 8 lines; vector `k < 4` pairs with activation bytes `4k..4k + 4` of each lane's 4-byte groups, vector
+/// The 8 weight vectors of one block of a group: for Q4 the low nibbles of its 4 lines then the high nibbles (Q5_0:
+/// with bit `k` of the plane's bytes as vector `k`'s fifth bits), for Q8_0 its 8 lines; vector `k < 4` pairs with activation bytes `4k..4k + 4` of each lane's 4-byte groups, vector
 /// `4 + k` with `16 + 4k..`.
 ///
 /// # Safety
@@ -93,13 +95,30 @@ unsafe fn load_block<const F: u8>(q: *const u8) -> [__m512i; 8] {
         } else {
             let mask = _mm512_set1_epi8(0x0f);
             let v: [__m512i; 4] = std::array::from_fn(|k| _mm512_loadu_si512(q.add(64 * k).cast()));
-            std::array::from_fn(|k| {
+            let nib: [__m512i; 8] = std::array::from_fn(|k| {
                 if k < 4 {
                     _mm512_and_si512(v[k], mask)
                 } else {
                     _mm512_and_si512(_mm512_srli_epi16::<4>(v[k - 4]), mask)
                 }
-            })
+            });
+            if F != Q5_0 {
+                return nib;
+            }
+            // Plane bit `k` moved to bit 4 (16-bit shifts by at most 4 move no bit that is kept across a byte).
+            let p = _mm512_loadu_si512(q.add(256).cast());
+            let (s4, s3, s2, s1) = (
+                _mm512_slli_epi16::<4>(p),
+                _mm512_slli_epi16::<3>(p),
+                _mm512_slli_epi16::<2>(p),
+                _mm512_slli_epi16::<1>(p),
+            );
+            let (r1, r2, r3) =
+                (_mm512_srli_epi16::<1>(p), _mm512_srli_epi16::<2>(p), _mm512_srli_epi16::<3>(p));
+            let fifth = [s4, s3, s2, s1, p, r1, r2, r3];
+            let bit4 = _mm512_set1_epi8(0x10);
+            // nib | (fifth & 0x10): 0xF8 is `A | (B & C)`.
+            std::array::from_fn(|k| _mm512_ternarylogic_epi32::<0xF8>(nib[k], fifth[k], bit4))
         }
     }
 }
@@ -180,7 +199,7 @@ unsafe fn kernel<const F: u8, const N: usize, const G: usize>(
         for j in 0..G {
             // A hint only (prefetches never fault): the quants a few blocks ahead, for the single-row decode case
             // where the hardware prefetcher alone leaves bandwidth unused.
-            for l in 0..4 {
+            for l in 0..if F == Q5_0 { 5 } else { 4 } {
                 _mm_prefetch::<_MM_HINT_T0>(q[j].wrapping_add(PREFETCH_BLOCKS * qt + 64 * l).cast());
             }
             // SAFETY: the 16 scales lie inside group `j`'s current scale tile; unaligned load.

@@ -1,4 +1,4 @@
-//! Packed weights for the integer GEMM: Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices re-laid out once at load so that one 512-bit
+//! Packed weights for the integer GEMM: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K matrices re-laid out once at load so that one 512-bit
 //! load holds 4 consecutive k-bytes of each of 16 rows, for `vpdpbusd` with a broadcast 4-byte activation group
 //! (AVX-512 VNNI; AVX2 takes each line as two halves of 8 rows, NEON `sdot` as four quarters of 4 rows).
 //!
@@ -6,10 +6,13 @@
 //! each group stored as `nb` (blocks per row) quant tiles, then `nb` scale tiles, then padding to 64 bytes:
 //! - quant tile of block `b`: `QB` bytes; byte `t * 64 + l * 4 + e` belongs to row `l` of the group and pairs with
 //!   activation element `4t + e` (Q8_0: `q + 128`, `QB = 512`) or, for Q4 (`QB = 256`), holds source byte `4t + e`
-//!   whose low nibble pairs with activation element `4t + e` and high nibble with `16 + 4t + e`;
+//!   whose low nibble pairs with activation element `4t + e` and high nibble with `16 + 4t + e`; Q5_0
+//!   (`QB = 320`) adds to those 256 bytes a 64-byte plane of fifth bits, byte `l * 4 + e` holding in bit `k` the
+//!   fifth bit of row `l`'s element `4k + e` (the elements of that byte position in the 8 nibble vectors, so vector
+//!   `k`'s bits are one shift of the plane away at every SIMD width);
 //! - scale tile of block `b`: the 16 rows' f16 scales, then (Q4_1) their 16 f16 minimums.
 //!
-//! Weights are unsigned (`u = q + o`, offset `o` = 8 for Q4_0, 0 for Q4_1, 128 for Q8_0) and the activations
+//! Weights are unsigned (`u = q + o`, offset `o` = 8 for Q4_0, 0 for Q4_1, 16 for Q5_0, 128 for Q8_0) and the activations
 //! signed Q8 blocks, so `sum(u * a) - o * sum(a)` is the exact integer dot of a block. Every kernel computes each
 //! output by the same f32 sequence, block by block: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1, then
 //! `acc = fma(m_w, s_a, acc)`; so the scalar twin ([`dot_scalar`]) and the SIMD kernels agree bit for bit.
@@ -50,6 +53,14 @@ pub const MAX_ACT: usize = 8;
 pub const MAX_GROUPS: usize = 4;
 /// Elements per block of every packed format.
 const QK: usize = 32;
+/// Bytes of a Q5_0 quant tile's plane of fifth bits (one bit per value of the 16 rows' 32-value blocks).
+pub(crate) const Q5_PLANE: usize = GROUP * QK / 8;
+
+/// The fifth bit (0 or 1) of row `l`'s element `j` in a Q5_0 quant tile `q`'s plane.
+#[inline(always)]
+fn q5_bit(q: &[u8], l: usize, j: usize) -> u8 {
+    (q[GROUP * QK / 2 + l * 4 + j % 4] >> (j / 4)) & 1
+}
 
 /// Whether `dtype` has a packed layout.
 pub fn is_packable(dtype: DType) -> bool {
@@ -68,6 +79,8 @@ pub(crate) enum PackedFormat {
     Q4_1 = 1,
     /// From Q8_0 (activations Q8_0).
     Q8_0 = 2,
+    /// From Q5_0 (activations Q8_0): the Q4 nibble tile plus a plane of fifth bits.
+    Q5_0 = 5,
     /// From Q4_K (activations Q8_K), 256-value super-blocks ([`kquant`]).
     Q4_K = 3,
     /// From Q6_K (activations Q8_K), 256-value super-blocks ([`kquant`]).
@@ -81,6 +94,7 @@ impl PackedFormat {
             DType::Q4_0 => Some(PackedFormat::Q4_0),
             DType::Q4_1 => Some(PackedFormat::Q4_1),
             DType::Q8_0 => Some(PackedFormat::Q8_0),
+            DType::Q5_0 => Some(PackedFormat::Q5_0),
             DType::Q4_K => Some(PackedFormat::Q4_K),
             DType::Q6_K => Some(PackedFormat::Q6_K),
             _ => None,
@@ -96,7 +110,8 @@ impl PackedFormat {
             1 => PackedFormat::Q4_1,
             2 => PackedFormat::Q8_0,
             3 => PackedFormat::Q4_K,
-            _ => PackedFormat::Q6_K,
+            4 => PackedFormat::Q6_K,
+            _ => PackedFormat::Q5_0,
         }
     }
 
@@ -106,6 +121,7 @@ impl PackedFormat {
             PackedFormat::Q4_0 => DType::Q4_0,
             PackedFormat::Q4_1 => DType::Q4_1,
             PackedFormat::Q8_0 => DType::Q8_0,
+            PackedFormat::Q5_0 => DType::Q5_0,
             PackedFormat::Q4_K => DType::Q4_K,
             PackedFormat::Q6_K => DType::Q6_K,
         }
@@ -115,7 +131,7 @@ impl PackedFormat {
     pub(crate) const fn block_elems(self) -> usize {
         match self {
             PackedFormat::Q4_K | PackedFormat::Q6_K => kquant::QK_K,
-            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => QK,
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => QK,
         }
     }
 
@@ -124,6 +140,7 @@ impl PackedFormat {
         match self {
             PackedFormat::Q8_0 => GROUP * QK,
             PackedFormat::Q4_0 | PackedFormat::Q4_1 => GROUP * QK / 2,
+            PackedFormat::Q5_0 => GROUP * QK / 2 + Q5_PLANE,
             PackedFormat::Q4_K => GROUP * kquant::QK_K / 2,
             PackedFormat::Q6_K => 8 * kquant::Q6_CHUNK,
         }
@@ -135,7 +152,7 @@ impl PackedFormat {
             PackedFormat::Q4_K => kquant::SCALE_TILE,
             PackedFormat::Q6_K => kquant::Q6_SCALE_TILE,
             PackedFormat::Q4_1 => 4 * GROUP,
-            PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2 * GROUP,
+            PackedFormat::Q4_0 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => 2 * GROUP,
         }
     }
 
@@ -144,6 +161,7 @@ impl PackedFormat {
     pub(crate) const fn offset(self) -> i32 {
         match self {
             PackedFormat::Q4_0 => 8,
+            PackedFormat::Q5_0 => 16,
             PackedFormat::Q8_0 => 128,
             PackedFormat::Q4_1 | PackedFormat::Q4_K | PackedFormat::Q6_K => 0,
         }
@@ -153,7 +171,7 @@ impl PackedFormat {
     pub(crate) const fn act_offset(self) -> usize {
         match self {
             PackedFormat::Q4_1 | PackedFormat::Q4_K | PackedFormat::Q6_K => 4,
-            PackedFormat::Q4_0 | PackedFormat::Q8_0 => 2,
+            PackedFormat::Q4_0 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => 2,
         }
     }
 
@@ -161,7 +179,9 @@ impl PackedFormat {
     pub(crate) const fn act_block(self) -> usize {
         match self {
             PackedFormat::Q4_K | PackedFormat::Q6_K => kquant::Q8K_BLOCK,
-            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => QK + self.act_offset(),
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => {
+                QK + self.act_offset()
+            }
         }
     }
 }
@@ -342,7 +362,7 @@ impl PackedWeights {
         match self.fmt {
             PackedFormat::Q4_K => return kquant::dequantize_row(grp, self.nb, l, out),
             PackedFormat::Q6_K => return kquant::dequantize_row_q6k(grp, self.nb, l, out),
-            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => {}
         }
         let (qt, st) = (self.fmt.quant_tile(), self.fmt.scale_tile());
         let (quants, scales) = grp.split_at(self.nb * qt);
@@ -361,6 +381,13 @@ impl PackedWeights {
                     for k in 0..16 {
                         o[k] = (i32::from(byte(k) & 0x0f) - 8) as f32 * d;
                         o[k + 16] = (i32::from(byte(k) >> 4) - 8) as f32 * d;
+                    }
+                }
+                PackedFormat::Q5_0 => {
+                    for k in 0..16 {
+                        let (lo, hi) = (byte(k) & 0x0f, byte(k) >> 4);
+                        o[k] = (i32::from(lo | (q5_bit(q, l, k) << 4)) - 16) as f32 * d;
+                        o[k + 16] = (i32::from(hi | (q5_bit(q, l, k + 16) << 4)) - 16) as f32 * d;
                     }
                 }
                 PackedFormat::Q4_1 => {
@@ -386,7 +413,7 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
     match fmt {
         PackedFormat::Q4_K => return kquant::pack_group(data, rb, nb, rows, g, dst),
         PackedFormat::Q6_K => return kquant::pack_group_q6k(data, rb, nb, rows, g, dst),
-        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
+        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => {}
     }
     let bb = fmt.dtype().block_bytes();
     let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
@@ -401,6 +428,15 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
                 PackedFormat::Q4_1 => {
                     s[2 * GROUP + 2 * l..2 * GROUP + 2 * l + 2].copy_from_slice(&blk[2..4]);
                     &blk[4..]
+                }
+                PackedFormat::Q5_0 => {
+                    // Bit `j` of `qh` is element `j`'s fifth bit: into plane byte `l * 4 + j % 4`, bit `j / 4`.
+                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                    let plane = &mut q[GROUP * QK / 2 + l * 4..GROUP * QK / 2 + l * 4 + 4];
+                    for (e, p) in plane.iter_mut().enumerate() {
+                        *p = (0..8).map(|k| (((qh >> (4 * k + e)) & 1) as u8) << k).sum();
+                    }
+                    &blk[6..]
                 }
                 PackedFormat::Q4_0 | PackedFormat::Q8_0 => &blk[2..],
                 PackedFormat::Q4_K | PackedFormat::Q6_K => {
@@ -487,8 +523,8 @@ pub fn act_meta(vdt: VecDotType, row: &[u8], meta: &mut [ActMeta]) {
 /// let mut out = [f32::NAN; GROUP * MAX_ACT];
 /// Kernels::detect().packed().dot(&tile, &mut out);
 /// assert_eq!(out[..GROUP], [0.0; GROUP]);
-/// // A Q5_0 matrix has no packed layout, so no tile of it exists; short buffers are refused.
-/// assert!(PackedWeights::pack(DType::Q5_0, &[0u8; 22 * 16], 16, 32).is_err());
+/// // An F16 matrix has no packed layout, so no tile of it exists; short buffers are refused.
+/// assert!(PackedWeights::pack(DType::F16, &[0u8; 64 * 16], 16, 32).is_err());
 /// assert!(PackedTile::new(&w, 0, 1, &acts[..33], &meta, 1).is_err());
 /// # Ok::<(), edgevl_kernels::KernelError>(())
 /// ```
@@ -637,7 +673,7 @@ fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     match t.fmt {
         PackedFormat::Q4_K => return kquant::dot_scalar(t, out),
         PackedFormat::Q6_K => return kquant::dot_scalar_q6k(t, out),
-        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0 => {}
+        PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q5_0 | PackedFormat::Q8_0 => {}
     }
     let (qt, st) = (t.fmt.quant_tile(), t.fmt.scale_tile());
     let (quants, scales) = t.w.split_at(t.nb * qt);
@@ -663,6 +699,13 @@ fn dot_scalar(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                         for k in 0..16 {
                             sumi += (byte(k) & 0x0f) * i32::from(a[k] as i8);
                             sumi += (byte(k) >> 4) * i32::from(a[k + 16] as i8);
+                        }
+                    }
+                    PackedFormat::Q5_0 => {
+                        let fifth = |j: usize| i32::from(q5_bit(q, l, j)) << 4;
+                        for k in 0..16 {
+                            sumi += ((byte(k) & 0x0f) | fifth(k)) * i32::from(a[k] as i8);
+                            sumi += ((byte(k) >> 4) | fifth(k + 16)) * i32::from(a[k + 16] as i8);
                         }
                     }
                     PackedFormat::Q4_K | PackedFormat::Q6_K => {

@@ -6,7 +6,8 @@
 //!
 //! Integer exactness: `sdot` sums products of signed bytes into i32 lanes (at most 32 * 128 * 128 per block).
 //! Q8_0 uses the signed quants (`w = u ^ 0x80`), so the lane sum is `sum(u * a) - 128 * sum(a)` directly; Q4 uses
-//! the nibbles (0..=15) as signed bytes, and Q4_0 then subtracts `8 * sum(a)` as the twin does.
+//! the nibbles (0..=15) as signed bytes, and Q4_0 then subtracts `8 * sum(a)` as the twin does; Q5_0 adds to each
+//! nibble its fifth bit from the plane (values 0..=31) and subtracts `16 * sum(a)`.
 
 use std::arch::aarch64::*;
 
@@ -51,6 +52,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
                 PackedFormat::Q4_0 => go!(Q4_0),
                 PackedFormat::Q4_1 => go!(Q4_1),
                 PackedFormat::Q8_0 => go!(Q8_0),
+                PackedFormat::Q5_0 => go!(Q5_0),
                 PackedFormat::Q4_K | PackedFormat::Q6_K => unreachable!("K-quant tiles returned above"),
             }
         }
@@ -61,6 +63,7 @@ fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
 const Q4_0: u8 = PackedFormat::Q4_0 as u8;
 const Q4_1: u8 = PackedFormat::Q4_1 as u8;
 const Q8_0: u8 = PackedFormat::Q8_0 as u8;
+const Q5_0: u8 = PackedFormat::Q5_0 as u8;
 
 fn call<const F: u8, const N: usize>(
     t: &PackedTile,
@@ -142,11 +145,20 @@ unsafe fn kernel<const F: u8, const N: usize>(
         } else {
             let mut lo = [vdupq_n_s8(0); 4];
             let mut hi = [vdupq_n_s8(0); 4];
+            // SAFETY (Q5_0 only): this quarter's 16 bytes of the current quant tile's plane.
+            let plane = if F == Q5_0 { unsafe { vld1q_u8(q.add(256)) } } else { vdupq_n_u8(0) };
             for k in 0..4 {
                 // SAFETY: 16 bytes of line `k` of the current quant tile.
                 let v = unsafe { vld1q_u8(q.add(64 * k)) };
-                lo[k] = vreinterpretq_s8_u8(vandq_u8(v, mask));
-                hi[k] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
+                let (mut l, mut h) = (vandq_u8(v, mask), vshrq_n_u8::<4>(v));
+                if F == Q5_0 {
+                    // Plane bits `k` and `k + 4` moved to bit 4 (a negative count shifts right).
+                    let bit4 = vdupq_n_u8(0x10);
+                    l = vorrq_u8(l, vandq_u8(vshlq_u8(plane, vdupq_n_s8(4 - k as i8)), bit4));
+                    h = vorrq_u8(h, vandq_u8(vshlq_u8(plane, vdupq_n_s8(-(k as i8))), bit4));
+                }
+                lo[k] = vreinterpretq_s8_u8(l);
+                hi[k] = vreinterpretq_s8_u8(h);
             }
             for r in 0..N {
                 let mut si = vdupq_n_s32(0);
@@ -159,7 +171,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
                 }
                 // SAFETY: row `r`'s meta cursor points at the current block's entry.
                 let m = unsafe { *mt[r] };
-                if F == Q4_0 {
+                if F == Q4_0 || F == Q5_0 {
                     si = vaddq_s32(si, vdupq_n_s32(-o * m.sum));
                 }
                 let d = vmulq_f32(dw, vdupq_n_f32(m.d));

@@ -21,7 +21,7 @@ pub(crate) fn hsum_ps(x: __m256) -> f32 {
 
 /// One weight row `w` with `N` activation rows, block by block: `block(wb, b, acc)` adds block `b` (weight block
 /// `wb`) of every activation row into `acc`; even and odd blocks go to separate 8-lane accumulators (FMA latency),
-/// which are added and summed once at the end (the order of [`crate::formats::Lanes8`]).
+/// which are added and summed once at the end (ggml's AVX2 order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn even_odd_row<W, const N: usize>(

@@ -1,33 +1,29 @@
 //! Q5_0 x Q8_0 with AVX2: the fifth bits spread to bytes (ggml's `bytes_from_bits_32`), `q - 16` as signed bytes,
-//! the sign trick + `maddubs` for exact integer sums of 4 consecutive elements per lane, then one FMA per block
-//! into even/odd 8-lane accumulators: the order of [`crate::formats::Lanes8`], so bit-identical to the scalar twin.
+//! the sign trick + `maddubs` for the exact integer sum of each block, then one scalar FMA per block: the scalar
+//! twin's sequence, so bit-identical to it.
 
 use std::arch::x86_64::*;
 
 use super::BlockQ5_0;
 use crate::formats::q8_0::BlockQ8_0;
-use crate::x86::avx2::{dot_i8, even_odd_row, f16_scale, load16, load32_i8, nibbles, simd_dot_entry};
+use crate::x86::avx2::{dot_i8, f16_scale, hsum_i32, load16, load32_i8, nibbles, simd_dot_entry};
 
 simd_dot_entry!("avx2,fma,f16c", BlockQ5_0, BlockQ8_0, row);
 
-/// One weight row with `N` activation rows ([`even_odd_row`]).
+/// One weight row with `N` activation rows: per block the exact integer sum, then `acc = fma(sumi, d_w * d_a, acc)`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row<const N: usize>(w: &[BlockQ5_0], a: &[&[BlockQ8_0]; N]) -> [f32; N] {
-    even_odd_row(w, |wb, b, acc| block(wb, a, b, acc))
-}
-
-/// Adds block `b` of every activation row times weight block `wb` into `acc`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block<const N: usize>(wb: &BlockQ5_0, a: &[&[BlockQ8_0]; N], b: usize, acc: &mut [__m256; N]) {
-    let qw = signed_quants(wb);
-    let dw = f16_scale(wb.d);
-    for r in 0..N {
-        let ab = &a[r][b];
-        let prod = _mm256_cvtepi32_ps(dot_i8(qw, load32_i8(&ab.qs)));
-        acc[r] = _mm256_fmadd_ps(prod, _mm256_set1_ps(dw * f16_scale(ab.d)), acc[r]);
+    let mut acc = [0f32; N];
+    for (b, wb) in w.iter().enumerate() {
+        let qw = signed_quants(wb);
+        let dw = f16_scale(wb.d);
+        for (acc, a) in acc.iter_mut().zip(a) {
+            let sumi = hsum_i32(dot_i8(qw, load32_i8(&a[b].qs)));
+            *acc = (sumi as f32).mul_add(dw * f16_scale(a[b].d), *acc);
+        }
     }
+    acc
 }
 
 /// The block's 32 values `q - 16` (-16..=15) as signed bytes in element order.
