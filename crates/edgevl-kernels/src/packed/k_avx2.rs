@@ -67,6 +67,9 @@ unsafe fn kernel<const N: usize>(t: &PackedTile, r0: usize, half: usize, out: &m
         let (q, s, a) = block_slices::<N>(t, r0, b);
         let mut isum = [_mm256_setzero_si256(); N];
         for grp in 0..8 {
+            if half == 0 {
+                prefetch_ahead(&q[grp * SUB_TILE..], PackedFormat::Q4_K, SUB_TILE / 64);
+            }
             // The half's 8 scales, each in both i16 of its row's 32-bit lane.
             let sc = _mm256_cvtepu8_epi32(load8(&s[K_SC + GROUP * grp + h..]));
             let sc = _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc));
@@ -109,6 +112,20 @@ unsafe fn kernel<const N: usize>(t: &PackedTile, r0: usize, half: usize, out: &m
     for (r, a) in acc.iter().enumerate() {
         // SAFETY: `r0 + r < n_act <= MAX_ACT` and `h + 8 <= GROUP`, so the 8 floats lie inside `out`.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((r0 + r) * GROUP + h), *a) };
+    }
+}
+
+/// How many super-blocks ahead the first half's pass prefetches the quants (into L2, as the AVX-512 kernels).
+const PREFETCH_BLOCKS: usize = 4;
+
+/// A hint only (prefetches never fault): the `lines` cache lines at `q`'s start, [`PREFETCH_BLOCKS`] quant tiles
+/// of `fmt` ahead, into L2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_ahead(q: &[u8], fmt: PackedFormat, lines: usize) {
+    let ahead = q.as_ptr().wrapping_add(PREFETCH_BLOCKS * fmt.quant_tile());
+    for l in 0..lines {
+        _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64 * l).cast());
     }
 }
 
@@ -165,6 +182,9 @@ unsafe fn kernel_q6k<const N: usize>(
             std::array::from_fn(|p| _mm256_cvtepi8_epi16(load16(&s[Q6_SC + 2 * GROUP * p + 2 * h..])));
         let mut isum = [_mm256_setzero_si256(); N];
         for c in 0..8 {
+            if half == 0 {
+                prefetch_ahead(&q[c * Q6_CHUNK..], PackedFormat::Q6_K, Q6_CHUNK / 64);
+            }
             let chunk = &q[c * Q6_CHUNK..][..Q6_CHUNK];
             let line = |i: usize| load32(&chunk[64 * i + 4 * h..]);
             let (p0, p1) = (line(4), line(5));
