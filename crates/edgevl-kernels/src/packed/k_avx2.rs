@@ -28,15 +28,22 @@ pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     }
     assert!(t.holds_shape(), "packed::k_avx2::dot: tile buffers shorter than its shape");
     let n = t.n_act;
+    if n == 1 && matches!(t.fmt, PackedFormat::Q4_K) {
+        // Decode: both halves in one pass, so the group's lines are read once, in order (27% faster from DRAM).
+        // Q6_K stays at one half a pass: two halves' scale pairs would not fit the 16 registers.
+        // SAFETY: as below, with `r0 = 0`, `N = 1` and halves 0 and 1.
+        unsafe { kernel::<1, 2>(t, 0, 0, out) };
+        return;
+    }
     for r0 in (0..n).step_by(ROWS_PER_PASS) {
         for half in 0..2 {
             macro_rules! by_rows {
-                ($k:ident) => {
+                ($k:ident $(, $h:literal)?) => {
                     match (n - r0).min(ROWS_PER_PASS) {
-                        1 => $k::<1>(t, r0, half, out),
-                        2 => $k::<2>(t, r0, half, out),
-                        3 => $k::<3>(t, r0, half, out),
-                        _ => $k::<4>(t, r0, half, out),
+                        1 => $k::<1 $(, $h)?>(t, r0, half, out),
+                        2 => $k::<2 $(, $h)?>(t, r0, half, out),
+                        3 => $k::<3 $(, $h)?>(t, r0, half, out),
+                        _ => $k::<4 $(, $h)?>(t, r0, half, out),
                     }
                 };
             }
@@ -44,7 +51,7 @@ pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
             // `r0 + N <= n_act`, `half < 2`, and the kernel is the tile's format's.
             unsafe {
                 match t.fmt {
-                    PackedFormat::Q4_K => by_rows!(kernel),
+                    PackedFormat::Q4_K => by_rows!(kernel, 1),
                     PackedFormat::Q6_K => by_rows!(kernel_q6k),
                     _ => unreachable!("not a K-quant tile"),
                 }
@@ -53,65 +60,98 @@ pub(super) unsafe fn dot(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
     }
 }
 
-/// Activation rows `r0..r0 + N` times rows `8 * half..8 * half + 8` of one group of Q4_K rows.
+/// Activation rows `r0..r0 + N` times rows `8 * half..8 * half + 8` of one group of Q4_K rows for the `H` halves
+/// from `half0` (both in one pass for decode).
 ///
 /// # Safety
 /// The CPU supports the enabled features; `t.w` holds `nb` quant and scale tiles, `t.acts` at least `r0 + N` rows
-/// of `nb` Q8_K blocks (`t.arb` bytes apart), `t.meta` `(r0 + N) * nb` entries; `half < 2`.
+/// of `nb` Q8_K blocks (`t.arb` bytes apart), `t.meta` `(r0 + N) * nb` entries; `half0 + H <= 2`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel<const N: usize>(t: &PackedTile, r0: usize, half: usize, out: &mut [f32; GROUP * MAX_ACT]) {
+unsafe fn kernel<const N: usize, const H: usize>(
+    t: &PackedTile,
+    r0: usize,
+    half0: usize,
+    out: &mut [f32; GROUP * MAX_ACT],
+) {
     let nb = t.nb;
-    let (mask, h) = (_mm256_set1_epi8(0x0f), 8 * half);
-    let mut acc = [_mm256_setzero_ps(); N];
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut acc = [[_mm256_setzero_ps(); N]; H];
     for b in 0..nb {
         let (q, s, a) = block_slices::<N>(t, r0, b);
-        let mut isum = [_mm256_setzero_si256(); N];
+        let mut isums = [[_mm256_setzero_si256(); N]; H];
         for grp in 0..8 {
-            if half == 0 {
+            if half0 == 0 {
                 prefetch_ahead(&q[grp * SUB_TILE..], PackedFormat::Q4_K, SUB_TILE / 64);
             }
-            // The half's 8 scales, each in both i16 of its row's 32-bit lane.
-            let sc = _mm256_cvtepu8_epi32(load8(&s[K_SC + GROUP * grp + h..]));
-            let sc = _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc));
-            let sub = &q[grp * SUB_TILE..][..SUB_TILE];
-            let mut p = [_mm256_setzero_si256(); N];
-            for k in 0..4 {
-                let v = load32(&sub[64 * k + 4 * h..]);
-                let (lo, hi) = (_mm256_and_si256(v, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask));
+            for (hh, isum) in isums.iter_mut().enumerate() {
+                let h = 8 * (half0 + hh);
+                // The half's 8 scales, each in both i16 of its row's 32-bit lane.
+                let sc = _mm256_cvtepu8_epi32(load8(&s[K_SC + GROUP * grp + h..]));
+                let sc = _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc));
+                let sub = &q[grp * SUB_TILE..][..SUB_TILE];
+                let mut p = [_mm256_setzero_si256(); N];
+                for k in 0..4 {
+                    let v = load32(&sub[64 * k + 4 * h..]);
+                    let (lo, hi) =
+                        (_mm256_and_si256(v, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask));
+                    for r in 0..N {
+                        let ag = &a[r][4 + 32 * grp..][..32];
+                        let two = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo, bcast4(ag, 4 * k)),
+                            _mm256_maddubs_epi16(hi, bcast4(ag, 16 + 4 * k)),
+                        );
+                        p[r] = _mm256_add_epi16(p[r], two);
+                    }
+                }
                 for r in 0..N {
-                    let ag = &a[r][4 + 32 * grp..][..32];
-                    let two = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, bcast4(ag, 4 * k)),
-                        _mm256_maddubs_epi16(hi, bcast4(ag, 16 + 4 * k)),
-                    );
-                    p[r] = _mm256_add_epi16(p[r], two);
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p[r], sc));
                 }
             }
-            for r in 0..N {
-                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p[r], sc));
-            }
         }
-        let dw = _mm256_cvtph_ps(load16(&s[2 * h..]));
-        let dmw = _mm256_cvtph_ps(load16(&s[K_DMIN + 2 * h..]));
-        let m: [__m256i; 4] =
-            std::array::from_fn(|p| _mm256_cvtepu8_epi16(load16(&s[K_M + 2 * GROUP * p + 2 * h..])));
-        for r in 0..N {
-            // The 8 groups' 32-value sums as i16, pairs of groups in each 32-bit lane.
-            let bs = load32(&a[r][Q8K_BSUMS..]);
-            let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
-            let mut mins = _mm256_setzero_si256();
-            for (p, mp) in m.iter().enumerate() {
-                mins = _mm256_add_epi32(mins, _mm256_madd_epi16(*mp, _mm256_set1_epi32(pair_lane(pairs, p))));
+        for (hh, (acc, isum)) in acc.iter_mut().zip(&isums).enumerate() {
+            let h = 8 * (half0 + hh);
+            let dw = _mm256_cvtph_ps(load16(&s[2 * h..]));
+            let dmw = _mm256_cvtph_ps(load16(&s[K_DMIN + 2 * h..]));
+            let m: [__m256i; 4] =
+                std::array::from_fn(|p| _mm256_cvtepu8_epi16(load16(&s[K_M + 2 * GROUP * p + 2 * h..])));
+            for r in 0..N {
+                // The 8 groups' 32-value sums as i16, pairs of groups in each 32-bit lane.
+                let bs = load32(&a[r][Q8K_BSUMS..]);
+                let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+                let mut mins = _mm256_setzero_si256();
+                for (p, mp) in m.iter().enumerate() {
+                    mins = _mm256_add_epi32(
+                        mins,
+                        _mm256_madd_epi16(*mp, _mm256_set1_epi32(pair_lane(pairs, p))),
+                    );
+                }
+                let dy = _mm256_set1_ps(t.meta[(r0 + r) * nb + b].d);
+                let x = _mm256_mul_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(isum[r]));
+                let y = _mm256_mul_ps(_mm256_mul_ps(dmw, dy), _mm256_cvtepi32_ps(mins));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_sub_ps(x, y));
             }
-            let dy = _mm256_set1_ps(t.meta[(r0 + r) * nb + b].d);
-            let x = _mm256_mul_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(isum[r]));
-            let y = _mm256_mul_ps(_mm256_mul_ps(dmw, dy), _mm256_cvtepi32_ps(mins));
-            acc[r] = _mm256_add_ps(acc[r], _mm256_sub_ps(x, y));
         }
     }
-    for (r, a) in acc.iter().enumerate() {
-        // SAFETY: `r0 + r < n_act <= MAX_ACT` and `h + 8 <= GROUP`, so the 8 floats lie inside `out`.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((r0 + r) * GROUP + h), *a) };
+    store::<N, H>(&acc, r0, half0, out);
+}
+
+/// Stores the accumulators of activation rows `r0..r0 + N` and the `H` halves from `half0`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store<const N: usize, const H: usize>(
+    acc: &[[__m256; N]; H],
+    r0: usize,
+    half0: usize,
+    out: &mut [f32; GROUP * MAX_ACT],
+) {
+    for (hh, acc) in acc.iter().enumerate() {
+        for (r, a) in acc.iter().enumerate() {
+            let at = (r0 + r) * GROUP + 8 * (half0 + hh);
+            // The 8 lanes of row `r0 + r`'s half (panics if outside `out`).
+            let o = &mut out[at..at + 8];
+            // SAFETY: `o` is 8 writable floats; the store is unaligned.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+        }
     }
 }
 
@@ -226,10 +266,7 @@ unsafe fn kernel_q6k<const N: usize>(
             acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(exact)));
         }
     }
-    for (r, a) in acc.iter().enumerate() {
-        // SAFETY: `r0 + r < n_act <= MAX_ACT` and `h + 8 <= GROUP`, so the 8 floats lie inside `out`.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((r0 + r) * GROUP + h), *a) };
-    }
+    store::<N, 1>(&[acc], r0, half, out);
 }
 
 /// The first 16 bytes of `b` (unaligned; panics if `b` is shorter).
