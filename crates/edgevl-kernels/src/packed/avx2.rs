@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT};
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, Q5_PLANE_AT};
 use crate::x86::Avx2;
 
 /// Activation rows per pass over a half group (register budget: one line's weight vectors, 4 integer sums and 4
@@ -207,10 +207,10 @@ unsafe fn add_block_one<const F: u8>(
             }
             si
         } else {
-            // Q5_0: the plane's two halves (after the 256 nibble bytes of its quant tile).
+            // Q5_0: the plane's two halves.
             let plane = [0, 1].map(|h| {
                 if F == Q5_0 {
-                    _mm256_loadu_si256(q.add(256 + 32 * h).cast())
+                    _mm256_loadu_si256(q.add(Q5_PLANE_AT + 32 * h).cast())
                 } else {
                     _mm256_setzero_si256()
                 }
@@ -377,7 +377,7 @@ unsafe fn kernel<const F: u8, const N: usize>(
         } else {
             let plane = if F == Q5_0 {
                 // SAFETY: this half's 32 bytes of the current (Q5_0) quant tile's plane; unaligned load.
-                unsafe { _mm256_loadu_si256(q.add(256).cast()) }
+                unsafe { _mm256_loadu_si256(q.add(Q5_PLANE_AT).cast()) }
             } else {
                 _mm256_setzero_si256()
             };

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT};
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, Q5_PLANE_AT};
 use crate::x86::Avx512Vnni;
 
 /// The AVX-512 VNNI packed kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and
@@ -106,7 +106,7 @@ unsafe fn load_block<const F: u8>(q: *const u8) -> [__m512i; 8] {
                 return nib;
             }
             // Plane bit `k` moved to bit 4 (16-bit shifts by at most 4 move no bit that is kept across a byte).
-            let p = _mm512_loadu_si512(q.add(256).cast());
+            let p = _mm512_loadu_si512(q.add(Q5_PLANE_AT).cast());
             let (s4, s3, s2, s1) = (
                 _mm512_slli_epi16::<4>(p),
                 _mm512_slli_epi16::<3>(p),

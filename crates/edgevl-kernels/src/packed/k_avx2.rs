@@ -83,12 +83,12 @@ unsafe fn kernel<const N: usize, const H: usize>(
             if half0 == 0 {
                 prefetch_ahead(&q[grp * SUB_TILE..], PackedFormat::Q4_K, SUB_TILE / 64);
             }
+            let sub = &q[grp * SUB_TILE..][..SUB_TILE];
             for (hh, isum) in isums.iter_mut().enumerate() {
                 let h = 8 * (half0 + hh);
                 // The half's 8 scales, each in both i16 of its row's 32-bit lane.
                 let sc = _mm256_cvtepu8_epi32(load8(&s[K_SC + GROUP * grp + h..]));
                 let sc = _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc));
-                let sub = &q[grp * SUB_TILE..][..SUB_TILE];
                 let mut p = [_mm256_setzero_si256(); N];
                 for k in 0..4 {
                     let v = load32(&sub[64 * k + 4 * h..]);

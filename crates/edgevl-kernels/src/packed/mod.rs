@@ -55,11 +55,13 @@ pub const MAX_GROUPS: usize = 4;
 const QK: usize = 32;
 /// Bytes of a Q5_0 quant tile's plane of fifth bits (one bit per value of the 16 rows' 32-value blocks).
 pub(crate) const Q5_PLANE: usize = GROUP * QK / 8;
+/// Where a Q5_0 quant tile's plane starts: after its nibble bytes, laid out as a Q4 tile's.
+pub(crate) const Q5_PLANE_AT: usize = GROUP * QK / 2;
 
 /// The fifth bit (0 or 1) of row `l`'s element `j` in a Q5_0 quant tile `q`'s plane.
 #[inline(always)]
 fn q5_bit(q: &[u8], l: usize, j: usize) -> u8 {
-    (q[GROUP * QK / 2 + l * 4 + j % 4] >> (j / 4)) & 1
+    (q[Q5_PLANE_AT + l * 4 + j % 4] >> (j / 4)) & 1
 }
 
 /// Whether `dtype` has a packed layout.
@@ -140,7 +142,7 @@ impl PackedFormat {
         match self {
             PackedFormat::Q8_0 => GROUP * QK,
             PackedFormat::Q4_0 | PackedFormat::Q4_1 => GROUP * QK / 2,
-            PackedFormat::Q5_0 => GROUP * QK / 2 + Q5_PLANE,
+            PackedFormat::Q5_0 => Q5_PLANE_AT + Q5_PLANE,
             PackedFormat::Q4_K => GROUP * kquant::QK_K / 2,
             PackedFormat::Q6_K => 8 * kquant::Q6_CHUNK,
         }
@@ -432,7 +434,7 @@ fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize,
                 PackedFormat::Q5_0 => {
                     // Bit `j` of `qh` is element `j`'s fifth bit: into plane byte `l * 4 + j % 4`, bit `j / 4`.
                     let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                    let plane = &mut q[GROUP * QK / 2 + l * 4..GROUP * QK / 2 + l * 4 + 4];
+                    let plane = &mut q[Q5_PLANE_AT + l * 4..][..4];
                     for (e, p) in plane.iter_mut().enumerate() {
                         *p = (0..8).map(|k| (((qh >> (4 * k + e)) & 1) as u8) << k).sum();
                     }

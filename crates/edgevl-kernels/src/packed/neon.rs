@@ -11,7 +11,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT};
+use super::{ActMeta, PackedFormat, PackedKernel, PackedTile, GROUP, MAX_ACT, Q5_PLANE_AT};
 use crate::aarch64::neon::{f16x4_to_f32, Dotprod as Sdot, I8Dot};
 use crate::aarch64::Dotprod;
 
@@ -120,9 +120,10 @@ unsafe fn kernel<const F: u8, const N: usize>(
             vdupq_n_f32(0.0)
         };
         // The 4 activation bytes `k..k + 4` of a row in every lane.
-        // SAFETY: `p` is a row's cursor and `k + 4 <= 32`: inside the current block's quants; unaligned read.
         let bcast = |p: *const u8, k: usize| {
-            vreinterpretq_s8_s32(vdupq_n_s32(unsafe { p.add(k).cast::<i32>().read_unaligned() }))
+            // SAFETY: `p` is a row's cursor and `k + 4 <= 32`: inside the current block's quants; unaligned read.
+            let four = unsafe { p.add(k).cast::<i32>().read_unaligned() };
+            vreinterpretq_s8_s32(vdupq_n_s32(four))
         };
         if F == Q8_0 {
             let mut w = [vdupq_n_s8(0); 8];
@@ -145,8 +146,12 @@ unsafe fn kernel<const F: u8, const N: usize>(
         } else {
             let mut lo = [vdupq_n_s8(0); 4];
             let mut hi = [vdupq_n_s8(0); 4];
-            // SAFETY (Q5_0 only): this quarter's 16 bytes of the current quant tile's plane.
-            let plane = if F == Q5_0 { unsafe { vld1q_u8(q.add(256)) } } else { vdupq_n_u8(0) };
+            let plane = if F == Q5_0 {
+                // SAFETY: a Q5_0 tile: this quarter's 16 bytes of the current quant tile's plane.
+                unsafe { vld1q_u8(q.add(Q5_PLANE_AT)) }
+            } else {
+                vdupq_n_u8(0)
+            };
             for k in 0..4 {
                 // SAFETY: 16 bytes of line `k` of the current quant tile.
                 let v = unsafe { vld1q_u8(q.add(64 * k)) };
