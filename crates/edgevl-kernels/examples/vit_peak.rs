@@ -1,8 +1,9 @@
 //! The ViT's products against this CPU's peak, on one thread: measures the int8 dot-product peak (AVX-512 VNNI
 //! `vpdpbusd`, or AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`) and the f32 FMA peak with register-only loops, then
 //! runs the so400m ViT's products of one 384x384 tile (729 patches) through the engine's kernels and prints each
-//! one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM), the F16 `ffn_down` (float GEMM;
-//! llama.cpp's converter keeps it F16 since 4304 is not whole Q8_0 blocks) and attention's two small GEMMs.
+//! one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM), the F16 `ffn_down` (llama.cpp's
+//! converter keeps it F16 since 4304 is not whole Q8_0 blocks) in the file's row layout (float GEMM) and in the
+//! panels the vision tower loads it into (panel GEMM), and attention's two small GEMMs.
 //! Not a test: figures for docs/benchmarks.md.
 //!
 //! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path)
@@ -12,6 +13,7 @@ mod common;
 use std::time::Instant;
 
 use edgevl_kernels::formats::quantize_ref;
+use edgevl_kernels::fpanel::FloatPanels;
 use edgevl_kernels::packed::PackedWeights;
 use edgevl_kernels::{matmul, DType, MatmulScratch, Sgemm, SimdLevel, ThreadPool, WeightRef};
 
@@ -52,11 +54,12 @@ fn main() {
             None => println!("{name:34}: {rate:6.0} G ops/s"),
         }
     };
-    // Weight products: (name, dtype, rows, cols).
-    for (name, dtype, rows, cols) in [
-        ("Q8_0 attn_qkv (3 x 1152 x 1152)", DType::Q8_0, 3 * D, D),
-        ("Q8_0 ffn_up (4304 x 1152)", DType::Q8_0, FF, D),
-        ("F16 ffn_down (1152 x 4304)", DType::F16, D, FF),
+    // Weight products: (name, dtype, rows, cols, in panels).
+    for (name, dtype, rows, cols, panels) in [
+        ("Q8_0 attn_qkv (3 x 1152 x 1152)", DType::Q8_0, 3 * D, D, false),
+        ("Q8_0 ffn_up (4304 x 1152)", DType::Q8_0, FF, D, false),
+        ("F16 ffn_down (1152 x 4304), rows", DType::F16, D, FF, false),
+        ("F16 ffn_down (1152 x 4304), panels", DType::F16, D, FF, true),
     ] {
         let wf: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();
         let x: Vec<f32> = (0..TOKENS * cols).map(|_| rnd()).collect();
@@ -64,9 +67,11 @@ fn main() {
         let Some(w) = quantize_ref(dtype, &wf) else { continue };
         let packed =
             k.prefers_packed(dtype).then(|| PackedWeights::pack(dtype, &w, rows, cols).ok()).flatten();
-        let wr = match &packed {
-            Some(p) => WeightRef::from_packed(p),
-            None => WeightRef::new(dtype, &w, rows, cols).expect("weights"),
+        let in_panels = panels.then(|| FloatPanels::pack(dtype, &w, rows, cols).expect("panels"));
+        let wr = match (&packed, &in_panels) {
+            (Some(p), _) => WeightRef::from_packed(p),
+            (None, Some(p)) => WeightRef::from_panels(p),
+            (None, None) => WeightRef::new(dtype, &w, rows, cols).expect("weights"),
         };
         matmul(&k, &pool, wr, &x, TOKENS, &mut y, &mut scratch);
         let t0 = Instant::now();

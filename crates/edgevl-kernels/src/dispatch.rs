@@ -25,6 +25,7 @@ use crate::formats::{
     as_blocks, as_blocks_mut, bf16, f16, f32, q4_0, q4_1, q4_k, q5_0, q6_k, q8_0, q8_1, q8_k, ActFormat,
     WeightFormat,
 };
+use crate::fpanel::PanelKernel;
 use crate::gelu::{Gelu, GeluKernels};
 use crate::packed::PackedKernel;
 use crate::sgemm::SgemmKernel;
@@ -277,6 +278,7 @@ pub struct Kernels {
     /// Whether F16/F32 products use `float` rather than the formats' dots: they do unless a SIMD dot of a float
     /// format was installed without a SIMD float GEMM (NEON).
     float_for_floats: bool,
+    panels: PanelKernel,
     attention: AttentionKernels,
     sgemm: SgemmKernel,
     exp_shifted: ExpShiftedFn,
@@ -376,6 +378,7 @@ impl Kernels {
             packed: PackedKernel::SCALAR,
             float: FloatKernel::SCALAR,
             float_for_floats: true,
+            panels: PanelKernel::SCALAR,
             attention: AttentionKernels::SCALAR,
             sgemm: SgemmKernel::SCALAR,
             exp_shifted: crate::softmax::exp_shifted_scalar,
@@ -429,6 +432,12 @@ impl Kernels {
         self.float
     }
 
+    /// The GEMM of F16/F32 weights laid out in panels ([`crate::fpanel`]).
+    #[inline]
+    pub fn float_panels(&self) -> PanelKernel {
+        self.panels
+    }
+
     /// The attention loops ([`crate::attention`]).
     #[inline]
     pub fn attention(&self) -> AttentionKernels {
@@ -457,6 +466,13 @@ impl Kernels {
     /// format and the options allow it.
     pub fn prefers_packed(&self, dtype: DType) -> bool {
         !self.config.no_pack && self.packed.is_simd() && crate::packed::is_packable(dtype)
+    }
+
+    /// Whether a float matrix of `dtype` used only with many activation rows at a time (the vision tower's) should be
+    /// laid out in panels at load ([`crate::fpanel::FloatPanels`]): a SIMD panel kernel exists and the options allow
+    /// repacking.
+    pub fn prefers_panels(&self, dtype: DType) -> bool {
+        !self.config.no_pack && self.panels.is_simd() && crate::fgemm::is_float(dtype)
     }
 
     /// Whether products with `dtype` weights go through the float GEMM ([`Kernels::float_gemm`]) rather than the
@@ -500,6 +516,12 @@ impl Kernels {
     pub(crate) fn set_float(&mut self, level: SimdLevel, k: FloatKernel) {
         self.float = k;
         self.float_for_floats = true;
+        self.raise(level);
+    }
+
+    /// Installs a SIMD panel GEMM kernel.
+    pub(crate) fn set_panels(&mut self, level: SimdLevel, k: PanelKernel) {
+        self.panels = k;
         self.raise(level);
     }
 

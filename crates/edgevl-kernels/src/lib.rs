@@ -19,6 +19,7 @@ pub mod dtype;
 pub mod error;
 pub mod fgemm;
 pub mod formats;
+pub mod fpanel;
 pub mod gelu;
 pub mod heap;
 pub mod matmul;

@@ -10,11 +10,12 @@ use crate::dispatch::Kernels;
 use crate::dtype::DType;
 use crate::error::KernelError;
 use crate::fgemm::{act_to_f32, FloatTile, ACTS, ROWS};
+use crate::fpanel::{FloatPanels, PanelTile, CALL_ROWS, PANEL, PANELS};
 use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::pool::ThreadPool;
 
 /// A weight matrix view: `rows` rows of `cols` elements each, row-major, stored in `dtype` (a GGUF tensor with dims
-/// `[cols, rows]`), or the same matrix repacked ([`PackedWeights`]). The fields are private and checked at
+/// `[cols, rows]`), or the same matrix repacked ([`PackedWeights`], [`FloatPanels`]). The fields are private and checked at
 /// construction: `cols` is a whole number of blocks and the bytes are exactly the rows' (no alignment is needed:
 /// blocks are byte arrays and kernels load unaligned).
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +35,8 @@ enum WeightData<'a> {
     Rows(&'a [u8]),
     /// The packed matrix (of the same type and shape).
     Packed(&'a PackedWeights),
+    /// The float matrix in panels (of the same type and shape).
+    Panels(&'a FloatPanels),
 }
 
 impl<'a> WeightRef<'a> {
@@ -67,6 +70,13 @@ impl<'a> WeightRef<'a> {
         WeightRef { dtype: p.dtype(), rows: p.rows(), cols: p.cols(), row_bytes, data: WeightData::Packed(p) }
     }
 
+    /// The view of a float matrix in panels.
+    pub fn from_panels(p: &'a FloatPanels) -> Self {
+        // F16/F32 rows of any length are whole elements; the source rows were checked when it was laid out.
+        let row_bytes = p.cols() * p.dtype().block_bytes();
+        WeightRef { dtype: p.dtype(), rows: p.rows(), cols: p.cols(), row_bytes, data: WeightData::Panels(p) }
+    }
+
     /// Storage type.
     pub fn dtype(&self) -> DType {
         self.dtype
@@ -87,20 +97,33 @@ impl<'a> WeightRef<'a> {
         self.row_bytes
     }
 
-    /// The row-major bytes (`rows * row_bytes`), unless the view is of a packed matrix.
+    /// The row-major bytes (`rows * row_bytes`), unless the view is of a repacked matrix.
     pub fn data(&self) -> Option<&'a [u8]> {
         match self.data {
             WeightData::Rows(d) => Some(d),
-            WeightData::Packed(_) => None,
+            WeightData::Packed(_) | WeightData::Panels(_) => None,
         }
     }
 
     /// The packed matrix, if the view is of one.
     pub fn packed(&self) -> Option<&'a PackedWeights> {
         match self.data {
-            WeightData::Rows(_) => None,
             WeightData::Packed(p) => Some(p),
+            WeightData::Rows(_) | WeightData::Panels(_) => None,
         }
+    }
+
+    /// The matrix in panels, if the view is of one.
+    pub fn panels(&self) -> Option<&'a FloatPanels> {
+        match self.data {
+            WeightData::Panels(p) => Some(p),
+            WeightData::Rows(_) | WeightData::Packed(_) => None,
+        }
+    }
+
+    /// Whether products with this matrix take f32 activation rows (the float GEMMs).
+    fn takes_f32_acts(&self, k: &Kernels) -> bool {
+        self.panels().is_some() || k.uses_float_gemm(self.dtype)
     }
 }
 
@@ -149,6 +172,8 @@ const ACT_GROUP: usize = 4;
 const ACT_CHUNK: usize = 64;
 /// Weight rows per kernel call (the kernel's output tile is `ROW_TILE x ACT_GROUP`).
 const ROW_TILE: usize = 16;
+// Tasks start at multiples of ROW_TILE: whole packed groups and whole panels.
+const _: () = assert!(ROW_TILE == GROUP && ROW_TILE == PANEL);
 /// Bytes of weights a prefill task re-reads for each activation group: sized to stay in L2.
 const L2_WEIGHT_BYTES: usize = 384 * 1024;
 
@@ -286,7 +311,7 @@ pub fn matmul_many(
     }
     let meta = &mut scratch.meta[..meta_len];
     // f32 activation rows for the float GEMM (the values of the F16/F32 activation format).
-    let float = ws.iter().any(|w| k.uses_float_gemm(w.dtype));
+    let float = ws.iter().any(|w| w.takes_f32_acts(k));
     let actf_len = if float { m * cols } else { 0 };
     if scratch.actf.len() < actf_len {
         scratch.actf.resize(actf_len, 0.0);
@@ -326,6 +351,7 @@ pub fn matmul_many(
         let (r0, a1) = (rt * p.rows_per_task, (a0 + act_chunk).min(m));
         match p.w.data {
             WeightData::Packed(pw) => packed_tile(k, p, pw, act, arb, meta, r0, a0, a1),
+            WeightData::Panels(fp) => panel_tile(k, p, fp, actf, r0, a0, a1),
             WeightData::Rows(data) if k.uses_float_gemm(p.w.dtype) => {
                 float_tile(k, p, data, actf, r0, a0, a1)
             }
@@ -437,6 +463,33 @@ fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, nr) };
                 dst.copy_from_slice(&buf[i * ROWS..i * ROWS + nr]);
+            }
+        }
+    }
+}
+
+/// [`tile`] for float weights in panels: up to [`PANELS`] panels x [`crate::fpanel::ACTS`] f32 activation rows per
+/// kernel call.
+fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usize, a0: usize, a1: usize) {
+    let (rows, cols) = (fp.rows(), fp.cols());
+    let r1 = (r0 + p.rows_per_task).min(rows);
+    let kern = k.float_panels();
+    let mut buf = [0f32; CALL_ROWS * crate::fpanel::ACTS];
+    // `r0` is a multiple of PANEL (`rows_per_task` is a multiple of ROW_TILE == PANEL).
+    let (first, end) = (r0 / PANEL, r1.div_ceil(PANEL));
+    for g0 in (a0..a1).step_by(crate::fpanel::ACTS) {
+        let n = (a1 - g0).min(crate::fpanel::ACTS);
+        let x = &actf[g0 * cols..(g0 + n) * cols];
+        for pp in (first..end).step_by(PANELS) {
+            let np = (end - pp).min(PANELS);
+            // Cannot fail: `matmul_many` sized the activations for `fp`, and the counts are in range.
+            let t = PanelTile::new(fp, pp, np, x, n).unwrap_or_else(|e| panic!("matmul: {e}"));
+            kern.dot(&t, &mut buf);
+            let (j0, j1) = (pp * PANEL, ((pp + np) * PANEL).min(r1));
+            for i in 0..n {
+                // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
+                let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
+                dst.copy_from_slice(&buf[i * CALL_ROWS..][..j1 - j0]);
             }
         }
     }

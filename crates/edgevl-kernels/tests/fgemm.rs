@@ -4,7 +4,6 @@
 mod common;
 
 use common::{random_f32, random_weights, rng};
-use edgevl_kernels::formats::dequantize_act;
 use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
@@ -47,28 +46,7 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
                 assert_eq!(yl[..], yk[(m - 1) * rows..], "{t} {:?}: row depends on batching", k.level());
             }
             // f64 reference on the activation format's values.
-            let vdt = t.vec_dot_type();
-            let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
-            let mut wd = vec![0f32; rows * cols];
-            scalar.format(t).dequantize(&w, &mut wd);
-            for i in 0..m {
-                let mut xd = vec![0f32; cols];
-                scalar.quantizer(vdt).quantize(&x[i * cols..(i + 1) * cols], &mut buf);
-                dequantize_act(vdt, &buf, &mut xd);
-                for j in 0..rows {
-                    let (mut s, mut a) = (0f64, 0f64);
-                    for c in 0..cols {
-                        let p = f64::from(wd[j * cols + c]) * f64::from(xd[c]);
-                        s += p;
-                        a += p.abs();
-                    }
-                    let y = f64::from(ys[i * rows + j]);
-                    assert!(
-                        (y - s).abs() <= 2e-6 * a + 1e-30,
-                        "{t} {rows}x{cols} out ({i},{j}): {y} vs f64 {s}"
-                    );
-                }
-            }
+            common::assert_close_to_f64(t, &w, &x, (rows, cols, m), &ys, 2e-6);
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Typed views of GGUF tensors: matrices stay in the mapped file or, for the formats with a faster packed kernel in
-//! the model's kernel table, are repacked once at load (and their mapped pages released); small vectors are copied
-//! out.
+//! the model's kernel table (and a vision tower's float matrices, into panels), are repacked once at load (and
+//! their mapped pages released); small vectors are copied out.
 
 use std::sync::Arc;
 
 use crate::ModelError;
 use edgevl_gguf::{GgmlType, GgufFile};
+use edgevl_kernels::fpanel::FloatPanels;
 use edgevl_kernels::packed::{PackArena, PackedWeights};
 use edgevl_kernels::{DType, Kernels, WeightRef};
 
@@ -34,14 +35,23 @@ fn dtype_of_tensor(name: &str, t: GgmlType) -> Result<DType, ModelError> {
 }
 
 /// A weight matrix of `rows` x `cols`: tensor number `index` of the mapped file (its bytes checked against the
-/// shape at load), or its packed copy.
+/// shape at load), or its repacked copy.
 #[derive(Clone, Debug)]
 pub(crate) struct Matrix {
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
     index: usize,
-    packed: Option<Arc<PackedWeights>>,
+    copy: Option<Repacked>,
+}
+
+/// A matrix's copy in a kernel layout.
+#[derive(Clone, Debug)]
+enum Repacked {
+    /// Quantised weights in row groups ([`PackedWeights`]).
+    Packed(Arc<PackedWeights>),
+    /// Float weights in panels ([`FloatPanels`]).
+    Panels(Arc<FloatPanels>),
 }
 
 /// What loading a model's tensors needs: the file, the kernel table (which decides the matrices repacked at load,
@@ -52,6 +62,8 @@ pub(crate) struct Loader<'a> {
     pub file: &'a GgufFile,
     pub kernels: &'a Kernels,
     arena: Option<Arc<PackArena>>,
+    /// Whether float matrices are laid out in panels ([`Loader::for_batches`]).
+    panels: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -75,7 +87,13 @@ impl<'a> Loader<'a> {
         let cap = usize::try_from(file.file_len()).unwrap_or(usize::MAX).saturating_mul(2);
         let bytes = bytes.min(cap);
         let arena = (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)));
-        Loader { file, kernels, arena }
+        Loader { file, kernels, arena, panels: false }
+    }
+
+    /// A loader for a model whose products always have many activation rows (a vision tower, never decoding): its
+    /// float matrices are also repacked, into panels, when the kernel table has a SIMD panel kernel.
+    pub fn for_batches(file: &'a GgufFile, kernels: &'a Kernels) -> Self {
+        Loader { panels: true, ..Self::new(file, kernels) }
     }
 
     /// The matrix `name` with GGUF dims `[cols, rows]`; repacked (into the arena while it has room) when the
@@ -96,15 +114,20 @@ impl<'a> Loader<'a> {
         let dtype = dtype_of_tensor(name, info.ggml_type)?;
         let index = tensor_index(file, name)?;
         let m = Matrix::in_file(file, name, index, dtype, rows, cols)?;
-        if !(pack && self.kernels.prefers_packed(dtype)) {
-            return Ok(m);
-        }
         let t = &file.tensors()[index];
-        let p = PackedWeights::pack_in(self.arena.as_ref(), dtype, file.tensor_data(t), rows, cols)
-            .map_err(|source| ModelError::Tensor { tensor: name.to_string(), source })?;
-        // The packed copy replaces the mapped bytes: drop them from memory so both are never resident.
+        let tensor_err = |source| ModelError::Tensor { tensor: name.to_string(), source };
+        let copy = if pack && self.kernels.prefers_packed(dtype) {
+            let p = PackedWeights::pack_in(self.arena.as_ref(), dtype, file.tensor_data(t), rows, cols);
+            Repacked::Packed(Arc::new(p.map_err(tensor_err)?))
+        } else if pack && self.panels && self.kernels.prefers_panels(dtype) {
+            let p = FloatPanels::pack(dtype, file.tensor_data(t), rows, cols);
+            Repacked::Panels(Arc::new(p.map_err(tensor_err)?))
+        } else {
+            return Ok(m);
+        };
+        // The copy replaces the mapped bytes: drop them from memory so both are never resident.
         file.release_tensor_pages(t);
-        Ok(Matrix { packed: Some(Arc::new(p)), ..m })
+        Ok(Matrix { copy: Some(copy), ..m })
     }
 
     /// The matrix `name` (GGUF dims `[cols, rows]`, of any type the kernels read) requantised to Q8_0 and repacked,
@@ -141,7 +164,8 @@ impl<'a> Loader<'a> {
         let p = PackedWeights::pack_in(self.arena.as_ref(), DType::Q8_0, &q, rows_p, cols_p)
             .map_err(|source| ModelError::Tensor { tensor: name.to_string(), source })?;
         self.file.release_tensor_pages(&self.file.tensors()[m.index]);
-        Ok(Some(Matrix { dtype: DType::Q8_0, rows: rows_p, cols: cols_p, packed: Some(Arc::new(p)), ..m }))
+        let copy = Some(Repacked::Packed(Arc::new(p)));
+        Ok(Some(Matrix { dtype: DType::Q8_0, rows: rows_p, cols: cols_p, copy, ..m }))
     }
 
     /// Whether tensor `name` is stored as floats (F32, F16 or BF16); `false` when it is absent.
@@ -191,13 +215,15 @@ impl Matrix {
         let data = file.tensor_data(&file.tensors()[index]);
         WeightRef::new(dtype, data, rows, cols)
             .map_err(|source| ModelError::Tensor { tensor: name.into(), source })?;
-        Ok(Matrix { dtype, rows, cols, index, packed: None })
+        Ok(Matrix { dtype, rows, cols, index, copy: None })
     }
 
     /// The kernel view of this matrix in `file` (the file it was loaded from).
     pub fn view<'a>(&'a self, file: &'a GgufFile) -> WeightRef<'a> {
-        if let Some(p) = &self.packed {
-            return WeightRef::from_packed(p);
+        match &self.copy {
+            Some(Repacked::Packed(p)) => return WeightRef::from_packed(p),
+            Some(Repacked::Panels(p)) => return WeightRef::from_panels(p),
+            None => {}
         }
         let data = file.tensor_data(&file.tensors()[self.index]);
         // The same bytes passed the same check when the matrix was loaded (`Matrix::in_file`), and a file never
@@ -208,9 +234,10 @@ impl Matrix {
 
     /// Dequantise row `r` into `out` (`cols` long) with the kernels of `k`.
     pub fn row_into(&self, k: &Kernels, file: &GgufFile, r: usize, out: &mut [f32]) {
-        if let Some(p) = &self.packed {
-            p.dequantize_row(r, out);
-            return;
+        match &self.copy {
+            Some(Repacked::Packed(p)) => return p.dequantize_row(r, out),
+            Some(Repacked::Panels(p)) => return p.dequantize_row(r, out),
+            None => {}
         }
         let w = self.view(file);
         let (rb, data) = (w.row_bytes(), w.data().unwrap_or_default());

@@ -54,6 +54,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_attention(l, attention::kernels(t));
     k.set_sgemm(l, crate::sgemm::neon::entry(t));
     k.set_float(l, crate::fgemm::neon::entry(t));
+    k.set_panels(l, crate::fpanel::neon::entry(t));
     let dotprod = Dotprod::detect().filter(|_| max >= SimdLevel::NeonDotprod);
     let (l, ints): (SimdLevel, [DotFn; 6]) = match dotprod {
         Some(d) => (

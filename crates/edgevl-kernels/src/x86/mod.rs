@@ -66,6 +66,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_quantizer(VecDotType::Q8_1, l, q8_1::avx2::quantize(t));
     k.set_packed(l, crate::packed::avx2::entry(t));
     k.set_float(l, crate::fgemm::avx2::entry(t));
+    k.set_panels(l, crate::fpanel::avx2::entry(t));
     k.set_attention(l, crate::attention::avx2(t));
     k.set_sgemm(l, crate::sgemm::avx2::entry(t));
     k.set_exp_shifted(l, crate::softmax::avx2(t));
@@ -77,6 +78,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_dot(DType::Q8_0, l, q8_0::avx512::dot(t));
     k.set_packed(l, crate::packed::avx512::entry(t));
     k.set_float(l, crate::fgemm::avx512::entry(t));
+    k.set_panels(l, crate::fpanel::avx512::entry(t));
     k.set_attention(l, crate::attention::avx512(t));
     k.set_sgemm(l, crate::sgemm::avx512::entry(t));
     k.set_exp_shifted(l, crate::softmax::avx512(t));

@@ -88,3 +88,40 @@ pub fn machine_has_simd() -> bool {
 pub fn env_config() -> KernelConfig {
     KernelConfig::from_vars(|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Checks `y` (`m` rows of `rows` outputs: weights `w` of `dtype`, `rows x cols`, times activation rows `x`) against
+/// an f64 product of the dequantised weights and the values of the activation format: each output within
+/// `tol(cols) * sum |terms|`.
+#[allow(dead_code)]
+pub fn assert_close_to_f64(
+    dtype: DType,
+    w: &[u8],
+    x: &[f32],
+    (rows, cols, m): (usize, usize, usize),
+    y: &[f32],
+    tol: f64,
+) {
+    let scalar = Kernels::scalar();
+    let vdt = dtype.vec_dot_type();
+    let mut buf = vec![0u8; vdt.row_bytes(cols).unwrap()];
+    let mut wd = vec![0f32; rows * cols];
+    scalar.format(dtype).dequantize(w, &mut wd);
+    let mut xd = vec![0f32; cols];
+    for i in 0..m {
+        scalar.quantizer(vdt).quantize(&x[i * cols..(i + 1) * cols], &mut buf);
+        edgevl_kernels::formats::dequantize_act(vdt, &buf, &mut xd);
+        for j in 0..rows {
+            let (mut s, mut a) = (0f64, 0f64);
+            for c in 0..cols {
+                let p = f64::from(wd[j * cols + c]) * f64::from(xd[c]);
+                s += p;
+                a += p.abs();
+            }
+            let yv = f64::from(y[i * rows + j]);
+            assert!(
+                (yv - s).abs() <= tol * a + 1e-30,
+                "{dtype} {rows}x{cols} out ({i},{j}): {yv} vs f64 {s}"
+            );
+        }
+    }
+}

@@ -70,7 +70,7 @@ impl VisionEncoder {
         opts: VitWeightOptions,
     ) -> Result<Self, MmprojError> {
         let hp = MmprojHparams::try_from(file.metadata())?;
-        let w = VisionWeights::load(&Loader::new(&file, kernels), &hp, opts)?;
+        let w = VisionWeights::load(&Loader::for_batches(&file, kernels), &hp, opts)?;
         Ok(VisionEncoder { file, kernels: kernels.clone(), hp, w, hook: Hook::default() })
     }
 
