@@ -80,9 +80,12 @@ fn panels_and_tiles_are_checked_at_construction() {
     let err = |t, rows, cols| FloatPanels::pack(t, &w, rows, cols).map(|_| ()).unwrap_err().to_string();
     assert!(err(DType::Q8_0, 1, 32).contains("float GEMM"));
     assert!(err(DType::F32, 21, 8).contains("weight data"), "past the data");
+    assert!(err(DType::F32, 19, 8).contains("weight data"), "bytes left over");
     assert!(err(DType::F32, usize::MAX, 8).contains("overflow"));
     let fp = FloatPanels::pack(DType::F32, &w, 20, 8).unwrap();
     assert_eq!((fp.rows(), fp.cols(), fp.panels()), (20, 8, 2));
+    assert!(fp.panel_bytes(2, 1).is_empty() && fp.panel_bytes(usize::MAX, usize::MAX).is_empty());
+    assert_eq!(fp.panel_bytes(1, 5).len(), fp.panel_bytes(0, 1).len(), "clamped to the last panel");
     let x = vec![0f32; 8 * ACTS];
     assert!(PanelTile::new(&fp, 0, PANELS, &x, ACTS).is_ok());
     let err = |p, np, x: &[f32], na| PanelTile::new(&fp, p, np, x, na).map(|_| ()).unwrap_err().to_string();

@@ -63,11 +63,11 @@ impl std::fmt::Debug for FloatPanels {
 }
 
 impl FloatPanels {
-    /// Lays out `rows` rows of `cols` elements of `dtype` (F16 or F32, row-major GGUF data; more bytes are
-    /// ignored) in panels.
+    /// Lays out `rows` rows of `cols` elements of `dtype` (F16 or F32, row-major GGUF data, exactly the rows'
+    /// bytes) in panels.
     ///
     /// # Errors
-    /// If `dtype` is not F16 or F32, the sizes overflow, or `data` is shorter than the rows.
+    /// If `dtype` is not F16 or F32, the sizes overflow, or `data` is not exactly the rows' bytes.
     pub fn pack(dtype: DType, data: &[u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
         if !is_float(dtype) {
             return Err(KernelError::NotFloat { dtype });
@@ -111,14 +111,10 @@ impl FloatPanels {
         self.rows.div_ceil(PANEL)
     }
 
-    /// Bytes from one panel to the next.
-    pub fn stride(&self) -> usize {
-        self.stride
-    }
-
     /// Panels `p..p + n` (clamped to the matrix), contiguous.
     pub fn panel_bytes(&self, p: usize, n: usize) -> &[u8] {
-        let end = (p + n).min(self.panels());
+        let p = p.min(self.panels());
+        let end = p.saturating_add(n).min(self.panels());
         &self.data.as_slice()[p * self.stride..end * self.stride]
     }
 
