@@ -10,7 +10,7 @@ use crate::dispatch::Kernels;
 use crate::dtype::DType;
 use crate::error::KernelError;
 use crate::fgemm::{act_to_f32, FloatTile, ACTS, ROWS};
-use crate::fpanel::{FloatPanels, PanelTile, CALL_ROWS, PANEL, PANELS};
+use crate::fpanel::{FloatPanels, PanelTile, ACTS as PANEL_ACTS, CALL_ROWS, PANEL, PANELS};
 use crate::packed::{act_meta, ActMeta, PackedTile, PackedWeights, GROUP, MAX_ACT, MAX_GROUPS};
 use crate::pool::ThreadPool;
 
@@ -468,17 +468,17 @@ fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0
     }
 }
 
-/// [`tile`] for float weights in panels: up to [`PANELS`] panels x [`crate::fpanel::ACTS`] f32 activation rows per
-/// kernel call.
+/// [`tile`] for float weights in panels: up to [`PANELS`] panels x [`PANEL_ACTS`] f32 activation rows per kernel
+/// call.
 fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usize, a0: usize, a1: usize) {
     let (rows, cols) = (fp.rows(), fp.cols());
     let r1 = (r0 + p.rows_per_task).min(rows);
     let kern = k.float_panels();
-    let mut buf = [0f32; CALL_ROWS * crate::fpanel::ACTS];
+    let mut buf = [0f32; CALL_ROWS * PANEL_ACTS];
     // `r0` is a multiple of PANEL (`rows_per_task` is a multiple of ROW_TILE == PANEL).
     let (first, end) = (r0 / PANEL, r1.div_ceil(PANEL));
-    for g0 in (a0..a1).step_by(crate::fpanel::ACTS) {
-        let n = (a1 - g0).min(crate::fpanel::ACTS);
+    for g0 in (a0..a1).step_by(PANEL_ACTS) {
+        let n = (a1 - g0).min(PANEL_ACTS);
         let x = &actf[g0 * cols..(g0 + n) * cols];
         for pp in (first..end).step_by(PANELS) {
             let np = (end - pp).min(PANELS);

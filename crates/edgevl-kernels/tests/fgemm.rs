@@ -3,14 +3,8 @@
 
 mod common;
 
-use common::{random_f32, random_weights, rng};
-use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
-
-fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![f32::NAN; m * w.rows()];
-    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
-    y
-}
+use common::{random_f32, random_weights, rng, run_matmul};
+use edgevl_kernels::{DType, Kernels, ThreadPool, WeightRef};
 
 #[test]
 fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
@@ -29,10 +23,10 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
             let w = random_weights(&mut r, t, rows, cols);
             let x = random_f32(&mut r, m * cols, 2.0);
             let wr = WeightRef::new(t, &w, rows, cols).unwrap();
-            let ys = run(&scalar, &pool, wr, &x, m);
+            let ys = run_matmul(&scalar, &pool, wr, &x, m);
             // Levels whose F16/F32 products use the float GEMM (every SIMD level).
             for k in levels.iter().filter(|k| k.uses_float_gemm(t)) {
-                let yk = run(k, &pool, wr, &x, m);
+                let yk = run_matmul(k, &pool, wr, &x, m);
                 for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {
                     assert_eq!(
                         a.to_bits(),
@@ -42,7 +36,7 @@ fn float_gemm_is_bit_identical_across_levels_and_close_to_f64() {
                     );
                 }
                 // Batching independence: the last activation row alone.
-                let yl = run(k, &pool, wr, &x[(m - 1) * cols..], 1);
+                let yl = run_matmul(k, &pool, wr, &x[(m - 1) * cols..], 1);
                 assert_eq!(yl[..], yk[(m - 1) * rows..], "{t} {:?}: row depends on batching", k.level());
             }
             // f64 reference on the activation format's values.

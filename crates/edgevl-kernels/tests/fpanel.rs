@@ -4,15 +4,9 @@
 
 mod common;
 
-use common::{random_f32, random_weights, rng};
+use common::{random_f32, random_weights, rng, run_matmul};
 use edgevl_kernels::fpanel::{FloatPanels, PanelTile, ACTS, PANELS};
-use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
-
-fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![f32::NAN; m * w.rows()];
-    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
-    y
-}
+use edgevl_kernels::{DType, Kernels, ThreadPool, WeightRef};
 
 #[test]
 fn panel_gemm_is_bit_identical_across_levels_and_close_to_f64() {
@@ -39,10 +33,10 @@ fn panel_gemm_is_bit_identical_across_levels_and_close_to_f64() {
             let x = random_f32(&mut r, m * cols, 2.0);
             let fp = FloatPanels::pack(t, &w, rows, cols).unwrap();
             let wr = WeightRef::from_panels(&fp);
-            let ys = run(&scalar, &pools[0], wr, &x, m);
+            let ys = run_matmul(&scalar, &pools[0], wr, &x, m);
             for k in &levels {
                 for pool in &pools {
-                    let yk = run(k, pool, wr, &x, m);
+                    let yk = run_matmul(k, pool, wr, &x, m);
                     for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {
                         assert_eq!(
                             a.to_bits(),
@@ -54,7 +48,7 @@ fn panel_gemm_is_bit_identical_across_levels_and_close_to_f64() {
                     }
                 }
                 // Batching independence: the last activation row alone.
-                let yl = run(k, &pools[1], wr, &x[(m - 1) * cols..], 1);
+                let yl = run_matmul(k, &pools[1], wr, &x[(m - 1) * cols..], 1);
                 assert_eq!(yl[..], ys[(m - 1) * rows..], "{t} {:?}: row depends on batching", k.level());
             }
             // The layout keeps every row.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cols_for, random_f32, random_weights, rng, simd_levels};
+use common::{cols_for, random_f32, random_weights, rng, run_matmul, simd_levels};
 use edgevl_kernels::formats::q4_1::BlockQ4_1;
 use edgevl_kernels::formats::{as_blocks, dequantize_act, quantize_ref};
 use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, SimdLevel, ThreadPool, VecDotType, WeightRef};
@@ -113,12 +113,6 @@ fn q4_1_extra_tolerance(w_row: &[u8], xd_row: &[f32]) -> f64 {
         .sum()
 }
 
-fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![0f32; m * w.rows()];
-    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
-    y
-}
-
 #[test]
 fn every_simd_kernel_matches_scalar_twin_and_f64_reference() {
     let scalar = Kernels::scalar();
@@ -139,8 +133,8 @@ fn every_simd_kernel_matches_scalar_twin_and_f64_reference() {
                     assert_eq!(qa, qb, "{t} cols {cols}: {vdt:?} activation quantiser differs from scalar");
 
                     let reference = reference(&scalar, t, &w, rows, cols, &x, m);
-                    let ys = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
-                    let yv = run(simd, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                    let ys = run_matmul(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                    let yv = run_matmul(simd, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
                     for i in 0..m * rows {
                         let tol = reference.tol[i] + 1e-30;
                         let (s, v, e) = (f64::from(ys[i]), f64::from(yv[i]), reference.y[i]);
@@ -175,8 +169,8 @@ fn matmul_is_independent_of_threads_and_batching() {
             for (rows, m) in [(203, 1), (70, 5), (33, 17), (41, 130)] {
                 let w = random_weights(&mut r, t, rows, cols);
                 let x = random_f32(&mut r, m * cols, 1.0);
-                let y1 = run(&k, &p1, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
-                let y3 = run(&k, &p3, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                let y1 = run_matmul(&k, &p1, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                let y3 = run_matmul(&k, &p3, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
                 assert!(
                     y1.iter().zip(&y3).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{t} {:?} {rows}x{cols} m={m}: 3 threads differ from 1",
@@ -184,7 +178,7 @@ fn matmul_is_independent_of_threads_and_batching() {
                 );
                 // Each output row equals a product with that activation row alone.
                 for i in [0, m / 2, m - 1] {
-                    let yi = run(
+                    let yi = run_matmul(
                         &k,
                         &p3,
                         WeightRef::new(t, &w, rows, cols).unwrap(),
@@ -269,8 +263,8 @@ fn exact_block_sum_simd_kernels_are_bit_identical_to_scalar() {
                 let cols = if t == DType::Q5_0 { 736 } else { 768 };
                 let w = random_weights(&mut r, t, rows, cols);
                 let x = random_f32(&mut r, m * cols, 3.0);
-                let ys = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
-                let yv = run(&simd, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                let ys = run_matmul(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+                let yv = run_matmul(&simd, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
                 assert!(
                     ys.iter().zip(&yv).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{t} m={m} {:?}",
@@ -301,7 +295,7 @@ fn matmul_handles_degenerate_and_oversized_buffers() {
     let w = random_weights(&mut r, DType::Q8_0, 3, 64);
     let x = random_f32(&mut r, 64 * 2, 1.0);
     let wr = WeightRef::new(DType::Q8_0, &w, 3, 64).unwrap();
-    let want = run(&k, &pool, wr, &x[..64], 1);
+    let want = run_matmul(&k, &pool, wr, &x[..64], 1);
     let mut y = vec![9f32; 5];
     matmul(&k, &pool, wr, &x, 1, &mut y, &mut MatmulScratch::new());
     assert_eq!(&y[..3], &want[..]);
@@ -370,8 +364,8 @@ fn simd_kernels_match_scalar_on_raw_random_blocks() {
             let x = random_f32(&mut r, m * cols, 1.0);
             let wr = WeightRef::new(t, &w, rows, cols).unwrap();
             let reference = reference(&scalar, t, &w, rows, cols, &x, m);
-            let ys = run(&scalar, &pool, wr, &x, m);
-            let yv = run(simd, &pool, wr, &x, m);
+            let ys = run_matmul(&scalar, &pool, wr, &x, m);
+            let yv = run_matmul(simd, &pool, wr, &x, m);
             for i in 0..m * rows {
                 let tol = reference.tol[i] + 1e-30;
                 assert!((f64::from(ys[i]) - reference.y[i]).abs() <= tol, "{t} scalar out {i}");
@@ -404,7 +398,7 @@ fn matmul_many_equals_separate_products() {
             let k = Kernels::detect();
             edgevl_kernels::matmul_many(&k, &pool, &ws, &x, m, &mut refs, &mut MatmulScratch::new());
             for (i, w) in ws.iter().enumerate() {
-                let want = run(&k, &pool, *w, &x, m);
+                let want = run_matmul(&k, &pool, *w, &x, m);
                 assert!(
                     want.iter().zip(&outs[i]).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{types:?} m={m} matrix {i}"

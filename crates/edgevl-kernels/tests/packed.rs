@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{random_f32, random_weights, rng};
+use common::{random_f32, random_weights, rng, run_matmul};
 use edgevl_kernels::formats::q4_1::BlockQ4_1;
 use edgevl_kernels::formats::{as_blocks, dequantize_act};
 use edgevl_kernels::packed::PackedWeights;
-use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
+use edgevl_kernels::{matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 const TYPES: [DType; 6] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K];
 /// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
@@ -32,12 +32,6 @@ const SHAPES: [(usize, usize, usize); 18] = [
     (17, 256, 7),
     (300, 256, 1),
 ];
-
-fn run(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
-    let mut y = vec![f32::NAN; m * w.rows()];
-    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
-    y
-}
 
 /// `y = W x` in f64 from the dequantised weights and the dequantised activation blocks, and the error allowed
 /// (f32 accumulation: `2e-5 * sum |w x|`, plus Q4_1's term).
@@ -92,11 +86,11 @@ fn packed_matmul_is_bit_identical_across_levels_and_to_the_dots_and_close_to_f64
             let w = random_weights(&mut r, t, rows, cols);
             let x = random_f32(&mut r, m * cols, 2.0);
             let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
-            let ys = run(&scalar, &pool, WeightRef::from_packed(&p), &x, m);
+            let ys = run_matmul(&scalar, &pool, WeightRef::from_packed(&p), &x, m);
             // The scalar dot kernel of the unpacked rows computes the same f32 sequence (one fma per block, two
             // for Q4_1; the K-quants' per-super-block sequence), so tables that do not pack (scalar, plain NEON:
             // bit-identical to the scalar dots) agree with the packed ones bit for bit.
-            let yd = run(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+            let yd = run_matmul(&scalar, &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
             for (i, (a, b)) in ys.iter().zip(&yd).enumerate() {
                 assert_eq!(
                     a.to_bits(),
@@ -105,7 +99,7 @@ fn packed_matmul_is_bit_identical_across_levels_and_to_the_dots_and_close_to_f64
                 );
             }
             for k in &levels {
-                let yk = run(k, &pool, WeightRef::from_packed(&p), &x, m);
+                let yk = run_matmul(k, &pool, WeightRef::from_packed(&p), &x, m);
                 for (i, (a, b)) in ys.iter().zip(&yk).enumerate() {
                     assert_eq!(
                         a.to_bits(),
@@ -138,11 +132,11 @@ fn packed_matmul_is_independent_of_threads_and_batching() {
         let w = random_weights(&mut r, t, rows, cols);
         let x = random_f32(&mut r, m * cols, 1.0);
         let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
-        let y1 = run(&k, &p1, WeightRef::from_packed(&p), &x, m);
-        let y3 = run(&k, &p3, WeightRef::from_packed(&p), &x, m);
+        let y1 = run_matmul(&k, &p1, WeightRef::from_packed(&p), &x, m);
+        let y3 = run_matmul(&k, &p3, WeightRef::from_packed(&p), &x, m);
         assert_eq!(y1, y3, "{t}: thread count changed the result");
         // Row 7 alone (decode) equals row 7 of the batch.
-        let yd = run(&k, &p3, WeightRef::from_packed(&p), &x[7 * cols..8 * cols], 1);
+        let yd = run_matmul(&k, &p3, WeightRef::from_packed(&p), &x[7 * cols..8 * cols], 1);
         assert_eq!(yd[..], y1[7 * rows..8 * rows], "{t}: batching changed the result");
         // Mixed packed / unpacked products in one job equal separate calls.
         let w2 = random_weights(&mut r, t, 40, cols);
@@ -151,7 +145,7 @@ fn packed_matmul_is_independent_of_threads_and_batching() {
         let ws = [WeightRef::from_packed(&p), WeightRef::new(t, &w2, 40, cols).unwrap()];
         matmul_many(&k, &p3, &ws, &x, m, &mut [&mut ya, &mut yb], &mut MatmulScratch::new());
         assert_eq!(ya, y1, "{t}: matmul_many changed the packed product");
-        assert_eq!(yb, run(&k, &p1, ws[1], &x, m), "{t}: matmul_many changed the unpacked product");
+        assert_eq!(yb, run_matmul(&k, &p1, ws[1], &x, m), "{t}: matmul_many changed the unpacked product");
     }
 }
 
@@ -210,7 +204,7 @@ fn packing_into_a_shared_arena_gives_the_same_bytes_and_products() {
         let x = random_f32(&mut r, 3 * cols, 2.0);
         let k = Kernels::detect();
         let (a, b) = (WeightRef::from_packed(&own), WeightRef::from_packed(&shared));
-        assert_eq!(run(&k, &pool, a, &x, 3), run(&k, &pool, b, &x, 3), "{t:?} {rows}x{cols}");
+        assert_eq!(run_matmul(&k, &pool, a, &x, 3), run_matmul(&k, &pool, b, &x, 3), "{t:?} {rows}x{cols}");
     }
     assert_eq!(arena.used(), arena.capacity(), "every reservation is a whole number of lines");
     // A full arena: the matrix gets a buffer of its own, with the same bytes.
@@ -303,9 +297,9 @@ fn extreme_4_and_5_bit_blocks_give_exact_sums_at_every_level() {
         };
         let x: Vec<f32> = (0..m * cols).map(|i| 3.0 * f32::signum(sign(i))).collect();
         let p = PackedWeights::pack(t, &w, rows, cols).unwrap();
-        let want = run(&Kernels::scalar(), &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
+        let want = run_matmul(&Kernels::scalar(), &pool, WeightRef::new(t, &w, rows, cols).unwrap(), &x, m);
         for k in Kernels::all_levels() {
-            let got = run(&k, &pool, WeightRef::from_packed(&p), &x, m);
+            let got = run_matmul(&k, &pool, WeightRef::from_packed(&p), &x, m);
             assert_eq!(got, want, "{t} {:?}", k.level());
         }
         let (yr, _) = reference(t, &w, rows, cols, &x, m);

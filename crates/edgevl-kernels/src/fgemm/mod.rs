@@ -94,7 +94,7 @@ impl FloatTile<'_> {
     /// guarantees, checked again by the SIMD kernels, which read through raw pointers.
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) fn holds_shape(&self) -> bool {
-        let es = if self.dtype == DType::F16 { 2 } else { 4 };
+        let es = self.dtype.block_bytes();
         let (nr, na, n) = (self.n_rows, self.n_act, self.cols);
         (1..=ROWS).contains(&nr)
             && (1..=ACTS).contains(&na)
@@ -161,9 +161,9 @@ pub(crate) fn prefetch_next_rows<const NR: usize>(w: &[*const u8; NR], off: usiz
     }
 }
 
-/// Weight element `k` of a row.
+/// Element `k` of F16 or F32 weight bytes (a row here, a panel in [`crate::fpanel`]).
 #[inline(always)]
-fn weight(dtype: DType, row: &[u8], k: usize) -> f32 {
+pub(crate) fn weight(dtype: DType, row: &[u8], k: usize) -> f32 {
     if dtype == DType::F16 {
         f16_to_f32([row[2 * k], row[2 * k + 1]])
     } else {

@@ -3,8 +3,8 @@
 //! each activation row's value at that `k`, broadcast, into one accumulator per (activation row, panel). Against
 //! the row layout of [`crate::fgemm`] (one 16-lane accumulator per output, both operands loaded at every step), a
 //! weight vector is converted once for [`ACTS`] activation rows and an activation costs a broadcast load, not a
-//! vector: so400m's F16 `ffn_down` (1152 x 4304, 729 tokens) runs at 76-80% of one core's FMA peak instead of
-//! 58-63% (Intel Xeon, AVX-512). For products with many activation rows and no decode (the vision tower): the
+//! vector: so400m's F16 `ffn_down` (1152 x 4304, 729 tokens) runs at 75% of one core's FMA peak instead of
+//! 57-58% (Intel Xeon, AVX-512; 78-80% instead of 48-54% at AVX2). For products with many activation rows and no decode (the vision tower): the
 //! model lays out only those matrices this way.
 //!
 //! Numerics (identical in every kernel, so scalar, AVX2, AVX-512 and NEON agree bit for bit): the activations are
@@ -21,8 +21,7 @@ pub(crate) mod neon;
 use crate::buffer::AlignedBuf;
 use crate::dtype::DType;
 use crate::error::KernelError;
-use crate::fgemm::is_float;
-use crate::formats::f16_to_f32;
+use crate::fgemm::{is_float, weight};
 
 /// Weight rows per panel.
 pub const PANEL: usize = 16;
@@ -32,15 +31,6 @@ pub const PANELS: usize = 2;
 pub const ACTS: usize = 12;
 /// Outputs of one kernel call: `out[i * CALL_ROWS + r]` for activation row `i`, weight row `r` of the call.
 pub const CALL_ROWS: usize = PANELS * PANEL;
-
-/// Bytes of one element of a float type (F16 or F32).
-fn elem_bytes(dtype: DType) -> usize {
-    if dtype == DType::F16 {
-        2
-    } else {
-        4
-    }
-}
 
 /// A float matrix in panels (see the module documentation), each panel starting on a 64-byte boundary; the rows
 /// of the last panel past the matrix are zero.
@@ -73,7 +63,7 @@ impl FloatPanels {
             return Err(KernelError::NotFloat { dtype });
         }
         let src = crate::matmul::WeightRef::new(dtype, data, rows, cols)?;
-        let (rb, es) = (src.row_bytes(), elem_bytes(dtype));
+        let (rb, es) = (src.row_bytes(), dtype.block_bytes());
         let overflow = || KernelError::SizeOverflow { dtype, rows, cols };
         let stride = cols.checked_mul(PANEL * es).ok_or_else(overflow)?.next_multiple_of(64);
         let total = rows.div_ceil(PANEL).checked_mul(stride).ok_or_else(overflow)?;
@@ -125,16 +115,6 @@ impl FloatPanels {
         for (k, o) in out.iter_mut().take(self.cols).enumerate() {
             *o = weight(self.dtype, panel, k * PANEL + r % PANEL);
         }
-    }
-}
-
-/// Element `i` of a panel's bytes.
-#[inline(always)]
-fn weight(dtype: DType, panel: &[u8], i: usize) -> f32 {
-    if dtype == DType::F16 {
-        f16_to_f32([panel[2 * i], panel[2 * i + 1]])
-    } else {
-        f32::from_le_bytes([panel[4 * i], panel[4 * i + 1], panel[4 * i + 2], panel[4 * i + 3]])
     }
 }
 
@@ -195,7 +175,7 @@ impl<'a> PanelTile<'a> {
         let (np, na, n) = (self.n_panels, self.n_act, self.cols);
         (1..=PANELS).contains(&np)
             && (1..=ACTS).contains(&na)
-            && self.stride >= n * PANEL * elem_bytes(self.dtype)
+            && self.stride >= n * PANEL * self.dtype.block_bytes()
             && self.w.len() >= np * self.stride
             && self.x.len() >= na * n
     }

@@ -8,8 +8,8 @@ use super::{blocks, Sgemm, SgemmKernel};
 use crate::x86::Avx512Vnni;
 
 /// Rows of `C` per block: 12 x 2 accumulators, 2 rows of B and a broadcast take 27 of the 32 registers, and each
-/// row of B loaded serves 12 rows of A (6 before: 71% -> 80% of one Xeon core's FMA peak on so400m's 729 x 729 x 72
-/// scores, 60% -> 73% on its values).
+/// row of B loaded serves 12 rows of A (6 before: 71% -> 74-81% of one Xeon core's FMA peak on so400m's 729 x 729 x
+/// 72 scores, 60-62% -> 71-74% on its values).
 const MR: usize = 12;
 /// Lanes of a vector.
 const L: usize = 16;

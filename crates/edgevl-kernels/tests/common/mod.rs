@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use edgevl_kernels::formats::quantize_ref;
-use edgevl_kernels::{DType, KernelConfig, Kernels, SimdLevel};
+use edgevl_kernels::{matmul, DType, KernelConfig, Kernels, MatmulScratch, SimdLevel, ThreadPool, WeightRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -124,4 +124,13 @@ pub fn assert_close_to_f64(
             );
         }
     }
+}
+
+/// `x W^T` for `m` rows of `x` with the kernels of `k`, the output filled with NaN first (so an output a kernel
+/// never writes shows).
+#[allow(dead_code)]
+pub fn run_matmul(k: &Kernels, pool: &ThreadPool, w: WeightRef, x: &[f32], m: usize) -> Vec<f32> {
+    let mut y = vec![f32::NAN; m * w.rows()];
+    matmul(k, pool, w, x, m, &mut y, &mut MatmulScratch::new());
+    y
 }
