@@ -27,6 +27,7 @@ use crate::formats::{
 };
 use crate::fpanel::PanelKernel;
 use crate::gelu::{Gelu, GeluKernels};
+use crate::packed::wide::WideKernel;
 use crate::packed::PackedKernel;
 use crate::sgemm::SgemmKernel;
 use crate::softmax::ExpShiftedFn;
@@ -274,6 +275,8 @@ pub struct Kernels {
     formats: [FormatKernels; DType::ALL.len()],
     quantizers: [Quantizer; VecDotType::ALL.len()],
     packed: PackedKernel,
+    /// The packed GEMM of prefill-sized products with 16 activation rows in the lanes (AVX-512 only).
+    packed_wide: WideKernel,
     float: FloatKernel,
     /// Whether F16/F32 products use `float` rather than the formats' dots: they do unless a SIMD dot of a float
     /// format was installed without a SIMD float GEMM (NEON).
@@ -376,6 +379,7 @@ impl Kernels {
             formats,
             quantizers,
             packed: PackedKernel::SCALAR,
+            packed_wide: WideKernel::SCALAR,
             float: FloatKernel::SCALAR,
             float_for_floats: true,
             panels: PanelKernel::SCALAR,
@@ -424,6 +428,12 @@ impl Kernels {
     #[inline]
     pub fn packed(&self) -> PackedKernel {
         self.packed
+    }
+
+    /// The wide packed kernel for products of at least [`crate::packed::wide::LANES`] activation rows (the scalar
+    /// twins when no SIMD one is installed; the matmul uses it only then).
+    pub(crate) fn packed_wide(&self) -> WideKernel {
+        self.packed_wide
     }
 
     /// The F16/F32 GEMM kernel ([`crate::fgemm`]).
@@ -508,6 +518,13 @@ impl Kernels {
     #[allow(dead_code)]
     pub(crate) fn set_packed(&mut self, level: SimdLevel, k: PackedKernel) {
         self.packed = k;
+        self.raise(level);
+    }
+
+    /// Installs a SIMD wide packed kernel ([`crate::packed::wide`]).
+    #[allow(dead_code)]
+    pub(crate) fn set_packed_wide(&mut self, level: SimdLevel, k: WideKernel) {
+        self.packed_wide = k;
         self.raise(level);
     }
 

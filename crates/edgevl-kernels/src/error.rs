@@ -43,6 +43,12 @@ pub enum KernelError {
         /// Storage type.
         dtype: DType,
     },
+    /// A wide packed tile of a format the wide kernel does not take (only Q4_0, Q4_1 and Q8_0).
+    #[error("{dtype}: no wide packed kernel for this format")]
+    NoWideKernel {
+        /// Storage type.
+        dtype: DType,
+    },
     /// A float GEMM tile of a format that is not F16 or F32.
     #[error("{dtype}: not a float GEMM format (F16 or F32)")]
     NotFloat {

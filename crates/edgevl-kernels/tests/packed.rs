@@ -11,8 +11,10 @@ use edgevl_kernels::packed::PackedWeights;
 use edgevl_kernels::{matmul_many, DType, Kernels, MatmulScratch, ThreadPool, WeightRef};
 
 const TYPES: [DType; 6] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K];
-/// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls.
-const SHAPES: [(usize, usize, usize); 18] = [
+/// `(rows, cols, m)`; the `m = 1` shapes with many row groups take the multi-group (decode) kernel calls, those with
+/// `m >= 16` the wide kernel (AVX-512) for their whole panels of 16 rows and the row-lane kernels for the rest
+/// (`m = 300`: two chunks of activation rows).
+const SHAPES: [(usize, usize, usize); 20] = [
     (1, 32, 1),
     (5, 64, 3),
     (17, 96, 8),
@@ -31,6 +33,8 @@ const SHAPES: [(usize, usize, usize); 18] = [
     (40, 512, 6),
     (17, 256, 7),
     (300, 256, 1),
+    (37, 160, 48),
+    (20, 64, 300),
 ];
 
 /// `y = W x` in f64 from the dequantised weights and the dequantised activation blocks, and the error allowed
@@ -269,7 +273,8 @@ fn packed_tiles_are_checked_at_construction() {
 #[test]
 fn extreme_4_and_5_bit_blocks_give_exact_sums_at_every_level() {
     let pool = ThreadPool::new(1);
-    let (rows, cols, m) = (33, 256, 5);
+    // 21 activation rows: one panel of 16 for the wide kernel (AVX-512), 5 for the row-lane kernel.
+    let (rows, cols, m) = (33, 256, 21);
     // Q4_0 blocks: `d`, 16 bytes; Q5_0: `d`, `qh`, 16 bytes. Row `j` is all top values, all bottom values or
     // alternating, with scale 1.
     let block = |t: DType, j: usize| -> Vec<u8> {

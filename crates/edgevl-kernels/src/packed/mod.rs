@@ -17,6 +17,9 @@
 //! output by the same f32 sequence, block by block: `acc = fma(f32(sumi), d_w * d_a, acc)` and, for Q4_1, then
 //! `acc = fma(m_w, s_a, acc)`; so the scalar twin ([`dot_scalar`]) and the SIMD kernels agree bit for bit.
 //!
+//! Products of at least 16 activation rows (prefill, the vision tower) take, with AVX-512 VNNI, the wide kernel for
+//! Q4_0, Q4_1 and Q8_0 ([`wide`]): 16 activation rows in the lanes, each group decoded once per task.
+//!
 //! Q4_K's and Q6_K's blocks are their 256-value super-blocks, with layouts, integer sums and f32 sequences of their
 //! own (those of their unpacked dots; [`kquant`], kernels in `k_avx512`, `k_avx2`, `k_neon`).
 
@@ -33,6 +36,7 @@ mod k_neon;
 pub(crate) mod kquant;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
+pub(crate) mod wide;
 
 use crate::buffer::AlignedBuf;
 pub use crate::buffer::PackArena;
@@ -319,6 +323,11 @@ impl PackedWeights {
     /// Blocks per row.
     pub fn blocks_per_row(&self) -> usize {
         self.nb
+    }
+
+    /// The packed format.
+    pub(crate) fn format(&self) -> PackedFormat {
+        self.fmt
     }
 
     /// The packed bytes.

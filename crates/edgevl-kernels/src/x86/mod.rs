@@ -77,6 +77,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_dot(DType::Q4_1, l, q4_1::avx512::dot(t));
     k.set_dot(DType::Q8_0, l, q8_0::avx512::dot(t));
     k.set_packed(l, crate::packed::avx512::entry(t));
+    k.set_packed_wide(l, crate::packed::wide::avx512::entry(t));
     k.set_float(l, crate::fgemm::avx512::entry(t));
     k.set_panels(l, crate::fpanel::avx512::entry(t));
     k.set_attention(l, crate::attention::avx512(t));
