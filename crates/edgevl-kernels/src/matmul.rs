@@ -504,12 +504,10 @@ fn wide_tile(
                 let t = WideTile::new(pw.format(), dec, &panels[pi * pb..][..pb], nb)
                     .unwrap_or_else(|e| panic!("matmul: {e}"));
                 wide.dot(&t, &mut buf);
-                for i in 0..LANES {
+                for (i, src) in buf.chunks_exact(GROUP).enumerate() {
                     // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                     let dst = unsafe { p.out.slice((pi * LANES + i) * rows + j0, j1 - j0) };
-                    for (l, d) in dst.iter_mut().enumerate() {
-                        *d = buf[l * LANES + i];
-                    }
+                    dst.copy_from_slice(&src[..j1 - j0]);
                 }
             }
         }

@@ -102,7 +102,7 @@ pub(crate) fn build_panels(
 /// (`nb * DEC_BLOCK` bytes).
 pub(crate) type DecodeFn = fn(fmt: PackedFormat, group: &[u8], nb: usize, out: &mut [u8]);
 
-/// Computes `out[l * LANES + i] = dot(weight row l of the tile's decoded group, activation row i of its panel)`.
+/// Computes `out[i * GROUP + l] = dot(weight row l of the tile's decoded group, activation row i of its panel)`.
 pub(crate) type WideDotFn = fn(t: &WideTile, out: &mut [f32; GROUP * LANES]);
 
 /// One kernel call: a decoded group of 16 weight rows times a panel of 16 activation rows, `nb` blocks each. The
@@ -196,7 +196,7 @@ impl WideKernel {
         (self.decode)(fmt, group, nb, out);
     }
 
-    /// `out[l * LANES + i] = dot(weight row l, activation row i)`, the packed kernels' f32 sequence.
+    /// `out[i * GROUP + l] = dot(weight row l, activation row i)`, the packed kernels' f32 sequence.
     #[inline]
     pub(crate) fn dot(&self, t: &WideTile, out: &mut [f32; GROUP * LANES]) {
         (self.dot)(t, out);
@@ -266,7 +266,7 @@ fn dot_scalar(t: &WideTile, out: &mut [f32; GROUP * LANES]) {
                     acc = f32_at(d, MW_AT + 4 * l).mul_add(f32_at(p, SA_AT + 4 * i), acc);
                 }
             }
-            out[l * LANES + i] = acc;
+            out[i * GROUP + l] = acc;
         }
     }
 }
@@ -330,7 +330,7 @@ mod tests {
                         for i in 0..MAX_ACT {
                             for l in 0..GROUP {
                                 let (got, exp) =
-                                    (want[l * LANES + half * MAX_ACT + i], rows_out[i * GROUP + l]);
+                                    (want[(half * MAX_ACT + i) * GROUP + l], rows_out[i * GROUP + l]);
                                 assert_eq!(
                                     got.to_bits(),
                                     exp.to_bits(),
