@@ -16,6 +16,7 @@ pub mod attention;
 mod buffer;
 pub mod dispatch;
 pub mod dtype;
+pub mod entry;
 pub mod error;
 pub mod fgemm;
 pub mod formats;

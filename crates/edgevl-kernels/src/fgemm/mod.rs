@@ -14,6 +14,7 @@ pub(crate) mod avx512;
 pub(crate) mod neon;
 
 use crate::dtype::DType;
+use crate::entry::KernelEntry;
 use crate::error::KernelError;
 use crate::formats::{f16_to_f32, f16_to_f32_slice};
 
@@ -109,38 +110,17 @@ pub(crate) type FloatDotFn = fn(t: &FloatTile, out: &mut [f32; ROWS * ACTS]);
 
 /// The float GEMM entry of a kernel table ([`crate::Kernels::float_gemm`]): the scalar twin, or a SIMD kernel the
 /// table installed after detecting its CPU features.
-#[derive(Clone, Copy)]
-pub struct FloatKernel {
-    dot: FloatDotFn,
-    simd: bool,
-}
-
-impl std::fmt::Debug for FloatKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FloatKernel").field("simd", &self.simd).finish_non_exhaustive()
-    }
-}
+pub type FloatKernel = KernelEntry<FloatDotFn>;
 
 impl FloatKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: FloatKernel = FloatKernel { dot: dot_scalar, simd: false };
-
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(dot: FloatDotFn) -> Self {
-        FloatKernel { dot, simd: true }
-    }
+    pub(crate) const SCALAR: FloatKernel = KernelEntry::scalar(dot_scalar);
 
     /// `out[i * ROWS + r] = dot(weight row r, activation row i)` with the numerics of the module documentation
     /// (bit-identical at every level).
     #[inline]
     pub fn dot(&self, t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
-        (self.dot)(t, out);
-    }
-
-    /// Whether this is a SIMD kernel.
-    pub fn is_simd(&self) -> bool {
-        self.simd
+        (self.get())(t, out);
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) mod neon;
 
 use crate::buffer::AlignedBuf;
 use crate::dtype::DType;
+use crate::entry::KernelEntry;
 use crate::error::KernelError;
 use crate::fgemm::{is_float, weight};
 
@@ -208,39 +209,18 @@ pub(crate) type PanelDotFn = fn(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]
 
 /// The panel GEMM entry of a kernel table ([`crate::Kernels::float_panels`]): the scalar twin, or a SIMD kernel
 /// the table installed after detecting its CPU features.
-#[derive(Clone, Copy)]
-pub struct PanelKernel {
-    dot: PanelDotFn,
-    simd: bool,
-}
-
-impl std::fmt::Debug for PanelKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PanelKernel").field("simd", &self.simd).finish_non_exhaustive()
-    }
-}
+pub type PanelKernel = KernelEntry<PanelDotFn>;
 
 impl PanelKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: PanelKernel = PanelKernel { dot: dot_scalar, simd: false };
-
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(dot: PanelDotFn) -> Self {
-        PanelKernel { dot, simd: true }
-    }
+    pub(crate) const SCALAR: PanelKernel = KernelEntry::scalar(dot_scalar);
 
     /// `out[i * CALL_ROWS + r] = dot(weight row r of the tile, activation row i)` with the numerics of the module
     /// documentation (bit-identical at every level); outputs of absent panels and activation rows are left as
     /// they were.
     #[inline]
     pub fn dot(&self, t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
-        (self.dot)(t, out);
-    }
-
-    /// Whether this is a SIMD kernel.
-    pub fn is_simd(&self) -> bool {
-        self.simd
+        (self.get())(t, out);
     }
 }
 

@@ -41,6 +41,7 @@ pub(crate) mod wide;
 use crate::buffer::AlignedBuf;
 pub use crate::buffer::PackArena;
 use crate::dtype::{DType, VecDotType};
+use crate::entry::KernelEntry;
 use crate::error::KernelError;
 use crate::formats::f16_to_f32;
 use std::sync::Arc;
@@ -640,39 +641,18 @@ pub(crate) type PackedDotFn = fn(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT
 
 /// The packed GEMM entry of a kernel table ([`crate::Kernels::packed`]): the scalar twin, or a SIMD kernel the
 /// table installed after detecting its CPU features.
-#[derive(Clone, Copy)]
-pub struct PackedKernel {
-    dot: PackedDotFn,
-    simd: bool,
-}
-
-impl std::fmt::Debug for PackedKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackedKernel").field("simd", &self.simd).finish_non_exhaustive()
-    }
-}
+pub type PackedKernel = KernelEntry<PackedDotFn>;
 
 impl PackedKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: PackedKernel = PackedKernel { dot: dot_scalar, simd: false };
-
-    /// A SIMD kernel for every packed format (the caller hands it out only for the proof of its CPU features).
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(dot: PackedDotFn) -> Self {
-        PackedKernel { dot, simd: true }
-    }
+    pub(crate) const SCALAR: PackedKernel = KernelEntry::scalar(dot_scalar);
 
     /// `out[i * GROUP + l] = dot(row l of the tile's group, activation row i)`, or for a tile of several groups
     /// (and one activation row) `out[j * GROUP + l]` for row `l` of group `j`. Every kernel computes each output
     /// by the scalar twin's f32 sequence, so all levels agree bit for bit.
     #[inline]
     pub fn dot(&self, t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-        (self.dot)(t, out);
-    }
-
-    /// Whether this is a SIMD kernel (worth repacking weights for).
-    pub fn is_simd(&self) -> bool {
-        self.simd
+        (self.get())(t, out);
     }
 }
 

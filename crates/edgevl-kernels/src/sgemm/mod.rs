@@ -15,6 +15,7 @@ pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 
+use crate::entry::KernelEntry;
 use crate::error::KernelError;
 
 /// One checked product `C = A B` ([`Sgemm::new`]): the fields are private, so a kernel can rely on the shapes.
@@ -84,37 +85,16 @@ pub(crate) type SgemmFn = fn(g: &mut Sgemm);
 
 /// The small-GEMM entry of a kernel table ([`crate::Kernels::sgemm`]): the scalar twin, or a SIMD kernel the table
 /// installed after detecting its CPU features.
-#[derive(Clone, Copy)]
-pub struct SgemmKernel {
-    f: SgemmFn,
-    simd: bool,
-}
-
-impl std::fmt::Debug for SgemmKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SgemmKernel").field("simd", &self.simd).finish_non_exhaustive()
-    }
-}
+pub type SgemmKernel = KernelEntry<SgemmFn>;
 
 impl SgemmKernel {
     /// The scalar twin.
-    pub(crate) const SCALAR: SgemmKernel = SgemmKernel { f: sgemm_scalar, simd: false };
-
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-    pub(crate) fn simd(f: SgemmFn) -> Self {
-        SgemmKernel { f, simd: true }
-    }
+    pub(crate) const SCALAR: SgemmKernel = KernelEntry::scalar(sgemm_scalar);
 
     /// Computes the product, with the numerics of the module documentation (bit-identical at every level).
     #[inline]
     pub fn run(&self, g: &mut Sgemm) {
-        (self.f)(g);
-    }
-
-    /// Whether this is a SIMD kernel.
-    pub fn is_simd(&self) -> bool {
-        self.simd
+        (self.get())(g);
     }
 }
 

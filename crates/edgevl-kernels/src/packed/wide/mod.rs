@@ -26,6 +26,7 @@
 pub(crate) mod avx512;
 
 use super::{ActMeta, PackedFormat, GROUP, QK};
+use crate::entry::KernelEntry;
 use crate::error::KernelError;
 use crate::formats::f16_to_f32;
 
@@ -157,30 +158,13 @@ impl<'a> WideTile<'a> {
     }
 }
 
-/// The wide packed GEMM entry of a kernel table ([`crate::Kernels::packed_wide`]): the scalar twin, or the SIMD
-/// kernel the table installed after detecting its CPU features.
-#[derive(Clone, Copy)]
-pub struct WideKernel {
-    decode: DecodeFn,
-    dot: WideDotFn,
-    simd: bool,
-}
-
-impl std::fmt::Debug for WideKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WideKernel").field("simd", &self.simd).finish_non_exhaustive()
-    }
-}
+/// The wide packed GEMM entry of a kernel table ([`crate::Kernels::packed_wide`]): the scalar twins, or the SIMD
+/// decoder and kernel the table installed after detecting its CPU features.
+pub(crate) type WideKernel = KernelEntry<(DecodeFn, WideDotFn)>;
 
 impl WideKernel {
     /// The scalar twins.
-    pub(crate) const SCALAR: WideKernel = WideKernel { decode: decode_scalar, dot: dot_scalar, simd: false };
-
-    /// A SIMD kernel (the caller hands it out only for the proof of its CPU features).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn simd(decode: DecodeFn, dot: WideDotFn) -> Self {
-        WideKernel { decode, dot, simd: true }
-    }
+    pub(crate) const SCALAR: WideKernel = KernelEntry::scalar((decode_scalar, dot_scalar));
 
     /// Decodes one group of `nb` blocks (a [`super::PackedWeights::groups_bytes`] of one group) into `out`.
     ///
@@ -193,18 +177,13 @@ impl WideKernel {
                 && out.len() >= nb * DEC_BLOCK,
             "wide decode: buffers shorter than {nb} blocks"
         );
-        (self.decode)(fmt, group, nb, out);
+        (self.get().0)(fmt, group, nb, out);
     }
 
     /// `out[i * GROUP + l] = dot(weight row l, activation row i)`, the packed kernels' f32 sequence.
     #[inline]
     pub(crate) fn dot(&self, t: &WideTile, out: &mut [f32; GROUP * LANES]) {
-        (self.dot)(t, out);
-    }
-
-    /// Whether this is a SIMD kernel (worth laying activations out for).
-    pub(crate) fn is_simd(&self) -> bool {
-        self.simd
+        (self.get().1)(t, out);
     }
 }
 
