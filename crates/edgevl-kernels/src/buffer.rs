@@ -149,6 +149,40 @@ impl PackArena {
     }
 }
 
+/// Bytes of a layout from which [`fill_units`] spreads the work over several threads.
+const PARALLEL_FILL_BYTES: usize = 4 << 20;
+
+/// Fills `out`, cut into units of `unit` bytes (its length a multiple of `unit`), by `fill(index, unit)`: on the
+/// calling thread, or, when `out` is at least 4 MiB, on up to 4 scoped threads each taking consecutive units (the
+/// layouts made at load: packed groups, float panels).
+pub(crate) fn fill_units(out: &mut [u8], unit: usize, fill: impl Fn(usize, &mut [u8]) + Sync) {
+    if unit == 0 {
+        return;
+    }
+    let units = out.len() / unit;
+    let threads = if out.len() >= PARALLEL_FILL_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    } else {
+        1
+    };
+    let per_thread = units.div_ceil(threads).max(1);
+    let fill = &fill;
+    std::thread::scope(|scope| {
+        for (c, chunk) in out.chunks_mut(per_thread * unit).enumerate() {
+            let mut job = move || {
+                for (i, dst) in chunk.chunks_exact_mut(unit).enumerate() {
+                    fill(c * per_thread + i, dst);
+                }
+            };
+            if threads == 1 {
+                job();
+            } else {
+                scope.spawn(job);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,16 +69,15 @@ impl FloatPanels {
         let stride = cols.checked_mul(PANEL * es).ok_or_else(overflow)?.next_multiple_of(64);
         let total = rows.div_ceil(PANEL).checked_mul(stride).ok_or_else(overflow)?;
         let mut buf = AlignedBuf::zeroed_lines(total / 64);
-        if stride > 0 {
-            for (p, panel) in buf.as_mut_slice().chunks_exact_mut(stride).enumerate() {
-                for r in 0..PANEL.min(rows - p * PANEL) {
-                    let row = &data[(p * PANEL + r) * rb..][..cols * es];
-                    for (k, e) in row.chunks_exact(es).enumerate() {
-                        panel[(k * PANEL + r) * es..][..es].copy_from_slice(e);
-                    }
+        // Large matrices are laid out by a few scoped threads, each taking whole panels.
+        crate::buffer::fill_units(buf.as_mut_slice(), stride, |p, panel| {
+            for r in 0..PANEL.min(rows - p * PANEL) {
+                let row = &data[(p * PANEL + r) * rb..][..cols * es];
+                for (k, e) in row.chunks_exact(es).enumerate() {
+                    panel[(k * PANEL + r) * es..][..es].copy_from_slice(e);
                 }
             }
-        }
+        });
         Ok(FloatPanels { dtype, rows, cols, stride, data: buf })
     }
 

@@ -270,29 +270,9 @@ impl PackedWeights {
         };
         let mut out = PackedWeights { fmt, rows, cols, nb, group_bytes, data: storage };
         // Large matrices are packed by a few scoped threads, each taking whole groups.
-        let threads = if total >= PARALLEL_PACK_BYTES {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
-        } else {
-            1
-        };
-        let per_thread = rows.div_ceil(GROUP).div_ceil(threads).max(1);
-        let all = out.bytes_mut();
-        if group_bytes > 0 {
-            std::thread::scope(|scope| {
-                for (c, chunk) in all.chunks_mut(per_thread * group_bytes).enumerate() {
-                    let mut job = move || {
-                        for (i, dst) in chunk.chunks_exact_mut(group_bytes).enumerate() {
-                            pack_group(fmt, data, rb, nb, rows, c * per_thread + i, dst);
-                        }
-                    };
-                    if threads == 1 {
-                        job();
-                    } else {
-                        scope.spawn(job);
-                    }
-                }
-            });
-        }
+        crate::buffer::fill_units(out.bytes_mut(), group_bytes, |g, dst| {
+            pack_group(fmt, data, rb, nb, rows, g, dst)
+        });
         Ok(out)
     }
 
@@ -416,9 +396,6 @@ impl PackedWeights {
         }
     }
 }
-
-/// Packed size from which [`PackedWeights::pack`] uses several threads.
-const PARALLEL_PACK_BYTES: usize = 4 << 20;
 
 /// Packs row group `g` of `rows` source rows (`rb` bytes each, `nb` blocks) into `dst` (`group_bytes` long).
 fn pack_group(fmt: PackedFormat, data: &[u8], rb: usize, nb: usize, rows: usize, g: usize, dst: &mut [u8]) {
