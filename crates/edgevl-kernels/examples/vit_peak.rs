@@ -3,7 +3,8 @@
 //! runs the so400m ViT's products of one 384x384 tile (729 patches) through the engine's kernels and prints each
 //! one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM), the F16 `ffn_down` (llama.cpp's
 //! converter keeps it F16 since 4304 is not whole Q8_0 blocks) in the file's row layout (float GEMM) and in the
-//! panels the vision tower loads it into (panel GEMM), and attention's two small GEMMs.
+//! panels the vision tower loads it into (panel GEMM), and attention's two small GEMMs (and, for comparison, the
+//! 2.7B LLM's prefill attention products at depth 1600).
 //! Not a test: figures for docs/benchmarks.md.
 //!
 //! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path)
@@ -87,6 +88,9 @@ fn main() {
     for (name, (m, n, kk)) in [
         ("sgemm scores (729 x 729 x 72)", (TOKENS, TOKENS, HD)),
         ("sgemm values (729 x 72 x 729)", (TOKENS, HD, TOKENS)),
+        // The LLM's prefill attention (one task: 48 queries of a 128-wide head over 1600 cached positions).
+        ("prefill scores (48 x 1600 x 128)", (48, 1600, 128)),
+        ("prefill values (48 x 128 x 1600)", (48, 128, 1600)),
     ] {
         let a: Vec<f32> = (0..m * kk).map(|_| rnd()).collect();
         let b: Vec<f32> = (0..kk * n).map(|_| rnd()).collect();
