@@ -436,14 +436,14 @@ fn packed_tile(
     let rows = pw.rows();
     let r1 = (r0 + p.rows_per_task).min(rows);
     let nb = pw.blocks_per_row();
-    // Whole panels of activation rows go to the wide kernel when the product has them laid out (`a0` is a
-    // multiple of the chunk, so of LANES); the rest to the row-lane kernel.
-    let wide = k.packed_wide();
+    // Whole panels of activation rows go to the wide kernel when the product has them laid out (`matmul_many`
+    // does only for a SIMD wide kernel; `a0` is a multiple of the chunk, so of LANES); the rest to the row-lane
+    // kernel.
     let laid_out = panels.len() / (nb * PANEL_BLOCK).max(1) * LANES;
-    let whole = if wide.is_simd() && wide::supports(pw.format()) { a1.min(laid_out).max(a0) } else { a0 };
-    let whole = a0 + (whole - a0) / LANES * LANES;
+    let end = if wide::supports(pw.format()) { a1.min(laid_out) } else { a0 };
+    let whole = a0 + end.saturating_sub(a0) / LANES * LANES;
     if whole > a0 {
-        wide_tile(wide, p, pw, panels, r0, (a0, whole));
+        wide_tile(k.packed_wide(), pw, (p, panels), (r0, r1), (a0, whole));
     }
     let kern = k.packed();
     let mut buf = [0f32; GROUP * MAX_ACT];
@@ -478,18 +478,16 @@ fn packed_tile(
     }
 }
 
-/// [`packed_tile`]'s whole panels of [`LANES`] activation rows `a0..a1` on the wide kernel: each row group of the
-/// task decoded once into the thread's buffer, then multiplied by every panel.
+/// [`packed_tile`]'s whole panels of [`LANES`] activation rows `a0..a1` and weight rows `r0..r1` on the wide kernel:
+/// each row group of the task decoded once into the thread's buffer, then multiplied by every panel.
 fn wide_tile(
     wide: WideKernel,
-    p: &Product,
     pw: &PackedWeights,
-    panels: &[u8],
-    r0: usize,
+    (p, panels): (&Product, &[u8]),
+    (r0, r1): (usize, usize),
     (a0, a1): (usize, usize),
 ) {
     let (rows, nb) = (pw.rows(), pw.blocks_per_row());
-    let r1 = (r0 + p.rows_per_task).min(rows);
     let pb = nb * PANEL_BLOCK;
     let mut buf = [0f32; GROUP * LANES];
     WIDE_DECODED.with_borrow_mut(|dec| {

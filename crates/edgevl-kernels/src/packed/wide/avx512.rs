@@ -20,31 +20,29 @@ fn decode(fmt: PackedFormat, group: &[u8], nb: usize, out: &mut [u8]) {
     // SAFETY: handed out only for the proof of the CPU features; lengths checked above.
     unsafe {
         match fmt {
-            PackedFormat::Q4_0 => decode_in::<true, 8>(fmt, group, nb, out),
-            PackedFormat::Q4_1 => decode_in::<true, 0>(fmt, group, nb, out),
-            PackedFormat::Q8_0 => decode_in::<false, 0>(fmt, group, nb, out),
+            PackedFormat::Q4_0 | PackedFormat::Q4_1 => decode_in::<true>(fmt, group, nb, out),
+            PackedFormat::Q8_0 => decode_in::<false>(fmt, group, nb, out),
             _ => unreachable!("WideKernel::decode checks the format"),
         }
     }
 }
 
-/// Decodes `nb` blocks: Q4 (`NIB`) nibbles minus `O`, or Q8_0 bytes with their top bit flipped; the bias of each
+/// Decodes `nb` blocks: Q4 (`NIB`) nibbles minus the format's offset, or Q8_0 bytes with their top bit flipped; the bias of each
 /// row from one `vpdpbusd` chain of the lines with bytes of 1; the scales widened to f32.
 ///
 /// # Safety
 /// The CPU has the enabled features; `group` holds `nb` quant tiles then `nb` scale tiles of `fmt`, `out` `nb`
 /// decoded blocks.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn decode_in<const NIB: bool, const O: i8>(
-    fmt: PackedFormat,
-    group: &[u8],
-    nb: usize,
-    out: &mut [u8],
-) {
+unsafe fn decode_in<const NIB: bool>(fmt: PackedFormat, group: &[u8], nb: usize, out: &mut [u8]) {
     let (qt, st) = (fmt.quant_tile(), fmt.scale_tile());
     let (q0, s0, d0) = (group.as_ptr(), group.as_ptr().wrapping_add(nb * qt), out.as_mut_ptr());
-    let (mask, off, ones, flip) =
-        (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(O), _mm512_set1_epi8(1), _mm512_set1_epi8(-128));
+    let (mask, off, ones, flip) = (
+        _mm512_set1_epi8(0x0f),
+        _mm512_set1_epi8(fmt.offset() as i8),
+        _mm512_set1_epi8(1),
+        _mm512_set1_epi8(-128),
+    );
     for b in 0..nb {
         // SAFETY: block `b`'s quant tile, scale tile and decoded block lie inside the buffers (caller); unaligned
         // loads and stores.

@@ -11,7 +11,7 @@
 //! then reused by every panel of 16 activation rows; the correction is a memory broadcast (a load, no vector port)
 //! and the chain needs no add: about 11.25 per 8.
 //!
-//! Layouts (`LINES` = 8 lines of 64 bytes a block; line `j` holds 4 consecutive values, [`line_elem`], of each of 16
+//! Layouts (`LINES` = 8 lines of 64 bytes a block; line `j` holds 4 consecutive values, from [`line_start`], of each of 16
 //! rows):
 //! - a decoded group ([`DEC_BLOCK`] bytes a block): the 8 lines of the 16 weight rows' signed values (`q - o`; Q8_0
 //!   `u ^ 0x80`), then per row the i32 `-128 * sum(values)`, the f32 scale and (Q4_1) the f32 minimum;
@@ -56,13 +56,13 @@ pub(crate) fn supports(fmt: PackedFormat) -> bool {
     matches!(fmt, PackedFormat::Q4_0 | PackedFormat::Q4_1 | PackedFormat::Q8_0)
 }
 
-/// The block element held by byte `e` of line `j`: lines 0-3 the four 4-value groups of the first 16 values (a Q4
+/// The first of the 4 block values line `j` holds: lines 0-3 the four 4-value groups of the first 16 values (a Q4
 /// byte's low nibbles), lines 4-7 those of the last 16 (its high nibbles); as the packed tiles pair them.
-pub(crate) const fn line_elem(j: usize, e: usize) -> usize {
+pub(crate) const fn line_start(j: usize) -> usize {
     if j < 4 {
-        4 * j + e
+        4 * j
     } else {
-        16 + 4 * (j - 4) + e
+        16 + 4 * (j - 4)
     }
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn build_panels(
                 let row = p * LANES + i;
                 let a = &acts[row * arb + b * ab + off..][..QK];
                 for j in 0..LINES {
-                    let at = line_elem(j, 0);
+                    let at = line_start(j);
                     let word = u32::from_le_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]) ^ 0x8080_8080;
                     blk[j * 64 + i * 4..][..4].copy_from_slice(&word.to_le_bytes());
                 }
