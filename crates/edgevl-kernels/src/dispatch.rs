@@ -31,6 +31,7 @@ use crate::packed::wide::WideKernel;
 use crate::packed::PackedKernel;
 use crate::sgemm::SgemmKernel;
 use crate::softmax::ExpShiftedFn;
+use crate::transpose::TransposeFn;
 
 /// Dot products of consecutive weight rows with up to 4 activation rows (see [`FormatKernels::dot`], which checks
 /// the arguments before calling one).
@@ -286,6 +287,7 @@ pub struct Kernels {
     sgemm: SgemmKernel,
     exp_shifted: ExpShiftedFn,
     gelu: GeluKernels,
+    transpose: TransposeFn,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -387,6 +389,7 @@ impl Kernels {
             sgemm: SgemmKernel::SCALAR,
             exp_shifted: crate::softmax::exp_shifted_scalar,
             gelu: GeluKernels::SCALAR,
+            transpose: crate::transpose::transpose_scalar,
         }
     }
 
@@ -465,6 +468,13 @@ impl Kernels {
     #[inline]
     pub fn exp_shifted(&self, x: &mut [f32], scale: f32) -> (f32, f32) {
         (self.exp_shifted)(x, scale)
+    }
+
+    /// `kt[c * n + j] = rows[j * stride + c]`: `n` keys of `hd` values, each `stride` after the one before, laid out
+    /// as `K^T` for attention's small GEMM ([`crate::transpose`]; the same values at every level). Panics unless
+    /// `stride >= hd`, `rows` holds the keys and `kt` has room for `n * hd` values.
+    pub fn transpose(&self, rows: &[f32], stride: usize, (n, hd): (usize, usize), kt: &mut [f32]) {
+        (self.transpose)(rows, stride, (n, hd), kt)
     }
 
     /// GELU `kind` of `x` in place ([`crate::gelu`]; bit-identical at every level).
@@ -559,6 +569,13 @@ impl Kernels {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn set_gelu(&mut self, level: SimdLevel, g: GeluKernels) {
         self.gelu = g;
+        self.raise(level);
+    }
+
+    /// Installs a SIMD build of the keys' transposition.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn set_transpose(&mut self, level: SimdLevel, f: TransposeFn) {
+        self.transpose = f;
         self.raise(level);
     }
 

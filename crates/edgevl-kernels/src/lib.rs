@@ -30,6 +30,7 @@ pub mod pool;
 pub mod probe;
 pub mod sgemm;
 pub mod softmax;
+pub mod transpose;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

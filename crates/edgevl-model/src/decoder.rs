@@ -4,7 +4,7 @@
 //! Per block: `x += Wo · attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv)` then
 //! `x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))`, with `n` the block's RMSNorm.
 
-use crate::causal_attention::{self, CausalScratch, CausalShape};
+use crate::causal_attention::{self, CausalShape};
 use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
@@ -106,8 +106,6 @@ pub struct RunState {
     /// Logits `[rows, n_vocab]`, grown on demand.
     logits: Vec<f32>,
     scratch: MatmulScratch,
-    /// Buffers of the GEMM attention of large batches.
-    causal: CausalScratch,
     /// Partial results of the split attention of small batches.
     split: SplitScratch,
 }
@@ -247,7 +245,6 @@ impl Decoder {
             sin: z(hp.rope.n_rot / 2),
             logits: Vec::new(),
             scratch: MatmulScratch::new(),
-            causal: CausalScratch::default(),
             split: SplitScratch::default(),
         }
     }
@@ -397,7 +394,7 @@ impl Decoder {
             KvPlanes::F16(p) => {
                 let out = &mut st.attn[..m * qd];
                 if m >= FLASH_TILE_Q {
-                    causal_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.causal, out);
+                    causal_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), out);
                 } else {
                     split_attention::attend(cx, sh, &st.q[..m * qd], p.layer(l), &mut st.split, out);
                 }
@@ -405,7 +402,7 @@ impl Decoder {
             }
             KvPlanes::Q8_0(p) if m >= FLASH_TILE_Q => {
                 let out = &mut st.attn[..m * qd];
-                causal_attention::attend_q8_0(cx, sh, &st.q[..m * qd], p, l, &mut st.causal, out);
+                causal_attention::attend_q8_0(cx, sh, &st.q[..m * qd], p, l, out);
                 return;
             }
             _ => {}

@@ -41,3 +41,39 @@ pub(crate) fn splat_pair(x0: f32, x1: f32) -> __m512 {
 pub(crate) fn dot_u8_i8(u: __m512i, s: __m512i) -> __m512i {
     _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)
 }
+
+/// The 16 x 16 transpose of `r` (vector `i` of the result holds lane `i` of each `r[l]`): 32-bit then 64-bit unpacks
+/// within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+    // t[2k], t[2k + 1]: rows 2k and 2k + 1 interleaved, lane q holding their columns 4q, 4q + 1 (lo) or 4q + 2,
+    // 4q + 3 (hi).
+    let t: [__m512; 16] = std::array::from_fn(|n| {
+        let (a, b) = (r[n & !1], r[n | 1]);
+        if n % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // x[4g + c]: lane q holds column 4q + c of rows 4g..4g + 4.
+    let x: [__m512; 16] = std::array::from_fn(|n| {
+        let (g, c) = (n / 4, n % 4);
+        let (a, b) = (_mm512_castps_pd(t[4 * g + c / 2]), _mm512_castps_pd(t[4 * g + 2 + c / 2]));
+        _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+    });
+    // Column 4q + c: lane q of x[c], x[4 + c], x[8 + c], x[12 + c].
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        let y0 = _mm512_shuffle_f32x4::<0x44>(x[c], x[4 + c]);
+        let y1 = _mm512_shuffle_f32x4::<0xEE>(x[c], x[4 + c]);
+        let y2 = _mm512_shuffle_f32x4::<0x44>(x[8 + c], x[12 + c]);
+        let y3 = _mm512_shuffle_f32x4::<0xEE>(x[8 + c], x[12 + c]);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(y0, y2);
+        out[4 + c] = _mm512_shuffle_f32x4::<0xDD>(y0, y2);
+        out[8 + c] = _mm512_shuffle_f32x4::<0x88>(y1, y3);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(y1, y3);
+    }
+    out
+}

@@ -71,6 +71,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_sgemm(l, crate::sgemm::avx2::entry(t));
     k.set_exp_shifted(l, crate::softmax::avx2(t));
     k.set_gelu(l, crate::gelu::avx2(t));
+    k.set_transpose(l, crate::transpose::avx2::entry(t));
     let Some(t) = Avx512Vnni::detect().filter(|_| max >= SimdLevel::Avx512Vnni) else { return };
     let l = SimdLevel::Avx512Vnni;
     k.set_dot(DType::Q4_0, l, q4_0::avx512::dot(t));
@@ -84,4 +85,5 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_sgemm(l, crate::sgemm::avx512::entry(t));
     k.set_exp_shifted(l, crate::softmax::avx512(t));
     k.set_gelu(l, crate::gelu::avx512(t));
+    k.set_transpose(l, crate::transpose::avx512::entry(t));
 }

@@ -9,7 +9,7 @@
 //! then the family's projector. Activations are f32; matrix products go through
 //! `edgevl_kernels::matmul` (exact f32 for F32 weights).
 
-use super::attention::{attention, AttnScratch, AttnShape};
+use super::attention::{attention, AttnShape};
 use super::merge::merge_patches;
 use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights, VitWeightOptions};
@@ -51,7 +51,6 @@ struct Buffers {
     k: Vec<f32>,
     v: Vec<f32>,
     attn: Vec<f32>,
-    heads: AttnScratch,
     ff: Vec<f32>,
     scratch: MatmulScratch,
 }
@@ -263,7 +262,7 @@ impl VisionEncoder {
             for (buf, lin) in [(&mut bufs.q, &blk.q), (&mut bufs.k, &blk.k), (&mut bufs.v, &blk.v)] {
                 add_bias(pool, buf, &lin.b);
             }
-            attention(cx, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.heads, &mut bufs.attn);
+            attention(cx, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.attn);
             linear(cx, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
             scale_rows(pool, &mut bufs.q, blk.ls1.as_deref());
             self.hook.emit("attn_out", Some(l), &bufs.q);

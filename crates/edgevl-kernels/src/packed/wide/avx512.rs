@@ -6,6 +6,7 @@ use std::arch::x86_64::*;
 
 use super::{WideKernel, WideTile, BIAS_AT, DA_AT, DEC_BLOCK, DW_AT, LANES, MW_AT, PANEL_BLOCK, SA_AT};
 use crate::packed::{PackedFormat, GROUP};
+use crate::x86::avx512::transpose16;
 use crate::x86::Avx512Vnni;
 
 /// The AVX-512 VNNI wide kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and F16C).
@@ -84,8 +85,19 @@ fn dot(t: &WideTile, out: &mut [f32; GROUP * LANES]) {
     // `WideTile::new` guarantees it; the loads below rely on it.
     assert!(t.holds_shape(), "packed::wide::avx512::dot: tile buffers shorter than its shape");
     // SAFETY: handed out only for the proof of the CPU features; shape checked above.
+    unsafe { dot_in(t, out) }
+}
+
+/// [`dot`]'s body, compiled for the kernel's features so that the accumulators stay in registers through the
+/// transpose and the stores (outside a `target_feature` function each intrinsic is an out-of-line call).
+///
+/// # Safety
+/// The CPU has the enabled features; the tile holds its shape.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_in(t: &WideTile, out: &mut [f32; GROUP * LANES]) {
+    let mut rows = [_mm512_setzero_ps(); GROUP];
+    // SAFETY: the caller's features and tile shape.
     unsafe {
-        let mut rows = [_mm512_setzero_ps(); GROUP];
         if t.fmt == PackedFormat::Q4_1 {
             kernel::<true, 0>(t, &mut rows);
             kernel::<true, 8>(t, &mut rows);
@@ -93,49 +105,11 @@ fn dot(t: &WideTile, out: &mut [f32; GROUP * LANES]) {
             kernel::<false, 0>(t, &mut rows);
             kernel::<false, 8>(t, &mut rows);
         }
-        for (i, v) in transpose(&rows).iter().enumerate() {
-            // `i < LANES`, so `i * GROUP + 16 <= out.len()`; unaligned store.
-            _mm512_storeu_ps(out.as_mut_ptr().add(i * GROUP), *v);
-        }
     }
-}
-
-/// The 16 x 16 transpose of `r` (vector `i` of the result holds lane `i` of each `r[l]`): 32-bit then 64-bit unpacks
-/// within 128-bit lanes, then two rounds of 128-bit lane shuffles.
-///
-/// # Safety
-/// The CPU has AVX-512 F.
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose(r: &[__m512; 16]) -> [__m512; 16] {
-    // t[2k], t[2k + 1]: rows 2k and 2k + 1 interleaved, lane q holding their columns 4q, 4q + 1 (lo) or 4q + 2,
-    // 4q + 3 (hi).
-    let t: [__m512; 16] = std::array::from_fn(|n| {
-        let (a, b) = (r[n & !1], r[n | 1]);
-        if n % 2 == 0 {
-            _mm512_unpacklo_ps(a, b)
-        } else {
-            _mm512_unpackhi_ps(a, b)
-        }
-    });
-    // x[4g + c]: lane q holds column 4q + c of rows 4g..4g + 4.
-    let x: [__m512; 16] = std::array::from_fn(|n| {
-        let (g, c) = (n / 4, n % 4);
-        let (a, b) = (_mm512_castps_pd(t[4 * g + c / 2]), _mm512_castps_pd(t[4 * g + 2 + c / 2]));
-        _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
-    });
-    // Column 4q + c: lane q of x[c], x[4 + c], x[8 + c], x[12 + c].
-    let mut out = [_mm512_setzero_ps(); 16];
-    for c in 0..4 {
-        let y0 = _mm512_shuffle_f32x4::<0x44>(x[c], x[4 + c]);
-        let y1 = _mm512_shuffle_f32x4::<0xEE>(x[c], x[4 + c]);
-        let y2 = _mm512_shuffle_f32x4::<0x44>(x[8 + c], x[12 + c]);
-        let y3 = _mm512_shuffle_f32x4::<0xEE>(x[8 + c], x[12 + c]);
-        out[c] = _mm512_shuffle_f32x4::<0x88>(y0, y2);
-        out[4 + c] = _mm512_shuffle_f32x4::<0xDD>(y0, y2);
-        out[8 + c] = _mm512_shuffle_f32x4::<0x88>(y1, y3);
-        out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(y1, y3);
+    for (i, v) in transpose16(&rows).iter().enumerate() {
+        // SAFETY: `i < LANES`, so `i * GROUP + 16 <= out.len()`; unaligned store.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i * GROUP), *v) };
     }
-    out
 }
 
 /// Weight rows `L0..L0 + 8` x 16 activation rows over `nb` blocks (two calls cover the group: 8 accumulators, the
