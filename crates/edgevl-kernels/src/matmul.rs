@@ -465,14 +465,7 @@ fn packed_tile(
                 let (j0, j1) = (gg * GROUP, ((gg + 1) * GROUP).min(r1));
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
-                let src = &buf[b * GROUP..][..GROUP];
-                if dst.len() == GROUP {
-                    // A whole group (all but a matrix's last): a copy of constant length, inlined moves rather
-                    // than a call to memcpy for 64 bytes.
-                    dst[..GROUP].copy_from_slice(src);
-                } else {
-                    dst.copy_from_slice(&src[..dst.len()]);
-                }
+                copy_out::<GROUP>(dst, &buf[b * GROUP..][..GROUP]);
             }
         }
     }
@@ -505,11 +498,22 @@ fn wide_tile(
                 for (i, src) in buf.chunks_exact(GROUP).enumerate() {
                     // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                     let dst = unsafe { p.out.slice((pi * LANES + i) * rows + j0, j1 - j0) };
-                    dst.copy_from_slice(&src[..j1 - j0]);
+                    copy_out::<GROUP>(dst, src);
                 }
             }
         }
     });
+}
+
+/// `dst = src[..dst.len()]` for a kernel's row of `N` outputs: a whole row (all but a matrix's last) as a copy of
+/// constant length, inlined moves rather than a call to `memcpy` for a few dozen bytes.
+#[inline(always)]
+fn copy_out<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    if dst.len() == N {
+        dst.copy_from_slice(&src[..N]);
+    } else {
+        dst.copy_from_slice(&src[..dst.len()]);
+    }
 }
 
 /// [`tile`] for F16/F32 weights: [`ROWS`] weight rows x up to [`ACTS`] f32 activation rows per kernel call.
@@ -532,7 +536,7 @@ fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0
             for i in 0..n {
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, nr) };
-                dst.copy_from_slice(&buf[i * ROWS..i * ROWS + nr]);
+                copy_out::<ROWS>(dst, &buf[i * ROWS..][..ROWS]);
             }
         }
     }
@@ -559,7 +563,7 @@ fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usiz
             for i in 0..n {
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
-                dst.copy_from_slice(&buf[i * CALL_ROWS..][..j1 - j0]);
+                copy_out::<CALL_ROWS>(dst, &buf[i * CALL_ROWS..][..CALL_ROWS]);
             }
         }
     }
