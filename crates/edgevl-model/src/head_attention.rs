@@ -19,7 +19,7 @@ use crate::parallel::DisjointSlice;
 use edgevl_kernels::{DType, Kernels, Sgemm, VecDotType};
 use std::cell::RefCell;
 
-/// Queries per task: 8 row blocks of the small GEMM, and scores of at most a few hundred KB per thread.
+/// Queries per block: 8 row blocks of the small GEMM, and scores of at most a few hundred KB per thread.
 const QUERY_BLOCK: usize = 48;
 
 /// Writes KV head `g`'s `K^T` (`hd` rows of `n`; an empty slice when the scores read the keys elsewhere:
