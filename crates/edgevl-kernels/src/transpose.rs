@@ -40,6 +40,18 @@ pub(crate) fn transpose_scalar(rows: &[f32], stride: usize, (n, hd): (usize, usi
     }
 }
 
+/// Calls `block(j0, nk, c0, nc)` for each `B x B` block of the transposition, keys outermost: keys `j0..j0 + nk`,
+/// values `c0..c0 + nc` (`nk, nc <= B`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn for_blocks<const B: usize>((n, hd): (usize, usize), mut block: impl FnMut(usize, usize, usize, usize)) {
+    for j0 in (0..n).step_by(B) {
+        for c0 in (0..hd).step_by(B) {
+            block(j0, (n - j0).min(B), c0, (hd - c0).min(B));
+        }
+    }
+}
+
 /// The AVX2 build: 8 x 8 blocks.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
@@ -96,30 +108,25 @@ pub(crate) mod avx2 {
     /// # Safety
     /// The CPU has AVX2 and FMA; the shapes passed [`check`].
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn body(rows: &[f32], stride: usize, (n, hd): (usize, usize), kt: &mut [f32]) {
-        let (src, dst) = (rows.as_ptr(), kt.as_mut_ptr());
-        for j0 in (0..n).step_by(8) {
-            let nk = (n - j0).min(8);
-            let kmask = lanes(nk);
-            for c0 in (0..hd).step_by(8) {
-                let nc = (hd - c0).min(8);
-                let cmask = lanes(nc);
-                let r: [__m256; 8] = std::array::from_fn(|i| {
-                    if i < nk {
-                        // SAFETY: key j0 + i < n, its values c0..c0 + nc lie inside `rows` (checked); the masked-off
-                        // lanes are not read.
-                        unsafe { _mm256_maskload_ps(src.add((j0 + i) * stride + c0), cmask) }
-                    } else {
-                        _mm256_setzero_ps()
-                    }
-                });
-                for (c, v) in transpose8(&r).iter().enumerate().take(nc) {
-                    // SAFETY: row c0 + c < hd of `kt`, keys j0..j0 + nk <= n: inside `kt` (checked); masked-off
-                    // lanes are not written.
-                    unsafe { _mm256_maskstore_ps(dst.add((c0 + c) * n + j0), kmask, *v) };
+    unsafe fn body(rows: &[f32], stride: usize, shape: (usize, usize), kt: &mut [f32]) {
+        let (src, dst, n) = (rows.as_ptr(), kt.as_mut_ptr(), shape.0);
+        super::for_blocks::<8>(shape, |j0, nk, c0, nc| {
+            let (kmask, cmask) = (lanes(nk), lanes(nc));
+            let r: [__m256; 8] = std::array::from_fn(|i| {
+                if i < nk {
+                    // SAFETY: key j0 + i < n, its values c0..c0 + nc lie inside `rows` (checked); the masked-off
+                    // lanes are not read.
+                    unsafe { _mm256_maskload_ps(src.add((j0 + i) * stride + c0), cmask) }
+                } else {
+                    _mm256_setzero_ps()
                 }
+            });
+            for (c, v) in transpose8(&r).iter().enumerate().take(nc) {
+                // SAFETY: row c0 + c < hd of `kt`, keys j0..j0 + nk <= n: inside `kt` (checked); masked-off lanes
+                // are not written.
+                unsafe { _mm256_maskstore_ps(dst.add((c0 + c) * n + j0), kmask, *v) };
             }
-        }
+        });
     }
 }
 
@@ -149,30 +156,25 @@ pub(crate) mod avx512 {
     /// # Safety
     /// The CPU has the enabled features; the shapes passed [`check`].
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn body(rows: &[f32], stride: usize, (n, hd): (usize, usize), kt: &mut [f32]) {
-        let (src, dst) = (rows.as_ptr(), kt.as_mut_ptr());
-        for j0 in (0..n).step_by(16) {
-            let nk = (n - j0).min(16);
-            let kmask = lanes(nk);
-            for c0 in (0..hd).step_by(16) {
-                let nc = (hd - c0).min(16);
-                let cmask = lanes(nc);
-                let r: [__m512; 16] = std::array::from_fn(|i| {
-                    if i < nk {
-                        // SAFETY: key j0 + i < n, its values c0..c0 + nc lie inside `rows` (checked); masked-off
-                        // lanes are not read (and cannot fault).
-                        unsafe { _mm512_maskz_loadu_ps(cmask, src.add((j0 + i) * stride + c0)) }
-                    } else {
-                        _mm512_setzero_ps()
-                    }
-                });
-                for (c, v) in transpose16(&r).iter().enumerate().take(nc) {
-                    // SAFETY: row c0 + c < hd of `kt`, keys j0..j0 + nk <= n: inside `kt` (checked); masked-off
-                    // lanes are not written.
-                    unsafe { _mm512_mask_storeu_ps(dst.add((c0 + c) * n + j0), kmask, *v) };
+    unsafe fn body(rows: &[f32], stride: usize, shape: (usize, usize), kt: &mut [f32]) {
+        let (src, dst, n) = (rows.as_ptr(), kt.as_mut_ptr(), shape.0);
+        super::for_blocks::<16>(shape, |j0, nk, c0, nc| {
+            let (kmask, cmask) = (lanes(nk), lanes(nc));
+            let r: [__m512; 16] = std::array::from_fn(|i| {
+                if i < nk {
+                    // SAFETY: key j0 + i < n, its values c0..c0 + nc lie inside `rows` (checked); masked-off lanes
+                    // are not read (and cannot fault).
+                    unsafe { _mm512_maskz_loadu_ps(cmask, src.add((j0 + i) * stride + c0)) }
+                } else {
+                    _mm512_setzero_ps()
                 }
+            });
+            for (c, v) in transpose16(&r).iter().enumerate().take(nc) {
+                // SAFETY: row c0 + c < hd of `kt`, keys j0..j0 + nk <= n: inside `kt` (checked); masked-off lanes
+                // are not written.
+                unsafe { _mm512_mask_storeu_ps(dst.add((c0 + c) * n + j0), kmask, *v) };
             }
-        }
+        });
     }
 }
 

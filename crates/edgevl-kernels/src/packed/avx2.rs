@@ -183,9 +183,9 @@ unsafe fn add_block_one<const F: u8>(
     unsafe {
         let ones = _mm256_set1_epi16(1);
         // The 8 scales (and, for Q4_1, minimums) of each half.
-        let dw = [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(16 * h).cast())));
+        let dw: [__m256; 2] = std::array::from_fn(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(16 * h).cast())));
         let mw = if F == Q4_1 {
-            [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(2 * GROUP + 16 * h).cast())))
+            std::array::from_fn(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(2 * GROUP + 16 * h).cast())))
         } else {
             [_mm256_setzero_ps(); 2]
         };
@@ -208,7 +208,7 @@ unsafe fn add_block_one<const F: u8>(
             si
         } else {
             // Q5_0: the plane's two halves.
-            let plane = [0, 1].map(|h| {
+            let plane: [__m256i; 2] = std::array::from_fn(|h| {
                 if F == Q5_0 {
                     _mm256_loadu_si256(q.add(Q5_PLANE_AT + 32 * h).cast())
                 } else {
@@ -291,7 +291,7 @@ unsafe fn block_sums<const F: u8, const M: usize>(s16: [__m256i; M], si: [__m256
         if F == Q5_0 {
             si
         } else {
-            s16.map(|v| _mm256_madd_epi16(v, _mm256_set1_epi16(1)))
+            std::array::from_fn(|j| _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)))
         }
     }
 }
