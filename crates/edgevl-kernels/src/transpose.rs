@@ -56,6 +56,7 @@ fn for_blocks<const B: usize>((n, hd): (usize, usize), mut block: impl FnMut(usi
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{check, TransposeFn};
+    use crate::x86::avx2::transpose8;
     use std::arch::x86_64::*;
 
     /// The build, handed out only for the proof that the CPU has AVX2.
@@ -70,44 +71,14 @@ pub(crate) mod avx2 {
     }
 
     /// Lanes `0..k` set (`k <= 8`), as `vmaskmovps` reads a mask.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn lanes(k: usize) -> __m256i {
         _mm256_cmpgt_epi32(_mm256_set1_epi32(k as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     }
 
-    /// The 8 x 8 transpose of `r` (vector `i` of the result holds lane `i` of each `r[l]`).
-    #[target_feature(enable = "avx2,fma")]
-    fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
-        let t: [__m256; 8] = std::array::from_fn(|n| {
-            let (a, b) = (r[n & !1], r[n | 1]);
-            if n % 2 == 0 {
-                _mm256_unpacklo_ps(a, b)
-            } else {
-                _mm256_unpackhi_ps(a, b)
-            }
-        });
-        // s[4g + c]: within each 128-bit lane, column c (of 4) of rows 4g..4g + 4.
-        let s: [__m256; 8] = std::array::from_fn(|n| {
-            let (g, c) = (n / 4, n % 4);
-            let (a, b) = (t[4 * g + c / 2], t[4 * g + 2 + c / 2]);
-            if c % 2 == 0 {
-                _mm256_shuffle_ps::<0x44>(a, b)
-            } else {
-                _mm256_shuffle_ps::<0xEE>(a, b)
-            }
-        });
-        std::array::from_fn(|i| {
-            if i < 4 {
-                _mm256_permute2f128_ps::<0x20>(s[i], s[4 + i])
-            } else {
-                _mm256_permute2f128_ps::<0x31>(s[i - 4], s[i])
-            }
-        })
-    }
-
     /// # Safety
-    /// The CPU has AVX2 and FMA; the shapes passed [`check`].
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU has AVX2, FMA and F16C; the shapes passed [`check`].
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn body(rows: &[f32], stride: usize, shape: (usize, usize), kt: &mut [f32]) {
         let (src, dst, n) = (rows.as_ptr(), kt.as_mut_ptr(), shape.0);
         super::for_blocks::<8>(shape, |j0, nk, c0, nc| {

@@ -346,3 +346,34 @@ pub(crate) fn f16_table() -> &'static [f32; 65536] {
         t
     })
 }
+
+/// The 8 x 8 transpose of `r` (vector `i` of the result holds lane `i` of each `r[l]`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
+    let t: [__m256; 8] = std::array::from_fn(|n| {
+        let (a, b) = (r[n & !1], r[n | 1]);
+        if n % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    // s[4g + c]: within each 128-bit lane, column c (of 4) of rows 4g..4g + 4.
+    let s: [__m256; 8] = std::array::from_fn(|n| {
+        let (g, c) = (n / 4, n % 4);
+        let (a, b) = (t[4 * g + c / 2], t[4 * g + 2 + c / 2]);
+        if c % 2 == 0 {
+            _mm256_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    std::array::from_fn(|i| {
+        if i < 4 {
+            _mm256_permute2f128_ps::<0x20>(s[i], s[4 + i])
+        } else {
+            _mm256_permute2f128_ps::<0x31>(s[i - 4], s[i])
+        }
+    })
+}
