@@ -142,6 +142,8 @@ pub struct MatmulScratch {
 thread_local! {
     /// A pool thread's decoded row group for the wide packed kernel ([`WideKernel::decode`]).
     static WIDE_DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A pool thread's panels of a float matrix, widened to f32 for the panel GEMM ([`FloatPanels::to_f32`]).
+    static WIDENED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl MatmulScratch {
@@ -183,6 +185,11 @@ const ACT_CHUNK: usize = 64;
 /// groups once for this many rows. One Xeon core (model 207), `packed_bench 256`, single runs: Q4_0 189-193 GMAC/s
 /// at 64 rows, 201-216 at 128, 216-227 at 256.
 const WIDE_ACT_CHUNK: usize = 256;
+/// The same when the panel GEMM takes the product: each task widens its panels to f32 once for this many rows, so
+/// the chunk is long. Xeon model 207, 2 threads, so400m 9 views at ViT batch 4 (products of 2,916 rows),
+/// `encode-image`, alternating runs: 64 rows 26.4-28.1 s, 512 17.6-17.8 s, 1024 16.7-17.3 s, one chunk 16.6-17.0 s;
+/// converting in the kernel (no widening) 17.7-17.9 s.
+const PANEL_ACT_CHUNK: usize = 1024;
 const _: () = assert!(ACT_CHUNK.is_multiple_of(LANES) && WIDE_ACT_CHUNK.is_multiple_of(LANES));
 /// Weight rows per kernel call (the kernel's output tile is `ROW_TILE x ACT_GROUP`).
 const ROW_TILE: usize = 16;
@@ -351,7 +358,13 @@ pub fn matmul_many(
     let panels: &[u8] = panels;
 
     let n_threads = pool.n_threads();
-    let chunk = if n_panels > 0 { WIDE_ACT_CHUNK } else { ACT_CHUNK };
+    let chunk = if n_panels > 0 {
+        WIDE_ACT_CHUNK
+    } else if ws.iter().any(|w| w.panels().is_some()) {
+        PANEL_ACT_CHUNK
+    } else {
+        ACT_CHUNK
+    };
     let (act_chunks, act_chunk) = if m > chunk { (m.div_ceil(chunk), chunk) } else { (1, m) };
     let mut prods: [Option<Product>; MAX_MANY] = Default::default();
     let mut total_row_tasks = 0;
@@ -542,8 +555,8 @@ fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0
     }
 }
 
-/// [`tile`] for float weights in panels: up to [`PANELS`] panels x [`PANEL_ACTS`] f32 activation rows per kernel
-/// call.
+/// [`tile`] for float weights in panels: the task's panels widened to f32 once into the thread's buffer, then up to
+/// [`PANELS`] panels x [`PANEL_ACTS`] f32 activation rows per kernel call.
 fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usize, a0: usize, a1: usize) {
     let (rows, cols) = (fp.rows(), fp.cols());
     let r1 = (r0 + p.rows_per_task).min(rows);
@@ -551,22 +564,25 @@ fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usiz
     let mut buf = [0f32; CALL_ROWS * PANEL_ACTS];
     // `r0` is a multiple of PANEL (`rows_per_task` is a multiple of ROW_TILE == PANEL).
     let (first, end) = (r0 / PANEL, r1.div_ceil(PANEL));
-    for g0 in (a0..a1).step_by(PANEL_ACTS) {
-        let n = (a1 - g0).min(PANEL_ACTS);
-        let x = &actf[g0 * cols..(g0 + n) * cols];
-        for pp in (first..end).step_by(PANELS) {
-            let np = (end - pp).min(PANELS);
-            // Cannot fail: `matmul_many` sized the activations for `fp`, and the counts are in range.
-            let t = PanelTile::new(fp, pp, np, x, n).unwrap_or_else(|e| panic!("matmul: {e}"));
-            kern.dot(&t, &mut buf);
-            let (j0, j1) = (pp * PANEL, ((pp + np) * PANEL).min(r1));
-            for i in 0..n {
-                // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
-                let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
-                copy_out::<CALL_ROWS>(dst, &buf[i * CALL_ROWS..][..CALL_ROWS]);
+    WIDENED.with_borrow_mut(|widened| {
+        let w = fp.to_f32(k, first, end - first, widened);
+        for g0 in (a0..a1).step_by(PANEL_ACTS) {
+            let n = (a1 - g0).min(PANEL_ACTS);
+            let x = &actf[g0 * cols..(g0 + n) * cols];
+            for pp in (0..w.panels()).step_by(PANELS) {
+                let np = (w.panels() - pp).min(PANELS);
+                // Cannot fail: `matmul_many` sized the activations for `fp`, and the counts are in range.
+                let t = PanelTile::new(&w, pp, np, x, n).unwrap_or_else(|e| panic!("matmul: {e}"));
+                kern.dot(&t, &mut buf);
+                let (j0, j1) = ((first + pp) * PANEL, ((first + pp + np) * PANEL).min(r1));
+                for i in 0..n {
+                    // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
+                    let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
+                    copy_out::<CALL_ROWS>(dst, &buf[i * CALL_ROWS..][..CALL_ROWS]);
+                }
             }
         }
-    }
+    });
 }
 
 /// Weight rows per task.

@@ -59,6 +59,25 @@ fn panel_gemm_is_bit_identical_across_levels_and_close_to_f64() {
                 fp.dequantize_row(j, &mut row);
                 assert_eq!(row[..], wd[j * cols..(j + 1) * cols], "{t} {rows}x{cols}: row {j} of the panels");
             }
+            // The panels widened to f32 (as a task of the product does) hold the same values, at every level,
+            // from any first panel.
+            let mut buf = Vec::new();
+            for k in &levels {
+                for p0 in [0, fp.panels() - 1] {
+                    let wf = fp.to_f32(k, p0, 2, &mut buf);
+                    assert_eq!(wf.panels(), (fp.panels() - p0).min(2), "{t} {rows}x{cols}: panels from {p0}");
+                    for j in p0 * 16..rows.min((p0 + 2) * 16) {
+                        let got: Vec<f32> =
+                            (0..cols).map(|c| buf[(j / 16 - p0) * cols * 16 + c * 16 + j % 16]).collect();
+                        assert_eq!(
+                            got[..],
+                            wd[j * cols..(j + 1) * cols],
+                            "{t} {rows}x{cols} {:?}: row {j}",
+                            k.level()
+                        );
+                    }
+                }
+            }
             // f64 reference on the activation format's values. One chain of `cols` roundings: |error| <= cols *
             // 2^-24 * sum |terms| (first order).
             common::assert_close_to_f64(t, &w, &x, (rows, cols, m), &ys, cols as f64 * 6e-8);
@@ -81,8 +100,11 @@ fn panels_and_tiles_are_checked_at_construction() {
     assert!(fp.panel_bytes(2, 1).is_empty() && fp.panel_bytes(usize::MAX, usize::MAX).is_empty());
     assert_eq!(fp.panel_bytes(1, 5).len(), fp.panel_bytes(0, 1).len(), "clamped to the last panel");
     let x = vec![0f32; 8 * ACTS];
-    assert!(PanelTile::new(&fp, 0, PANELS, &x, ACTS).is_ok());
-    let err = |p, np, x: &[f32], na| PanelTile::new(&fp, p, np, x, na).map(|_| ()).unwrap_err().to_string();
+    let mut buf = Vec::new();
+    let wf = fp.to_f32(&Kernels::scalar(), 0, usize::MAX, &mut buf);
+    assert_eq!(wf.panels(), 2);
+    assert!(PanelTile::new(&wf, 0, PANELS, &x, ACTS).is_ok());
+    let err = |p, np, x: &[f32], na| PanelTile::new(&wf, p, np, x, na).map(|_| ()).unwrap_err().to_string();
     assert!(err(0, 0, &x, 1).contains("panels"));
     assert!(err(1, 2, &x, 1).contains("panels"), "past the last panel");
     assert!(err(0, PANELS + 1, &x, 1).contains("panels"));

@@ -20,27 +20,12 @@ fn dot(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
 }
 
 /// The instances of [`call`] for [`super::by_sub_tiles`].
-const CALLS: SubTileFns = [
-    [call::<true, 1>, call::<true, 2>, call::<true, 3>, call::<true, 4>, call::<true, 5>, call::<true, 6>],
-    [
-        call::<false, 1>,
-        call::<false, 2>,
-        call::<false, 3>,
-        call::<false, 4>,
-        call::<false, 5>,
-        call::<false, 6>,
-    ],
-];
+const CALLS: SubTileFns = [call::<1>, call::<2>, call::<3>, call::<4>, call::<5>, call::<6>];
 
-fn call<const H: bool, const NA: usize>(
-    t: &PanelTile,
-    p: usize,
-    i0: usize,
-    out: &mut [f32; CALL_ROWS * ACTS],
-) {
+fn call<const NA: usize>(t: &PanelTile, p: usize, i0: usize, out: &mut [f32; CALL_ROWS * ACTS]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
     // AVX2/FMA/F16C; `dot` checked the buffer lengths, `p < n_panels` and `i0 + NA <= n_act`.
-    unsafe { kernel::<H, NA>(t, p, i0, out) }
+    unsafe { kernel::<NA>(t, p, i0, out) }
 }
 
 /// Panel `p` times activation rows `i0..i0 + NA`.
@@ -48,12 +33,7 @@ fn call<const H: bool, const NA: usize>(
 /// # Safety
 /// The CPU supports the enabled features; `t` holds panel `p` and activation rows `i0..i0 + NA`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel<const H: bool, const NA: usize>(
-    t: &PanelTile,
-    p: usize,
-    i0: usize,
-    out: &mut [f32; CALL_ROWS * ACTS],
-) {
+unsafe fn kernel<const NA: usize>(t: &PanelTile, p: usize, i0: usize, out: &mut [f32; CALL_ROWS * ACTS]) {
     let n = t.cols;
     // SAFETY: panel `p` lies inside `t.w` (checked by `dot`).
     let w = unsafe { t.w.as_ptr().add(p * t.stride) };
@@ -62,13 +42,7 @@ unsafe fn kernel<const H: bool, const NA: usize>(
     let mut acc = [[_mm256_setzero_ps(); 2]; NA];
     for k in 0..n {
         // SAFETY: a panel holds `n * PANEL` elements; these are the 16 at `k * PANEL`.
-        let wv: [__m256; 2] = std::array::from_fn(|h| unsafe {
-            if H {
-                _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * (k * PANEL + 8 * h)).cast()))
-            } else {
-                _mm256_loadu_ps(w.add(4 * (k * PANEL + 8 * h)).cast())
-            }
-        });
+        let wv: [__m256; 2] = std::array::from_fn(|h| unsafe { _mm256_loadu_ps(w.add(k * PANEL + 8 * h)) });
         for (acc, xi) in acc.iter_mut().zip(&x) {
             // SAFETY: `k < n`, inside the activation row.
             let xv = _mm256_set1_ps(unsafe { *xi.add(k) });

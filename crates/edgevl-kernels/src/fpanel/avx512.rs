@@ -4,7 +4,6 @@
 use std::arch::x86_64::*;
 
 use super::{PanelKernel, PanelTile, ACTS, CALL_ROWS, PANEL};
-use crate::dtype::DType;
 use crate::x86::Avx512Vnni;
 
 /// The panel GEMM kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL (and AVX2, FMA, F16C).
@@ -17,61 +16,48 @@ fn dot(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
     // The loads below rely on it.
     assert!(t.holds_shape(), "fpanel::avx512::dot: tile buffers shorter than its shape");
     macro_rules! go {
-        ($h:expr, $p:expr) => {
+        ($p:expr) => {
             match t.n_act {
-                1 => call::<$h, $p, 1>(t, out),
-                2 => call::<$h, $p, 2>(t, out),
-                3 => call::<$h, $p, 3>(t, out),
-                4 => call::<$h, $p, 4>(t, out),
-                5 => call::<$h, $p, 5>(t, out),
-                6 => call::<$h, $p, 6>(t, out),
-                7 => call::<$h, $p, 7>(t, out),
-                8 => call::<$h, $p, 8>(t, out),
-                9 => call::<$h, $p, 9>(t, out),
-                10 => call::<$h, $p, 10>(t, out),
-                11 => call::<$h, $p, 11>(t, out),
-                _ => call::<$h, $p, 12>(t, out),
+                1 => call::<$p, 1>(t, out),
+                2 => call::<$p, 2>(t, out),
+                3 => call::<$p, 3>(t, out),
+                4 => call::<$p, 4>(t, out),
+                5 => call::<$p, 5>(t, out),
+                6 => call::<$p, 6>(t, out),
+                7 => call::<$p, 7>(t, out),
+                8 => call::<$p, 8>(t, out),
+                9 => call::<$p, 9>(t, out),
+                10 => call::<$p, 10>(t, out),
+                11 => call::<$p, 11>(t, out),
+                _ => call::<$p, 12>(t, out),
             }
         };
     }
-    match (t.dtype == DType::F16, t.n_panels) {
-        (true, 1) => go!(true, 1),
-        (true, _) => go!(true, 2),
-        (false, 1) => go!(false, 1),
-        (false, _) => go!(false, 2),
+    match t.n_panels {
+        1 => go!(1),
+        _ => go!(2),
     }
 }
 
-fn call<const H: bool, const NP: usize, const NA: usize>(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
+fn call<const NP: usize, const NA: usize>(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
     // AVX-512 F/BW/VL and AVX2/FMA/F16C; `dot` checked the buffer lengths, and `NP`/`NA` are the tile's counts.
-    unsafe { kernel::<H, NP, NA>(t, out) }
+    unsafe { kernel::<NP, NA>(t, out) }
 }
 
 /// # Safety
 /// The CPU supports the enabled features; `t` holds `NP` panels and `NA` activation rows of `t.cols` elements.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn kernel<const H: bool, const NP: usize, const NA: usize>(
-    t: &PanelTile,
-    out: &mut [f32; CALL_ROWS * ACTS],
-) {
+unsafe fn kernel<const NP: usize, const NA: usize>(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
     let n = t.cols;
     // SAFETY: panels `p < NP` lie inside `t.w` (checked by `dot`).
-    let w: [*const u8; NP] = std::array::from_fn(|p| unsafe { t.w.as_ptr().add(p * t.stride) });
+    let w: [*const f32; NP] = std::array::from_fn(|p| unsafe { t.w.as_ptr().add(p * t.stride) });
     // SAFETY: activation rows `i < NA` lie inside `t.x` (checked by `dot`).
     let x: [*const f32; NA] = std::array::from_fn(|i| unsafe { t.x.as_ptr().add(i * n) });
     let mut acc = [[_mm512_setzero_ps(); NP]; NA];
     for k in 0..n {
-        let wv: [__m512; NP] = std::array::from_fn(|p| {
-            // SAFETY: a panel holds `n * PANEL` elements; these are the 16 at `k * PANEL`.
-            unsafe {
-                if H {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(w[p].add(2 * k * PANEL).cast()))
-                } else {
-                    _mm512_loadu_ps(w[p].add(4 * k * PANEL).cast())
-                }
-            }
-        });
+        // SAFETY: a panel holds `n * PANEL` elements; these are the 16 at `k * PANEL`.
+        let wv: [__m512; NP] = std::array::from_fn(|p| unsafe { _mm512_loadu_ps(w[p].add(k * PANEL)) });
         for (acc, xi) in acc.iter_mut().zip(&x) {
             // SAFETY: `k < n`, inside the activation row.
             let xv = _mm512_set1_ps(unsafe { *xi.add(k) });

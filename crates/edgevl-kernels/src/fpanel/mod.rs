@@ -2,10 +2,15 @@
 //! position `k * PANEL + r`: a kernel step loads one vector of 16 rows' weights at one `k` and multiplies it by
 //! each activation row's value at that `k`, broadcast, into one accumulator per (activation row, panel). Against
 //! the row layout of [`crate::fgemm`] (one 16-lane accumulator per output, both operands loaded at every step), a
-//! weight vector is converted once for [`ACTS`] activation rows and an activation costs a broadcast load, not a
-//! vector: so400m's F16 `ffn_down` (1152 x 4304, 729 tokens) runs at 75% of one core's FMA peak instead of
-//! 57-58% (Intel Xeon, AVX-512; 78-80% instead of 48-54% at AVX2). For products with many activation rows and no decode (the vision tower): the
-//! model lays out only those matrices this way.
+//! weight vector is loaded once for [`ACTS`] activation rows and an activation costs a broadcast load, not a
+//! vector. For products with many activation rows and no decode (the vision tower): the model lays out only those
+//! matrices this way.
+//!
+//! The kernels read f32 panels ([`F32Panels`]): a task of the product widens its panels once
+//! ([`FloatPanels::to_f32`], F16 values exactly) into its thread's buffer and runs all its activation rows over
+//! them, so the F16 conversion (`vcvtph2ps` is two uops on the AVX-512 FMA ports) is paid once per task rather than
+//! once per [`ACTS`] rows: so400m's F16 `ffn_down` (1152 x 4304, 729 tokens, one Xeon core) runs at 78-80% of the
+//! FMA peak (73% converting in the kernel, 57-58% in the row layout).
 //!
 //! Numerics (identical in every kernel, so scalar, AVX2, AVX-512 and NEON agree bit for bit): the activations are
 //! the f32 values of the `vec_dot_type` (F16 weights: `x` rounded to f16, as ggml does; F32: `x`), and each output
@@ -23,6 +28,7 @@ use crate::dtype::DType;
 use crate::entry::KernelEntry;
 use crate::error::KernelError;
 use crate::fgemm::{is_float, weight};
+use crate::Kernels;
 
 /// Weight rows per panel.
 pub const PANEL: usize = 16;
@@ -118,13 +124,49 @@ impl FloatPanels {
     }
 }
 
-/// One kernel call: up to [`PANELS`] consecutive panels times up to [`ACTS`] f32 activation rows. The fields are
+/// Panels of f32 values, borrowed: those [`FloatPanels::to_f32`] wrote into a task's buffer. Panel `p` starts at
+/// element `p * stride` (`stride >= cols * PANEL`).
+#[derive(Clone, Copy, Debug)]
+pub struct F32Panels<'a> {
+    data: &'a [f32],
+    cols: usize,
+    stride: usize,
+    panels: usize,
+}
+
+impl<'a> F32Panels<'a> {
+    /// Panels held.
+    pub fn panels(&self) -> usize {
+        self.panels
+    }
+}
+
+impl FloatPanels {
+    /// Panels `p..p + n` (clamped to the matrix) with their values as f32 in `buf` (grown as needed): F16 values
+    /// widened exactly, F32 values copied; the panels keep their layout (and a partial last panel its zero rows),
+    /// panel `p + i` at element `i * cols * PANEL` of `buf`.
+    pub fn to_f32<'b>(&self, k: &Kernels, p: usize, n: usize, buf: &'b mut Vec<f32>) -> F32Panels<'b> {
+        let src = self.panel_bytes(p, n);
+        let panels = src.len() / self.stride;
+        let (cols, es) = (self.cols, self.dtype.block_bytes());
+        let stride = cols * PANEL;
+        if buf.len() < panels * stride {
+            buf.resize(panels * stride, 0.0);
+        }
+        let convert = k.format(self.dtype);
+        for (i, dst) in buf.chunks_exact_mut(stride).take(panels).enumerate() {
+            convert.dequantize(&src[i * self.stride..][..cols * PANEL * es], &mut dst[..cols * PANEL]);
+        }
+        F32Panels { data: &buf[..panels * stride], cols, stride, panels }
+    }
+}
+
+/// One kernel call: up to [`PANELS`] consecutive f32 panels times up to [`ACTS`] f32 activation rows. The fields are
 /// private and checked by [`PanelTile::new`], so a kernel can rely on them.
 #[derive(Clone, Copy, Debug)]
 pub struct PanelTile<'a> {
-    dtype: DType,
-    /// `n_panels` panels, `stride` bytes apart.
-    w: &'a [u8],
+    /// `n_panels` panels, `stride` elements apart.
+    w: &'a [f32],
     stride: usize,
     n_panels: usize,
     /// `n_act` activation rows of `cols` f32 values each.
@@ -134,20 +176,20 @@ pub struct PanelTile<'a> {
 }
 
 impl<'a> PanelTile<'a> {
-    /// Panels `p..p + n_panels` of `w` times the `n_act` rows of `w.cols()` values in `x`.
+    /// Panels `p..p + n_panels` of `w` times the `n_act` rows of `cols` values in `x`.
     ///
     /// # Errors
-    /// If a count is out of range (`n_panels` in `1..=PANELS` and within the matrix, `n_act` in `1..=ACTS`) or `x`
-    /// is shorter than its rows.
+    /// If a count is out of range (`n_panels` in `1..=PANELS` and within `w`, `n_act` in `1..=ACTS`) or `x` is
+    /// shorter than its rows.
     pub fn new(
-        w: &'a FloatPanels,
+        w: &F32Panels<'a>,
         p: usize,
         n_panels: usize,
         x: &'a [f32],
         n_act: usize,
     ) -> Result<Self, KernelError> {
         let range = |what, value, max| KernelError::OutOfRange { what, value, min: 1, max };
-        let max_panels = PANELS.min(w.panels().saturating_sub(p));
+        let max_panels = PANELS.min(w.panels.saturating_sub(p));
         if !(1..=max_panels).contains(&n_panels) {
             return Err(range("panel tile panels", n_panels, max_panels));
         }
@@ -155,7 +197,7 @@ impl<'a> PanelTile<'a> {
             return Err(range("panel tile activation rows", n_act, ACTS));
         }
         let cols = w.cols;
-        let overflow = || KernelError::SizeOverflow { dtype: w.dtype, rows: n_act, cols };
+        let overflow = || KernelError::SizeOverflow { dtype: DType::F32, rows: n_act, cols };
         let x_len = n_act.checked_mul(cols).ok_or_else(overflow)?;
         let short = |expected, found| KernelError::Length {
             what: "panel tile activations",
@@ -164,8 +206,8 @@ impl<'a> PanelTile<'a> {
             unit: "elements",
         };
         let x = x.get(..x_len).ok_or(short(x_len, x.len()))?;
-        let w_bytes = w.panel_bytes(p, n_panels);
-        Ok(PanelTile { dtype: w.dtype, w: w_bytes, stride: w.stride, n_panels, x, cols, n_act })
+        let w_data = &w.data[p * w.stride..(p + n_panels) * w.stride];
+        Ok(PanelTile { w: w_data, stride: w.stride, n_panels, x, cols, n_act })
     }
 
     /// Whether the counts are in range and the buffers hold what the tile describes: what [`PanelTile::new`]
@@ -175,7 +217,7 @@ impl<'a> PanelTile<'a> {
         let (np, na, n) = (self.n_panels, self.n_act, self.cols);
         (1..=PANELS).contains(&np)
             && (1..=ACTS).contains(&na)
-            && self.stride >= n * PANEL * self.dtype.block_bytes()
+            && self.stride >= n * PANEL
             && self.w.len() >= np * self.stride
             && self.x.len() >= na * n
     }
@@ -188,17 +230,16 @@ pub(crate) const SUB_ACTS: usize = 6;
 /// One instance of a sub-tile kernel: panel `p` of the tile times activation rows `i0..i0 + NA`.
 pub(crate) type SubTileFn = fn(t: &PanelTile, p: usize, i0: usize, out: &mut [f32; CALL_ROWS * ACTS]);
 
-/// A sub-tile kernel's instances: `[F16, F32][NA - 1]`.
-pub(crate) type SubTileFns = [[SubTileFn; SUB_ACTS]; 2];
+/// A sub-tile kernel's instances: `[NA - 1]`.
+pub(crate) type SubTileFns = [SubTileFn; SUB_ACTS];
 
 /// The tile `t` as sub-tiles of one panel x up to [`SUB_ACTS`] activation rows, each computed by its instance in
 /// `fns`: the kernels whose registers hold one panel's accumulators for [`SUB_ACTS`] rows (AVX2, NEON).
 #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) fn by_sub_tiles(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS], fns: &SubTileFns) {
-    let by_na = &fns[usize::from(t.dtype != DType::F16)];
     for p in 0..t.n_panels {
         for i0 in (0..t.n_act).step_by(SUB_ACTS) {
-            by_na[(t.n_act - i0).min(SUB_ACTS) - 1](t, p, i0, out);
+            fns[(t.n_act - i0).min(SUB_ACTS) - 1](t, p, i0, out);
         }
     }
 }
@@ -232,7 +273,7 @@ fn dot_scalar(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
             let panel = &t.w[(pr / PANEL) * t.stride..][..t.stride];
             let mut acc = 0f32;
             for (k, &xk) in x.iter().enumerate() {
-                acc = weight(t.dtype, panel, k * PANEL + pr % PANEL).mul_add(xk, acc);
+                acc = panel[k * PANEL + pr % PANEL].mul_add(xk, acc);
             }
             out[i * CALL_ROWS + pr] = acc;
         }

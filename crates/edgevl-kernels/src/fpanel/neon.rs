@@ -5,7 +5,6 @@
 use std::arch::aarch64::*;
 
 use super::{PanelKernel, PanelTile, SubTileFns, ACTS, CALL_ROWS, PANEL};
-use crate::aarch64::neon::f16x8_to_f32;
 use crate::aarch64::Neon;
 
 /// The panel GEMM kernel, handed out only for the proof that the CPU has Advanced SIMD.
@@ -21,27 +20,12 @@ fn dot(t: &PanelTile, out: &mut [f32; CALL_ROWS * ACTS]) {
 }
 
 /// The instances of [`call`] for [`super::by_sub_tiles`].
-const CALLS: SubTileFns = [
-    [call::<true, 1>, call::<true, 2>, call::<true, 3>, call::<true, 4>, call::<true, 5>, call::<true, 6>],
-    [
-        call::<false, 1>,
-        call::<false, 2>,
-        call::<false, 3>,
-        call::<false, 4>,
-        call::<false, 5>,
-        call::<false, 6>,
-    ],
-];
+const CALLS: SubTileFns = [call::<1>, call::<2>, call::<3>, call::<4>, call::<5>, call::<6>];
 
-fn call<const H: bool, const NA: usize>(
-    t: &PanelTile,
-    p: usize,
-    i0: usize,
-    out: &mut [f32; CALL_ROWS * ACTS],
-) {
+fn call<const NA: usize>(t: &PanelTile, p: usize, i0: usize, out: &mut [f32; CALL_ROWS * ACTS]) {
     // SAFETY: only reachable from the private entry `dot`, handed out by `entry` for the proof that the CPU has
     // Advanced SIMD; `dot` checked the buffer lengths, `p < n_panels` and `i0 + NA <= n_act`.
-    unsafe { kernel::<H, NA>(t, p, i0, out) }
+    unsafe { kernel::<NA>(t, p, i0, out) }
 }
 
 /// Panel `p` times activation rows `i0..i0 + NA`.
@@ -49,12 +33,7 @@ fn call<const H: bool, const NA: usize>(
 /// # Safety
 /// `t` holds panel `p` and activation rows `i0..i0 + NA`.
 #[target_feature(enable = "neon")]
-unsafe fn kernel<const H: bool, const NA: usize>(
-    t: &PanelTile,
-    p: usize,
-    i0: usize,
-    out: &mut [f32; CALL_ROWS * ACTS],
-) {
+unsafe fn kernel<const NA: usize>(t: &PanelTile, p: usize, i0: usize, out: &mut [f32; CALL_ROWS * ACTS]) {
     let n = t.cols;
     // SAFETY: panel `p` lies inside `t.w` (checked by `dot`).
     let w = unsafe { t.w.as_ptr().add(p * t.stride) };
@@ -62,18 +41,8 @@ unsafe fn kernel<const H: bool, const NA: usize>(
     let x: [*const f32; NA] = std::array::from_fn(|i| unsafe { t.x.as_ptr().add((i0 + i) * n) });
     let mut acc = [[vdupq_n_f32(0.0); 4]; NA];
     for k in 0..n {
-        // SAFETY: a panel holds `n * PANEL` elements; these are the 16 at `k * PANEL` (byte loads need no
-        // alignment).
-        let wv: [float32x4_t; 4] = unsafe {
-            if H {
-                let at = w.add(2 * k * PANEL);
-                let [a, b] = f16x8_to_f32(vreinterpretq_u16_u8(vld1q_u8(at)));
-                let [c, d] = f16x8_to_f32(vreinterpretq_u16_u8(vld1q_u8(at.add(16))));
-                [a, b, c, d]
-            } else {
-                std::array::from_fn(|v| vreinterpretq_f32_u8(vld1q_u8(w.add(4 * k * PANEL + 16 * v))))
-            }
-        };
+        // SAFETY: a panel holds `n * PANEL` elements; these are the 16 at `k * PANEL`.
+        let wv: [float32x4_t; 4] = std::array::from_fn(|v| unsafe { vld1q_f32(w.add(k * PANEL + 4 * v)) });
         for (acc, xi) in acc.iter_mut().zip(&x) {
             // SAFETY: `k < n`, inside the activation row.
             let xv = vdupq_n_f32(unsafe { *xi.add(k) });
