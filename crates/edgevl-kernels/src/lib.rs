@@ -40,6 +40,6 @@ pub use dtype::{DType, VecDotType};
 pub use error::KernelError;
 pub use formats::quantize_ref;
 pub use gelu::Gelu;
-pub use matmul::{matmul, matmul_many, try_matmul, MatmulScratch, WeightRef, MAX_MANY};
+pub use matmul::{matmul, matmul_many, matmul_many_biased, try_matmul, MatmulScratch, WeightRef, MAX_MANY};
 pub use pool::ThreadPool;
 pub use sgemm::{Sgemm, SgemmKernel};

@@ -263,13 +263,28 @@ fn check_shapes(w: &WeightRef, x: &[f32], m: usize, y: &[f32]) -> Result<(), Ker
 /// Most matrices [`matmul_many`] computes in one pool job.
 pub const MAX_MANY: usize = 8;
 
-/// One matrix of a pool job: its weights, output, row bytes and task split.
+/// One matrix of a pool job: its weights, bias, output, row bytes and task split.
 struct Product<'a> {
     w: WeightRef<'a>,
+    bias: Option<&'a [f32]>,
     out: SharedOut<f32>,
     wrb: usize,
     row_tasks: usize,
     rows_per_task: usize,
+}
+
+impl Product<'_> {
+    /// Adds the bias, if the product has one, to `dst`: outputs `j0..j0 + dst.len()` of one activation row, as
+    /// the kernel wrote them (so each output is `dot + b`, one f32 addition, as a separate pass would add it).
+    #[inline(always)]
+    fn add_bias(&self, dst: &mut [f32], j0: usize) {
+        if let Some(b) = self.bias {
+            let n = dst.len();
+            for (d, &b) in dst.iter_mut().zip(&b[j0..j0 + n]) {
+                *d += b;
+            }
+        }
+    }
 }
 
 /// Several products of the same input, `ys[i] = x W_i^T` (e.g. the Q, K and V projections, or gate and up),
@@ -288,21 +303,46 @@ pub fn matmul_many(
     ys: &mut [&mut [f32]],
     scratch: &mut MatmulScratch,
 ) {
+    assert!(ws.len() <= MAX_MANY, "matmul_many: at most {MAX_MANY} matrices");
+    matmul_many_biased(k, pool, ws, &[None; MAX_MANY][..ws.len()], x, m, ys, scratch);
+}
+
+/// [`matmul_many`] with a bias per product: `ys[i] = x W_i^T + b_i` where `biases[i]` is `Some(b_i)` (`W_i.rows`
+/// values), each output `dot + b` as a separate pass adding the bias would compute it, without that pass.
+///
+/// # Panics
+/// As [`matmul_many`]; also if `biases.len() != ws.len()` or a bias is not `W_i.rows` long.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_many_biased(
+    k: &Kernels,
+    pool: &ThreadPool,
+    ws: &[WeightRef],
+    biases: &[Option<&[f32]>],
+    x: &[f32],
+    m: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut MatmulScratch,
+) {
     assert_eq!(ws.len(), ys.len(), "matmul_many: {} weights but {} outputs", ws.len(), ys.len());
+    assert_eq!(ws.len(), biases.len(), "matmul_many: {} weights but {} biases", ws.len(), biases.len());
     assert!(ws.len() <= MAX_MANY, "matmul_many: at most {MAX_MANY} matrices");
     let Some(first) = ws.first() else { return };
     let cols = first.cols;
-    for (w, y) in ws.iter().zip(ys.iter()) {
+    for ((w, y), b) in ws.iter().zip(ys.iter()).zip(biases) {
         assert_eq!(w.cols, cols, "matmul_many: all weights need {cols} columns, found {}", w.cols);
         if let Err(e) = check_shapes(w, x, m, y) {
             panic!("matmul: {e}");
+        }
+        if let Some(b) = b {
+            assert_eq!(b.len(), w.rows, "matmul_many: a bias of {} values for {} rows", b.len(), w.rows);
         }
     }
     let vdt = first.dtype.vec_dot_type();
     if ws.iter().any(|w| w.dtype.vec_dot_type() != vdt) {
         // Different activation formats: one job per matrix.
-        for (w, y) in ws.iter().zip(ys.iter_mut()) {
-            matmul_many(k, pool, std::slice::from_ref(w), x, m, std::slice::from_mut(y), scratch);
+        for ((w, y), b) in ws.iter().zip(ys.iter_mut()).zip(biases) {
+            let (w, y, b) = (std::slice::from_ref(w), std::slice::from_mut(y), std::slice::from_ref(b));
+            matmul_many_biased(k, pool, w, b, x, m, y, scratch);
         }
         return;
     }
@@ -310,8 +350,12 @@ pub fn matmul_many(
         return;
     }
     if cols == 0 {
-        for (w, y) in ws.iter().zip(ys.iter_mut()) {
-            y[..m * w.rows].fill(0.0);
+        for ((w, y), b) in ws.iter().zip(ys.iter_mut()).zip(biases) {
+            let y = &mut y[..m * w.rows];
+            match b {
+                Some(b) => y.chunks_exact_mut(w.rows.max(1)).for_each(|row| row.copy_from_slice(b)),
+                None => y.fill(0.0),
+            }
         }
         return;
     }
@@ -368,13 +412,19 @@ pub fn matmul_many(
     let (act_chunks, act_chunk) = if m > chunk { (m.div_ceil(chunk), chunk) } else { (1, m) };
     let mut prods: [Option<Product>; MAX_MANY] = Default::default();
     let mut total_row_tasks = 0;
-    for ((w, y), slot) in ws.iter().zip(ys.iter_mut()).zip(prods.iter_mut()) {
+    for (((w, y), &bias), slot) in ws.iter().zip(ys.iter_mut()).zip(biases).zip(prods.iter_mut()) {
         let wrb = w.row_bytes;
         let rows_per_task = rows_per_task(w.rows, m, wrb, n_threads);
         let row_tasks = w.rows.div_ceil(rows_per_task);
         total_row_tasks += row_tasks;
-        *slot =
-            Some(Product { w: *w, out: SharedOut::new(&mut y[..m * w.rows]), wrb, row_tasks, rows_per_task });
+        *slot = Some(Product {
+            w: *w,
+            bias,
+            out: SharedOut::new(&mut y[..m * w.rows]),
+            wrb,
+            row_tasks,
+            rows_per_task,
+        });
     }
     let n_tasks = total_row_tasks * act_chunks;
     let prods = &prods;
@@ -430,6 +480,7 @@ fn tile(k: &Kernels, p: &Product, data: &[u8], act: &[u8], arb: usize, r0: usize
                 for (jj, d) in dst.iter_mut().enumerate() {
                     *d = buf[jj * g + i];
                 }
+                p.add_bias(dst, j0);
             }
         }
     }
@@ -479,6 +530,7 @@ fn packed_tile(
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
                 copy_out::<GROUP>(dst, &buf[b * GROUP..][..GROUP]);
+                p.add_bias(dst, j0);
             }
         }
     }
@@ -512,6 +564,7 @@ fn wide_tile(
                     // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                     let dst = unsafe { p.out.slice((pi * LANES + i) * rows + j0, j1 - j0) };
                     copy_out::<GROUP>(dst, src);
+                    p.add_bias(dst, j0);
                 }
             }
         }
@@ -550,6 +603,7 @@ fn float_tile(k: &Kernels, p: &Product, data: &[u8], actf: &[f32], r0: usize, a0
                 // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                 let dst = unsafe { p.out.slice((g0 + i) * rows + j0, nr) };
                 copy_out::<ROWS>(dst, &buf[i * ROWS..][..ROWS]);
+                p.add_bias(dst, j0);
             }
         }
     }
@@ -579,6 +633,7 @@ fn panel_tile(k: &Kernels, p: &Product, fp: &FloatPanels, actf: &[f32], r0: usiz
                     // SAFETY: as in `tile`: this task alone writes outputs (i, j) for i in a0..a1, j in r0..r1.
                     let dst = unsafe { p.out.slice((g0 + i) * rows + j0, j1 - j0) };
                     copy_out::<CALL_ROWS>(dst, &buf[i * CALL_ROWS..][..CALL_ROWS]);
+                    p.add_bias(dst, j0);
                 }
             }
         }

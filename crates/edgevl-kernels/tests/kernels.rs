@@ -408,6 +408,65 @@ fn matmul_many_equals_separate_products() {
     }
 }
 
+/// A product's bias added as its outputs are written (`matmul_many_biased`) equals the product followed by a
+/// separate addition, bit for bit, at every level: packed weights (row-lane and, from 16 activation rows, wide
+/// kernels; a K-quant), float rows, float panels and the plain row kernels, a partial last row group, products
+/// with and without a bias in one job, and weights of different activation formats (one job each).
+#[test]
+fn biases_added_with_the_outputs_equal_a_separate_addition() {
+    use edgevl_kernels::fpanel::FloatPanels;
+    use edgevl_kernels::packed::PackedWeights;
+    let pool = ThreadPool::new(2);
+    let mut r = rng(71);
+    let cols = 256;
+    let shapes =
+        [(DType::Q4_0, 40), (DType::Q8_0, 17), (DType::F16, 33), (DType::F16, 19), (DType::Q6_K, 16)];
+    let data: Vec<Vec<u8>> = shapes.iter().map(|&(t, rows)| random_weights(&mut r, t, rows, cols)).collect();
+    let biases: Vec<Vec<f32>> = shapes.iter().map(|&(_, rows)| random_f32(&mut r, rows, 4.0)).collect();
+    let packed: Vec<Option<PackedWeights>> = shapes
+        .iter()
+        .zip(&data)
+        .map(|(&(t, rows), d)| {
+            matches!(t, DType::Q4_0 | DType::Q6_K).then(|| PackedWeights::pack(t, d, rows, cols).unwrap())
+        })
+        .collect();
+    let panels = FloatPanels::pack(DType::F16, &data[2], shapes[2].1, cols).unwrap();
+    let ws: Vec<WeightRef> = shapes
+        .iter()
+        .zip(&data)
+        .enumerate()
+        .map(|(i, (&(t, rows), d))| match (&packed[i], i) {
+            (Some(p), _) => WeightRef::from_packed(p),
+            (None, 2) => WeightRef::from_panels(&panels),
+            (None, _) => WeightRef::new(t, d, rows, cols).unwrap(),
+        })
+        .collect();
+    let with: Vec<Option<&[f32]>> =
+        biases.iter().enumerate().map(|(i, b)| (i != 1).then_some(b.as_slice())).collect();
+    for k in Kernels::all_levels() {
+        for m in [1usize, 5, 37] {
+            let x = random_f32(&mut r, m * cols, 1.0);
+            let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&(_, rows)| vec![f32::NAN; m * rows]).collect();
+            let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            let mut scratch = MatmulScratch::new();
+            edgevl_kernels::matmul_many_biased(&k, &pool, &ws, &with, &x, m, &mut refs, &mut scratch);
+            for (i, w) in ws.iter().enumerate() {
+                let mut want = run_matmul(&k, &pool, *w, &x, m);
+                if let Some(b) = with[i] {
+                    want.chunks_exact_mut(w.rows())
+                        .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
+                }
+                assert!(
+                    want.iter().zip(&outs[i]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{:?} {:?} m={m} matrix {i}",
+                    k.level(),
+                    shapes[i]
+                );
+            }
+        }
+    }
+}
+
 /// The dot-kernel contract: each output is independent of how many weight rows and activation rows one call
 /// takes (kernels that share loads between rows, like the paired-row Q4_0 AVX-512 kernel, must not change a bit).
 #[test]

@@ -8,7 +8,7 @@ use crate::causal_attention::{self, CausalShape};
 use crate::compute::Compute;
 use crate::hparams::{DecoderHparams, MAX_HEAD_DIM};
 use crate::kv_cache::{KvElem, KvPlanes, KvType};
-use crate::parallel::{add_bias, add_rows, par_chunks_mut, DisjointSlice};
+use crate::parallel::{add_rows, par_chunks_mut, DisjointSlice};
 use crate::split_attention::{self, SplitScratch};
 use crate::weights::{Loader, Matrix};
 use crate::{Hook, KvCache, ModelError};
@@ -16,7 +16,9 @@ use edgevl_arch::llm::{self as names, Block};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::formats::q8_0::{BlockQ8_0, QK8_0};
 use edgevl_kernels::ops::{rms_norm, softmax, swiglu};
-use edgevl_kernels::{matmul, matmul_many, DType, Kernels, MatmulScratch, ThreadPool, VecDotType};
+use edgevl_kernels::{
+    matmul, matmul_many, matmul_many_biased, DType, Kernels, MatmulScratch, ThreadPool, VecDotType,
+};
 use std::sync::Arc;
 
 /// What goes into the decoder.
@@ -342,23 +344,18 @@ impl Decoder {
         self.hook.emit("attn_norm", Some(l), &st.xn[..m * d]);
         let xn = &st.xn[..m * d];
         let f = &self.file;
-        // One pool job for the three projections (bit-identical to three `matmul` calls).
-        matmul_many(
+        // One pool job for the three projections and their biases (bit-identical to three `matmul` calls and
+        // bias additions).
+        matmul_many_biased(
             &self.kernels,
             pool,
             &[layer.wq.view(f), layer.wk.view(f), layer.wv.view(f)],
+            &[layer.bq.as_deref(), layer.bk.as_deref(), layer.bv.as_deref()],
             xn,
             m,
             &mut [&mut st.q[..m * qd], &mut st.k[..m * kvd], &mut st.v[..m * kvd]],
             &mut st.scratch,
         );
-        for (buf, bias, width) in
-            [(&mut st.q, &layer.bq, qd), (&mut st.k, &layer.bk, kvd), (&mut st.v, &layer.bv, kvd)]
-        {
-            if let Some(b) = bias {
-                add_bias(pool, &mut buf[..m * width], b);
-            }
-        }
         for i in 0..m {
             hp.rope.angles(pos0 + i, &mut st.cos, &mut st.sin);
             let heads = st.q[i * qd..(i + 1) * qd].chunks_exact_mut(hd);

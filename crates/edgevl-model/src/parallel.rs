@@ -58,11 +58,6 @@ pub(crate) fn par_chunks_mut(
     });
 }
 
-/// Adds `bias` to every row of `x` (rows of `bias.len()`), spread over the pool (a single row stays on this thread).
-pub(crate) fn add_bias(pool: &edgevl_kernels::ThreadPool, x: &mut [f32], bias: &[f32]) {
-    par_chunks_mut(pool, x, bias.len(), &|_, row| edgevl_kernels::ops::add_assign(row, bias));
-}
-
 /// `x += y` (a residual), rows of `d` spread over the pool (a single row stays on this thread).
 pub(crate) fn add_rows(pool: &edgevl_kernels::ThreadPool, x: &mut [f32], y: &[f32], d: usize) {
     par_chunks_mut(pool, x, d, &|i, row| edgevl_kernels::ops::add_assign(row, &y[i * d..][..d]));
@@ -93,14 +88,12 @@ mod tests {
     }
 
     #[test]
-    fn add_rows_and_add_bias_add_every_row() {
+    fn add_rows_adds_every_row() {
         let pool = ThreadPool::new(2);
         let (d, m) = (5, 37);
         let mut x: Vec<f32> = (0..d * m).map(|i| i as f32).collect();
         let y: Vec<f32> = (0..d * m).map(|i| (i * 3) as f32).collect();
         add_rows(&pool, &mut x, &y, d);
         assert!(x.iter().enumerate().all(|(i, &v)| v == (4 * i) as f32));
-        add_bias(&pool, &mut x, &[1.0, 2.0, 3.0, 4.0, 5.0]);
-        assert!(x.iter().enumerate().all(|(i, &v)| v == (4 * i + 1 + i % d) as f32));
     }
 }

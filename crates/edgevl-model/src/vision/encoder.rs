@@ -15,14 +15,14 @@ use super::patch::unfold_patches;
 use super::weights::{Linear, Norm, ProjectorWeights, VisionWeights, VitWeightOptions};
 use super::{MmprojError, MmprojHparams};
 use crate::compute::Compute;
-use crate::parallel::{add_bias, add_rows, par_chunks_mut};
+use crate::parallel::{add_rows, par_chunks_mut};
 use crate::weights::Loader;
 use crate::Hook;
 use edgevl_arch::family::Gelu;
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::ops::{add_assign, layer_norm};
 use edgevl_kernels::{
-    matmul, matmul_many, Gelu as KernelGelu, Kernels, MatmulScratch, ThreadPool, WeightRef,
+    matmul, matmul_many_biased, Gelu as KernelGelu, Kernels, MatmulScratch, ThreadPool, WeightRef,
 };
 use std::sync::Arc;
 
@@ -250,18 +250,16 @@ impl VisionEncoder {
         for (l, blk) in self.w.blocks.iter().enumerate() {
             norm_rows(pool, &blk.ln1, hp.eps, d, &bufs.x, &mut bufs.xn[..m * d]);
             let ws = [blk.q.w.view(f), blk.k.w.view(f), blk.v.w.view(f)];
-            matmul_many(
+            matmul_many_biased(
                 &self.kernels,
                 pool,
                 &ws,
+                &[Some(&blk.q.b), Some(&blk.k.b), Some(&blk.v.b)],
                 &bufs.xn[..m * d],
                 m,
                 &mut [&mut bufs.q, &mut bufs.k, &mut bufs.v],
                 &mut bufs.scratch,
             );
-            for (buf, lin) in [(&mut bufs.q, &blk.q), (&mut bufs.k, &blk.k), (&mut bufs.v, &blk.v)] {
-                add_bias(pool, buf, &lin.b);
-            }
             attention(cx, shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.attn);
             linear(cx, f, &blk.out, &bufs.attn, m, &mut bufs.q, &mut bufs.scratch);
             scale_rows(pool, &mut bufs.q, blk.ls1.as_deref());
@@ -371,6 +369,5 @@ fn linear(
     scratch: &mut MatmulScratch,
 ) {
     let w: WeightRef = lin.w.view(f);
-    matmul(cx.kernels, cx.pool, w, x, m, y, scratch);
-    add_bias(cx.pool, &mut y[..m * w.rows()], &lin.b);
+    matmul_many_biased(cx.kernels, cx.pool, &[w], &[Some(&lin.b)], x, m, &mut [y], scratch);
 }
