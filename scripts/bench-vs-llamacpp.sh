@@ -24,13 +24,14 @@
 # VMs that advertise it). Peak RSS comes from /usr/bin/time -v (llama-bench and `edgevl bench` on
 # the same -p/-n, so the same context of P + N positions; mmap'd pages count). The ViT row: time
 # per 14x14 patch of llama-mtmd-cli (its log's "batch encoding done in N ms" over a 384x384 image, which
-# it runs as one 392x392 slice = 784 patches; median of R runs) and of `edgevl bench --mmproj`
-# (one tile, and nine at ViT batch 1, 2, 4, 6; 729 patches a tile).
+# it runs as one 392x392 slice = 784 patches; median of R runs) and of `edgevl bench --mmproj --vit-reps R`
+# (one tile, and nine at each ViT batch of VIT_BATCHES, default 1,4; 729 patches a tile; median of R runs),
+# each ± its standard deviation.
 # EDGEVL_BIN overrides the edgevl binary (default: a release build of this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${P:-512} N=${N:-128} R=${R:-5} T=${T:-2}
-VARIANT=${VARIANT:-native} DEPTH=${DEPTH:-1} DEPTH_TG=${DEPTH_TG:-1844} DEPTH_PP=${DEPTH_PP:-1344} KQUANT=${KQUANT:-1}
+VIT_BATCHES=${VIT_BATCHES:-1,4} VARIANT=${VARIANT:-native} DEPTH=${DEPTH:-1} DEPTH_TG=${DEPTH_TG:-1844} DEPTH_PP=${DEPTH_PP:-1344} KQUANT=${KQUANT:-1}
 case "$VARIANT" in
   native) EDGEVL_ENV=() ;;
   avx2) EDGEVL_ENV=(EDGEVL_MAX_SIMD=avx2) ;;
@@ -132,12 +133,12 @@ for i in $(seq 1 "$R"); do
   "$MTMD" -m "$BLUE" --mmproj "$SO400M" --image "$SQUARE" -p "Describe the image." -n 1 --temp 0 \
     -t "$T" -c 1024 --chat-template chatml -v >"$OUT/mtmd.$i.log" 2>&1
 done
-log "vit: edgevl bench --mmproj --vit-batch 1,2,4,6"
-edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
+log "vit: edgevl bench --mmproj --vit-batch $VIT_BATCHES --vit-reps $R"
+edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-batch "$VIT_BATCHES" --vit-reps "$R" -p 0 -n 0 -t "$T" --json \
   --no-bandwidth >"$OUT/vit.edgevl.json"
-log "vit: edgevl bench --mmproj --vit-int8 --vit-batch 1,2,4,6"
-edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-int8 --vit-batch 1,2,4,6 -p 0 -n 0 -t "$T" --json \
-  --no-bandwidth >"$OUT/vit-int8.edgevl.json"
+log "vit: edgevl bench --mmproj --vit-int8 --vit-batch $VIT_BATCHES --vit-reps $R"
+edgevl bench -m "$BLUE" --mmproj "$SO400M" --vit-int8 --vit-batch "$VIT_BATCHES" --vit-reps "$R" -p 0 -n 0 \
+  -t "$T" --json --no-bandwidth >"$OUT/vit-int8.edgevl.json"
 fi
 
 # --- table ----------------------------------------------------------------------------------
@@ -225,12 +226,14 @@ for path in sorted(glob.glob(f"{out}/mtmd.*.log")):
     per_patch.append(sum(ms) / (4 * tokens))  # lfm2 merges 2x2 patches into one token
 if per_patch:  # the ViT rows ran (ONLY may leave them out)
     lc = statistics.median(per_patch)
+    lc_sd = statistics.stdev(per_patch) if len(per_patch) > 1 else 0.0
     for file, how in (("vit", ""), ("vit-int8", ", --vit-int8")):
         for row in json.load(open(f"{out}/{file}.edgevl.json"))["vit"]:
-            ms = row["ms_per_patch"]
-            print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']}{how} (lower is better) | {lc:.2f} | {ms:.2f} | {ms / lc:.2f}x |")
+            ms, tile = row["ms_per_patch"], row["ms_per_tile"]
+            sd = tile["stddev"] * ms / tile["median"]
+            print(f"| siglip-so400m-q8_0 | ViT ms per patch, {row['views']} view(s), ViT batch {row['vit_batch']}{how} (lower is better) | {lc:.2f} ± {lc_sd:.2f} | {ms:.2f} ± {sd:.2f} | {ms / lc:.2f}x |")
 print()
 print("\n".join(notes))
 if per_patch:
-    print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729. `--vit-int8`: the file's F16 matrices (so400m's ffn_down, 4304 columns) requantised to Q8_0 at load, the MLP widened with zero channels to whole blocks (the paper's INT8 ViT; outputs differ from the F16 arithmetic by Q8_0 rounding).")
+    print(f"- ViT: llama-mtmd-cli encodes the 384x384 image as one 392x392 slice (784 patches); median of {len(per_patch)} runs. edgevl: 729 patches a tile, ms per tile / 729, median of {len(per_patch)} runs of each row. `--vit-int8`: the file's F16 matrices (so400m's ffn_down, 4304 columns) requantised to Q8_0 at load, the MLP widened with zero channels to whole blocks (the paper's INT8 ViT; outputs differ from the F16 arithmetic by Q8_0 rounding).")
 PY
