@@ -104,6 +104,10 @@ fn panels_and_tiles_are_checked_at_construction() {
     let wf = fp.to_f32(&Kernels::scalar(), 0, usize::MAX, &mut buf);
     assert_eq!(wf.panels(), 2);
     assert!(PanelTile::new(&wf, 0, PANELS, &x, ACTS).is_ok());
+    assert_eq!(fp.to_f32(&Kernels::scalar(), 1, 5, &mut Vec::new()).panels(), 1, "clamped to the last panel");
+    assert_eq!(fp.to_f32(&Kernels::scalar(), 9, 1, &mut Vec::new()).panels(), 0, "past the last panel");
+    let empty = FloatPanels::pack(DType::F32, &[], 3, 0).unwrap();
+    assert_eq!(empty.to_f32(&Kernels::scalar(), 0, 1, &mut Vec::new()).panels(), 1, "rows of no columns");
     let err = |p, np, x: &[f32], na| PanelTile::new(&wf, p, np, x, na).map(|_| ()).unwrap_err().to_string();
     assert!(err(0, 0, &x, 1).contains("panels"));
     assert!(err(1, 2, &x, 1).contains("panels"), "past the last panel");

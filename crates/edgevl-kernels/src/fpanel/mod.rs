@@ -147,15 +147,17 @@ impl FloatPanels {
     /// panel `p + i` at element `i * cols * PANEL` of `buf`.
     pub fn to_f32<'b>(&self, k: &Kernels, p: usize, n: usize, buf: &'b mut Vec<f32>) -> F32Panels<'b> {
         let src = self.panel_bytes(p, n);
-        let panels = src.len() / self.stride;
+        let p = p.min(self.panels());
+        let panels = n.min(self.panels() - p);
         let (cols, es) = (self.cols, self.dtype.block_bytes());
         let stride = cols * PANEL;
         if buf.len() < panels * stride {
             buf.resize(panels * stride, 0.0);
         }
         let convert = k.format(self.dtype);
-        for (i, dst) in buf.chunks_exact_mut(stride).take(panels).enumerate() {
-            convert.dequantize(&src[i * self.stride..][..cols * PANEL * es], &mut dst[..cols * PANEL]);
+        for i in 0..panels {
+            let dst = &mut buf[i * stride..][..stride];
+            convert.dequantize(&src[i * self.stride..][..stride * es], dst);
         }
         F32Panels { data: &buf[..panels * stride], cols, stride, panels }
     }
