@@ -5,7 +5,7 @@ mod common;
 
 use common::{cols_for, random_f32, random_weights, rng, run_matmul, simd_levels};
 use edgevl_kernels::formats::q4_1::BlockQ4_1;
-use edgevl_kernels::formats::{as_blocks, dequantize_act, quantize_ref};
+use edgevl_kernels::formats::{as_blocks, dequantize_act, f16_to_f32, quantize_ref};
 use edgevl_kernels::{matmul, DType, Kernels, MatmulScratch, SimdLevel, ThreadPool, VecDotType, WeightRef};
 use rand::Rng;
 
@@ -53,6 +53,28 @@ fn zero_blocks_quantise_to_zero() {
         let mut y = vec![1f32; 512];
         Kernels::scalar().format(t).dequantize(&q, &mut y);
         assert!(y.iter().all(|v| *v == 0.0), "{t}");
+    }
+}
+
+#[test]
+fn f16_weights_dequantise_every_bit_pattern_as_one_value_at_a_time() {
+    // Every f16 bit pattern, then runs at odd offsets and lengths (the slice conversion's chunks and tails).
+    let bytes: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    for k in Kernels::all_levels() {
+        for (start, len) in [(0, 1 << 16), (3, 1001), (31_745, 63), ((1 << 16) - 1, 1)] {
+            let mut y = vec![0f32; len];
+            k.format(DType::F16).dequantize(&bytes[2 * start..2 * (start + len)], &mut y);
+            for (i, got) in y.iter().enumerate() {
+                let bits = (start + i) as u16;
+                let want = f16_to_f32(bits.to_le_bytes());
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{:?}: f16 {bits:#06x} widened to {got} ({:#010x}), one at a time {want}",
+                    k.level(),
+                    got.to_bits()
+                );
+            }
+        }
     }
 }
 
