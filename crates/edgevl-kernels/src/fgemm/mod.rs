@@ -16,7 +16,8 @@ pub(crate) mod neon;
 use crate::dtype::DType;
 use crate::entry::KernelEntry;
 use crate::error::KernelError;
-use crate::formats::{f16_to_f32, f16_to_f32_slice};
+use crate::formats::f16::F16;
+use crate::formats::{as_blocks, f16_to_f32, WeightFormat};
 
 /// Weight rows per kernel call.
 pub const ROWS: usize = 4;
@@ -183,9 +184,7 @@ fn dot_scalar(t: &FloatTile, out: &mut [f32; ROWS * ACTS]) {
 /// Converts activation row `src` (the `vec_dot_type` bytes of F16 or F32 weights) into f32 values.
 pub(crate) fn act_to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
     if dtype == DType::F16 {
-        let (halves, _) = src.as_chunks::<2>();
-        let n = halves.len().min(dst.len());
-        f16_to_f32_slice(&halves[..n], &mut dst[..n]);
+        F16::dequantize(as_blocks(src), dst);
     } else {
         for (d, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
