@@ -73,7 +73,8 @@ def load_vision_gguf(path):
     from gguf.quants import dequantize
 
     tensors = {t.name: t for t in GGUFReader(path).tensors}
-    model = vlm.Vision(attn="eager")
+    # The projector's hidden width is mm.1's output width (wider than the output in gate_pilot.py's files).
+    model = vlm.Vision(attn="eager", proj_hidden=int(tensors["mm.1.bias"].shape[0]))
     with torch.no_grad():
         for gname, param in gguf_names(model):
             t = tensors[gname]

@@ -14,6 +14,8 @@ It measures how far a vision side that wrote such rows could take this frozen LL
   charcells   each character's token at the cell of its centre, the frame ' red sign says "' in the cells before.
   charcells-bare  the characters' tokens only, no frame.
   paircells   the characters whose centres share a cell as one token where the vocabulary has one, framed.
+--write (how a written row takes its word E, the shipped row of that cell R): replace (E), add:S (R + S E),
+  mix:F (E + F R), scaled:S,F (S E + F R).
 --rest (the rows that hold no word):
   shipped the shipped projector's rows (the demo's answer-format bias kept); blank: the embedding of " ";
   none    no words at all: the shipped model as it is (the baseline).
@@ -159,12 +161,29 @@ def val_images(task, n):
     return out
 
 
+def written(how, row, word):
+    """A written row: `replace` the word's embedding; `add:S` the computed row plus S times it; `mix:E` the word's
+    embedding plus E times the computed row (what is left of it when a gate leaves a fraction E open); `scaled:S,E`
+    S times the embedding plus E times the row."""
+    if how == "replace":
+        return word
+    kind, s = how.split(":", 1)
+    if kind == "scaled":
+        scale, e = (float(v) for v in s.split(","))
+        return scale * word + e * row
+    return row + float(s) * word if kind == "add" else word + float(s) * row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["shapes", "ocr"], required=True)
     ap.add_argument("--words", choices=["cells", "phrase", "charphrase", "charcells", "charcells-bare", "paircells"],
                     default="cells")
     ap.add_argument("--rest", choices=["shipped", "blank", "none"], default="shipped")
+    ap.add_argument("--write", default="replace",
+                    help="how a written row takes its word: replace (the word's embedding), add:S (the computed "
+                    "row plus S times the word's embedding), mix:E (the word's embedding plus E times the row), "
+                    "scaled:S,E (S times the word's embedding plus E times the row)")
     ap.add_argument("--images", type=int, default=100, help="held-out (val) images, small, one view each")
     ap.add_argument("--mmproj", default=SHIPPED)
     ap.add_argument("--row-hits", action="store_true",
@@ -194,13 +213,13 @@ def main():
         if a.rest != "none":
             words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, a.words)
             for r, t in words:
-                rows[r] = emb[t]
+                rows[r] = written(a.write, rows[r], emb[t])
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)
         for q, ans in zip(qs, answers):
             data.tally(tally, q, ans)
             rows_out.append({"index": i, "question": q["question"], "answer": q["answer"], "llm": ans})
         print(f"{i + 1} images, {time.time() - t0:.0f} s", file=sys.stderr, end="\r")
-    summary = {"task": a.task, "words": a.words, "rest": a.rest, "images": a.images, "per_type": tally}
+    summary = {"task": a.task, "words": a.words, "rest": a.rest, "write": a.write, "images": a.images, "per_type": tally}
     print(json.dumps(summary))
     for r in rows_out[:4]:
         print(f"  {r['question']!r} -> {r['llm']!r} (truth {r['answer']!r})", file=sys.stderr)

@@ -66,11 +66,14 @@ def merge_2x2(x):
 
 
 class Projector(torch.nn.Module):
-    def __init__(self, width, out):
+    """LayerNorm, Linear, tanh GELU, Linear; the hidden width is the output width unless given."""
+
+    def __init__(self, width, out, hidden=None):
         super().__init__()
+        hidden = hidden or out
         self.norm = torch.nn.LayerNorm(4 * width, eps=1e-5)
-        self.fc1 = torch.nn.Linear(4 * width, out)
-        self.fc2 = torch.nn.Linear(out, out)
+        self.fc1 = torch.nn.Linear(4 * width, hidden)
+        self.fc2 = torch.nn.Linear(hidden, out)
 
     def forward(self, x):
         return self.fc2(F.gelu(self.fc1(self.norm(x)), approximate="tanh"))
@@ -79,7 +82,7 @@ class Projector(torch.nn.Module):
 class Vision(torch.nn.Module):
     """SigLIP tower + 2x2 merge + projector: [n, 3, 384, 384] -> [n * 196, 576]."""
 
-    def __init__(self, attn="sdpa"):
+    def __init__(self, attn="sdpa", proj_hidden=None):
         super().__init__()
         from transformers import SiglipVisionConfig, SiglipVisionModel
         cfg = SiglipVisionConfig(
@@ -87,7 +90,7 @@ class Vision(torch.nn.Module):
             num_attention_heads=VIT["heads"], image_size=TILE, patch_size=PATCH, hidden_act="gelu_pytorch_tanh",
             layer_norm_eps=VIT["eps"], vision_use_head=False, attn_implementation=attn)
         self.vit = SiglipVisionModel(cfg)
-        self.proj = Projector(VIT["hidden"], LLM_DIM)
+        self.proj = Projector(VIT["hidden"], LLM_DIM, proj_hidden)
 
     def tower(self):
         return getattr(self.vit, "vision_model", self.vit)
