@@ -162,18 +162,19 @@ def gated_rows(model, px, emb, scale, shift):
 
 
 def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
-    """Whole-view figures on held-out images: written cells' class hits, branch norm there, rows firing where
-    nothing is written; with `answer`, the frozen LLM's strict score on the signs and on the shapes questions."""
+    """Whole-view figures on held-out images: written cells' class hits (firing, and by the largest logit alone),
+    branch norm there, rows firing where nothing is written; with `answer`, the frozen LLM's strict score on the signs and on the shapes questions."""
     emb = args.emb_scale * llm.p("model.embed_tokens.weight")[torch.tensor(vocab_ids)]
     index = {t: j for j, t in enumerate(vocab_ids)}
-    out = {"hits": 0, "written": 0, "unknown": 0, "norm_written": 0.0, "false_fire": 0, "cells": 0}
+    out = {"hits": 0, "argmax_hits": 0, "written": 0, "unknown": 0, "norm_written": 0.0, "false_fire": 0, "cells": 0}
     tally = {}
     model.eval()
     with torch.no_grad():
         for img, qs, meta in ro.val_images("ocr", args.val):
             px = vlm.views(img, "relaxed", 1)
             y = model.normed(px)[0]
-            fire = step(scale * model.cls(y) + shift)
+            logits = model.cls(y)
+            fire = step(scale * logits + shift)
             norms = model.branch(y).norm(dim=-1)
             cells = written_cells(pr, img, meta)
             for r in range(C * C):
@@ -186,8 +187,9 @@ def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
                 out["norm_written"] += float(norms[r])
                 if t not in index:
                     out["unknown"] += 1
-                elif fire[r].argmax() == index[t] and fire[r].max() > 0.5:
-                    out["hits"] += 1
+                else:
+                    out["argmax_hits"] += int(logits[r].argmax() == index[t])
+                    out["hits"] += int(fire[r].argmax() == index[t] and fire[r].max() > 0.5)
             if answer:
                 rows = gated_rows(model, px, emb, scale, shift)
                 for q, ans in zip(qs, vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)):
@@ -263,6 +265,7 @@ def main():
     ap.add_argument("--emb-scale", type=float, default=1.0,
                     help="the written rows are this times the word's embedding (row_oracle.py --write scaled: x10 "
                     "tolerates a tenth of the shipped row left over, x1 a hundredth)")
+    ap.add_argument("--no-answers", action="store_true", help="skip the frozen LLM's answers at the end")
     ap.add_argument("--init", default=ro.SHIPPED)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", help="the trained tower and head (relative to the train cache)")
@@ -270,7 +273,16 @@ def main():
                     help="train nothing: write a --save checkpoint as an mmproj GGUF (with --type)")
     ap.add_argument("--type", choices=["f32", "q8_0"], default="q8_0")
     ap.add_argument("--find-off-point", action="store_true", help="train nothing: print `off_point` for --init")
+    ap.add_argument("--evaluate", metavar="CHECKPOINT", help="train nothing: evaluate a --save checkpoint")
     args = ap.parse_args()
+    if args.evaluate:
+        ckpt = torch.load(args.evaluate if os.path.isabs(args.evaluate)
+                          else os.path.join(vlm.TRAIN_CACHE, args.evaluate), weights_only=False)
+        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]))
+        model.load_state_dict(ckpt["model"])
+        print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), ckpt["vocab"], args,
+                                  args.scale, args.shift, not args.no_answers)))
+        return
     if args.find_off_point:
         print(json.dumps(off_point(export_mmproj.load_vision(args.init).proj)))
         return
@@ -323,7 +335,8 @@ def main():
             rec = {"windows": seen, "cpu_s": round(time.process_time() - cpu0), "train_hits":
                    f"{tally[0]}/{tally[1]}", "bce": round(tally[2] / args.eval_every, 4),
                    "off": round(tally[3] / args.eval_every, 2), "keep": round(tally[4] / args.eval_every, 4),
-                   "val": evaluate(model, llm, pr, vocab_ids, args, args.scale, args.shift, k == steps - 1)}
+                   "val": evaluate(model, llm, pr, vocab_ids, args, args.scale, args.shift,
+                                   k == steps - 1 and not args.no_answers)}
             tally = [0, 0, 0.0, 0.0, 0.0]
             print(json.dumps(rec), flush=True)
             if args.save:
