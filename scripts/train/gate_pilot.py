@@ -73,14 +73,26 @@ def step(u):
 class Gate(torch.nn.Module):
     """The tower (trainable), the shipped projector (frozen) and a class head on the projector's LayerNorm output."""
 
-    def __init__(self, shipped, n_class):
+    def __init__(self, shipped, n_class, softmax=False):
         super().__init__()
         self.vision = copy.deepcopy(shipped)
         for p in self.vision.proj.parameters():
             p.requires_grad_(False)
-        self.cls = torch.nn.Linear(4 * vlm.VIT["hidden"], n_class)
+        self.softmax = softmax
+        self.cls = torch.nn.Linear(4 * vlm.VIT["hidden"], n_class + int(softmax))
         torch.nn.init.zeros_(self.cls.weight)
-        torch.nn.init.constant_(self.cls.bias, -4.0)
+        torch.nn.init.constant_(self.cls.bias, 0.0 if softmax else -4.0)
+
+    def margin(self):
+        """(weight, bias) of the linear class margins the steps take: the one-vs-rest logits, or (softmax head,
+        logit 0 "none") each class's logit minus the "none" logit."""
+        w, b = self.cls.weight, self.cls.bias
+        return (w[1:] - w[:1], b[1:] - b[:1]) if self.softmax else (w, b)
+
+    def margins(self, y):
+        """The class margins of LayerNorm outputs y [..., 768] -> [..., classes]."""
+        w, b = self.margin()
+        return F.linear(y, w, b)
 
     def normed(self, pixels, windows=None):
         """The projector's LayerNorm output of each merged cell [n, cells, 768]: of the whole views, or of each
@@ -141,9 +153,13 @@ def losses(model, teacher, px, windows, target, n_class):
     batch: views [n, 3, 384, 384], their windows, class targets [n, cells]."""
     y = model.normed(px, windows)
     logits = model.cls(y)
-    onehot = F.one_hot(target, n_class + 1)[..., 1:].float()
-    bce = F.binary_cross_entropy_with_logits(logits, onehot, pos_weight=torch.tensor(8.0), reduction="none")
-    bce = bce.sum(-1).mean()
+    if model.softmax:
+        bce = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        logits = logits[..., 1:]
+    else:
+        onehot = F.one_hot(target, n_class + 1)[..., 1:].float()
+        bce = F.binary_cross_entropy_with_logits(logits, onehot, pos_weight=torch.tensor(8.0), reduction="none")
+        bce = bce.sum(-1).mean()
     rows = model.branch(y)
     on = target > 0
     with torch.no_grad():
@@ -158,7 +174,7 @@ def gated_rows(model, px, emb, scale, shift):
     """[n * 196, 576]: the shipped branch's rows plus each class's step times its row of `emb` (the class's
     embedding times --emb-scale; whole views)."""
     y = model.normed(px)
-    return (model.branch(y) + step(scale * model.cls(y) + shift) @ emb).reshape(-1, vlm.LLM_DIM)
+    return (model.branch(y) + step(scale * model.margins(y) + shift) @ emb).reshape(-1, vlm.LLM_DIM)
 
 
 def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
@@ -173,7 +189,7 @@ def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
         for img, qs, meta in ro.val_images("ocr", args.val):
             px = vlm.views(img, "relaxed", 1)
             y = model.normed(px)[0]
-            logits = model.cls(y)
+            logits = model.margins(y)
             fire = step(scale * logits + shift)
             norms = model.branch(y).norm(dim=-1)
             cells = written_cells(pr, img, meta)
@@ -217,7 +233,8 @@ def export(model, vocab_ids, llm, scale, shift, emb_scale, out, dtype):
     with torch.no_grad():
         gated.vit.load_state_dict(model.vision.vit.state_dict())
         gated.proj.norm.load_state_dict(p.norm.state_dict())
-        wc, bc = scale * model.cls.weight, scale * model.cls.bias + shift
+        w, b = model.margin()
+        wc, bc = scale * w, scale * b + shift
         gated.proj.fc1.weight.copy_(torch.cat([p.fc1.weight, wc, wc, torch.zeros(pad, wc.shape[1])]))
         gated.proj.fc1.bias.copy_(torch.cat([p.fc1.bias, bc, bc - 1, torch.full((pad,), -20.0)]))
         gated.proj.fc2.weight.copy_(torch.cat([p.fc2.weight, emb.T, -emb.T, torch.zeros(vlm.LLM_DIM, pad)], 1))
@@ -266,6 +283,8 @@ def main():
                     help="the written rows are this times the word's embedding (row_oracle.py --write scaled: x10 "
                     "tolerates a tenth of the shipped row left over, x1 a hundredth)")
     ap.add_argument("--no-answers", action="store_true", help="skip the frozen LLM's answers at the end")
+    ap.add_argument("--softmax", action="store_true",
+                    help="a softmax class head with a 'none' class (the steps take each class's logit minus none's)")
     ap.add_argument("--init", default=ro.SHIPPED)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", help="the trained tower and head (relative to the train cache)")
@@ -278,7 +297,7 @@ def main():
     if args.evaluate:
         ckpt = torch.load(args.evaluate if os.path.isabs(args.evaluate)
                           else os.path.join(vlm.TRAIN_CACHE, args.evaluate), weights_only=False)
-        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]))
+        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
         model.load_state_dict(ckpt["model"])
         print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), ckpt["vocab"], args,
                                   args.scale, args.shift, not args.no_answers)))
@@ -289,7 +308,7 @@ def main():
     if args.export:
         ckpt, out = args.export
         ckpt = torch.load(ckpt if os.path.isabs(ckpt) else os.path.join(vlm.TRAIN_CACHE, ckpt), weights_only=False)
-        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]))
+        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
         model.load_state_dict(ckpt["model"])
         export(model, ckpt["vocab"], vlm.load_llm(torch.float32), args.scale, args.shift, args.emb_scale, out,
                args.type)
@@ -304,7 +323,7 @@ def main():
     vocab = {t: j for j, t in enumerate(vocab_ids)}
     shipped = export_mmproj.load_vision(args.init)
     teacher = Gate(shipped, len(vocab_ids)).eval()
-    model = Gate(shipped, len(vocab_ids))
+    model = Gate(shipped, len(vocab_ids), args.softmax)
     print(json.dumps({"classes": len(vocab_ids), "baseline": evaluate(teacher, llm, pr, vocab_ids, args,
                                                                        args.scale, args.shift, False)}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
