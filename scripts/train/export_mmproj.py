@@ -41,9 +41,8 @@ def load_vision(ckpt):
     (`*.gguf`: its tensors dequantised, so the PyTorch model computes with the file's values)."""
     if ckpt.endswith(".gguf"):
         return load_vision_gguf(ckpt)
-    path = ckpt if os.path.isabs(ckpt) else os.path.join(vlm.TRAIN_CACHE, ckpt)
     model = vlm.Vision(attn="eager")
-    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    model.load_state_dict(torch.load(vlm.cache_path(ckpt), weights_only=False)["model"])
     return model.eval()
 
 

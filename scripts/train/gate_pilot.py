@@ -113,7 +113,7 @@ class Gate(torch.nn.Module):
         return self.vision.proj.norm(f)
 
     def branch(self, y):
-        """The shipped projector's rows from LayerNorm outputs."""
+        """The shipped projector's rows from its LayerNorm's outputs (`vlm.Projector.forward` after the norm)."""
         p = self.vision.proj
         return p.fc2(F.gelu(p.fc1(y), approximate="tanh"))
 
@@ -149,17 +149,18 @@ def sample(pr, rng, vocab, image, window, tasks):
 
 
 def losses(model, teacher, px, windows, target, n_class):
-    """(class BCE, branch row norm at written cells, relative row error elsewhere, class hits, written cells) of a
-    batch: views [n, 3, 384, 384], their windows, class targets [n, cells]."""
+    """(class loss: one-vs-rest BCE or softmax cross entropy; branch row norm at written cells; relative row error
+    elsewhere; class hits; written cells) of a batch: views [n, 3, 384, 384], their windows, class targets
+    [n, cells]."""
     y = model.normed(px, windows)
     logits = model.cls(y)
     if model.softmax:
-        bce = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        cls_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
         logits = logits[..., 1:]
     else:
         onehot = F.one_hot(target, n_class + 1)[..., 1:].float()
         bce = F.binary_cross_entropy_with_logits(logits, onehot, pos_weight=torch.tensor(8.0), reduction="none")
-        bce = bce.sum(-1).mean()
+        cls_loss = bce.sum(-1).mean()
     rows = model.branch(y)
     on = target > 0
     with torch.no_grad():
@@ -167,19 +168,20 @@ def losses(model, teacher, px, windows, target, n_class):
     off = rows[on].norm(dim=-1).mean() if on.any() else rows.sum() * 0
     keep = ((rows[~on] - ref[~on]).pow(2).sum(-1) / ref[~on].pow(2).sum(-1)).mean()
     hits = int((logits[on].argmax(-1) + 1 == target[on]).sum()) if on.any() else 0
-    return bce, off, keep, hits, int(on.sum())
+    return cls_loss, off, keep, hits, int(on.sum())
 
 
-def gated_rows(model, px, emb, scale, shift):
-    """[n * 196, 576]: the shipped branch's rows plus each class's step times its row of `emb` (the class's
-    embedding times --emb-scale; whole views)."""
-    y = model.normed(px)
-    return (model.branch(y) + step(scale * model.margins(y) + shift) @ emb).reshape(-1, vlm.LLM_DIM)
+def gated_rows(model, y, emb, scale, shift):
+    """[cells, 576] from LayerNorm outputs y [cells, 768]: the shipped branch's rows plus each class's step times
+    its row of `emb` (the class's embedding times --emb-scale)."""
+    return model.branch(y) + step(scale * model.margins(y) + shift) @ emb
 
 
-def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
+def evaluate(model, llm, pr, vocab_ids, args, answer):
     """Whole-view figures on held-out images: written cells' class hits (firing, and by the largest logit alone),
-    branch norm there, rows firing where nothing is written; with `answer`, the frozen LLM's strict score on the signs and on the shapes questions."""
+    branch norm there, rows firing where nothing is written; with `answer`, the frozen LLM's strict score on the
+    signs and on the shapes questions. The steps as --scale and --shift set them."""
+    scale, shift = args.scale, args.shift
     emb = args.emb_scale * llm.p("model.embed_tokens.weight")[torch.tensor(vocab_ids)]
     index = {t: j for j, t in enumerate(vocab_ids)}
     out = {"hits": 0, "argmax_hits": 0, "written": 0, "unknown": 0, "norm_written": 0.0, "false_fire": 0, "cells": 0}
@@ -207,12 +209,12 @@ def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
                     out["argmax_hits"] += int(logits[r].argmax() == index[t])
                     out["hits"] += int(fire[r].argmax() == index[t] and fire[r].max() > 0.5)
             if answer:
-                rows = gated_rows(model, px, emb, scale, shift)
+                rows = gated_rows(model, y, emb, scale, shift)
                 for q, ans in zip(qs, vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)):
                     data.tally(tally, q, ans)
         if answer:
             for img, qs, _ in ro.val_images("shapes", args.val):
-                rows = gated_rows(model, vlm.views(img, "relaxed", 1), emb, scale, shift)
+                rows = gated_rows(model, model.normed(vlm.views(img, "relaxed", 1))[0], emb, scale, shift)
                 for q, ans in zip(qs, vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)):
                     data.tally(tally, q, ans)
     model.train()
@@ -223,8 +225,8 @@ def evaluate(model, llm, pr, vocab_ids, args, scale, shift, answer):
 def export(model, vocab_ids, llm, scale, shift, emb_scale, out, dtype):
     """Writes the gated model as an mmproj (`export_mmproj.write`): the tower, and a projector whose hidden layer is
     the shipped 576 units, then per class the two step units (`scale * l_j + shift` and that minus 1) with the
-    class's embedding (times `emb_scale`) and its negation as output columns, padded with idle units (zero weights, bias -20) to a
-    multiple of 32 (Q8_0 blocks)."""
+    class's embedding (times `emb_scale`) and its negation as output columns, padded with idle units (zero weights,
+    bias -20) to a multiple of 32 (Q8_0 blocks)."""
     p, k = model.vision.proj, len(vocab_ids)
     hidden = -(-(p.fc1.out_features + 2 * k) // 32) * 32
     pad = hidden - p.fc1.out_features - 2 * k
@@ -250,19 +252,27 @@ def off_point(proj, steps=4000):
     torch.manual_seed(0)
     x = torch.randn(1, 4 * vlm.VIT["hidden"], requires_grad=True)
     opt = torch.optim.Adam([x], 3e-2)
-    row = lambda v: proj.fc2(F.gelu(proj.fc1(proj.norm(v)), approximate="tanh"))  # noqa: E731
     for _ in range(steps):
-        loss = row(x).pow(2).sum()
+        loss = proj(x).pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = {"row_norm": round(float(row(x).norm()), 3)}
+        out = {"row_norm": round(float(proj(x).norm()), 3)}
         for eps in (0.01, 0.03, 0.1, 0.3):
             n = torch.randn(200, x.shape[1])
             n = n / n.norm(dim=1, keepdim=True) * eps * x.norm()
-            out[f"noise_{eps}"] = round(float(row(x + n).norm(dim=1).median()), 3)
+            out[f"noise_{eps}"] = round(float(proj(x + n).norm(dim=1).median()), 3)
     return out
+
+
+def load_checkpoint(path, init):
+    """(Gate model, class vocabulary) of a --save checkpoint (absolute, or relative to the train cache); the frozen
+    projector from the mmproj `init`, as in training."""
+    ckpt = torch.load(vlm.cache_path(path), weights_only=False)
+    model = Gate(export_mmproj.load_vision(init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt["vocab"]
 
 
 def main():
@@ -295,23 +305,17 @@ def main():
     ap.add_argument("--evaluate", metavar="CHECKPOINT", help="train nothing: evaluate a --save checkpoint")
     args = ap.parse_args()
     if args.evaluate:
-        ckpt = torch.load(args.evaluate if os.path.isabs(args.evaluate)
-                          else os.path.join(vlm.TRAIN_CACHE, args.evaluate), weights_only=False)
-        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
-        model.load_state_dict(ckpt["model"])
-        print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), ckpt["vocab"], args,
-                                  args.scale, args.shift, not args.no_answers)))
+        model, vocab_ids = load_checkpoint(args.evaluate, args.init)
+        print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), vocab_ids, args,
+                                  not args.no_answers)))
         return
     if args.find_off_point:
         print(json.dumps(off_point(export_mmproj.load_vision(args.init).proj)))
         return
     if args.export:
         ckpt, out = args.export
-        ckpt = torch.load(ckpt if os.path.isabs(ckpt) else os.path.join(vlm.TRAIN_CACHE, ckpt), weights_only=False)
-        model = Gate(export_mmproj.load_vision(args.init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
-        model.load_state_dict(ckpt["model"])
-        export(model, ckpt["vocab"], vlm.load_llm(torch.float32), args.scale, args.shift, args.emb_scale, out,
-               args.type)
+        model, vocab_ids = load_checkpoint(ckpt, args.init)
+        export(model, vocab_ids, vlm.load_llm(torch.float32), args.scale, args.shift, args.emb_scale, out, args.type)
         print(out, os.path.getsize(out), "bytes")
         return
     h, w = (int(v) for v in args.window.split("x"))
@@ -324,8 +328,8 @@ def main():
     shipped = export_mmproj.load_vision(args.init)
     teacher = Gate(shipped, len(vocab_ids)).eval()
     model = Gate(shipped, len(vocab_ids), args.softmax)
-    print(json.dumps({"classes": len(vocab_ids), "baseline": evaluate(teacher, llm, pr, vocab_ids, args,
-                                                                       args.scale, args.shift, False)}), flush=True)
+    print(json.dumps({"classes": len(vocab_ids), "baseline": evaluate(teacher, llm, pr, vocab_ids, args, False)}),
+          flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, args.lr, weight_decay=0.0)
     steps = args.windows // args.batch
@@ -338,13 +342,13 @@ def main():
             batch.append(sample(pr, rng, vocab, image, (h, w), tasks))
             image += 1
         px, windows, target = (list(v) for v in zip(*batch))
-        bce, off, keep, hits, n = losses(model, teacher, torch.cat(px), windows, torch.stack(target),
-                                         len(vocab_ids))
+        cls_loss, off, keep, hits, n = losses(model, teacher, torch.cat(px), windows, torch.stack(target),
+                                              len(vocab_ids))
         opt.zero_grad()
-        (bce + args.off_weight * off + args.keep_weight * keep).backward()
+        (cls_loss + args.off_weight * off + args.keep_weight * keep).backward()
         tally[0] += hits
         tally[1] += n
-        tally[2] += float(bce.detach()) * args.batch
+        tally[2] += float(cls_loss.detach()) * args.batch
         tally[3] += float(off.detach()) * args.batch
         tally[4] += float(keep.detach()) * args.batch
         opt.step()
@@ -352,14 +356,13 @@ def main():
         seen = (k + 1) * args.batch
         if seen % args.eval_every < args.batch or k == steps - 1:
             rec = {"windows": seen, "cpu_s": round(time.process_time() - cpu0), "train_hits":
-                   f"{tally[0]}/{tally[1]}", "bce": round(tally[2] / args.eval_every, 4),
+                   f"{tally[0]}/{tally[1]}", "cls_loss": round(tally[2] / args.eval_every, 4),
                    "off": round(tally[3] / args.eval_every, 2), "keep": round(tally[4] / args.eval_every, 4),
-                   "val": evaluate(model, llm, pr, vocab_ids, args, args.scale, args.shift,
-                                   k == steps - 1 and not args.no_answers)}
+                   "val": evaluate(model, llm, pr, vocab_ids, args, k == steps - 1 and not args.no_answers)}
             tally = [0, 0, 0.0, 0.0, 0.0]
             print(json.dumps(rec), flush=True)
             if args.save:
-                path = args.save if os.path.isabs(args.save) else os.path.join(vlm.TRAIN_CACHE, args.save)
+                path = vlm.cache_path(args.save)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 torch.save({"model": model.state_dict(), "vocab": vocab_ids, "args": vars(args)}, path + ".part")
                 os.replace(path + ".part", path)

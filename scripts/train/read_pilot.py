@@ -166,7 +166,7 @@ def main():
 def save(model, path):
     """The tower with a projector initialised as train.py's (output scaled to SmolLM2's embeddings) and stage 0's
     heads (fresh, but for the dense head trained here), as a checkpoint `train.py --init` resumes from."""
-    path = path if os.path.isabs(path) else os.path.join(vlm.TRAIN_CACHE, path)
+    path = vlm.cache_path(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     train.scale_fresh_projector(model.vision.proj)
     heads = train.AttributeHeads(vlm.VIT["hidden"])

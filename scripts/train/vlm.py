@@ -27,6 +27,11 @@ from pil_reference import pipeline_views  # noqa: E402
 
 CACHE = os.environ.get("EDGEVL_CACHE", os.path.expanduser("~/.cache/edgevl"))
 TRAIN_CACHE = os.path.join(CACHE, "train")
+
+
+def cache_path(path):
+    """A checkpoint path as the training scripts take it: absolute, or relative to the train cache."""
+    return path if os.path.isabs(path) else os.path.join(TRAIN_CACHE, path)
 LLM_GGUF = os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf")
 MARKER = "<__media__>"
 TILE, PATCH, GRID = 384, 14, 27
