@@ -6,6 +6,9 @@
 #   P=128 N=32 R=3 T=2 scripts/bench-vs-llamacpp.sh
 #   VARIANT=avx2 scripts/bench-vs-llamacpp.sh   # llama.cpp built for AVX2 only (no AVX-512, VNNI,
 #                                              # AMX) against edgevl under EDGEVL_MAX_SIMD=avx2
+#   VARIANT=avxvnni scripts/bench-vs-llamacpp.sh  # both at AVX2 + AVX-VNNI (an Intel laptop core's
+#                                              # level): llama.cpp GGML_AVX_VNNI=ON, edgevl
+#                                              # EDGEVL_MAX_SIMD=avx-vnni (needs a CPU with AVX-VNNI)
 #   DEPTH=0 scripts/bench-vs-llamacpp.sh       # skip the rows at depth (llama-bench -d): the
 #                                              # 2.7B's tg at DEPTH_TG=1844 and pp at DEPTH_PP=1344
 #                                              # (the 768x1536 image's prompt, spec section 3),
@@ -35,7 +38,10 @@ VIT_BATCHES=${VIT_BATCHES:-1,4} VARIANT=${VARIANT:-native} DEPTH=${DEPTH:-1} DEP
 case "$VARIANT" in
   native) EDGEVL_ENV=() ;;
   avx2) EDGEVL_ENV=(EDGEVL_MAX_SIMD=avx2) ;;
-  *) echo "bench-vs-llamacpp: VARIANT is native or avx2, not '$VARIANT'" >&2; exit 1 ;;
+  avxvnni)
+    grep -qw avx_vnni /proc/cpuinfo || { echo "bench-vs-llamacpp: VARIANT=avxvnni needs a CPU with AVX-VNNI" >&2; exit 1; }
+    EDGEVL_ENV=(EDGEVL_MAX_SIMD=avx-vnni) ;;
+  *) echo "bench-vs-llamacpp: VARIANT is native, avx2 or avxvnni, not '$VARIANT'" >&2; exit 1 ;;
 esac
 CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}"
 VERSION=0.3.36
@@ -188,7 +194,8 @@ want = ("avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512vl",
 have = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 cpu_flags = " ".join(f for f in want if f in have) or "?"
 print(f"Threads: {t} (both engines); medians of the runs, ± standard deviation; tok/s.  ")
-print(f"Variant: {variant} (edgevl {'EDGEVL_MAX_SIMD=avx2' if variant == 'avx2' else 'at its best SIMD level'})  ")
+cap = {"avx2": "EDGEVL_MAX_SIMD=avx2", "avxvnni": "EDGEVL_MAX_SIMD=avx-vnni"}.get(variant, "at its best SIMD level")
+print(f"Variant: {variant} (edgevl {cap})  ")
 print(f"llama.cpp build flags: {', '.join(f'{k}={v}' for k, v in sorted(flags.items()))}  ")
 print(f"CPU SIMD flags: {cpu_flags}  ")
 print("llama.cpp: llama-bench with -fa 0 and -fa 1 (its default, auto, turns flash attention on for the CPU); the table takes the faster of the two per test, the notes give both.\n")

@@ -6,6 +6,8 @@
 #   LLAMACPP_VARIANT=avx2: GGML_NATIVE=OFF with AVX, AVX2, FMA, F16C, BMI2 on and AVX-512, AVX-VNNI
 #   and AMX off — what a Zen 3 / older Intel user's llama.cpp runs, to compare with edgevl under
 #   EDGEVL_MAX_SIMD=avx2.
+#   LLAMACPP_VARIANT=avxvnni: the avx2 build plus AVX-VNNI (GGML_AVX_VNNI=ON) — an Intel laptop's
+#   (Alder Lake on: AVX-VNNI, no AVX-512) llama.cpp, to compare with EDGEVL_MAX_SIMD=avx-vnni.
 set -euo pipefail
 VERSION=0.3.36
 CACHE="${EDGEVL_CACHE:-$HOME/.cache/edgevl}/llama.cpp-$VERSION"
@@ -24,7 +26,12 @@ case "$VARIANT" in
     FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
       -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
       -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF) ;;
-  *) echo "build-llamacpp: unknown LLAMACPP_VARIANT '$VARIANT' (native, avx2)" >&2; exit 1 ;;
+  avxvnni)
+    BUILD="$CACHE/build-avxvnni"
+    FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+      -DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
+      -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF) ;;
+  *) echo "build-llamacpp: unknown LLAMACPP_VARIANT '$VARIANT' (native, avx2, avxvnni)" >&2; exit 1 ;;
 esac
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-mtmd-cli)

@@ -1,5 +1,5 @@
 //! The ViT's products against this CPU's peak, on one thread: measures the int8 dot-product peak (AVX-512 VNNI
-//! `vpdpbusd`, or AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`) and the f32 FMA peak with register-only loops, then
+//! `vpdpbusd`, AVX-VNNI's 256-bit `vpdpbusd`, or AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`) and the f32 FMA peak with register-only loops, then
 //! runs the so400m ViT's products of one 384x384 tile (729 patches) through the engine's kernels and prints each
 //! one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM), the F16 `ffn_down` (llama.cpp's
 //! converter keeps it F16 since 4304 is not whole Q8_0 blocks) in the file's row layout (float GEMM) and in the
@@ -7,7 +7,8 @@
 //! 2.7B LLM's prefill attention products at depth 1600).
 //! Not a test: figures for docs/benchmarks.md.
 //!
-//! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path)
+//! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path,
+//! `avx-vnni` for AVX-VNNI's)
 
 mod common;
 
@@ -136,6 +137,10 @@ mod peak {
                 // SAFETY: the table's level proves AVX-512 F/BW/VL/VNNI.
                 return Some(best((12 * ROUNDS) as f64 * STEPS as f64 * 128.0, || unsafe { x86::vnni512() }));
             }
+            if level >= SimdLevel::AvxVnni {
+                // SAFETY: the table's level proves AVX2 and AVX-VNNI.
+                return Some(best((12 * ROUNDS) as f64 * STEPS as f64 * 64.0, || unsafe { x86::vnni256() }));
+            }
             if level >= SimdLevel::Avx2 {
                 // SAFETY: the table's level proves AVX2.
                 return Some(best((12 * ROUNDS) as f64 * STEPS as f64 * 64.0, || unsafe {
@@ -154,12 +159,18 @@ mod peak {
     /// memory, `vpsignb`, `vpmaddubsw`, `vpmaddwd` and `vpaddd` (the sign trick: `vpmaddubsw`'s unsigned operand
     /// must be `|w|` for the i16 pairs not to saturate), then the same f32 step per block; 4 rows a step. Either
     /// is the packed kernel's ceiling with llama.cpp's Q8_0 numerics (per-block scales, exact integer dots).
+    /// AVX-VNNI: as AVX2, one `vpdpbusd` of the stored unsigned weight bytes in place of the four instructions,
+    /// and the block's `-128 * sum(a)` added before the f32 step.
     pub fn q8_block_gops(level: SimdLevel) -> Option<f64> {
         #[cfg(target_arch = "x86_64")]
         {
             if level >= SimdLevel::Avx512Vnni {
                 // SAFETY: the table's level proves AVX-512 F/BW/VNNI and FMA.
                 return Some(best(8.0 * STEPS as f64 * 8.0 * 128.0, || unsafe { x86::q8_block512() }));
+            }
+            if level >= SimdLevel::AvxVnni {
+                // SAFETY: the table's level proves AVX2, FMA and AVX-VNNI.
+                return Some(best(4.0 * STEPS as f64 * 8.0 * 64.0, || unsafe { x86::q8_block256_vnni() }));
             }
             if level >= SimdLevel::Avx2 {
                 // SAFETY: the table's level proves AVX2 and FMA.
@@ -244,6 +255,60 @@ mod peak {
                 }
             }
             acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+        }
+
+        /// # Safety
+        /// The CPU has AVX2 and AVX-VNNI.
+        #[target_feature(enable = "avx2,avxvnni")]
+        pub unsafe fn vnni256() -> f32 {
+            let (a, b) = (_mm256_set1_epi8(3), _mm256_set1_epi8(5));
+            let mut acc = [_mm256_setzero_si256(); 12];
+            for _ in 0..STEPS {
+                let b = std::hint::black_box(b);
+                for _ in 0..ROUNDS {
+                    for x in acc.iter_mut() {
+                        *x = _mm256_dpbusd_avx_epi32(*x, a, b);
+                    }
+                }
+            }
+            let mut out = [0i32; 8];
+            let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
+            // SAFETY: `out` is 32 writable bytes.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), s) };
+            out.iter().map(|&x| x as f32).sum()
+        }
+
+        /// # Safety
+        /// The CPU has AVX2, FMA and AVX-VNNI.
+        #[target_feature(enable = "avx2,fma,avxvnni")]
+        pub unsafe fn q8_block256_vnni() -> f32 {
+            // Unsigned weight bytes of 4 lines (reused by the 4 rows, as in the kernel's passes).
+            let u: [__m256i; 4] = std::array::from_fn(|k| _mm256_set1_epi8(0x70 + 3 * k as i8));
+            let dw = _mm256_set1_ps(0.01);
+            // Each row's 8 activation groups of 4 bytes, read from L1 as the kernel reads its activation blocks.
+            let acts: [i32; 32] = std::array::from_fn(|j| 0x0105_f703 + j as i32);
+            let da: [f32; 4] = [0.5, 1.5, 2.5, 3.5];
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in 0..STEPS {
+                let p = std::hint::black_box(acts.as_ptr());
+                let sum = std::hint::black_box(i as i32);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let mut si = _mm256_setzero_si256();
+                    for k in 0..8 {
+                        // SAFETY: `r * 8 + k < 32`: inside `acts`.
+                        let x = _mm256_set1_epi32(unsafe { p.add(r * 8 + k).read() });
+                        si = _mm256_dpbusd_avx_epi32(si, u[k % 4], x);
+                    }
+                    let si = _mm256_add_epi32(si, _mm256_set1_epi32(-128 * (sum + r as i32)));
+                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(da[r]));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, *acc);
+                }
+            }
+            let mut out = [0f32; 8];
+            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+            // SAFETY: `out` is 32 writable bytes.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+            out.iter().sum()
         }
 
         /// # Safety

@@ -54,22 +54,32 @@ pub enum SimdLevel {
     NeonDotprod,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX2 level plus AVX-VNNI (`vpdpbusd` on 256-bit vectors, VEX-encoded): Intel's client cores from
+    /// Alder Lake on, which have no AVX-512, and Zen 5.
+    AvxVnni,
     /// x86-64 AVX2 level plus AVX-512 F/BW/VL/VNNI.
     Avx512Vnni,
 }
 
 impl SimdLevel {
     /// Every level, in order.
-    pub const ALL: [SimdLevel; 5] =
-        [SimdLevel::Scalar, SimdLevel::Neon, SimdLevel::NeonDotprod, SimdLevel::Avx2, SimdLevel::Avx512Vnni];
+    pub const ALL: [SimdLevel; 6] = [
+        SimdLevel::Scalar,
+        SimdLevel::Neon,
+        SimdLevel::NeonDotprod,
+        SimdLevel::Avx2,
+        SimdLevel::AvxVnni,
+        SimdLevel::Avx512Vnni,
+    ];
 
-    /// Its name: `scalar`, `neon`, `neon-dotprod`, `avx2` or `avx512-vnni`.
+    /// Its name: `scalar`, `neon`, `neon-dotprod`, `avx2`, `avx-vnni` or `avx512-vnni`.
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
             SimdLevel::Neon => "neon",
             SimdLevel::NeonDotprod => "neon-dotprod",
             SimdLevel::Avx2 => "avx2",
+            SimdLevel::AvxVnni => "avx-vnni",
             SimdLevel::Avx512Vnni => "avx512-vnni",
         }
     }
@@ -88,7 +98,7 @@ impl SimdLevel {
         match self {
             SimdLevel::Scalar => true,
             SimdLevel::Neon | SimdLevel::NeonDotprod => cfg!(target_arch = "aarch64"),
-            SimdLevel::Avx2 | SimdLevel::Avx512Vnni => cfg!(target_arch = "x86_64"),
+            SimdLevel::Avx2 | SimdLevel::AvxVnni | SimdLevel::Avx512Vnni => cfg!(target_arch = "x86_64"),
         }
     }
 }
@@ -110,7 +120,8 @@ pub struct KernelConfig {
 }
 
 impl KernelConfig {
-    /// Caps the SIMD level: `avx2` (the AVX2 path on an AVX-512 machine), `neon` (NEON without `sdot`), or any
+    /// Caps the SIMD level: `avx2` (the AVX2 path on an AVX-512 machine), `avx-vnni` (AVX2 with 256-bit `vpdpbusd`,
+    /// a laptop core's path on an AVX-512 machine that has AVX-VNNI too), `neon` (NEON without `sdot`), or any
     /// [`SimdLevel::name`] of this architecture.
     pub const MAX_SIMD_VAR: &'static str = "EDGEVL_MAX_SIMD";
     /// `1`: the scalar twins only (overrides [`KernelConfig::MAX_SIMD_VAR`]).
@@ -150,7 +161,7 @@ impl KernelConfig {
 
 /// The levels [`KernelConfig::MAX_SIMD_VAR`] takes on this architecture.
 #[cfg(target_arch = "x86_64")]
-const NATIVE_LEVELS: &str = "scalar, avx2 or avx512-vnni";
+const NATIVE_LEVELS: &str = "scalar, avx2, avx-vnni or avx512-vnni";
 /// The levels [`KernelConfig::MAX_SIMD_VAR`] takes on this architecture.
 #[cfg(target_arch = "aarch64")]
 const NATIVE_LEVELS: &str = "scalar, neon or neon-dotprod";
@@ -609,6 +620,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(cfg(&[("EDGEVL_MAX_SIMD", "AVX2")]).unwrap().max_level, Some(SimdLevel::Avx2));
+            assert_eq!(cfg(&[("EDGEVL_MAX_SIMD", "AVX_VNNI")]).unwrap().max_level, Some(SimdLevel::AvxVnni));
             assert_eq!(
                 cfg(&[("EDGEVL_MAX_SIMD", "avx512vnni")]).unwrap().max_level,
                 Some(SimdLevel::Avx512Vnni)

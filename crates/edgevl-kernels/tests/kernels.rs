@@ -232,8 +232,11 @@ fn detected_simd_level_matches_this_cpu() {
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni");
+        let avx_vnni = avx2 && is_x86_feature_detected!("avxvnni");
         let want = if vnni {
             SimdLevel::Avx512Vnni
+        } else if avx_vnni {
+            SimdLevel::AvxVnni
         } else if avx2 {
             SimdLevel::Avx2
         } else {

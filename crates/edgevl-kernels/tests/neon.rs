@@ -15,7 +15,7 @@ fn is_neon(l: SimdLevel) -> bool {
     matches!(l, SimdLevel::Neon | SimdLevel::NeonDotprod)
 }
 
-/// The level detected is the one `EDGEVL_EXPECT_SIMD` names (`scalar`, `neon`, `neon-dotprod`, `avx2`,
+/// The level detected is the one `EDGEVL_EXPECT_SIMD` names (`scalar`, `neon`, `neon-dotprod`, `avx2`, `avx-vnni`,
 /// `avx512-vnni`; `.ci/run` sets it from the CPU's flags), so a silent fallback to a lower level fails. Skipped
 /// (with a note) only when the variable is unset.
 #[test]
@@ -25,7 +25,7 @@ fn detected_level_is_the_expected_one() {
     match std::env::var("EDGEVL_EXPECT_SIMD") {
         Ok(want) => {
             let want_level = SimdLevel::parse(&want).unwrap_or_else(|| {
-                panic!("EDGEVL_EXPECT_SIMD={want:?}: expected scalar|neon|neon-dotprod|avx2|avx512-vnni")
+                panic!("EDGEVL_EXPECT_SIMD={want:?}: expected scalar|neon|neon-dotprod|avx2|avx-vnni|avx512-vnni")
             });
             assert_eq!(detected, want_level, "EDGEVL_EXPECT_SIMD={want}");
         }

@@ -1,4 +1,5 @@
-//! x86-64 kernels: shared SIMD building blocks, the proofs of detected CPU features ([`Avx2`], [`Avx512Vnni`]) and
+//! x86-64 kernels: shared SIMD building blocks, the proofs of detected CPU features ([`Avx2`], [`AvxVnni`],
+//! [`Avx512Vnni`]) and
 //! the installation of the per-format kernels (`formats/<format>/avx2.rs`, `.../avx512.rs`), the packed and float
 //! GEMMs and the attention loops into a [`Kernels`] table.
 //!
@@ -24,6 +25,19 @@ impl Avx2 {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c");
         ok.then_some(Avx2(()))
+    }
+}
+
+/// Proof that this CPU has AVX-VNNI (256-bit `vpdpbusd`, VEX-encoded) on top of [`Avx2`]'s features: only
+/// [`AvxVnni::detect`] makes one, after checking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AvxVnni(());
+
+impl AvxVnni {
+    /// The proof, if the AVX2 level and AVX-VNNI are both available.
+    pub(crate) fn detect() -> Option<Self> {
+        let ok = Avx2::detect().is_some() && is_x86_feature_detected!("avxvnni");
+        ok.then_some(AvxVnni(()))
     }
 }
 
@@ -72,6 +86,11 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     k.set_exp_shifted(l, crate::softmax::avx2(t));
     k.set_gelu(l, crate::gelu::avx2(t));
     k.set_transpose(l, crate::transpose::avx2::entry(t));
+    // A CPU may have AVX-512 VNNI without AVX-VNNI (Zen 4, Ice Lake) or AVX-VNNI without AVX-512 (Alder Lake on):
+    // each level is installed when present and allowed, the AVX-512 one last.
+    if let Some(t) = AvxVnni::detect().filter(|_| max >= SimdLevel::AvxVnni) {
+        k.set_packed(SimdLevel::AvxVnni, crate::packed::avx2::entry_vnni(t));
+    }
     let Some(t) = Avx512Vnni::detect().filter(|_| max >= SimdLevel::Avx512Vnni) else { return };
     let l = SimdLevel::Avx512Vnni;
     k.set_dot(DType::Q4_0, l, q4_0::avx512::dot(t));
