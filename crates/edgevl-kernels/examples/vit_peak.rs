@@ -214,6 +214,20 @@ mod peak {
         use super::{ROUNDS, STEPS};
         use std::arch::x86_64::*;
 
+        /// The sum of `v`'s 8 i32 lanes, as f32: a result the optimiser cannot drop.
+        fn sum_i32(v: __m256i) -> f32 {
+            // SAFETY: both types are 32 bytes of plain integers, every bit pattern valid.
+            let lanes: [i32; 8] = unsafe { std::mem::transmute(v) };
+            lanes.iter().map(|&x| x as f32).sum()
+        }
+
+        /// The sum of `v`'s 8 f32 lanes.
+        fn sum_f32(v: __m256) -> f32 {
+            // SAFETY: both types are 32 bytes of plain floats, every bit pattern valid.
+            let lanes: [f32; 8] = unsafe { std::mem::transmute(v) };
+            lanes.iter().sum()
+        }
+
         /// # Safety
         /// The CPU has AVX-512 F/BW/VNNI.
         #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -271,11 +285,7 @@ mod peak {
                     }
                 }
             }
-            let mut out = [0i32; 8];
-            let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
-            // SAFETY: `out` is 32 writable bytes.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), s) };
-            out.iter().map(|&x| x as f32).sum()
+            sum_i32(acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x)))
         }
 
         /// # Safety
@@ -304,11 +314,7 @@ mod peak {
                     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, *acc);
                 }
             }
-            let mut out = [0f32; 8];
-            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-            // SAFETY: `out` is 32 writable bytes.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-            out.iter().sum()
+            sum_f32(acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x)))
         }
 
         /// # Safety
@@ -339,11 +345,7 @@ mod peak {
                     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, *acc);
                 }
             }
-            let mut out = [0f32; 8];
-            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-            // SAFETY: `out` is 32 writable bytes.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-            out.iter().sum()
+            sum_f32(acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x)))
         }
 
         /// # Safety
@@ -365,11 +367,7 @@ mod peak {
                     b = _mm256_add_epi8(b, step);
                 }
             }
-            let mut out = [0i32; 8];
-            let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi16(s, x));
-            // SAFETY: `out` is 32 writable bytes.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), s) };
-            out.iter().map(|&x| x as f32).sum()
+            sum_i32(acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi16(s, x)))
         }
 
         /// # Safety
@@ -403,11 +401,7 @@ mod peak {
                     }
                 }
             }
-            let mut out = [0f32; 8];
-            let s = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-            // SAFETY: `out` is 32 writable bytes.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-            out.iter().sum()
+            sum_f32(acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x)))
         }
     }
 }

@@ -125,55 +125,34 @@ fn call_one<const F: u8, const G: usize, const V: bool>(t: &PackedTile, out: &mu
     }
 }
 
-/// [`kernel`] compiled for AVX2 (`vpmaddubsw` dots).
-///
-/// # Safety
-/// As [`kernel`]'s.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel_avx2<const F: u8, const N: usize>(
-    t: &PackedTile,
-    r0: usize,
-    half: usize,
-    out: &mut [f32; GROUP * MAX_ACT],
-) {
-    // SAFETY: the caller's guarantees are `kernel`'s; this function has AVX2, FMA and F16C.
-    unsafe { kernel::<F, N, false>(t, r0, half, out) }
+/// Emits `$name`, the kernel `$inner` compiled with the features `$features` and its integer dots by `vpdpbusd` if
+/// `$v` (the `#[target_feature]` functions the AVX2 and the AVX-VNNI entries reach their kernels through).
+macro_rules! compiled_for {
+    ($name:ident, $inner:ident, $features:literal, $v:literal, ($($arg:ident: $ty:ty),*), $n:ident) => {
+        #[doc = concat!("[`", stringify!($inner), "`] compiled for `", $features, "`.")]
+        ///
+        /// # Safety
+        #[doc = concat!("As [`", stringify!($inner), "`]'s, and the CPU supports `", $features, "`.")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const F: u8, const $n: usize>($($arg: $ty),*) {
+            // SAFETY: the caller's guarantees are the kernel's; this function has the features it needs.
+            unsafe { $inner::<F, $n, $v>($($arg),*) }
+        }
+    };
 }
 
-/// [`kernel`] compiled for AVX-VNNI (`vpdpbusd` dots).
-///
-/// # Safety
-/// As [`kernel`]'s, and the CPU supports AVX-VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn kernel_vnni<const F: u8, const N: usize>(
-    t: &PackedTile,
-    r0: usize,
-    half: usize,
-    out: &mut [f32; GROUP * MAX_ACT],
-) {
-    // SAFETY: the caller's guarantees are `kernel`'s; this function has AVX2, FMA, F16C and AVX-VNNI.
-    unsafe { kernel::<F, N, true>(t, r0, half, out) }
-}
-
-/// [`kernel_one`] compiled for AVX2 (`vpmaddubsw` dots).
-///
-/// # Safety
-/// As [`kernel_one`]'s.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel_one_avx2<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-    // SAFETY: the caller's guarantees are `kernel_one`'s; this function has AVX2, FMA and F16C.
-    unsafe { kernel_one::<F, G, false>(t, out) }
-}
-
-/// [`kernel_one`] compiled for AVX-VNNI (`vpdpbusd` dots).
-///
-/// # Safety
-/// As [`kernel_one`]'s, and the CPU supports AVX-VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn kernel_one_vnni<const F: u8, const G: usize>(t: &PackedTile, out: &mut [f32; GROUP * MAX_ACT]) {
-    // SAFETY: the caller's guarantees are `kernel_one`'s; this function has AVX2, FMA, F16C and AVX-VNNI.
-    unsafe { kernel_one::<F, G, true>(t, out) }
-}
+/// The kernels' output tile.
+type Out<'a> = &'a mut [f32; GROUP * MAX_ACT];
+compiled_for!(
+    kernel_avx2, kernel, "avx2,fma,f16c", false,
+    (t: &PackedTile, r0: usize, half: usize, out: Out<'_>), N
+);
+compiled_for!(
+    kernel_vnni, kernel, "avx2,fma,f16c,avxvnni", true,
+    (t: &PackedTile, r0: usize, half: usize, out: Out<'_>), N
+);
+compiled_for!(kernel_one_avx2, kernel_one, "avx2,fma,f16c", false, (t: &PackedTile, out: Out<'_>), G);
+compiled_for!(kernel_one_vnni, kernel_one, "avx2,fma,f16c,avxvnni", true, (t: &PackedTile, out: Out<'_>), G);
 
 /// `acc + vpdpbusd(u, s)`: each i32 lane plus the sum of its 4 products of unsigned bytes of `u` with signed
 /// bytes of `s`, exact.
