@@ -1,10 +1,10 @@
 //! The ViT's products against this CPU's peak, on one thread: measures the int8 dot-product peak (AVX-512 VNNI
-//! `vpdpbusd`, AVX-VNNI's 256-bit `vpdpbusd`, or AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`) and the f32 FMA peak with register-only loops, then
-//! runs the so400m ViT's products of one 384x384 tile (729 patches) through the engine's kernels and prints each
-//! one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM), the F16 `ffn_down` (llama.cpp's
-//! converter keeps it F16 since 4304 is not whole Q8_0 blocks) in the file's row layout (float GEMM) and in the
-//! panels the vision tower loads it into (panel GEMM), and attention's two small GEMMs (and, for comparison, the
-//! 2.7B LLM's prefill attention products at depth 1600).
+//! `vpdpbusd`, AVX-VNNI's 256-bit `vpdpbusd`, or AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`) and the f32 FMA peak
+//! with register-only loops, then runs the so400m ViT's products of one 384x384 tile (729 patches) through the
+//! engine's kernels and prints each one's rate and fraction of its peak: the Q8_0 weights (packed integer GEMM),
+//! the F16 `ffn_down` (llama.cpp's converter keeps it F16 since 4304 is not whole Q8_0 blocks) in the file's row
+//! layout (float GEMM) and in the panels the vision tower loads it into (panel GEMM), and attention's two small
+//! GEMMs (and, for comparison, the 2.7B LLM's prefill attention products at depth 1600).
 //! Not a test: figures for docs/benchmarks.md.
 //!
 //! `cargo run --release -p edgevl-kernels --example vit_peak` (`EDGEVL_MAX_SIMD=avx2` for the AVX2 path,
@@ -214,6 +214,23 @@ mod peak {
         use super::{ROUNDS, STEPS};
         use std::arch::x86_64::*;
 
+        /// A peak loop: 12 independent chains `x = step(x, b)`, `ROUNDS` steps each per iteration and `b` made opaque
+        /// every one of the `STEPS` iterations (so no step is hoisted). Inlined into the `#[target_feature]` function
+        /// whose closure `step` is the instruction measured.
+        #[inline(always)]
+        fn chains<T: Copy, B: Copy>(zero: T, b: B, step: impl Fn(T, B) -> T) -> [T; 12] {
+            let mut acc = [zero; 12];
+            for _ in 0..STEPS {
+                let b = std::hint::black_box(b);
+                for _ in 0..ROUNDS {
+                    for x in acc.iter_mut() {
+                        *x = step(*x, b);
+                    }
+                }
+            }
+            acc
+        }
+
         /// The sum of `v`'s 8 i32 lanes, as f32: a result the optimiser cannot drop.
         fn sum_i32(v: __m256i) -> f32 {
             // SAFETY: both types are 32 bytes of plain integers, every bit pattern valid.
@@ -233,15 +250,7 @@ mod peak {
         #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
         pub unsafe fn vnni512() -> f32 {
             let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
-            let mut acc = [_mm512_setzero_si512(); 12];
-            for _ in 0..STEPS {
-                let b = std::hint::black_box(b);
-                for _ in 0..ROUNDS {
-                    for x in acc.iter_mut() {
-                        *x = _mm512_dpbusd_epi32(*x, a, b);
-                    }
-                }
-            }
+            let acc = chains(_mm512_setzero_si512(), b, |x, b| _mm512_dpbusd_epi32(x, a, b));
             acc.iter().map(|&x| _mm512_reduce_add_epi32(x) as f32).sum()
         }
 
@@ -276,15 +285,7 @@ mod peak {
         #[target_feature(enable = "avx2,avxvnni")]
         pub unsafe fn vnni256() -> f32 {
             let (a, b) = (_mm256_set1_epi8(3), _mm256_set1_epi8(5));
-            let mut acc = [_mm256_setzero_si256(); 12];
-            for _ in 0..STEPS {
-                let b = std::hint::black_box(b);
-                for _ in 0..ROUNDS {
-                    for x in acc.iter_mut() {
-                        *x = _mm256_dpbusd_avx_epi32(*x, a, b);
-                    }
-                }
-            }
+            let acc = chains(_mm256_setzero_si256(), b, |x, b| _mm256_dpbusd_avx_epi32(x, a, b));
             sum_i32(acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x)))
         }
 
@@ -375,15 +376,7 @@ mod peak {
         #[target_feature(enable = "avx512f")]
         pub unsafe fn fma512() -> f32 {
             let (a, b) = (_mm512_set1_ps(0.999), _mm512_set1_ps(0.001));
-            let mut acc = [_mm512_setzero_ps(); 12];
-            for _ in 0..STEPS {
-                let b = std::hint::black_box(b);
-                for _ in 0..ROUNDS {
-                    for x in acc.iter_mut() {
-                        *x = _mm512_fmadd_ps(*x, a, b);
-                    }
-                }
-            }
+            let acc = chains(_mm512_setzero_ps(), b, |x, b| _mm512_fmadd_ps(x, a, b));
             acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
         }
 
@@ -392,15 +385,7 @@ mod peak {
         #[target_feature(enable = "avx2,fma")]
         pub unsafe fn fma256() -> f32 {
             let (a, b) = (_mm256_set1_ps(0.999), _mm256_set1_ps(0.001));
-            let mut acc = [_mm256_setzero_ps(); 12];
-            for _ in 0..STEPS {
-                let b = std::hint::black_box(b);
-                for _ in 0..ROUNDS {
-                    for x in acc.iter_mut() {
-                        *x = _mm256_fmadd_ps(*x, a, b);
-                    }
-                }
-            }
+            let acc = chains(_mm256_setzero_ps(), b, |x, b| _mm256_fmadd_ps(x, a, b));
             sum_f32(acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x)))
         }
     }

@@ -165,6 +165,43 @@ unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     unsafe { _mm256_dpbusd_avx_epi32(acc, u, s) }
 }
 
+/// A Q8_0 line's weight operands for [`q8_dot`], from its 32 stored bytes `u = w ^ 0x80`: with `V` the stored
+/// unsigned bytes as they are (`fma_block` subtracts `128 * sum(a)`); otherwise the magnitudes `|w|` and the signed
+/// quants `w` of the sign trick (module doc).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline(always)]
+unsafe fn q8_line<const V: bool>(stored: __m256i) -> (__m256i, __m256i) {
+    // SAFETY: the CPU has AVX2 (caller); register-only operations.
+    unsafe {
+        if V {
+            (stored, stored)
+        } else {
+            let w = _mm256_xor_si256(stored, _mm256_set1_epi8(-128));
+            (_mm256_sign_epi8(w, w), w)
+        }
+    }
+}
+
+/// `si` plus the exact i32 dots of a Q8_0 line (its operands from [`q8_line`]) with the broadcast activation bytes
+/// `x`: with `V` one `vpdpbusd`, otherwise `vpmaddubsw(|w|, sign(x, w))` widened by `vpmaddwd`.
+///
+/// # Safety
+/// The CPU supports AVX2 and, if `V`, AVX-VNNI.
+#[inline(always)]
+unsafe fn q8_dot<const V: bool>(si: __m256i, (u, w): (__m256i, __m256i), x: __m256i) -> __m256i {
+    // SAFETY: the CPU has AVX2 and, if `V`, AVX-VNNI (caller); register-only operations.
+    unsafe {
+        if V {
+            dpbusd(si, u, x)
+        } else {
+            let p = _mm256_maddubs_epi16(u, _mm256_sign_epi8(x, w));
+            _mm256_add_epi32(si, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        }
+    }
+}
+
 /// How many blocks ahead [`kernel_one`] prefetches the quants.
 const PREFETCH_BLOCKS: usize = 16;
 
@@ -253,7 +290,6 @@ unsafe fn add_block_one<const F: u8, const V: bool>(
     // SAFETY: the CPU has the features (caller: this is only inlined into `kernel_one`, compiled with them); every
     // load below reads inside the tiles and activation block the pointers point to (caller); all are unaligned.
     unsafe {
-        let ones = _mm256_set1_epi16(1);
         // The 8 scales (and, for Q4_1, minimums) of each half.
         let dw: [__m256; 2] = std::array::from_fn(|h| _mm256_cvtph_ps(_mm_loadu_si128(s.add(16 * h).cast())));
         let mw = if F == Q4_1 {
@@ -265,26 +301,12 @@ unsafe fn add_block_one<const F: u8, const V: bool>(
         let bcast = |k: usize| _mm256_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
         // Line `k`, half `h`: 32 bytes of the quant tile.
         let line = |k: usize, h: usize| _mm256_loadu_si256(q.add(64 * k + 32 * h).cast());
-        let si: [__m256i; 2] = if F == Q8_0 && V {
-            // The stored unsigned bytes `u = w + 128` as they are; `fma_block` subtracts `128 * sum(a)`.
+        let si: [__m256i; 2] = if F == Q8_0 {
             let mut si = [_mm256_setzero_si256(); 2];
             for k in 0..8 {
                 let x = bcast(4 * k);
                 for (h, si) in si.iter_mut().enumerate() {
-                    *si = dpbusd(*si, line(k, h), x);
-                }
-            }
-            si
-        } else if F == Q8_0 {
-            let flip = _mm256_set1_epi8(-128);
-            let mut si = [_mm256_setzero_si256(); 2];
-            for k in 0..8 {
-                let x = bcast(4 * k);
-                for (h, si) in si.iter_mut().enumerate() {
-                    // Back to the signed quants, then the sign trick as in `kernel`.
-                    let w = _mm256_xor_si256(line(k, h), flip);
-                    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-                    *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, ones));
+                    *si = q8_dot::<V>(*si, q8_line::<V>(line(k, h)), x);
                 }
             }
             si
@@ -444,7 +466,6 @@ unsafe fn kernel<const F: u8, const N: usize, const V: bool>(
     // SAFETY: the CPU has AVX2, FMA, F16C and, if `V`, AVX-VNNI (caller) for every intrinsic in this block; every
     // load reads the current block through the cursors, which stay inside their buffers as stated above.
     let acc = unsafe {
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); ROWS_PER_PASS];
         for _ in 0..nb {
             // The 8 scales of this half: inside the current scale tile; unaligned load.
@@ -461,26 +482,12 @@ unsafe fn kernel<const F: u8, const N: usize, const V: bool>(
             let line = |k: usize| _mm256_loadu_si256(q.add(64 * k).cast());
             // The block's integer sums, line by line and each line with every row in turn, so that only one line's
             // weight vectors and the rows' sums are live (16 ymm registers: a pass over all lines per row spilled).
-            let si: [__m256i; N] = if F == Q8_0 && V {
-                // The stored unsigned bytes `u = w + 128` as they are; `fma_block` subtracts `128 * sum(a)`.
+            let si: [__m256i; N] = if F == Q8_0 {
                 let mut si = [_mm256_setzero_si256(); N];
                 for k in 0..8 {
-                    let u = line(k);
+                    let wl = q8_line::<V>(line(k));
                     for (r, si) in si.iter_mut().enumerate() {
-                        *si = dpbusd(*si, u, bcast(a[r], 4 * k));
-                    }
-                }
-                si
-            } else if F == Q8_0 {
-                let flip = _mm256_set1_epi8(-128);
-                let mut si = [_mm256_setzero_si256(); N];
-                for k in 0..8 {
-                    // Back to the signed quants, and their magnitudes for the sign trick.
-                    let w = _mm256_xor_si256(line(k), flip);
-                    let aw = _mm256_sign_epi8(w, w);
-                    for (r, si) in si.iter_mut().enumerate() {
-                        let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast(a[r], 4 * k), w));
-                        *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, ones));
+                        *si = q8_dot::<V>(*si, wl, bcast(a[r], 4 * k));
                     }
                 }
                 si

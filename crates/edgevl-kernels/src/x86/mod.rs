@@ -1,7 +1,6 @@
 //! x86-64 kernels: shared SIMD building blocks, the proofs of detected CPU features ([`Avx2`], [`AvxVnni`],
-//! [`Avx512Vnni`]) and
-//! the installation of the per-format kernels (`formats/<format>/avx2.rs`, `.../avx512.rs`), the packed and float
-//! GEMMs and the attention loops into a [`Kernels`] table.
+//! [`Avx512Vnni`]) and the installation of the per-format kernels (`formats/<format>/avx2.rs`, `.../avx512.rs`), the
+//! packed and float GEMMs and the attention loops into a [`Kernels`] table.
 //!
 //! Every kernel compiled with `#[target_feature]` is reached through a safe table entry that its module hands out
 //! only in exchange for a proof token: a value of a zero-sized type whose only constructor checks the features at
