@@ -50,9 +50,12 @@ G, C = vlm.GRID, ro.CELLS
 SEED = 17
 
 
+LAYOUT = ["paircells"]  # the `row_oracle.sign_words` layout the class head writes (--layout, or a checkpoint's)
+
+
 def written_cells(pr, img, meta):
-    """{row: token} of a small sign image's single view: the `paircells` layout (`row_oracle.sign_words`)."""
-    return dict(ro.sign_words(pr, img, meta, "paircells"))
+    """{row: token} of a small sign image's single view: the `--layout` layout (`row_oracle.sign_words`)."""
+    return dict(ro.sign_words(pr, img, meta, LAYOUT[0]))
 
 
 def class_vocab(pr, n, offset):
@@ -185,6 +188,8 @@ def evaluate(model, llm, pr, vocab_ids, args, answer):
     emb = args.emb_scale * llm.p("model.embed_tokens.weight")[torch.tensor(vocab_ids)]
     index = {t: j for j, t in enumerate(vocab_ids)}
     out = {"hits": 0, "argmax_hits": 0, "written": 0, "unknown": 0, "norm_written": 0.0, "false_fire": 0, "cells": 0}
+    frame = {t for c in data.COLOURS for t in pr.encode(f' {c} sign says "')} | set(pr.encode('".'))
+    by_kind = {"frame": [0, 0], "digit": [0, 0], "word piece": [0, 0]}  # written cells right by the largest logit
     tally = {}
     model.eval()
     with torch.no_grad():
@@ -206,7 +211,12 @@ def evaluate(model, llm, pr, vocab_ids, args, answer):
                 if t not in index:
                     out["unknown"] += 1
                 else:
-                    out["argmax_hits"] += int(logits[r].argmax() == index[t])
+                    right = int(logits[r].argmax() == index[t])
+                    out["argmax_hits"] += right
+                    kind = by_kind["frame" if t in frame else
+                                   "digit" if pr.tok.decode([t]).strip().isdigit() else "word piece"]
+                    kind[0] += right
+                    kind[1] += 1
                     out["hits"] += int(fire[r].argmax() == index[t] and fire[r].max() > 0.5)
             if answer:
                 rows = gated_rows(model, y, emb, scale, shift)
@@ -219,6 +229,7 @@ def evaluate(model, llm, pr, vocab_ids, args, answer):
                     data.tally(tally, q, ans)
     model.train()
     out["norm_written"] = round(out["norm_written"] / max(out["written"], 1), 3)
+    out["argmax_by_kind"] = {k: f"{a}/{b}" for k, (a, b) in by_kind.items()}
     return {**out, "strict": {k: f"{v['strict']}/{v['questions']}" for k, v in tally.items()}}
 
 
@@ -272,6 +283,7 @@ def load_checkpoint(path, init):
     ckpt = torch.load(vlm.cache_path(path), weights_only=False)
     model = Gate(export_mmproj.load_vision(init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
     model.load_state_dict(ckpt["model"])
+    LAYOUT[0] = ckpt["args"].get("layout", "paircells")  # the layout it was trained on, whatever --layout says
     return model.eval(), ckpt["vocab"]
 
 
@@ -295,6 +307,8 @@ def main():
     ap.add_argument("--no-answers", action="store_true", help="skip the frozen LLM's answers at the end")
     ap.add_argument("--softmax", action="store_true",
                     help="a softmax class head with a 'none' class (the steps take each class's logit minus none's)")
+    ap.add_argument("--layout", choices=["paircells", "phrase", "charcells"], default="paircells",
+                    help="the written cells when training (row_oracle.py --words); a checkpoint keeps its own")
     ap.add_argument("--init", default=ro.SHIPPED)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", help="the trained tower and head (relative to the train cache)")
@@ -304,6 +318,7 @@ def main():
     ap.add_argument("--find-off-point", action="store_true", help="train nothing: print `off_point` for --init")
     ap.add_argument("--evaluate", metavar="CHECKPOINT", help="train nothing: evaluate a --save checkpoint")
     args = ap.parse_args()
+    LAYOUT[0] = args.layout
     if args.evaluate:
         model, vocab_ids = load_checkpoint(args.evaluate, args.init)
         print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), vocab_ids, args,

@@ -15,6 +15,7 @@ Splits: ``train``, ``val`` and ``test`` draw from disjoint seed streams.
 """
 
 import math
+import os
 import random
 
 from PIL import Image, ImageDraw, ImageFont
@@ -26,6 +27,10 @@ COLOURS = {
     "yellow": (235, 200, 20), "purple": (140, 40, 170), "orange": (245, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle", "star")
+# The signs' text height range in image pixels and its cap as a share of the image's short side. A pilot may set
+# `EDGEVL_SIGN_TEXT=lo,hi,cap` (docs/training.md, "Bigger signs"); the shipped data is the default. Either way one
+# random draw a sample, so the rest of a sample's stream is unchanged.
+SIGN_TEXT = tuple(float(v) for v in os.environ.get("EDGEVL_SIGN_TEXT", "14,32,0.3").split(","))
 WORDS = ("STOP", "OPEN", "EXIT", "SALE", "PARK", "CAFE", "BOOK", "FISH", "MILK", "RAIN", "SNOW", "GOLD",
          "BANK", "SHOP", "HOTEL", "TAXI", "BUS", "TRAIN", "PIZZA", "BREAD", "MUSIC", "RIVER", "HOUSE",
          "WATER", "FIRE", "LIGHT", "NORTH", "SOUTH", "EAST", "WEST", "HELLO", "CLOSED", "POLICE", "SCHOOL",
@@ -171,8 +176,8 @@ def ocr_sample(rng, small):
             t = sign_text(rng)
             if t not in texts:
                 texts.append(t)
-        # Text height 14..32 px, capped by the image (small against large images).
-        size = int(min(rng.uniform(14, 32), 0.3 * min(w, h)))
+        # Text height 14..32 px (`SIGN_TEXT`), capped by the image (small against large images).
+        size = int(min(rng.uniform(SIGN_TEXT[0], SIGN_TEXT[1]), SIGN_TEXT[2] * min(w, h)))
         if size < 10:
             continue
         f = font(size)
