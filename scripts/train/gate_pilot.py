@@ -50,20 +50,17 @@ G, C = vlm.GRID, ro.CELLS
 SEED = 17
 
 
-LAYOUT = ["paircells"]  # the `row_oracle.sign_words` layout the class head writes (--layout, or a checkpoint's)
+def written_cells(pr, img, meta, layout):
+    """{row: token} of a small sign image's single view in `layout` (`row_oracle.sign_words`; --layout)."""
+    return dict(ro.sign_words(pr, img, meta, layout))
 
 
-def written_cells(pr, img, meta):
-    """{row: token} of a small sign image's single view: the `--layout` layout (`row_oracle.sign_words`)."""
-    return dict(ro.sign_words(pr, img, meta, LAYOUT[0]))
-
-
-def class_vocab(pr, n, offset):
+def class_vocab(pr, n, offset, layout):
     """The tokens the layout writes on `n` training sign images from `offset`, in first-seen order."""
     seen = {}
     for i in range(offset, offset + n):
         img, _, meta = data.sample("train", "ocr", i, small=True)
-        for t in written_cells(pr, img, meta).values():
+        for t in written_cells(pr, img, meta, layout).values():
             seen.setdefault(t, len(seen))
     return list(seen)
 
@@ -134,12 +131,12 @@ def window_of(rows, rng, h, w):
     return r0, c0, h, w
 
 
-def sample(pr, rng, vocab, image, window, tasks):
+def sample(pr, rng, vocab, image, window, tasks, layout):
     """(pixels, window, class target per window cell [cells] (0 none, j + 1 class j)) of training image `image`."""
     task = rng.choice(tasks)
     img, _, meta = data.sample("train", task, image, small=True)
     px = vlm.views(img, "relaxed", 1)
-    cells = written_cells(pr, img, meta) if task == "ocr" else {}
+    cells = written_cells(pr, img, meta, layout) if task == "ocr" else {}
     rows = sorted(cells) if rng.random() < 0.85 else []
     r0, c0, h, w = window_of(rows, rng, *window)
     target = torch.zeros(h * w, dtype=torch.long)
@@ -188,7 +185,7 @@ def evaluate(model, llm, pr, vocab_ids, args, answer):
     emb = args.emb_scale * llm.p("model.embed_tokens.weight")[torch.tensor(vocab_ids)]
     index = {t: j for j, t in enumerate(vocab_ids)}
     out = {"hits": 0, "argmax_hits": 0, "written": 0, "unknown": 0, "norm_written": 0.0, "false_fire": 0, "cells": 0}
-    frame = {t for c in data.COLOURS for t in pr.encode(f' {c} sign says "')} | set(pr.encode('".'))
+    frame = {t for c in data.COLOURS for part in ro.frame_tokens(pr, c) for t in part}
     by_kind = {"frame": [0, 0], "digit": [0, 0], "word piece": [0, 0]}  # written cells right by the largest logit
     tally = {}
     model.eval()
@@ -199,7 +196,7 @@ def evaluate(model, llm, pr, vocab_ids, args, answer):
             logits = model.margins(y)
             fire = step(scale * logits + shift)
             norms = model.branch(y).norm(dim=-1)
-            cells = written_cells(pr, img, meta)
+            cells = written_cells(pr, img, meta, args.layout)
             for r in range(C * C):
                 t = cells.get(r)
                 if t is None:
@@ -278,13 +275,12 @@ def off_point(proj, steps=4000):
 
 
 def load_checkpoint(path, init):
-    """(Gate model, class vocabulary) of a --save checkpoint (absolute, or relative to the train cache); the frozen
-    projector from the mmproj `init`, as in training."""
+    """(Gate model, class vocabulary, the layout it was trained on) of a --save checkpoint (absolute, or relative to
+    the train cache); the frozen projector from the mmproj `init`, as in training."""
     ckpt = torch.load(vlm.cache_path(path), weights_only=False)
     model = Gate(export_mmproj.load_vision(init), len(ckpt["vocab"]), ckpt["args"].get("softmax", False))
     model.load_state_dict(ckpt["model"])
-    LAYOUT[0] = ckpt["args"].get("layout", "paircells")  # the layout it was trained on, whatever --layout says
-    return model.eval(), ckpt["vocab"]
+    return model.eval(), ckpt["vocab"], ckpt["args"].get("layout", "paircells")
 
 
 def main():
@@ -318,9 +314,8 @@ def main():
     ap.add_argument("--find-off-point", action="store_true", help="train nothing: print `off_point` for --init")
     ap.add_argument("--evaluate", metavar="CHECKPOINT", help="train nothing: evaluate a --save checkpoint")
     args = ap.parse_args()
-    LAYOUT[0] = args.layout
     if args.evaluate:
-        model, vocab_ids = load_checkpoint(args.evaluate, args.init)
+        model, vocab_ids, args.layout = load_checkpoint(args.evaluate, args.init)  # the layout it was trained on
         print(json.dumps(evaluate(model, vlm.load_llm(torch.float32), vlm.Prompter(), vocab_ids, args,
                                   not args.no_answers)))
         return
@@ -329,7 +324,7 @@ def main():
         return
     if args.export:
         ckpt, out = args.export
-        model, vocab_ids = load_checkpoint(ckpt, args.init)
+        model, vocab_ids, _ = load_checkpoint(ckpt, args.init)
         export(model, vocab_ids, vlm.load_llm(torch.float32), args.scale, args.shift, args.emb_scale, out, args.type)
         print(out, os.path.getsize(out), "bytes")
         return
@@ -338,7 +333,7 @@ def main():
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
     pr, llm = vlm.Prompter(), vlm.load_llm(torch.float32)
-    vocab_ids = class_vocab(pr, args.vocab_images, args.offset)
+    vocab_ids = class_vocab(pr, args.vocab_images, args.offset, args.layout)
     vocab = {t: j for j, t in enumerate(vocab_ids)}
     shipped = export_mmproj.load_vision(args.init)
     teacher = Gate(shipped, len(vocab_ids)).eval()
@@ -354,7 +349,7 @@ def main():
     for k in range(steps):
         batch = []
         for _ in range(args.batch):
-            batch.append(sample(pr, rng, vocab, image, (h, w), tasks))
+            batch.append(sample(pr, rng, vocab, image, (h, w), tasks, args.layout))
             image += 1
         px, windows, target = (list(v) for v in zip(*batch))
         cls_loss, off, keep, hits, n = losses(model, teacher, torch.cat(px), windows, torch.stack(target),

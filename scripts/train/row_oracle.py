@@ -69,6 +69,11 @@ def shape_words(pr, img, meta):
     return out
 
 
+def frame_tokens(pr, colour):
+    """(opening, closing) token lists of the caption frame around a sign's text: ' red sign says "' and '".'."""
+    return pr.encode(f' {colour} sign says "'), pr.encode('".')
+
+
 def sign_words(pr, img, meta, layout):
     """[(row index, token id)] for each sign, in reading order, as `--words layout` writes it: `cells` its colour and
     text tokens from its text's first character's cell, a cell each; `phrase` / `charphrase` the caption fragment
@@ -84,8 +89,7 @@ def sign_words(pr, img, meta, layout):
             centres = [cell(ox + (x0 + x1) / 2 * sx, oy + (y0 + y1) / 2 * sy) for _, x0, y0, x1, y1 in chars]
             cells = text_at_cells(pr, [ch for ch, *_ in chars], [i * CELLS + j for i, j in centres],
                                   layout == "paircells")
-            frame, close = ((pr.encode(f' {colour} sign says "'), pr.encode('".')) if layout != "charcells-bare"
-                            else ([], []))
+            frame, close = frame_tokens(pr, colour) if layout != "charcells-bare" else ([], [])
             first, end = cells[0][0] - len(frame), cells[-1][0] + 1
             out += [(first + n, t) for n, t in enumerate(frame) if first + n >= 0]
             out += [(r, t) for r, t in cells if r < CELLS * CELLS]
@@ -96,7 +100,8 @@ def sign_words(pr, img, meta, layout):
         if layout == "charphrase":
             # The text as one token per character: a segmentation the tokeniser never makes itself, but one a
             # vision side reading character by character could write.
-            seq = pr.encode(f' {colour} sign says "') + [t for ch in text for t in pr.encode(ch)] + pr.encode('".')
+            frame, close = frame_tokens(pr, colour)
+            seq = frame + [t for ch in text for t in pr.encode(ch)] + close
             start = i * CELLS + max(0, j - 3)
         elif layout == "phrase":
             seq = pr.encode(f' {colour} sign says "{text}".')
