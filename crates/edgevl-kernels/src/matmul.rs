@@ -389,7 +389,7 @@ pub fn matmul_many_biased(
     // Whole panels of the activation rows for the wide packed kernel, when a SIMD one is installed and a packed
     // weight takes it (the products' weights share one activation type, so one layout serves them all).
     let wide = k.packed_wide();
-    let wide_fmt = ws.iter().filter_map(|w| w.packed()).map(|p| p.format()).find(|&f| wide::supports(f));
+    let wide_fmt = ws.iter().filter_map(|w| w.packed()).map(|p| p.format()).find(|&f| wide.takes(f));
     let n_panels = if wide.is_simd() { wide_fmt.map_or(0, |_| m / LANES) } else { 0 };
     let panels_len = n_panels * nb * PANEL_BLOCK;
     if scratch.panels.len() < panels_len {
@@ -504,7 +504,7 @@ fn packed_tile(
     // does only for a SIMD wide kernel; `a0` is a multiple of the chunk, so of LANES); the rest to the row-lane
     // kernel.
     let laid_out = panels.len() / (nb * PANEL_BLOCK).max(1) * LANES;
-    let end = if wide::supports(pw.format()) { a1.min(laid_out) } else { a0 };
+    let end = if k.packed_wide().takes(pw.format()) { a1.min(laid_out) } else { a0 };
     let whole = a0 + end.saturating_sub(a0) / LANES * LANES;
     if whole > a0 {
         wide_tile(k.packed_wide(), pw, (p, panels), (r0, r1), (a0, whole));

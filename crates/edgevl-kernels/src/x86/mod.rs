@@ -89,6 +89,7 @@ pub(crate) fn upgrade(k: &mut Kernels, max: SimdLevel) {
     // each level is installed when present and allowed, the AVX-512 one last.
     if let Some(t) = AvxVnni::detect().filter(|_| max >= SimdLevel::AvxVnni) {
         k.set_packed(SimdLevel::AvxVnni, crate::packed::avx2::entry_vnni(t));
+        k.set_packed_wide(SimdLevel::AvxVnni, crate::packed::wide::avxvnni::entry(t));
     }
     let Some(t) = Avx512Vnni::detect().filter(|_| max >= SimdLevel::Avx512Vnni) else { return };
     let l = SimdLevel::Avx512Vnni;

@@ -11,7 +11,7 @@ use crate::x86::Avx512Vnni;
 
 /// The AVX-512 VNNI wide kernel, handed out only for the proof that the CPU has AVX-512 F/BW/VL/VNNI (and F16C).
 pub(crate) fn entry(_: Avx512Vnni) -> WideKernel {
-    WideKernel::simd((decode, dot))
+    WideKernel::simd((decode, dot, super::supports))
 }
 
 /// The decoder [`entry`] hands out.

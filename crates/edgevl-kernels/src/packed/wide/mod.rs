@@ -1,6 +1,6 @@
-//! The wide packed GEMM for prefill-sized products (AVX-512 VNNI): 16 activation rows in the 16 lanes of a vector
-//! and one weight row's 4 bytes broadcast, rather than 16 weight rows in the lanes and one activation row's 4 bytes
-//! broadcast as in the other packed kernels.
+//! The wide packed GEMM for prefill-sized products (AVX-512 VNNI; AVX-VNNI for Q8_0 only, [`avxvnni`]): 16
+//! activation rows in the 16 lanes of a vector and one weight row's 4 bytes broadcast, rather than 16 weight rows in
+//! the lanes and one activation row's 4 bytes broadcast as in the other packed kernels.
 //!
 //! Why: a block of 32 values costs every packed kernel, per 16 outputs, 8 `vpdpbusd` and a fixed float tail (the
 //! integer sum converted, the two scales multiplied, one FMA). The row-lane kernels also spend, per output row
@@ -24,6 +24,8 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avxvnni;
 
 use super::{ActMeta, PackedFormat, GROUP, QK};
 use crate::entry::KernelEntry;
@@ -158,21 +160,30 @@ impl<'a> WideTile<'a> {
     }
 }
 
+/// Whether a kernel build takes weights of this format (within [`supports`]).
+pub(crate) type TakesFn = fn(fmt: PackedFormat) -> bool;
+
 /// The wide packed GEMM entry of a kernel table ([`crate::Kernels::packed_wide`]): the scalar twins, or the SIMD
-/// decoder and kernel the table installed after detecting its CPU features.
-pub(crate) type WideKernel = KernelEntry<(DecodeFn, WideDotFn)>;
+/// decoder and kernel the table installed after detecting its CPU features, with the formats that build takes.
+pub(crate) type WideKernel = KernelEntry<(DecodeFn, WideDotFn, TakesFn)>;
 
 impl WideKernel {
     /// The scalar twins.
-    pub(crate) const SCALAR: WideKernel = KernelEntry::scalar((decode_scalar, dot_scalar));
+    pub(crate) const SCALAR: WideKernel = KernelEntry::scalar((decode_scalar, dot_scalar, supports));
+
+    /// Whether this build takes weights of format `fmt` (the matrix products send the others to the row-lane
+    /// kernels).
+    pub(crate) fn takes(&self, fmt: PackedFormat) -> bool {
+        supports(fmt) && (self.get().2)(fmt)
+    }
 
     /// Decodes one group of `nb` blocks (a [`super::PackedWeights::groups_bytes`] of one group) into `out`.
     ///
     /// # Panics
-    /// If the format has no wide kernel or a buffer is shorter than `nb` blocks.
+    /// If this build does not take the format or a buffer is shorter than `nb` blocks.
     pub(crate) fn decode(&self, fmt: PackedFormat, group: &[u8], nb: usize, out: &mut [u8]) {
         assert!(
-            supports(fmt)
+            self.takes(fmt)
                 && group.len() >= nb * (fmt.quant_tile() + fmt.scale_tile())
                 && out.len() >= nb * DEC_BLOCK,
             "wide decode: buffers shorter than {nb} blocks"
@@ -318,7 +329,7 @@ mod tests {
                             }
                         }
                     }
-                    for k in &levels {
+                    for k in levels.iter().filter(|k| k.packed_wide().takes(fmt)) {
                         let wide = k.packed_wide();
                         let mut got_dec = vec![0u8; nb * DEC_BLOCK];
                         wide.decode(fmt, p.groups_bytes(g, 1), nb, &mut got_dec);
