@@ -306,6 +306,8 @@ def main():
     ap.add_argument("--layout", choices=["paircells", "phrase", "charcells"], default="paircells",
                     help="the written cells when training (row_oracle.py --words); a checkpoint keeps its own")
     ap.add_argument("--init", default=ro.SHIPPED)
+    ap.add_argument("--tower", help="a read_pilot.py --save checkpoint (relative to the train cache) whose tower the "
+                    "trained model starts from; the frozen projector and the keep loss's teacher stay --init's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", help="the trained tower and head (relative to the train cache)")
     ap.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"),
@@ -338,6 +340,8 @@ def main():
     shipped = export_mmproj.load_vision(args.init)
     teacher = Gate(shipped, len(vocab_ids)).eval()
     model = Gate(shipped, len(vocab_ids), args.softmax)
+    if args.tower:
+        model.vision.vit.load_state_dict(export_mmproj.load_vision(args.tower).vit.state_dict())
     print(json.dumps({"classes": len(vocab_ids), "baseline": evaluate(teacher, llm, pr, vocab_ids, args, False)}),
           flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
