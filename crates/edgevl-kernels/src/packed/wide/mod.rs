@@ -186,7 +186,7 @@ impl WideKernel {
             self.takes(fmt)
                 && group.len() >= nb * (fmt.quant_tile() + fmt.scale_tile())
                 && out.len() >= nb * DEC_BLOCK,
-            "wide decode: buffers shorter than {nb} blocks"
+            "wide decode: {fmt:?} is not this build's, or buffers shorter than {nb} blocks"
         );
         (self.get().0)(fmt, group, nb, out);
     }
