@@ -504,10 +504,11 @@ fn packed_tile(
     // does only for a SIMD wide kernel; `a0` is a multiple of the chunk, so of LANES); the rest to the row-lane
     // kernel.
     let laid_out = panels.len() / (nb * PANEL_BLOCK).max(1) * LANES;
-    let end = if k.packed_wide().takes(pw.format()) { a1.min(laid_out) } else { a0 };
+    let wide = k.packed_wide();
+    let end = if wide.takes(pw.format()) { a1.min(laid_out) } else { a0 };
     let whole = a0 + end.saturating_sub(a0) / LANES * LANES;
     if whole > a0 {
-        wide_tile(k.packed_wide(), pw, (p, panels), (r0, r1), (a0, whole));
+        wide_tile(wide, pw, (p, panels), (r0, r1), (a0, whole));
     }
     let kern = k.packed();
     let mut buf = [0f32; GROUP * MAX_ACT];

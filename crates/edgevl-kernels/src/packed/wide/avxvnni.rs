@@ -2,12 +2,13 @@
 //! `vpdpbusd` but no AVX-512 (Intel client cores from Alder Lake on): the AVX-512 kernel's layouts and arithmetic,
 //! each 64-byte line taken as two 32-byte halves. Per half (8 activation rows in the 8 lanes of a vector) and block,
 //! each of 8 weight rows adds one chain of 8 `vpdpbusd`, a panel line at a time (the row's 4 signed bytes
-//! broadcast, its offset correction the chain's start), then one FMA; 16 vector registers hold the 8 chains, a line
-//! and the broadcasts, so the group's 16 weight rows take 2 passes over the blocks.
+//! broadcast, its offset correction the chain's start), then one FMA; the 8 chains, a line and the broadcasts fill
+//! the 16 vector registers (the float sums spill), so the group's 16 weight rows take 2 passes over the blocks.
 //!
-//! Q8_0 only: measured on a Xeon (Emerald Rapids) capped at AVX-VNNI, the so400m ViT's Q8_0 products made the
-//! encode 7% faster than the row-lane AVX-VNNI kernel, while Q4_0 (2.7B pp512) was no faster and Q4_1
-//! (SmolLM2-135M pp512) 12% slower, so those stay on the row-lane kernel.
+//! Q8_0 only: measured on a Xeon (Emerald Rapids) capped at AVX-VNNI against the row-lane AVX-VNNI kernel, the so400m
+//! ViT's 9-view encode (batches of 4 views) was 9% faster on two threads, on par on one, and a one-core one-tile
+//! microbenchmark (`vit_peak`) slower; Q4_0 (2.7B pp512) was no faster and Q4_1 (SmolLM2-135M pp512) 12% slower, so
+//! those stay on the row-lane kernel (docs/benchmarks.md, "AVX-VNNI wide kernel for Q8_0").
 
 use std::arch::x86_64::*;
 
@@ -85,8 +86,8 @@ fn dot(t: &WideTile, out: &mut [f32; GROUP * LANES]) {
     unsafe { dot_in(t, out) }
 }
 
-/// [`dot`]'s body, compiled for the kernel's features so that the accumulators stay in registers through the
-/// transposes and the stores.
+/// [`dot`]'s body, compiled for the kernel's features so that the transposes and the stores are inlined (outside a
+/// `target_feature` function each intrinsic is an out-of-line call).
 ///
 /// # Safety
 /// The CPU has the enabled features; the tile holds its shape.
