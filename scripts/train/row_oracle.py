@@ -74,17 +74,21 @@ def frame_tokens(pr, colour):
     return pr.encode(f' {colour} sign says "'), pr.encode('".')
 
 
-def sign_words(pr, img, meta, layout):
+def sign_words(pr, img, meta, layout, lower=False):
     """[(row index, token id)] for each sign, in reading order, as `--words layout` writes it: `cells` its colour and
     text tokens from its text's first character's cell, a cell each; `phrase` / `charphrase` the caption fragment
     from three cells before that (the text as the tokeniser cuts it / a token per character); `charcells` /
-    `paircells` / `charcells-bare` the text at the cells of its characters (`text_at_cells`), framed or not."""
+    `paircells` / `charcells-bare` the text at the cells of its characters (`text_at_cells`), framed or not;
+    `lower`: the text in lower case (the answers are compared case-blind, and a common word in lower case is one
+    token of the vocabulary where its capitals are several)."""
     sx, sy, ox, oy = to_view(img)
     boxes = data.char_boxes(meta)
     out, k = [], 0
     for text, colour in zip(meta["texts"], meta["sign_colours"]):
         chars = boxes[k:k + len(text)]
         k += len(text)
+        if lower:
+            text, chars = text.lower(), [(ch.lower(), *box) for ch, *box in chars]
         if layout in ("charcells", "charcells-bare", "paircells"):
             centres = [cell(ox + (x0 + x1) / 2 * sx, oy + (y0 + y1) / 2 * sy) for _, x0, y0, x1, y1 in chars]
             cells = text_at_cells(pr, [ch for ch, *_ in chars], [i * CELLS + j for i, j in centres],
@@ -184,6 +188,7 @@ def main():
     ap.add_argument("--task", choices=["shapes", "ocr"], required=True)
     ap.add_argument("--words", choices=["cells", "phrase", "charphrase", "charcells", "charcells-bare", "paircells"],
                     default="cells")
+    ap.add_argument("--lower", action="store_true", help="signs: write the text in lower case")
     ap.add_argument("--rest", choices=["shipped", "blank", "none"], default="shipped")
     ap.add_argument("--write", default="replace",
                     help="how a written row takes its word: replace (the word's embedding), add:S (the computed "
@@ -204,7 +209,7 @@ def main():
     emb = llm.p("model.embed_tokens.weight")
     if a.row_hits:
         hits = row_hits(pr, model, emb, val_images(a.task, a.images),
-                        lambda img, meta: sign_words(pr, img, meta, a.words) if a.task == "ocr"
+                        lambda img, meta: sign_words(pr, img, meta, a.words, a.lower) if a.task == "ocr"
                         else shape_words(pr, img, meta))
         print(json.dumps({"mmproj": a.mmproj, "words": a.words, "images": a.images, "nearest_token_hits": hits,
                           "text_tokens_moved_a_cell": f"{SHIFTED[0]}/{SHIFTED[1]}"}))
@@ -216,7 +221,7 @@ def main():
         if a.rest == "blank":
             rows[:] = emb[first_token(pr, " ")]
         if a.rest != "none":
-            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, a.words)
+            words = shape_words(pr, img, meta) if a.task == "shapes" else sign_words(pr, img, meta, a.words, a.lower)
             for r, t in words:
                 rows[r] = written(a.write, rows[r], emb[t])
         answers = vlm.greedy_answers(llm, pr, rows, [q["question"] for q in qs], 12)
@@ -224,7 +229,8 @@ def main():
             data.tally(tally, q, ans)
             rows_out.append({"index": i, "question": q["question"], "answer": q["answer"], "llm": ans})
         print(f"{i + 1} images, {time.time() - t0:.0f} s", file=sys.stderr, end="\r")
-    summary = {"task": a.task, "words": a.words, "rest": a.rest, "write": a.write, "images": a.images, "per_type": tally}
+    summary = {"task": a.task, "words": a.words, "lower": a.lower, "rest": a.rest, "write": a.write,
+               "images": a.images, "per_type": tally}
     print(json.dumps(summary))
     for r in rows_out[:4]:
         print(f"  {r['question']!r} -> {r['llm']!r} (truth {r['answer']!r})", file=sys.stderr)
