@@ -84,11 +84,14 @@ fn main() {
         let peak = if dtype == DType::F16 { Some(fma) } else { int8 };
         report(name, 2.0 * (TOKENS * rows * cols) as f64, secs, peak);
     }
-    // Attention of one head: S = Q K^T ([729 x 72] x [72 x 729]), O = P V ([729 x 729] x [729 x 72]).
+    // Attention of one head: S = Q K^T ([729 x 72] x [72 x 729]), O = P V ([729 x 729] x [729 x 72]), whole and as
+    // `head_attention` computes it, a block of 48 queries at a time.
     let gemm = k.sgemm();
     for (name, (m, n, kk)) in [
         ("sgemm scores (729 x 729 x 72)", (TOKENS, TOKENS, HD)),
         ("sgemm values (729 x 72 x 729)", (TOKENS, HD, TOKENS)),
+        ("ViT scores (48 x 729 x 72)", (48, TOKENS, HD)),
+        ("ViT values (48 x 72 x 729)", (48, HD, TOKENS)),
         // The LLM's prefill attention (one task: 48 queries of a 128-wide head over 1600 cached positions).
         ("prefill scores (48 x 1600 x 128)", (48, 1600, 128)),
         ("prefill values (48 x 128 x 1600)", (48, 128, 1600)),
