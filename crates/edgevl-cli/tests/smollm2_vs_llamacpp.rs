@@ -60,7 +60,11 @@ fn greedy_continuations_match_llama_completion_up_to_a_near_tie() {
         let argmax = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }) as u64;
         let ours: Vec<u64> = rows.iter().map(|r| argmax(r)).collect();
         let Some(k) = ours.iter().zip(&want).position(|(a, b)| a != b) else {
-            assert_eq!(ours.len(), want.len(), "{prompt:?}: edgevl stopped early without parting from llama.cpp");
+            assert_eq!(
+                ours.len(),
+                want.len(),
+                "{prompt:?}: edgevl stopped early without parting from llama.cpp"
+            );
             identical += 1;
             agreed += want.len();
             continue;
