@@ -12,6 +12,7 @@ mod gen_random;
 mod info;
 mod npy;
 mod perplexity;
+mod progress_bar;
 mod run;
 mod serve;
 mod tiles;

@@ -162,6 +162,7 @@ pub struct RunArgs {
 /// Run `edgevl run`.
 pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     let mut session = a.model.load_with_vision(&a.vision, kernels)?;
+    session.set_progress(crate::progress_bar::on_terminal());
     let dump = a.dump.hook();
     if let Some((_, hook)) = &dump {
         session.set_decoder_hook(hook.clone())?;

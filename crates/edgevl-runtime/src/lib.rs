@@ -38,6 +38,7 @@
 mod error;
 mod image;
 mod perplexity;
+mod progress;
 mod sampler;
 mod segment;
 mod session;
@@ -53,6 +54,7 @@ pub use image::{
     TilingChoice, MEDIA_MARKER,
 };
 pub use perplexity::{perplexity, ModelRef, PerplexityResult};
+pub use progress::{Progress, ProgressFn};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
 pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};

@@ -3,16 +3,19 @@
 //! with the tiny llama (width 64): the prompt's image block is exactly the encoder's output for
 //! the image's tiles (global view first) at the marker, the session's logits equal one decoder
 //! pass over [tokens, embeddings, tokens], a second attach of the same image runs the ViT zero
-//! times, pipelined and encode-on-demand give the same rows, and bad input is a clear error.
+//! times, pipelined and encode-on-demand give the same rows, progress is told per ViT batch and
+//! prefill chunk, and bad input is a clear error.
 
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use edgevl_model::{DecoderInput, KvType, LogitsWanted};
 use edgevl_runtime::{
-    ImageConfig, RuntimeError, Sampler, SamplerConfig, Segment, Session, SessionConfig, MEDIA_MARKER,
+    ImageConfig, Progress, RuntimeError, Sampler, SamplerConfig, Segment, Session, SessionConfig,
+    MEDIA_MARKER,
 };
 use edgevl_vision::{load_image, make_tiles, LoadLimits, Preprocess, Strategy, TilingParams};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 fn llm() -> PathBuf {
     edgevl_testdata::fixture("tiny-llama-spm/model.gguf")
@@ -176,6 +179,43 @@ fn pipelined_and_on_demand_encoding_give_the_same_rows() {
     assert!(stats.image_wait_ms > 0.0);
     let (segments, _) = s.conversation_segments().unwrap();
     assert_eq!(image_blocks(&segments)[0], &sequential[..]);
+}
+
+#[test]
+fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut s = session(ImageConfig { vit_batch: 2, ..ImageConfig::default() });
+    let sink = log.clone();
+    s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
+    let info = s.add_image(wide_image()).unwrap();
+    let stats = s.ask(&format!("Look: {MEDIA_MARKER} What is it?"), 2, &mut greedy(), |_| true).unwrap();
+    let events = log.lock().unwrap().clone();
+    let views = info.plan.views() as usize;
+    let image: Vec<Progress> =
+        events.iter().copied().filter(|p| matches!(p, Progress::ImageViews { .. })).collect();
+    // One report a batch of two views, the last at every view.
+    let want: Vec<Progress> = (1..=views.div_ceil(2))
+        .map(|k| Progress::ImageViews { done: (2 * k).min(views), total: views })
+        .collect();
+    assert_eq!(image, want);
+    let prefill: Vec<(usize, usize)> = events
+        .iter()
+        .filter_map(|p| match *p {
+            Progress::Prefill { done, total } => Some((done, total)),
+            Progress::ImageViews { .. } => None,
+        })
+        .collect();
+    // One report a forward pass of at most a chunk (64 here; text and image rows go in separate passes), rising
+    // to the positions this turn computed.
+    assert!(prefill.len() >= stats.prefilled_tokens.div_ceil(64), "{prefill:?}");
+    assert!(prefill.iter().all(|&(_, total)| total == stats.prefilled_tokens), "{prefill:?}");
+    assert_eq!(prefill.last().map(|p| p.0), Some(stats.prefilled_tokens));
+    let steps: Vec<usize> = std::iter::once(0).chain(prefill.iter().map(|p| p.0)).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1] && w[1] - w[0] <= 64), "{prefill:?}");
+    // With no observer nothing more is told.
+    s.set_progress(None);
+    s.ask("And then?", 1, &mut greedy(), |_| true).unwrap();
+    assert_eq!(log.lock().unwrap().len(), events.len());
 }
 
 #[test]

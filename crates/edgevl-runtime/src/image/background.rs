@@ -4,7 +4,7 @@
 
 use super::cache::EmbeddingCache;
 use super::encoder::{ImageEncoder, PreparedImage};
-use crate::RuntimeError;
+use crate::{Progress, ProgressFn, RuntimeError};
 use edgevl_kernels::ThreadPool;
 use edgevl_vision::Plan;
 use std::collections::HashMap;
@@ -76,6 +76,8 @@ struct Shared {
     encode_us: AtomicUsize,
     /// Set when the session goes away: the worker stops between two ViT batches.
     stop: AtomicBool,
+    /// Told of each encoding's views as its batches finish.
+    progress: Mutex<Option<ProgressFn>>,
 }
 
 /// An attached image whose embeddings may still be on their way.
@@ -113,6 +115,7 @@ impl BackgroundEncoder {
             cache_hits: AtomicUsize::new(0),
             encode_us: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            progress: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let (enc, sh) = (encoder.clone(), shared.clone());
@@ -129,7 +132,13 @@ impl BackgroundEncoder {
                         continue;
                     }
                     let t0 = Instant::now();
-                    let outcome = enc.encode(&job.image, &pool, &sh.stop).map(Arc::<[f32]>::from);
+                    let (observer, total) = (lock(&sh.progress).clone(), job.image.plan.views() as usize);
+                    let encoded = |done| {
+                        if let Some(f) = &observer {
+                            f(Progress::ImageViews { done, total });
+                        }
+                    };
+                    let outcome = enc.encode(&job.image, &pool, &sh.stop, &encoded).map(Arc::<[f32]>::from);
                     sh.encode_us.fetch_add(t0.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if let Ok(rows) = &outcome {
                         sh.tiles_encoded.fetch_add(job.image.plan.views() as usize, Ordering::Relaxed);
@@ -146,6 +155,11 @@ impl BackgroundEncoder {
     /// The encoder (for preparing images on the caller's thread).
     pub(crate) fn encoder(&self) -> &ImageEncoder {
         &self.encoder
+    }
+
+    /// Tells `observer` (or no one) of the views of each encoding from its next one on.
+    pub(crate) fn set_progress(&self, observer: Option<ProgressFn>) {
+        *lock(&self.shared.progress) = observer;
     }
 
     /// Queues `image` (at once when `ahead`, else when first waited for) unless its embeddings

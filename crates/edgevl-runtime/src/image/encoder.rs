@@ -138,20 +138,25 @@ impl ImageEncoder {
     }
 
     /// The embeddings `[views * 196, d]` of a prepared image, global view first, computed
-    /// `vit_batch` views at a time; `stop` is checked between batches.
+    /// `vit_batch` views at a time; `stop` is checked between batches, and `encoded(views)` is
+    /// called after each with the views encoded so far.
     pub(crate) fn encode(
         &self,
         p: &PreparedImage,
         pool: &ThreadPool,
         stop: &AtomicBool,
+        encoded: &dyn Fn(usize),
     ) -> Result<Vec<f32>, RuntimeError> {
         let batch = self.cfg.vit_batch;
         let mut out = Vec::new();
+        let mut views = 0;
         let mut encode_batch = |tiles: &[f32], n: usize| -> Result<(), RuntimeError> {
             if stop.load(Ordering::Relaxed) {
                 return Err(RuntimeError::Cancelled);
             }
             out.extend(self.encoder.encode_tiles(tiles, n, n, pool)?);
+            views += n;
+            encoded(views);
             Ok(())
         };
         if !self.cfg.pipelined {

@@ -14,7 +14,7 @@ pub use turn::Generation;
 
 use crate::image::{BackgroundEncoder, ImageConfig, ImageEncoder, PendingImage};
 use crate::segment::Cell;
-use crate::{RuntimeError, SessionStats, TurnStats};
+use crate::{ProgressFn, RuntimeError, SessionStats, TurnStats};
 use edgevl_gguf::GgufFile;
 use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::{Decoder, Hook, KvCache, KvType, RunState};
@@ -86,6 +86,8 @@ pub struct Session {
     /// What each KV-cache position holds; always as long as the cache.
     cells: Vec<Cell>,
     cancel: Arc<AtomicBool>,
+    /// Told of each prefill chunk ([`Session::set_progress`]).
+    progress: Option<ProgressFn>,
     totals: Totals,
     /// Images attached but not yet bound to a user message.
     pending_images: Vec<PendingImage>,
@@ -150,6 +152,7 @@ impl Session {
             messages: Vec::new(),
             cells: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
+            progress: None,
             totals: Totals::default(),
             pending_images: Vec::new(),
             images: Vec::new(),
@@ -178,6 +181,7 @@ impl Session {
             messages: Vec::new(),
             cells: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
+            progress: None,
             totals: Totals::default(),
             pending_images: Vec::new(),
             images: Vec::new(),
@@ -265,6 +269,16 @@ impl Session {
     /// starts.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// Tells `observer` (or, with `None`, no one) how the long steps of the turns from now on
+    /// advance: each prefill chunk on this thread, and each ViT batch of an image on the image
+    /// encoder's (which siblings share, so the observer of its batches is theirs too).
+    pub fn set_progress(&mut self, observer: Option<ProgressFn>) {
+        if let Some(v) = &self.vision {
+            v.set_progress(observer.clone());
+        }
+        self.progress = observer;
     }
 
     /// Use `flag` as the cancel flag from now on (see [`Session::cancel_flag`]), e.g. one per

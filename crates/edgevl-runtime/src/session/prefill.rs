@@ -3,7 +3,7 @@
 
 use super::Session;
 use crate::segment::{common_prefix, pieces, Cell, Piece, Segment};
-use crate::RuntimeError;
+use crate::{Progress, RuntimeError};
 use edgevl_model::{DecoderInput, LogitsWanted};
 use std::sync::atomic::Ordering;
 
@@ -76,6 +76,9 @@ impl Session {
             let want = if i == last { LogitsWanted::Last } else { LogitsWanted::None };
             self.decoder.forward(input, &mut self.kv, &mut self.state, &self.pool, want)?;
             self.cells.extend(piece.cells(d));
+            if let Some(f) = &self.progress {
+                f(Progress::Prefill { done: self.cells.len() - reused, total: target.len() - reused });
+            }
         }
         Ok(PrefillReport { reused, prefilled: target.len() - reused })
     }

@@ -1,0 +1,27 @@
+//! Progress of a turn's long steps, for a front end to show while the user waits: the image's
+//! views through the ViT and the prompt's positions through the decoder.
+
+use std::sync::Arc;
+
+/// One step of a long turn, as [`crate::Session::set_progress`]'s observer receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// `done` of an image's `total` views encoded (after each ViT batch, on the image encoder's thread).
+    ImageViews {
+        /// Views encoded so far.
+        done: usize,
+        /// The image's views.
+        total: usize,
+    },
+    /// `done` of a prefill's `total` positions through the decoder (after each chunk, on the
+    /// session's thread; positions reused from the KV cache are not counted).
+    Prefill {
+        /// Positions computed so far.
+        done: usize,
+        /// Positions this prefill computes.
+        total: usize,
+    },
+}
+
+/// Receives [`Progress`] from the session's thread and from the image encoder's.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
