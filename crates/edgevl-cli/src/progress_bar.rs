@@ -1,9 +1,9 @@
 //! The long steps of a turn on a terminal (`run`, `chat`): a bar for an image's views through the ViT, then one
-//! for the prompt's positions through the decoder, each cleared when its step ends, so the answer is written below
-//! no bar.
+//! for the prompt's positions through the decoder, each cleared when its step ends (or the observer is dropped, as
+//! after an error or a cancel), so the answer is written below no bar.
 
 use edgevl_runtime::{Progress, ProgressFn};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +41,7 @@ pub fn on_terminal() -> Option<ProgressFn> {
 /// A bar of `total` image views (`views`) or prompt positions.
 fn new_bar(views: bool, total: usize) -> ProgressBar {
     let (what, unit) = if views { ("encoding the image", "views") } else { ("reading the prompt", "tokens") };
-    let bar = ProgressBar::new(total as u64);
+    let bar = ProgressBar::new(total as u64).with_finish(ProgressFinish::AndClear);
     bar.set_style(
         ProgressStyle::with_template(&format!("{what} [{{bar:30}}] {{pos}}/{{len}} {unit}, ETA {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
