@@ -6,15 +6,16 @@ use std::sync::Arc;
 /// One step of a long turn, as [`crate::Session::set_progress`]'s observer receives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// `done` of an image's `total` views encoded (after each ViT batch, on the image encoder's thread).
+    /// `done` of an image's `total` views encoded (at 0 when its encoding starts, then after each ViT batch; on
+    /// the image encoder's thread).
     ImageViews {
         /// Views encoded so far.
         done: usize,
         /// The image's views.
         total: usize,
     },
-    /// `done` of a prefill's `total` positions through the decoder (after each chunk, on the
-    /// session's thread; positions reused from the KV cache are not counted).
+    /// `done` of a prefill's `total` positions through the decoder (at 0 when it starts, then after each chunk;
+    /// on the session's thread; positions reused from the KV cache are not counted).
     Prefill {
         /// Positions computed so far.
         done: usize,

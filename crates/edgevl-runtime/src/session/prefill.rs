@@ -65,6 +65,13 @@ impl Session {
         self.cells.truncate(reused);
         let todo = pieces(segments, reused, self.chunk, d);
         let last = todo.len().saturating_sub(1);
+        let total = target.len() - reused;
+        let tell = |done| {
+            if let Some(f) = &self.progress {
+                f(Progress::Prefill { done, total });
+            }
+        };
+        tell(0);
         for (i, piece) in todo.iter().enumerate() {
             if i > 0 && self.cancel.load(Ordering::Relaxed) {
                 return Err(RuntimeError::Cancelled);
@@ -76,11 +83,9 @@ impl Session {
             let want = if i == last { LogitsWanted::Last } else { LogitsWanted::None };
             self.decoder.forward(input, &mut self.kv, &mut self.state, &self.pool, want)?;
             self.cells.extend(piece.cells(d));
-            if let Some(f) = &self.progress {
-                f(Progress::Prefill { done: self.cells.len() - reused, total: target.len() - reused });
-            }
+            tell(self.cells.len() - reused);
         }
-        Ok(PrefillReport { reused, prefilled: target.len() - reused })
+        Ok(PrefillReport { reused, prefilled: total })
     }
 
     /// [`Session::prefill`] of the conversation as [`Session::conversation_segments`] lays it out.
