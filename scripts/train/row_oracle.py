@@ -211,7 +211,8 @@ def main():
         hits = row_hits(pr, model, emb, val_images(a.task, a.images),
                         lambda img, meta: sign_words(pr, img, meta, a.words, a.lower) if a.task == "ocr"
                         else shape_words(pr, img, meta))
-        print(json.dumps({"mmproj": a.mmproj, "words": a.words, "images": a.images, "nearest_token_hits": hits,
+        print(json.dumps({"mmproj": a.mmproj, "words": a.words, "lower": a.lower, "images": a.images,
+                          "nearest_token_hits": hits,
                           "text_tokens_moved_a_cell": f"{SHIFTED[0]}/{SHIFTED[1]}"}))
         return
     tally, rows_out, t0 = {}, [], time.time()

@@ -24,10 +24,8 @@ pub fn on_terminal() -> Option<ProgressFn> {
         };
         // A panic elsewhere cannot leave the bar half-updated.
         let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(v, _)| *v != views) {
-            if let Some((_, bar)) = current.take() {
-                bar.finish_and_clear();
-            }
+        if let Some((_, bar)) = current.take_if(|(v, _)| *v != views) {
+            bar.finish_and_clear();
         }
         let (_, bar) = current.get_or_insert_with(|| (views, new_bar(views, total)));
         bar.set_position(done as u64);

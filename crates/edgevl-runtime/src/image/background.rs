@@ -141,7 +141,7 @@ impl BackgroundEncoder {
                     let outcome = enc.encode(&job.image, &pool, &sh.stop, &encoded).map(Arc::<[f32]>::from);
                     sh.encode_us.fetch_add(t0.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if let Ok(rows) = &outcome {
-                        sh.tiles_encoded.fetch_add(job.image.plan.views() as usize, Ordering::Relaxed);
+                        sh.tiles_encoded.fetch_add(total, Ordering::Relaxed);
                         lock(&sh.cache).insert(key, rows.clone());
                     }
                     lock(&sh.in_flight).remove(&key);
