@@ -8,7 +8,7 @@ cache with `Model.session()`, and look at the tiling (`tiles`) and the image emb
 """
 
 import os
-from typing import Iterator, Literal, Mapping, Sequence, TypedDict, Union
+from typing import Callable, Iterator, Literal, Mapping, Sequence, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,11 @@ class GenOptions(TypedDict, total=False):
     """1.0 (off), over the last 64 tokens"""
     seed: int | None
     """None: the runtime's default seed, as `edgevl run` without --seed."""
+    progress: Callable[[str, int, int], object] | None
+    """Called on the calling thread with (step, done, total) while the turn waits for its images
+    ("image", views encoded; an image encoded ahead reports from where it has got to) and prefills
+    ("prefill", prompt positions computed); an exception it raises stops the reply, as Ctrl-C
+    does, and is raised."""
     stream: bool
     """False; True returns a TextStream of the reply's pieces."""
 

@@ -175,12 +175,15 @@ impl Model {
     ///
     /// Keyword options, defaults as `edgevl run`'s: `max_tokens` (128; None = up to the end of
     /// the context), `temperature` (0.8; 0 = greedy), `top_p` (0.95), `top_k` (40), `min_p`
-    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False). Returns the reply, or with
-    /// `stream=True` a `TextStream` iterating over its pieces. The KV cache is kept between calls: a follow-up that repeats the conversation so far
-    /// prefills only what is new. Generation releases the GIL; Ctrl-C stops it (the
-    /// KeyboardInterrupt is raised once it has stopped).
+    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False), `progress` (None, or a callable
+    /// taking `(step, done, total)`, called on this thread while the images are encoded ("image",
+    /// views) and the prompt is prefilled ("prefill", positions); an exception it raises stops the
+    /// reply as Ctrl-C does). Returns the reply, or with `stream=True` a `TextStream` iterating
+    /// over its pieces. The KV cache is kept between calls: a follow-up that repeats the
+    /// conversation so far prefills only what is new. Generation releases the GIL; Ctrl-C stops
+    /// it (the KeyboardInterrupt is raised once it has stopped).
     #[pyo3(signature = (messages, images = None, **options),
-        text_signature = "($self, messages, images=None, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stream=False)")]
+        text_signature = "($self, messages, images=None, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stream=False, progress=None)")]
     fn chat(
         &self,
         py: Python<'_>,
@@ -188,7 +191,7 @@ impl Model {
         images: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let GenOptions { n_predict, sampler, stream } = GenOptions::from_kwargs("chat", options)?;
+        let GenOptions { n_predict, sampler, stream, progress } = GenOptions::from_kwargs("chat", options)?;
         let mut messages = parse_messages(messages)?;
         let inputs = match images {
             None => Vec::new(),
@@ -226,7 +229,7 @@ impl Model {
         };
         let lease = py.detach(|| self.inner.checkout(&messages)).map_err(runtime_error)?;
         let slot = lease.slot.clone();
-        let started = run_turn(py, &slot, sampler, false, stream, |s, sampler| {
+        let started = run_turn(py, &slot, sampler, false, (stream, progress), |s, sampler| {
             s.set_conversation(messages, pending)?;
             s.start_reply(n_predict, sampler)
         })?;

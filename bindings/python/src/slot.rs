@@ -4,7 +4,9 @@
 //! lets a Ctrl-C in the main thread stop a generation running with the GIL released.
 
 use crate::EdgevlError;
-use edgevl_runtime::{Finish, Generation, RuntimeError, Sampler, SamplerConfig, Session};
+use edgevl_runtime::{
+    Finish, Generation, Progress, ProgressFn, RuntimeError, Sampler, SamplerConfig, Session,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -149,16 +151,43 @@ pub(crate) enum Started {
 
 /// Starts a turn on `slot` with `start` and, unless `stream`, runs it to its end, with the GIL
 /// released and Ctrl-C stopping it ([`interruptible`]); an interrupted stream is closed.
+/// `progress` is called on this thread with `(step, done, total)` as the turn waits for its images
+/// ("image", views) and prefills ("prefill", positions); an exception it raises stops the turn as a
+/// Ctrl-C does and is raised.
 pub(crate) fn run_turn(
     py: Python<'_>,
     slot: &Slot,
     sampler: SamplerConfig,
     keep_reply: bool,
-    stream: bool,
+    (stream, progress): (bool, Option<Py<PyAny>>),
     start: impl FnOnce(&mut Session, &mut Sampler) -> Result<Generation, RuntimeError> + Send,
 ) -> PyResult<Started> {
-    let (out, interrupted) = interruptible(py, slot.cancel_flag(), || {
-        let id = slot.begin(sampler, keep_reply, start)?;
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let observer: Option<ProgressFn> = progress.as_ref().map(|_| {
+        let (sink, caller) = (reports.clone(), std::thread::current());
+        Arc::new(move |p| {
+            lock(&sink).push(p);
+            caller.unpark();
+        }) as ProgressFn
+    });
+    let mut deliver = |py: Python<'_>| -> PyResult<()> {
+        let Some(f) = &progress else { return Ok(()) };
+        for p in std::mem::take(&mut *lock(&reports)) {
+            let (step, done, total) = match p {
+                Progress::ImageViews { done, total } => ("image", done, total),
+                Progress::Prefill { done, total } => ("prefill", done, total),
+            };
+            f.call1(py, (step, done, total))?;
+        }
+        Ok(())
+    };
+    let (out, interrupted) = interruptible(py, slot.cancel_flag(), &mut deliver, || {
+        let id = slot.begin(sampler, keep_reply, |session, sampler| {
+            session.set_progress(observer);
+            let generation = start(session, sampler);
+            session.set_progress(None);
+            generation
+        })?;
         if stream {
             Ok(Started::Stream(id))
         } else {
@@ -177,13 +206,15 @@ pub(crate) fn run_turn(
 
 /// Runs `work` on a helper thread while this thread, with the GIL released, waits for it and
 /// looks for a Ctrl-C every few milliseconds (Python runs signal handlers only in the main
-/// thread, and only when asked). On a KeyboardInterrupt (or any exception a signal handler
-/// raises) `cancel` is set until `work` returns, which stops the generation at its next check,
-/// and the exception is returned beside `work`'s result (the caller raises it once it has tidied up). A panic of
+/// thread, and only when asked), calling `poll` with the GIL at each look and once more at the end.
+/// On a KeyboardInterrupt (or any exception a signal handler or `poll` raises) `cancel` is set
+/// until `work` returns, which stops the generation at its next check, and the exception is
+/// returned beside `work`'s result (the caller raises it once it has tidied up). A panic of
 /// `work` is an `EdgevlError`.
 pub(crate) fn interruptible<T: Send>(
     py: Python<'_>,
     cancel: &AtomicBool,
+    poll: &mut dyn FnMut(Python<'_>) -> PyResult<()>,
     work: impl FnOnce() -> T + Send,
 ) -> (PyResult<T>, Option<PyErr>) {
     let mut interrupted: Option<PyErr> = None;
@@ -194,15 +225,19 @@ pub(crate) fn interruptible<T: Send>(
             caller.unpark();
             out
         });
-        while !worker.is_finished() {
-            py.detach(|| std::thread::park_timeout(SIGNAL_POLL));
+        loop {
+            let finished = worker.is_finished();
             if interrupted.is_none() {
-                interrupted = py.check_signals().err();
+                interrupted = py.check_signals().and_then(|_| poll(py)).err();
+            }
+            if finished {
+                break;
             }
             if interrupted.is_some() {
                 // Set again at every poll: a turn clears the flag when its prefill starts.
                 cancel.store(true, Ordering::Relaxed);
             }
+            py.detach(|| std::thread::park_timeout(SIGNAL_POLL));
         }
         worker.join()
     });
@@ -220,7 +255,8 @@ pub(crate) fn interruptible<T: Send>(
 /// The generation options `chat` and `ask` take as keyword arguments (defaults as `edgevl
 /// run`'s): `max_tokens` (128; None = to the end of the context), `temperature` (0.8; 0 =
 /// greedy), `top_p` (0.95), `top_k` (40), `min_p` (0.05), `repeat_penalty` (1.0), `seed`
-/// (None: the runtime's default seed, as `edgevl run` without `--seed`), `stream` (False).
+/// (None: the runtime's default seed, as `edgevl run` without `--seed`), `stream` (False),
+/// `progress` (None; see [`run_turn`]).
 pub(crate) struct GenOptions {
     /// Tokens to generate at most.
     pub(crate) n_predict: usize,
@@ -228,13 +264,16 @@ pub(crate) struct GenOptions {
     pub(crate) sampler: SamplerConfig,
     /// Return a `TextStream` instead of the text.
     pub(crate) stream: bool,
+    /// Called with the turn's progress.
+    pub(crate) progress: Option<Py<PyAny>>,
 }
 
 impl GenOptions {
     /// Reads the keyword arguments of `function` (TypeError for an unknown one, ValueError for
     /// a bad value).
     pub(crate) fn from_kwargs(function: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let mut o = GenOptions { n_predict: 128, sampler: SamplerConfig::default(), stream: false };
+        let mut o =
+            GenOptions { n_predict: 128, sampler: SamplerConfig::default(), stream: false, progress: None };
         let c = &mut o.sampler;
         for (key, value) in kwargs.into_iter().flat_map(|kw| kw.iter()) {
             let key: String = key.extract()?;
@@ -258,6 +297,14 @@ impl GenOptions {
                     }
                 }
                 "stream" => o.stream = value.extract()?,
+                "progress" if value.is_none() => o.progress = None,
+                "progress" if value.is_callable() => o.progress = Some(value.clone().unbind()),
+                "progress" => {
+                    return Err(PyTypeError::new_err(format!(
+                        "progress must be a callable (step, done, total) or None, got {}",
+                        value.get_type().name()?
+                    )))
+                }
                 _ => {
                     return Err(PyTypeError::new_err(format!(
                         "{function}() got an unexpected keyword argument '{key}'"

@@ -151,8 +151,8 @@ impl Chat<'_> {
             _ => {
                 let mut out = stdout.lock();
                 self.answering.store(true, Ordering::Relaxed);
-                // Bars only while the turn runs: an image encoded ahead (while the user types) started without
-                // an observer, so no bar is drawn over the line being typed.
+                // Bars only while the turn runs, so none is drawn over the line being typed (an image encoded
+                // ahead while the user typed shows its bar from where its encoding has got to).
                 self.session.set_progress(crate::progress_bar::on_terminal());
                 let stats = self.session.ask(text, self.args.gen.n_predict, &mut self.sampler, |piece| {
                     out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok()

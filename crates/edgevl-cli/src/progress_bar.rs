@@ -27,7 +27,7 @@ pub fn on_terminal() -> Option<ProgressFn> {
         if let Some((_, bar)) = current.take_if(|(v, _)| *v != views) {
             bar.finish_and_clear();
         }
-        let (_, bar) = current.get_or_insert_with(|| (views, new_bar(views, total)));
+        let (_, bar) = current.get_or_insert_with(|| (views, new_bar(views, done, total)));
         bar.set_position(done as u64);
         if done >= total {
             bar.finish_and_clear();
@@ -36,8 +36,9 @@ pub fn on_terminal() -> Option<ProgressFn> {
     }))
 }
 
-/// A bar of `total` image views (`views`) or prompt positions.
-fn new_bar(views: bool, total: usize) -> ProgressBar {
+/// A bar of `total` image views (`views`) or prompt positions, `done` of them before it is drawn (an image encoded
+/// ahead may be part way), its ETA counted from there.
+fn new_bar(views: bool, done: usize, total: usize) -> ProgressBar {
     let (what, unit) = if views { ("encoding the image", "views") } else { ("reading the prompt", "tokens") };
     let bar = ProgressBar::new(total as u64).with_finish(ProgressFinish::AndClear);
     bar.set_style(
@@ -45,5 +46,9 @@ fn new_bar(views: bool, total: usize) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    // The estimator takes the steps of a `set_position` as made since the last; a reset after the first keeps
+    // those made before the bar out of its rate.
+    bar.set_position(done as u64);
+    bar.reset_eta();
     bar
 }

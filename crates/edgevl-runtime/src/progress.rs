@@ -6,8 +6,8 @@ use std::sync::Arc;
 /// One step of a long turn, as [`crate::Session::set_progress`]'s observer receives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// `done` of an image's `total` views encoded (at 0 when its encoding starts, then after each ViT batch; on
-    /// the image encoder's thread).
+    /// `done` of an image's `total` views encoded, while a turn waits for the image (first the views encoded so
+    /// far, 0 if none, then after each ViT batch; nothing for an image whose embeddings are ready).
     ImageViews {
         /// Views encoded so far.
         done: usize,
@@ -15,7 +15,7 @@ pub enum Progress {
         total: usize,
     },
     /// `done` of a prefill's `total` positions through the decoder (at 0 when it starts, then after each chunk;
-    /// on the session's thread; positions reused from the KV cache are not counted).
+    /// positions reused from the KV cache are not counted).
     Prefill {
         /// Positions computed so far.
         done: usize,
@@ -24,5 +24,5 @@ pub enum Progress {
     },
 }
 
-/// Receives [`Progress`] from the session's thread and from the image encoder's.
+/// Receives [`Progress`], on the session's thread.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;

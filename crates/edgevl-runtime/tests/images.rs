@@ -184,7 +184,8 @@ fn pipelined_and_on_demand_encoding_give_the_same_rows() {
 #[test]
 fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut s = session(ImageConfig { vit_batch: 2, ..ImageConfig::default() });
+    // Encoding ahead off: the turn queues the image as it starts waiting, so it sees every batch.
+    let mut s = session(ImageConfig { vit_batch: 2, encode_ahead: false, ..ImageConfig::default() });
     let sink = log.clone();
     s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
     let info = s.add_image(wide_image()).unwrap();
@@ -198,23 +199,36 @@ fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
         .map(|k| Progress::ImageViews { done: (2 * k).min(views), total: views })
         .collect();
     assert_eq!(image, want);
-    let prefill: Vec<(usize, usize)> = events
-        .iter()
-        .filter_map(|p| match *p {
-            Progress::Prefill { done, total } => Some((done, total)),
-            Progress::ImageViews { .. } => None,
-        })
-        .collect();
+    let prefill = prefill_reports(&events);
     // One report at the start, then one a forward pass of at most a chunk (64 here; text and image rows go in
     // separate passes), rising to the positions this turn computed.
     assert!(prefill.len() > stats.prefilled_tokens.div_ceil(64), "{prefill:?}");
     assert!(prefill.iter().all(|&(_, total)| total == stats.prefilled_tokens), "{prefill:?}");
     assert_eq!((prefill[0].0, prefill.last().map(|p| p.0)), (0, Some(stats.prefilled_tokens)));
     assert!(prefill.windows(2).all(|w| w[0].0 < w[1].0 && w[1].0 - w[0].0 <= 64), "{prefill:?}");
+    // The same image again: its embeddings are ready, so only the prefill is told.
+    assert!(s.add_image(wide_image()).unwrap().cached);
+    let stats = s.ask(&format!("And {MEDIA_MARKER}?"), 1, &mut greedy(), |_| true).unwrap();
+    let again = log.lock().unwrap()[events.len()..].to_vec();
+    assert!(stats.prefilled_tokens > info.n_tokens, "{stats:?}");
+    assert_eq!(prefill_reports(&again).len(), again.len(), "{again:?}");
+    assert_eq!(prefill_reports(&again).last(), Some(&(stats.prefilled_tokens, stats.prefilled_tokens)));
     // With no observer nothing more is told.
+    let told = log.lock().unwrap().len();
     s.set_progress(None);
     s.ask("And then?", 1, &mut greedy(), |_| true).unwrap();
-    assert_eq!(log.lock().unwrap().len(), events.len());
+    assert_eq!(log.lock().unwrap().len(), told);
+}
+
+/// The (done, total) of the prefill reports among `events`.
+fn prefill_reports(events: &[Progress]) -> Vec<(usize, usize)> {
+    events
+        .iter()
+        .filter_map(|p| match *p {
+            Progress::Prefill { done, total } => Some((done, total)),
+            Progress::ImageViews { .. } => None,
+        })
+        .collect()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use super::cache::EmbeddingCache;
 use super::encoder::{ImageEncoder, PreparedImage};
-use crate::{Progress, ProgressFn, RuntimeError};
+use crate::RuntimeError;
 use edgevl_kernels::ThreadPool;
 use edgevl_vision::Plan;
 use std::collections::HashMap;
@@ -31,11 +31,18 @@ pub struct ImageInfo {
 /// The outcome of one encoding, shared between the worker and the images waiting for it.
 type Outcome = Result<Arc<[f32]>, String>;
 
-/// One encoding's result slot.
+/// One encoding's result slot, and how far the encoding has got.
 #[derive(Default)]
 struct Slot {
-    done: Mutex<Option<Outcome>>,
-    ready: Condvar,
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+/// What a [`Slot`] holds: the outcome once there is one, and the views encoded after each ViT batch so far.
+#[derive(Default)]
+struct SlotState {
+    outcome: Option<Outcome>,
+    batches: Vec<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,17 +52,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Slot {
     fn finish(&self, outcome: Outcome) {
-        *lock(&self.done) = Some(outcome);
-        self.ready.notify_all();
+        lock(&self.state).outcome = Some(outcome);
+        self.changed.notify_all();
     }
 
-    fn wait(&self) -> Outcome {
-        let mut done = lock(&self.done);
+    /// Records that `views` views are encoded (after a ViT batch).
+    fn advance(&self, views: usize) {
+        lock(&self.state).batches.push(views);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until the outcome is there. Unless it already is, first tells `on_views` the views encoded so far
+    /// (0 before the first batch) and runs `started` (which may queue the job), then tells it of each batch
+    /// after that one, in order, the last before returning. `on_views` runs on this thread with no lock held.
+    fn wait(&self, on_views: &mut dyn FnMut(usize), started: impl FnOnce()) -> Outcome {
+        let mut st = lock(&self.state);
+        if let Some(o) = &st.outcome {
+            return o.clone();
+        }
+        let (mut seen, so_far) = (st.batches.len(), st.batches.last().copied().unwrap_or(0));
+        drop(st);
+        on_views(so_far);
+        started();
+        st = lock(&self.state);
         loop {
-            if let Some(o) = done.as_ref() {
+            if st.batches.len() > seen {
+                let new = st.batches[seen..].to_vec();
+                seen = st.batches.len();
+                drop(st);
+                new.into_iter().for_each(&mut *on_views);
+                st = lock(&self.state);
+            } else if let Some(o) = &st.outcome {
                 return o.clone();
+            } else {
+                st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-            done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -76,8 +107,6 @@ struct Shared {
     encode_us: AtomicUsize,
     /// Set when the session goes away: the worker stops between two ViT batches.
     stop: AtomicBool,
-    /// Told of each encoding's views as its batches finish.
-    progress: Mutex<Option<ProgressFn>>,
 }
 
 /// An attached image whose embeddings may still be on their way.
@@ -115,7 +144,6 @@ impl BackgroundEncoder {
             cache_hits: AtomicUsize::new(0),
             encode_us: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
-            progress: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let (enc, sh) = (encoder.clone(), shared.clone());
@@ -132,12 +160,8 @@ impl BackgroundEncoder {
                         continue;
                     }
                     let t0 = Instant::now();
-                    let (observer, total) = (lock(&sh.progress).clone(), job.image.plan.views() as usize);
-                    let encoded = |done| {
-                        if let Some(f) = &observer {
-                            f(Progress::ImageViews { done, total });
-                        }
-                    };
+                    let total = job.image.plan.views() as usize;
+                    let encoded = |views| job.slot.advance(views);
                     let outcome = enc.encode(&job.image, &pool, &sh.stop, &encoded).map(Arc::<[f32]>::from);
                     sh.encode_us.fetch_add(t0.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if let Ok(rows) = &outcome {
@@ -155,11 +179,6 @@ impl BackgroundEncoder {
     /// The encoder (for preparing images on the caller's thread).
     pub(crate) fn encoder(&self) -> &ImageEncoder {
         &self.encoder
-    }
-
-    /// Tells `observer` (or no one) of the views of each encoding from its next one on.
-    pub(crate) fn set_progress(&self, observer: Option<ProgressFn>) {
-        *lock(&self.shared.progress) = observer;
     }
 
     /// Queues `image` (at once when `ahead`, else when first waited for) unless its embeddings
@@ -225,17 +244,24 @@ impl BackgroundEncoder {
         }
     }
 
-    /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred).
-    pub(crate) fn wait(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {
-        if let Some(job) = lock(&image.deferred).take() {
-            match &self.tx {
-                Some(tx) => send(tx, job),
-                None => job.slot.finish(Err("the image encoder has stopped".into())),
+    /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred), telling `on_views`
+    /// of the views encoded as [`Slot::wait`] does (nothing when they are ready at once).
+    pub(crate) fn wait(
+        &self,
+        image: &PendingImage,
+        on_views: &mut dyn FnMut(usize),
+    ) -> Result<Arc<[f32]>, RuntimeError> {
+        let queue = || {
+            if let Some(job) = lock(&image.deferred).take() {
+                match &self.tx {
+                    Some(tx) => send(tx, job),
+                    None => job.slot.finish(Err("the image encoder has stopped".into())),
+                }
             }
-        }
+        };
         image
             .slot
-            .wait()
+            .wait(on_views, queue)
             .map_err(|message| RuntimeError::ImageEncode { image: image.info.label.clone(), message })
     }
 

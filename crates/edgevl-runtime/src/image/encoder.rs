@@ -139,7 +139,7 @@ impl ImageEncoder {
 
     /// The embeddings `[views * 196, d]` of a prepared image, global view first, computed
     /// `vit_batch` views at a time; `stop` is checked between batches, and `encoded(views)` is
-    /// called before the first with 0 and after each with the views encoded so far.
+    /// called after each with the views encoded so far.
     pub(crate) fn encode(
         &self,
         p: &PreparedImage,
@@ -150,7 +150,6 @@ impl ImageEncoder {
         let batch = self.cfg.vit_batch;
         let mut out = Vec::new();
         let mut views = 0;
-        encoded(0);
         let mut encode_batch = |tiles: &[f32], n: usize| -> Result<(), RuntimeError> {
             if stop.load(Ordering::Relaxed) {
                 return Err(RuntimeError::Cancelled);

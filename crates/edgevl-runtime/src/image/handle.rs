@@ -78,13 +78,13 @@ impl ImageEncoderHandle {
 
     /// Blocks until the embeddings of `image` are ready; fails when its encoding failed.
     pub fn wait(&self, image: &PendingImage) -> Result<(), RuntimeError> {
-        self.inner.wait(image).map(|_| ())
+        self.inner.wait(image, &mut |_| {}).map(|_| ())
     }
 
     /// Blocks until the embeddings of `image` are ready and returns them: `[tokens, d]`
     /// row-major, its views in the family's order, as the prompt gets them.
     pub fn embeddings(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {
-        self.inner.wait(image)
+        self.inner.wait(image, &mut |_| {})
     }
 
     /// Width of the embeddings (the LLM's embedding width).

@@ -8,7 +8,7 @@ use super::layout::{wrapped_segments, ImageRows};
 use super::Session;
 use crate::image::{ImageEncoderHandle, ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
 use crate::segment::{EmbeddingBlock, Segment};
-use crate::RuntimeError;
+use crate::{Progress, RuntimeError};
 use edgevl_arch::family::PromptLayout;
 use edgevl_tokenizer::{ChatMessage, ContentForm};
 use edgevl_vision::RgbImage;
@@ -165,7 +165,17 @@ impl Session {
             return Ok((vec![Segment::Tokens(self.tokenizer.encode(text, bos, true))], 0.0));
         };
         let t0 = Instant::now();
-        let rows = images.iter().map(|im| vision.wait(im)).collect::<Result<Vec<_>, _>>()?;
+        let rows = images
+            .iter()
+            .map(|im| {
+                let total = im.info().plan.views() as usize;
+                vision.wait(im, &mut |done| {
+                    if let Some(f) = &self.progress {
+                        f(Progress::ImageViews { done, total });
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let waited = t0.elapsed().as_secs_f64() * 1e3;
         let layout = vision.encoder().family().prompt();
         if layout.placeholder().is_some() {

@@ -86,7 +86,7 @@ pub struct Session {
     /// What each KV-cache position holds; always as long as the cache.
     cells: Vec<Cell>,
     cancel: Arc<AtomicBool>,
-    /// Told of each prefill chunk ([`Session::set_progress`]).
+    /// Told of the image views and prefill chunks of each turn ([`Session::set_progress`]).
     progress: Option<ProgressFn>,
     totals: Totals,
     /// Images attached but not yet bound to a user message.
@@ -272,12 +272,9 @@ impl Session {
     }
 
     /// Tells `observer` (or, with `None`, no one) how the long steps of the turns from now on
-    /// advance: each prefill chunk on this thread, and each ViT batch of an image on the image
-    /// encoder's (which siblings share, so the observer of its batches is theirs too).
+    /// advance, always on this session's thread: while a turn waits for an image's embeddings,
+    /// the views encoded so far and then each ViT batch, and each prefill chunk.
     pub fn set_progress(&mut self, observer: Option<ProgressFn>) {
-        if let Some(v) = &self.vision {
-            v.set_progress(observer.clone());
-        }
         self.progress = observer;
     }
 

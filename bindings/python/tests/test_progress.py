@@ -1,0 +1,77 @@
+"""`progress=` on the tiny VLM: the turn's image views and prefill positions are told on the calling
+thread, rising to their totals (the image's views, the positions `stats()` says were prefilled);
+an exception the callback raises stops the reply and is raised, and the session goes on."""
+
+import threading
+
+import pytest
+
+import edgevl
+from conftest import THREADS, TINY_LLM, TINY_MMPROJ, WIDE_PNG
+
+
+def recorder():
+    events = []
+
+    def progress(step, done, total):
+        events.append((step, done, total, threading.get_ident()))
+
+    return events, progress
+
+
+def steps(events, name):
+    return [(done, total) for step, done, total, _ in events if step == name]
+
+
+def test_progress_rises_to_the_views_and_prefilled_positions():
+    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096, vit_batch=2)
+    s = model.session()
+    info = s.add_image(WIDE_PNG)
+    views = info["tiles"] + info["thumbnail"]
+    events, progress = recorder()
+    s.ask("What is it?", temperature=0, max_tokens=2, progress=progress)
+    assert {step for step, *_ in events} <= {"image", "prefill"}
+    assert all(ident == threading.get_ident() for *_, ident in events)
+    # Encoded ahead since add_image: reports from where the encoding had got to, a batch of two at a time.
+    image = steps(events, "image")
+    assert image and image[-1] == (views, views), image
+    assert all(total == views and (done % 2 == 0 or done == views) for done, total in image), image
+    assert all(a[0] < b[0] for a, b in zip(image, image[1:])), image
+    prefilled = s.stats()["last_turn"]["prefilled_tokens"]
+    prefill = steps(events, "prefill")
+    assert prefill[0] == (0, prefilled) and prefill[-1] == (prefilled, prefilled), prefill
+    assert all(a[0] < b[0] for a, b in zip(prefill, prefill[1:])), prefill
+    # Every image report comes before the prefill's.
+    assert [step for step, *_ in events] == ["image"] * len(image) + ["prefill"] * len(prefill)
+
+    # Model.chat and a stream tell the same kinds; an image already encoded has nothing to tell.
+    events, progress = recorder()
+    stream = model.chat([{"role": "user", "content": "And?"}], images=[WIDE_PNG], temperature=0,
+                        max_tokens=2, stream=True, progress=progress)
+    assert steps(events, "image") == []
+    assert steps(events, "prefill")[-1][0] == steps(events, "prefill")[-1][1] > 0
+    "".join(stream)
+
+
+def test_an_exception_in_progress_stops_the_reply_and_is_raised():
+    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096)
+    s = model.session()
+    s.add_image(WIDE_PNG)
+
+    def stop(step, done, total):
+        if step == "prefill" and done > 0:
+            raise RuntimeError("enough")
+
+    with pytest.raises(RuntimeError, match="enough"):
+        s.ask("What is it?", temperature=0, max_tokens=8, progress=stop)
+    last = s.stats()["last_turn"]
+    assert last["finish"] == "cancelled" and last["generated_tokens"] == 0, last
+    # The session goes on, and no callback is kept.
+    assert isinstance(s.ask("Again?", temperature=0, max_tokens=2), str)
+
+
+def test_progress_must_be_callable():
+    model = edgevl.Model(TINY_LLM, threads=THREADS)
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        model.chat([{"role": "user", "content": "Hi"}], progress=3)
+    assert isinstance(model.chat([{"role": "user", "content": "Hi"}], max_tokens=1, progress=None), str)
