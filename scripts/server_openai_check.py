@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drive `edgevl serve` with the official `openai` Python package: a non-streamed and a streamed
 chat on SmolLM2 at temperature 0 must both equal `edgevl run`'s greedy text (read from a file),
-the streamed one with usage (cached_tokens > 0: the conversation is in the slot's KV cache);
+the streamed one with usage (cached_tokens > 0: the conversation is in the slot's KV cache); a
+stream with edgevl's progress comments reads as chunks only;
 the model list, a wrong API key (AuthenticationError) and an unsupported option (BadRequestError).
 Usage: server_openai_check.py URL API_KEY PROMPT MAX_TOKENS EXPECTED_FILE
 """
@@ -46,6 +47,22 @@ usage = chunks[-1].usage
 cached = usage.prompt_tokens_details.cached_tokens if usage and usage.prompt_tokens_details else 0
 check("streamed usage with cached_tokens > 0", usage is not None and cached > 0, str(usage))
 check("one finish_reason", sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1)
+
+# edgevl's progress comments (`: progress {...}` lines) are skipped by the client: the same text. The raw
+# response shows they were sent (a new conversation, so the prefill has positions to report).
+fresh = [{"role": "user", "content": prompt + " "}]
+progress = {"include_usage": True, "include_progress": True}
+with_progress = list(client.chat.completions.create(model=model, messages=fresh, temperature=0,
+                                                    max_tokens=max_tokens, stream=True, stream_options=progress))
+raw = client.chat.completions.with_raw_response.create(model=model, messages=fresh + [{"role": "user", "content": "?"}],
+                                                       temperature=0, max_tokens=2, stream=True,
+                                                       stream_options=progress)
+comments = [line for line in raw.http_response.iter_lines() if line.startswith(": progress ")]
+check("streamed with include_progress: the client reads chunks only",
+      all(c.choices or c.usage for c in with_progress) and any(c.choices and c.choices[0].delta.content
+                                                               for c in with_progress), str(with_progress[:3]))
+check("include_progress sends progress comments", len(comments) >= 2 and '"step":"prefill"' in comments[0],
+      str(comments))
 
 try:
     openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()

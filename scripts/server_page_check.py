@@ -38,10 +38,11 @@ with sync_playwright() as p:
     print("upload:", page.inner_text("#upload"))
     page.fill("#q", "What is in the picture?")
     page.click("#ask")
-    lengths = set()
+    lengths, statuses = set(), set()
     t0 = time.time()
     while time.time() - t0 < 120:
         lengths.add(len(page.inner_text("#answer")))
+        statuses.add(page.inner_text("#status"))
         if "generated" in page.inner_text("#status"):
             break
         time.sleep(0.005)
@@ -49,6 +50,7 @@ with sync_playwright() as p:
     status = page.inner_text("#status")
     print("answer:", repr(answer[:120]))
     print("status:", status)
+    print("progress seen:", sorted(s for s in statuses if "…" in s)[:6])
     assert answer.strip(), "no answer"
     assert "generated" in status and "image" in status, status
     assert len(lengths) > 2, f"the answer did not stream (lengths seen: {sorted(lengths)})"

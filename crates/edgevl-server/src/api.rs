@@ -19,7 +19,7 @@ pub struct ChatRequest {
     /// Stream server-sent events.
     #[serde(default)]
     pub stream: bool,
-    /// `include_usage` adds a last chunk with the usage.
+    /// `include_usage` adds a last chunk with the usage; `include_progress` (this server's) the progress.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
     /// Most tokens to generate (default: up to the end of the context).
@@ -72,6 +72,12 @@ pub struct StreamOptions {
     /// Send a last chunk with `usage` and no choices.
     #[serde(default)]
     pub include_usage: bool,
+    /// This server's addition: send the image encoding's and the prefill's progress as SSE comment lines
+    /// (`: progress {"step": "image"|"prefill", "done": n, "total": n}`) before the first token. The response
+    /// then starts before the prompt is checked against the context, so a prompt too long for it is an
+    /// `error` event in the stream, not a 400.
+    #[serde(default)]
+    pub include_progress: bool,
 }
 
 /// `stop`: one string or a list.
@@ -283,6 +289,8 @@ pub struct ChatInput {
     pub stream: bool,
     /// Add a last chunk with the usage (streaming).
     pub include_usage: bool,
+    /// Stream the progress before the first token (`stream_options.include_progress`).
+    pub include_progress: bool,
     /// Never stop at an end-of-generation token.
     pub ignore_eos: bool,
 }
@@ -328,13 +336,27 @@ impl ChatRequest {
         let stop = self.stop_strings();
         let max_tokens =
             self.max_tokens.or(self.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let (stream, include_usage, ignore_eos) =
-            (self.stream, self.stream_options.as_ref().is_some_and(|o| o.include_usage), self.ignore_eos);
+        let options = self.stream_options.as_ref();
+        let (include_usage, include_progress) = (
+            options.is_some_and(|o| o.include_usage),
+            self.stream && options.is_some_and(|o| o.include_progress),
+        );
+        let (stream, ignore_eos) = (self.stream, self.ignore_eos);
         let (messages, images) = flatten(self.messages, vision, limits)?;
         if !images.is_empty() && !vision {
             return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));
         }
-        Ok(ChatInput { messages, images, sampler, stop, max_tokens, stream, include_usage, ignore_eos })
+        Ok(ChatInput {
+            messages,
+            images,
+            sampler,
+            stop,
+            max_tokens,
+            stream,
+            include_usage,
+            include_progress,
+            ignore_eos,
+        })
     }
 }
 

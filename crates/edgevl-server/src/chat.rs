@@ -10,12 +10,12 @@ use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use edgevl_runtime::{ImageEncoderHandle, PendingImage, TurnStats};
+use edgevl_runtime::{ImageEncoderHandle, PendingImage, Progress, TurnStats};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// Sets the request's cancel flag when dropped before being disarmed: a client that goes away
 /// (its response dropped) stops its prefill and generation.
@@ -42,18 +42,23 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     req.check_supported()?;
     let ready = st.ready()?;
     let (vision, n_vocab, model) = (ready.vision.clone(), ready.n_vocab, ready.model_id.clone());
-    let ChatInput { messages, images: refs, sampler, stop, max_tokens, stream, include_usage, ignore_eos } =
-        req.into_input(n_vocab, vision.is_some(), &st.limits)?;
+    let ChatInput {
+        messages,
+        images: refs,
+        sampler,
+        stop,
+        max_tokens,
+        stream,
+        include_usage,
+        include_progress,
+        ignore_eos,
+    } = req.into_input(n_vocab, vision.is_some(), &st.limits)?;
     let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
-    let images = match vision {
-        Some(v) if !refs.is_empty() => prepare_images(&st, v, refs).await?,
-        _ => Vec::new(),
-    };
     let (tx, rx) = unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let job = Job {
         messages,
-        images,
+        images: Vec::new(),
         sampler,
         max_tokens,
         ignore_eos,
@@ -61,14 +66,13 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
         events: tx,
         cancel: cancel.clone(),
         permit: Some(permit),
+        progress: include_progress,
     };
-    st.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-    if st.jobs.send(job).is_err() {
-        st.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        return Err(ApiError::unavailable("the engine has stopped"));
-    }
     let guard = CancelOnDrop(Some(cancel));
     let reply = Reply { id: st.completion_id(), created: unix_now(), model };
+    // The images are prepared and the job queued on a task of its own, telling the reply (an error first, as
+    // the response's status), so that a stream can show the encoding's progress while it runs.
+    tokio::spawn(prepare_and_queue(st, vision, refs, job));
     if stream {
         reply.stream(rx, guard, include_usage).await
     } else {
@@ -76,13 +80,40 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     }
 }
 
+/// Prepares the request's images into `job` (their progress told when the job asks for it) and queues it for
+/// the engine; a failure is sent to the request instead.
+async fn prepare_and_queue(
+    st: Arc<AppState>,
+    vision: Option<ImageEncoderHandle>,
+    refs: Vec<ImageRef>,
+    mut job: Job,
+) {
+    if let Some(v) = vision.filter(|_| !refs.is_empty()) {
+        let tell = job.progress.then(|| job.events.clone());
+        match prepare_images(&st, v, refs, tell).await {
+            Ok(images) => job.images = images,
+            Err(e) => {
+                let _ = job.events.send(Event::Error(e));
+                return;
+            }
+        }
+    }
+    st.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+    if let Err(std::sync::mpsc::SendError(job)) = st.jobs.send(job) {
+        st.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        let _ = job.events.send(Event::Error(ApiError::unavailable("the engine has stopped")));
+    }
+}
+
 /// Decodes the request's images, then starts their encoding and waits for it, holding the
 /// image gate throughout (on a blocking thread: a client that leaves does not free the gate
-/// early). Every part is decoded before any is encoded, so a bad part costs no ViT time.
+/// early), telling `tell` of each image's views as they are encoded. Every part is decoded
+/// before any is encoded, so a bad part costs no ViT time.
 async fn prepare_images(
     st: &AppState,
     vision: ImageEncoderHandle,
     refs: Vec<ImageRef>,
+    tell: Option<UnboundedSender<Event>>,
 ) -> Result<Vec<PendingImage>, ApiError> {
     let gate =
         st.image_gate.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
@@ -110,7 +141,13 @@ async fn prepare_images(
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         for p in &pending {
-            vision.wait(p)?;
+            let total = p.info().plan.views() as usize;
+            match &tell {
+                Some(tx) => vision.wait_reporting(p, &mut |done| {
+                    let _ = tx.send(Event::Progress(Progress::ImageViews { done, total }));
+                })?,
+                None => vision.wait(p)?,
+            }
         }
         Ok(pending)
     })
@@ -175,6 +212,7 @@ impl Reply {
         loop {
             match rx.recv().await {
                 Some(Event::Text(t)) => text.push_str(&t),
+                Some(Event::Progress(_)) => {}
                 Some(Event::Error(e)) => return Err(e),
                 Some(Event::Done { finish_reason, stats }) => {
                     guard.disarm();
@@ -191,8 +229,8 @@ impl Reply {
         }
     }
 
-    /// Streams the reply as server-sent events. An error before the first token is an ordinary
-    /// error response; one after it is an `error` event.
+    /// Streams the reply as server-sent events. An error before the first token (or progress
+    /// report) is an ordinary error response; one after it is an `error` event.
     async fn stream(
         self,
         mut rx: UnboundedReceiver<Event>,
@@ -273,6 +311,14 @@ impl SseState {
                 }
                 self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 self.finished = true;
+            }
+            Some(Event::Progress(p)) => {
+                let (step, done, total) = match p {
+                    Progress::ImageViews { done, total } => ("image", done, total),
+                    Progress::Prefill { done, total } => ("prefill", done, total),
+                };
+                let v = json!({"step": step, "done": done, "total": total});
+                self.out.push_back(Bytes::from(format!(": progress {v}\n\n")));
             }
             Some(Event::Error(e)) => {
                 self.out.push_back(Self::data(&e.body()));

@@ -6,7 +6,9 @@
 
 use crate::error::ApiError;
 use crate::metrics::{add, Metrics};
-use edgevl_runtime::{Finish, Generation, PendingImage, Sampler, SamplerConfig, Session, TurnStats};
+use edgevl_runtime::{
+    Finish, Generation, PendingImage, Progress, Sampler, SamplerConfig, Session, TurnStats,
+};
 use edgevl_tokenizer::ChatMessage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -34,6 +36,8 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     /// The request's place in the admission bound, given back when the job is dropped.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Send [`Event::Progress`] of the prefill (a streamed reply shows it).
+    pub progress: bool,
 }
 
 /// What the engine tells a request.
@@ -50,6 +54,9 @@ pub enum Event {
     },
     /// The request failed before or while generating.
     Error(ApiError),
+    /// How far the image encoding or the prefill has got (for a job with `progress`; images
+    /// before the job is queued).
+    Progress(Progress),
 }
 
 /// A slot's request in progress.
@@ -152,9 +159,16 @@ fn start(session: &mut Session, mut job: Job) -> Option<Active> {
     let messages = std::mem::take(&mut job.messages);
     session.set_cancel_flag(job.cancel.clone());
     let n_predict = job.max_tokens.unwrap_or(usize::MAX);
+    if job.progress {
+        let events = job.events.clone();
+        session.set_progress(Some(Arc::new(move |p| {
+            let _ = events.send(Event::Progress(p));
+        })));
+    }
     let started = session
         .set_conversation(messages, images)
         .and_then(|()| session.start_reply(n_predict, &mut sampler));
+    session.set_progress(None);
     match started {
         Ok(gen) => {
             let stop = StopMatcher::new(std::mem::take(&mut job.stop));

@@ -1,7 +1,8 @@
 //! The server with the tiny random VLM (tests/fixtures/tiny-llama-spm + tiny-vlm): `detail`
 //! sets the tile budget (low < high image tokens, as /v1/edgevl/tiles predicts), a repeated
 //! image is not encoded again and its prompt prefix comes from the KV cache, an uploaded image
-//! is encoded once and found by its id, and hostile images are refused naming the part.
+//! is encoded once and found by its id, hostile images are refused naming the part, and a stream
+//! that asks for it tells the image's views and the prefill's positions before the first token.
 
 mod common;
 
@@ -54,6 +55,91 @@ fn detail_sets_the_tile_budget_as_the_tiles_endpoint_says() {
     );
     let (s, body) = t.get("/v1/edgevl/tiles?width=0&height=5");
     assert_eq!(s, 400, "{body}");
+}
+
+/// The `(step, done, total)` of a stream's `: progress` comments.
+fn progress_of(lines: &[String]) -> Vec<(String, u64, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(": progress "))
+        .map(|p| {
+            let v: Value = serde_json::from_str(p).unwrap_or_else(|e| panic!("{e}: {p}"));
+            let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+            (v["step"].as_str().expect("step").to_string(), n("done"), n("total"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_stream_with_include_progress_tells_the_views_and_the_prefill_before_the_first_token() {
+    let t = start(tiny_vlm());
+    let uri = data_uri(&wide());
+    let mut body = image_chat(&[(&uri, None)], "Describe the picture.", 3);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true, "include_progress": true});
+    let lines = t.chat_stream_lines(&body);
+    let usage: Value = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).expect("chunk"))
+        .find(|v| !v["usage"].is_null())
+        .expect("a usage chunk");
+    let views = image_tokens(&json!({"usage": usage["usage"]})) / 196;
+    let progress = progress_of(&lines);
+    let image: Vec<(u64, u64)> = progress.iter().filter(|p| p.0 == "image").map(|p| (p.1, p.2)).collect();
+    let prefill: Vec<(u64, u64)> = progress.iter().filter(|p| p.0 == "prefill").map(|p| (p.1, p.2)).collect();
+    assert_eq!(image.len() + prefill.len(), progress.len(), "{progress:?}");
+    // The image from the views encoded when the wait began to all of them, a ViT batch (4) at a time.
+    assert!(image.iter().all(|&(d, n)| n == views && (d % 4 == 0 || d == views)), "{image:?}");
+    assert!(image.windows(2).all(|w| w[0].0 < w[1].0) && image.last() == Some(&(views, views)), "{image:?}");
+    // The prefill from 0 to every position computed (nothing cached in a fresh server), a chunk (64) at most a step.
+    let prompt = usage["usage"]["prompt_tokens"].as_u64().expect("prompt_tokens");
+    assert_eq!(
+        (prefill.first(), prefill.last()),
+        (Some(&(0, prompt)), Some(&(prompt, prompt))),
+        "{prefill:?}"
+    );
+    assert!(prefill.windows(2).all(|w| w[0].0 < w[1].0 && w[1].0 - w[0].0 <= 64), "{prefill:?}");
+    // All of it before the first token, the images' before the prefill's.
+    let first_token = lines
+        .iter()
+        .position(|l| l.contains("\"content\":\"") && !l.contains("\"content\":\"\""))
+        .expect("a token");
+    let last_progress = lines.iter().rposition(|l| l.starts_with(": progress ")).expect("progress");
+    assert!(last_progress < first_token, "{lines:?}");
+    assert!(progress.iter().position(|p| p.0 == "prefill") > progress.iter().rposition(|p| p.0 == "image"));
+
+    // Not asked for: no comments. The same image again: only the prefill is told.
+    body["stream_options"] = json!({"include_usage": true});
+    assert!(progress_of(&t.chat_stream_lines(&body)).is_empty());
+    body["stream_options"] = json!({"include_progress": true});
+    body["messages"][0]["content"][1]["text"] = json!("What is it?");
+    let again = progress_of(&t.chat_stream_lines(&body));
+    assert!(!again.is_empty() && again.iter().all(|p| p.0 == "prefill"), "{again:?}");
+}
+
+#[test]
+fn a_prompt_past_the_context_is_a_400_or_with_progress_an_error_event() {
+    let mut cfg = tiny_vlm();
+    cfg.session.n_ctx = Some(512);
+    let t = start(cfg);
+    let uri = data_uri(&wide());
+    let mut body = image_chat(&[(&uri, None)], "Describe the picture.", 3);
+    body["stream"] = json!(true);
+    let (status, v) = t.post("/v1/chat/completions", &body);
+    assert_error((status, v), 400, Some("context_length_exceeded"), "context");
+    // With progress the stream has begun (the image's views told) when the prompt is measured. (Another
+    // image: the first one's embeddings are cached, so it would have nothing to tell.)
+    let other = data_uri(&png(900, 500, 9));
+    body = image_chat(&[(&other, None)], "Describe the picture.", 3);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_progress": true});
+    let lines = t.chat_stream_lines(&body);
+    assert!(progress_of(&lines).iter().any(|p| p.0 == "image"), "{lines:?}");
+    let error = lines.iter().find(|l| l.contains("\"error\"")).expect("an error event");
+    assert!(error.contains("context_length_exceeded"), "{error}");
+    assert_eq!(lines.last().map(String::as_str), Some("data: [DONE]"));
 }
 
 #[test]

@@ -81,6 +81,16 @@ impl ImageEncoderHandle {
         self.inner.wait(image, &mut |_| {}).map(|_| ())
     }
 
+    /// [`ImageEncoderHandle::wait`], telling `on_views` (on this thread) the views encoded so far and then each
+    /// ViT batch's count, unless the embeddings are ready at once.
+    pub fn wait_reporting(
+        &self,
+        image: &PendingImage,
+        on_views: &mut dyn FnMut(usize),
+    ) -> Result<(), RuntimeError> {
+        self.inner.wait(image, on_views).map(|_| ())
+    }
+
     /// Blocks until the embeddings of `image` are ready and returns them: `[tokens, d]`
     /// row-major, its views in the family's order, as the prompt gets them.
     pub fn embeddings(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {

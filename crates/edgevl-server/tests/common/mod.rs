@@ -117,17 +117,19 @@ impl TestServer {
 
     /// A streamed chat: the `data:` payloads in order (the last is `[DONE]`).
     pub fn chat_stream(&self, body: &Value) -> Vec<String> {
+        let lines = self.chat_stream_lines(body);
+        lines.iter().filter_map(|l| l.strip_prefix("data: ").map(str::to_string)).collect()
+    }
+
+    /// A streamed chat: every non-empty line of the event stream (`data:` lines and comments), in order.
+    pub fn chat_stream_lines(&self, body: &Value) -> Vec<String> {
         let req = self.auth(self.agent.post(&format!("{}/v1/chat/completions", self.base)));
         let r = req.header("Content-Type", "application/json").send(body.to_string()).expect("POST");
         assert_eq!(r.status().as_u16(), 200);
         let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         assert!(ct.starts_with("text/event-stream"), "{ct}");
         let reader = BufReader::new(r.into_body().into_reader());
-        reader
-            .lines()
-            .map(|l| l.expect("line"))
-            .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
-            .collect()
+        reader.lines().map(|l| l.expect("line")).filter(|l| !l.is_empty()).collect()
     }
 
     /// The value of an unlabelled metric.
