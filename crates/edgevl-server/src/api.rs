@@ -285,14 +285,19 @@ pub struct ChatInput {
     pub stop: Vec<String>,
     /// Most tokens to generate.
     pub max_tokens: Option<usize>,
-    /// Answer with server-sent events.
-    pub stream: bool,
-    /// Add a last chunk with the usage (streaming).
-    pub include_usage: bool,
-    /// Stream the progress before the first token (`stream_options.include_progress`).
-    pub include_progress: bool,
+    /// Answer with server-sent events (`None`: with one JSON).
+    pub stream: Option<Streaming>,
     /// Never stop at an end-of-generation token.
     pub ignore_eos: bool,
+}
+
+/// What a streamed reply sends besides the text (`stream_options`).
+#[derive(Clone, Copy, Debug)]
+pub struct Streaming {
+    /// Add a last chunk with the usage.
+    pub include_usage: bool,
+    /// Send the progress before the first token.
+    pub include_progress: bool,
 }
 
 /// An image part of a message, not yet decoded.
@@ -337,26 +342,16 @@ impl ChatRequest {
         let max_tokens =
             self.max_tokens.or(self.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let options = self.stream_options.as_ref();
-        let (include_usage, include_progress) = (
-            options.is_some_and(|o| o.include_usage),
-            self.stream && options.is_some_and(|o| o.include_progress),
-        );
-        let (stream, ignore_eos) = (self.stream, self.ignore_eos);
+        let stream = self.stream.then(|| Streaming {
+            include_usage: options.is_some_and(|o| o.include_usage),
+            include_progress: options.is_some_and(|o| o.include_progress),
+        });
+        let ignore_eos = self.ignore_eos;
         let (messages, images) = flatten(self.messages, vision, limits)?;
         if !images.is_empty() && !vision {
             return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));
         }
-        Ok(ChatInput {
-            messages,
-            images,
-            sampler,
-            stop,
-            max_tokens,
-            stream,
-            include_usage,
-            include_progress,
-            ignore_eos,
-        })
+        Ok(ChatInput { messages, images, sampler, stop, max_tokens, stream, ignore_eos })
     }
 }
 

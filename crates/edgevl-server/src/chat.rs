@@ -42,17 +42,8 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     req.check_supported()?;
     let ready = st.ready()?;
     let (vision, n_vocab, model) = (ready.vision.clone(), ready.n_vocab, ready.model_id.clone());
-    let ChatInput {
-        messages,
-        images: refs,
-        sampler,
-        stop,
-        max_tokens,
-        stream,
-        include_usage,
-        include_progress,
-        ignore_eos,
-    } = req.into_input(n_vocab, vision.is_some(), &st.limits)?;
+    let ChatInput { messages, images: refs, sampler, stop, max_tokens, stream, ignore_eos } =
+        req.into_input(n_vocab, vision.is_some(), &st.limits)?;
     let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
     let (tx, rx) = unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
@@ -66,17 +57,16 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
         events: tx,
         cancel: cancel.clone(),
         permit: Some(permit),
-        progress: include_progress,
+        progress: stream.is_some_and(|s| s.include_progress),
     };
     let guard = CancelOnDrop(Some(cancel));
     let reply = Reply { id: st.completion_id(), created: unix_now(), model };
     // The images are prepared and the job queued on a task of its own, telling the reply (an error first, as
     // the response's status), so that a stream can show the encoding's progress while it runs.
     tokio::spawn(prepare_and_queue(st, vision, refs, job));
-    if stream {
-        reply.stream(rx, guard, include_usage).await
-    } else {
-        reply.collect(rx, guard).await
+    match stream {
+        Some(s) => reply.stream(rx, guard, s.include_usage).await,
+        None => reply.collect(rx, guard).await,
     }
 }
 
