@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Drive the web page of `edgevl serve` in headless Chromium (Debian's `chromium`, through
 playwright): load /, drop an image on the drop zone, see the tile grid and the token cost of
-each `detail` (low < high), ask a question, watch the answer stream in, keep a screenshot.
+each `detail` (low < high), ask a question, see the prefill's progress shown and the answer
+stream in (both recorded in the page by a MutationObserver, so no update is missed between two
+polls), keep a screenshot.
 Usage: server_page_check.py URL IMAGE.png SCREENSHOT.png
 """
-import base64, sys, time
+import base64, sys
 
 from playwright.sync_api import sync_playwright
 
@@ -17,6 +19,17 @@ DROP = """async (b64) => {
   const dt = new DataTransfer();
   dt.items.add(new File([bytes], "picture.png", { type: "image/png" }));
   document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+}"""
+# Records every text the answer and the status show, as the page writes them (each write of `textContent` or
+# `+=` puts in a new text node, so each record's added node holds that write's text, even when several writes
+# come in one task).
+WATCH = """() => {
+  window.seen = { answer: [], status: [] };
+  for (const id of ["answer", "status"]) {
+    new MutationObserver((records) => {
+      for (const r of records) for (const n of r.addedNodes) window.seen[id].push(n.textContent);
+    }).observe(document.getElementById(id), { childList: true });
+  }
 }"""
 
 with open(image, "rb") as f:
@@ -37,22 +50,22 @@ with sync_playwright() as p:
     page.wait_for_function("document.getElementById('upload').textContent.includes('encoding started')", timeout=30000)
     print("upload:", page.inner_text("#upload"))
     page.fill("#q", "What is in the picture?")
+    page.evaluate(WATCH)
     page.click("#ask")
-    lengths, statuses = set(), set()
-    t0 = time.time()
-    while time.time() - t0 < 120:
-        lengths.add(len(page.inner_text("#answer")))
-        statuses.add(page.inner_text("#status"))
-        if "generated" in page.inner_text("#status"):
-            break
-        time.sleep(0.005)
+    page.wait_for_function("document.getElementById('status').textContent.includes('generated')", timeout=120000)
+    seen = page.evaluate("window.seen")
     answer = page.inner_text("#answer")
     status = page.inner_text("#status")
     print("answer:", repr(answer[:120]))
     print("status:", status)
-    print("progress seen:", sorted(s for s in statuses if "…" in s)[:6])
+    progress = [s for s in seen["status"] if s.startswith("reading the prompt:")]
+    print("progress shown:", progress[:3], "...", progress[-1:], f"({len(progress)})")
     assert answer.strip(), "no answer"
     assert "generated" in status and "image" in status, status
+    # The image was encoded on upload, so only the prefill reports: from 0 to the prompt's tokens.
+    prompt = int(status.split("prompt ")[1].split(" ")[0])
+    assert progress and progress[0].startswith("reading the prompt: 0/") and f"{prompt}/{prompt}" in progress[-1], progress
+    lengths = {len(a) for a in seen["answer"]}
     assert len(lengths) > 2, f"the answer did not stream (lengths seen: {sorted(lengths)})"
     assert not errors, errors
     page.screenshot(path=shot)
