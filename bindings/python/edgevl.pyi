@@ -183,10 +183,15 @@ class Model:
         """A new conversation with its own KV cache (`n_ctx` positions), sharing the weights,
         threads and image embedding cache."""
     def encode_image(
-        self, image: Image, strategy: Strategy = "family", max_tiles: int | None = None
+        self,
+        image: Image,
+        strategy: Strategy = "family",
+        max_tiles: int | None = None,
+        progress: Callable[[str, int, int], object] | None = None,
     ) -> npt.NDArray[np.float32]:
         """The image's projected embeddings `[tokens, d]` as the prompt gets them, equal bit
-        for bit to `edgevl encode-image --npy` (same threads, ViT batch, SIMD level)."""
+        for bit to `edgevl encode-image --npy` (same threads, ViT batch, SIMD level).
+        `progress("image", done, total)` is called on this thread as the views are encoded."""
     @property
     def path(self) -> str: ...
     @property

@@ -3,17 +3,18 @@
 
 use crate::images::ImageInput;
 use crate::session::{Session, TextStream};
-use crate::slot::{lock, run_turn, GenOptions, Slot, Started};
+use crate::slot::{callable, interruptible, lock, run_turn, GenOptions, ProgressRelay, Slot, Started};
 use crate::tiles::parse_strategy;
 use crate::{load_error, runtime_error};
 use edgevl_runtime::{
-    ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
-    TileBudget, MEDIA_MARKER,
+    ChatMessage, ImageConfig, ImageEncoderHandle, KvType, Progress, RuntimeError, Session as RtSession,
+    SessionConfig, TileBudget, MEDIA_MARKER,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 /// What a `Model` shares with its sessions and streams.
@@ -255,26 +256,41 @@ impl Model {
     /// views in the family's order (this project's global view first), equal bit for bit to
     /// `edgevl encode-image --npy` at the same threads, ViT batch and SIMD level. `strategy`:
     /// "family" or a strategy name; `max_tiles`: the tile budget (default: the model's).
-    /// Embeddings are cached: the same pixels and plan are not encoded again.
-    #[pyo3(signature = (image, strategy = "family", max_tiles = None))]
+    /// Embeddings are cached: the same pixels and plan are not encoded again. `progress`: a
+    /// callable `("image", done, total)` called on this thread as the views are encoded (not for
+    /// cached embeddings); an exception it raises is raised once the encoding has ended.
+    #[pyo3(signature = (image, strategy = "family", max_tiles = None, progress = None))]
     fn encode_image(
         &self,
         py: Python<'_>,
         image: &Bound<'_, PyAny>,
         strategy: &str,
         max_tiles: Option<u32>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let input = ImageInput::from_py(image, "image")?;
         let choice = parse_strategy(strategy)?;
         let budget = max_tiles.map_or(TileBudget::Default, TileBudget::MaxTiles);
         let vision = self.inner.vision()?;
-        let rows = py
-            .detach(|| {
+        let relay = ProgressRelay::new(callable("progress", progress)?);
+        let observer = relay.observer();
+        // An encoding is not cancelled: a Ctrl-C (or the callable's exception) is raised once it ends.
+        let (rows, interrupted) =
+            interruptible(py, &AtomicBool::new(false), &mut |py| relay.deliver(py), || {
                 let (label, image) = input.decode(&vision.config().limits)?;
                 let pending = vision.prepare_with_strategy(&label, image, choice, budget)?;
+                let total = pending.info().plan.views() as usize;
+                vision.wait_reporting(&pending, &mut |done| {
+                    if let Some(f) = &observer {
+                        f(Progress::ImageViews { done, total });
+                    }
+                })?;
                 vision.embeddings(&pending)
-            })
-            .map_err(runtime_error)?;
+            });
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
+        let rows = rows?.map_err(runtime_error)?;
         let d = vision.n_embd();
         let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_ne_bytes()).collect();
         let np = py.import("numpy")?;

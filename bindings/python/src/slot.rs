@@ -162,26 +162,9 @@ pub(crate) fn run_turn(
     (stream, progress): (bool, Option<Py<PyAny>>),
     start: impl FnOnce(&mut Session, &mut Sampler) -> Result<Generation, RuntimeError> + Send,
 ) -> PyResult<Started> {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let observer: Option<ProgressFn> = progress.as_ref().map(|_| {
-        let (sink, caller) = (reports.clone(), std::thread::current());
-        Arc::new(move |p| {
-            lock(&sink).push(p);
-            caller.unpark();
-        }) as ProgressFn
-    });
-    let mut deliver = |py: Python<'_>| -> PyResult<()> {
-        let Some(f) = &progress else { return Ok(()) };
-        for p in std::mem::take(&mut *lock(&reports)) {
-            let (step, done, total) = match p {
-                Progress::ImageViews { done, total } => ("image", done, total),
-                Progress::Prefill { done, total } => ("prefill", done, total),
-            };
-            f.call1(py, (step, done, total))?;
-        }
-        Ok(())
-    };
-    let (out, interrupted) = interruptible(py, slot.cancel_flag(), &mut deliver, || {
+    let relay = ProgressRelay::new(progress);
+    let observer = relay.observer();
+    let (out, interrupted) = interruptible(py, slot.cancel_flag(), &mut |py| relay.deliver(py), || {
         let id = slot.begin(sampler, keep_reply, |session, sampler| {
             session.set_progress(observer);
             let generation = start(session, sampler);
@@ -202,6 +185,45 @@ pub(crate) fn run_turn(
         return Err(e);
     }
     out.map_err(crate::runtime_error)
+}
+
+/// A Python callable `(step, done, total)` told of a call's [`Progress`] on the calling thread: the
+/// observer queues each report (from any thread) and wakes the calling thread, whose wait loop
+/// ([`interruptible`]) delivers the queue with the GIL.
+pub(crate) struct ProgressRelay {
+    callable: Option<Py<PyAny>>,
+    queue: Arc<Mutex<Vec<Progress>>>,
+}
+
+impl ProgressRelay {
+    /// A relay to `callable` (none: nothing is queued or called).
+    pub(crate) fn new(callable: Option<Py<PyAny>>) -> Self {
+        ProgressRelay { callable, queue: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// The observer to give the runtime (`None` without a callable); call from the thread that
+    /// will deliver.
+    pub(crate) fn observer(&self) -> Option<ProgressFn> {
+        self.callable.as_ref()?;
+        let (queue, caller) = (self.queue.clone(), std::thread::current());
+        Some(Arc::new(move |p| {
+            lock(&queue).push(p);
+            caller.unpark();
+        }))
+    }
+
+    /// Calls the callable with each queued report, in order; stops at the first exception.
+    pub(crate) fn deliver(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(f) = &self.callable else { return Ok(()) };
+        for p in std::mem::take(&mut *lock(&self.queue)) {
+            let (step, done, total) = match p {
+                Progress::ImageViews { done, total } => ("image", done, total),
+                Progress::Prefill { done, total } => ("prefill", done, total),
+            };
+            f.call1(py, (step, done, total))?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs `work` on a helper thread while this thread, with the GIL released, waits for it and
@@ -297,14 +319,7 @@ impl GenOptions {
                     }
                 }
                 "stream" => o.stream = value.extract()?,
-                "progress" if value.is_none() => o.progress = None,
-                "progress" if value.is_callable() => o.progress = Some(value.clone().unbind()),
-                "progress" => {
-                    return Err(PyTypeError::new_err(format!(
-                        "progress must be a callable (step, done, total) or None, got {}",
-                        value.get_type().name()?
-                    )))
-                }
+                "progress" => o.progress = callable("progress", Some(&value))?,
                 _ => {
                     return Err(PyTypeError::new_err(format!(
                         "{function}() got an unexpected keyword argument '{key}'"
@@ -319,6 +334,19 @@ impl GenOptions {
             )));
         }
         Ok(o)
+    }
+}
+
+/// `value` when it is callable, `None` for None, else a TypeError naming the argument `name`.
+pub(crate) fn callable(name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) if v.is_callable() => Ok(Some(v.clone().unbind())),
+        Some(v) => Err(PyTypeError::new_err(format!(
+            "{name} must be a callable (step, done, total) or None, got {}",
+            v.get_type().name()?
+        ))),
     }
 }
 

@@ -1,6 +1,7 @@
 """`progress=` on the tiny VLM: the turn's image views and prefill positions are told on the calling
 thread, rising to their totals (the image's views, the positions `stats()` says were prefilled);
-an exception the callback raises stops the reply and is raised, and the session goes on."""
+an exception the callback raises stops the reply and is raised, and the session goes on;
+`encode_image` tells its views, none for cached embeddings."""
 
 import threading
 
@@ -70,8 +71,28 @@ def test_an_exception_in_progress_stops_the_reply_and_is_raised():
     assert isinstance(s.ask("Again?", temperature=0, max_tokens=2), str)
 
 
+def test_encode_image_tells_the_views_unless_cached():
+    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096, vit_batch=2)
+    events, progress = recorder()
+    rows = model.encode_image(WIDE_PNG, progress=progress)
+    views = rows.shape[0] // 196
+    image = steps(events, "image")
+    assert {step for step, *_ in events} == {"image"}
+    assert all(ident == threading.get_ident() for *_, ident in events)
+    # From where the encoding had got to when the wait began (it starts at once), a batch of two at a time.
+    assert image and image[-1] == (views, views), image
+    assert all(total == views and (done % 2 == 0 or done == views) for done, total in image), image
+    assert all(a[0] < b[0] for a, b in zip(image, image[1:])), image
+    events.clear()
+    assert model.encode_image(WIDE_PNG, progress=progress).tobytes() == rows.tobytes()
+    assert events == []
+
+
 def test_progress_must_be_callable():
     model = edgevl.Model(TINY_LLM, threads=THREADS)
     with pytest.raises(TypeError, match="progress must be a callable"):
         model.chat([{"role": "user", "content": "Hi"}], progress=3)
+    vlm = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096)
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        vlm.encode_image(WIDE_PNG, progress="no")
     assert isinstance(model.chat([{"role": "user", "content": "Hi"}], max_tokens=1, progress=None), str)
