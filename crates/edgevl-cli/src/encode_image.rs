@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
-use edgevl_runtime::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
+use edgevl_runtime::{ImageConfig, ImageTiling, Progress, TileBudget, TilingChoice};
 use edgevl_vision::{load_image, make_tiles, LoadLimits};
 
 /// Arguments of `edgevl encode-image`.
@@ -68,7 +68,22 @@ pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> 
     let pool = ThreadPool::new(args.threads.unwrap_or_else(edgevl_runtime::physical_cores).max(1));
     let start = Instant::now();
     let n = tiles.n_tiles();
-    let emb = enc.encode_tiles(tiles.data(), n, args.vit_batch as usize, &pool)?;
+    // A batch of views a call, as a session encodes them (the same rows), with a bar on a terminal.
+    let (batch, tile_len) = (args.vit_batch.max(1) as usize, tiles.tile_len());
+    let bar = crate::progress_bar::on_terminal();
+    let tell = |done| {
+        if let Some(f) = &bar {
+            f(Progress::ImageViews { done, total: n });
+        }
+    };
+    tell(0);
+    let (mut emb, mut done) = (Vec::new(), 0);
+    for chunk in tiles.data().chunks(batch * tile_len) {
+        let views = chunk.len() / tile_len;
+        emb.extend(enc.encode_tiles(chunk, views, views, &pool)?);
+        done += views;
+        tell(done);
+    }
     let secs = start.elapsed().as_secs_f64();
     let d = enc.n_embd_out();
     let rows = emb.len() / d;
