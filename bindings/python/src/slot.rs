@@ -215,7 +215,9 @@ impl ProgressRelay {
     /// Calls the callable with each queued report, in order; stops at the first exception.
     pub(crate) fn deliver(&self, py: Python<'_>) -> PyResult<()> {
         let Some(f) = &self.callable else { return Ok(()) };
-        for p in std::mem::take(&mut *lock(&self.queue)) {
+        // Taken out first: the lock is not held while the callable runs (the turn's thread pushes to it).
+        let reports = std::mem::take(&mut *lock(&self.queue));
+        for p in reports {
             let (step, done, total) = match p {
                 Progress::ImageViews { done, total } => ("image", done, total),
                 Progress::Prefill { done, total } => ("prefill", done, total),

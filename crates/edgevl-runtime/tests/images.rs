@@ -220,6 +220,27 @@ fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
     assert_eq!(log.lock().unwrap().len(), told);
 }
 
+#[test]
+fn a_second_deferred_copy_of_an_image_encoded_meanwhile_tells_nothing() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut s = session(ImageConfig { vit_batch: 2, encode_ahead: false, ..ImageConfig::default() });
+    let sink = log.clone();
+    s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
+    // Deferred, the second copy is not found in flight: it is its own job, whose embeddings the first's puts in
+    // the cache before the turn waits for it.
+    let info = s.add_image(wide_image()).unwrap();
+    assert!(!s.add_image(wide_image()).unwrap().cached);
+    s.ask(&format!("{MEDIA_MARKER} and {MEDIA_MARKER}?"), 1, &mut greedy(), |_| true).unwrap();
+    let views = info.plan.views() as usize;
+    let image: Vec<Progress> =
+        log.lock().unwrap().iter().copied().filter(|p| matches!(p, Progress::ImageViews { .. })).collect();
+    let once: Vec<Progress> = (0..=views.div_ceil(2))
+        .map(|k| Progress::ImageViews { done: (2 * k).min(views), total: views })
+        .collect();
+    assert_eq!(image, once);
+    assert_eq!(s.stats().vit_tiles_encoded, views);
+}
+
 /// The (done, total) of the prefill reports among `events`.
 fn prefill_reports(events: &[Progress]) -> Vec<(usize, usize)> {
     events

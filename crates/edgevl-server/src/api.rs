@@ -74,8 +74,8 @@ pub struct StreamOptions {
     pub include_usage: bool,
     /// This server's addition: send the image encoding's and the prefill's progress as SSE comment lines
     /// (`: progress {"step": "image"|"prefill", "done": n, "total": n}`) before the first token. The response
-    /// then starts before the prompt is checked against the context, so a prompt too long for it is an
-    /// `error` event in the stream, not a 400.
+    /// then starts at the first image report, before the prompt is checked against the context, so a prompt
+    /// of a request whose images were encoded is, if too long, an `error` event in the stream, not a 400.
     #[serde(default)]
     pub include_progress: bool,
 }

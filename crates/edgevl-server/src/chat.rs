@@ -80,13 +80,22 @@ async fn prepare_and_queue(
 ) {
     if let Some(v) = vision.filter(|_| !refs.is_empty()) {
         let tell = job.progress.then(|| job.events.clone());
-        match prepare_images(&st, v, refs, tell).await {
+        // A client that leaves before the images are prepared ends the request there (its admission permit,
+        // in the job, freed); an encoding under way on the blocking thread still finishes.
+        let prepared = tokio::select! {
+            prepared = prepare_images(&st, v, refs, tell) => prepared,
+            () = job.events.closed() => return,
+        };
+        match prepared {
             Ok(images) => job.images = images,
             Err(e) => {
                 let _ = job.events.send(Event::Error(e));
                 return;
             }
         }
+    }
+    if job.events.is_closed() {
+        return;
     }
     st.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
     if let Err(std::sync::mpsc::SendError(job)) = st.jobs.send(job) {

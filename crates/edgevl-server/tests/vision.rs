@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_error, data_uri, image_chat, png, start, tiny_vlm};
+use common::{assert_error, data_uri, image_chat, png, start, tiny_vlm, TestServer};
 use serde_json::{json, Value};
 
 /// 900x500: the relaxed strategy tiles it.
@@ -70,9 +70,21 @@ fn progress_of(lines: &[String]) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Uploads three other images (their encodings start at once, on the one encoder thread), so that the next
+/// request's image waits behind them and its wait starts before its first ViT batch: its reports do not hang on
+/// the scheduler letting the request's thread reach its wait within the tiny ViT's tens of milliseconds.
+fn occupy_the_encoder(t: &TestServer, seed: u8) {
+    for k in 0..3 {
+        let (s, up) =
+            t.post("/v1/images", &json!({"image": data_uri(&png(1400, 900, seed + k)), "detail": "high"}));
+        assert_eq!(s, 200, "{up}");
+    }
+}
+
 #[test]
 fn a_stream_with_include_progress_tells_the_views_and_the_prefill_before_the_first_token() {
     let t = start(tiny_vlm());
+    occupy_the_encoder(&t, 40);
     let uri = data_uri(&wide());
     let mut body = image_chat(&[(&uri, None)], "Describe the picture.", 3);
     body["stream"] = json!(true);
@@ -132,6 +144,7 @@ fn a_prompt_past_the_context_is_a_400_or_with_progress_an_error_event() {
     // With progress the stream has begun (the image's views told) when the prompt is measured. (Another
     // image: the first one's embeddings are cached, so it would have nothing to tell.)
     let other = data_uri(&png(900, 500, 9));
+    occupy_the_encoder(&t, 50);
     body = image_chat(&[(&other, None)], "Describe the picture.", 3);
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_progress": true});

@@ -153,9 +153,11 @@ impl BackgroundEncoder {
                 let pool = ThreadPool::new(n_threads);
                 for job in rx {
                     let key = job.image.key;
-                    // The same image may have been queued twice while encoding ahead was off.
+                    // The same image may have been queued twice while encoding ahead was off (its waiter may
+                    // have been told 0 views: all are done).
                     if let Some(rows) = lock(&sh.cache).get(key) {
                         lock(&sh.in_flight).remove(&key);
+                        job.slot.advance(job.image.plan.views() as usize);
                         job.slot.finish(Ok(rows));
                         continue;
                     }
@@ -251,6 +253,15 @@ impl BackgroundEncoder {
         image: &PendingImage,
         on_views: &mut dyn FnMut(usize),
     ) -> Result<Arc<[f32]>, RuntimeError> {
+        // A deferred image whose embeddings another job has put in the cache since: ready, nothing to tell.
+        let mut deferred = lock(&image.deferred);
+        if deferred.is_some() {
+            if let Some(rows) = lock(&self.shared.cache).get(image.info.key) {
+                *deferred = None;
+                image.slot.finish(Ok(rows));
+            }
+        }
+        drop(deferred);
         let queue = || {
             if let Some(job) = lock(&image.deferred).take() {
                 match &self.tx {
