@@ -183,11 +183,8 @@ fn pipelined_and_on_demand_encoding_give_the_same_rows() {
 
 #[test]
 fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
-    let log = Arc::new(Mutex::new(Vec::new()));
     // Encoding ahead off: the turn queues the image as it starts waiting, so it sees every batch.
-    let mut s = session(ImageConfig { vit_batch: 2, encode_ahead: false, ..ImageConfig::default() });
-    let sink = log.clone();
-    s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
+    let (mut s, log) = deferred_session_with_a_log();
     let info = s.add_image(wide_image()).unwrap();
     let stats = s.ask(&format!("Look: {MEDIA_MARKER} What is it?"), 2, &mut greedy(), |_| true).unwrap();
     let events = log.lock().unwrap().clone();
@@ -222,10 +219,7 @@ fn progress_is_told_per_vit_batch_and_prefill_chunk_up_to_the_totals() {
 
 #[test]
 fn a_second_deferred_copy_of_an_image_encoded_meanwhile_tells_nothing() {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut s = session(ImageConfig { vit_batch: 2, encode_ahead: false, ..ImageConfig::default() });
-    let sink = log.clone();
-    s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
+    let (mut s, log) = deferred_session_with_a_log();
     // Deferred, the second copy is not found in flight: it is its own job, whose embeddings the first's puts in
     // the cache before the turn waits for it.
     let info = s.add_image(wide_image()).unwrap();
@@ -239,6 +233,16 @@ fn a_second_deferred_copy_of_an_image_encoded_meanwhile_tells_nothing() {
         .collect();
     assert_eq!(image, once);
     assert_eq!(s.stats().vit_tiles_encoded, views);
+}
+
+/// A session encoding a ViT batch of two views at a time, with encoding ahead off, and the log its progress
+/// observer writes.
+fn deferred_session_with_a_log() -> (Session, Arc<Mutex<Vec<Progress>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut s = session(ImageConfig { vit_batch: 2, encode_ahead: false, ..ImageConfig::default() });
+    let sink = log.clone();
+    s.set_progress(Some(Arc::new(move |p| sink.lock().unwrap().push(p))));
+    (s, log)
 }
 
 /// The (done, total) of the prefill reports among `events`.
