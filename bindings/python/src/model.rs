@@ -7,8 +7,8 @@ use crate::slot::{callable, interruptible, lock, run_turn, GenOptions, ProgressR
 use crate::tiles::parse_strategy;
 use crate::{load_error, runtime_error};
 use edgevl_runtime::{
-    ChatMessage, ImageConfig, ImageEncoderHandle, KvType, Progress, RuntimeError, Session as RtSession,
-    SessionConfig, TileBudget, MEDIA_MARKER,
+    ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
+    TileBudget, MEDIA_MARKER,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -279,13 +279,11 @@ impl Model {
             interruptible(py, &AtomicBool::new(false), &mut |py| relay.deliver(py), || {
                 let (label, image) = input.decode(&vision.config().limits)?;
                 let pending = vision.prepare_with_strategy(&label, image, choice, budget)?;
-                let total = pending.info().plan.views() as usize;
-                vision.wait_reporting(&pending, &mut |done| {
+                vision.embeddings_reporting(&pending, &mut |p| {
                     if let Some(f) = &observer {
-                        f(Progress::ImageViews { done, total });
+                        f(p);
                     }
-                })?;
-                vision.embeddings(&pending)
+                })
             });
         if let Some(e) = interrupted {
             return Err(e);

@@ -218,11 +218,7 @@ impl ProgressRelay {
         // Taken out first: the lock is not held while the callable runs (the turn's thread pushes to it).
         let reports = std::mem::take(&mut *lock(&self.queue));
         for p in reports {
-            let (step, done, total) = match p {
-                Progress::ImageViews { done, total } => ("image", done, total),
-                Progress::Prefill { done, total } => ("prefill", done, total),
-            };
-            f.call1(py, (step, done, total))?;
+            f.call1(py, p.parts())?;
         }
         Ok(())
     }

@@ -24,5 +24,15 @@ pub enum Progress {
     },
 }
 
+impl Progress {
+    /// The step's name as the front ends give it (`"image"` or `"prefill"`), and its `done` and `total`.
+    pub fn parts(self) -> (&'static str, usize, usize) {
+        match self {
+            Progress::ImageViews { done, total } => ("image", done, total),
+            Progress::Prefill { done, total } => ("prefill", done, total),
+        }
+    }
+}
+
 /// Receives [`Progress`], on the session's thread.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;

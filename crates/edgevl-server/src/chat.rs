@@ -10,7 +10,7 @@ use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use edgevl_runtime::{ImageEncoderHandle, PendingImage, Progress, TurnStats};
+use edgevl_runtime::{ImageEncoderHandle, PendingImage, TurnStats};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,13 +140,11 @@ async fn prepare_images(
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         for p in &pending {
-            let total = p.info().plan.views() as usize;
-            match &tell {
-                Some(tx) => vision.wait_reporting(p, &mut |done| {
-                    let _ = tx.send(Event::Progress(Progress::ImageViews { done, total }));
-                })?,
-                None => vision.wait(p)?,
-            }
+            vision.embeddings_reporting(p, &mut |progress| {
+                if let Some(tx) = &tell {
+                    let _ = tx.send(Event::Progress(progress));
+                }
+            })?;
         }
         Ok(pending)
     })
@@ -312,10 +310,7 @@ impl SseState {
                 self.finished = true;
             }
             Some(Event::Progress(p)) => {
-                let (step, done, total) = match p {
-                    Progress::ImageViews { done, total } => ("image", done, total),
-                    Progress::Prefill { done, total } => ("prefill", done, total),
-                };
+                let (step, done, total) = p.parts();
                 let v = json!({"step": step, "done": done, "total": total});
                 self.out.push_back(Bytes::from(format!(": progress {v}\n\n")));
             }

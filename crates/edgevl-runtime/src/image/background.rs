@@ -4,7 +4,7 @@
 
 use super::cache::EmbeddingCache;
 use super::encoder::{ImageEncoder, PreparedImage};
-use crate::RuntimeError;
+use crate::{Progress, RuntimeError};
 use edgevl_kernels::ThreadPool;
 use edgevl_vision::Plan;
 use std::collections::HashMap;
@@ -246,12 +246,13 @@ impl BackgroundEncoder {
         }
     }
 
-    /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred), telling `on_views`
-    /// of the views encoded as [`Slot::wait`] does (nothing when they are ready at once).
+    /// Blocks until the embeddings of `image` are ready (first queueing it if it was deferred), telling
+    /// `on_progress` of the views encoded ([`Progress::ImageViews`]) as [`Slot::wait`] does (nothing when they are
+    /// ready at once).
     pub(crate) fn wait(
         &self,
         image: &PendingImage,
-        on_views: &mut dyn FnMut(usize),
+        on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Arc<[f32]>, RuntimeError> {
         // A deferred image whose embeddings another job has put in the cache since: ready, nothing to tell.
         let mut deferred = lock(&image.deferred);
@@ -270,9 +271,10 @@ impl BackgroundEncoder {
                 }
             }
         };
+        let total = image.info.plan.views() as usize;
         image
             .slot
-            .wait(on_views, queue)
+            .wait(&mut |done| on_progress(Progress::ImageViews { done, total }), queue)
             .map_err(|message| RuntimeError::ImageEncode { image: image.info.label.clone(), message })
     }
 

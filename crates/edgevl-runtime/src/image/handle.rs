@@ -4,7 +4,7 @@
 
 use super::background::{BackgroundEncoder, ImageInfo, PendingImage};
 use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
-use crate::RuntimeError;
+use crate::{Progress, RuntimeError};
 use edgevl_vision::{Plan, RgbImage, Size};
 use std::sync::Arc;
 
@@ -81,20 +81,20 @@ impl ImageEncoderHandle {
         self.inner.wait(image, &mut |_| {}).map(|_| ())
     }
 
-    /// [`ImageEncoderHandle::wait`], telling `on_views` (on this thread) the views encoded so far and then each
-    /// ViT batch's count, unless the embeddings are ready at once.
-    pub fn wait_reporting(
-        &self,
-        image: &PendingImage,
-        on_views: &mut dyn FnMut(usize),
-    ) -> Result<(), RuntimeError> {
-        self.inner.wait(image, on_views).map(|_| ())
-    }
-
     /// Blocks until the embeddings of `image` are ready and returns them: `[tokens, d]`
     /// row-major, its views in the family's order, as the prompt gets them.
     pub fn embeddings(&self, image: &PendingImage) -> Result<Arc<[f32]>, RuntimeError> {
         self.inner.wait(image, &mut |_| {})
+    }
+
+    /// [`ImageEncoderHandle::embeddings`], telling `on_progress` (on this thread) the image's views encoded so far
+    /// and then each ViT batch's ([`Progress::ImageViews`]), unless the embeddings are ready at once.
+    pub fn embeddings_reporting(
+        &self,
+        image: &PendingImage,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Arc<[f32]>, RuntimeError> {
+        self.inner.wait(image, on_progress)
     }
 
     /// Width of the embeddings (the LLM's embedding width).

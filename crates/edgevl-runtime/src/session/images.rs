@@ -8,7 +8,7 @@ use super::layout::{wrapped_segments, ImageRows};
 use super::Session;
 use crate::image::{ImageEncoderHandle, ImageInfo, PendingImage, PreparedImage, MEDIA_MARKER};
 use crate::segment::{EmbeddingBlock, Segment};
-use crate::{Progress, RuntimeError};
+use crate::RuntimeError;
 use edgevl_arch::family::PromptLayout;
 use edgevl_tokenizer::{ChatMessage, ContentForm};
 use edgevl_vision::RgbImage;
@@ -168,10 +168,9 @@ impl Session {
         let rows = images
             .iter()
             .map(|im| {
-                let total = im.info().plan.views() as usize;
-                vision.wait(im, &mut |done| {
+                vision.wait(im, &mut |p| {
                     if let Some(f) = &self.progress {
-                        f(Progress::ImageViews { done, total });
+                        f(p);
                     }
                 })
             })
