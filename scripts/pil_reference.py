@@ -7,13 +7,15 @@ tests/fixtures/vision/:
              synthetic images, each resized up and down with Image.resize(size, Image.BICUBIC) and
              with Image.LANCZOS (*_lanczos.png); where Pillow 13's pass order differs from the
              horizontal-first order of Pillow <= 12, also the horizontal-first result (*_hfirst.png);
-  exif/      a JPEG saved with each EXIF orientation 1..8, and ImageOps.exif_transpose's result;
+  exif/      a JPEG saved with each EXIF orientation 1..8, a PNG with its eXIf chunk before and
+             after the pixels, and ImageOps.exif_transpose's result;
   modes/     images in other modes (RGBA, LA, L, 1, P, 16-bit RGB, CMYK JPEG, GIF, BMP, WebP) and
              convert("RGB");
   pipeline/  the 384x384 views (global view first, tiles row-major) of one image under each
              strategy, built with Pillow from the LLaVA-NeXT / InternVL recipes of spec.md section 2;
   bad/       files that must be refused: truncated JPEG, empty PNG, zero-width PNG, a PNG header
              claiming 100000x100000, a text file named .png;
+  limits/    a 1x1 PNG whose colour profile inflates to 64 MiB (read within the metadata budget);
   pil_cases.json  the manifest the Rust tests read.
 Outputs are stored as PNG (lossless). Optionally `--photos DIR` also writes the full-size photos
 as PNG into DIR (used for the table in docs/tiling.md; not committed).
@@ -103,6 +105,24 @@ def exif_cases():
             t = ImageOps.exif_transpose(f).convert("RGB")
         cases.append({"input": rel, "orientation": o, "size": list(t.size),
                       "expected": save_png(t, f"exif/orient{o}_expected.png")})
+    # PNG's eXIf chunk (raw TIFF, no "Exif\0\0") before the pixels and after them: Pillow finds
+    # the second once the image is loaded, and exif_transpose loads it.
+    png = io.BytesIO()
+    img.save(png, "PNG")
+    png = png.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    chunk = png_chunk(b"eXIf", exif.tobytes()[6:])
+    after_ihdr = 8 + 25
+    for where, data in [("before", png[:after_ihdr] + chunk + png[after_ihdr:]),
+                        ("after", png[:-12] + chunk + png[-12:])]:
+        rel = f"exif/orient6_exif_{where}_idat.png"
+        with open(os.path.join(ROOT, rel), "wb") as f:
+            f.write(data)
+        with Image.open(os.path.join(ROOT, rel)) as f:
+            t = ImageOps.exif_transpose(f).convert("RGB")
+        cases.append({"input": rel, "orientation": 6, "size": list(t.size),
+                      "expected": save_png(t, f"exif/orient6_exif_{where}_idat_expected.png")})
     return cases
 
 
@@ -213,6 +233,23 @@ def bad_files():
     return ["truncated.jpg", "empty.png", "zero_width.png", "bomb.png", "text.png"]
 
 
+def budget_files():
+    """A 1x1 RGB PNG whose colour profile (iCCP) inflates to 64 MiB (65 KB compressed): edgevl
+    must read it within its metadata budget. Pillow refuses it (a chunk inflating past 1 MiB);
+    edgevl, which ignores colour profiles, drops the profile and keeps the pixel."""
+    os.makedirs(os.path.join(ROOT, "limits"), exist_ok=True)
+    png = raw_png(1, 1, 8, 2, [b"\x07\x08\x09"])
+    iccp = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(64 << 20), 9))
+    with open(os.path.join(ROOT, "limits/icc_bomb.png"), "wb") as f:
+        f.write(png[:8 + 25] + iccp + png[8 + 25:])
+    try:
+        Image.open(os.path.join(ROOT, "limits/icc_bomb.png")).load()
+        raise SystemExit("Pillow accepted limits/icc_bomb.png")
+    except ValueError:
+        pass
+    return {"icc_bomb": "limits/icc_bomb.png", "icc_inflated_bytes": 64 << 20, "pixel": [7, 8, 9]}
+
+
 def main():
     rng = np.random.default_rng(4)
     manifest = {
@@ -223,6 +260,7 @@ def main():
         "modes": mode_cases(rng),
         "pipeline": pipeline_cases(),
         "bad": bad_files(),
+        "limits": budget_files(),
     }
     with open(os.path.join(ROOT, "pil_cases.json"), "w") as f:
         json.dump(manifest, f, indent=1)

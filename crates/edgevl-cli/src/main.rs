@@ -60,6 +60,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        exit_quietly_on_closed_stdout();
+    }
     // The kernel overrides (EDGEVL_MAX_SIMD, EDGEVL_FORCE_SCALAR, EDGEVL_NO_PACK) are read here, once, and passed
     // to the commands that compute as the options of their kernel table.
     let kernels = match KernelConfig::from_vars(|name| std::env::var(name).ok()) {
@@ -85,8 +88,43 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgevl: error: {e:#}");
+            eprintln!("edgevl: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", a cause left out when the text before it already
+/// ends with it (the library's errors name their cause in their own message too).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Lets a closed stdout end the process quietly, as it ends `cat` (`edgevl info F | head -c1`):
+/// Rust ignores SIGPIPE, so a print to a closed pipe panics with "failed printing to stdout:
+/// Broken pipe"; this hook turns that one panic into exit status 141 (128 + SIGPIPE, what a shell
+/// reports for `cat`) and leaves every other panic to the default hook. The server does not
+/// install it (its output is logs; a client that hangs up is an error on that connection).
+fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }

@@ -42,7 +42,31 @@ fn assert_clean_failure(out: &Output, needle: &str, what: &str) -> String {
 fn nonexistent_model() {
     let path = scratch("no-such-model.gguf");
     let out = run(&path, &[]);
-    assert_clean_failure(&out, "no-such-model.gguf", "nonexistent model");
+    let stderr = assert_clean_failure(&out, "no-such-model.gguf", "nonexistent model");
+    // The operating system's reason once: the library's message names its cause, and the
+    // error line does not repeat it from the cause chain.
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    for args in [&["info"][..], &["tokenize", "-p", "Hello there", "-m"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+            .args(args)
+            .arg(tiny())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start edgevl");
+        // The reader goes away before the child has loaded the file: its first write finds the
+        // pipe closed (as `edgevl info F | head -c1` does after one byte).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("edgevl ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

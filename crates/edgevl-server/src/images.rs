@@ -6,9 +6,8 @@ use crate::error::ApiError;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use edgevl_runtime::{ImageInfo, TileBudget};
-use edgevl_vision::{decode_image, LoadLimits, RgbImage, MAX_TILES_LIMIT};
+use edgevl_vision::{decode_image, read_dimensions, LoadLimits, RgbImage, MAX_TILES_LIMIT};
 use std::collections::{HashMap, VecDeque};
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -88,14 +87,11 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
     Ok(ImageSource::Inline(bytes))
 }
 
-/// The width and height an image file's header declares (nothing is decoded).
+/// The width and height an image file's header declares (nothing is decoded; the header is read
+/// within the vision crate's metadata budget, so a bloated colour profile costs nothing).
 pub fn dimensions(bytes: &[u8], part: &str) -> Result<(u32, u32), ApiError> {
-    let bad = |what: String| ApiError::bad_request_code("invalid_image", format!("{part}: {what}"));
-    image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(format!("cannot read the image ({e})")))?
-        .into_dimensions()
-        .map_err(|e| bad(format!("the image does not decode ({e})")))
+    read_dimensions(bytes, Path::new(part))
+        .map_err(|e| ApiError::bad_request_code("invalid_image", e.to_string()))
 }
 
 /// Refuses an image whose header declares more than `limits` allow one image.

@@ -6,6 +6,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use crate::error::VisionError;
@@ -49,18 +50,23 @@ pub fn load_image(path: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionEr
     decode_image(&bytes, path, limits)
 }
 
+/// The decoders' allocation budget for what precedes the pixels: PNG inflates its text and
+/// colour-profile chunks while its header is read, so without a budget of its own a 1x1 image
+/// could take the allocation allowed for the largest accepted image. A profile past it is
+/// dropped (colour profiles are ignored here); Pillow refuses a chunk that inflates past 1 MiB.
+const METADATA_BUDGET: u64 = 8 << 20;
+
 /// Decodes an in-memory image. `label` names it in errors (usually its path).
 ///
 /// The format is detected from the bytes (never from the name). The header's size is checked
-/// against `limits` before pixels are decoded; the EXIF orientation (JPEG, PNG, WebP) is applied;
+/// against `limits` before pixels are decoded, the header itself read with the decoders'
+/// allocations held to an 8 MiB metadata budget; the EXIF orientation (JPEG, PNG eXIf before or
+/// after the pixels, WebP) is applied;
 /// then the image is converted to 8-bit RGB as Pillow's `convert("RGB")` does for the common
 /// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded.
 /// 16-bit samples keep their high byte (as Pillow reads 16-bit RGB PNGs). GIFs give their first frame.
 pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionError> {
     let path = || label.to_path_buf();
-    if bytes.is_empty() {
-        return Err(VisionError::EmptyFile { path: path() });
-    }
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(VisionError::FileTooLarge {
             path: path(),
@@ -68,28 +74,12 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
             limit: limits.max_file_bytes,
         });
     }
-    let format = image::guess_format(bytes).map_err(|_| VisionError::UnknownFormat { path: path() })?;
-    if !matches!(
-        format,
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Gif
-    ) {
-        return Err(VisionError::UnknownFormat { path: path() });
-    }
+    let format = detect_format(bytes, label)?;
     let decode_err = |source| VisionError::Decode { path: path(), format: format!("{format:?}"), source };
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         return Err(VisionError::TruncatedJpeg { path: path() });
     }
-
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decoder_limits = Limits::default();
-    // The decoders' own allocation cap: the output (at most 16 bytes a pixel) plus slack.
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16).saturating_add(64 << 20));
-    reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(decode_err)?;
-    let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(VisionError::ZeroSize { path: path(), width, height });
-    }
+    let (width, height) = header_dimensions(bytes, format, label)?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(VisionError::TooManyPixels {
@@ -100,11 +90,94 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
             limit: limits.max_pixels,
         });
     }
-    // A malformed EXIF block is ignored, as an absent one would be.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // PNG's budget is its reader's own, which reads the header again (the pixels go to a buffer
+    // allocated outside it): the metadata's and a row's. The other decoders' budgets hold their
+    // output (at most 16 bytes a pixel) and working buffers.
+    let budget = match format {
+        ImageFormat::Png => METADATA_BUDGET + u64::from(width) * 32,
+        _ => pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET),
+    };
+    let mut decoder = open_decoder(bytes, format, budget).map_err(decode_err)?;
+    // A malformed EXIF block is ignored, as an absent one would be. PNG's eXIf may follow the
+    // pixels, where the decoder has not looked yet; Pillow's `exif_transpose` finds it there too.
+    let orientation = match format {
+        ImageFormat::Png => png_exif_orientation(bytes),
+        _ => decoder.orientation().ok(),
+    };
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    image.apply_orientation(orientation);
+    image.apply_orientation(orientation.unwrap_or(Orientation::NoTransforms));
     to_rgb(image)
+}
+
+/// The width and height an image file's header declares; no pixel is decoded, and the decoders'
+/// allocations are held to an 8 MiB metadata budget. Refuses what [`decode_image`] refuses
+/// before decoding: an empty file, a format other than JPEG, PNG, WebP, BMP and GIF, a header
+/// that does not parse, a zero width or height.
+pub fn read_dimensions(bytes: &[u8], label: &Path) -> Result<(u32, u32), VisionError> {
+    let format = detect_format(bytes, label)?;
+    header_dimensions(bytes, format, label)
+}
+
+/// The format of `bytes`, one of those this crate decodes.
+fn detect_format(bytes: &[u8], label: &Path) -> Result<ImageFormat, VisionError> {
+    if bytes.is_empty() {
+        return Err(VisionError::EmptyFile { path: label.to_path_buf() });
+    }
+    let format =
+        image::guess_format(bytes).map_err(|_| VisionError::UnknownFormat { path: label.to_path_buf() })?;
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Gif
+    ) {
+        return Err(VisionError::UnknownFormat { path: label.to_path_buf() });
+    }
+    Ok(format)
+}
+
+/// Reads the header of `bytes` within the metadata budget: its width and height, neither zero.
+fn header_dimensions(bytes: &[u8], format: ImageFormat, label: &Path) -> Result<(u32, u32), VisionError> {
+    let path = || label.to_path_buf();
+    let decoder = open_decoder(bytes, format, METADATA_BUDGET).map_err(|source| VisionError::Decode {
+        path: path(),
+        format: format!("{format:?}"),
+        source,
+    })?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(VisionError::ZeroSize { path: path(), width, height });
+    }
+    Ok((width, height))
+}
+
+/// A decoder of `bytes` whose own allocations are capped at `max_alloc` bytes.
+fn open_decoder(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_alloc: u64,
+) -> Result<Box<dyn ImageDecoder + '_>, image::ImageError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_alloc = Some(max_alloc);
+    reader.limits(decoder_limits);
+    Ok(Box::new(reader.into_decoder()?))
+}
+
+/// The orientation in a PNG's first eXIf chunk, wherever it lies; `None` without one (or for
+/// a malformed chunk list or EXIF block).
+fn png_exif_orientation(bytes: &[u8]) -> Option<Orientation> {
+    const SIGNATURE: usize = 8;
+    let mut at = SIGNATURE;
+    // Each chunk: length (u32 BE), type (4 bytes), data, CRC (4 bytes).
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let data = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
+        match &head[4..8] {
+            b"eXIf" => return Orientation::from_exif_chunk(data),
+            b"IEND" => return None,
+            _ => at = at + 12 + len,
+        }
+    }
+    None
 }
 
 /// Whether a JPEG stream contains an end-of-image marker (FF D9) after its last scan start.
