@@ -202,3 +202,31 @@ fn edgevl_layout_round_trips_through_convert() {
     assert!(err < 5e-2, "bluelm embeddings: {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A run refused for its outputs leaves an existing file as it was and no part file.
+#[test]
+fn bad_outputs_are_refused_before_anything_is_written() {
+    let dir = scratch("bad-outputs");
+    let src = edgevl_testdata::fixture("hf/tiny-edgevl");
+    let model = dir.join("model.gguf");
+    std::fs::write(&model, b"the user's old model").unwrap();
+    let a_dir = dir.join("adir");
+    std::fs::create_dir(&a_dir).unwrap();
+    let pre = reference()["pre_tokenizer"].as_str().unwrap().to_string();
+    for (mmproj, needle) in [(&a_dir, "is a directory"), (&model, "name the same file")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+            .args(["convert", src.to_str().unwrap(), "-o", model.to_str().unwrap(), "--mmproj-out"])
+            .arg(mmproj)
+            .args(["--pre-tokenizer", &pre, "-t", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert_eq!(std::fs::read(&model).unwrap(), b"the user's old model");
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["adir", "model.gguf"], "{needle}");
+    }
+}

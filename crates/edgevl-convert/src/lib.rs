@@ -33,7 +33,7 @@ mod vision;
 mod vocab;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -118,8 +118,9 @@ fn write_part(
 /// Converts the checkpoint in `src` to the decoder GGUF `out` and, when `mmproj_out` is given, its
 /// vision tower and projector to that mmproj GGUF. Both files are planned (every check of the
 /// checkpoint done) before either is written; each is written to `NAME.part-<pid>` and both are
-/// renamed into place only when both are complete; on any error (or cancellation) none of them
-/// is left behind.
+/// renamed into place only when both are complete; on any error (or cancellation) no part file
+/// is left behind and the outputs are as they were (an output that is a directory, or one file
+/// named for both, is refused before anything is read).
 pub fn convert(
     src: &Path,
     out: &Path,
@@ -127,6 +128,7 @@ pub fn convert(
     opts: &ConvertOptions,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
+    check_destinations(out, mmproj_out)?;
     let ck = Checkpoint::open(src)?;
     let llm_job = plan_part(&ck, Part::Llm, opts)?;
     let mm_job = mmproj_out.map(|p| plan_part(&ck, Part::Mmproj, opts).map(|j| (p, j))).transpose()?;
@@ -135,17 +137,78 @@ pub fn convert(
         Some((path, job)) => Some((*path, write_part(path, job, opts, progress)?)),
         None => None,
     };
-    llm_file.commit().map_err(|source| ConvertError::Io { path: out.to_path_buf(), source })?;
-    if let Some((path, file)) = mm_file {
-        if let Err(source) = file.commit() {
-            let _ = std::fs::remove_file(out);
-            return Err(ConvertError::Io { path: path.to_path_buf(), source });
-        }
-    }
+    commit_both(out, llm_file, mm_file)?;
     Ok(Summary {
         tensors: llm_job.summary(),
         mmproj_tensors: mm_job.map(|(_, j)| j.summary()).unwrap_or_default(),
     })
+}
+
+/// Refuses, before anything is read or written, an output that is a directory and the same file
+/// named for both outputs (the second would replace the first).
+fn check_destinations(out: &Path, mmproj_out: Option<&Path>) -> Result<()> {
+    for path in std::iter::once(out).chain(mmproj_out) {
+        if path.is_dir() {
+            return Err(ConvertError::Options(format!("output '{}' is a directory", path.display())));
+        }
+    }
+    if let Some(mm) = mmproj_out {
+        if same_file_name(out, mm) {
+            return Err(ConvertError::Options(format!(
+                "-o and --mmproj-out name the same file '{}'",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name the same file: the same name in the same (canonical) directory.
+fn same_file_name(a: &Path, b: &Path) -> bool {
+    let place = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        (dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()), p.file_name().map(ToOwned::to_owned))
+    };
+    place(a) == place(b)
+}
+
+/// Renames the written files into place, the decoder's first. When the mmproj's rename fails
+/// after the decoder's succeeded, the decoder's destination gets back the file it held before
+/// (kept as a hard link beside it meanwhile), or is removed if it held none: a failed run leaves
+/// the outputs as it found them.
+fn commit_both(out: &Path, llm: AtomicFile, mmproj: Option<(&Path, AtomicFile)>) -> Result<()> {
+    let io = |path: &Path, source| ConvertError::Io { path: path.to_path_buf(), source };
+    let Some((mm_path, mm_file)) = mmproj else {
+        return llm.commit().map_err(|e| io(out, e));
+    };
+    let mut backup = out.as_os_str().to_owned();
+    backup.push(format!(".old-{}", std::process::id()));
+    let backup = PathBuf::from(backup);
+    let kept = std::fs::hard_link(out, &backup).is_ok();
+    let restore = || {
+        if kept {
+            let _ = std::fs::rename(&backup, out);
+        } else {
+            let _ = std::fs::remove_file(out);
+        }
+    };
+    if let Err(source) = llm.commit() {
+        if kept {
+            let _ = std::fs::remove_file(&backup);
+        }
+        return Err(io(out, source));
+    }
+    if let Err(source) = mm_file.commit() {
+        restore();
+        return Err(io(mm_path, source));
+    }
+    if kept {
+        let _ = std::fs::remove_file(&backup);
+    }
+    Ok(())
 }
 
 /// Converts `part` of the checkpoint in `src` and writes the GGUF bytes to `sink` (`label` names it

@@ -59,16 +59,37 @@ impl fmt::Display for Ctx<'_> {
 /// Largest string length accepted (llama.cpp stores lengths in `int32_t` in places).
 pub(crate) const MAX_STRING_LEN: u64 = i32::MAX as u64;
 
+/// Most memory the parsed header (metadata and tensor infos) may take, as the reader estimates
+/// it before allocating: a value can take several times its encoded size in memory (an empty
+/// string is 8 bytes in the file and a 24-byte `String` in memory, a tensor info about ten times
+/// its smallest encoding), so a header that fits in a large file could otherwise ask for many
+/// gigabytes. The largest real vocabularies and merge lists take tens of megabytes.
+pub const MAX_HEADER_MEMORY: u64 = 1 << 30;
+
 /// Reads little-endian values from a byte slice, checking every length first.
 pub(crate) struct Cursor<'b> {
     buf: &'b [u8],
     pos: usize,
+    /// What is left of [`MAX_HEADER_MEMORY`].
+    memory_left: u64,
 }
 
 impl<'b> Cursor<'b> {
     /// A cursor at the start of `buf`.
     pub(crate) fn new(buf: &'b [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self { buf, pos: 0, memory_left: MAX_HEADER_MEMORY }
+    }
+
+    /// Counts `bytes` of memory the parsed header will hold against [`MAX_HEADER_MEMORY`],
+    /// failing before anything is allocated once the header would pass it.
+    pub(crate) fn charge(&mut self, bytes: u64, ctx: Ctx<'_>) -> Result<(), GgufError> {
+        match self.memory_left.checked_sub(bytes) {
+            Some(left) => {
+                self.memory_left = left;
+                Ok(())
+            }
+            None => Err(GgufError::HeaderTooLarge { what: ctx.to_string(), limit: MAX_HEADER_MEMORY }),
+        }
     }
 
     /// Current offset from the start of the buffer.

@@ -208,6 +208,26 @@ pub enum GgufError {
         /// Size of the data section in the file.
         data_len: u64,
     },
+    /// Two tensors' bytes overlap (no GGUF writer shares bytes between tensors; a file that
+    /// does could make one region count as many matrices).
+    #[error("tensors '{first}' and '{second}' overlap in the data section (at data offset {offset})")]
+    OverlappingTensors {
+        /// The tensor that starts first.
+        first: String,
+        /// The tensor that starts inside it.
+        second: String,
+        /// Where the second starts, relative to the data section.
+        offset: u64,
+    },
+    /// The header's metadata and tensor infos would take more memory than the reader allows
+    /// (their in-memory form can be several times their encoded size).
+    #[error("{what}: the file's header would take more than {limit} bytes of memory (the limit for metadata and tensor infos); the file is corrupt or hostile")]
+    HeaderTooLarge {
+        /// What was being read when the limit was passed.
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A tensor's offset is not a multiple of the alignment.
     #[error("tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}")]
     Misaligned {

@@ -22,6 +22,7 @@ mod value;
 mod value_reader;
 mod writer;
 
+pub use cursor::MAX_HEADER_MEMORY;
 pub use error::GgufError;
 pub use file::GgufFile;
 pub use ggml_type::GgmlType;

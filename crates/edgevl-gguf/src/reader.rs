@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::cursor::{Ctx, Cursor};
 use crate::tensor::{tensor_n_bytes, MAX_DIMS};
-use crate::value_reader::{read_type, read_value};
+use crate::value_reader::{read_type, read_value, HEAP_BLOCK, MAX_RESERVE};
 use crate::{GgmlType, GgufError, Metadata, TensorInfo};
 
 /// `general.alignment`: data alignment of the tensor section.
@@ -18,6 +18,15 @@ pub const MAX_ALIGNMENT: u64 = 1 << 20;
 const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// Smallest encoded tensor info: name length (8), n_dims (4), type (4), offset (8).
 const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
+/// What a key/value pair takes in memory besides its key's bytes and its value's own
+/// allocations: the key's `String` and heap block, the value, and a map entry.
+const KV_MEMORY: u64 =
+    (std::mem::size_of::<String>() + std::mem::size_of::<crate::Value>() + 16) as u64 + HEAP_BLOCK;
+/// What a tensor info takes in memory besides its name and dimensions: the info, its index
+/// entry (a name and a position, and the table's control byte), and three heap blocks (two
+/// copies of the name, the dimensions).
+const TENSOR_INFO_MEMORY: u64 =
+    (std::mem::size_of::<TensorInfo>() + std::mem::size_of::<(String, usize)>() + 1) as u64 + 3 * HEAP_BLOCK;
 
 /// Everything parsed from a GGUF file except the tensor bytes.
 #[derive(Debug)]
@@ -82,6 +91,8 @@ fn read_metadata(cur: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata, GgufError>
     for i in 0..n_kv {
         let key_offset = cur.offset();
         let key = cur.str(Ctx::kv("key", i))?;
+        // The key, its value's slot and the map's entry.
+        cur.charge(key.len() as u64 + KV_MEMORY, Ctx::key("key", key))?;
         let t = read_type(cur, Ctx::key("value type", key))?;
         let value = read_value(cur, t, Ctx::key("value", key))?;
         metadata
@@ -116,8 +127,10 @@ fn read_tensor_infos(
     cur: &mut Cursor<'_>,
     n_tensors: u64,
 ) -> Result<(Vec<TensorInfo>, HashMap<String, usize>), GgufError> {
-    // n_tensors * MIN_TENSOR_INFO_BYTES <= bytes left was checked, so this is bounded.
-    let cap = usize::try_from(n_tensors).unwrap_or(0);
+    // n_tensors * MIN_TENSOR_INFO_BYTES <= bytes left was checked; the infos' memory is
+    // counted before any is read, and at most MAX_RESERVE reserved.
+    cur.charge(n_tensors.saturating_mul(TENSOR_INFO_MEMORY), Ctx::header("tensor count"))?;
+    let cap = usize::try_from(n_tensors).unwrap_or(0).min(MAX_RESERVE);
     let mut tensors = Vec::with_capacity(cap);
     let mut index = HashMap::with_capacity(cap);
     for i in 0..n_tensors {
@@ -127,6 +140,8 @@ fn read_tensor_infos(
         if n_dims > MAX_DIMS {
             return Err(GgufError::TooManyDims { tensor: name.to_owned(), n_dims, max: MAX_DIMS });
         }
+        // The name twice (the info and the index) and the dimensions.
+        cur.charge(2 * name.len() as u64 + 8 * u64::from(n_dims), Ctx::tensor("name", name))?;
         let dims =
             (0..n_dims).map(|_| cur.u64(Ctx::tensor("dimension", name))).collect::<Result<Vec<u64>, _>>()?;
         let type_id = cur.u32(Ctx::tensor("type", name))?;
@@ -162,6 +177,20 @@ fn check_data_section(tensors: &[TensorInfo], alignment: u64, data_len: u64) -> 
                 offset: t.offset,
                 n_bytes: t.n_bytes,
                 data_len,
+            });
+        }
+    }
+    // No two tensors share bytes (in bounds, so `offset + n_bytes` does not overflow): the data
+    // section then holds every tensor once, and what is built from the tensors is bounded by
+    // the file's size.
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
+    by_offset.sort_by_key(|t| t.offset);
+    for pair in by_offset.windows(2) {
+        if pair[0].offset + pair[0].n_bytes > pair[1].offset {
+            return Err(GgufError::OverlappingTensors {
+                first: pair[0].name.clone(),
+                second: pair[1].name.clone(),
+                offset: pair[1].offset,
             });
         }
     }

@@ -171,13 +171,19 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Flushes, syncs and renames the part file onto the destination.
+    /// Flushes, syncs and renames the part file onto the destination; on failure the part file
+    /// is removed and the destination left as it was.
     pub fn commit(mut self) -> io::Result<()> {
         let w = self.file.take().ok_or_else(|| io::Error::other("file already committed"))?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.part, &self.dest)
+        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|file| {
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&self.part, &self.dest)
+        });
+        if done.is_err() {
+            let _ = fs::remove_file(&self.part);
+        }
+        done
     }
 }
 
@@ -215,6 +221,21 @@ pub(crate) fn part_path(dest: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::{GgufFile, GgufWriter, Value};
+
+    #[test]
+    fn a_failed_commit_removes_its_part_file() {
+        let dir = std::env::temp_dir().join(format!("edgevl-atomic-failed-{}", std::process::id()));
+        let dest = dir.join("out.gguf");
+        fs::create_dir_all(&dest).expect("a directory where the file should go");
+        let mut f = AtomicFile::create(&dest).expect("part file");
+        f.write_all(b"bytes").expect("write");
+        let part = f.part_path().to_path_buf();
+        assert!(part.exists());
+        assert!(f.commit().is_err(), "a file cannot replace a directory");
+        assert!(!part.exists(), "the part file was left behind");
+        assert!(dest.is_dir(), "the destination changed");
+        fs::remove_dir_all(&dir).expect("clean up");
+    }
 
     fn specs() -> Vec<TensorSpec> {
         vec![

@@ -7,6 +7,30 @@ use crate::{Array, GgufError, Value};
 /// Deepest array-of-array nesting accepted.
 pub const MAX_ARRAY_DEPTH: usize = 4;
 
+/// What a heap allocation costs at least, as the header's memory is estimated (the allocator's
+/// smallest block).
+pub(crate) const HEAP_BLOCK: u64 = 32;
+
+/// Most elements (or tensor infos) reserved before they are read; a longer list grows as it is
+/// read, so what is allocated follows what the file holds, not what its counts declare.
+pub(crate) const MAX_RESERVE: usize = 1 << 16;
+
+/// What one element of an array of `t` takes in memory (a string's bytes are counted as read).
+fn element_memory(t: ValueType) -> u64 {
+    match t {
+        ValueType::Str => std::mem::size_of::<String>() as u64 + HEAP_BLOCK,
+        ValueType::Array => std::mem::size_of::<Array>() as u64,
+        fixed => fixed.min_encoded_size(),
+    }
+}
+
+/// Reads a string and copies it, counting its memory.
+fn owned_str(cur: &mut Cursor<'_>, ctx: Ctx<'_>) -> Result<String, GgufError> {
+    let s = cur.str(ctx)?;
+    cur.charge(s.len() as u64, ctx)?;
+    Ok(s.to_owned())
+}
+
 /// Reads a value-type id.
 pub(crate) fn read_type(cur: &mut Cursor<'_>, ctx: Ctx<'_>) -> Result<ValueType, GgufError> {
     let offset = cur.offset();
@@ -28,7 +52,10 @@ pub(crate) fn read_value(cur: &mut Cursor<'_>, t: ValueType, ctx: Ctx<'_>) -> Re
         ValueType::I64 => Value::I64(i64::from_le_bytes(cur.array(ctx)?)),
         ValueType::F64 => Value::F64(f64::from_le_bytes(cur.array(ctx)?)),
         ValueType::Bool => Value::Bool(read_bool(cur, ctx)?),
-        ValueType::Str => Value::Str(cur.str(ctx)?.to_owned()),
+        ValueType::Str => {
+            cur.charge(element_memory(ValueType::Str), ctx)?;
+            Value::Str(owned_str(cur, ctx)?)
+        }
         ValueType::Array => Value::Array(read_array(cur, ctx, 1)?),
     })
 }
@@ -57,7 +84,9 @@ fn read_array(cur: &mut Cursor<'_>, ctx: Ctx<'_>, depth: usize) -> Result<Array,
     let count_offset = cur.offset();
     let count = cur.u64(ctx)?;
     cur.check_count(count, count_offset, elem.min_encoded_size(), ctx)?;
-    // `count * min_encoded_size <= remaining`, so this allocation is bounded by the file size.
+    // `count * min_encoded_size <= remaining`; the memory of the elements is counted before any
+    // is read.
+    cur.charge(count.saturating_mul(element_memory(elem)), ctx)?;
     let n = usize::try_from(count)
         .map_err(|_| GgufError::Overflow { what: format!("{ctx}: array length {count}") })?;
     Ok(match elem {
@@ -72,7 +101,7 @@ fn read_array(cur: &mut Cursor<'_>, ctx: Ctx<'_>, depth: usize) -> Result<Array,
         ValueType::I64 => Array::I64(fixed(cur, n, ctx, i64::from_le_bytes)?),
         ValueType::F64 => Array::F64(fixed(cur, n, ctx, f64::from_le_bytes)?),
         ValueType::Bool => Array::Bool(repeat(n, || read_bool(cur, ctx))?),
-        ValueType::Str => Array::Str(repeat(n, || cur.str(ctx).map(str::to_owned))?),
+        ValueType::Str => Array::Str(repeat(n, || owned_str(cur, ctx))?),
         ValueType::Array => Array::Nested(repeat(n, || read_array(cur, ctx, depth + 1))?),
     })
 }
@@ -98,9 +127,10 @@ fn fixed<T, const N: usize>(
         .collect())
 }
 
-/// Calls `next` `n` times, collecting the results (`n` already checked against the file size).
+/// Calls `next` `n` times, collecting the results (`n` already checked against the file size
+/// and the header's memory; at most [`MAX_RESERVE`] reserved before they are read).
 fn repeat<T>(n: usize, mut next: impl FnMut() -> Result<T, GgufError>) -> Result<Vec<T>, GgufError> {
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n.min(MAX_RESERVE));
     for _ in 0..n {
         out.push(next()?);
     }

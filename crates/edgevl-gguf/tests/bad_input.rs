@@ -215,3 +215,52 @@ fn open_reports_the_path() {
     assert!(e.to_string().contains("truncated file: header magic"), "{e}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// Opens `head` followed by zeros up to `len` bytes: a sparse file (no disk is written) whose
+/// declared counts fit the file's size.
+fn open_sparse(name: &str, head: &[u8], len: u64) -> Result<GgufFile, GgufError> {
+    let dir = std::env::temp_dir().join(format!("edgevl-gguf-sparse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, head).expect("write");
+    std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(len).expect("grow");
+    let out = GgufFile::open(&path);
+    std::fs::remove_file(&path).expect("clean up");
+    out
+}
+
+#[test]
+fn counts_that_fit_a_big_file_but_not_memory_are_refused_before_allocating() {
+    // 2^26 tensor infos fit in 1.5 GiB of file (24 bytes each at least), but in memory they
+    // would take about ten times that: refused as the count is read.
+    let n_tensors = 1u64 << 26;
+    let e = open_sparse("tensors.gguf", &Craft::header(3, n_tensors, 0).bytes(), n_tensors * 24 + 4096)
+        .expect_err("refused");
+    assert!(matches!(e, GgufError::HeaderTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("tensor count"), "{e}");
+    // An array of 2^25 strings fits in 256 MiB (8 bytes each, empty), and takes 1.75 GiB as
+    // `String`s with their heap blocks.
+    let n = 1u64 << 25;
+    let mut head = Craft::header(3, 0, 1);
+    head.str("tokenizer.ggml.tokens").u32(vt::ARRAY).u32(vt::STR).u64(n);
+    let e = open_sparse("strings.gguf", &head.bytes(), n * 8 + 4096).expect_err("refused");
+    assert!(matches!(e, GgufError::HeaderTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
+    assert_no_allocation_over(ALLOC_LIMIT);
+}
+
+#[test]
+fn tensors_sharing_bytes_are_refused() {
+    let mut c = Craft::header(3, 2, 0);
+    c.tensor("a", &[8], GgmlType::F32.id(), 0).tensor("b", &[8], GgmlType::F32.id(), 0).pad(32).zeros(64);
+    let e = refuse(c.bytes(), &["tensors 'a' and 'b' overlap"]);
+    assert!(matches!(e, GgufError::OverlappingTensors { offset: 0, .. }));
+    // Half over the other.
+    let mut c = Craft::header(3, 2, 0);
+    c.tensor("a", &[16], GgmlType::F32.id(), 0).tensor("b", &[16], GgmlType::F32.id(), 32).pad(32).zeros(128);
+    refuse(c.bytes(), &["tensors 'a' and 'b' overlap", "offset 32"]);
+    // Back to back, and in either order in the table: accepted.
+    let mut c = Craft::header(3, 2, 0);
+    c.tensor("b", &[8], GgmlType::F32.id(), 32).tensor("a", &[8], GgmlType::F32.id(), 0).pad(32).zeros(64);
+    GgufFile::from_bytes(c.bytes()).expect("adjacent tensors");
+}

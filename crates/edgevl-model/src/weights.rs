@@ -81,9 +81,10 @@ impl<'a> Loader<'a> {
                 _ => None,
             })
             .fold(0usize, usize::saturating_add);
-        // A file whose shapes overflow is refused by `Loader::matrix` before anything is packed. Tensors may share
-        // bytes in a GGUF file, so the sum is bounded by twice the file's length (packing adds padding only): the
-        // header cannot make the arena larger than that, and matrices that do not fit get buffers of their own.
+        // A file whose shapes overflow is refused by `Loader::matrix` before anything is packed. The reader refuses
+        // tensors that share bytes, so the matrices' bytes sum to at most the file's length and their packed forms
+        // (packing adds padding only) to at most twice it: the cap guards that estimate, and matrices that do not
+        // fit get buffers of their own.
         let cap = usize::try_from(file.file_len()).unwrap_or(usize::MAX).saturating_mul(2);
         let bytes = bytes.min(cap);
         let arena = (bytes > 0 && bytes < usize::MAX).then(|| Arc::new(PackArena::new(bytes)));

@@ -217,3 +217,31 @@ fn an_lfm2_file_without_the_layout_key_is_lfm2_vl_and_refused() {
     let e = MmprojHparams::try_from(stripped.metadata()).unwrap_err().to_string();
     assert!(e.contains("LFM2-VL") && e.contains("edgevl.vision.layout"), "{e}");
 }
+
+#[test]
+fn normalisation_that_overflows_is_refused() {
+    // A std so small, or a mean so large, that a normalised pixel is infinite would give NaN
+    // embeddings (and an empty answer) instead of an error.
+    for (mean, std) in [(0.5f32, 1e-45f32), (3e38, 0.5), (0.5, 1e-4), (0.5, 0.0), (f32::NAN, 0.5)] {
+        let e = err_kv(&|w| {
+            w.add_kv("clip.vision.image_mean", Value::Array(edgevl_gguf::Array::F32(vec![mean; 3])));
+            w.add_kv("clip.vision.image_std", Value::Array(edgevl_gguf::Array::F32(vec![std; 3])));
+        });
+        assert!(e.contains("clip.vision.image_std") && e.contains("(v - mean) / std"), "{mean} {std}: {e}");
+    }
+    // CLIP's own normalisation (about -1.8 to 2.1) is fine.
+    let clip = crafted(
+        &|w| {
+            w.add_kv(
+                "clip.vision.image_mean",
+                Value::Array(edgevl_gguf::Array::F32(vec![0.481, 0.458, 0.408])),
+            );
+            w.add_kv(
+                "clip.vision.image_std",
+                Value::Array(edgevl_gguf::Array::F32(vec![0.269, 0.261, 0.276])),
+            );
+        },
+        &keep,
+    );
+    assert!(clip.is_ok(), "{:?}", clip.err());
+}

@@ -27,6 +27,9 @@ pub const REQUIRED_KEYS: [&str; 13] = [
 const MAX_DIM: u64 = 1 << 16;
 /// Largest tile side in pixels accepted.
 const MAX_IMAGE_SIZE: u64 = 4096;
+/// Largest normalised pixel value accepted from `image_mean` / `image_std` (published files give
+/// about ±2).
+const MAX_NORMALISED: f32 = 1000.0;
 /// Widest attention head supported.
 pub const MAX_VISION_HEAD_DIM: usize = 512;
 /// Largest tile count InternVL's `preproc_max_tiles` may ask for.
@@ -212,11 +215,19 @@ impl TryFrom<&Metadata> for MmprojHparams {
         let projection_dim = dim(md, keys::PROJECTION_DIM, MAX_DIM)?;
         let image_mean = triple(md, keys::IMAGE_MEAN)?;
         let image_std = triple(md, keys::IMAGE_STD)?;
-        if image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || image_mean.iter().any(|m| !m.is_finite())
-        {
+        // A normalised pixel, (v - mean) / std for v in [0, 1], must stay a plain number: a tiny std or a
+        // huge mean would give infinities, then NaN embeddings (published files map to about [-2, 2]).
+        let normalised_ok =
+            |m: f32, s: f32| [0.0f32, 1.0].iter().all(|v| ((v - m) / s).abs() <= MAX_NORMALISED);
+        let sane =
+            image_std.iter().zip(&image_mean).all(|(&s, &m)| s > 0.0 && m.is_finite() && normalised_ok(m, s));
+        if !sane {
             return Err(bad(
                 keys::IMAGE_STD,
-                format!("mean {image_mean:?} / std {image_std:?} must be finite, std > 0"),
+                format!(
+                    "mean {image_mean:?} / std {image_std:?}: std must be > 0 and (v - mean) / std within \
+                     ±{MAX_NORMALISED} for pixel values v in [0, 1]"
+                ),
             ));
         }
         let scale_factor = dim(md, keys::SCALE_FACTOR, 16)?;
