@@ -52,7 +52,9 @@ create_exception!(
 pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
     let msg = e.to_string();
     match e {
-        RuntimeError::ContextFull { .. } => ContextFullError::new_err(msg),
+        RuntimeError::ContextFull { .. } | RuntimeError::PromptTooLong { .. } => {
+            ContextFullError::new_err(msg)
+        }
         RuntimeError::Image(_) | RuntimeError::ImageEncode { .. } => ImageError::new_err(msg),
         _ => EdgevlError::new_err(msg),
     }

@@ -24,6 +24,18 @@ pub enum RuntimeError {
         /// The model's training context.
         n_ctx_train: usize,
     },
+    /// The input is so long that it cannot fit the context whatever its tokens turn out to be
+    /// (found before its images are waited for or its text tokenised).
+    #[error("the input needs at least {at_least} tokens, more than the {n_ctx}-token context; shorten it, or raise -c (the model was trained with {n_ctx_train})")]
+    PromptTooLong {
+        /// A lower bound on its tokens: the text's bytes over the most a token stands for,
+        /// plus its images' tokens.
+        at_least: usize,
+        /// Context size in use.
+        n_ctx: usize,
+        /// The model's training context.
+        n_ctx_train: usize,
+    },
     /// The caller's cancel flag was set during a prefill.
     #[error("cancelled")]
     Cancelled,

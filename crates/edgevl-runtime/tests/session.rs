@@ -220,6 +220,35 @@ fn a_turn_that_does_not_fit_is_refused_with_tokens_left() {
     assert_eq!((s.n_past(), s.stats().turns, s.messages().len()), (0, 0, 0));
 }
 
+/// A prompt far past the context is refused from its length before it is tokenised (a 30 MiB
+/// message took the tokenizer half a minute and gigabytes), and the bound it uses never counts
+/// more tokens than the tokenizer makes.
+#[test]
+fn a_prompt_far_past_the_context_is_refused_before_tokenising() {
+    for model in [tiny(), edgevl_testdata::smollm2_path()] {
+        let mut s = load(&model, 16, 64);
+        let mut sampler = greedy();
+        let huge = "a".repeat(8 << 20);
+        let err = s.ask(&huge, 4, &mut sampler, |_| true).expect_err("far too long");
+        assert!(matches!(err, RuntimeError::PromptTooLong { n_ctx: 64, .. }), "{err:?}");
+        assert!(s.messages().is_empty() && s.n_past() == 0, "a refused turn leaves the session alone");
+        let tok = s.tokenizer();
+        let texts = [
+            TEXT.to_string(),
+            "a".repeat(5000),
+            " ".repeat(5000),
+            "héllo wörld, 你好世界 🙂🙃 ".repeat(200),
+            "<|im_start|>user\n<|im_end|>".repeat(100),
+            "\u{0}\u{7f}\u{ffff}\u{10ffff}".repeat(300),
+        ];
+        for text in &texts {
+            let n = tok.encode(text, false, true).len();
+            let bound = text.len() / tok.max_bytes_per_token();
+            assert!(bound <= n, "{} bytes: bound {bound} > {n} tokens", text.len());
+        }
+    }
+}
+
 #[test]
 fn cancel_flag_and_callback_stop_the_answer() {
     let model = edgevl_testdata::smollm2_path();

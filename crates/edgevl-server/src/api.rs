@@ -80,6 +80,9 @@ pub struct StreamOptions {
     pub include_progress: bool,
 }
 
+/// Longest stop string accepted, in characters.
+pub const MAX_STOP_CHARS: usize = 1024;
+
 /// `stop`: one string or a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -236,8 +239,16 @@ impl ChatRequest {
         if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
             return Err(ApiError::bad_request("max_tokens must be at least 1"));
         }
-        if self.stop_strings().len() > 4 {
+        let stop = self.stop_strings();
+        if stop.len() > 4 {
             return Err(ApiError::bad_request("at most 4 stop strings"));
+        }
+        // Every generated token is matched against every stop string's characters.
+        if let Some(long) = stop.iter().find(|s| s.chars().count() > MAX_STOP_CHARS) {
+            return Err(ApiError::bad_request(format!(
+                "a stop string is at most {MAX_STOP_CHARS} characters, not {}",
+                long.chars().count()
+            )));
         }
         Ok(())
     }

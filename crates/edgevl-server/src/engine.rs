@@ -11,7 +11,7 @@ use edgevl_runtime::{
 };
 use edgevl_tokenizer::ChatMessage;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::OwnedSemaphorePermit;
@@ -68,19 +68,27 @@ struct Active {
     stopped_by_string: bool,
 }
 
+/// How often an idle engine looks at its stop flag.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One conversation slot.
 struct Slot {
     session: Session,
     active: Option<Active>,
 }
 
-/// Runs the engine on this thread until `jobs` is closed and every slot is idle. `primary` is the
-/// loaded model (slot 0); the other `parallel - 1` slots are its siblings.
+/// Runs the engine on this thread. `primary` is the loaded model (slot 0); the other
+/// `parallel - 1` slots are its siblings.
+///
+/// It returns when the job channel is closed and every slot is idle, or as soon as `stop` is set
+/// (the server has given up waiting for requests in flight: their replies end there). A client
+/// that holds a connection open keeps a sender alive, so the channel alone may never close.
 pub fn run(
     primary: Session,
     parallel: usize,
     jobs: Receiver<Job>,
     metrics: Arc<Metrics>,
+    stop: &AtomicBool,
 ) -> Result<(), ApiError> {
     let mut slots = Vec::with_capacity(parallel);
     for _ in 1..parallel {
@@ -103,9 +111,11 @@ pub fn run(
                     }
                 }
             } else {
-                match jobs.recv() {
+                match jobs.recv_timeout(STOP_POLL) {
                     Ok(j) => j,
-                    Err(_) => {
+                    Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => return Ok(()),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => {
                         open = false;
                         break;
                     }
@@ -123,7 +133,7 @@ pub fn run(
                 slot.active = Some(a);
             }
         }
-        if !open && slots.iter().all(|s| s.active.is_none()) {
+        if stop.load(Ordering::Relaxed) || (!open && slots.iter().all(|s| s.active.is_none())) {
             return Ok(());
         }
         for slot in slots.iter_mut() {

@@ -73,7 +73,17 @@ impl ApiError {
         )
     }
 
-    /// 404 for an unknown path.
+    /// 405 for a method an endpoint does not take.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            Some("method_not_allowed"),
+            format!("{path} does not take {method}"),
+        )
+    }
+
+    /// 404 for a path that is no endpoint.
     pub fn not_found(path: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -133,7 +143,9 @@ impl From<edgevl_runtime::RuntimeError> for ApiError {
     fn from(e: edgevl_runtime::RuntimeError) -> Self {
         use edgevl_runtime::RuntimeError as R;
         match &e {
-            R::ContextFull { .. } => ApiError::bad_request_code("context_length_exceeded", e.to_string()),
+            R::ContextFull { .. } | R::PromptTooLong { .. } => {
+                ApiError::bad_request_code("context_length_exceeded", e.to_string())
+            }
             R::NoVision => ApiError::bad_request_code(
                 "images_not_supported",
                 "this server has no vision encoder: start it with --mmproj to send images",

@@ -177,8 +177,10 @@ async fn serve(
     let (fail_tx, fail_rx) = oneshot::channel::<ServerError>();
     let ready = Arc::new(OnceLock::new());
     let metrics = Arc::new(metrics::Metrics::default());
+    let stop_engine = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let engine = {
         let (ready, metrics, cfg) = (ready.clone(), metrics.clone(), cfg.clone());
+        let engine_stop = stop_engine.clone();
         std::thread::Builder::new()
             .name("edgevl-engine".into())
             .spawn(move || {
@@ -205,7 +207,7 @@ async fn serve(
                     n_vocab: session.tokenizer().n_vocab(),
                     n_ctx: session.n_ctx(),
                 });
-                if let Err(e) = engine::run(session, cfg.parallel, jobs_rx, metrics) {
+                if let Err(e) = engine::run(session, cfg.parallel, jobs_rx, metrics, &engine_stop) {
                     let _ = fail_tx.send(ServerError::Engine(e.message));
                 }
             })
@@ -249,7 +251,10 @@ async fn serve(
             Ok(())
         }
     };
-    // The router (and the job sender in its state) is gone: the engine ends once its slots are idle.
+    // Drained (the engine ends once its slots are idle and the router's job sender is gone), or
+    // the drain timed out: a connection still open (a client that never finished its request)
+    // holds a router and its sender, so the engine is told to stop.
+    stop_engine.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
     if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(e);

@@ -19,7 +19,7 @@ use edgevl_vision::{Plan, Size};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The web page at `/`.
 const PAGE: &str = include_str!("../static/index.html");
@@ -40,6 +40,9 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
         .route("/v1/images", post(upload))
         .route("/v1/edgevl/tiles", get(tiles))
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::method_not_allowed(req.method().as_str(), req.uri().path())
+        })
         .layer(middleware::from_fn_with_state(st.clone(), auth))
         .layer(middleware::from_fn_with_state(st.clone(), refuse_large))
         .layer(middleware::from_fn_with_state(st.clone(), log_and_count))
@@ -57,7 +60,9 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
     let cors = CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        // Whatever the preflight asks for: clients add their own headers (the openai JS SDK sends
+        // `x-stainless-*` with every request), and the API key is the access check.
+        .allow_headers(AllowHeaders::mirror_request());
     Ok(app.layer(cors))
 }
 

@@ -10,6 +10,7 @@ use common::{assert_error, read_head, smollm2, start};
 use edgevl_runtime::{Sampler, SamplerConfig, Session};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use std::time::Duration;
 
 const PROMPT: &str = "Name three primary colours and say why they are called primary.";
 
@@ -123,6 +124,13 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     assert_error((s, v.clone()), 400, Some("context_length_exceeded"), "1024-token context");
     assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("needs") && m.contains("left")), "{v}");
     assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
+    // A known path with a method it does not take: 405 in the same JSON shape (was an empty body).
+    let (s, body) = t.get("/v1/chat/completions");
+    assert_eq!(s, 405, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    // Every token is matched against every stop string: their length is capped.
+    assert_error(chat(json!({"stop": "x".repeat(1025)})), 400, None, "at most 1024 characters");
 
     // A body over 32 MiB is refused before it is read: 413 after a few bytes of it.
     let head = format!(
@@ -141,7 +149,7 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let v = t.chat_ok(&json!({"messages": user("Hi"), "max_tokens": 4}));
     assert!(v["usage"]["completion_tokens"].as_u64().is_some_and(|n| (1..=4).contains(&n)), "{v}");
     let (_, metrics) = t.get("/metrics");
-    for code in ["400", "404", "413", "200"] {
+    for code in ["400", "404", "405", "413", "200"] {
         assert!(metrics.contains(&format!("code=\"{code}\"")), "no {code} in\n{metrics}");
     }
     // The soak's leak check reads the allocator's bytes in use (glibc only): SmolLM2's tokenizer alone holds more
@@ -245,4 +253,47 @@ fn an_api_key_guards_every_endpoint_but_health_and_the_page() {
     );
     assert_eq!(t.get("/health").0, 200);
     assert_eq!(t.get("/").0, 200);
+}
+
+/// A client that never finishes its request does not keep the server from stopping: after the
+/// drain timeout the engine is told to stop, and `shutdown` returns.
+#[test]
+fn shutdown_ends_despite_a_half_sent_request() {
+    let mut cfg = common::tiny_vlm();
+    cfg.drain_timeout = Duration::from_secs(1);
+    let mut t = common::start(cfg);
+    let _half = t.raw("POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Len", b"");
+    std::thread::sleep(Duration::from_millis(200));
+    let server = t.server.take().expect("running");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(server.shutdown());
+    });
+    let result = done_rx.recv_timeout(Duration::from_secs(30)).expect("shutdown returned within 30 s");
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// A CORS preflight is granted the headers it asks for (the openai JS SDK adds `x-stainless-*`
+/// to every request; a browser drops the call unless the preflight allows them).
+#[test]
+fn cors_preflight_allows_the_requested_headers() {
+    let mut cfg = common::tiny_vlm();
+    cfg.cors_origin = Some("https://app.example".into());
+    let t = common::start(cfg);
+    let mut s = t.raw(
+        "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nOrigin: https://app.example\r\n\
+         Access-Control-Request-Method: POST\r\n\
+         Access-Control-Request-Headers: authorization, content-type, x-stainless-lang, x-stainless-os\r\n\r\n",
+        b"",
+    );
+    let head = read_head(&mut s).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let allowed = head
+        .lines()
+        .find(|l| l.starts_with("access-control-allow-headers:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    for h in ["authorization", "content-type", "x-stainless-lang", "x-stainless-os"] {
+        assert!(allowed.contains(h), "{h} not in {allowed}");
+    }
+    assert!(head.contains("access-control-allow-origin: https://app.example"), "{head}");
 }

@@ -40,8 +40,12 @@ impl ChatMessage {
 /// [`TEMPLATE_FUEL_BASE`] + [`TEMPLATE_FUEL_PER_MESSAGE`] per message template instructions
 /// (minijinja's fuel: endless or huge loops stop with an error), an output of at most
 /// [`TEMPLATE_OUTPUT_BASE`] bytes plus [`TEMPLATE_OUTPUT_FACTOR`] times the conversation's
-/// bytes, and no padding wider than [`MAX_TEMPLATE_PAD`] (`indent`, `format`, `str.format`).
-/// minijinja itself refuses `range` over 100,000 items and strings repeated past 100 MB; a
+/// bytes, no padding wider than [`MAX_TEMPLATE_PAD`] (`indent`, `format`, `str.format`), no
+/// `batch` or `slice` count over [`MAX_TEMPLATE_COUNT`], a template of at most
+/// [`MAX_TEMPLATE_BYTES`], compiled and rendered on a thread whose stack holds minijinja's
+/// recursion at those bounds (operator chains as long as the template allows, values nested as
+/// deep as the fuel allows). minijinja itself refuses `range` over 100,000 items and strings
+/// repeated past 100 MB; a
 /// template can still grow a string by concatenating it with itself in a loop (minijinja has no
 /// memory limit), so a template is as trusted as the rest of the model file (the server never
 /// takes one from a request).
@@ -63,6 +67,30 @@ pub const TEMPLATE_OUTPUT_BASE: usize = 1 << 20;
 pub const TEMPLATE_OUTPUT_FACTOR: usize = 8;
 /// Widest padding a template may ask for (`indent` width, a `format` field width or precision).
 pub const MAX_TEMPLATE_PAD: u64 = 1024;
+/// Largest count a template may give `batch` and `slice` (each reserves room for that many).
+pub const MAX_TEMPLATE_COUNT: u64 = 100_000;
+/// Longest template accepted, in bytes (published chat templates take a few KiB, the largest
+/// tens of KiB).
+pub const MAX_TEMPLATE_BYTES: usize = 128 << 10;
+/// The stack templates are compiled and rendered on. minijinja recurses as deep as a chain of
+/// operators is long and a value is nested; the template's length bounds the first and the fuel
+/// the second, and this stack holds both at their bounds (8 MiB, a main thread's, held about
+/// 30,000 operators). It is reserved address space; only what a template uses is touched.
+const TEMPLATE_STACK: usize = 512 << 20;
+
+/// Runs `f` (a template's compilation or rendering) on a thread with [`TEMPLATE_STACK`].
+fn on_template_stack<T: Send>(
+    f: impl FnOnce() -> Result<T, TokenizerError> + Send,
+) -> Result<T, TokenizerError> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("edgevl-template".into())
+            .stack_size(TEMPLATE_STACK)
+            .spawn_scoped(scope, f)
+            .map_err(|e| TokenizerError::TemplateThread(e.to_string()))?;
+        thread.join().unwrap_or_else(|_| Err(TokenizerError::TemplateThread("it panicked".into())))
+    })
+}
 
 /// The ChatML format (`<|im_start|>role\ncontent<|im_end|>\n`).
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -76,7 +104,13 @@ impl ChatTemplate {
     ) -> Result<Self, TokenizerError> {
         let t =
             ChatTemplate { source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() };
-        t.environment().template_from_str(&t.source)?;
+        if t.source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TokenizerError::TemplateTooLarge {
+                bytes: t.source.len(),
+                limit: MAX_TEMPLATE_BYTES,
+            });
+        }
+        on_template_stack(|| t.environment().template_from_str(&t.source).map(drop).map_err(Into::into))?;
         Ok(t)
     }
 
@@ -142,6 +176,23 @@ impl ChatTemplate {
                 builtin.call(state, &args)
             });
         }
+        // The builtins that reserve memory by a number the template gives, with that number bounded.
+        let sized = [
+            ("batch", Value::from_function(filters::batch)),
+            ("slice", Value::from_function(filters::slice)),
+        ];
+        for (name, builtin) in sized {
+            env.add_filter(name, move |state: &State, args: Rest<Value>| {
+                let n = args.get(1).and_then(|v| u64::try_from(v.clone()).ok()).unwrap_or(0);
+                if n > MAX_TEMPLATE_COUNT {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("{name}({n}): more than {MAX_TEMPLATE_COUNT} items at once"),
+                    ));
+                }
+                builtin.call(state, &args)
+            });
+        }
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -186,18 +237,22 @@ impl ChatTemplate {
             eos_token => self.eos_token.as_str(),
         };
         let n = messages.len() as u64;
-        let mut env = self.environment();
-        env.set_fuel(Some(TEMPLATE_FUEL_BASE.saturating_add(TEMPLATE_FUEL_PER_MESSAGE.saturating_mul(n))));
-        let template = env.template_from_str(&self.source)?;
         let limit =
             TEMPLATE_OUTPUT_BASE.saturating_add(TEMPLATE_OUTPUT_FACTOR.saturating_mul(conversation_bytes));
-        let mut out = Bounded { buf: Vec::new(), limit };
-        let rendered = template.render_captured_to(ctx, &mut out).map(drop);
-        match rendered {
-            Ok(_) => Ok(String::from_utf8_lossy(&out.buf).into_owned()),
-            Err(_) if out.buf.len() >= limit => Err(TokenizerError::TemplateOutputTooLarge { limit }),
-            Err(e) => Err(e.into()),
-        }
+        on_template_stack(|| {
+            let mut env = self.environment();
+            env.set_fuel(Some(
+                TEMPLATE_FUEL_BASE.saturating_add(TEMPLATE_FUEL_PER_MESSAGE.saturating_mul(n)),
+            ));
+            let template = env.template_from_str(&self.source)?;
+            let mut out = Bounded { buf: Vec::new(), limit };
+            let rendered = template.render_captured_to(ctx, &mut out).map(drop);
+            match rendered {
+                Ok(_) => Ok(String::from_utf8_lossy(&out.buf).into_owned()),
+                Err(_) if out.buf.len() >= limit => Err(TokenizerError::TemplateOutputTooLarge { limit }),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Whether the template renders content parts (`{"type": "image"}`) as vision models'

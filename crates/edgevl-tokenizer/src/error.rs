@@ -68,6 +68,17 @@ pub enum TokenizerError {
     /// A chat template failed to parse or render.
     #[error("chat template (`tokenizer.chat_template`): {0:#}")]
     Template(#[from] minijinja::Error),
+    /// The chat template is longer than [`crate::MAX_TEMPLATE_BYTES`].
+    #[error("chat template (`tokenizer.chat_template`) of {bytes} bytes, more than the {limit} accepted")]
+    TemplateTooLarge {
+        /// Its length in bytes.
+        bytes: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The thread that compiles and renders chat templates could not run.
+    #[error("chat template (`tokenizer.chat_template`): its thread failed: {0}")]
+    TemplateThread(String),
     /// The chat template's output passed its limit ([`crate::ChatTemplate`] documents it).
     #[error("chat template (`tokenizer.chat_template`): the rendered prompt passed {limit} bytes")]
     TemplateOutputTooLarge {

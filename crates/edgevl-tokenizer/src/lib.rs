@@ -58,8 +58,8 @@ mod unicode;
 mod vocab;
 
 pub use chat::{
-    ChatMessage, ChatTemplate, ContentForm, MAX_TEMPLATE_PAD, TEMPLATE_FUEL_BASE, TEMPLATE_FUEL_PER_MESSAGE,
-    TEMPLATE_OUTPUT_BASE, TEMPLATE_OUTPUT_FACTOR,
+    ChatMessage, ChatTemplate, ContentForm, MAX_TEMPLATE_BYTES, MAX_TEMPLATE_COUNT, MAX_TEMPLATE_PAD,
+    TEMPLATE_FUEL_BASE, TEMPLATE_FUEL_PER_MESSAGE, TEMPLATE_OUTPUT_BASE, TEMPLATE_OUTPUT_FACTOR,
 };
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;

@@ -20,6 +20,8 @@ pub struct Tokenizer {
     bpe: Option<Bpe>,
     /// `token_to_piece(id, special = true)` of every token.
     pieces: Vec<Box<[u8]>>,
+    /// See [`Tokenizer::max_bytes_per_token`].
+    max_bytes_per_token: usize,
 }
 
 impl Tokenizer {
@@ -44,7 +46,16 @@ impl Tokenizer {
             other => return Err(TokenizerError::UnsupportedModel { model: other.to_owned() }),
         };
         let pieces = pieces::build(&vocab);
-        Ok(Tokenizer { vocab, bpe, pieces })
+        let longest = pieces.iter().map(|p| p.len()).max().unwrap_or(0).max(4);
+        Ok(Tokenizer { vocab, bpe, pieces, max_bytes_per_token: 4 * longest })
+    }
+
+    /// A bound on the bytes of text one token stands for: a text of `n` bytes tokenises to at
+    /// least `n / max_bytes_per_token()` tokens, so a prompt far past a context can be refused
+    /// before it is tokenised. Four times the longest piece (at least 4 bytes, the unknown
+    /// token's widest character): a margin for normalisation, which may shorten text.
+    pub fn max_bytes_per_token(&self) -> usize {
+        self.max_bytes_per_token
     }
 
     /// Tokenizes `text` like `llama_tokenize(vocab, text, add_special, parse_special)`.

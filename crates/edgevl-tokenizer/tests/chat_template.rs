@@ -157,11 +157,33 @@ fn hostile_templates_end_with_a_clear_error() {
         ("{{ '{:>1000000000000}'.format(1) }}", "padding wider than 1024"),
         ("{{ 'x' * 1000000000000 }}", "too large"),
         ("{% for i in range(1000000000000) %}{% endfor %}", "too many elements"),
+        // These reserved room for the count given (an abort on a 100 GB allocation).
+        ("{{ [1, 2, 3] | batch(4294967295) | list }}", "batch(4294967295): more than 100000"),
+        ("{{ [1, 2, 3] | slice(1000000000) | list }}", "slice(1000000000): more than 100000"),
     ];
     for (source, needle) in cases {
         let e = render_hostile(source).expect_err(source).to_string();
         assert!(e.contains(needle), "{source}: {e}");
     }
+}
+
+/// minijinja recurses as deep as an operator chain is long and a value is nested: the longest
+/// chain a template may hold (its length is capped) and the deepest value the fuel lets a loop
+/// build render on the template thread's stack (on an 8 MiB stack, 30,000 operators aborted the
+/// process); a template past the cap is refused.
+#[test]
+fn deep_templates_render_within_the_template_stack() {
+    let chain = format!("{{{{ 1{} }}}}", " + 1".repeat(32_000));
+    assert!(chain.len() <= edgevl_tokenizer::MAX_TEMPLATE_BYTES);
+    assert_eq!(render_hostile(&chain).expect("renders"), "32001");
+    let nots = format!("{{{{ {}true }}}}", "not ".repeat(32_000));
+    assert_eq!(render_hostile(&nots).expect("renders"), "True");
+    let nested = "{% set ns = namespace(s=[]) %}{% for i in range(100) %}{% for j in range(1000) %}\
+                  {% set ns.s = [ns.s] %}{% endfor %}{% endfor %}{{ ns.s == ns.s }} {{ ns.s | string | length }}";
+    assert_eq!(render_hostile(nested).expect("renders"), "True 200002");
+    let too_long = "x".repeat(edgevl_tokenizer::MAX_TEMPLATE_BYTES + 1);
+    let e = ChatTemplate::new(too_long, "", "").expect_err("too long");
+    assert!(e.to_string().contains("more than the 131072 accepted"), "{e}");
 }
 
 /// The limits leave real templates alone: padding within the limit, long conversations.

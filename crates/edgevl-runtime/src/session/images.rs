@@ -161,6 +161,15 @@ impl Session {
         bos: bool,
         images: &[PendingImage],
     ) -> Result<(Vec<Segment>, f64), RuntimeError> {
+        // A prompt that cannot fit is refused before its images are waited for and its text is
+        // tokenised (a 30 MiB message took the tokenizer half a minute and gigabytes).
+        let at_least = text.len() / self.tokenizer.max_bytes_per_token()
+            + images.iter().map(|im| im.info().n_tokens).sum::<usize>();
+        let n_ctx = self.kv.n_ctx();
+        if at_least > n_ctx {
+            let n_ctx_train = self.decoder.hparams().n_ctx_train;
+            return Err(RuntimeError::PromptTooLong { at_least, n_ctx, n_ctx_train });
+        }
         let Some(vision) = &self.vision else {
             return Ok((vec![Segment::Tokens(self.tokenizer.encode(text, bos, true))], 0.0));
         };
