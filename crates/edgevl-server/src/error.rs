@@ -93,6 +93,16 @@ impl ApiError {
         )
     }
 
+    /// 408: the body took too long to arrive.
+    pub fn request_timeout(after: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            Some("request_timeout"),
+            format!("the request body did not arrive within {} s", after.as_secs()),
+        )
+    }
+
     /// 413: the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

@@ -29,15 +29,17 @@ mod chat;
 pub mod engine;
 mod error;
 pub mod images;
+mod listen;
 pub mod metrics;
 mod routes;
 mod state;
 
 pub use error::{ApiError, ServerError};
 pub use images::ImageLimits;
+pub use listen::ConnLimits;
 
 use edgevl_runtime::{Session, SessionConfig};
-use state::{AppState, Ready};
+use state::{AppState, BodyLimits, Ready};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -65,6 +67,14 @@ pub struct ServerConfig {
     pub cors_origin: Option<String>,
     /// Largest request body (413 beyond).
     pub max_body_bytes: usize,
+    /// Longest time a request body may take to arrive, from its first byte's wait to its last
+    /// (408 beyond; default 60 s).
+    pub body_timeout: Duration,
+    /// Request bodies held at once, in bytes, all requests together (default 8 bodies of the
+    /// largest size): a body waits for room as it arrives, within `body_timeout`.
+    pub max_buffered_body_bytes: usize,
+    /// Connections open at once, and how long a request's headers may take.
+    pub conn_limits: ConnLimits,
     /// Image limits.
     pub image_limits: ImageLimits,
     /// Stop on SIGINT / SIGTERM (after draining requests in flight).
@@ -86,6 +96,9 @@ impl ServerConfig {
             api_key: None,
             cors_origin: None,
             max_body_bytes: 32 << 20,
+            body_timeout: Duration::from_secs(60),
+            max_buffered_body_bytes: 8 * (32 << 20),
+            conn_limits: ConnLimits::default(),
             image_limits: ImageLimits::default(),
             handle_signals: false,
             drain_timeout: Duration::from_secs(30),
@@ -219,7 +232,11 @@ async fn serve(
         metrics,
         cfg.image_limits,
         cfg.session.image.clone(),
-        cfg.max_body_bytes,
+        BodyLimits {
+            max_bytes: cfg.max_body_bytes,
+            timeout: cfg.body_timeout,
+            buffered_bytes: cfg.max_buffered_body_bytes,
+        },
         cfg.api_key.clone(),
         cfg.parallel,
         cfg.queue,
@@ -242,13 +259,12 @@ async fn serve(
             stopping.notify_one();
         }
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let served = listen::serve(listener, app, cfg.conn_limits, shutdown);
     let drain = cfg.drain_timeout;
-    let result = tokio::select! {
-        r = served => r.map_err(|source| ServerError::Io { what: "the server failed".into(), source }),
+    tokio::select! {
+        _ = served => {}
         _ = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
             eprintln!("edgevl: requests still in flight after {drain:?}; stopping anyway");
-            Ok(())
         }
     };
     // Drained (the engine ends once its slots are idle and the router's job sender is gone), or
@@ -256,10 +272,8 @@ async fn serve(
     // holds a router and its sender, so the engine is told to stop.
     stop_engine.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
-    if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(e);
-    }
-    result
+    let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+    failed.map_or(Ok(()), Err)
 }
 
 /// Resolves on SIGINT or SIGTERM when `enabled`, never otherwise.

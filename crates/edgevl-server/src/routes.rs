@@ -6,7 +6,7 @@ use crate::chat::chat_completions;
 use crate::error::ApiError;
 use crate::images::{budget, decode, parse_url, ImageSource};
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -16,9 +16,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgevl_runtime::TileBudget;
 use edgevl_vision::{Plan, Size};
+use http_body_util::BodyExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The web page at `/`.
@@ -44,7 +46,7 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
             ApiError::method_not_allowed(req.method().as_str(), req.uri().path())
         })
         .layer(middleware::from_fn_with_state(st.clone(), auth))
-        .layer(middleware::from_fn_with_state(st.clone(), refuse_large))
+        .layer(middleware::from_fn_with_state(st.clone(), read_body))
         .layer(middleware::from_fn_with_state(st.clone(), log_and_count))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(st);
@@ -211,9 +213,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A declared `Content-Length` over the limit is a 413 at once, before any of the body is read
-/// (a body without one is cut at the limit as it is read).
-async fn refuse_large(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Reads a request's body before its handler runs. A declared length over the limit is a 413
+/// before any byte is read; the body must arrive within the body timeout (408) and, as it
+/// arrives, wait for room in the server's budget for bodies (all requests together), which it
+/// holds until its response is ready; past the limit it is a 413 too.
+async fn read_body(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -222,7 +226,43 @@ async fn refuse_large(State(st): State<Arc<AppState>>, req: Request, next: Next)
     if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
         return ApiError::too_large(st.max_body_bytes).into_response();
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(st.body_timeout, collect_body(body, st.max_body_bytes, &st.body_budget));
+    match read.await {
+        Err(_) => ApiError::request_timeout(st.body_timeout).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok((bytes, room))) => {
+            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            drop(room);
+            response
+        }
+    }
+}
+
+/// The body's bytes (at most `limit`) and the room they take in `budget`.
+async fn collect_body(
+    mut body: Body,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
+    let mut bytes = Vec::new();
+    let mut room: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if bytes.len() + data.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        let n = u32::try_from(data.len()).map_err(|_| ApiError::too_large(limit))?;
+        let more =
+            budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        match &mut room {
+            Some(r) => r.merge(more),
+            None => room = Some(more),
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(bytes), room))
 }
 
 /// One stderr line and one metrics count per answer.

@@ -22,6 +22,16 @@ pub struct Ready {
     pub n_ctx: usize,
 }
 
+/// The limits on request bodies.
+pub struct BodyLimits {
+    /// Largest body.
+    pub max_bytes: usize,
+    /// Longest time a body may take to arrive.
+    pub timeout: std::time::Duration,
+    /// Bytes of bodies held at once, all requests together.
+    pub buffered_bytes: usize,
+}
+
 /// State shared by the handlers.
 pub struct AppState {
     /// Set once the model is loaded.
@@ -42,6 +52,10 @@ pub struct AppState {
     pub image_config: ImageConfig,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Room for request bodies, in bytes, all requests together.
+    pub body_budget: Arc<Semaphore>,
     /// Required bearer token.
     pub api_key: Option<String>,
     /// Slots.
@@ -60,7 +74,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         limits: ImageLimits,
         image_config: ImageConfig,
-        max_body_bytes: usize,
+        body: BodyLimits,
         api_key: Option<String>,
         parallel: usize,
         queue: usize,
@@ -74,7 +88,11 @@ impl AppState {
             metrics,
             limits,
             image_config,
-            max_body_bytes,
+            max_body_bytes: body.max_bytes,
+            body_timeout: body.timeout,
+            // At least one body of the largest size fits, so a body never waits for room that
+            // cannot come.
+            body_budget: Arc::new(Semaphore::new(body.buffered_bytes.max(body.max_bytes))),
             api_key,
             parallel,
             started: unix_now(),

@@ -297,3 +297,72 @@ fn cors_preflight_allows_the_requested_headers() {
     }
     assert!(head.contains("access-control-allow-origin: https://app.example"), "{head}");
 }
+
+/// Slow and idle clients are cut off and connections are capped: a request's headers must
+/// arrive within the header timeout (a client trickling a byte every few seconds held its
+/// connection for good), its body within the body timeout (408), and no more than
+/// `max_connections` are served at once (thousands of idle ones used up the process's files).
+#[test]
+fn slow_clients_are_cut_off_and_connections_capped() {
+    let mut cfg = common::tiny_vlm();
+    cfg.conn_limits.header_timeout = Duration::from_secs(1);
+    cfg.conn_limits.max_connections = 2;
+    cfg.body_timeout = Duration::from_secs(1);
+    let t = common::start(cfg);
+    // Headers that never end: the server closes the connection (a read sees the end, or a
+    // 408 first), well before the client's own 120 s read timeout.
+    let mut s = t.raw("POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Le", b"");
+    let mut rest = Vec::new();
+    let closed = s.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "the connection was not closed: {closed:?}");
+    // A body that stops halfway: 408 once the body timeout passes.
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n";
+    let mut s = t.raw(head, b"{\"messages\": ");
+    let resp = read_head(&mut s);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    // Two connections held open fill the cap; a third client is not served until one goes.
+    let held: Vec<_> = (0..2).map(|_| t.raw("GET /health HTTP/1.1\r\nHost: edgevl\r\n", b"")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = std::net::TcpStream::connect(t.addr()).expect("the kernel accepts into its backlog");
+    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    third.write_all(b"GET /health HTTP/1.1\r\nHost: edgevl\r\nConnection: close\r\n\r\n").unwrap();
+    let mut byte = [0u8; 1];
+    let early = third.read(&mut byte);
+    assert!(early.is_err(), "served past the connection cap: {early:?}");
+    drop(held);
+    third.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let resp = read_head(&mut third);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+/// Request bodies share a budget: a body waits for room as it arrives, so a client holding a
+/// large half-sent body delays another's until it times out (and is refused), instead of both
+/// being held in memory.
+#[test]
+fn request_bodies_wait_for_room_in_the_budget() {
+    let mut cfg = common::tiny_vlm();
+    cfg.max_body_bytes = 64 << 10;
+    cfg.max_buffered_body_bytes = 64 << 10;
+    cfg.body_timeout = Duration::from_secs(2);
+    let t = common::start(cfg);
+    let big = "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
+               Content-Length: 65536\r\n\r\n";
+    let mut a = t.raw(big, &[b' '; 60 << 10]);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = serde_json::to_vec(
+        &json!({"messages": [{"role": "user", "content": "hello ".repeat(1000)}], "max_tokens": 1}),
+    )
+    .unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut b = t.raw(&head, &body);
+    // `b` fits the limit but not next to `a`: it waits, then `a` times out and `b` is served.
+    let resp_a = read_head(&mut a);
+    assert!(resp_a.starts_with("HTTP/1.1 408"), "{resp_a}");
+    let resp_b = read_head(&mut b);
+    assert!(resp_b.starts_with("HTTP/1.1 200"), "{resp_b}");
+}
