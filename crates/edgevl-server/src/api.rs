@@ -80,6 +80,14 @@ pub struct StreamOptions {
     pub include_progress: bool,
 }
 
+/// At most the first 64 characters of `text` (an input echoed in an error message), marked when cut.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// Longest stop string accepted, in characters.
 pub const MAX_STOP_CHARS: usize = 1024;
 
@@ -207,11 +215,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 impl ChatRequest {
     /// Refuses the features the server does not have.
     pub fn check_supported(&self) -> Result<(), ApiError> {
-        if self.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::bad_request_code(
-                "unsupported_parameter",
-                "n > 1 is not supported: one choice per request",
-            ));
+        match self.n {
+            Some(0) => return Err(ApiError::bad_request("n must be 1 (one choice per request), not 0")),
+            Some(n) if n != 1 => {
+                return Err(ApiError::bad_request_code(
+                    "unsupported_parameter",
+                    "n > 1 is not supported: one choice per request",
+                ))
+            }
+            _ => {}
         }
         if self.tools.as_ref().is_some_and(|t| !t.is_null())
             || self.functions.as_ref().is_some_and(|t| !t.is_null())
@@ -381,7 +393,8 @@ fn flatten(
             "assistant" => "assistant",
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "messages[{i}].role {other:?} is not supported (system, developer, user or assistant)"
+                    "messages[{i}].role {:?} is not supported (system, developer, user or assistant)",
+                    clip(other)
                 )))
             }
         };

@@ -117,6 +117,7 @@ async fn prepare_images(
     let gate =
         st.image_gate.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
     let (uploads, limits) = (st.uploads.clone(), st.limits);
+    let n_ctx = st.ready()?.n_ctx;
     tokio::task::spawn_blocking(move || {
         let _gate = gate;
         let mut pixels = 0;
@@ -124,6 +125,7 @@ async fn prepare_images(
             .into_iter()
             .map(|r| resolve(&uploads, &limits, r, &mut pixels))
             .collect::<Result<Vec<_>, _>>()?;
+        refuse_images_past_the_context(&vision, &decoded, n_ctx)?;
         let pending = decoded
             .into_iter()
             .map(|(r, image)| match image {
@@ -132,8 +134,9 @@ async fn prepare_images(
                     ApiError::bad_request_code(
                         "unknown_image_id",
                         format!(
-                            "{}: image {id:?} is no longer in the embedding cache; upload it again",
-                            r.part
+                            "{}: image {:?} is no longer in the embedding cache; upload it again",
+                            r.part,
+                            crate::api::clip(&id)
                         ),
                     )
                 }),
@@ -150,6 +153,34 @@ async fn prepare_images(
     })
     .await
     .map_err(|e| ApiError::internal(format!("image preparation failed: {e}")))?
+}
+
+/// Refuses images whose tokens alone (their plans' views) pass the context, before any is
+/// encoded (the prompt's text would only add to them).
+fn refuse_images_past_the_context(
+    vision: &ImageEncoderHandle,
+    images: &[(ImageRef, Resolved)],
+    n_ctx: usize,
+) -> Result<(), ApiError> {
+    let mut tokens = 0;
+    for (r, image) in images {
+        tokens += match image {
+            Resolved::Pixels(image) => {
+                vision.plan(image.size(), r.budget)?.views() as usize * vision.tokens_per_view()
+            }
+            Resolved::Uploaded(info, _) => info.n_tokens,
+        };
+    }
+    if tokens > n_ctx {
+        return Err(ApiError::bad_request_code(
+            "context_length_exceeded",
+            format!(
+                "the request's images take {tokens} tokens, more than the {n_ctx}-token context \
+                 (ask for fewer tiles with detail or max_tiles, or send fewer images)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An image part, decoded or found in the upload registry.
@@ -172,7 +203,7 @@ fn resolve(
             let info = uploads.get(&id).ok_or_else(|| {
                 ApiError::bad_request_code(
                     "unknown_image_id",
-                    format!("{}: no uploaded image has the id {id:?}", r.part),
+                    format!("{}: no uploaded image has the id {:?}", r.part, crate::api::clip(&id)),
                 )
             })?;
             Resolved::Uploaded(info, id)

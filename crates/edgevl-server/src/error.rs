@@ -153,9 +153,22 @@ impl From<edgevl_runtime::RuntimeError> for ApiError {
     fn from(e: edgevl_runtime::RuntimeError) -> Self {
         use edgevl_runtime::RuntimeError as R;
         match &e {
-            R::ContextFull { .. } | R::PromptTooLong { .. } => {
-                ApiError::bad_request_code("context_length_exceeded", e.to_string())
-            }
+            // The runtime's own messages advise a terminal's user (`/reset`, `-c`); a client of
+            // the API can only shorten what it sends.
+            R::ContextFull { needed, left, n_ctx, .. } => ApiError::bad_request_code(
+                "context_length_exceeded",
+                format!(
+                    "the prompt needs {needed} more tokens but only {left} of the server's {n_ctx}-token context \
+                     are left; shorten the conversation or send fewer image tiles"
+                ),
+            ),
+            R::PromptTooLong { at_least, n_ctx, .. } => ApiError::bad_request_code(
+                "context_length_exceeded",
+                format!(
+                    "the prompt needs at least {at_least} tokens, more than the server's {n_ctx}-token context; \
+                     shorten it"
+                ),
+            ),
             R::NoVision => ApiError::bad_request_code(
                 "images_not_supported",
                 "this server has no vision encoder: start it with --mmproj to send images",

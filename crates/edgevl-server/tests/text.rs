@@ -102,6 +102,11 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         t.post("/v1/chat/completions", &body)
     };
     assert_error(chat(json!({"n": 2})), 400, Some("unsupported_parameter"), "n > 1");
+    assert_error(chat(json!({"n": 0})), 400, None, "n must be 1");
+    // An input echoed in an error is clipped (a 1 MB id gave a 1 MB error).
+    let (s, v) = chat(json!({"messages": [{"role": "r".repeat(100_000), "content": "x"}]}));
+    assert!(v.to_string().len() < 1000, "{} bytes of error", v.to_string().len());
+    assert_error((s, v), 400, None, "rrr...\" is not supported");
     assert_error(chat(json!({"tools": [{"type": "function"}]})), 400, Some("unsupported_parameter"), "tools");
     assert_error(chat(json!({"logprobs": true})), 400, Some("unsupported_parameter"), "logprobs");
     assert_error(chat(json!({"temperature": -1})), 400, None, "temperature");
@@ -123,6 +128,7 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let (s, v) = chat(json!({"messages": user(&long)}));
     assert_error((s, v.clone()), 400, Some("context_length_exceeded"), "1024-token context");
     assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("needs") && m.contains("left")), "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap_or("").contains("/reset"), "a terminal's advice: {v}");
     assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
     // A known path with a method it does not take: 405 in the same JSON shape (was an empty body).
     let (s, body) = t.get("/v1/chat/completions");

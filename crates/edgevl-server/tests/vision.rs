@@ -136,16 +136,28 @@ fn a_prompt_past_the_context_is_a_400_or_with_progress_an_error_event() {
     let mut cfg = tiny_vlm();
     cfg.session.n_ctx = Some(512);
     let t = start(cfg);
+    // Images whose tokens alone pass the context: a 400 before any is encoded, with or without
+    // progress.
     let uri = data_uri(&wide());
     let mut body = image_chat(&[(&uri, None)], "Describe the picture.", 3);
     body["stream"] = json!(true);
+    for progress in [false, true] {
+        body["stream_options"] = json!({"include_progress": progress});
+        let (status, v) = t.post("/v1/chat/completions", &body);
+        assert_error((status, v), 400, Some("context_length_exceeded"), "the request's images take");
+    }
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 0.0, "an image was encoded for nothing");
+    // Images that fit and a text that does not: measured once the images are encoded, so with
+    // progress the stream has begun (the image's views told) and the error is an event.
+    let other = data_uri(&png(900, 500, 9));
+    let long = "Describe the picture. ".repeat(200);
+    body = image_chat(&[(&other, Some("low"))], &long, 3);
+    body["stream"] = json!(true);
     let (status, v) = t.post("/v1/chat/completions", &body);
     assert_error((status, v), 400, Some("context_length_exceeded"), "context");
-    // With progress the stream has begun (the image's views told) when the prompt is measured. (Another
-    // image: the first one's embeddings are cached, so it would have nothing to tell.)
-    let other = data_uri(&png(900, 500, 9));
+    let other = data_uri(&png(900, 500, 10));
     occupy_the_encoder(&t, 50);
-    body = image_chat(&[(&other, None)], "Describe the picture.", 3);
+    body = image_chat(&[(&other, Some("low"))], &long, 3);
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_progress": true});
     let lines = t.chat_stream_lines(&body);
