@@ -15,7 +15,6 @@ tests/fixtures/vision/:
              strategy, built with Pillow from the LLaVA-NeXT / InternVL recipes of spec.md section 2;
   bad/       files that must be refused: truncated JPEG, empty PNG, zero-width PNG, a PNG header
              claiming 100000x100000, a text file named .png;
-  limits/    a 1x1 PNG whose colour profile inflates to 64 MiB (read within the metadata budget);
   pil_cases.json  the manifest the Rust tests read.
 Outputs are stored as PNG (lossless). Optionally `--photos DIR` also writes the full-size photos
 as PNG into DIR (used for the table in docs/tiling.md; not committed).
@@ -233,23 +232,6 @@ def bad_files():
     return ["truncated.jpg", "empty.png", "zero_width.png", "bomb.png", "text.png"]
 
 
-def budget_files():
-    """A 1x1 RGB PNG whose colour profile (iCCP) inflates to 64 MiB (65 KB compressed): edgevl
-    must read it within its metadata budget. Pillow refuses it (a chunk inflating past 1 MiB);
-    edgevl, which ignores colour profiles, drops the profile and keeps the pixel."""
-    os.makedirs(os.path.join(ROOT, "limits"), exist_ok=True)
-    png = raw_png(1, 1, 8, 2, [b"\x07\x08\x09"])
-    iccp = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(64 << 20), 9))
-    with open(os.path.join(ROOT, "limits/icc_bomb.png"), "wb") as f:
-        f.write(png[:8 + 25] + iccp + png[8 + 25:])
-    try:
-        Image.open(os.path.join(ROOT, "limits/icc_bomb.png")).load()
-        raise SystemExit("Pillow accepted limits/icc_bomb.png")
-    except ValueError:
-        pass
-    return {"icc_bomb": "limits/icc_bomb.png", "icc_inflated_bytes": 64 << 20, "pixel": [7, 8, 9]}
-
-
 def main():
     rng = np.random.default_rng(4)
     manifest = {
@@ -260,7 +242,6 @@ def main():
         "modes": mode_cases(rng),
         "pipeline": pipeline_cases(),
         "bad": bad_files(),
-        "limits": budget_files(),
     }
     with open(os.path.join(ROOT, "pil_cases.json"), "w") as f:
         json.dump(manifest, f, indent=1)

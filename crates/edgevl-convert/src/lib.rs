@@ -120,7 +120,8 @@ fn write_part(
 /// checkpoint done) before either is written; each is written to `NAME.part-<pid>` and both are
 /// renamed into place only when both are complete; on any error (or cancellation) no part file
 /// is left behind and the outputs are as they were (an output that is a directory, or one file
-/// named for both, is refused before anything is read).
+/// named for both, is refused before anything is read; should the mmproj's rename fail after the
+/// decoder's, the decoder's old file is put back where the file system has hard links).
 pub fn convert(
     src: &Path,
     out: &Path,
@@ -177,8 +178,8 @@ fn same_file_name(a: &Path, b: &Path) -> bool {
 
 /// Renames the written files into place, the decoder's first. When the mmproj's rename fails
 /// after the decoder's succeeded, the decoder's destination gets back the file it held before
-/// (kept as a hard link beside it meanwhile), or is removed if it held none: a failed run leaves
-/// the outputs as it found them.
+/// (kept as a hard link beside it meanwhile, where the file system has hard links), or is
+/// removed if it held none.
 fn commit_both(out: &Path, llm: AtomicFile, mmproj: Option<(&Path, AtomicFile)>) -> Result<()> {
     let io = |path: &Path, source| ConvertError::Io { path: path.to_path_buf(), source };
     let Some((mm_path, mm_file)) = mmproj else {
@@ -187,6 +188,7 @@ fn commit_both(out: &Path, llm: AtomicFile, mmproj: Option<(&Path, AtomicFile)>)
     let mut backup = out.as_os_str().to_owned();
     backup.push(format!(".old-{}", std::process::id()));
     let backup = PathBuf::from(backup);
+    let _ = std::fs::remove_file(&backup);
     let kept = std::fs::hard_link(out, &backup).is_ok();
     let restore = || {
         if kept {

@@ -6,6 +6,7 @@ use crate::api::{parse_json, ChatInput, ChatRequest, ImageRef};
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
 use crate::images::{decode_counted, ImageLimits, ImageSource, Uploads};
+use crate::routes::BodyRoom;
 use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
@@ -36,7 +37,9 @@ impl Drop for CancelOnDrop {
 }
 
 /// The handler.
-pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// `room` is the body's room in the server's budget for bodies, given back once the request is
+/// admitted.
+pub async fn chat_completions(st: Arc<AppState>, body: Bytes, room: &BodyRoom) -> Result<Response, ApiError> {
     let req: ChatRequest = parse_json(&body)?;
     drop(body);
     req.check_supported()?;
@@ -45,6 +48,7 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes) -> Result<Response
     let ChatInput { messages, images: refs, sampler, stop, max_tokens, stream, ignore_eos } =
         req.into_input(n_vocab, vision.is_some(), &st.limits)?;
     let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
+    room.release();
     let (tx, rx) = unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let job = Job {

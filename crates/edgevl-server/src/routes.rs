@@ -8,7 +8,7 @@ use crate::images::{budget, decode, parse_url, ImageSource};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The web page at `/`.
@@ -45,8 +45,9 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
         .method_not_allowed_fallback(|req: Request| async move {
             ApiError::method_not_allowed(req.method().as_str(), req.uri().path())
         })
-        .layer(middleware::from_fn_with_state(st.clone(), auth))
+        // Bodies are read after the API key is checked (the last layer added runs first).
         .layer(middleware::from_fn_with_state(st.clone(), read_body))
+        .layer(middleware::from_fn_with_state(st.clone(), auth))
         .layer(middleware::from_fn_with_state(st.clone(), log_and_count))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(st);
@@ -81,10 +82,11 @@ fn body(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Api
 
 async fn chat(
     State(st): State<Arc<AppState>>,
+    Extension(room): Extension<Arc<BodyRoom>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(&st, b)?;
-    chat_completions(st, b).await
+    chat_completions(st, b, &room).await
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -124,6 +126,7 @@ fn plan_json(plan: &Plan, tokens_per_view: usize) -> serde_json::Value {
 /// `POST /v1/images`: decode, plan and start encoding at once; answer with the id.
 async fn upload(
     State(st): State<Arc<AppState>>,
+    Extension(room): Extension<Arc<BodyRoom>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: UploadRequest = parse_json(&body(&st, b)?)?;
@@ -131,6 +134,7 @@ async fn upload(
         st.ready()?.vision.clone().ok_or_else(|| ApiError::from(edgevl_runtime::RuntimeError::NoVision))?;
     let budget = budget(req.detail.as_deref(), req.max_tiles, "image")?;
     let permit = st.admit.clone().try_acquire_owned().map_err(|_| ApiError::busy(1))?;
+    room.release();
     let gate =
         st.image_gate.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))?;
     let limits = st.limits;
@@ -213,10 +217,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The room a request's body holds in the server's budget for bodies, released once the request
+/// is admitted (from then on the admission limit bounds what requests hold) or answered.
+pub struct BodyRoom(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+
+impl BodyRoom {
+    /// Gives the room back.
+    pub fn release(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
 /// Reads a request's body before its handler runs. A declared length over the limit is a 413
-/// before any byte is read; the body must arrive within the body timeout (408) and, as it
-/// arrives, wait for room in the server's budget for bodies (all requests together), which it
-/// holds until its response is ready; past the limit it is a 413 too.
+/// before any byte is read. The body first takes its room in the server's budget for bodies,
+/// all at once (its declared length, or the limit when it is chunked), waiting at most the body
+/// timeout for it (503 beyond: the server is busy); then it must arrive within the body timeout
+/// (408 beyond). Taking the room at once means two bodies never each hold part of what the other
+/// waits for.
 async fn read_body(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -226,43 +243,49 @@ async fn read_body(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
         return ApiError::too_large(st.max_body_bytes).into_response();
     }
-    let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(st.body_timeout, collect_body(body, st.max_body_bytes, &st.body_budget));
-    match read.await {
-        Err(_) => ApiError::request_timeout(st.body_timeout).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok((bytes, room))) => {
-            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            drop(room);
-            response
+    let (mut parts, body) = req.into_parts();
+    // A body of unknown length (chunked) may take up to the limit; a request with neither header
+    // has none.
+    let size = match declared {
+        Some(n) => n as usize,
+        None if parts.headers.contains_key(header::TRANSFER_ENCODING) => st.max_body_bytes,
+        None => 0,
+    };
+    let mut room = None;
+    if size > 0 {
+        let want = u32::try_from(size).unwrap_or(u32::MAX);
+        let wait = tokio::time::timeout(st.body_timeout, st.body_budget.clone().acquire_many_owned(want));
+        match wait.await {
+            Ok(Ok(permit)) => room = Some(permit),
+            Ok(Err(_)) => return ApiError::unavailable("shutting down").into_response(),
+            Err(_) => return ApiError::busy(1).into_response(),
         }
     }
+    let read = tokio::time::timeout(st.body_timeout, collect_body(body, size, st.max_body_bytes));
+    let bytes = match read.await {
+        Err(_) => return ApiError::request_timeout(st.body_timeout).into_response(),
+        Ok(Err(e)) => return e.into_response(),
+        Ok(Ok(bytes)) => bytes,
+    };
+    let room = Arc::new(BodyRoom(std::sync::Mutex::new(room)));
+    parts.extensions.insert(room.clone());
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    room.release();
+    response
 }
 
-/// The body's bytes (at most `limit`) and the room they take in `budget`.
-async fn collect_body(
-    mut body: Body,
-    limit: usize,
-    budget: &Arc<Semaphore>,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
-    let mut bytes = Vec::new();
-    let mut room: Option<OwnedSemaphorePermit> = None;
+/// The body's bytes, at most `limit` (`expected` of them reserved).
+async fn collect_body(mut body: Body, expected: usize, limit: usize) -> Result<Bytes, ApiError> {
+    let mut bytes = Vec::with_capacity(expected.min(limit));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         if bytes.len() + data.len() > limit {
             return Err(ApiError::too_large(limit));
         }
-        let n = u32::try_from(data.len()).map_err(|_| ApiError::too_large(limit))?;
-        let more =
-            budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::unavailable("shutting down"))?;
-        match &mut room {
-            Some(r) => r.merge(more),
-            None => room = Some(more),
-        }
         bytes.extend_from_slice(&data);
     }
-    Ok((Bytes::from(bytes), room))
+    Ok(Bytes::from(bytes))
 }
 
 /// One stderr line and one metrics count per answer.

@@ -91,8 +91,10 @@ impl AppState {
             max_body_bytes: body.max_bytes,
             body_timeout: body.timeout,
             // At least one body of the largest size fits, so a body never waits for room that
-            // cannot come.
-            body_budget: Arc::new(Semaphore::new(body.buffered_bytes.max(body.max_bytes))),
+            // cannot come (each takes its room at once); at most what a semaphore counts.
+            body_budget: Arc::new(Semaphore::new(
+                body.buffered_bytes.max(body.max_bytes).min(Semaphore::MAX_PERMITS),
+            )),
             api_key,
             parallel,
             started: unix_now(),

@@ -259,6 +259,16 @@ fn an_api_key_guards_every_endpoint_but_health_and_the_page() {
     );
     assert_eq!(t.get("/health").0, 200);
     assert_eq!(t.get("/").0, 200);
+    // The key is checked before the body is read: a client without one gets its 401 at once,
+    // whatever body it announces (it cannot fill the server's room for bodies).
+    let mut s = t.raw(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 30000000\r\n\r\n",
+        b"{",
+    );
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 }
 
 /// A client that never finishes its request does not keep the server from stopping: after the
@@ -342,9 +352,9 @@ fn slow_clients_are_cut_off_and_connections_capped() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
 
-/// Request bodies share a budget: a body waits for room as it arrives, so a client holding a
-/// large half-sent body delays another's until it times out (and is refused), instead of both
-/// being held in memory.
+/// Request bodies share a budget: a body takes its room (its declared length) before it is
+/// read, so a client holding a large half-sent body delays another's until it times out (and is
+/// refused), instead of both being held in memory.
 #[test]
 fn request_bodies_wait_for_room_in_the_budget() {
     let mut cfg = common::tiny_vlm();
@@ -355,7 +365,7 @@ fn request_bodies_wait_for_room_in_the_budget() {
     let big = "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
                Content-Length: 65536\r\n\r\n";
     let mut a = t.raw(big, &[b' '; 60 << 10]);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     let body = serde_json::to_vec(
         &json!({"messages": [{"role": "user", "content": "hello ".repeat(1000)}], "max_tokens": 1}),
     )
@@ -371,4 +381,36 @@ fn request_bodies_wait_for_room_in_the_budget() {
     assert!(resp_a.starts_with("HTTP/1.1 408"), "{resp_a}");
     let resp_b = read_head(&mut b);
     assert!(resp_b.starts_with("HTTP/1.1 200"), "{resp_b}");
+}
+
+/// Two bodies that together pass the budget, sent at the same time: each takes its room whole
+/// before it is read, so one waits for the other and both are answered (taken a frame at a
+/// time, each held half the budget and waited for the other's: both ended in a 408).
+#[test]
+fn bodies_sent_together_past_the_budget_are_both_answered() {
+    let mut cfg = common::tiny_vlm();
+    cfg.max_body_bytes = 40 << 10;
+    cfg.max_buffered_body_bytes = 64 << 10;
+    cfg.body_timeout = Duration::from_secs(20);
+    let t = common::start(cfg);
+    let content = "hello ".repeat(6000);
+    let body =
+        serde_json::to_vec(&json!({"messages": [{"role": "user", "content": content}], "max_tokens": 1}))
+            .unwrap();
+    assert!(body.len() > 32 << 10 && body.len() < 40 << 10);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let half = 32 << 10;
+    let mut clients: Vec<_> = (0..2).map(|_| t.raw(&head, &body[..half])).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for c in &mut clients {
+        c.write_all(&body[half..]).unwrap();
+    }
+    for c in &mut clients {
+        let resp = read_head(c);
+        assert!(!resp.starts_with("HTTP/1.1 408") && !resp.starts_with("HTTP/1.1 503"), "{resp}");
+    }
 }

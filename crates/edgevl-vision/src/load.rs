@@ -52,15 +52,17 @@ pub fn load_image(path: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionEr
 
 /// The decoders' allocation budget for what precedes the pixels: PNG inflates its text and
 /// colour-profile chunks while its header is read, so without a budget of its own a 1x1 image
-/// could take the allocation allowed for the largest accepted image. A profile past it is
-/// dropped (colour profiles are ignored here); Pillow refuses a chunk that inflates past 1 MiB.
-const METADATA_BUDGET: u64 = 8 << 20;
+/// could take the allocation allowed for the largest accepted image (about 1 GiB). Pillow keeps
+/// up to 64 MiB of text (tools write workflows of megabytes into PNG text chunks), so the budget
+/// is that; a colour profile past it is dropped (profiles are ignored here; Pillow refuses one
+/// that inflates past 1 MiB), text past it makes the file an error.
+const METADATA_BUDGET: u64 = 64 << 20;
 
 /// Decodes an in-memory image. `label` names it in errors (usually its path).
 ///
 /// The format is detected from the bytes (never from the name). The header's size is checked
 /// against `limits` before pixels are decoded, the header itself read with the decoders'
-/// allocations held to an 8 MiB metadata budget; the EXIF orientation (JPEG, PNG eXIf before or
+/// allocations held to a 64 MiB metadata budget; the EXIF orientation (JPEG, PNG eXIf before or
 /// after the pixels, WebP) is applied;
 /// then the image is converted to 8-bit RGB as Pillow's `convert("RGB")` does for the common
 /// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded.
@@ -110,7 +112,7 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
 }
 
 /// The width and height an image file's header declares; no pixel is decoded, and the decoders'
-/// allocations are held to an 8 MiB metadata budget. Refuses what [`decode_image`] refuses
+/// allocations are held to a 64 MiB metadata budget. Refuses what [`decode_image`] refuses
 /// before decoding: an empty file, a format other than JPEG, PNG, WebP, BMP and GIF, a header
 /// that does not parse, a zero width or height.
 pub fn read_dimensions(bytes: &[u8], label: &Path) -> Result<(u32, u32), VisionError> {
