@@ -51,6 +51,7 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes, room: &BodyRoom) -
     room.release();
     let (tx, rx) = unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
+    st.track_cancel(&cancel);
     let job = Job {
         messages,
         images: Vec::new(),

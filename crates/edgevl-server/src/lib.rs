@@ -241,7 +241,7 @@ async fn serve(
         cfg.parallel,
         cfg.queue,
     ));
-    let app = routes::router(st, cfg.cors_origin.as_deref())?;
+    let app = routes::router(st.clone(), cfg.cors_origin.as_deref())?;
     let failure = Arc::new(std::sync::Mutex::new(None));
     let stopping = Arc::new(tokio::sync::Notify::new());
     let shutdown = {
@@ -267,10 +267,12 @@ async fn serve(
             eprintln!("edgevl: requests still in flight after {drain:?}; stopping anyway");
         }
     };
-    // Drained (the engine ends once its slots are idle and the router's job sender is gone), or
-    // the drain timed out: a connection still open (a client that never finished its request)
-    // holds a router and its sender, so the engine is told to stop.
+    // Drained, or the drain timed out (a connection still open, a client that never finished
+    // its request, holds a router and its job sender, so the channel alone may never close): the
+    // engine is told to stop, and the requests still in flight to end (a prefill in progress
+    // stops at its next chunk).
     stop_engine.store(true, std::sync::atomic::Ordering::Relaxed);
+    st.cancel_all();
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
     let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
     failed.map_or(Ok(()), Err)

@@ -63,6 +63,9 @@ pub struct AppState {
     /// Seconds since the epoch at start (`created` of the model).
     pub started: u64,
     next_id: AtomicU64,
+    /// The cancel flags of the requests sent to the engine, set all at once when the server
+    /// stops waiting for them (a prefill in progress then ends at its next chunk).
+    cancels: std::sync::Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicBool>>>,
 }
 
 impl AppState {
@@ -99,12 +102,28 @@ impl AppState {
             parallel,
             started: unix_now(),
             next_id: AtomicU64::new(1),
+            cancels: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// The loaded model, or a 503 while it loads.
     pub fn ready(&self) -> Result<&Ready, ApiError> {
         self.ready.get().ok_or_else(|| ApiError::unavailable("the model is still loading"))
+    }
+
+    /// Keeps `cancel` (a request's flag) to be set by [`AppState::cancel_all`].
+    pub fn track_cancel(&self, cancel: &Arc<std::sync::atomic::AtomicBool>) {
+        let mut cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        cancels.retain(|w| w.strong_count() > 0);
+        cancels.push(Arc::downgrade(cancel));
+    }
+
+    /// Sets the cancel flag of every request still in flight.
+    pub fn cancel_all(&self) {
+        for flag in self.cancels.lock().unwrap_or_else(|e| e.into_inner()).iter().filter_map(|w| w.upgrade())
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A fresh completion id.
