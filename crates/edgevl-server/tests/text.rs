@@ -357,24 +357,12 @@ fn slow_clients_are_cut_off_and_connections_capped() {
 /// refused), instead of both being held in memory.
 #[test]
 fn request_bodies_wait_for_room_in_the_budget() {
-    let mut cfg = common::tiny_vlm();
-    cfg.max_body_bytes = 64 << 10;
-    cfg.max_buffered_body_bytes = 64 << 10;
-    cfg.body_timeout = Duration::from_secs(2);
-    let t = common::start(cfg);
+    let t = body_limited(64 << 10, 64 << 10, Duration::from_secs(2));
     let big = "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
                Content-Length: 65536\r\n\r\n";
     let mut a = t.raw(big, &[b' '; 60 << 10]);
     std::thread::sleep(Duration::from_secs(1));
-    let body = serde_json::to_vec(
-        &json!({"messages": [{"role": "user", "content": "hello ".repeat(1000)}], "max_tokens": 1}),
-    )
-    .unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let (head, body) = raw_chat(&"hello ".repeat(1000));
     let mut b = t.raw(&head, &body);
     // `b` fits the limit but not next to `a`: it waits, then `a` times out and `b` is served.
     let resp_a = read_head(&mut a);
@@ -388,21 +376,9 @@ fn request_bodies_wait_for_room_in_the_budget() {
 /// time, each held half the budget and waited for the other's: both ended in a 408).
 #[test]
 fn bodies_sent_together_past_the_budget_are_both_answered() {
-    let mut cfg = common::tiny_vlm();
-    cfg.max_body_bytes = 40 << 10;
-    cfg.max_buffered_body_bytes = 64 << 10;
-    cfg.body_timeout = Duration::from_secs(20);
-    let t = common::start(cfg);
-    let content = "hello ".repeat(6000);
-    let body =
-        serde_json::to_vec(&json!({"messages": [{"role": "user", "content": content}], "max_tokens": 1}))
-            .unwrap();
+    let t = body_limited(40 << 10, 64 << 10, Duration::from_secs(20));
+    let (head, body) = raw_chat(&"hello ".repeat(6000));
     assert!(body.len() > 32 << 10 && body.len() < 40 << 10);
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
     let half = 32 << 10;
     let mut clients: Vec<_> = (0..2).map(|_| t.raw(&head, &body[..half])).collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -413,4 +389,28 @@ fn bodies_sent_together_past_the_budget_are_both_answered() {
         let resp = read_head(c);
         assert!(!resp.starts_with("HTTP/1.1 408") && !resp.starts_with("HTTP/1.1 503"), "{resp}");
     }
+}
+
+/// The tiny model's server taking bodies of at most `max_body` bytes, `buffered` bytes of them at
+/// once, each arriving within `timeout`.
+fn body_limited(max_body: usize, buffered: usize, timeout: Duration) -> common::TestServer {
+    let mut cfg = common::tiny_vlm();
+    cfg.max_body_bytes = max_body;
+    cfg.max_buffered_body_bytes = buffered;
+    cfg.body_timeout = timeout;
+    common::start(cfg)
+}
+
+/// A one-token chat request about `content`, as the head (closing the connection) and the body
+/// of a raw POST.
+fn raw_chat(content: &str) -> (String, Vec<u8>) {
+    let body =
+        serde_json::to_vec(&json!({"messages": [{"role": "user", "content": content}], "max_tokens": 1}))
+            .expect("json");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: edgevl\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    (head, body)
 }
