@@ -15,7 +15,8 @@ Its bytes, row-major RGB (height x width x 3, channels interleaved), come from t
 `state = state * 1664525 + 1013904223 mod 2^32`, byte = state >> 24, started at `seed`, one byte per
 sample in that order. Kind `noise` is those bytes; kind `mixed` is a gradient plus a quarter of them:
   R = x * 192 // w + byte // 4,  G = y * 192 // h + byte // 4,  B = (x + y) * 192 // (w + h) + byte // 4.
-Three small photos from tests/fixtures/vision/resize/ are used as they are.
+Three small photos from tests/fixtures/vision/resize/ are used as they are, and two small files with
+a transparent colour from tests/fixtures/vision/modes/ as transformers' load_image reads them.
 
 For each run the processor is called with do_rescale=False and do_normalize=False, so its views are the
 8-bit pixels; each view is stored as the sha256 and the sum of its bytes in height x width x 3 order.
@@ -29,6 +30,7 @@ import sys
 
 import numpy as np
 from PIL import Image
+from transformers.image_utils import load_image
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 import transformers
@@ -67,6 +69,10 @@ SIZES = [
     ("mixed", 2048, 2048, 26),  # one SmolVLM canvas side exactly at the longest edge
 ]
 PHOTOS = ["resize/astronaut.png", "resize/chelsea.png", "resize/coffee.png"]
+# Files with a transparent colour (a palette PNG's tRNS, a GIF's transparent index), read as
+# transformers' load_image reads a file: Pillow keeps the colour through convert("RGB") in
+# info["transparency"], and the processors' convert_to_rgb composites it onto white.
+TRANSPARENT = ["modes/palette_trns.png", "modes/transparent.gif"]
 
 # Other budgets on a few sizes: InternVL max/min patches; Idefics3's longest edge (512 * floor(sqrt(N))
 # for edgevl's --max-tiles N; 8192 runs into the 4096 clamp).
@@ -161,6 +167,10 @@ def main():
     for rel in PHOTOS:
         with Image.open(os.path.join(ROOT, rel)) as f:
             images.append(({"file": rel}, f.convert("RGB")))
+    for rel in TRANSPARENT:
+        img = load_image(os.path.join(ROOT, rel))
+        assert img.info.get("transparency") is not None, rel
+        images.append(({"file": rel}, img))
     by_size = {(src["w"], src["h"]): (src, img) for src, img in images if "w" in src}
     for family in ["internvl", "idefics3"]:
         for src, img in images:

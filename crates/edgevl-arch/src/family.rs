@@ -301,6 +301,13 @@ impl VisionFamily {
         !matches!(self, VisionFamily::EdgeVl)
     }
 
+    /// Whether the family's processor composites a file's transparent colour (Pillow's
+    /// `info["transparency"]`) onto white, as transformers' `convert_to_rgb` does for InternVL
+    /// and SmolVLM; this project's reference converts with `convert("RGB")` alone.
+    pub fn composites_transparency(self) -> bool {
+        !matches!(self, VisionFamily::EdgeVl)
+    }
+
     /// How an image enters the prompt.
     pub fn prompt(self) -> PromptLayout {
         match self {

@@ -65,7 +65,8 @@ const METADATA_BUDGET: u64 = 64 << 20;
 /// allocations held to a 64 MiB metadata budget; the EXIF orientation (JPEG, PNG eXIf before or
 /// after the pixels, WebP) is applied;
 /// then the image is converted to 8-bit RGB as Pillow's `convert("RGB")` does for the common
-/// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded.
+/// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded; a colour
+/// the file marks transparent is kept with the image ([`RgbImage::transparent_colour`]).
 /// 16-bit samples keep their high byte (as Pillow reads 16-bit RGB PNGs). GIFs give their first frame.
 pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionError> {
     let path = || label.to_path_buf();
@@ -108,7 +109,7 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
     };
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     image.apply_orientation(orientation.unwrap_or(Orientation::NoTransforms));
-    to_rgb(image)
+    Ok(to_rgb(image)?.with_transparent_colour(transparent_colour(bytes, format)))
 }
 
 /// The width and height an image file's header declares; no pixel is decoded, and the decoders'
@@ -165,21 +166,115 @@ fn open_decoder(
 }
 
 /// The orientation in a PNG's first eXIf chunk, wherever it lies; `None` without one (or for
-/// a malformed chunk list or EXIF block).
+/// a malformed EXIF block).
 fn png_exif_orientation(bytes: &[u8]) -> Option<Orientation> {
+    png_chunks(bytes)
+        .find(|(kind, _)| kind == b"eXIf")
+        .and_then(|(_, data)| Orientation::from_exif_chunk(data))
+}
+
+/// A PNG's chunks in order, as (type, data), up to IEND or the first malformed one.
+fn png_chunks(bytes: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
     const SIGNATURE: usize = 8;
-    let mut at = SIGNATURE;
-    // Each chunk: length (u32 BE), type (4 bytes), data, CRC (4 bytes).
-    while let Some(head) = bytes.get(at..at + 8) {
+    let mut at = Some(SIGNATURE);
+    std::iter::from_fn(move || {
+        let start = at?;
+        // Each chunk: length (u32 BE), type (4 bytes), data, CRC (4 bytes).
+        let head = bytes.get(start..start + 8)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let data = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
-        match &head[4..8] {
-            b"eXIf" => return Orientation::from_exif_chunk(data),
-            b"IEND" => return None,
-            _ => at = at + 12 + len,
+        let kind = [head[4], head[5], head[6], head[7]];
+        let data = bytes.get(start + 8..(start + 8).checked_add(len)?)?;
+        at = if &kind == b"IEND" { None } else { Some(start + 12 + len) };
+        Some((kind, data))
+    })
+}
+
+/// The colour Pillow keeps as `info["transparency"]` through `convert("RGB")` (see
+/// [`RgbImage::transparent_colour`]), read from the file's own bytes.
+fn transparent_colour(bytes: &[u8], format: ImageFormat) -> Option<[u8; 3]> {
+    match format {
+        ImageFormat::Png => png_transparent_colour(bytes),
+        ImageFormat::Gif => gif_transparent_colour(bytes),
+        _ => None,
+    }
+}
+
+/// A PNG's `tRNS` as Pillow reads it: a palette whose `tRNS` makes one entry fully transparent
+/// and the rest opaque gives that entry's colour (per-entry alphas are dropped by `convert`); an
+/// 8-bit (or 2- and 4-bit) grey or an RGB image's `tRNS` gives its sample values, compared with
+/// the pixels as they are (so only values up to 255 can match, as in Pillow). 1- and 16-bit grey
+/// and images with alpha channels give none.
+fn png_transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
+    let (mut header, mut palette, mut trns) = (None, None, None);
+    for (kind, data) in png_chunks(bytes) {
+        match &kind {
+            b"IHDR" => header = data.get(8..10).map(|d| (d[0], d[1])),
+            b"PLTE" => palette = Some(data),
+            b"tRNS" => trns = Some(data),
+            b"IDAT" => break,
+            _ => {}
         }
     }
-    None
+    let (trns, (depth, colour_type)) = (trns?, header?);
+    let sample = |i: usize| -> Option<u8> {
+        let v = u16::from_be_bytes([*trns.get(2 * i)?, *trns.get(2 * i + 1)?]);
+        u8::try_from(v).ok()
+    };
+    match colour_type {
+        3 => {
+            let zero = trns.iter().position(|&a| a == 0)?;
+            let simple = trns.iter().enumerate().all(|(i, &a)| a == 0xFF || i == zero);
+            if !simple {
+                return None;
+            }
+            let entry = palette?.get(3 * zero..3 * zero + 3)?;
+            Some([entry[0], entry[1], entry[2]])
+        }
+        0 if (2..=8).contains(&depth) => sample(0).map(|g| [g, g, g]),
+        2 => Some([sample(0)?, sample(1)?, sample(2)?]),
+        _ => None,
+    }
+}
+
+/// A GIF's transparent colour as Pillow reads its first frame: the transparent index of the
+/// graphic control extension before the first image, as the colour of that index in the frame's
+/// palette (its local one, or the global one).
+fn gif_transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
+    let table_len = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
+    let screen = bytes.get(6..13)?;
+    let global = bytes.get(13..13 + table_len(screen[4]))?;
+    let mut at = 13 + global.len();
+    let mut index = None;
+    loop {
+        match *bytes.get(at)? {
+            // Extension: label, then sub-blocks (a length byte each, 0 ends).
+            0x21 => {
+                let label = *bytes.get(at + 1)?;
+                let mut block = at + 2;
+                if label == 0xF9 {
+                    let gce = bytes.get(block + 1..block + 5)?;
+                    index = (gce[0] & 1 == 1).then_some(gce[3] as usize);
+                }
+                loop {
+                    let n = *bytes.get(block)? as usize;
+                    block += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                at = block;
+            }
+            // The first image: its local table, if it has one, is the frame's palette.
+            0x2C => {
+                let packed = *bytes.get(at + 9)?;
+                let local = bytes.get(at + 10..at + 10 + table_len(packed))?;
+                let palette = if local.is_empty() { global } else { local };
+                let entry = palette.get(3 * index?..3 * index? + 3)?;
+                return Some([entry[0], entry[1], entry[2]]);
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Whether a JPEG stream contains an end-of-image marker (FF D9) after its last scan start.

@@ -5,13 +5,15 @@ use crate::tiling::Size;
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel, no padding.
 ///
-/// `Hash` and `Eq` cover the size and every pixel, so the image (together with a [`crate::Plan`])
-/// can key an embedding cache.
+/// `Hash` and `Eq` cover the size, every pixel and the transparent colour, so the image
+/// (together with a [`crate::Plan`]) can key an embedding cache.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RgbImage {
     width: u32,
     height: u32,
     pixels: Vec<u8>,
+    /// See [`RgbImage::transparent_colour`].
+    transparent: Option<[u8; 3]>,
 }
 
 impl RgbImage {
@@ -31,13 +33,13 @@ impl RgbImage {
                 found: pixels.len(),
             });
         }
-        Ok(Self { width, height, pixels })
+        Ok(Self { width, height, pixels, transparent: None })
     }
 
     /// A black image of the given size.
     pub fn black(width: u32, height: u32) -> Result<Self, VisionError> {
         let len = Self::buffer_len(width, height)?;
-        Ok(Self { width, height, pixels: vec![0; len] })
+        Ok(Self { width, height, pixels: vec![0; len], transparent: None })
     }
 
     /// Bytes needed for `width x height` RGB, refusing zero sizes and more than
@@ -78,6 +80,34 @@ impl RgbImage {
     /// Consumes the image, returning its pixel buffer.
     pub fn into_pixels(self) -> Vec<u8> {
         self.pixels
+    }
+
+    /// The colour its file marks transparent, as Pillow keeps it through `convert("RGB")` in
+    /// `info["transparency"]`: a GIF's transparent index or a PNG `tRNS` naming one colour, as
+    /// the RGB it stands for. The pixels keep that colour; the InternVL and SmolVLM processors
+    /// composite it onto white ([`crate::Preprocess::composite_transparent`]).
+    pub fn transparent_colour(&self) -> Option<[u8; 3]> {
+        self.transparent
+    }
+
+    /// The image with `colour` marked transparent (see [`RgbImage::transparent_colour`]).
+    pub fn with_transparent_colour(mut self, colour: Option<[u8; 3]>) -> Self {
+        self.transparent = colour;
+        self
+    }
+
+    /// The image with the pixels of its transparent colour made white, as transformers'
+    /// `convert_to_rgb` composites an image with `info["transparency"]` onto a white background;
+    /// borrowed as it is when it has no transparent colour.
+    pub fn composited_on_white(&self) -> std::borrow::Cow<'_, RgbImage> {
+        let Some(key) = self.transparent else { return std::borrow::Cow::Borrowed(self) };
+        let mut out = RgbImage { transparent: None, ..self.clone() };
+        for px in out.pixels.chunks_exact_mut(3) {
+            if px == key {
+                px.copy_from_slice(&[255, 255, 255]);
+            }
+        }
+        std::borrow::Cow::Owned(out)
     }
 
     /// One row of `width * 3` bytes; `None` past the last row.

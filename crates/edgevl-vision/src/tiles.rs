@@ -28,6 +28,9 @@ pub struct Preprocess {
     pub norm: Normalization,
     /// Global view first or last.
     pub global_position: GlobalPosition,
+    /// Whether the image's transparent colour ([`RgbImage::transparent_colour`]) is made white
+    /// first, as the InternVL and SmolVLM processors' `convert_to_rgb` does.
+    pub composite_transparent: bool,
 }
 
 impl Preprocess {
@@ -36,18 +39,21 @@ impl Preprocess {
         filter: Filter::Bicubic,
         norm: Normalization::SIGLIP,
         global_position: GlobalPosition::First,
+        composite_transparent: false,
     };
     /// InternVL 2.5 / 3 (transformers' GotOcr2 processor): bicubic, ImageNet mean/std, thumbnail last.
     pub const INTERNVL: Preprocess = Preprocess {
         filter: Filter::Bicubic,
         norm: Normalization::IMAGENET,
         global_position: GlobalPosition::Last,
+        composite_transparent: true,
     };
     /// SmolVLM (transformers' Idefics3 processor): Lanczos, mean/std 0.5, global image last.
     pub const SMOLVLM: Preprocess = Preprocess {
         filter: Filter::Lanczos,
         norm: Normalization::SIGLIP,
         global_position: GlobalPosition::Last,
+        composite_transparent: true,
     };
 }
 
@@ -107,12 +113,16 @@ impl TileBatch {
 
 /// Renders the 8-bit `T x T` views of `plan` for `image`, in prompt order.
 ///
-/// The image is resized with `pre.filter` (to `plan.pre_resize` first when set, then to
+/// The image's transparent colour is made white first when `pre.composite_transparent`; then it
+/// is resized with `pre.filter` (to `plan.pre_resize` first when set, then to
 /// `plan.resize`) and pasted at `plan.offset` on a black canvas, which is cut row by row into
 /// tiles. The global view is the image ([`GlobalView::Image`]) or the canvas
 /// ([`GlobalView::Canvas`]) resized to `T x T`, placed first or last as `pre.global_position` says.
 pub fn render_views(image: &RgbImage, plan: &Plan, pre: &Preprocess) -> Result<Vec<RgbImage>, VisionError> {
     check_plan(image, plan)?;
+    let composited =
+        if pre.composite_transparent { image.composited_on_white() } else { Cow::Borrowed(image) };
+    let image = composited.as_ref();
     let t = plan.tile_size;
     let source = match plan.pre_resize {
         Some(s) => Cow::Owned(resize(image, s.width, s.height, pre.filter)?),

@@ -190,6 +190,7 @@ impl ImageTiling {
             } else {
                 GlobalPosition::First
             },
+            composite_transparent: family.composites_transparency(),
         };
         ImageTiling { family, strategy, params, preprocess }
     }
