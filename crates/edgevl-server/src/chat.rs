@@ -170,9 +170,7 @@ fn refuse_images_past_the_context(
     let mut tokens = 0;
     for (r, image) in images {
         tokens += match image {
-            Resolved::Pixels(image) => {
-                vision.plan(image.size(), r.budget)?.views() as usize * vision.tokens_per_view()
-            }
+            Resolved::Pixels(image) => vision.plan(image.size(), r.budget)?.image_tokens() as usize,
             Resolved::Uploaded(info, _) => info.n_tokens,
         };
     }

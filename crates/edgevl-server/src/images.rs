@@ -118,6 +118,12 @@ fn check_size(width: u32, height: u32, part: &str, limits: &ImageLimits) -> Resu
 pub fn decode(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
     let (width, height) = dimensions(bytes, part)?;
     check_size(width, height, part, limits)?;
+    decode_checked(bytes, part, limits)
+}
+
+/// Decodes an image file whose header has passed [`check_size`] (its pixel limit is checked
+/// again as the image is decoded).
+fn decode_checked(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
     let load = LoadLimits { max_file_bytes: bytes.len() as u64, max_pixels: limits.max_pixels };
     decode_image(bytes, Path::new(part), &load).map_err(|e| {
         ApiError::bad_request_code("invalid_image", format!("{part}: the image does not decode ({e})"))
@@ -145,7 +151,7 @@ pub fn decode_counted(
             ),
         ));
     }
-    decode(bytes, part, limits)
+    decode_checked(bytes, part, limits)
 }
 
 /// The tile budget of `detail` (`low` = the global view alone, `high` and `auto` = the

@@ -67,11 +67,12 @@ pub struct ServerConfig {
     pub cors_origin: Option<String>,
     /// Largest request body (413 beyond).
     pub max_body_bytes: usize,
-    /// Longest time a request body may take to arrive, from its first byte's wait to its last
-    /// (408 beyond; default 60 s).
+    /// Longest time a request body may wait for its room in the budget (503 beyond), and then
+    /// take to arrive (408 beyond; default 60 s).
     pub body_timeout: Duration,
     /// Request bodies held at once, in bytes, all requests together (default 8 bodies of the
-    /// largest size): a body waits for room as it arrives, within `body_timeout`.
+    /// largest size): a body takes its room whole (its declared length, or the largest size
+    /// when chunked) before it is read, and gives it back once its request is admitted.
     pub max_buffered_body_bytes: usize,
     /// Connections open at once, and how long a request's headers may take.
     pub conn_limits: ConnLimits,

@@ -45,10 +45,10 @@ impl ChatMessage {
 /// [`MAX_TEMPLATE_BYTES`], compiled and rendered on a thread whose stack holds minijinja's
 /// recursion at those bounds (operator chains as long as the template allows, values nested as
 /// deep as the fuel allows). minijinja itself refuses `range` over 100,000 items and strings
-/// repeated past 100 MB; a
-/// template can still grow a string by concatenating it with itself, or by `replace`, in a loop
-/// (minijinja has no memory limit: a review grew one to 5-6 GB within the fuel), so a template is
-/// as trusted as the rest of the model file (the server never takes one from a request).
+/// repeated past 100 MB; a template can still grow a string by concatenating it with itself, or
+/// by `replace`, in a loop (minijinja has no memory limit: a review grew one to 5-6 GB within the
+/// fuel), so a template is as trusted as the rest of the model file (the server never takes one
+/// from a request).
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,

@@ -82,7 +82,7 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         return Err(VisionError::TruncatedJpeg { path: path() });
     }
-    let (width, height) = header_dimensions(bytes, format, label)?;
+    let (mut decoder, width, height) = open_header(bytes, format, label)?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(VisionError::TooManyPixels {
@@ -93,14 +93,16 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
             limit: limits.max_pixels,
         });
     }
-    // PNG's budget is its reader's own, which reads the header again (the pixels go to a buffer
-    // allocated outside it): the metadata's and a row's. The other decoders' budgets hold their
-    // output (at most 16 bytes a pixel) and working buffers.
-    let budget = match format {
-        ImageFormat::Png => METADATA_BUDGET + u64::from(width) * 32,
-        _ => pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET),
-    };
-    let mut decoder = open_decoder(bytes, format, budget).map_err(decode_err)?;
+    // The budget for decoding. PNG's reader took its budget when it was made and keeps it, so it
+    // is made again, with the metadata's and a row's (the pixels go to a buffer allocated
+    // outside it). The other decoders take a new budget, holding their output (at most 16 bytes
+    // a pixel) and working buffers.
+    if format == ImageFormat::Png {
+        decoder = open_decoder(bytes, format, METADATA_BUDGET + u64::from(width) * 32).map_err(decode_err)?;
+    } else {
+        let budget = pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET);
+        decoder.set_limits(limits_of(budget)).map_err(decode_err)?;
+    }
     // A malformed EXIF block is ignored, as an absent one would be. PNG's eXIf may follow the
     // pixels, where the decoder has not looked yet; Pillow's `exif_transpose` finds it there too.
     let orientation = match format {
@@ -118,7 +120,8 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
 /// that does not parse, a zero width or height.
 pub fn read_dimensions(bytes: &[u8], label: &Path) -> Result<(u32, u32), VisionError> {
     let format = detect_format(bytes, label)?;
-    header_dimensions(bytes, format, label)
+    let (_, width, height) = open_header(bytes, format, label)?;
+    Ok((width, height))
 }
 
 /// The format of `bytes`, one of those this crate decodes.
@@ -137,8 +140,13 @@ fn detect_format(bytes: &[u8], label: &Path) -> Result<ImageFormat, VisionError>
     Ok(format)
 }
 
-/// Reads the header of `bytes` within the metadata budget: its width and height, neither zero.
-fn header_dimensions(bytes: &[u8], format: ImageFormat, label: &Path) -> Result<(u32, u32), VisionError> {
+/// A decoder of `bytes` that has read its header within the metadata budget, and the width and
+/// height the header declares, neither zero.
+fn open_header<'b>(
+    bytes: &'b [u8],
+    format: ImageFormat,
+    label: &Path,
+) -> Result<(Box<dyn ImageDecoder + 'b>, u32, u32), VisionError> {
     let path = || label.to_path_buf();
     let decoder = open_decoder(bytes, format, METADATA_BUDGET).map_err(|source| VisionError::Decode {
         path: path(),
@@ -149,7 +157,7 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat, label: &Path) -> Result<
     if width == 0 || height == 0 {
         return Err(VisionError::ZeroSize { path: path(), width, height });
     }
-    Ok((width, height))
+    Ok((decoder, width, height))
 }
 
 /// A decoder of `bytes` whose own allocations are capped at `max_alloc` bytes.
@@ -159,10 +167,15 @@ fn open_decoder(
     max_alloc: u64,
 ) -> Result<Box<dyn ImageDecoder + '_>, image::ImageError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decoder_limits = Limits::default();
-    decoder_limits.max_alloc = Some(max_alloc);
-    reader.limits(decoder_limits);
+    reader.limits(limits_of(max_alloc));
     Ok(Box::new(reader.into_decoder()?))
+}
+
+/// The decoders' limits with their allocations capped at `max_alloc` bytes.
+fn limits_of(max_alloc: u64) -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(max_alloc);
+    limits
 }
 
 /// The orientation in a PNG's first eXIf chunk, wherever it lies; `None` without one (or for
