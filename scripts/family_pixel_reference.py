@@ -72,7 +72,7 @@ PHOTOS = ["resize/astronaut.png", "resize/chelsea.png", "resize/coffee.png"]
 # Files with a transparent colour (a palette PNG's tRNS, a GIF's transparent index), read as
 # transformers' load_image reads a file: Pillow keeps the colour through convert("RGB") in
 # info["transparency"], and the processors' convert_to_rgb composites it onto white.
-TRANSPARENT = ["modes/palette_trns.png", "modes/transparent.gif"]
+TRANSPARENT = ["modes/palette_trns.png", "modes/transparent.gif", "modes/small_frame_transparent.gif"]
 
 # Other budgets on a few sizes: InternVL max/min patches; Idefics3's longest edge (512 * floor(sqrt(N))
 # for edgevl's --max-tiles N; 8192 runs into the 4096 clamp).

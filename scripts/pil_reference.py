@@ -8,8 +8,10 @@ tests/fixtures/vision/:
              with Image.LANCZOS (*_lanczos.png); where Pillow 13's pass order differs from the
              horizontal-first order of Pillow <= 12, also the horizontal-first result (*_hfirst.png);
   exif/      a JPEG saved with each EXIF orientation 1..8, a PNG with its eXIf chunk before and
-             after the pixels, and ImageOps.exif_transpose's result;
-  modes/     images in other modes (RGBA, LA, L, 1, P, 16-bit RGB, CMYK JPEG, GIF, BMP, WebP) and
+             after the pixels, orientations from XMP packets (JPEG, PNG, WebP) and from a PNG's
+             "Raw profile type exif" text, and ImageOps.exif_transpose's result;
+  modes/     images in other modes (RGBA, LA, L, 1, P, 16-bit RGB, CMYK JPEG, GIF (one with a first
+             frame smaller than its canvas), BMP, WebP) and
              convert("RGB");
   pipeline/  the 384x384 views (global view first, tiles row-major) of one image under each
              strategy, built with Pillow from the LLaVA-NeXT / InternVL recipes of spec.md section 2;
@@ -122,7 +124,68 @@ def exif_cases():
             t = ImageOps.exif_transpose(f).convert("RGB")
         cases.append({"input": rel, "orientation": 6, "size": list(t.size),
                       "expected": save_png(t, f"exif/orient6_exif_{where}_idat_expected.png")})
+    cases += xmp_and_raw_profile_cases(img, png)
     return cases
+
+
+def xmp_packet(body):
+    return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"' + body + b'</rdf:RDF></x:xmpmeta>')
+
+
+def xmp_and_raw_profile_cases(img, png):
+    """Orientation from where Pillow's getexif() also looks: the XMP packet's tiff:Orientation when
+    the EXIF block has no Orientation tag (JPEG APP1, PNG iTXt/tEXt, WebP), and a PNG's
+    "Raw profile type exif" text (ImageMagick's hex EXIF) when it has no eXIf chunk."""
+    from PIL import PngImagePlugin
+
+    attr = lambda o: xmp_packet(b' tiff:Orientation="%d"/>' % o)  # noqa: E731
+    elem = lambda o: xmp_packet(b'><tiff:Orientation>%d</tiff:Orientation></rdf:Description>' % o)  # noqa: E731
+    make_only = Image.Exif()
+    make_only[0x010F] = "edgevl"
+    exif3 = Image.Exif()
+    exif3[0x0112] = 3
+    files = []
+    jpeg = dict(quality=100, subsampling=0)
+    files.append(("xmp6.jpg", lambda f: img.save(f, "JPEG", xmp=attr(6), **jpeg)))
+    files.append(("exif_no_tag_xmp8.jpg", lambda f: img.save(f, "JPEG", exif=make_only.tobytes(), xmp=elem(8), **jpeg)))
+    files.append(("exif3_xmp6.jpg", lambda f: img.save(f, "JPEG", exif=exif3.tobytes(), xmp=attr(6), **jpeg)))
+    # A non-digit value first: Pillow's pattern goes on to the next tiff:Orientation.
+    decoy = xmp_packet(b' tiff:Orientation="x"><tiff:Orientation>7</tiff:Orientation></rdf:Description>')
+    files.append(("xmp_decoy7.webp", lambda f: img.save(f, "WEBP", lossless=True, xmp=decoy)))
+    files.append(("xmp2.webp", lambda f: img.save(f, "WEBP", lossless=True, xmp=attr(2))))
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", elem(5).decode(), zip=True)
+    files.append(("xmp5_itxt_zip.png", lambda f: img.save(f, "PNG", pnginfo=info)))
+    raw = exif_with_orientation(7)
+    profile = f"\nexif\n{len(raw):8}\n" + "\n".join(raw.hex()[i:i + 72] for i in range(0, len(raw.hex()), 72)) + "\n"
+    zinfo = PngImagePlugin.PngInfo()
+    zinfo.add_text("Raw profile type exif", profile, zip=True)
+    files.append(("raw_profile7_ztxt.png", lambda f: img.save(f, "PNG", pnginfo=zinfo)))
+    # After the pixels, in a tEXt chunk: Pillow reads it when exif_transpose loads the image.
+    after = png_chunk(b"tEXt", b"XML:com.adobe.xmp\0" + attr(4))
+    files.append(("xmp4_text_after_idat.png", lambda f: f.write(png[:-12] + after + png[-12:])))
+    # An eXIf chunk without the tag beside a raw profile with one: the raw profile is not read.
+    no_tag = png_chunk(b"eXIf", make_only.tobytes()[6:])
+    tinfo = png_chunk(b"tEXt", b"Raw profile type exif\0" + profile.encode())
+    files.append(("exif_no_tag_raw_profile7.png", lambda f: f.write(png[:33] + no_tag + tinfo + png[33:])))
+    cases = []
+    for name, write in files:
+        rel = f"exif/{name}"
+        with open(os.path.join(ROOT, rel), "wb") as f:
+            write(f)
+        with Image.open(os.path.join(ROOT, rel)) as f:
+            o = f.getexif().get(0x0112, 1)
+            t = ImageOps.exif_transpose(f).convert("RGB")
+        cases.append({"input": rel, "orientation": o, "size": list(t.size),
+                      "expected": save_png(t, f"exif/{name.replace('.', '_')}_expected.png")})
+    return cases
+
+
+def exif_with_orientation(o):
+    exif = Image.Exif()
+    exif[0x0112] = o
+    return exif.tobytes()
 
 
 def png_chunk(kind, payload):
@@ -133,6 +196,22 @@ def raw_png(width, height, bit_depth, colour_type, rows_bytes):
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     idat = zlib.compress(b"".join(b"\x00" + r for r in rows_bytes))
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def gif_with_small_first_frame(transparency):
+    """A 12x9 GIF whose first frame covers 5x4 pixels at (4, 3): Pillow paints the rest of the
+    canvas with palette entry 0, or with the transparent index's colour."""
+    frame = Image.new("P", (5, 4))
+    frame.putpalette([200, 30, 90, 10, 220, 40, 30, 60, 250, 240, 240, 20] * 64)
+    frame.putdata(np.random.default_rng(17).integers(0, 4, 20).tolist())  # its own draws: the others' stay
+    out = io.BytesIO()
+    extra = {} if transparency is None else {"transparency": transparency}
+    frame.save(out, "GIF", optimize=False, **extra)
+    data = bytearray(out.getvalue())
+    data[6:10] = struct.pack("<HH", 12, 9)  # the logical screen
+    at = data.index(b"\x2c\x00\x00\x00\x00\x05\x00\x04\x00")  # the image descriptor at (0, 0), 5x4
+    data[at + 1:at + 5] = struct.pack("<HH", 4, 3)
+    return bytes(data)
 
 
 def mode_cases(rng):
@@ -159,6 +238,10 @@ def mode_cases(rng):
     files["anim.gif"] = None
     p.save(os.path.join(ROOT, "modes/transparent.gif"), transparency=3)  # transparent pixels keep their palette colour
     files["transparent.gif"] = None
+    for name, transparency in [("small_frame.gif", None), ("small_frame_transparent.gif", 2)]:
+        with open(os.path.join(ROOT, "modes", name), "wb") as f:
+            f.write(gif_with_small_first_frame(transparency))
+        files[name] = None
     Image.fromarray(arr[..., :3], "RGB").save(os.path.join(ROOT, "modes/rgb.bmp"))
     files["rgb.bmp"] = None
     Image.fromarray(arr[..., :3], "RGB").save(os.path.join(ROOT, "modes/lossless.webp"), lossless=True)

@@ -23,8 +23,11 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+mod gif;
 pub mod load;
 pub mod normalize;
+mod orientation;
+mod png;
 pub mod resize;
 pub mod rgb;
 pub mod tiles;

@@ -6,10 +6,11 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use crate::error::VisionError;
+use crate::gif::FirstFrame;
+use crate::orientation::exif_transpose_orientation;
 use crate::rgb::RgbImage;
 
 /// Limits applied before decoding.
@@ -62,12 +63,13 @@ const METADATA_BUDGET: u64 = 64 << 20;
 ///
 /// The format is detected from the bytes (never from the name). The header's size is checked
 /// against `limits` before pixels are decoded, the header itself read with the decoders'
-/// allocations held to a 64 MiB metadata budget; the EXIF orientation (JPEG, PNG eXIf before or
-/// after the pixels, WebP) is applied;
+/// allocations held to a 64 MiB metadata budget; the orientation Pillow's `exif_transpose`
+/// applies (the EXIF tag, else the XMP one; JPEG, PNG, WebP) is applied;
 /// then the image is converted to 8-bit RGB as Pillow's `convert("RGB")` does for the common
 /// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded; a colour
 /// the file marks transparent is kept with the image ([`RgbImage::transparent_colour`]).
-/// 16-bit samples keep their high byte (as Pillow reads 16-bit RGB PNGs). GIFs give their first frame.
+/// 16-bit samples keep their high byte (as Pillow reads 16-bit RGB PNGs). GIFs give their first
+/// frame, the canvas around it painted as Pillow paints it.
 pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionError> {
     let path = || label.to_path_buf();
     if bytes.len() as u64 > limits.max_file_bytes {
@@ -103,14 +105,14 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
         let budget = pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET);
         decoder.set_limits(limits_of(budget)).map_err(decode_err)?;
     }
-    // A malformed EXIF block is ignored, as an absent one would be. PNG's eXIf may follow the
-    // pixels, where the decoder has not looked yet; Pillow's `exif_transpose` finds it there too.
-    let orientation = match format {
-        ImageFormat::Png => png_exif_orientation(bytes),
-        _ => decoder.orientation().ok(),
-    };
+    let orientation = exif_transpose_orientation(bytes, format, decoder.as_mut());
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    image.apply_orientation(orientation.unwrap_or(Orientation::NoTransforms));
+    if format == ImageFormat::Gif {
+        if let Some(frame) = FirstFrame::read(bytes) {
+            frame.fill_outside(&mut image);
+        }
+    }
+    image.apply_orientation(orientation);
     Ok(to_rgb(image)?.with_transparent_colour(transparent_colour(bytes, format)))
 }
 
@@ -178,115 +180,13 @@ fn limits_of(max_alloc: u64) -> Limits {
     limits
 }
 
-/// The orientation in a PNG's first eXIf chunk, wherever it lies; `None` without one (or for
-/// a malformed EXIF block).
-fn png_exif_orientation(bytes: &[u8]) -> Option<Orientation> {
-    png_chunks(bytes)
-        .find(|(kind, _)| kind == b"eXIf")
-        .and_then(|(_, data)| Orientation::from_exif_chunk(data))
-}
-
-/// A PNG's chunks in order, as (type, data), up to IEND or the first malformed one.
-fn png_chunks(bytes: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
-    const SIGNATURE: usize = 8;
-    let mut at = Some(SIGNATURE);
-    std::iter::from_fn(move || {
-        let start = at?;
-        // Each chunk: length (u32 BE), type (4 bytes), data, CRC (4 bytes).
-        let head = bytes.get(start..start + 8)?;
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let kind = [head[4], head[5], head[6], head[7]];
-        let data = bytes.get(start + 8..(start + 8).checked_add(len)?)?;
-        at = if &kind == b"IEND" { None } else { Some(start + 12 + len) };
-        Some((kind, data))
-    })
-}
-
 /// The colour Pillow keeps as `info["transparency"]` through `convert("RGB")` (see
 /// [`RgbImage::transparent_colour`]), read from the file's own bytes.
 fn transparent_colour(bytes: &[u8], format: ImageFormat) -> Option<[u8; 3]> {
     match format {
-        ImageFormat::Png => png_transparent_colour(bytes),
-        ImageFormat::Gif => gif_transparent_colour(bytes),
+        ImageFormat::Png => crate::png::transparent_colour(bytes),
+        ImageFormat::Gif => FirstFrame::read(bytes)?.transparent_colour(),
         _ => None,
-    }
-}
-
-/// A PNG's `tRNS` as Pillow reads it: a palette whose `tRNS` makes one entry fully transparent
-/// and the rest opaque gives that entry's colour (per-entry alphas are dropped by `convert`); an
-/// 8-bit (or 2- and 4-bit) grey or an RGB image's `tRNS` gives its sample values, compared with
-/// the pixels as they are (so only values up to 255 can match, as in Pillow). 1- and 16-bit grey
-/// and images with alpha channels give none.
-fn png_transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
-    let (mut header, mut palette, mut trns) = (None, None, None);
-    for (kind, data) in png_chunks(bytes) {
-        match &kind {
-            b"IHDR" => header = data.get(8..10).map(|d| (d[0], d[1])),
-            b"PLTE" => palette = Some(data),
-            b"tRNS" => trns = Some(data),
-            b"IDAT" => break,
-            _ => {}
-        }
-    }
-    let (trns, (depth, colour_type)) = (trns?, header?);
-    let sample = |i: usize| -> Option<u8> {
-        let v = u16::from_be_bytes([*trns.get(2 * i)?, *trns.get(2 * i + 1)?]);
-        u8::try_from(v).ok()
-    };
-    match colour_type {
-        3 => {
-            let zero = trns.iter().position(|&a| a == 0)?;
-            let simple = trns.iter().enumerate().all(|(i, &a)| a == 0xFF || i == zero);
-            if !simple {
-                return None;
-            }
-            let entry = palette?.get(3 * zero..3 * zero + 3)?;
-            Some([entry[0], entry[1], entry[2]])
-        }
-        0 if (2..=8).contains(&depth) => sample(0).map(|g| [g, g, g]),
-        2 => Some([sample(0)?, sample(1)?, sample(2)?]),
-        _ => None,
-    }
-}
-
-/// A GIF's transparent colour as Pillow reads its first frame: the transparent index of the
-/// graphic control extension before the first image, as the colour of that index in the frame's
-/// palette (its local one, or the global one).
-fn gif_transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
-    let table_len = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
-    let screen = bytes.get(6..13)?;
-    let global = bytes.get(13..13 + table_len(screen[4]))?;
-    let mut at = 13 + global.len();
-    let mut index = None;
-    loop {
-        match *bytes.get(at)? {
-            // Extension: label, then sub-blocks (a length byte each, 0 ends).
-            0x21 => {
-                let label = *bytes.get(at + 1)?;
-                let mut block = at + 2;
-                if label == 0xF9 {
-                    let gce = bytes.get(block + 1..block + 5)?;
-                    index = (gce[0] & 1 == 1).then_some(gce[3] as usize);
-                }
-                loop {
-                    let n = *bytes.get(block)? as usize;
-                    block += 1 + n;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                at = block;
-            }
-            // The first image: its local table, if it has one, is the frame's palette.
-            0x2C => {
-                let packed = *bytes.get(at + 9)?;
-                let local = bytes.get(at + 10..at + 10 + table_len(packed))?;
-                let palette = if local.is_empty() { global } else { local };
-                let entry = palette.get(3 * index?..3 * index? + 3)?;
-                return Some([entry[0], entry[1], entry[2]]);
-            }
-            _ => return None,
-        }
     }
 }
 

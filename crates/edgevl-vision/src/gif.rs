@@ -1,0 +1,94 @@
+//! A GIF's first frame as Pillow reads it, from the file's bytes: where the frame lies on the
+//! canvas, its palette, and the index its graphic control extension marks transparent.
+
+use image::DynamicImage;
+
+/// The first frame of a GIF: its rectangle on the canvas, the palette it is drawn with (its
+/// local table, or the global one) and its transparent index.
+pub(crate) struct FirstFrame<'b> {
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+    palette: &'b [u8],
+    transparent: Option<usize>,
+}
+
+impl<'b> FirstFrame<'b> {
+    /// Reads the logical screen, the extensions before the first image and its descriptor;
+    /// `None` if the file ends or is malformed before the first image.
+    pub(crate) fn read(bytes: &'b [u8]) -> Option<Self> {
+        let table_len = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
+        let screen = bytes.get(6..13)?;
+        let global = bytes.get(13..13 + table_len(screen[4]))?;
+        let mut at = 13 + global.len();
+        let mut transparent = None;
+        loop {
+            match *bytes.get(at)? {
+                // Extension: label, then sub-blocks (a length byte each, 0 ends).
+                0x21 => {
+                    let label = *bytes.get(at + 1)?;
+                    let mut block = at + 2;
+                    if label == 0xF9 {
+                        let gce = bytes.get(block + 1..block + 5)?;
+                        transparent = (gce[0] & 1 == 1).then_some(gce[3] as usize);
+                    }
+                    loop {
+                        let n = *bytes.get(block)? as usize;
+                        block += 1 + n;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    at = block;
+                }
+                // The first image: left, top, width, height (u16 LE each), then its flags.
+                0x2C => {
+                    let d = bytes.get(at + 1..at + 10)?;
+                    let u16_at = |i: usize| u32::from(u16::from_le_bytes([d[i], d[i + 1]]));
+                    let local = bytes.get(at + 10..at + 10 + table_len(d[8]))?;
+                    return Some(Self {
+                        left: u16_at(0),
+                        top: u16_at(2),
+                        width: u16_at(4),
+                        height: u16_at(6),
+                        palette: if local.is_empty() { global } else { local },
+                        transparent,
+                    });
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The colour of palette entry `index`; a GIF without a palette is grey, as Pillow reads it
+    /// (mode "L").
+    fn colour(&self, index: usize) -> Option<[u8; 3]> {
+        if self.palette.is_empty() {
+            let grey = u8::try_from(index).ok()?;
+            return Some([grey; 3]);
+        }
+        let entry = self.palette.get(3 * index..3 * index + 3)?;
+        Some([entry[0], entry[1], entry[2]])
+    }
+
+    /// The colour of the transparent index, which Pillow keeps as `info["transparency"]`.
+    pub(crate) fn transparent_colour(&self) -> Option<[u8; 3]> {
+        self.colour(self.transparent?)
+    }
+
+    /// Paints the canvas outside the frame as Pillow does: with the transparent index's colour,
+    /// or without one with palette entry 0 (the decoder leaves it transparent black). A frame
+    /// reaching past the canvas is clipped to it (Pillow enlarges the image instead).
+    pub(crate) fn fill_outside(&self, image: &mut DynamicImage) {
+        let DynamicImage::ImageRgba8(buf) = image else { return };
+        let Some([r, g, b]) = self.colour(self.transparent.unwrap_or(0)) else { return };
+        let (x0, y0) = (self.left, self.top);
+        let (x1, y1) = (x0.saturating_add(self.width), y0.saturating_add(self.height));
+        for (x, y, px) in buf.enumerate_pixels_mut() {
+            if !(x0..x1).contains(&x) || !(y0..y1).contains(&y) {
+                px.0 = [r, g, b, 0xFF];
+            }
+        }
+    }
+}
