@@ -169,6 +169,15 @@ def xmp_and_raw_profile_cases(img, png):
     no_tag = png_chunk(b"eXIf", make_only.tobytes()[6:])
     tinfo = png_chunk(b"tEXt", b"Raw profile type exif\0" + profile.encode())
     files.append(("exif_no_tag_raw_profile7.png", lambda f: f.write(png[:33] + no_tag + tinfo + png[33:])))
+    # Two Exif segments: Pillow reads the first (it appends the second's bytes to it).
+    one = io.BytesIO()
+    img.save(one, "JPEG", exif=exif_with_orientation(6), **jpeg)
+    one = one.getvalue()
+    second = exif_with_orientation(3)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(second) + 2) + second
+    at = one.index(b"\xff\xe1")
+    at += 2 + struct.unpack(">H", one[at + 2:at + 4])[0]
+    files.append(("two_exif_segments6.jpg", lambda f: f.write(one[:at] + app1 + one[at:])))
     cases = []
     for name, write in files:
         rel = f"exif/{name}"

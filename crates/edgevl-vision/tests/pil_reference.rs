@@ -99,10 +99,11 @@ fn same_size_resize_is_a_copy_and_huge_sizes_are_refused() {
 fn exif_orientation_matches_pillow_exif_transpose() {
     let m = manifest();
     let cases = m["exif"].as_array().unwrap();
-    // Eight JPEGs, PNGs with their eXIf chunk before and after the pixels, and nine files whose
+    // Eight JPEGs, PNGs with their eXIf chunk before and after the pixels, nine files whose
     // orientation Pillow reads from an XMP packet or a PNG's raw EXIF profile (or not: one has an
-    // eXIf chunk without the tag, whose raw profile Pillow therefore ignores).
-    assert_eq!(cases.len(), 19);
+    // eXIf chunk without the tag, whose raw profile Pillow therefore ignores), and a JPEG with two
+    // Exif segments (the first one counts).
+    assert_eq!(cases.len(), 20);
     for case in cases {
         let got = load(&case["input"]);
         let want = load(&case["expected"]);
