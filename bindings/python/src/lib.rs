@@ -19,7 +19,7 @@ mod tiles;
 
 use edgevl_runtime::RuntimeError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 
 create_exception!(
@@ -61,10 +61,14 @@ pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
 }
 
 /// The Python exception for a failed load of `what` (e.g. "model a.gguf"): a bad setting ->
-/// `ValueError`, anything else -> `ModelFileError`, both with the library's message.
+/// `ValueError`, a KV cache the memory cannot hold -> `MemoryError`, anything else ->
+/// `ModelFileError`, each with the library's message.
 pub(crate) fn load_error(what: &str, e: RuntimeError) -> PyErr {
     match e {
         RuntimeError::BadSetting(_) => PyValueError::new_err(e.to_string()),
+        RuntimeError::Model(edgevl_runtime::ModelError::OutOfMemory { .. }) => {
+            PyMemoryError::new_err(format!("cannot load {what}: {e}"))
+        }
         _ => ModelFileError::new_err(format!("cannot load {what}: {e}")),
     }
 }

@@ -325,12 +325,7 @@ impl GenOptions {
                 }
             }
         }
-        if c.repeat_penalty <= 0.0 {
-            return Err(PyValueError::new_err(format!(
-                "repeat_penalty must be > 0, got {}",
-                c.repeat_penalty
-            )));
-        }
+        c.check().map_err(PyValueError::new_err)?;
         Ok(o)
     }
 }

@@ -3,6 +3,7 @@ the model usable: missing or corrupt model files (ModelFileError), missing, corr
 undecodable images (ImageError), a prompt past the context (ContextFullError), and wrong
 arguments (ValueError, TypeError)."""
 
+import os
 import shutil
 
 import numpy as np
@@ -46,6 +47,21 @@ def test_bad_settings():
         edgevl.Model(TINY_LLM, threads=0)
     with pytest.raises(ValueError, match="strategy"):
         edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, strategy="bogus")
+    with pytest.raises(ValueError, match="thread count"):
+        edgevl.Model(TINY_LLM, threads=30000)
+
+
+def test_special_files_and_settings_the_sampler_cannot_use(vlm, tmp_path):
+    # A FIFO would block the open until a writer came: refused before it is opened.
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(edgevl.ModelFileError, match="not a regular file"):
+        edgevl.Model(fifo)
+    s = vlm.session()
+    for bad in ({"temperature": -1e39}, {"top_p": 2.0}, {"top_p": -1.0}, {"min_p": 2.0}, {"repeat_penalty": 0.0}):
+        with pytest.raises(ValueError):
+            s.ask("Hi", max_tokens=1, **bad)
+    assert isinstance(s.ask("Hi", max_tokens=1, temperature=-1.0), str)  # <= 0 is greedy
 
 
 def test_bad_images_raise_image_error(vlm, tmp_path):

@@ -27,24 +27,24 @@ pub struct BenchArgs {
     #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
     /// Prompt tokens of the pp test (0 skips it).
-    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512, value_parser = crate::counts::tokens)]
     pub n_prompt: usize,
     /// Generated tokens of the tg test (0 skips it).
-    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128, value_parser = crate::counts::tokens)]
     pub n_gen: usize,
     /// Repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: usize,
     /// Threads.
-    #[arg(short = 't', long = "threads", default_value_t = 2)]
+    #[arg(short = 't', long = "threads", default_value_t = 2, value_parser = crate::counts::threads)]
     pub threads: usize,
     /// Tokens already in the cache when each test starts (llama-bench's `-d`): pp and tg are
     /// measured after this many positions.
-    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0, value_parser = crate::counts::tokens)]
     pub depth: usize,
     /// Context size of the cache (default: n-depth + n-prompt + n-gen, as llama-bench). The whole
     /// cache is resident from the start, so the peak RSS is that of a full context of this size.
-    #[arg(short = 'c', long = "ctx-size")]
+    #[arg(short = 'c', long = "ctx-size", value_parser = crate::counts::context)]
     pub ctx: Option<usize>,
     /// KV cache element type (llama-bench's `-ctk` / `-ctv`). q8_0 takes 53% of f16's memory:
     /// the 2.7B BlueLM shape at ctx 2048 needs it to stay under 2.0 GB of peak RSS.
@@ -207,7 +207,7 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     if let Some(image) = &a.vision.image {
         let Some(mmproj) = &a.vision.mmproj else { anyhow::bail!("--image needs --mmproj") };
         let cfg = edgevl_runtime::SessionConfig {
-            n_threads: a.threads.max(1),
+            n_threads: a.threads,
             n_ctx: a.ctx,
             kv_type: a.kv_type.into(),
             kernels,
@@ -240,7 +240,7 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     let dec =
         Decoder::load(Arc::clone(&file), &k).with_context(|| format!("cannot load {}", a.model.display()))?;
     let d = a.depth;
-    let n_ctx = a.ctx.unwrap_or(d + a.n_prompt + a.n_gen).max(1);
+    let n_ctx = a.ctx.unwrap_or(d + a.n_prompt + a.n_gen).clamp(1, crate::counts::MAX_TOKENS);
     anyhow::ensure!(
         d + a.n_prompt.max(a.n_gen) <= n_ctx,
         "-d {d} plus the longest test ({}) does not fit the context of {n_ctx}",
@@ -250,7 +250,7 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     // The depth is prefilled in passes of at most 512 (or the pp size, when larger).
     let batch = a.n_prompt.max(if d > 0 { 512 } else { 1 });
     let st = dec.new_state(batch, n_ctx);
-    let pool = ThreadPool::new(a.threads.max(1));
+    let pool = ThreadPool::new(a.threads);
     let mut b = Bench { dec, kv, st, pool, rng: 0x9e37_79b9_7f4a_7c15, depth: 0 };
     if d > 0 {
         eprintln!("bench: prefilling the depth of {d} tokens");

@@ -108,7 +108,7 @@ pub fn vit_bench(
     anyhow::ensure!(v.vit_batch.iter().all(|&b| b > 0), "--vit-batch sizes must be at least 1");
     let enc = VisionEncoder::open_with(mmproj, kernels, VitWeightOptions { int8: v.vit_int8 })
         .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
-    let pool = ThreadPool::new(threads.max(1));
+    let pool = ThreadPool::new(threads);
     let rows = vit_rows(&enc, &v.vit_batch, v.vit_reps, &pool)?;
     // Patches a view, from the file (so400m at 384: 27 x 27 = 729; InternViT 1024; SmolVLM 1024).
     let patches = enc.hparams().n_patches() as f64;

@@ -47,15 +47,14 @@ pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         let info = session.add_image(path)?;
         eprintln!("edgevl: {}", describe(&info));
     }
-    // Ctrl-C during an answer stops the answer; anywhere else (e.g. a scripted chat waiting on
-    // its input) it ends the program as usual. At the terminal prompt rustyline reads it as a key.
+    // Ctrl-C (or SIGTERM, SIGHUP) during an answer stops the answer, a second one ends the
+    // program; anywhere else (e.g. a scripted chat waiting on its input) the first ends it. At the
+    // terminal prompt rustyline reads Ctrl-C as a key.
     let cancel = session.cancel_flag();
     let answering = Arc::new(AtomicBool::new(false));
     let busy = answering.clone();
     ctrlc::set_handler(move || {
-        if busy.load(Ordering::Relaxed) {
-            cancel.store(true, Ordering::Relaxed);
-        } else {
+        if !busy.load(Ordering::Relaxed) || cancel.swap(true, Ordering::Relaxed) {
             std::process::exit(130);
         }
     })

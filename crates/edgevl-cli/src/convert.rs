@@ -38,7 +38,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     pure: bool,
     /// Threads that quantise (default: physical cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, value_parser = crate::counts::threads)]
     threads: Option<usize>,
 }
 

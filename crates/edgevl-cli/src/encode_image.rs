@@ -34,7 +34,7 @@ pub struct EncodeImageArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vit_batch: u32,
     /// Compute threads (default: the physical cores).
-    #[arg(short = 't', long = "threads")]
+    #[arg(short = 't', long = "threads", value_parser = crate::counts::threads)]
     pub threads: Option<usize>,
     /// Output file: float32 .npy of shape [tokens, d], written atomically.
     #[arg(long, value_name = "FILE")]
@@ -65,7 +65,7 @@ pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> 
     if let Some((_, hook)) = &dump {
         enc.set_hook(hook.clone());
     }
-    let pool = ThreadPool::new(args.threads.unwrap_or_else(edgevl_runtime::physical_cores).max(1));
+    let pool = ThreadPool::new(args.threads.unwrap_or_else(edgevl_runtime::physical_cores));
     let start = Instant::now();
     let n = tiles.n_tiles();
     // A batch of views a call, as a session encodes them (the same rows), with a bar on a terminal.

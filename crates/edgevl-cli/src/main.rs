@@ -6,6 +6,7 @@ mod bench;
 mod bench_vision;
 mod chat;
 mod convert;
+mod counts;
 mod dump;
 mod encode_image;
 mod gen_random;
@@ -72,6 +73,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Chat, convert and serve handle Ctrl-C and SIGTERM themselves; elsewhere a signal ends the
+    // process at once, with no part file of an output left behind.
+    if !matches!(cli.command, Command::Chat(_) | Command::Convert(_) | Command::Serve(_)) {
+        let ended = ctrlc::set_handler(|| {
+            edgevl_gguf::AtomicFile::remove_all_parts();
+            std::process::exit(130);
+        });
+        if let Err(e) = ended {
+            eprintln!("edgevl: error: cannot install the signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Run(a) => run::run(&a, kernels),
         Command::Chat(a) => chat::run(&a, kernels),

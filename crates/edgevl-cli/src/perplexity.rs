@@ -16,10 +16,10 @@ pub struct PerplexityArgs {
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
     /// Tokens per chunk.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512, value_parser = crate::counts::context)]
     ctx: usize,
     /// Threads (default: the number of physical cores).
-    #[arg(short = 't', long = "threads")]
+    #[arg(short = 't', long = "threads", value_parser = crate::counts::threads)]
     threads: Option<usize>,
     /// KV cache element type (llama-perplexity's `-ctk` / `-ctv`).
     #[arg(long = "cache-type", value_enum, default_value_t = KvTypeArg::F16)]
@@ -32,9 +32,12 @@ pub struct PerplexityArgs {
     json: bool,
 }
 
+/// The largest text file read (256 MiB: wikitext-103's test split is 1.3 MB).
+const MAX_TEXT_BYTES: u64 = 256 << 20;
+
 /// Run `edgevl perplexity`.
 pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.file)
+    let text = edgevl_gguf::read_regular_text(&a.file, MAX_TEXT_BYTES)
         .with_context(|| format!("cannot read text file {}", a.file.display()))?;
     // llama-perplexity drops exactly one trailing newline of the file; do the same.
     let text = text.strip_suffix('\n').unwrap_or(&text);

@@ -16,10 +16,10 @@ pub struct ModelArgs {
     #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
     /// Threads (default: the number of physical cores).
-    #[arg(short = 't', long = "threads")]
+    #[arg(short = 't', long = "threads", value_parser = crate::counts::threads)]
     pub threads: Option<usize>,
     /// Context size (default: the model's, capped at 4096).
-    #[arg(short = 'c', long = "ctx-size")]
+    #[arg(short = 'c', long = "ctx-size", value_parser = crate::counts::context)]
     pub ctx: Option<usize>,
     /// Prompt tokens per prefill pass.
     #[arg(long, default_value_t = 128)]
@@ -217,22 +217,15 @@ pub fn summary(s: &TurnStats) -> String {
     )
 }
 
-/// Write `bytes` to `PATH.tmp-<pid>`, sync it and rename it to `path`; the temporary file is
-/// removed on failure, so `path` is never left half-written.
+/// Write `bytes` to `path` through an [`edgevl_gguf::AtomicFile`] (a part file beside it, synced
+/// and renamed; removed on failure), so `path` is never left half-written, a link is written
+/// through and a device or directory is refused.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp_name);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+    let write = || -> std::io::Result<()> {
+        let mut f = edgevl_gguf::AtomicFile::create(path)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
+        f.commit()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }

@@ -137,3 +137,53 @@ fn prompt_longer_than_context() {
         .expect("start edgevl");
     assert_clean_failure(&out, "only 32 of the 32-token context are left", "prompt longer than the context");
 }
+
+#[test]
+fn a_fifo_or_a_directory_as_the_model_fails_at_once() {
+    let fifo = scratch("model-fifo.gguf");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    // Opening a FIFO for reading blocks until a writer comes; the model is refused before that.
+    let t0 = std::time::Instant::now();
+    assert_clean_failure(&run(&fifo, &[]), "not a regular file", "a FIFO");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "took {:?}", t0.elapsed());
+    let dir = scratch("model-dir.gguf");
+    std::fs::create_dir_all(&dir).expect("dir");
+    assert_clean_failure(&run(&dir, &[]), "is a directory", "a directory");
+}
+
+#[test]
+fn sampling_settings_the_chain_cannot_use_are_refused() {
+    for (flag, value, needle) in [
+        ("--temp", "NaN", "temperature"),
+        ("--top-p", "2", "top-p"),
+        ("--min-p", "-0.5", "min-p"),
+        ("--repeat-penalty", "0", "repeat penalty"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+            .args(["run", "-t", "1", "-n", "4", "-p", "Hello", &format!("{flag}={value}"), "-m"])
+            .arg(tiny())
+            .output()
+            .expect("start edgevl");
+        assert_clean_failure(&out, needle, flag);
+    }
+}
+
+#[test]
+fn counts_out_of_range_are_refused_before_loading() {
+    for args in [
+        &["run", "-m", "x.gguf", "-t", "0"][..],
+        &["run", "-m", "x.gguf", "-t", "5000"],
+        &["run", "-m", "x.gguf", "-c", "0"],
+        &["perplexity", "-m", "x.gguf", "-f", "x.txt", "-c", "0"],
+        &["bench", "-m", "x.gguf", "-p", "18446744073709551615"],
+        &["bench", "-m", "x.gguf", "-d", "2000000"],
+        &["encode-image", "--mmproj", "m", "--image", "i", "--npy", "o", "-t", "0"],
+        &["convert", "src", "-o", "out", "-t", "100000"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgevl")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid value") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -2,7 +2,7 @@
 //! the output nor its temporary file; bad option combinations are refused.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ fn out_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn entries(d: &PathBuf) -> Vec<String> {
+fn entries(d: &Path) -> Vec<String> {
     fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
@@ -37,36 +37,41 @@ fn full_disk_leaves_nothing() {
     fs::remove_dir_all(&d).unwrap();
 }
 
-#[test]
-fn ctrl_c_leaves_nothing() {
-    let src = edgevl_testdata::smollm2_hf_dir();
-    let d = out_dir("sigint");
-    let out = d.join("model.gguf");
-    let child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
-        .args([
-            "convert",
-            &src.to_string_lossy(),
-            "-o",
-            &out.to_string_lossy(),
-            "--scheme",
-            "q4_k",
-            "-t",
-            "1",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `edgevl ARGS` writing into `d`, sends `signal` once its part file exists, and returns
+/// its stderr once it has ended (never successfully).
+fn interrupt_once_writing(args: &[&str], d: &Path, signal: &str) -> String {
+    let child = Command::new(env!("CARGO_BIN_EXE_edgevl")).args(args).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until the temporary file exists, then interrupt.
     let t0 = Instant::now();
-    while entries(&d).is_empty() && t0.elapsed() < Duration::from_secs(60) {
+    while entries(d).is_empty() && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(!entries(&d).is_empty(), "the conversion never started writing");
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(!entries(d).is_empty(), "{signal}: the command never started writing");
+    Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     let o = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("cancelled"), "{stderr}");
-    assert!(entries(&d).is_empty(), "left behind: {:?}", entries(&d));
+    assert!(!o.status.success(), "{signal}: {:?}", o.status);
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn ctrl_c_and_termination_signals_leave_nothing() {
+    let src = edgevl_testdata::smollm2_hf_dir();
+    for signal in ["-INT", "-TERM", "-HUP"] {
+        let d = out_dir(&format!("signal{signal}"));
+        let out = d.join("model.gguf");
+        let (src, out) = (src.to_string_lossy(), out.to_string_lossy());
+        let args = ["convert", &*src, "-o", &*out, "--scheme", "q4_k", "-t", "1"];
+        let stderr = interrupt_once_writing(&args, &d, signal);
+        assert!(stderr.contains("cancelled"), "{signal}: {stderr}");
+        assert!(entries(&d).is_empty(), "{signal}: left behind: {:?}", entries(&d));
+        fs::remove_dir_all(&d).unwrap();
+    }
+    // A command without its own handler (gen-random writes a 1.6 GB model): the part file goes too.
+    let d = out_dir("signal-gen-random");
+    let out = d.join("random.gguf");
+    let args = ["gen-random", "--preset", "bluelm-v-3b", "--type", "q4_0", "-o", out.to_str().unwrap()];
+    interrupt_once_writing(&args, &d, "-TERM");
+    assert!(entries(&d).is_empty(), "gen-random: left behind: {:?}", entries(&d));
     fs::remove_dir_all(&d).unwrap();
 }
 

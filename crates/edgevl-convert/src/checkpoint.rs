@@ -25,10 +25,15 @@ pub struct JsonFile {
     pub root: Map<String, Json>,
 }
 
+/// The largest JSON (or template) file of a checkpoint read: 256 MiB, ten times the largest
+/// tokenizer.json of the public models.
+pub const MAX_JSON_BYTES: u64 = 256 << 20;
+
 impl JsonFile {
-    /// Reads `path`, which must hold a JSON object.
+    /// Reads `path`, which must be a regular file of at most [`MAX_JSON_BYTES`] holding a JSON
+    /// object.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
+        let text = edgevl_gguf::read_regular_text(path, MAX_JSON_BYTES)
             .map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
         let json = |message: String| ConvertError::Json { path: path.to_path_buf(), message };
         match serde_json::from_str::<Json>(&text).map_err(|e| json(format!("not valid JSON: {e}")))? {

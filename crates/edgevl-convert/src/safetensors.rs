@@ -6,7 +6,6 @@
 //! file), every shape x dtype size equals its byte range (checked arithmetic), and the ranges,
 //! sorted, are contiguous from 0 to the end of the file: no gap, no overlap, nothing past the end.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -123,7 +122,7 @@ impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let io = |source| ConvertError::Io { path: path.clone(), source };
-        let file = File::open(&path).map_err(io)?;
+        let (file, _) = edgevl_gguf::open_regular(&path).map_err(io)?;
         // SAFETY: the file is mapped read-only; like every mmap-based model reader, we rely on no
         // other process truncating or rewriting it while it is converted.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;

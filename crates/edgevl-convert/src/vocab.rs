@@ -301,7 +301,7 @@ fn special_vocab(
         let jinja = dir.join("chat_template.jinja");
         let alt = if jinja.is_file() {
             Some(
-                std::fs::read_to_string(&jinja)
+                edgevl_gguf::read_regular_text(&jinja, crate::checkpoint::MAX_JSON_BYTES)
                     .map_err(|source| ConvertError::Io { path: jinja.clone(), source })?,
             )
         } else {

@@ -12,7 +12,7 @@ use edgevl_gguf::{Array, GgufWriter, Value};
 use edgevl_kernels::DType;
 
 use crate::image_tokens::{family_image_tokens, lfm2_image_tokens, MAX_GRID_TILES};
-use crate::tensors::{add_random_tensors, file_type, GenError, TensorSpec};
+use crate::tensors::{add_random_tensors, create, file_type, GenError, TensorSpec};
 
 /// Errors of LLaMA model generation.
 #[derive(Debug, thiserror::Error)]
@@ -304,7 +304,9 @@ pub fn write_llama(
         name: preset_name.to_string(),
         known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
     })?;
-    build_llama(&shape, dtype, seed, opts, progress)?.write_to_path(path).map_err(GenError::from)?;
+    // The destination first: a path that cannot be written is an error before the model is built.
+    let file = create(path)?;
+    build_llama(&shape, dtype, seed, opts, progress)?.write_to_file(file).map_err(GenError::from)?;
     Ok(())
 }
 

@@ -24,6 +24,12 @@ pub enum GenError {
     },
 }
 
+/// The output file at `path`, created (as a part file beside it) before anything is generated.
+pub(crate) fn create(path: &std::path::Path) -> Result<edgevl_gguf::AtomicFile, GenError> {
+    edgevl_gguf::AtomicFile::create(path)
+        .map_err(|source| GenError::Gguf(edgevl_gguf::GgufError::Io { path: path.to_path_buf(), source }))
+}
+
 /// One tensor to generate: name, GGUF dims (`dims[0]` = row length), type and value scale.
 #[derive(Clone, Debug)]
 pub struct TensorSpec {

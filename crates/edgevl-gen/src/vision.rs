@@ -329,7 +329,9 @@ pub fn write_mmproj_with_progress(
     path: &Path,
     progress: impl FnMut(usize, usize),
 ) -> Result<(), VisionGenError> {
-    build_mmproj_with_progress(shape, dtype, seed, progress)?.write_to_path(path)?;
+    // The destination first: a path that cannot be written is an error before the file is built.
+    let file = crate::tensors::create(path)?;
+    build_mmproj_with_progress(shape, dtype, seed, progress)?.write_to_file(file)?;
     Ok(())
 }
 

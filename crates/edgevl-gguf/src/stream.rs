@@ -153,12 +153,25 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates the part file beside `dest`.
+    /// Creates the part file beside `dest`. A `dest` that is a symbolic link is written through
+    /// (the file it names is replaced, the link kept); a `dest` that exists and is not a regular
+    /// file (a directory, a device such as `/dev/null`, a FIFO) is refused, as the rename would
+    /// replace it.
     pub fn create(dest: impl AsRef<Path>) -> io::Result<Self> {
-        let dest = dest.as_ref().to_path_buf();
+        let dest = regular_destination(dest.as_ref())?;
         let part = part_path(&dest);
         let file = File::create(&part)?;
+        live_parts().push(part.clone());
         Ok(Self { dest, part, file: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    /// Removes the part files of every uncommitted `AtomicFile` of the process, for a signal
+    /// handler about to end it (an exiting process runs no `Drop`): whatever was being written,
+    /// no part file is left and every destination stays as it was.
+    pub fn remove_all_parts() {
+        for part in live_parts().drain(..) {
+            let _ = fs::remove_file(part);
+        }
     }
 
     /// The temporary path being written.
@@ -183,8 +196,20 @@ impl AtomicFile {
         if done.is_err() {
             let _ = fs::remove_file(&self.part);
         }
+        forget_part(&self.part);
         done
     }
+}
+
+/// The part files being written (see [`AtomicFile::remove_all_parts`]).
+fn live_parts() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drops `part` from the live list once it is renamed or removed.
+fn forget_part(part: &Path) {
+    live_parts().retain(|p| p != part);
 }
 
 impl Write for AtomicFile {
@@ -206,8 +231,36 @@ impl Drop for AtomicFile {
             let (file, _) = w.into_parts();
             drop(file);
             let _ = fs::remove_file(&self.part);
+            forget_part(&self.part);
         }
     }
+}
+
+/// The path a file written to `dest` should be renamed onto: `dest` itself, or the file a
+/// symbolic link names; an error when that exists and is not a regular file.
+fn regular_destination(dest: &Path) -> io::Result<PathBuf> {
+    let meta = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(dest.to_path_buf()),
+        other => other?,
+    };
+    let (dest, meta) = if meta.file_type().is_symlink() {
+        let target = fs::canonicalize(dest).map_err(|e| {
+            io::Error::new(e.kind(), format!("{} is a symbolic link to a missing place: {e}", dest.display()))
+        })?;
+        let meta = fs::metadata(&target)?;
+        (target, meta)
+    } else {
+        (dest.to_path_buf(), meta)
+    };
+    if !meta.is_file() {
+        let what =
+            if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is {what}; writing the output there would replace it", dest.display()),
+        ));
+    }
+    Ok(dest)
 }
 
 /// `DEST.part-<pid>`.
@@ -221,19 +274,51 @@ pub(crate) fn part_path(dest: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::{GgufFile, GgufWriter, Value};
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn a_failed_commit_removes_its_part_file() {
         let dir = std::env::temp_dir().join(format!("edgevl-atomic-failed-{}", std::process::id()));
         let dest = dir.join("out.gguf");
-        fs::create_dir_all(&dest).expect("a directory where the file should go");
+        fs::create_dir_all(&dir).expect("scratch directory");
         let mut f = AtomicFile::create(&dest).expect("part file");
         f.write_all(b"bytes").expect("write");
         let part = f.part_path().to_path_buf();
         assert!(part.exists());
+        // Meanwhile a directory (not empty) appears where the file should go.
+        fs::create_dir_all(dest.join("inside")).expect("a directory where the file should go");
         assert!(f.commit().is_err(), "a file cannot replace a directory");
         assert!(!part.exists(), "the part file was left behind");
         assert!(dest.is_dir(), "the destination changed");
+        fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn special_destinations_are_refused_and_links_written_through() {
+        let dir = std::env::temp_dir().join(format!("edgevl-atomic-special-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("scratch directory");
+        // A device and a directory: refused before anything is written, and left as they were.
+        for dest in [Path::new("/dev/null"), dir.as_path()] {
+            let err = AtomicFile::create(dest).expect_err("refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("would replace it"), "{err}");
+            assert!(!part_path(dest).exists());
+        }
+        assert!(fs::metadata("/dev/null").expect("still there").file_type().is_char_device());
+        // A link: the file it names gets the bytes, the link stays a link.
+        let (target, link) = (dir.join("target.gguf"), dir.join("link.gguf"));
+        fs::write(&target, b"old").expect("target");
+        std::os::unix::fs::symlink(&target, &link).expect("link");
+        let mut f = AtomicFile::create(&link).expect("through the link");
+        f.write_all(b"new").expect("write");
+        f.commit().expect("commit");
+        assert!(fs::symlink_metadata(&link).expect("link").file_type().is_symlink());
+        assert_eq!(fs::read(&target).expect("target"), b"new");
+        // A link to nowhere is an error that says so.
+        let dangling = dir.join("dangling.gguf");
+        std::os::unix::fs::symlink(dir.join("missing/x.gguf"), &dangling).expect("link");
+        let err = AtomicFile::create(&dangling).expect_err("refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
         fs::remove_dir_all(&dir).expect("clean up");
     }
 

@@ -76,13 +76,18 @@ impl GgufWriter {
     /// never left partially written; the part file is removed on failure.
     pub fn write_to_path(&self, path: impl AsRef<Path>) -> Result<(), GgufError> {
         let path = path.as_ref();
+        let file =
+            AtomicFile::create(path).map_err(|source| GgufError::Io { path: path.to_path_buf(), source })?;
+        self.write_to_file(file)
+    }
+
+    /// Writes the file into `file`, created beforehand (so a destination that cannot be written
+    /// is found before the tensors are built), and commits it.
+    pub fn write_to_file(&self, mut file: AtomicFile) -> Result<(), GgufError> {
         let alignment = self.validate()?;
-        let written = (|| {
-            let mut f = AtomicFile::create(path)?;
-            self.encode(&mut f, alignment)?;
-            f.commit()
-        })();
-        written.map_err(|source| GgufError::Io { path: path.to_path_buf(), source })
+        let path = file.dest().to_path_buf();
+        let written = self.encode(&mut file, alignment).and_then(|_| file.commit());
+        written.map_err(|source| GgufError::Io { path, source })
     }
 
     /// The whole file as bytes.

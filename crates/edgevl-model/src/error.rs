@@ -52,4 +52,18 @@ pub enum ModelError {
     /// Input embeddings of the wrong width or a batch larger than the run state allows.
     #[error("bad input: {0}")]
     BadInput(String),
+    /// A buffer the memory cannot hold: more than the system has available, or refused by the
+    /// allocator (a process limit).
+    #[error("not enough memory for {what}: it needs {} MiB, {}", needed >> 20, match available {
+        Some(a) => format!("and the system has {} MiB available; use a smaller context (-c) or a q8_0 cache", a >> 20),
+        None => "which the allocator refused; use a smaller context (-c) or a q8_0 cache".into(),
+    })]
+    OutOfMemory {
+        /// What the memory was for.
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes the system had available, when known.
+        available: Option<u64>,
+    },
 }

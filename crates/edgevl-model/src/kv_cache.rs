@@ -84,15 +84,43 @@ impl KvElem for f16 {
     }
 }
 
-/// A zero-filled buffer whose pages are all written (resident), as llama.cpp's cleared cache.
-fn resident_zeros<T: Copy>(n: usize, zero: T) -> Vec<T> {
-    let mut v = Vec::with_capacity(n);
+/// A zero-filled buffer whose pages are all written (resident), as llama.cpp's cleared cache;
+/// an error when the allocator refuses it (a process memory limit, or no memory left).
+fn resident_zeros<T: Copy>(n: usize, zero: T) -> Result<Vec<T>, ModelError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| ModelError::OutOfMemory {
+        what: "the KV cache".into(),
+        needed: (n * std::mem::size_of::<T>()) as u64,
+        available: None,
+    })?;
     // The optimiser may not turn the fill below into a lazily zeroed (`calloc`) allocation once
     // the fresh buffer has been observed.
     std::hint::black_box(&mut v);
     v.resize(n, zero);
     std::hint::black_box(&mut v);
-    v
+    Ok(v)
+}
+
+/// The memory the system can still give without swapping (Linux and Android's `MemAvailable`),
+/// in bytes; `None` where it cannot be read.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses a cache of `bytes` that the system's available memory cannot hold: its pages are all
+/// written at creation, so it would otherwise end in the kernel's out-of-memory killer.
+fn check_fits(bytes: u64) -> Result<(), ModelError> {
+    match available_memory() {
+        Some(available) if bytes > available => Err(ModelError::OutOfMemory {
+            what: "the KV cache".into(),
+            needed: bytes,
+            available: Some(available),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Where one head's row at one position sits in a head-major layer plane: `[n_head_kv][n_ctx][row]`
@@ -170,13 +198,13 @@ pub(crate) struct Planes<T> {
 }
 
 impl<T: KvElem> Planes<T> {
-    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Self {
+    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Result<Self, ModelError> {
         let zeros = || resident_zeros(n_ctx * kv_dim, T::from_f32(0.0));
-        Planes {
-            k: (0..n_layer).map(|_| zeros()).collect(),
-            v: (0..n_layer).map(|_| zeros()).collect(),
+        Ok(Planes {
+            k: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
+            v: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
             layout: HeadMajor { n_head_kv: kv_dim / head_dim, n_ctx, row: head_dim },
-        }
+        })
     }
 
     /// Layer `l`'s keys and values.
@@ -246,7 +274,8 @@ pub struct KvCache {
 impl KvCache {
     /// A cache for `n_layer` layers of `n_ctx` positions of `kv_dim` values (heads of
     /// `head_dim`). Fails when the type cannot hold such heads (Q8_0 needs `head_dim` to be a
-    /// multiple of 32, `kv_dim` a multiple of `head_dim`) or the size overflows.
+    /// multiple of 32, `kv_dim` a multiple of `head_dim`), the size overflows, or the memory is
+    /// not there: more than the system has available, or refused by the allocator.
     pub fn new(
         n_layer: usize,
         n_ctx: usize,
@@ -265,24 +294,23 @@ impl KvCache {
                  {head_dim} wide (not a multiple of {QK8_0}); use cache type f16 or f32"
             )));
         }
-        let per_layer = n_ctx
-            .checked_mul(kv_dim)
-            .and_then(|n| kv_type.row_bytes(n))
-            .and_then(|b| b.checked_mul(2 * n_layer).map(|_| b))
-            .ok_or_else(|| {
-                ModelError::BadInput(format!(
-                    "a KV cache of {n_ctx} positions x {kv_dim} values x {n_layer} layers overflows memory sizes"
-                ))
-            })?;
+        let overflow = || {
+            ModelError::BadInput(format!(
+                "a KV cache of {n_ctx} positions x {kv_dim} values x {n_layer} layers overflows memory sizes"
+            ))
+        };
+        let per_layer = n_ctx.checked_mul(kv_dim).and_then(|n| kv_type.row_bytes(n)).ok_or_else(overflow)?;
+        let total = per_layer.checked_mul(2 * n_layer).ok_or_else(overflow)?;
+        check_fits(total as u64)?;
         let planes = match kv_type {
-            KvType::F16 => KvPlanes::F16(Planes::new(n_layer, n_ctx, kv_dim, head_dim)),
-            KvType::F32 => KvPlanes::F32(Planes::new(n_layer, n_ctx, kv_dim, head_dim)),
+            KvType::F16 => KvPlanes::F16(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
+            KvType::F32 => KvPlanes::F32(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
             KvType::Q8_0 => {
                 let head_bytes = head_dim / QK8_0 * std::mem::size_of::<BlockQ8_0>();
                 let zeros = || resident_zeros(per_layer, 0u8);
                 KvPlanes::Q8_0(Q8Planes {
-                    k: (0..n_layer).map(|_| zeros()).collect(),
-                    v: (0..n_layer).map(|_| zeros()).collect(),
+                    k: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
+                    v: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
                     head_dim,
                     head_bytes,
                     layout: HeadMajor { n_head_kv: kv_dim / head_dim, n_ctx, row: head_bytes },
@@ -393,6 +421,15 @@ mod tests {
     fn sizes_that_overflow_are_errors() {
         assert!(KvCache::new(2, usize::MAX / 4, 64, 64, KvType::F16).is_err());
         assert!(KvCache::new(usize::MAX / 2, 1 << 20, 64, 64, KvType::Q8_0).is_err());
+    }
+
+    #[test]
+    fn a_cache_past_the_available_memory_is_refused_before_allocating() {
+        // 2 x 32 layers x 2^20 positions x 4096 f32 values: 1 TiB, more than any machine here has.
+        let err = KvCache::new(32, 1 << 20, 4096, 128, KvType::F32).err().expect("refused");
+        let msg = err.to_string();
+        assert!(matches!(err, ModelError::OutOfMemory { needed, .. } if needed == 1 << 40), "{msg}");
+        assert!(msg.contains("1048576 MiB") && msg.contains("smaller context"), "{msg}");
     }
 
     #[test]

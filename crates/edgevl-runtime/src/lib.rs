@@ -46,7 +46,7 @@ mod stats;
 mod system;
 
 pub use edgevl_arch::family::VisionFamily;
-pub use edgevl_model::KvType;
+pub use edgevl_model::{KvType, ModelError};
 pub use edgevl_tokenizer::ChatMessage;
 pub use error::RuntimeError;
 pub use image::{
@@ -59,4 +59,4 @@ pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
 pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};
 pub use stats::{Finish, SessionStats, TurnStats};
-pub use system::{peak_rss_mb, physical_cores};
+pub use system::{check_threads, peak_rss_mb, physical_cores, MAX_THREADS};

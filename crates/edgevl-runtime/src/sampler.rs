@@ -41,6 +41,41 @@ impl Default for SamplerConfig {
     }
 }
 
+impl SamplerConfig {
+    /// Refuses settings the chain cannot use: a temperature that is not a finite number (any
+    /// value `<= 0` is greedy), `top_p` or `min_p` outside 0..=1, a repeat penalty that is not a
+    /// finite number above 0, a logit bias that is NaN or +infinity (-infinity bans a token).
+    pub fn check(&self) -> Result<(), String> {
+        let within = |v: f32, name: &str| {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a number from 0 to 1, not {v}"))
+            }
+        };
+        if !self.temp.is_finite() {
+            return Err(format!(
+                "the temperature must be a finite number (0 or less: greedy), not {}",
+                self.temp
+            ));
+        }
+        within(self.top_p, "top-p")?;
+        within(self.min_p, "min-p")?;
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return Err(format!(
+                "the repeat penalty must be a finite number above 0, not {}",
+                self.repeat_penalty
+            ));
+        }
+        match self.logit_bias.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
+            Some((t, b)) => {
+                Err(format!("the logit bias of token {t} must be a number or -infinity, not {b}"))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// A sampler with its own RNG and the recent-token window for the repeat penalty.
 pub struct Sampler {
     cfg: SamplerConfig,
@@ -154,6 +189,29 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         (0..100).map(|i| ((i * 37 % 100) as f32) / 10.0).collect()
+    }
+
+    #[test]
+    fn settings_the_chain_cannot_use_are_refused() {
+        let ok = SamplerConfig::default();
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(SamplerConfig { temp: -1.0, ..ok.clone() }.check(), Ok(()), "greedy");
+        let bad = [
+            SamplerConfig { temp: f32::NAN, ..ok.clone() },
+            SamplerConfig { temp: f32::INFINITY, ..ok.clone() },
+            SamplerConfig { top_p: 2.0, ..ok.clone() },
+            SamplerConfig { top_p: -0.1, ..ok.clone() },
+            SamplerConfig { min_p: f32::NAN, ..ok.clone() },
+            SamplerConfig { min_p: 2.0, ..ok.clone() },
+            SamplerConfig { repeat_penalty: 0.0, ..ok.clone() },
+            SamplerConfig { repeat_penalty: f32::NAN, ..ok.clone() },
+            SamplerConfig { logit_bias: vec![(3, f32::INFINITY)], ..ok.clone() },
+            SamplerConfig { logit_bias: vec![(3, f32::NAN)], ..ok.clone() },
+        ];
+        for cfg in bad {
+            assert!(cfg.check().is_err(), "{cfg:?}");
+        }
+        assert_eq!(SamplerConfig { logit_bias: vec![(3, f32::NEG_INFINITY)], ..ok }.check(), Ok(()));
     }
 
     #[test]

@@ -2,6 +2,19 @@
 
 use std::collections::HashSet;
 
+/// The most compute threads a session, encoder or converter takes: far above any phone's or
+/// laptop's cores, and far below the thousands of threads a mistyped count would start.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a compute thread count: 1..=[`MAX_THREADS`].
+pub fn check_threads(n: usize) -> Result<usize, String> {
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("the thread count must be from 1 to {MAX_THREADS}, not {n}"))
+    }
+}
+
 /// Physical cores (distinct package/core pairs in sysfs), falling back to logical CPUs.
 pub fn physical_cores() -> usize {
     let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

@@ -123,6 +123,12 @@ impl Server {
         if cfg.parallel == 0 || cfg.queue == 0 {
             return Err(ServerError::BadSetting("--parallel and --queue must be at least 1".into()));
         }
+        // An empty key would read as "no key" to a script whose variable was unset: refused.
+        if cfg.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(ServerError::BadSetting(
+                "the API key is empty; give a key, or leave --api-key out to serve without one".into(),
+            ));
+        }
         let io = |what: String| move |source| ServerError::Io { what, source };
         let listener = std::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
             .map_err(io(format!("cannot listen on {}:{}", cfg.host, cfg.port)))?;

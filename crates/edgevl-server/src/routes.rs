@@ -108,15 +108,15 @@ async fn models(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Valu
     }]})))
 }
 
-/// The grid of a plan as JSON.
-fn plan_json(plan: &Plan, tokens_per_view: usize) -> serde_json::Value {
+/// The grid of a plan as JSON, with the image tokens it costs.
+fn plan_json(plan: &Plan, image_tokens: u64) -> serde_json::Value {
     json!({
         "strategy": plan.strategy.name(),
         "grid": {"cols": plan.grid.cols, "rows": plan.grid.rows},
         "tiles": plan.tiles(),
         "global_view": plan.global_view(),
         "views": plan.views(),
-        "image_tokens": plan.views() as usize * tokens_per_view,
+        "image_tokens": image_tokens,
         "canvas": {"width": plan.canvas.width, "height": plan.canvas.height},
         "resize": {"width": plan.resize.width, "height": plan.resize.height},
         "offset": {"x": plan.offset.x, "y": plan.offset.y},
@@ -158,7 +158,7 @@ async fn upload(
         let _ = vision.wait(&pending);
         drop((gate, permit));
     });
-    let mut out = plan_json(&info.plan, info.n_tokens / info.plan.views().max(1) as usize);
+    let mut out = plan_json(&info.plan, info.n_tokens as u64);
     out["id"] = json!(id);
     out["object"] = json!("edgevl.image");
     out["url"] = json!(format!("{}{id}", crate::images::UPLOAD_SCHEME));
@@ -185,7 +185,7 @@ async fn tiles(
         Some(v) => v.plan(size, budget).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => st.image_config.plan(size, budget).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
-    let mut out = plan_json(&plan, plan.tokens_per_view as usize);
+    let mut out = plan_json(&plan, plan.image_tokens());
     out["width"] = json!(q.width);
     out["height"] = json!(q.height);
     out["detail"] = json!(q.detail.as_deref().unwrap_or("auto"));

@@ -233,6 +233,16 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_slot() {
 }
 
 #[test]
+fn an_empty_api_key_is_refused_at_start() {
+    for key in ["", "  "] {
+        let mut cfg = smollm2();
+        cfg.api_key = Some(key.into());
+        let err = edgevl_server::Server::start(cfg).err().expect("an empty key is refused");
+        assert!(err.to_string().contains("API key is empty"), "{err}");
+    }
+}
+
+#[test]
 fn an_api_key_guards_every_endpoint_but_health_and_the_page() {
     let mut cfg = smollm2();
     cfg.api_key = Some("s3cret".into());

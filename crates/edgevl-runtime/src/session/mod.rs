@@ -105,8 +105,9 @@ impl Session {
     /// Open `path`, build the decoder, tokenizer and chat template, and allocate the cache.
     pub fn load(path: impl AsRef<Path>, cfg: &SessionConfig) -> Result<Self, RuntimeError> {
         let t0 = Instant::now();
-        if cfg.chunk == 0 || cfg.n_threads == 0 {
-            return Err(RuntimeError::BadSetting("threads and chunk size must be at least 1".into()));
+        crate::check_threads(cfg.n_threads).map_err(RuntimeError::BadSetting)?;
+        if cfg.chunk == 0 {
+            return Err(RuntimeError::BadSetting("the prefill chunk size must be at least 1".into()));
         }
         let file = Arc::new(GgufFile::open(path)?);
         // The one kernel table of the session: the decoder and the vision encoder hold it.

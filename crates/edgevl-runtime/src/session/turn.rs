@@ -269,6 +269,7 @@ impl Session {
         n_predict: usize,
         sampler: &mut Sampler,
     ) -> Result<Generation, RuntimeError> {
+        sampler.config().check().map_err(RuntimeError::BadSetting)?;
         self.cancel.store(false, Ordering::Relaxed);
         let t_prefill = Instant::now();
         let d = self.decoder.hparams().n_embd;

@@ -1,0 +1,73 @@
+//! Opening input files safely: only regular files (a FIFO would block the open forever, a device
+//! such as `/dev/zero` never ends), and whole-file reads bounded by a size limit.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Opens `path` for reading if it is a regular file (symbolic links followed), checked before the
+/// open; returns the file and its length.
+pub fn open_regular(path: &Path) -> io::Result<(File, u64)> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let what =
+            if meta.is_dir() { "is a directory" } else { "is not a regular file (a device, FIFO or socket)" };
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    }
+    let file = File::open(path)?;
+    Ok((file, meta.len()))
+}
+
+/// Reads the regular file at `path` whole, refusing one of more than `max_bytes` (checked before
+/// reading, and again while reading should it grow).
+pub fn read_regular(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {} MiB accepted", max_bytes >> 20),
+        )
+    };
+    if len > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// As [`read_regular`], as UTF-8 text.
+pub fn read_regular_text(path: &Path, max_bytes: u64) -> io::Result<String> {
+    String::from_utf8(read_regular(path, max_bytes)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = std::env::temp_dir().join(format!("edgevl-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // Neither blocks: the FIFO is refused before it is opened.
+        for (path, needle) in [(&fifo, "not a regular file"), (&dir, "is a directory")] {
+            let err = read_regular(path, 1 << 20).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let err = read_regular(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let text = dir.join("t.txt");
+        std::fs::write(&text, "héllo").unwrap();
+        assert_eq!(read_regular_text(&text, 6).unwrap(), "héllo");
+        assert!(read_regular(&text, 5).unwrap_err().to_string().contains("larger than"));
+        std::fs::write(&text, [0xFF, 0xFE]).unwrap();
+        assert!(read_regular_text(&text, 6).unwrap_err().to_string().contains("UTF-8"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
