@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Literal, Mapping, Sequence, TypedDict, Un
 
 import numpy as np
 import numpy.typing as npt
+import PIL.Image
 from typing_extensions import Unpack
 
 __version__: str
@@ -33,7 +34,7 @@ class ContextFullError(EdgevlError):
 # A path, the bytes of an image file (PNG, JPEG, WebP, BMP, GIF), a numpy HxWx3 uint8 RGB
 # array, or a PIL image (converted with .convert("RGB"); EXIF orientation is applied to files
 # and bytes only: use PIL.ImageOps.exif_transpose first for a PIL image).
-Image = Union[str, "os.PathLike[str]", bytes, npt.NDArray[np.uint8], "PIL.Image.Image"]  # noqa: F821
+Image = Union[str, "os.PathLike[str]", bytes, npt.NDArray[np.uint8], PIL.Image.Image]
 
 Strategy = Literal["family", "relaxed", "llava-next", "internvl", "idefics3"]
 Family = Literal["edgevl", "internvl", "idefics3"]

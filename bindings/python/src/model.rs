@@ -28,6 +28,8 @@ pub(crate) struct ModelInner {
     path: PathBuf,
     mmproj: Option<PathBuf>,
     n_ctx: usize,
+    /// The model's training context (named in context errors).
+    n_ctx_train: usize,
     threads: usize,
     load_ms: f64,
 }
@@ -66,7 +68,12 @@ impl ModelInner {
     }
 }
 
-/// A `chat` slot in use; back to the free list when dropped.
+/// The most idle `chat` slots a model keeps: each holds a whole KV cache, so a burst of
+/// concurrent chats would otherwise keep its peak memory for the model's life (20 streams left
+/// 2 GB behind on SmolLM2 at its 4096 context).
+const MAX_IDLE_SLOTS: usize = 4;
+
+/// A `chat` slot in use; back to the free list when dropped (or freed, if enough are idle).
 pub(crate) struct Lease {
     model: Arc<ModelInner>,
     slot: Arc<Slot>,
@@ -74,7 +81,10 @@ pub(crate) struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        lock(&self.model.free).push(self.slot.clone());
+        let mut free = lock(&self.model.free);
+        if free.len() < MAX_IDLE_SLOTS {
+            free.push(self.slot.clone());
+        }
     }
 }
 
@@ -154,6 +164,7 @@ impl Model {
         };
         let session = py.detach(|| RtSession::load(&path, &cfg)).map_err(|e| load_error(&what, e))?;
         let (vision, n_ctx, load_ms) = (session.image_encoder(), session.n_ctx(), session.load_ms());
+        let n_ctx_train = session.n_ctx_train();
         let primary = Arc::new(Slot::new(session));
         let inner = ModelInner {
             free: Mutex::new(vec![primary.clone()]),
@@ -162,6 +173,7 @@ impl Model {
             path,
             mmproj,
             n_ctx,
+            n_ctx_train,
             threads: cfg.n_threads,
             load_ms,
         };
@@ -217,13 +229,22 @@ impl Model {
         } else {
             let vision = self.inner.vision()?;
             let limits = vision.config().limits;
+            let (n_ctx, n_ctx_train) = (self.inner.n_ctx, self.inner.n_ctx_train);
             py.detach(|| {
-                inputs
+                let decoded =
+                    inputs.into_iter().map(|input| input.decode(&limits)).collect::<Result<Vec<_>, _>>()?;
+                // Images whose tokens alone pass the context are refused before any is encoded
+                // (a refused chat's images would otherwise go on encoding in the background).
+                let mut at_least = 0;
+                for (_, image) in &decoded {
+                    at_least += vision.plan(image.size(), TileBudget::Default)?.image_tokens() as usize;
+                }
+                if at_least > n_ctx {
+                    return Err(RuntimeError::PromptTooLong { at_least, n_ctx, n_ctx_train });
+                }
+                decoded
                     .into_iter()
-                    .map(|input| {
-                        let (label, image) = input.decode(&limits)?;
-                        vision.prepare(&label, image, TileBudget::Default)
-                    })
+                    .map(|(label, image)| vision.prepare(&label, image, TileBudget::Default))
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(runtime_error)?

@@ -197,7 +197,10 @@ impl TextStream {
 
 impl Drop for TextStream {
     fn drop(&mut self) {
-        self.slot.close(self.id);
+        // Another thread may hold the slot for a whole prefill: waiting for it with the GIL held
+        // (a stream is dropped by whichever thread's reference or garbage collection ends it)
+        // would stop every Python thread meanwhile, so the close is left to the next lock then.
+        self.slot.close_soon(self.id);
     }
 }
 

@@ -10,7 +10,7 @@ use edgevl_runtime::{
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub(crate) struct Slot {
     state: Mutex<SlotState>,
     /// The session's cancel flag (stops the turn between two prefill chunks or two tokens).
     cancel: Arc<AtomicBool>,
+    /// A turn to close the next time the slot is locked (0: none), for a stream dropped while
+    /// another thread held the slot.
+    close_requested: AtomicU64,
 }
 
 pub(crate) struct SlotState {
@@ -47,6 +50,8 @@ pub(crate) struct Step {
     pub(crate) text: String,
     /// Why the turn ended, once it has (the turn is then closed).
     pub(crate) finish: Option<Finish>,
+    /// The turn was no longer the slot's: closed, or replaced by another call's turn.
+    pub(crate) superseded: bool,
 }
 
 /// Locks `m`, recovering the data if a thread panicked while holding it (the slot's session is
@@ -59,7 +64,8 @@ impl Slot {
     /// A slot for `session`.
     pub(crate) fn new(session: Session) -> Self {
         let cancel = session.cancel_flag();
-        Slot { state: Mutex::new(SlotState { session, turn: None, next_id: 0 }), cancel }
+        let state = Mutex::new(SlotState { session, turn: None, next_id: 0 });
+        Slot { state, cancel, close_requested: AtomicU64::new(0) }
     }
 
     /// The session's cancel flag.
@@ -67,9 +73,12 @@ impl Slot {
         &self.cancel
     }
 
-    /// Locks the slot (call with the GIL released: another thread may hold it for a step).
+    /// Locks the slot (call with the GIL released: another thread may hold it for a step),
+    /// closing first a turn whose stream was dropped meanwhile.
     pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
-        lock(&self.state)
+        let mut st = lock(&self.state);
+        st.close_if_requested(&self.close_requested);
+        st
     }
 
     /// Starts a turn with `start` (which prefills and samples the first token), closing the
@@ -96,30 +105,46 @@ impl Slot {
         let mut st = self.lock();
         let SlotState { session, turn, .. } = &mut *st;
         let Some(t) = turn.as_mut().filter(|t| t.id == id) else {
-            return Ok(Step { text: String::new(), finish: Some(Finish::Cancelled) });
+            return Ok(Step { text: String::new(), finish: Some(Finish::Cancelled), superseded: true });
         };
         let result = session.step(&mut t.generation, &mut t.sampler);
         let finish = t.generation.finish();
         if result.is_err() || finish.is_some() {
             st.end_turn();
         }
-        result.map(|text| Step { text, finish })
+        result.map(|text| Step { text, finish, superseded: false })
     }
 
     /// Closes turn `id` if it is still in progress (its reply, as far as it got, is kept as
     /// for a finished turn).
     pub(crate) fn close(&self, id: u64) {
-        let mut st = self.lock();
-        if st.turn.as_ref().is_some_and(|t| t.id == id) {
-            st.end_turn();
+        self.lock().close(id);
+    }
+
+    /// As [`Slot::close`] without waiting: when another thread holds the slot (a prefill may take
+    /// seconds), the turn is closed the next time the slot is locked. For a stream's `Drop`, which
+    /// runs on whichever thread lets go of it, with the GIL held.
+    pub(crate) fn close_soon(&self, id: u64) {
+        match self.state.try_lock() {
+            Ok(mut st) => st.close(id),
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().close(id),
+            Err(std::sync::TryLockError::WouldBlock) => self.close_requested.store(id, Ordering::Relaxed),
         }
     }
 
-    /// Steps turn `id` to its end; returns the reply.
+    /// Steps turn `id` to its end; returns the reply. An error if another call (from another
+    /// thread) ended the turn first: its reply would be cut short with no sign of it.
     pub(crate) fn finish(&self, id: u64) -> Result<String, RuntimeError> {
         let mut reply = String::new();
         loop {
             let step = self.step(id)?;
+            if step.superseded {
+                return Err(RuntimeError::BadInput(
+                    "the reply was cut short by another call on this session from another thread (a \
+                     session runs one turn at a time: use one session per thread, or Model.chat)"
+                        .into(),
+                ));
+            }
             reply.push_str(&step.text);
             if step.finish.is_some() {
                 return Ok(reply);
@@ -129,6 +154,21 @@ impl Slot {
 }
 
 impl SlotState {
+    /// Closes turn `id` if it is the one in progress.
+    fn close(&mut self, id: u64) {
+        if self.turn.as_ref().is_some_and(|t| t.id == id) {
+            self.end_turn();
+        }
+    }
+
+    /// Closes the turn `requested` names, if any (see [`Slot::close_soon`]).
+    fn close_if_requested(&mut self, requested: &AtomicU64) {
+        match requested.swap(0, Ordering::Relaxed) {
+            0 => {}
+            id => self.close(id),
+        }
+    }
+
     /// Closes the turn in progress, if any: counted in the session's totals and, for a
     /// session's turn, its reply added as the assistant message.
     pub(crate) fn end_turn(&mut self) {

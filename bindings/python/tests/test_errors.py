@@ -5,6 +5,7 @@ arguments (ValueError, TypeError)."""
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -145,3 +146,39 @@ def test_wrong_use_raises_and_the_model_goes_on(vlm):
         # A marker without an image on a vision model: the library's check.
         vlm.chat([{"role": "user", "content": f"look {edgevl.MEDIA_MARKER}"}])
     assert isinstance(vlm.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=3), str)
+
+
+def test_tiling_settings_are_checked_at_load():
+    for bad in ({"alpha": float("nan")}, {"alpha": -1.0}, {"max_tiles": 0}, {"max_tiles": 100000}):
+        with pytest.raises(ValueError, match="tiling|tile"):
+            edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, **bad)
+
+
+def test_images_past_the_context_are_refused_before_encoding():
+    m = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=256)
+    images = [np.full((600, 900, 3), i, np.uint8) for i in range(6)]
+    with pytest.raises(edgevl.ContextFullError, match="at least"):
+        m.chat([{"role": "user", "content": "What is this?"}], images=images)
+    time.sleep(1)  # had they been queued, the tiny encoder would have run views by now
+    assert m.session().stats()["vit_tiles_encoded"] == 0
+
+
+def test_images_in_a_forked_child_raise_instead_of_hanging(vlm):
+    vlm.encode_image(WIDE_PNG)
+    pid = os.fork()
+    if pid == 0:  # the child: no image worker thread here
+        code = 3
+        try:
+            vlm.encode_image(WIDE_PNG, max_tiles=2)
+        except edgevl.EdgevlError as e:
+            code = 0 if "forked" in str(e) else 4
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's image call hung")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

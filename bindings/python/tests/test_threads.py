@@ -124,3 +124,47 @@ def test_an_abandoned_stream_is_closed_by_the_next_ask(smollm2):
         next(s)
     assert s.finish == "cancelled"
     assert session.stats()["turns"] == 3
+
+
+def test_dropping_a_stream_does_not_wait_for_another_threads_prefill(smollm2):
+    session = smollm2.session()
+    stream = session.ask(COUNT, temperature=0, max_tokens=200, stream=True)
+    next(stream)
+    long_prompt = "word " * 1500
+    done = {}
+
+    def other():
+        done["reply"] = session.ask(long_prompt, temperature=0, max_tokens=1)
+
+    t = threading.Thread(target=other)
+    t.start()
+    time.sleep(0.3)  # the other thread now holds the session for its prefill
+    assert t.is_alive(), "the prefill should take a while"
+    t0 = time.perf_counter()
+    del stream  # waiting for the prefill here, GIL held, froze every Python thread
+    dropped_s = time.perf_counter() - t0
+    t.join()
+    assert isinstance(done["reply"], str)
+    assert dropped_s < 0.5, dropped_s
+
+
+def test_an_ask_cut_short_by_another_threads_ask_raises(smollm2):
+    import edgevl
+
+    session = smollm2.session()
+    outcome = {}
+
+    def first():
+        try:
+            outcome["reply"] = session.ask(COUNT, temperature=0, max_tokens=300)
+        except edgevl.EdgevlError as e:
+            outcome["error"] = str(e)
+
+    t = threading.Thread(target=first)
+    t.start()
+    time.sleep(0.5)  # 300 tokens take seconds: the first turn is still going
+    second = session.ask("Thanks.", temperature=0, max_tokens=2)
+    t.join()
+    assert isinstance(second, str)
+    # Had the first turn ended on its own before the second began, its reply is whole.
+    assert "cut short" in outcome.get("error", "") or outcome["reply"].count(",") > 100, outcome

@@ -13,7 +13,7 @@ pub enum RuntimeError {
     #[error(transparent)]
     Tokenizer(#[from] edgevl_tokenizer::TokenizerError),
     /// The input of a turn does not fit what is left of the context.
-    #[error("the input needs {needed} more tokens but only {left} of the {n_ctx}-token context are left; start over with /reset (in chat), shorten the input, or raise -c (the model was trained with {n_ctx_train})")]
+    #[error("the input needs {needed} more tokens but only {left} of the {n_ctx}-token context are left; start a new conversation (/reset in chat, reset() in Python), shorten the input, or use a larger context (-c, or ctx= in Python; the model was trained with {n_ctx_train})")]
     ContextFull {
         /// Positions the turn would add after the part reused from the cache.
         needed: usize,
@@ -26,7 +26,7 @@ pub enum RuntimeError {
     },
     /// The input is so long that it cannot fit the context whatever its tokens turn out to be
     /// (found before its images are waited for or its text tokenised).
-    #[error("the input needs at least {at_least} tokens, more than the {n_ctx}-token context; shorten it, or raise -c (the model was trained with {n_ctx_train})")]
+    #[error("the input needs at least {at_least} tokens, more than the {n_ctx}-token context; shorten it, or use a larger context (-c, or ctx= in Python; the model was trained with {n_ctx_train})")]
     PromptTooLong {
         /// A lower bound on its tokens: the text's bytes over the most a token stands for,
         /// plus its images' tokens.
@@ -69,7 +69,7 @@ pub enum RuntimeError {
         llm: usize,
     },
     /// An image was given to a session without a vision encoder.
-    #[error("no vision encoder is loaded: pass an mmproj file (--mmproj) to use images")]
+    #[error("no vision encoder is loaded: load the model with an mmproj file (--mmproj, or mmproj= in Python) to use images")]
     NoVision,
     /// Encoding an image failed (in the background encoder).
     #[error("cannot encode image {image}: {message}")]

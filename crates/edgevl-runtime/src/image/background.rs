@@ -130,6 +130,9 @@ pub(crate) struct BackgroundEncoder {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
+    /// The process the worker thread runs in: a child forked from it has no such thread, and
+    /// its images would wait forever.
+    pid: u32,
 }
 
 impl BackgroundEncoder {
@@ -175,7 +178,19 @@ impl BackgroundEncoder {
                 }
             })
             .ok();
-        BackgroundEncoder { encoder, shared, tx: Some(tx), worker }
+        BackgroundEncoder { encoder, shared, tx: Some(tx), worker, pid: std::process::id() }
+    }
+
+    /// An error in a process forked after the encoder started (its worker thread is not there).
+    fn check_process(&self) -> Result<(), RuntimeError> {
+        if std::process::id() == self.pid {
+            return Ok(());
+        }
+        Err(RuntimeError::BadSetting(
+            "this process was forked after the model was loaded, and the image encoder's thread \
+             exists only in its parent; load the model in the process that uses images"
+                .into(),
+        ))
     }
 
     /// The encoder (for preparing images on the caller's thread).
@@ -186,6 +201,7 @@ impl BackgroundEncoder {
     /// Queues `image` (at once when `ahead`, else when first waited for) unless its embeddings
     /// are cached or already being computed.
     pub(crate) fn submit(&self, image: PreparedImage, ahead: bool) -> Result<PendingImage, RuntimeError> {
+        self.check_process()?;
         let n_tokens = image.plan.views() as usize * self.encoder.tokens_per_view();
         let mut info = ImageInfo {
             label: image.label.clone(),
@@ -254,6 +270,7 @@ impl BackgroundEncoder {
         image: &PendingImage,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Arc<[f32]>, RuntimeError> {
+        self.check_process()?;
         // A deferred image whose embeddings another job has put in the cache since: ready, nothing to tell.
         let mut deferred = lock(&image.deferred);
         if deferred.is_some() {

@@ -7,7 +7,7 @@ use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
-use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage};
+use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage, Size};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +61,11 @@ impl ImageEncoder {
             });
         }
         let tiling = ImageTiling::of_mmproj(&cfg, hp, max_grid_side);
+        // The tiling settings (alpha, the tile budget) checked now, as the vision crate checks
+        // them for every image: a bad one is a setting to refuse at load, not an error per image.
+        tiling
+            .plan(Size { width: 1, height: 1 }, TileBudget::Default)
+            .map_err(|e| RuntimeError::BadSetting(e.to_string()))?;
         let mut h = std::hash::DefaultHasher::new();
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).hash(&mut h);
         if let Ok(meta) = std::fs::metadata(path) {

@@ -230,6 +230,11 @@ impl Session {
         self.kv.n_ctx()
     }
 
+    /// The context the model was trained with (`llama.context_length`).
+    pub fn n_ctx_train(&self) -> usize {
+        self.decoder.hparams().n_ctx_train
+    }
+
     /// Positions in the KV cache.
     pub fn n_past(&self) -> usize {
         self.kv.len()
