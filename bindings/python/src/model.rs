@@ -12,7 +12,7 @@ use edgevl_runtime::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -386,7 +386,9 @@ fn parse_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
             }
         };
         let role: String = match field("role")? {
-            Some(r) => r.extract()?,
+            Some(r) => r.extract().map_err(|_| {
+                PyTypeError::new_err(format!("messages[{i}].role must be a str, not {}", type_name(&r)))
+            })?,
             None => return Err(PyValueError::new_err(format!("messages[{i}] has no \"role\""))),
         };
         let role = match role.as_str() {
@@ -414,18 +416,45 @@ fn parse_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
 
 /// The text of a list of `{"type": "text", "text": ...}` parts, joined by newlines.
 fn text_parts(parts: &Bound<'_, PyAny>, i: usize) -> PyResult<String> {
+    let not_parts = || {
+        PyTypeError::new_err(format!(
+            "messages[{i}].content must be a str or a list of {{\"type\": \"text\", \"text\": str}} parts, not {}",
+            type_name(parts)
+        ))
+    };
+    let items: Vec<Bound<'_, PyAny>> = match (parts.cast::<PyList>(), parts.cast::<PyTuple>()) {
+        (Ok(list), _) => list.iter().collect(),
+        (_, Ok(tuple)) => tuple.iter().collect(),
+        _ => return Err(not_parts()),
+    };
     let mut texts = Vec::new();
-    for (j, part) in parts.try_iter()?.enumerate() {
-        let part = part?;
-        let kind: String = part.get_item("type")?.extract()?;
+    for (j, part) in items.into_iter().enumerate() {
+        let part = part.cast_into::<PyDict>().map_err(|_| not_parts())?;
+        let get = |key: &str| -> PyResult<String> {
+            match part.get_item(key)? {
+                Some(v) => v.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "messages[{i}].content[{j}].{key} must be a str, not {}",
+                        type_name(&v)
+                    ))
+                }),
+                None => Err(PyValueError::new_err(format!("messages[{i}].content[{j}] has no {key:?}"))),
+            }
+        };
+        let kind = get("type")?;
         if kind != "text" {
             return Err(PyValueError::new_err(format!(
                 "messages[{i}].content[{j}] is a {kind:?} part; only text parts are read here (pass images with images=)"
             )));
         }
-        texts.push(part.get_item("text")?.extract::<String>()?);
+        texts.push(get("text")?);
     }
     Ok(texts.join("\n"))
+}
+
+/// The name of `v`'s type, for messages.
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// Binds `n` images to the last user message: at its markers when it has one per image, else

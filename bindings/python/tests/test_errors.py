@@ -128,6 +128,14 @@ def test_wrong_use_raises_and_the_model_goes_on(vlm):
         vlm.chat([{"role": "tool", "content": "x"}])
     with pytest.raises(ValueError, match="no \"role\""):
         vlm.chat([{"content": "x"}])
+    with pytest.raises(TypeError, match=r"messages\[0\].role must be a str, not int"):
+        vlm.chat([{"role": 1, "content": "x"}])
+    for content in (5, b"hi", {"type": "text", "text": "x"}, ["x"]):
+        with pytest.raises(TypeError, match=r"messages\[0\].content must be a str or a list"):
+            vlm.chat([{"role": "user", "content": content}])
+    with pytest.raises(ValueError, match=r"messages\[0\].content\[0\] has no \"text\""):
+        vlm.chat([{"role": "user", "content": [{"type": "text"}]}])
+    assert isinstance(vlm.chat([{"role": "user", "content": ({"type": "text", "text": "hi"},)}], max_tokens=1), str)
     with pytest.raises(ValueError, match="empty"):
         vlm.chat([])
     with pytest.raises(ValueError, match="marker"):

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ConvertError, Result};
-use crate::safetensors::{Dtype, SafetensorsFile, TensorView};
+use crate::safetensors::{Dtype, HeaderBudget, SafetensorsFile, TensorView};
 
 /// `model.safetensors.index.json`.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -65,7 +65,8 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens and validates `dir`: `config.json`, the index (if any) against the shards, every shard's header.
+    /// Opens and validates `dir`: `config.json`, the index (if any) against the shards, every shard's
+    /// header (all of them within one [`HeaderBudget`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let config = JsonFile::read(&dir.join(CONFIG_FILE))?;
@@ -138,8 +139,9 @@ impl Checkpoint {
         let mut files = Vec::with_capacity(part_names.len());
         let mut order = Vec::new();
         let mut by_name = HashMap::new();
+        let mut budget = HeaderBudget::default();
         for (fi, part) in part_names.iter().enumerate() {
-            let f = SafetensorsFile::open(dir.join(part))?;
+            let f = SafetensorsFile::open(dir.join(part), &mut budget)?;
             for (ti, t) in f.tensors().iter().enumerate() {
                 if by_name.insert(t.name.clone(), (fi, ti)).is_some() {
                     return Err(ConvertError::Safetensors {

@@ -46,6 +46,44 @@ fn defaults(arch: HfArch) -> Defaults {
 }
 const DEFAULT_RMS_EPS: f64 = 1e-6;
 const DEFAULT_ROPE_THETA: f64 = 10000.0;
+/// Largest width, block, head or context count edgevl's decoder loader accepts (`MAX_DIM` of
+/// edgevl-model's hparams).
+const MAX_DIM: u64 = 1 << 20;
+/// Widest attention head the decoder loader accepts (edgevl-model's `MAX_HEAD_DIM`).
+const MAX_HEAD_DIM: u64 = 512;
+/// Largest vocabulary edgevl's tokenizer loads (edgevl-tokenizer's `MAX_VOCAB`); it also bounds the
+/// padding of the token list up to `vocab_size`.
+const MAX_VOCAB: u64 = 1 << 22;
+
+/// The sign a float hyper-parameter must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sign {
+    /// Greater than zero (RoPE base and scale, LayerNorm epsilon).
+    Positive,
+    /// Zero or more (RMSNorm epsilon).
+    NonNegative,
+}
+
+/// Checks a float hyper-parameter as edgevl's loaders check the f32 the GGUF stores: finite once
+/// rounded to f32 (1e300 would become infinity) and of `sign` (a tiny positive value must not round
+/// to zero); the error message otherwise.
+pub fn check_f32(x: f64, sign: Sign) -> std::result::Result<f64, String> {
+    let f = x as f32;
+    let ok = f.is_finite()
+        && match sign {
+            Sign::Positive => f > 0.0,
+            Sign::NonNegative => f >= 0.0,
+        };
+    if ok {
+        Ok(x)
+    } else {
+        let want = match sign {
+            Sign::Positive => "> 0",
+            Sign::NonNegative => ">= 0",
+        };
+        Err(format!("{x:?} is not a finite number {want} that fits in f32"))
+    }
+}
 
 /// Hyper-parameters of a LLaMA-family decoder.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,48 +202,68 @@ impl LlmParams {
             field: field.to_string(),
             message,
         };
-        let uint = |keys: &[&'static str], default: u64| -> Result<u64> {
+        // A count in 1..=max: zero makes no model, and the loader refuses more than `max`.
+        let count = |keys: &[&'static str], default: u64, max: u64| -> Result<u64> {
             match find(&m, keys) {
                 None => Ok(default),
                 Some((k, v)) => v
                     .as_u64()
-                    .filter(|&x| x <= u64::from(u32::MAX))
-                    .ok_or_else(|| bad(k, format!("{v} is not a count that fits in u32"))),
+                    .filter(|&x| (1..=max).contains(&x))
+                    .ok_or_else(|| bad(k, format!("{v} is not a count in 1..={max}"))),
             }
         };
-        let float = |keys: &[&'static str], default: f64| -> Result<f64> {
-            match find(&m, keys) {
-                None => Ok(default),
-                Some((k, v)) => v.as_f64().ok_or_else(|| bad(k, format!("{v} is not a number"))),
-            }
+        let float = |field: &str, value: Option<&Json>, default: f64, sign: Sign| -> Result<f64> {
+            let x = match value {
+                None => default,
+                Some(v) => v.as_f64().ok_or_else(|| bad(field, format!("{v} is not a number")))?,
+            };
+            check_f32(x, sign).map_err(|message| bad(field, message))
         };
-        let n_layer = uint(&cfg::N_LAYER, d.n_layer)?;
-        let n_ctx = uint(&cfg::N_CTX, d.n_ctx)?;
-        let n_embd = uint(&cfg::N_EMBD, d.n_embd)?;
-        let n_ff = uint(&cfg::N_FF, d.n_ff)?;
-        let n_head = uint(&cfg::N_HEAD, d.n_head)?;
-        let n_head_kv = uint(&cfg::N_HEAD_KV, n_head)?;
-        let vocab_size = uint(&[cfg::VOCAB_SIZE], d.vocab)?;
-        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
+        let n_layer = count(&cfg::N_LAYER, d.n_layer, MAX_DIM)?;
+        let n_ctx = count(&cfg::N_CTX, d.n_ctx, MAX_DIM)?;
+        let n_embd = count(&cfg::N_EMBD, d.n_embd, MAX_DIM)?;
+        let n_ff = count(&cfg::N_FF, d.n_ff, MAX_DIM)?;
+        let n_head = count(&cfg::N_HEAD, d.n_head, MAX_DIM)?;
+        let n_head_kv = count(&cfg::N_HEAD_KV, n_head, MAX_DIM)?;
+        let vocab_size = count(&[cfg::VOCAB_SIZE], d.vocab, MAX_VOCAB)?;
+        if n_head % n_head_kv != 0 {
             return Err(bad(
                 cfg::N_HEAD_KV[0],
                 format!("{n_head} heads cannot share {n_head_kv} key/value heads"),
             ));
         }
         let explicit_head_dim = find(&m, &[cfg::HEAD_DIM]).is_some();
-        let head_dim = uint(&[cfg::HEAD_DIM], n_embd / n_head)?;
-        let rope = find(&m, &cfg::ROPE_SCALING).map(|(_, v)| v);
-        let rope_obj = rope.and_then(Json::as_object);
-        let rope_theta = match rope_obj.and_then(|r| r.get("rope_theta")).and_then(Json::as_f64) {
-            Some(t) => t,
-            None => float(&cfg::ROPE_THETA, DEFAULT_ROPE_THETA)?,
+        let head_dim = if explicit_head_dim {
+            count(&[cfg::HEAD_DIM], 0, MAX_HEAD_DIM)?
+        } else if n_embd % n_head == 0 {
+            n_embd / n_head
+        } else {
+            return Err(bad(cfg::N_HEAD[0], format!("{n_head} heads do not divide the width {n_embd}")));
         };
+        // RoPE turns pairs of a head's values (llama.cpp's Q/K permutation splits heads in halves).
+        if !(1..=MAX_HEAD_DIM).contains(&head_dim) || head_dim % 2 != 0 {
+            let field = if explicit_head_dim { cfg::HEAD_DIM } else { cfg::N_HEAD[0] };
+            return Err(bad(field, format!("head width {head_dim} is not even and in 2..={MAX_HEAD_DIM}")));
+        }
+        let rope = find(&m, &cfg::ROPE_SCALING);
+        let rope_obj = rope.and_then(|(k, v)| Some((k, v.as_object()?)));
+        let rope_theta = match rope_obj.and_then(|(k, r)| Some((k, r.get("rope_theta")?))) {
+            Some((k, t)) => float(&format!("{k}.rope_theta"), Some(t), DEFAULT_ROPE_THETA, Sign::Positive)?,
+            None => {
+                let (k, t) = find(&m, &cfg::ROPE_THETA).unzip();
+                float(k.unwrap_or(cfg::ROPE_THETA[0]), t, DEFAULT_ROPE_THETA, Sign::Positive)?
+            }
+        };
+        let (rms_key, rms) = find(&m, &cfg::RMS_EPS).unzip();
+        let rms_eps = float(rms_key.unwrap_or(cfg::RMS_EPS[0]), rms, DEFAULT_RMS_EPS, Sign::NonNegative)?;
         let rope_type =
-            rope_obj.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
-        let factor = rope_obj.and_then(|r| r.get("factor")).and_then(Json::as_f64);
+            rope_obj.and_then(|(_, r)| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
+        let factor = rope_obj.and_then(|(k, r)| Some((k, r.get("factor")?)));
         let rope_linear_factor = match (rope_type, factor) {
             (None | Some("default"), _) => None,
-            (Some("linear"), Some(f)) => Some(f),
+            (Some("linear"), Some((k, f))) => {
+                Some(float(&format!("{k}.factor"), Some(f), 1.0, Sign::Positive)?)
+            }
             (Some("linear"), None) => None,
             (Some(t), _) => {
                 return Err(bad(
@@ -226,7 +284,7 @@ impl LlmParams {
             head_dim,
             write_head_dim: explicit_head_dim || d.head_dim_in_dict,
             rope_theta,
-            rms_eps: float(&cfg::RMS_EPS, DEFAULT_RMS_EPS)?,
+            rms_eps,
             rope_linear_factor,
             vocab_size,
             tie_word_embeddings,
@@ -323,5 +381,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown architecture 'GPTNeoXForCausalLM'"));
+    }
+
+    #[test]
+    fn values_the_loader_refuses_name_the_field_they_come_from() {
+        let base = r#""architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":2,"vocab_size":1000"#;
+        for (extra, field) in [
+            // 60 / 4 = 15: an odd head width has no RoPE pairs (llama.cpp's permute cannot split it).
+            (r#""hidden_size":60"#, "num_attention_heads"),
+            (r#""hidden_size":66"#, "num_attention_heads"),
+            (r#""rope_theta":1e-50"#, "rope_theta"),
+            (r#""rope_parameters":{"rope_type":"default","rope_theta":-1}"#, "rope_parameters.rope_theta"),
+            (r#""rope_scaling":{"type":"linear","factor":-2}"#, "rope_scaling.factor"),
+            (r#""norm_eps":"small""#, "norm_eps"),
+        ] {
+            let c = config(&format!("{{{base},{extra}}}"));
+            let e = LlmParams::from_config(&c, HfArch::Llama).unwrap_err().to_string();
+            assert!(e.contains(&format!("field '{field}'")), "{extra}: {e}");
+        }
+        assert_eq!(check_f32(0.0, Sign::NonNegative), Ok(0.0));
+        assert!(check_f32(f64::from(f32::MAX) * 2.0, Sign::Positive).is_err());
     }
 }

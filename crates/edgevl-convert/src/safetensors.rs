@@ -5,16 +5,63 @@
 //! checks its files, before any tensor is touched: the header length is bounded (100 MB, and the
 //! file), every shape x dtype size equals its byte range (checked arithmetic), and the ranges,
 //! sorted, are contiguous from 0 to the end of the file: no gap, no overlap, nothing past the end.
+//! The header is streamed, not built as a JSON tree: a shape has at most [`MAX_RANK`] dimensions,
+//! `__metadata__` is checked to be an object of strings and dropped, and the tensors of all the
+//! files of a checkpoint together stay within one [`HeaderBudget`].
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use serde_json::Value as Json;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{ConvertError, Result};
 
 /// Largest header accepted (the `safetensors` crate's limit).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Most dimensions a tensor may have. Tensors of real checkpoints have at most 5 (a video patch
+/// embedding's Conv3d weight) and GGUF holds 4 once trailing ones are trimmed; 8 accepts any real
+/// file while a header of a million `1`s cannot become a million-element shape.
+pub const MAX_RANK: usize = 8;
+
+/// Most memory the parsed headers of all the files of one checkpoint may take, estimated per
+/// tensor before it is kept: the GGUF reader's budget (`edgevl_gguf::MAX_HEADER_MEMORY`, 1 GiB).
+/// The largest public checkpoints have about 10^5 tensors, a few tens of MB.
+pub const MAX_HEADER_MEMORY: u64 = edgevl_gguf::MAX_HEADER_MEMORY;
+
+/// Memory charged per tensor besides its name and shape: its [`TensorView`] with the spare
+/// capacity of the vector holding it, the checkpoint's order and by-name entries (which copy the
+/// name once more) and the allocator's bookkeeping.
+const TENSOR_OVERHEAD: u64 = 256;
+
+/// What is left of [`MAX_HEADER_MEMORY`] for the headers of one checkpoint: every file parsed with
+/// it charges its tensors, so many shards cannot add up to more than one budget.
+#[derive(Debug)]
+pub struct HeaderBudget {
+    left: u64,
+}
+
+impl Default for HeaderBudget {
+    fn default() -> Self {
+        Self { left: MAX_HEADER_MEMORY }
+    }
+}
+
+impl HeaderBudget {
+    /// Charges a tensor named `name` of `rank` dimensions; false (nothing charged) when the
+    /// budget cannot hold it.
+    fn charge(&mut self, name: &str, rank: usize) -> bool {
+        let cost = 2 * name.len() as u64 + 8 * rank as u64 + TENSOR_OVERHEAD;
+        match self.left.checked_sub(cost) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Element types of safetensors files.
 #[allow(non_camel_case_types)]
@@ -118,15 +165,16 @@ pub struct SafetensorsFile {
 }
 
 impl SafetensorsFile {
-    /// Maps and validates `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+    /// Maps and validates `path`, charging its tensors to `budget` (shared by the files of a
+    /// checkpoint).
+    pub fn open(path: impl AsRef<Path>, budget: &mut HeaderBudget) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let io = |source| ConvertError::Io { path: path.clone(), source };
         let (file, _) = edgevl_gguf::open_regular(&path).map_err(io)?;
         // SAFETY: the file is mapped read-only; like every mmap-based model reader, we rely on no
         // other process truncating or rewriting it while it is converted.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let tensors = parse_header(&path, &map)?;
+        let tensors = parse_header_within(&path, &map, budget)?;
         Ok(Self { path, map, tensors })
     }
 
@@ -163,8 +211,13 @@ impl SafetensorsFile {
 
 /// Parses and validates the header of a file whose bytes are `bytes` (`path` names it in errors):
 /// its tensors in name order, each range inside `bytes` and as long as its shape and dtype say,
-/// the ranges contiguous over the data section.
+/// the ranges contiguous over the data section; within a [`HeaderBudget`] of its own.
 pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
+    parse_header_within(path, bytes, &mut HeaderBudget::default())
+}
+
+/// [`parse_header`], charging the tensors to `budget`.
+pub fn parse_header_within(path: &Path, bytes: &[u8], budget: &mut HeaderBudget) -> Result<Vec<TensorView>> {
     let err = |tensor: Option<&str>, message: String| ConvertError::Safetensors {
         path: path.to_path_buf(),
         tensor: tensor.map(str::to_string),
@@ -187,57 +240,15 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
         ));
     }
     let data_start = 8 + n as usize;
-    let header: Json = serde_json::from_slice(&bytes[8..data_start])
-        .map_err(|e| err(None, format!("header is not valid JSON: {e}")))?;
-    let Json::Object(entries) = header else {
-        return Err(err(None, "header is not a JSON object".into()));
+    let mut header =
+        Header { path, data_start, data_len: file_len - data_start as u64, budget, failure: None };
+    let mut de = serde_json::Deserializer::from_slice(&bytes[8..data_start]);
+    let parsed = (&mut de).deserialize_map(&mut header).and_then(|t| de.end().map(|()| t));
+    let mut tensors = match (parsed, header.failure) {
+        (Ok(t), _) => t,
+        (Err(_), Some(failure)) => return Err(failure),
+        (Err(e), None) => return Err(err(None, format!("header is not a JSON object of tensors: {e}"))),
     };
-    let data_len = file_len - data_start as u64;
-    let mut tensors = Vec::with_capacity(entries.len());
-    for (name, v) in &entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let t = Some(name.as_str());
-        let dtype_s =
-            v.get("dtype").and_then(Json::as_str).ok_or_else(|| err(t, "no string 'dtype'".into()))?;
-        let dtype = Dtype::parse(dtype_s).ok_or_else(|| err(t, format!("unknown dtype '{dtype_s}'")))?;
-        let shape = v
-            .get("shape")
-            .and_then(Json::as_array)
-            .and_then(|a| a.iter().map(Json::as_u64).collect::<Option<Vec<u64>>>())
-            .ok_or_else(|| err(t, "no 'shape' list of non-negative integers".into()))?;
-        let offsets = v
-            .get("data_offsets")
-            .and_then(Json::as_array)
-            .and_then(|a| a.iter().map(Json::as_u64).collect::<Option<Vec<u64>>>())
-            .filter(|o| o.len() == 2)
-            .ok_or_else(|| err(t, "no 'data_offsets' pair of non-negative integers".into()))?;
-        let (begin, end) = (offsets[0], offsets[1]);
-        if begin > end || end > data_len {
-            return Err(err(
-                t,
-                format!("data_offsets [{begin}, {end}] are not inside the {data_len} data bytes of the file"),
-            ));
-        }
-        let need = shape
-            .iter()
-            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| err(t, format!("shape {shape:?} x {} overflows", dtype.name())))?;
-        if need != end - begin {
-            return Err(err(
-                t,
-                format!(
-                    "shape {shape:?} of {} needs {need} bytes but data_offsets [{begin}, {end}] hold {}",
-                    dtype.name(),
-                    end - begin
-                ),
-            ));
-        }
-        // Both fit in the mapped file, so in usize.
-        let start = data_start + begin as usize;
-        tensors.push(TensorView { name: name.clone(), dtype, shape, start, end: data_start + end as usize });
-    }
     // Contiguity: sorted by offset, each range starts where the previous ended, the last ends the file.
     let mut by_offset: Vec<&TensorView> = tensors.iter().collect();
     by_offset.sort_by_key(|t| (t.start, t.end));
@@ -264,7 +275,213 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<TensorView>> {
         ));
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(err(Some(&w[0].name), "named twice in the header".into()));
+    }
     Ok(tensors)
+}
+
+/// The header as it streams through serde: each tensor checked and charged as it is read; a
+/// problem of a tensor or of `__metadata__` is kept in `failure` (serde's error cannot name it).
+struct Header<'a> {
+    path: &'a Path,
+    data_start: usize,
+    data_len: u64,
+    budget: &'a mut HeaderBudget,
+    failure: Option<ConvertError>,
+}
+
+impl Header<'_> {
+    /// Records the failure (the first one is kept) and returns the error that stops serde.
+    fn fail<E: de::Error>(&mut self, tensor: Option<&str>, message: String) -> E {
+        self.failure.get_or_insert_with(|| ConvertError::Safetensors {
+            path: self.path.to_path_buf(),
+            tensor: tensor.map(str::to_string),
+            message,
+        });
+        E::custom("invalid safetensors header")
+    }
+
+    /// The view of tensor `name` read as `raw`, or what is wrong with it.
+    fn view(&self, name: String, raw: RawEntry) -> std::result::Result<TensorView, String> {
+        let dtype_s = raw.dtype.ok_or("no string 'dtype'")?;
+        let dtype = Dtype::parse(&dtype_s).ok_or_else(|| format!("unknown dtype '{dtype_s}'"))?;
+        let shape = match raw.shape {
+            Some(Shape::Dims(d)) => d,
+            Some(Shape::TooLong) => return Err(format!("shape has more than {MAX_RANK} dimensions")),
+            None => return Err("no 'shape' list of non-negative integers".into()),
+        };
+        let [begin, end] = raw.data_offsets.ok_or("no 'data_offsets' pair of non-negative integers")?;
+        let data_len = self.data_len;
+        if begin > end || end > data_len {
+            return Err(format!(
+                "data_offsets [{begin}, {end}] are not inside the {data_len} data bytes of the file"
+            ));
+        }
+        let need = shape
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("shape {shape:?} x {} overflows", dtype.name()))?;
+        if need != end - begin {
+            return Err(format!(
+                "shape {shape:?} of {} needs {need} bytes but data_offsets [{begin}, {end}] hold {}",
+                dtype.name(),
+                end - begin
+            ));
+        }
+        // Both fit in the mapped file, so in usize.
+        let (start, end) = (self.data_start + begin as usize, self.data_start + end as usize);
+        Ok(TensorView { name, dtype, shape, start, end })
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Header<'_> {
+    type Value = Vec<TensorView>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of tensors")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut tensors = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if name == "__metadata__" {
+                if let Err(e) = map.next_value::<StringMap>() {
+                    return Err(self.fail(None, format!("'__metadata__' is not an object of strings: {e}")));
+                }
+                continue;
+            }
+            let t = Some(name.as_str());
+            let raw = match map.next_value::<RawEntry>() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    return Err(self.fail(t, format!("not an object of dtype, shape and data_offsets: {e}")))
+                }
+            };
+            let rank = match &raw.shape {
+                Some(Shape::Dims(d)) => d.len(),
+                _ => 0,
+            };
+            if !self.budget.charge(&name, rank) {
+                return Err(self.fail(
+                    t,
+                    format!(
+                        "the checkpoint's headers describe more tensors than fit their budget of {} MiB",
+                        MAX_HEADER_MEMORY >> 20
+                    ),
+                ));
+            }
+            match self.view(name.clone(), raw) {
+                Ok(view) => tensors.push(view),
+                Err(message) => return Err(self.fail(Some(&name), message)),
+            }
+        }
+        Ok(tensors)
+    }
+}
+
+/// A shape as read: its dimensions, or more than [`MAX_RANK`] of them (the rest skipped unread).
+enum Shape {
+    Dims(Vec<u64>),
+    TooLong,
+}
+
+/// The fields of one tensor's entry the converter reads (others are skipped).
+#[derive(Default)]
+struct RawEntry {
+    dtype: Option<String>,
+    shape: Option<Shape>,
+    data_offsets: Option<[u64; 2]>,
+}
+
+impl<'de> de::Deserialize<'de> for RawEntry {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a tensor entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawEntry, A::Error> {
+                let mut raw = RawEntry::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "dtype" => raw.dtype = Some(map.next_value()?),
+                        "shape" => raw.shape = Some(map.next_value()?),
+                        "data_offsets" => raw.data_offsets = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Shape {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of non-negative integers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Shape, A::Error> {
+                let mut dims = Vec::new();
+                while let Some(x) = seq.next_element::<u64>()? {
+                    if dims.len() == MAX_RANK {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        return Ok(Shape::TooLong);
+                    }
+                    dims.push(x);
+                }
+                Ok(Shape::Dims(dims))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// `__metadata__`, checked to be an object of strings as safetensors defines it, and dropped.
+struct StringMap;
+
+impl<'de> de::Deserialize<'de> for StringMap {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(StringMap)
+    }
+}
+
+impl<'de> Visitor<'de> for StringMap {
+    type Value = StringMap;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<StringMap, A::Error> {
+        while map.next_entry::<IgnoredAny, Str>()?.is_some() {}
+        Ok(StringMap)
+    }
+}
+
+/// A string, checked and dropped.
+struct Str;
+
+impl<'de> de::Deserialize<'de> for Str {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_str(Str)
+    }
+}
+
+impl Visitor<'_> for Str {
+    type Value = Str;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Str, E> {
+        Ok(Str)
+    }
 }
 
 #[cfg(test)]
@@ -324,5 +541,34 @@ mod tests {
         img[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(parse_header(Path::new("t"), &img).unwrap_err().to_string().contains("over the limit"));
         assert!(parse_header(Path::new("t"), &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn header_memory_is_bounded_by_rank_metadata_and_budget() {
+        // A shape of a million ones is refused after MAX_RANK of them, not built.
+        let ones = vec!["1"; 1_000_000].join(",");
+        let e = parse(&format!(r#"{{"a":{{"dtype":"F32","shape":[{ones}],"data_offsets":[0,4]}}}}"#), 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tensor 'a'") && e.contains("more than 8 dimensions"), "{e}");
+        let rank8 =
+            format!(r#"{{"a":{{"dtype":"F32","shape":[{}],"data_offsets":[0,4]}}}}"#, ["1"; 8].join(","));
+        assert_eq!(parse(&rank8, 4).unwrap()[0].shape.len(), 8);
+        // __metadata__ is an object of strings (safetensors' Dict[str, str]), or the file is refused.
+        for meta in ["[1,1,1]", r#"{"a":[{}]}"#, r#"{"a":1}"#, "7"] {
+            let e = parse(&format!(r#"{{"__metadata__":{meta}}}"#), 0).unwrap_err().to_string();
+            assert!(e.contains("'__metadata__' is not an object of strings"), "{meta}: {e}");
+        }
+        // A name twice would hide a tensor.
+        let twice = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        assert!(parse(twice, 8).unwrap_err().to_string().contains("named twice"));
+        // One budget across the files of a checkpoint: the second file's tensors no longer fit.
+        let two = r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#;
+        let mut budget = HeaderBudget { left: 3 * (TENSOR_OVERHEAD + 10) };
+        parse_header_within(Path::new("1.safetensors"), &image(two, 0), &mut budget).unwrap();
+        let e = parse_header_within(Path::new("2.safetensors"), &image(two, 0), &mut budget)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2.safetensors") && e.contains("tensor 'b'") && e.contains("budget"), "{e}");
     }
 }

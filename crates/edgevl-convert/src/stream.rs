@@ -23,7 +23,9 @@ pub enum Rows {
     /// Rows as stored.
     AsIs,
     /// llama.cpp's `LlamaModel.permute(w, n_head)`: output row `(h, i, j)` is input row `(h, j, i)`
-    /// for `h < n_head`, `i < rows / n_head / 2`, `j < 2`.
+    /// for `h < n_head`, `i < rows / n_head / 2`, `j < 2`. It permutes the checkpoint tensor's first
+    /// axis: a matrix's rows, a vector's (a bias's) elements. The planner checks that the rows
+    /// split into `n_head` heads of an even width.
     PermuteQk {
         /// Heads the rows are split into.
         n_head: u64,
@@ -37,6 +39,16 @@ pub enum Rows {
 }
 
 impl Rows {
+    /// Elements per row and rows of a tensor of ggml dims `dims` as it is streamed: its ggml rows,
+    /// except that a permuted vector is streamed as rows of one element, so the permutation moves
+    /// its elements.
+    fn layout(self, dims: &[u64]) -> (usize, usize) {
+        match (self, dims) {
+            (Rows::PermuteQk { .. }, &[n]) => (1, n as usize),
+            _ => (dims.first().copied().unwrap_or(1) as usize, dims.iter().skip(1).product::<u64>() as usize),
+        }
+    }
+
     /// The source row of output row `r` of a tensor with `n_rows` rows.
     fn source(self, r: usize, n_rows: usize) -> usize {
         match self {
@@ -162,8 +174,7 @@ pub fn write_all<W: Write>(
     for (index, t) in tensors.iter().enumerate() {
         let name = t.spec.name.as_str();
         progress.tensor(index, name, t.spec.ggml_type, t.view.dtype.name());
-        let row_len = t.spec.dims.first().copied().unwrap_or(1) as usize;
-        let n_rows = t.spec.dims.iter().skip(1).product::<u64>() as usize;
+        let (row_len, n_rows) = t.rows.layout(&t.spec.dims);
         let src = t.file.data(t.view);
         let src_row_bytes = row_len * t.view.dtype.size() as usize;
         let slab_rows = (SLAB_ELEMENTS / row_len.max(1)).max(1);
@@ -227,5 +238,15 @@ mod tests {
         let p = Rows::PermuteQk { n_head: 2 };
         let got: Vec<usize> = (0..12).map(|r| p.source(r, 12)).collect();
         assert_eq!(got, [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11]);
+    }
+
+    #[test]
+    fn a_permuted_vector_is_streamed_element_by_element() {
+        // A bias of 12 is 12 rows of one element (llama.cpp permutes its first axis); a matrix keeps
+        // its rows, and a sliced vector counts rows of its whole length.
+        assert_eq!(Rows::PermuteQk { n_head: 2 }.layout(&[12]), (1, 12));
+        assert_eq!(Rows::PermuteQk { n_head: 2 }.layout(&[8, 12]), (8, 12));
+        assert_eq!(Rows::Slice { first: 1 }.layout(&[12]), (12, 1));
+        assert_eq!(Rows::AsIs.layout(&[4, 3, 2]), (4, 6));
     }
 }

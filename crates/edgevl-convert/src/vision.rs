@@ -3,7 +3,7 @@
 //! `convert_hf_to_gguf.py --mmproj --outtype` types them, metadata in that converter's order
 //! (`MmprojModel.set_gguf_parameters`, then the family's keys).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use edgevl_arch::clip::{self, MmTensor, VisionTensor, VitTensor};
 use edgevl_arch::family::{Gelu, ProjectorLayout, VisionFamily, EDGEVL_TILE_SIZE, LAYOUT_GLOBAL_FIRST};
@@ -14,11 +14,15 @@ use serde_json::{Map, Value as Json};
 
 use crate::checkpoint::{require_float, require_shape, Checkpoint, JsonFile};
 use crate::error::{ConvertError, Result};
-use crate::hparams;
+use crate::hparams::{self, Sign};
 use crate::llm::QUANTIZATION_VERSION;
 use crate::naming;
 use crate::plan::{self, PlanOptions, Scheme, TypedTensor, VisionTyped};
 use crate::stream::{n_params, Job, PlannedTensor, Rows};
+
+/// Largest merge factor (pixel shuffle / downsampling) the mmproj loader accepts; with it the
+/// projector's input width `scale_factor^2 * n_embd` (n_embd < 2^32) cannot overflow.
+const MAX_SCALE_FACTOR: u64 = 16;
 
 /// The family's own keys.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +63,15 @@ fn count(m: &Map<String, Json>, keys: &[&str]) -> Option<(String, Option<u64>)> 
     })
 }
 
+/// How many tower blocks the checkpoint holds tensors of (distinct `{layer}` of the family's
+/// `{tower}encoder.layers.{layer}.` names).
+fn blocks_present(ck: &Checkpoint, family: VisionFamily) -> u64 {
+    let blocks = format!("{}{}", vision::tower_prefix(family), vision::BLOCKS_PREFIX);
+    let layers: HashSet<&str> =
+        ck.tensors().filter_map(|(_, v)| Some(v.name.strip_prefix(&blocks)?.split_once('.')?.0)).collect();
+    layers.len() as u64
+}
+
 /// The processor configs as llama.cpp merges them: `preprocessor_config.json`, then
 /// `processor_config.json` (its `image_processor` object over its root) over it.
 fn processor_config(ck: &Checkpoint) -> Result<(Map<String, Json>, String)> {
@@ -92,18 +105,28 @@ impl VisionParams {
             .and_then(Json::as_object)
             .ok_or_else(|| bad(vcfg::VISION_CONFIG, "missing, or not an object".into()))?;
         let field = |k: &str| format!("{}.{k}", vcfg::VISION_CONFIG);
-        let need = |keys: &[&str]| -> Result<u64> {
+        let need_keyed = |keys: &[&str]| -> Result<(String, u64)> {
             match count(vc, keys) {
-                Some((_, Some(n))) if n > 0 => Ok(n),
+                Some((k, Some(n))) if n > 0 => Ok((k, n)),
                 Some((k, _)) => Err(bad(&field(&k), "not a positive count".into())),
                 None => Err(bad(&field(keys[0]), "missing".into())),
             }
         };
+        let need = |keys: &[&str]| need_keyed(keys).map(|(_, n)| n);
         let image_size = need(&[vcfg::IMAGE_SIZE])?;
         let patch_size = need(&[vcfg::PATCH_SIZE])?;
         let n_embd = need(&vcfg::N_EMBD)?;
         let n_ff = need(&vcfg::N_FF)?;
-        let n_layer = need(&vcfg::N_LAYER)?;
+        let (layer_key, n_layer) = need_keyed(&vcfg::N_LAYER)?;
+        // Per-block expectations are built for every block: first bound the count by the blocks
+        // the checkpoint holds tensors of.
+        let present = blocks_present(ck, family);
+        if n_layer > present {
+            return Err(bad(
+                &field(&layer_key),
+                format!("{n_layer} blocks, but the checkpoint holds tensors of {present}"),
+            ));
+        }
         let n_head = need(&vcfg::N_HEAD)?;
         if n_embd % n_head != 0 {
             return Err(bad(
@@ -112,7 +135,9 @@ impl VisionParams {
             ));
         }
         let eps = match (vc.get(vcfg::LAYER_NORM_EPS).map(Json::as_f64), family) {
-            (Some(Some(e)), _) => e,
+            (Some(Some(e)), _) => {
+                hparams::check_f32(e, Sign::Positive).map_err(|m| bad(&field(vcfg::LAYER_NORM_EPS), m))?
+            }
             (Some(None), _) => return Err(bad(&field(vcfg::LAYER_NORM_EPS), "not a number".into())),
             // SmolVLMModel: `hparams.get("layer_norm_eps", 1e-5)`.
             (None, VisionFamily::Idefics3) => 1e-5,
@@ -176,10 +201,14 @@ impl VisionParams {
                 (2, FamilyKeys::EdgeVl)
             }
             VisionFamily::InternVl => {
-                let ratio =
-                    root.get(vcfg::DOWNSAMPLE_RATIO).and_then(Json::as_f64).filter(|r| *r > 0.0 && *r <= 1.0);
-                let ratio =
-                    ratio.ok_or_else(|| bad(vcfg::DOWNSAMPLE_RATIO, "missing, or not in (0, 1]".into()))?;
+                // 1 / ratio is the scale factor, at most MAX_SCALE_FACTOR.
+                let ratio = root
+                    .get(vcfg::DOWNSAMPLE_RATIO)
+                    .and_then(Json::as_f64)
+                    .filter(|r| (1.0 / MAX_SCALE_FACTOR as f64..=1.0).contains(r));
+                let ratio = ratio.ok_or_else(|| {
+                    bad(vcfg::DOWNSAMPLE_RATIO, format!("missing, or not in [1/{MAX_SCALE_FACTOR}, 1]"))
+                })?;
                 let tiles = |k: &str| count(root, &[k]).and_then(|(_, n)| n).unwrap_or(0);
                 let keys = FamilyKeys::InternVl {
                     min_tiles: tiles(vcfg::MIN_DYNAMIC_PATCH),
@@ -190,8 +219,10 @@ impl VisionParams {
             VisionFamily::Idefics3 => {
                 let s = match count(root, &[vcfg::SCALE_FACTOR]) {
                     None => 2,
-                    Some((_, Some(s))) if s > 0 => s,
-                    Some(_) => return Err(bad(vcfg::SCALE_FACTOR, "not a positive count".into())),
+                    Some((_, Some(s))) if (1..=MAX_SCALE_FACTOR).contains(&s) => s,
+                    Some(_) => {
+                        return Err(bad(vcfg::SCALE_FACTOR, format!("not a count in 1..={MAX_SCALE_FACTOR}")))
+                    }
                 };
                 let longest =
                     pre.get(vcfg::SIZE).and_then(|s| s.get(vcfg::LONGEST_EDGE)).and_then(Json::as_u64);

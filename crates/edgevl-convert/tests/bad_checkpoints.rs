@@ -1,7 +1,8 @@
 //! Bad checkpoints fail with an error naming the file and the tensor, and leave neither the output
 //! nor its temporary file behind: a missing shard, a truncated file, offsets that overlap or run past
 //! the end, a dtype edgevl cannot read, a shape that disagrees with config.json, an unknown
-//! architecture, and a write that fails half way.
+//! architecture, hyper-parameters edgevl cannot load, and a write that fails half way. And a
+//! LLaMA's query/key biases, which used to stop the conversion, are permuted as llama.cpp does.
 
 mod common;
 
@@ -226,4 +227,71 @@ fn write_failure_names_output_and_tensor() {
     .expect_err("the sink fails")
     .to_string();
     assert!(err.contains("model.gguf") && err.contains("tensor '") && err.contains("no space left"), "{err}");
+}
+
+/// Little-endian f32 bytes of 0, 1, ..., n - 1.
+fn counting(n: u64) -> Vec<u8> {
+    (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
+}
+
+#[test]
+fn llama_query_and_key_biases_are_permuted_like_their_rows() {
+    // llama.cpp's LlamaModel.permute on a 1-D tensor of 0..len:
+    // w.reshape(n_head, 2, len // n_head // 2).swapaxes(1, 2).reshape(len).
+    fn permuted(len: usize, n_head: usize) -> Vec<f32> {
+        let half = len / n_head / 2;
+        let mut out = Vec::with_capacity(len);
+        for h in 0..n_head {
+            for i in 0..half {
+                for j in 0..2 {
+                    out.push(((h * 2 + j) * half + i) as f32);
+                }
+            }
+        }
+        out
+    }
+    let c = Case::new("qkbias");
+    let mut t = tiny_tensors();
+    t.push(("model.layers.0.self_attn.q_proj.bias".into(), "F32", vec![D], counting(D)));
+    t.push(("model.layers.0.self_attn.k_proj.bias".into(), "F32", vec![KV], counting(KV)));
+    c.write_shards(t, |h| h);
+    let out = c.out_dir.join("model.gguf");
+    convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
+    let f = edgevl_gguf::GgufFile::open(&out).unwrap();
+    for (name, len, n_head) in [("blk.0.attn_q.bias", D, 4), ("blk.0.attn_k.bias", KV, 2)] {
+        let info = f.tensors().iter().find(|t| t.name == name).unwrap();
+        let got: Vec<f32> =
+            f.tensor_data(info).chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(got, permuted(len as usize, n_head), "{name}");
+    }
+}
+
+#[test]
+fn hyper_parameters_edgevl_cannot_load_name_their_field() {
+    // Each used to be written (or to stop the writing threads) and then refused by `edgevl run`.
+    let eps = "\"rms_norm_eps\":1e-5";
+    let cases = [
+        ("\"hidden_size\":64", "\"hidden_size\":0".to_string(), "'hidden_size'"),
+        ("\"intermediate_size\":128", "\"intermediate_size\":0".into(), "'intermediate_size'"),
+        ("\"num_attention_heads\":4", "\"num_attention_heads\":0".into(), "'num_attention_heads'"),
+        ("\"vocab_size\":49152", "\"vocab_size\":300000000".into(), "'vocab_size'"),
+        (eps, "\"rms_norm_eps\":-1".into(), "'rms_norm_eps'"),
+        (eps, format!("{eps},\"rope_theta\":1e300"), "'rope_theta'"),
+        (eps, format!("{eps},\"max_position_embeddings\":0"), "'max_position_embeddings'"),
+        (eps, format!("{eps},\"head_dim\":0"), "'head_dim'"),
+        (eps, format!("{eps},\"head_dim\":15"), "'head_dim'"),
+        (
+            eps,
+            format!("{eps},\"rope_scaling\":{{\"type\":\"linear\",\"factor\":0}}"),
+            "'rope_scaling.factor'",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let c = Case::new("hparams");
+        let config = fs::read_to_string(c.dir.join("config.json")).unwrap();
+        assert!(config.contains(from), "{from}");
+        fs::write(c.dir.join("config.json"), config.replacen(from, &to, 1)).unwrap();
+        let e = c.fails();
+        assert!(e.contains("config.json") && e.contains(&format!("field {field}")), "{to}: {e}");
+    }
 }

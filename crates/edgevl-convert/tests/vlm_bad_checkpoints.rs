@@ -3,8 +3,9 @@
 //! vision tensor, a shape that disagrees with `vision_config`, a vision tensor that is not the
 //! family's, a dtype edgevl cannot read, a truncated file, a missing `image_mean`, a value edgevl
 //! does not compute, `--mmproj-out` for a text-only checkpoint, an mmproj that cannot be created
-//! after the language model was written, and a write that fails half way. Each starts from the
-//! valid tiny checkpoint of tests/fixtures/hf/tiny-edgevl.
+//! after the language model was written, a write that fails half way, and `config.json` values
+//! that would overflow the planner, exhaust memory or make an mmproj edgevl cannot load. Each
+//! starts from a valid tiny checkpoint of tests/fixtures/hf (tiny-edgevl unless named).
 
 mod common;
 
@@ -53,12 +54,17 @@ struct Case {
 impl Case {
     /// A copy of the valid tiny checkpoint in a fresh directory.
     fn new(tag: &str) -> Self {
+        Self::of("tiny-edgevl", tag)
+    }
+
+    /// A copy of the valid tiny checkpoint tests/fixtures/hf/`fixture` in a fresh directory.
+    fn of(fixture: &str, tag: &str) -> Self {
         let root = std::env::temp_dir().join(format!("edgevl-vlm-bad-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let (dir, out_dir) = (root.join("tiny-edgevl"), root.join("out"));
+        let (dir, out_dir) = (root.join(fixture), root.join("out"));
         fs::create_dir_all(&dir).unwrap();
         fs::create_dir_all(&out_dir).unwrap();
-        let src = edgevl_testdata::fixture("hf/tiny-edgevl");
+        let src = edgevl_testdata::fixture(&format!("hf/{fixture}"));
         for e in fs::read_dir(&src).unwrap() {
             let e = e.unwrap();
             fs::copy(e.path(), dir.join(e.file_name())).unwrap();
@@ -243,4 +249,37 @@ fn mmproj_write_failure_names_output_and_tensor() {
         err.contains("mmproj.gguf") && err.contains("tensor '") && err.contains("no space left"),
         "{err}"
     );
+}
+
+#[test]
+fn config_values_that_would_overflow_or_exhaust_memory_are_refused() {
+    // (fixture, edit of config.json, the field the error names); each used to panic on an
+    // overflowing multiply, take gigabytes before failing, or write an mmproj `edgevl run` refuses.
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit, &str); 6] = [
+        ("tiny-smolvlm", |v| v["scale_factor"] = 4_000_000_000u64.into(), "'scale_factor'"),
+        ("tiny-smolvlm", |v| v["scale_factor"] = 17.into(), "'scale_factor'"),
+        ("tiny-internvl", |v| v["downsample_ratio"] = 1e-300.into(), "'downsample_ratio'"),
+        (
+            "tiny-smolvlm",
+            |v| v["vision_config"]["num_hidden_layers"] = 100_000_000.into(),
+            "'vision_config.num_hidden_layers'",
+        ),
+        (
+            "tiny-internvl",
+            |v| v["vision_config"]["num_hidden_layers"] = 5.into(),
+            "'vision_config.num_hidden_layers'",
+        ),
+        (
+            "tiny-edgevl",
+            |v| v["vision_config"]["layer_norm_eps"] = (-1.0).into(),
+            "'vision_config.layer_norm_eps'",
+        ),
+    ];
+    for (i, (fixture, edit, field)) in cases.into_iter().enumerate() {
+        let c = Case::of(fixture, &format!("limits{i}"));
+        c.edit_json("config.json", edit);
+        let e = c.fails();
+        assert!(e.contains("config.json") && e.contains(&format!("field {field}")), "{fixture} {field}: {e}");
+    }
 }
