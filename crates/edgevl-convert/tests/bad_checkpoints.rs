@@ -1,7 +1,8 @@
 //! Bad checkpoints fail with an error naming the file and the tensor, and leave neither the output
 //! nor its temporary file behind: a missing shard, a truncated file, offsets that overlap or run past
 //! the end, a dtype edgevl cannot read, a shape that disagrees with config.json, an unknown
-//! architecture, hyper-parameters edgevl cannot load, and a write that fails half way. And a
+//! architecture, hyper-parameters edgevl cannot load, a config.json that is a FIFO or over 64 MiB,
+//! and a write that fails half way. And a
 //! LLaMA's query/key biases, which used to stop the conversion, are permuted as llama.cpp does.
 
 mod common;
@@ -294,4 +295,23 @@ fn hyper_parameters_edgevl_cannot_load_name_their_field() {
         let e = c.fails();
         assert!(e.contains("config.json") && e.contains(&format!("field {field}")), "{to}: {e}");
     }
+}
+
+#[test]
+fn json_files_that_are_not_regular_or_too_large_are_refused() {
+    // A config.json past 64 MiB (a list of numbers: its JSON tree would take ~16 times its text).
+    let c = Case::new("json-large");
+    let mut big = String::from("{\"architectures\":[\"LlamaForCausalLM\"],\"x\":[");
+    big.push_str(&"1,".repeat(32 << 20));
+    big.push_str("1]}");
+    fs::write(c.dir.join("config.json"), big).unwrap();
+    let e = c.fails();
+    assert!(e.contains("config.json") && e.contains("larger than the 64 MiB"), "{e}");
+    // A FIFO as config.json: refused before it is opened (the open would block for good).
+    let c = Case::new("json-fifo");
+    fs::remove_file(c.dir.join("config.json")).unwrap();
+    let fifo = c.dir.join("config.json");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let e = c.fails();
+    assert!(e.contains("config.json") && e.contains("not a regular file"), "{e}");
 }
