@@ -35,8 +35,9 @@ impl ImageInput {
         let modules = py.import("sys")?.getattr("modules")?;
         if let Some(pil) = modules.get_item("PIL.Image").ok().filter(|m| !m.is_none()) {
             if obj.is_instance(&pil.getattr("Image")?)? {
+                let (w, h): (u32, u32) = obj.getattr("size")?.extract()?;
+                check_pixels(what, w, h)?;
                 let rgb = obj.call_method1("convert", ("RGB",))?;
-                let (w, h): (u32, u32) = rgb.getattr("size")?.extract()?;
                 let pixels: Vec<u8> =
                     rgb.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
                 let label = format!("{what} (PIL image {w}x{h})");
@@ -70,6 +71,18 @@ impl ImageInput {
     }
 }
 
+/// Refuses pixels past the limit image files get ([`LoadLimits`]' 64 Mi pixels), before they are
+/// copied out of Python.
+fn check_pixels(what: &str, w: u32, h: u32) -> PyResult<()> {
+    let (pixels, limit) = (u64::from(w) * u64::from(h), LoadLimits::default().max_pixels);
+    if pixels > limit {
+        return Err(crate::ImageError::new_err(format!(
+            "{what}: {w}x{h} is {pixels} pixels, more than the {limit} accepted"
+        )));
+    }
+    Ok(())
+}
+
 fn pixels_input(label: String, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<ImageInput> {
     let image =
         RgbImage::from_raw(w, h, pixels).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))?;
@@ -95,6 +108,7 @@ fn numpy_input(arr: &Bound<'_, PyAny>, np: &Bound<'_, PyAny>, what: &str) -> PyR
         u32::try_from(v).map_err(|_| PyValueError::new_err(format!("{what}: image side {v} is too large")))
     };
     let (w, h) = (dim(w)?, dim(h)?);
+    check_pixels(what, w, h)?;
     let pixels: Vec<u8> = arr.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
     pixels_input(format!("{what} (numpy {h}x{w}x3)"), w, h, pixels)
 }

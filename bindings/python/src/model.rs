@@ -211,7 +211,9 @@ impl Model {
             Some(one)
                 if one.is_instance_of::<PyString>()
                     || one.is_instance_of::<PyBytes>()
-                    || one.hasattr("__fspath__")? =>
+                    || one.is_instance_of::<PyDict>()
+                    || one.hasattr("__fspath__")?
+                    || one.hasattr("__array_interface__")? =>
             {
                 return Err(PyTypeError::new_err(
                     "images is a list of images (e.g. images=[path]), not one image",
