@@ -169,6 +169,13 @@ def xmp_and_raw_profile_cases(img, png):
     no_tag = png_chunk(b"eXIf", make_only.tobytes()[6:])
     tinfo = png_chunk(b"tEXt", b"Raw profile type exif\0" + profile.encode())
     files.append(("exif_no_tag_raw_profile7.png", lambda f: f.write(png[:33] + no_tag + tinfo + png[33:])))
+    # An Orientation tag stored as a LONG (Pillow reads any integer type), and one of 0 beside an
+    # XMP orientation (the EXIF tag, present, decides: nothing is rotated).
+    long6 = b"Exif\0\0II*\0" + struct.pack("<IHHHII", 8, 1, 0x112, 4, 1, 6) + struct.pack("<I", 0)
+    files.append(("exif_long6.jpg", lambda f: img.save(f, "JPEG", exif=long6, **jpeg)))
+    zero = Image.Exif()
+    zero[0x0112] = 0
+    files.append(("exif0_xmp6.jpg", lambda f: img.save(f, "JPEG", exif=zero.tobytes(), xmp=attr(6), **jpeg)))
     # Two Exif segments: Pillow reads the first (it appends the second's bytes to it).
     one = io.BytesIO()
     img.save(one, "JPEG", exif=exif_with_orientation(6), **jpeg)

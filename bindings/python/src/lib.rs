@@ -48,7 +48,8 @@ create_exception!(
 );
 
 /// The Python exception for a runtime error during use (not loading): images -> `ImageError`,
-/// a full context -> `ContextFullError`, the rest -> `EdgevlError`; the message is the library's.
+/// a full context -> `ContextFullError`, a KV cache the memory cannot hold (a new session or chat
+/// slot) -> `MemoryError`, the rest -> `EdgevlError`; the message is the library's.
 pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
     let msg = e.to_string();
     match e {
@@ -56,6 +57,8 @@ pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
             ContextFullError::new_err(msg)
         }
         RuntimeError::Image(_) | RuntimeError::ImageEncode { .. } => ImageError::new_err(msg),
+        // A new chat slot's or session's KV cache the memory cannot hold.
+        RuntimeError::Model(edgevl_runtime::ModelError::OutOfMemory { .. }) => PyMemoryError::new_err(msg),
         _ => EdgevlError::new_err(msg),
     }
 }

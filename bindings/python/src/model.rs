@@ -10,9 +10,9 @@ use edgevl_runtime::{
     ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
     TileBudget, MEDIA_MARKER,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -82,8 +82,14 @@ pub(crate) struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut free = lock(&self.model.free);
-        if free.len() < MAX_IDLE_SLOTS {
+        // The model's first slot is kept whatever the count (the model holds it anyway).
+        if free.len() < MAX_IDLE_SLOTS || Arc::ptr_eq(&self.slot, &self.model.primary) {
             free.push(self.slot.clone());
+            if free.len() > MAX_IDLE_SLOTS {
+                if let Some(i) = free.iter().position(|s| !Arc::ptr_eq(s, &self.model.primary)) {
+                    free.swap_remove(i);
+                }
+            }
         }
     }
 }
@@ -424,23 +430,25 @@ fn text_parts(parts: &Bound<'_, PyAny>, i: usize) -> PyResult<String> {
             type_name(parts)
         ))
     };
-    let items: Vec<Bound<'_, PyAny>> = match (parts.cast::<PyList>(), parts.cast::<PyTuple>()) {
-        (Ok(list), _) => list.iter().collect(),
-        (_, Ok(tuple)) => tuple.iter().collect(),
-        _ => return Err(not_parts()),
-    };
+    // Any iterable of mappings (a list, a tuple, a generator), but not bytes or one dict.
+    if parts.is_instance_of::<PyBytes>() || parts.is_instance_of::<PyDict>() {
+        return Err(not_parts());
+    }
     let mut texts = Vec::new();
-    for (j, part) in items.into_iter().enumerate() {
-        let part = part.cast_into::<PyDict>().map_err(|_| not_parts())?;
+    for (j, part) in parts.try_iter().map_err(|_| not_parts())?.enumerate() {
+        let part = part?;
         let get = |key: &str| -> PyResult<String> {
-            match part.get_item(key)? {
-                Some(v) => v.extract().map_err(|_| {
+            match part.get_item(key) {
+                Ok(v) => v.extract().map_err(|_| {
                     PyTypeError::new_err(format!(
                         "messages[{i}].content[{j}].{key} must be a str, not {}",
                         type_name(&v)
                     ))
                 }),
-                None => Err(PyValueError::new_err(format!("messages[{i}].content[{j}] has no {key:?}"))),
+                Err(e) if e.is_instance_of::<PyKeyError>(part.py()) => {
+                    Err(PyValueError::new_err(format!("messages[{i}].content[{j}] has no {key:?}")))
+                }
+                Err(_) => Err(not_parts()),
             }
         };
         let kind = get("type")?;

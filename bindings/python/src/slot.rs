@@ -128,7 +128,10 @@ impl Slot {
         match self.state.try_lock() {
             Ok(mut st) => st.close(id),
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().close(id),
-            Err(std::sync::TryLockError::WouldBlock) => self.close_requested.store(id, Ordering::Relaxed),
+            // Ids only grow, and only the newest can be the turn in progress.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.close_requested.fetch_max(id, Ordering::Relaxed);
+            }
         }
     }
 

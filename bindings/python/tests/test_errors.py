@@ -142,7 +142,8 @@ def test_wrong_use_raises_and_the_model_goes_on(vlm):
             vlm.chat([{"role": "user", "content": content}])
     with pytest.raises(ValueError, match=r"messages\[0\].content\[0\] has no \"text\""):
         vlm.chat([{"role": "user", "content": [{"type": "text"}]}])
-    assert isinstance(vlm.chat([{"role": "user", "content": ({"type": "text", "text": "hi"},)}], max_tokens=1), str)
+    for parts in (({"type": "text", "text": "hi"},), (p for p in [{"type": "text", "text": "hi"}])):
+        assert isinstance(vlm.chat([{"role": "user", "content": parts}], max_tokens=1), str)
     with pytest.raises(ValueError, match="empty"):
         vlm.chat([])
     with pytest.raises(ValueError, match="marker"):

@@ -47,9 +47,9 @@ pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         let info = session.add_image(path)?;
         eprintln!("edgevl: {}", describe(&info));
     }
-    // Ctrl-C (or SIGTERM, SIGHUP) during an answer stops the answer, a second one ends the
-    // program; anywhere else (e.g. a scripted chat waiting on its input) the first ends it. At the
-    // terminal prompt rustyline reads Ctrl-C as a key.
+    // Ctrl-C during an answer (its images' wait included) stops the answer, a second one ends
+    // the program; anywhere else (e.g. a scripted chat waiting on its input) the first ends it.
+    // At the terminal prompt rustyline reads Ctrl-C as a key. SIGTERM and SIGHUP end it as usual.
     let cancel = session.cancel_flag();
     let answering = Arc::new(AtomicBool::new(false));
     let busy = answering.clone();
@@ -149,6 +149,8 @@ impl Chat<'_> {
             cmd if cmd.starts_with('/') => eprintln!("edgevl: unknown command {cmd}; {HELP}"),
             _ => {
                 let mut out = stdout.lock();
+                // A Ctrl-C that stopped the last answer must not count as this one's first.
+                self.session.cancel_flag().store(false, Ordering::Relaxed);
                 self.answering.store(true, Ordering::Relaxed);
                 // Bars only while the turn runs, so none is drawn over the line being typed (an image encoded
                 // ahead while the user typed shows its bar from where its encoding has got to).

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,10 +102,11 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         }
         (Some(_), _) => bail!("--llm-type goes only with --scheme bluelm"),
     };
+    // Ctrl-C, SIGTERM and SIGHUP cancel the conversion: its threads stop and its part files go.
     let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .context("installing the Ctrl-C handler")?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, cancel.clone()).context("installing the signal handlers")?;
+    }
     let opts = ConvertOptions {
         plan: PlanOptions { scheme, llm_type, pure: a.pure },
         threads: a.threads.unwrap_or_else(edgevl_runtime::physical_cores),

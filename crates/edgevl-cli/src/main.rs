@@ -76,11 +76,7 @@ fn main() -> ExitCode {
     // Chat, convert and serve handle Ctrl-C and SIGTERM themselves; elsewhere a signal ends the
     // process at once, with no part file of an output left behind.
     if !matches!(cli.command, Command::Chat(_) | Command::Convert(_) | Command::Serve(_)) {
-        let ended = ctrlc::set_handler(|| {
-            edgevl_gguf::AtomicFile::remove_all_parts();
-            std::process::exit(130);
-        });
-        if let Err(e) = ended {
+        if let Err(e) = end_on_signals() {
             eprintln!("edgevl: error: cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
@@ -105,6 +101,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: removes the part files of the outputs being written and ends
+/// the process with status 128 + the signal's number, as the signal itself would have.
+fn end_on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("edgevl-signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            edgevl_gguf::AtomicFile::remove_all_parts();
+            std::process::exit(128 + signal);
+        }
+    })?;
+    Ok(())
 }
 
 /// The error and its causes joined by ": ", a cause left out when the text before it already

@@ -37,7 +37,7 @@ const MAX_TEXT_BYTES: u64 = 256 << 20;
 
 /// Run `edgevl perplexity`.
 pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
-    let text = edgevl_gguf::read_regular_text(&a.file, MAX_TEXT_BYTES)
+    let text = edgevl_gguf::read_text_or_stream(&a.file, MAX_TEXT_BYTES)
         .with_context(|| format!("cannot read text file {}", a.file.display()))?;
     // llama-perplexity drops exactly one trailing newline of the file; do the same.
     let text = text.strip_suffix('\n').unwrap_or(&text);

@@ -29,7 +29,7 @@ pub use file::GgufFile;
 pub use ggml_type::GgmlType;
 pub use metadata::Metadata;
 pub use reader::{DEFAULT_ALIGNMENT, KEY_ALIGNMENT, MAX_ALIGNMENT};
-pub use regular::{open_regular, read_regular, read_regular_text};
+pub use regular::{open_regular, read_regular, read_regular_text, read_text_or_stream};
 pub use stream::{AtomicFile, GgufStreamWriter, TensorSpec};
 pub use tensor::{tensor_n_bytes, trim_ones, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value};

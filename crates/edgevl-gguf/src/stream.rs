@@ -161,15 +161,25 @@ impl AtomicFile {
         let dest = regular_destination(dest.as_ref())?;
         let part = part_path(&dest);
         let file = File::create(&part)?;
-        live_parts().push(part.clone());
+        let mut live = live_parts();
+        if live.ending {
+            drop(file);
+            let _ = fs::remove_file(&part);
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the process is ending"));
+        }
+        live.parts.push(part.clone());
+        drop(live);
         Ok(Self { dest, part, file: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
     /// Removes the part files of every uncommitted `AtomicFile` of the process, for a signal
     /// handler about to end it (an exiting process runs no `Drop`): whatever was being written,
-    /// no part file is left and every destination stays as it was.
+    /// no part file is left and every destination stays as it was; an `AtomicFile` created after
+    /// this call fails.
     pub fn remove_all_parts() {
-        for part in live_parts().drain(..) {
+        let mut live = live_parts();
+        live.ending = true;
+        for part in live.parts.drain(..) {
             let _ = fs::remove_file(part);
         }
     }
@@ -201,15 +211,23 @@ impl AtomicFile {
     }
 }
 
-/// The part files being written (see [`AtomicFile::remove_all_parts`]).
-fn live_parts() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// The part files being written, and whether the process is ending (see
+/// [`AtomicFile::remove_all_parts`]).
+struct LiveParts {
+    parts: Vec<PathBuf>,
+    ending: bool,
+}
+
+/// The process's [`LiveParts`], locked.
+fn live_parts() -> std::sync::MutexGuard<'static, LiveParts> {
+    static LIVE: std::sync::Mutex<LiveParts> =
+        std::sync::Mutex::new(LiveParts { parts: Vec::new(), ending: false });
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Drops `part` from the live list once it is renamed or removed.
 fn forget_part(part: &Path) {
-    live_parts().retain(|p| p != part);
+    live_parts().parts.retain(|p| p != part);
 }
 
 impl Write for AtomicFile {
@@ -236,31 +254,31 @@ impl Drop for AtomicFile {
     }
 }
 
-/// The path a file written to `dest` should be renamed onto: `dest` itself, or the file a
-/// symbolic link names; an error when that exists and is not a regular file.
+/// The path a file written to `dest` should be renamed onto: `dest` itself, or the file a chain
+/// of symbolic links names (which may not exist yet: it is created); an error when that exists
+/// and is not a regular file.
 fn regular_destination(dest: &Path) -> io::Result<PathBuf> {
-    let meta = match fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(dest.to_path_buf()),
-        other => other?,
-    };
-    let (dest, meta) = if meta.file_type().is_symlink() {
-        let target = fs::canonicalize(dest).map_err(|e| {
-            io::Error::new(e.kind(), format!("{} is a symbolic link to a missing place: {e}", dest.display()))
-        })?;
-        let meta = fs::metadata(&target)?;
-        (target, meta)
-    } else {
-        (dest.to_path_buf(), meta)
-    };
-    if !meta.is_file() {
-        let what =
-            if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is {what}; writing the output there would replace it", dest.display()),
-        ));
+    const MAX_LINKS: usize = 40;
+    let mut path = dest.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path),
+            other => other?,
+        };
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path)?;
+            path = match path.parent() {
+                Some(dir) if target.is_relative() => dir.join(target),
+                _ => target,
+            };
+        } else if meta.is_file() {
+            return Ok(path);
+        } else {
+            let then = format!("; writing the output there would replace it ({})", path.display());
+            return Err(crate::regular::not_regular(&meta, &then));
+        }
     }
-    Ok(dest)
+    Err(io::Error::other(format!("{}: more than {MAX_LINKS} symbolic links", dest.display())))
 }
 
 /// `DEST.part-<pid>`.
@@ -314,11 +332,19 @@ mod tests {
         f.commit().expect("commit");
         assert!(fs::symlink_metadata(&link).expect("link").file_type().is_symlink());
         assert_eq!(fs::read(&target).expect("target"), b"new");
-        // A link to nowhere is an error that says so.
+        // A link to a file not there yet (relative, as `ln -s new.gguf link` makes it) creates it.
+        let (new, ahead) = (dir.join("new.gguf"), dir.join("ahead.gguf"));
+        std::os::unix::fs::symlink("new.gguf", &ahead).expect("link");
+        let mut f = AtomicFile::create(&ahead).expect("through the link");
+        f.write_all(b"fresh").expect("write");
+        f.commit().expect("commit");
+        assert_eq!(fs::read(&new).expect("created"), b"fresh");
+        assert!(fs::symlink_metadata(&ahead).expect("link").file_type().is_symlink());
+        // A link into a missing directory fails when the part file cannot be made there.
         let dangling = dir.join("dangling.gguf");
         std::os::unix::fs::symlink(dir.join("missing/x.gguf"), &dangling).expect("link");
         let err = AtomicFile::create(&dangling).expect_err("refused");
-        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         fs::remove_dir_all(&dir).expect("clean up");
     }
 

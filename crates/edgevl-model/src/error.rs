@@ -54,16 +54,18 @@ pub enum ModelError {
     BadInput(String),
     /// A buffer the memory cannot hold: more than the system has available, or refused by the
     /// allocator (a process limit).
-    #[error("not enough memory for {what}: it needs {} MiB, {}", needed >> 20, match available {
-        Some(a) => format!("and the system has {} MiB available; use a smaller context (-c) or a q8_0 cache", a >> 20),
-        None => "which the allocator refused; use a smaller context (-c) or a q8_0 cache".into(),
+    #[error("not enough memory for {what}: it needs {} MiB, {}; {hint}", needed >> 20, match available {
+        Some(a) => format!("and {} MiB are available", a >> 20),
+        None => "which the allocator refused".into(),
     })]
     OutOfMemory {
         /// What the memory was for.
         what: String,
         /// Bytes it needs.
         needed: u64,
-        /// Bytes the system had available, when known.
+        /// Bytes that were available, when known.
         available: Option<u64>,
+        /// What to do about it.
+        hint: String,
     },
 }

@@ -92,6 +92,7 @@ fn resident_zeros<T: Copy>(n: usize, zero: T) -> Result<Vec<T>, ModelError> {
         what: "the KV cache".into(),
         needed: (n * std::mem::size_of::<T>()) as u64,
         available: None,
+        hint: "use a smaller context (-c, or ctx= in Python)".into(),
     })?;
     // The optimiser may not turn the fill below into a lazily zeroed (`calloc`) allocation once
     // the fresh buffer has been observed.
@@ -101,26 +102,58 @@ fn resident_zeros<T: Copy>(n: usize, zero: T) -> Result<Vec<T>, ModelError> {
     Ok(v)
 }
 
-/// The memory the system can still give without swapping (Linux and Android's `MemAvailable`),
-/// in bytes; `None` where it cannot be read.
+/// The memory this process can still get without swapping, in bytes: the system's
+/// `MemAvailable` (Linux, Android), and under a cgroup memory limit (a container) what is left of
+/// it; `None` where neither can be read.
 fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let system = (|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    })();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // The process's cgroup ("0::/path" in v2, "N:memory:/path" in v1): its limit less its use.
+    // Without a limit, v2 says "max" and v1 a number near 2^63, both far above the system's.
+    let left_in = |pick: fn(&str) -> Option<&str>, root: &str, limit: &str, usage: &str| -> Option<u64> {
+        let path = own.lines().find_map(pick)?;
+        let dir = std::path::Path::new(root).join(path.trim_start_matches('/'));
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok()?.trim().parse::<u64>().ok();
+        Some(read(limit)?.saturating_sub(read(usage)?))
+    };
+    [
+        system,
+        left_in(|l| l.strip_prefix("0::"), "/sys/fs/cgroup", "memory.max", "memory.current"),
+        left_in(
+            |l| l.split_once(":memory:").map(|(_, p)| p),
+            "/sys/fs/cgroup/memory",
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
-/// Refuses a cache of `bytes` that the system's available memory cannot hold: its pages are all
-/// written at creation, so it would otherwise end in the kernel's out-of-memory killer.
-fn check_fits(bytes: u64) -> Result<(), ModelError> {
+/// Refuses a cache of `bytes` that the available memory cannot hold: its pages are all written
+/// at creation, so it would otherwise end in the kernel's out-of-memory killer.
+fn check_fits(bytes: u64, kv_type: KvType) -> Result<(), ModelError> {
     match available_memory() {
         Some(available) if bytes > available => Err(ModelError::OutOfMemory {
-            what: "the KV cache".into(),
+            what: format!("the KV cache ({})", kv_type.name()),
             needed: bytes,
             available: Some(available),
+            hint: smaller_cache(kv_type),
         }),
         _ => Ok(()),
     }
+}
+
+/// What makes a cache of `kv_type` smaller.
+fn smaller_cache(kv_type: KvType) -> String {
+    let q8 = if kv_type == KvType::Q8_0 { "" } else { " or a q8_0 cache" };
+    format!("use a smaller context (-c, or ctx= in Python){q8}")
 }
 
 /// Where one head's row at one position sits in a head-major layer plane: `[n_head_kv][n_ctx][row]`
@@ -301,7 +334,7 @@ impl KvCache {
         };
         let per_layer = n_ctx.checked_mul(kv_dim).and_then(|n| kv_type.row_bytes(n)).ok_or_else(overflow)?;
         let total = per_layer.checked_mul(2 * n_layer).ok_or_else(overflow)?;
-        check_fits(total as u64)?;
+        check_fits(total as u64, kv_type)?;
         let planes = match kv_type {
             KvType::F16 => KvPlanes::F16(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
             KvType::F32 => KvPlanes::F32(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
@@ -429,7 +462,12 @@ mod tests {
         let err = KvCache::new(32, 1 << 20, 4096, 128, KvType::F32).err().expect("refused");
         let msg = err.to_string();
         assert!(matches!(err, ModelError::OutOfMemory { needed, .. } if needed == 1 << 40), "{msg}");
-        assert!(msg.contains("1048576 MiB") && msg.contains("smaller context"), "{msg}");
+        assert!(
+            msg.contains("1048576 MiB") && msg.contains("smaller context") && msg.contains("q8_0 cache"),
+            "{msg}"
+        );
+        let q8 = KvCache::new(32, 1 << 20, 4096, 128, KvType::Q8_0).err().expect("refused").to_string();
+        assert!(q8.contains("(q8_0)") && !q8.contains("q8_0 cache"), "{q8}");
     }
 
     #[test]

@@ -29,9 +29,12 @@ impl<'b> FirstFrame<'b> {
                 0x21 => {
                     let label = *bytes.get(at + 1)?;
                     let mut block = at + 2;
+                    // A later control extension without the flag keeps the earlier index, as in Pillow.
                     if label == 0xF9 {
                         let gce = bytes.get(block + 1..block + 5)?;
-                        transparent = (gce[0] & 1 == 1).then_some(gce[3] as usize);
+                        if gce[0] & 1 == 1 {
+                            transparent = Some(gce[3] as usize);
+                        }
                     }
                     loop {
                         let n = *bytes.get(block)? as usize;
@@ -56,7 +59,10 @@ impl<'b> FirstFrame<'b> {
                         transparent,
                     });
                 }
-                _ => return None,
+                // The trailer: no image.
+                0x3B => return None,
+                // Pillow skips a byte it does not know between blocks.
+                _ => at += 1,
             }
         }
     }
@@ -90,5 +96,31 @@ impl<'b> FirstFrame<'b> {
                 px.0 = [r, g, b, 0xFF];
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_frame_is_read_as_pillow_reads_it() {
+        // Screen 12x9 with a global table of 2 entries; a control extension marking index 1
+        // transparent, a second one without the flag, a byte Pillow skips, then the image at
+        // (4, 3), 5x4.
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend([12, 0, 9, 0, 0x80, 0, 0]);
+        gif.extend([200, 30, 90, 10, 220, 40]);
+        gif.extend([0x21, 0xF9, 4, 1, 0, 0, 1, 0]);
+        gif.extend([0x21, 0xF9, 4, 0, 0, 0, 0, 0]);
+        gif.push(0x00);
+        gif.extend([0x2C, 4, 0, 3, 0, 5, 0, 4, 0, 0]);
+        let frame = FirstFrame::read(&gif).expect("a first frame");
+        assert_eq!((frame.left, frame.top, frame.width, frame.height), (4, 3, 5, 4));
+        assert_eq!(frame.transparent_colour(), Some([10, 220, 40]));
+        // The trailer before any image: none.
+        let mut none = gif[..13 + 6].to_vec();
+        none.push(0x3B);
+        assert!(FirstFrame::read(&none).is_none());
     }
 }

@@ -15,8 +15,9 @@ const EXIF_PREFIX: &[u8] = b"Exif\0\0";
 /// * without that tag, the first `tiff:Orientation="N"` or `<tiff:Orientation>N` in the XMP packet:
 ///   JPEG's last XMP APP1 segment, PNG's "XML:com.adobe.xmp" text, WebP's `XMP ` chunk.
 ///
-/// A malformed block is ignored, as an absent one would be; an Orientation tag outside 1-8 is
-/// taken as absent (Pillow keeps it and rotates nothing). GIF and BMP carry none.
+/// A malformed block is ignored, as an absent one would be; an Orientation tag of any integer
+/// type counts, and one outside 1-8 (or not one integer) rotates nothing and hides the XMP one, as
+/// in Pillow. GIF and BMP carry none.
 pub(crate) fn exif_transpose_orientation(
     bytes: &[u8],
     format: ImageFormat,
@@ -38,10 +39,50 @@ pub(crate) fn exif_transpose_orientation(
         ImageFormat::WebP => (decoder.exif_metadata().ok().flatten(), decoder.xmp_metadata().ok().flatten()),
         _ => (None, None),
     };
-    exif.as_deref()
-        .and_then(|e| Orientation::from_exif_chunk(e.strip_prefix(EXIF_PREFIX).unwrap_or(e)))
-        .or_else(|| xmp_orientation(xmp.as_deref()?))
-        .unwrap_or(Orientation::NoTransforms)
+    let tag = exif.as_deref().and_then(|e| orientation_tag(e.strip_prefix(EXIF_PREFIX).unwrap_or(e)));
+    match tag {
+        // Present: it decides, even when it names no rotation (Pillow then rotates nothing).
+        Some(value) => value.and_then(Orientation::from_exif),
+        None => xmp.as_deref().and_then(xmp_orientation),
+    }
+    .unwrap_or(Orientation::NoTransforms)
+}
+
+/// The Orientation tag (0x112) of the first directory of a TIFF-structured EXIF block: `None`
+/// without one (or for a malformed block), `Some(None)` when it is there but not one integer
+/// that fits a byte, else `Some(Some(value))` — whatever its integer type, as Pillow reads it.
+fn orientation_tag(tiff: &[u8]) -> Option<Option<u8>> {
+    let big = match tiff.get(..4)? {
+        b"II*\0" => false,
+        b"MM\0*" => true,
+        _ => return None,
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b = [*tiff.get(at)?, *tiff.get(at + 1)?];
+        Some(if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
+        Some(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    };
+    let ifd = u32_at(4)? as usize;
+    let entries = usize::from(u16_at(ifd)?);
+    for i in 0..entries {
+        let at = ifd.checked_add(2 + 12 * i)?;
+        if u16_at(at)? != 0x112 {
+            continue;
+        }
+        let (kind, count) = (u16_at(at + 2)?, u32_at(at + 4)?);
+        // One BYTE, SHORT or LONG (or their signed kinds), held in the entry itself.
+        let value = match (kind, count) {
+            (1 | 6, 1) => tiff.get(at + 8).map(|&b| u32::from(b)),
+            (3 | 8, 1) => u16_at(at + 8).map(u32::from),
+            (4 | 9, 1) => u32_at(at + 8),
+            _ => None,
+        };
+        return Some(value.and_then(|v| u8::try_from(v).ok()));
+    }
+    None
 }
 
 /// The payloads of a JPEG's APP1 segments before its first scan, in file order.

@@ -142,6 +142,7 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<(String, TurnStats), RuntimeError> {
+        self.cancel.store(false, Ordering::Relaxed);
         let g = self.start(Instant::now(), prompt, 0.0, n_predict, sampler)?;
         self.drive(g, sampler, on_text)
     }
@@ -157,6 +158,8 @@ impl Session {
         sampler: &mut Sampler,
     ) -> Result<Generation, RuntimeError> {
         let t0 = Instant::now();
+        // Cleared before the images are waited for, so a cancel during that wait stops the turn.
+        self.cancel.store(false, Ordering::Relaxed);
         let (segments, image_wait_ms) = self.conversation_segments()?;
         self.start(t0, &segments, image_wait_ms, n_predict, sampler)
     }
@@ -270,7 +273,6 @@ impl Session {
         sampler: &mut Sampler,
     ) -> Result<Generation, RuntimeError> {
         sampler.config().check().map_err(RuntimeError::BadSetting)?;
-        self.cancel.store(false, Ordering::Relaxed);
         let t_prefill = Instant::now();
         let d = self.decoder.hparams().n_embd;
         let positions = |image: bool| -> usize {
