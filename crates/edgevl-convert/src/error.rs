@@ -32,6 +32,17 @@ pub enum ConvertError {
         /// What is wrong.
         message: String,
     },
+    /// The file the checkpoint converts to would be refused by edgevl's own loader (checked on
+    /// its metadata before anything is written).
+    #[error("'{}': the {what} it converts to would not load: {message}", path.display())]
+    Unloadable {
+        /// The config file.
+        path: PathBuf,
+        /// Which output ("LLM" or "mmproj").
+        what: &'static str,
+        /// The loader's reason.
+        message: String,
+    },
     /// `architectures[0]` names a model edgevl cannot convert.
     #[error("'{}': unknown architecture '{name}' (edgevl converts: {known})", path.display())]
     UnknownArchitecture {

@@ -92,6 +92,11 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions, pre_tokenizer: Option<&
     if opts.scheme == Scheme::BlueLm {
         md.set(general::EDGEVL_QUANT_SCHEME.into(), Value::Str(Scheme::BlueLm.name().into()));
     }
+    edgevl_model::DecoderHparams::try_from(&md).map_err(|e| ConvertError::Unloadable {
+        path: ck.config.path.clone(),
+        what: "LLM",
+        message: e.to_string(),
+    })?;
     Ok(Job { metadata: md, tensors })
 }
 

@@ -418,5 +418,10 @@ pub fn build<'a>(ck: &'a Checkpoint, family: VisionFamily, opts: &PlanOptions) -
     if opts.scheme == Scheme::BlueLm {
         md.set(general::EDGEVL_QUANT_SCHEME.into(), Value::Str(Scheme::BlueLm.name().into()));
     }
+    edgevl_model::vision::MmprojHparams::try_from(&md).map_err(|e| ConvertError::Unloadable {
+        path: ck.config.path.clone(),
+        what: "mmproj",
+        message: e.to_string(),
+    })?;
     Ok(Job { metadata: md, tensors })
 }

@@ -283,3 +283,14 @@ fn config_values_that_would_overflow_or_exhaust_memory_are_refused() {
         assert!(e.contains("config.json") && e.contains(&format!("field {field}")), "{fixture} {field}: {e}");
     }
 }
+
+#[test]
+fn an_mmproj_its_loader_would_refuse_is_not_written() {
+    // A preprocessor std of 1e-30: a finite, positive number the converter's own checks pass, but
+    // normalised pixels of 1e30 would give NaN embeddings, so the loader refuses the file.
+    let c = Case::of("tiny-smolvlm", "unloadable");
+    c.edit_json("preprocessor_config.json", |v| v["image_std"] = serde_json::json!([1e-30, 0.5, 0.5]));
+    let e = c.fails();
+    assert!(e.contains("config.json") && e.contains("the mmproj it converts to would not load"), "{e}");
+    assert!(e.contains("image_std"), "{e}");
+}
