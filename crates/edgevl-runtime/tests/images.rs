@@ -4,7 +4,8 @@
 //! the image's tiles (global view first) at the marker, the session's logits equal one decoder
 //! pass over [tokens, embeddings, tokens], a second attach of the same image runs the ViT zero
 //! times, pipelined and encode-on-demand give the same rows, progress is told per ViT batch and
-//! prefill chunk, and bad input is a clear error.
+//! prefill chunk, images nothing waits for any more (a reset) are not encoded, and bad input is a
+//! clear error.
 
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
@@ -310,4 +311,29 @@ fn bad_images_and_mismatched_files_are_clear_errors() {
     assert!(matches!(e, RuntimeError::NoVision), "{e}");
     assert!(e.to_string().contains("--mmproj"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn images_nothing_waits_for_any_more_are_not_encoded() {
+    let mut s = session(ImageConfig::default());
+    let pixels = |w: u32, h: u32, v: u8| {
+        edgevl_vision::RgbImage::from_raw(w, h, vec![v; (w * h * 3) as usize]).unwrap()
+    };
+    // A large image keeps the worker busy while six more are queued behind it; a reset drops them.
+    let busy = s.add_image_decoded("busy", pixels(2400, 1800, 7)).unwrap().plan.views() as usize;
+    let mut queued = 0;
+    for i in 0..6 {
+        queued = s.add_image_decoded(&format!("dropped {i}"), pixels(900, 500, 20 + i)).unwrap().plan.views()
+            as usize;
+    }
+    s.reset();
+    let new = s.add_image_decoded("new", pixels(900, 500, 200)).unwrap().plan.views() as usize;
+    s.ask("What is this?", 1, &mut greedy(), |_| true).unwrap();
+    let encoded = s.stats().vit_tiles_encoded;
+    // The busy image and the new one; at most one dropped image taken before the reset came.
+    assert!(
+        encoded >= busy + new && encoded <= busy + new + queued,
+        "{encoded}: {busy} + {new} (+ {queued})"
+    );
+    assert!(encoded < busy + new + 6 * queued, "the dropped images were encoded: {encoded}");
 }

@@ -109,6 +109,22 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// True (and the job dropped from the in-flight map) when nothing holds the job's result slot
+/// but the job and that map: every image that would wait for it was dropped (a refused turn, a
+/// reset, a client that left), so it is not encoded. Checked with the map locked, where a new
+/// request for the same image would take the slot.
+fn abandoned(job: &Job, shared: &Shared) -> bool {
+    let mut in_flight = lock(&shared.in_flight);
+    let in_map = in_flight.get(&job.image.key).is_some_and(|s| Arc::ptr_eq(s, &job.slot));
+    if Arc::strong_count(&job.slot) > 1 + usize::from(in_map) {
+        return false;
+    }
+    if in_map {
+        in_flight.remove(&job.image.key);
+    }
+    true
+}
+
 /// An attached image whose embeddings may still be on their way.
 pub struct PendingImage {
     info: ImageInfo,
@@ -156,6 +172,9 @@ impl BackgroundEncoder {
                 let pool = ThreadPool::new(n_threads);
                 for job in rx {
                     let key = job.image.key;
+                    if abandoned(&job, &sh) {
+                        continue;
+                    }
                     // The same image may have been queued twice while encoding ahead was off (its waiter may
                     // have been told 0 views: all are done).
                     if let Some(rows) = lock(&sh.cache).get(key) {
