@@ -55,7 +55,7 @@ pub enum ModelError {
     /// A buffer the memory cannot hold: more than the system has available, or refused by the
     /// allocator (a process limit).
     #[error("not enough memory for {what}: it needs {} MiB, {}; {hint}", needed >> 20, match available {
-        Some(a) => format!("and {} MiB are available", a >> 20),
+        Some(a) => format!("and {} MiB are available (a tenth is kept for the weights and scratch)", a >> 20),
         None => "which the allocator refused".into(),
     })]
     OutOfMemory {

@@ -136,11 +136,13 @@ fn available_memory() -> Option<u64> {
     .min()
 }
 
-/// Refuses a cache of `bytes` that the available memory cannot hold: its pages are all written
-/// at creation, so it would otherwise end in the kernel's out-of-memory killer.
+/// Refuses a cache of `bytes` that the available memory cannot hold with room to spare for the
+/// weights' pages and the scratch (a tenth of it, at least 256 MiB): the cache's pages are all
+/// written at creation, so it would otherwise end in the kernel's out-of-memory killer.
 fn check_fits(bytes: u64, kv_type: KvType) -> Result<(), ModelError> {
+    let room = |available: u64| available.saturating_sub((available / 10).max(256 << 20));
     match available_memory() {
-        Some(available) if bytes > available => Err(ModelError::OutOfMemory {
+        Some(available) if bytes > room(available) => Err(ModelError::OutOfMemory {
             what: format!("the KV cache ({})", kv_type.name()),
             needed: bytes,
             available: Some(available),
