@@ -387,38 +387,11 @@ enum Shape {
 }
 
 /// The fields of one tensor's entry the converter reads (others are skipped).
-#[derive(Default)]
+#[derive(serde::Deserialize)]
 struct RawEntry {
     dtype: Option<String>,
     shape: Option<Shape>,
     data_offsets: Option<[u64; 2]>,
-}
-
-impl<'de> de::Deserialize<'de> for RawEntry {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawEntry;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a tensor entry")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawEntry, A::Error> {
-                let mut raw = RawEntry::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "dtype" => raw.dtype = Some(map.next_value()?),
-                        "shape" => raw.shape = Some(map.next_value()?),
-                        "data_offsets" => raw.data_offsets = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(raw)
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 impl<'de> de::Deserialize<'de> for Shape {
