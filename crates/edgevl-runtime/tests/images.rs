@@ -315,25 +315,28 @@ fn bad_images_and_mismatched_files_are_clear_errors() {
 
 #[test]
 fn images_nothing_waits_for_any_more_are_not_encoded() {
-    let mut s = session(ImageConfig::default());
+    let mut s = session(ImageConfig { max_tiles: Some(36), ..ImageConfig::default() });
     let pixels = |w: u32, h: u32, v: u8| {
         edgevl_vision::RgbImage::from_raw(w, h, vec![v; (w * h * 3) as usize]).unwrap()
     };
-    // A large image keeps the worker busy while six more are queued behind it; a reset drops them.
-    let busy = s.add_image_decoded("busy", pixels(2400, 1800, 7)).unwrap().plan.views() as usize;
+    // A large image (37 views) keeps the worker busy while six small ones (a view each, quick to
+    // prepare) are queued behind it; a reset drops them.
+    let busy = s.add_image_decoded("busy", pixels(2304, 2304, 7)).unwrap().plan.views() as usize;
+    let t0 = std::time::Instant::now();
     let mut queued = 0;
     for i in 0..6 {
-        queued = s.add_image_decoded(&format!("dropped {i}"), pixels(900, 500, 20 + i)).unwrap().plan.views()
+        queued = s.add_image_decoded(&format!("dropped {i}"), pixels(64, 64, 20 + i)).unwrap().plan.views()
             as usize;
     }
     s.reset();
+    let queue_time = t0.elapsed();
     let new = s.add_image_decoded("new", pixels(900, 500, 200)).unwrap().plan.views() as usize;
     s.ask("What is this?", 1, &mut greedy(), |_| true).unwrap();
     let encoded = s.stats().vit_tiles_encoded;
     // The busy image and the new one; at most one dropped image taken before the reset came.
     assert!(
         encoded >= busy + new && encoded <= busy + new + queued,
-        "{encoded}: {busy} + {new} (+ {queued})"
+        "{encoded}: {busy} + {new} (+ {queued}); queued and reset in {queue_time:?}"
     );
     assert!(encoded < busy + new + 6 * queued, "the dropped images were encoded: {encoded}");
 }
