@@ -2,8 +2,8 @@
 //! the same words before anything is loaded.
 
 /// The most tokens a count of prompt, generated or cached tokens may name: the largest context a
-/// session takes (2^20 positions).
-pub const MAX_TOKENS: usize = 1 << 20;
+/// session takes.
+pub const MAX_TOKENS: usize = edgevl_runtime::MAX_CTX;
 
 /// A compute thread count, 1..=[`edgevl_runtime::MAX_THREADS`].
 pub fn threads(s: &str) -> Result<usize, String> {

@@ -46,11 +46,10 @@ fn defaults(arch: HfArch) -> Defaults {
 }
 const DEFAULT_RMS_EPS: f64 = 1e-6;
 const DEFAULT_ROPE_THETA: f64 = 10000.0;
-/// Largest width, block, head or context count edgevl's decoder loader accepts (`MAX_DIM` of
-/// edgevl-model's hparams).
-const MAX_DIM: u64 = 1 << 20;
-/// Widest attention head the decoder loader accepts (edgevl-model's `MAX_HEAD_DIM`).
-const MAX_HEAD_DIM: u64 = 512;
+/// Largest width, block, head or context count edgevl's decoder loader accepts.
+const MAX_DIM: u64 = edgevl_model::MAX_DIM;
+/// Widest attention head the decoder loader accepts.
+const MAX_HEAD_DIM: u64 = edgevl_model::MAX_HEAD_DIM as u64;
 /// Largest vocabulary edgevl's tokenizer loads (edgevl-tokenizer's `MAX_VOCAB`); it also bounds the
 /// padding of the token list up to `vocab_size`.
 const MAX_VOCAB: u64 = 1 << 22;

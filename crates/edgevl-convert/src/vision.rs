@@ -22,7 +22,7 @@ use crate::stream::{n_params, Job, PlannedTensor, Rows};
 
 /// Largest merge factor (pixel shuffle / downsampling) the mmproj loader accepts; with it the
 /// projector's input width `scale_factor^2 * n_embd` (n_embd < 2^32) cannot overflow.
-const MAX_SCALE_FACTOR: u64 = 16;
+const MAX_SCALE_FACTOR: u64 = edgevl_model::vision::MAX_SCALE_FACTOR;
 
 /// The family's own keys.
 #[derive(Clone, Debug, PartialEq)]

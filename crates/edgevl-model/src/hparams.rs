@@ -44,7 +44,7 @@ impl Architecture {
 
 /// Largest value accepted for any single dimension; keeps a hostile header from asking for
 /// absurd scratch buffers before any tensor is touched.
-const MAX_DIM: u64 = 1 << 20;
+pub const MAX_DIM: u64 = 1 << 20;
 
 /// Widest attention head the decoder supports (known models use at most 256).
 pub const MAX_HEAD_DIM: usize = 512;

@@ -85,21 +85,16 @@ impl KvElem for f16 {
 }
 
 /// A zero-filled buffer whose pages are all written (resident), as llama.cpp's cleared cache;
-/// an error when the allocator refuses it (a process memory limit, or no memory left).
-fn resident_zeros<T: Copy>(n: usize, zero: T) -> Result<Vec<T>, ModelError> {
+/// `None` when the allocator refuses it (a process memory limit, or no memory left).
+fn resident_zeros<T: Copy>(n: usize, zero: T) -> Option<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| ModelError::OutOfMemory {
-        what: "the KV cache".into(),
-        needed: (n * std::mem::size_of::<T>()) as u64,
-        available: None,
-        hint: "use a smaller context (-c, or ctx= in Python)".into(),
-    })?;
+    v.try_reserve_exact(n).ok()?;
     // The optimiser may not turn the fill below into a lazily zeroed (`calloc`) allocation once
     // the fresh buffer has been observed.
     std::hint::black_box(&mut v);
     v.resize(n, zero);
     std::hint::black_box(&mut v);
-    Ok(v)
+    Some(v)
 }
 
 /// The memory this process can still get without swapping, in bytes: the system's
@@ -142,20 +137,21 @@ fn available_memory() -> Option<u64> {
 fn check_fits(bytes: u64, kv_type: KvType) -> Result<(), ModelError> {
     let room = |available: u64| available.saturating_sub((available / 10).max(256 << 20));
     match available_memory() {
-        Some(available) if bytes > room(available) => Err(ModelError::OutOfMemory {
-            what: format!("the KV cache ({})", kv_type.name()),
-            needed: bytes,
-            available: Some(available),
-            hint: smaller_cache(kv_type),
-        }),
+        Some(available) if bytes > room(available) => Err(out_of_memory(kv_type, bytes, Some(available))),
         _ => Ok(()),
     }
 }
 
-/// What makes a cache of `kv_type` smaller.
-fn smaller_cache(kv_type: KvType) -> String {
+/// The error for a cache of `kv_type` and `bytes` the memory cannot hold (`available` bytes, or
+/// refused by the allocator when `None`), saying what makes it smaller.
+fn out_of_memory(kv_type: KvType, bytes: u64, available: Option<u64>) -> ModelError {
     let q8 = if kv_type == KvType::Q8_0 { "" } else { " or a q8_0 cache" };
-    format!("use a smaller context (-c, or ctx= in Python){q8}")
+    ModelError::OutOfMemory {
+        what: format!("the KV cache ({})", kv_type.name()),
+        needed: bytes,
+        available,
+        hint: format!("use a smaller context (-c, or ctx= in Python){q8}"),
+    }
 }
 
 /// Where one head's row at one position sits in a head-major layer plane: `[n_head_kv][n_ctx][row]`
@@ -233,11 +229,11 @@ pub(crate) struct Planes<T> {
 }
 
 impl<T: KvElem> Planes<T> {
-    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Result<Self, ModelError> {
+    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Option<Self> {
         let zeros = || resident_zeros(n_ctx * kv_dim, T::from_f32(0.0));
-        Ok(Planes {
-            k: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
-            v: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
+        Some(Planes {
+            k: (0..n_layer).map(|_| zeros()).collect::<Option<_>>()?,
+            v: (0..n_layer).map(|_| zeros()).collect::<Option<_>>()?,
             layout: HeadMajor { n_head_kv: kv_dim / head_dim, n_ctx, row: head_dim },
         })
     }
@@ -269,6 +265,21 @@ pub(crate) struct Q8Planes {
 }
 
 impl Q8Planes {
+    /// Zeroed, resident planes of `plane_bytes` for `n_layer` layers of `n_ctx` positions of
+    /// `kv_dim` values (heads of `head_dim`, a multiple of 32); `None` when the allocator refuses
+    /// them.
+    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize, plane_bytes: usize) -> Option<Self> {
+        let head_bytes = head_dim / QK8_0 * std::mem::size_of::<BlockQ8_0>();
+        let zeros = || resident_zeros(plane_bytes, 0u8);
+        Some(Q8Planes {
+            k: (0..n_layer).map(|_| zeros()).collect::<Option<_>>()?,
+            v: (0..n_layer).map(|_| zeros()).collect::<Option<_>>()?,
+            head_dim,
+            head_bytes,
+            layout: HeadMajor { n_head_kv: kv_dim / head_dim, n_ctx, row: head_bytes },
+        })
+    }
+
     /// The bytes of head `g`'s rows at positions `0..n` in a layer plane.
     pub fn head_rows(&self, g: usize, n: usize) -> Range<usize> {
         self.layout.head_rows(g, n)
@@ -338,20 +349,11 @@ impl KvCache {
         let total = per_layer.checked_mul(2 * n_layer).ok_or_else(overflow)?;
         check_fits(total as u64, kv_type)?;
         let planes = match kv_type {
-            KvType::F16 => KvPlanes::F16(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
-            KvType::F32 => KvPlanes::F32(Planes::new(n_layer, n_ctx, kv_dim, head_dim)?),
-            KvType::Q8_0 => {
-                let head_bytes = head_dim / QK8_0 * std::mem::size_of::<BlockQ8_0>();
-                let zeros = || resident_zeros(per_layer, 0u8);
-                KvPlanes::Q8_0(Q8Planes {
-                    k: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
-                    v: (0..n_layer).map(|_| zeros()).collect::<Result<_, _>>()?,
-                    head_dim,
-                    head_bytes,
-                    layout: HeadMajor { n_head_kv: kv_dim / head_dim, n_ctx, row: head_bytes },
-                })
-            }
-        };
+            KvType::F16 => Planes::new(n_layer, n_ctx, kv_dim, head_dim).map(KvPlanes::F16),
+            KvType::F32 => Planes::new(n_layer, n_ctx, kv_dim, head_dim).map(KvPlanes::F32),
+            KvType::Q8_0 => Q8Planes::new(n_layer, n_ctx, kv_dim, head_dim, per_layer).map(KvPlanes::Q8_0),
+        }
+        .ok_or_else(|| out_of_memory(kv_type, total as u64, None))?;
         Ok(KvCache { n_ctx, kv_dim, kv_type, planes, len: 0 })
     }
 

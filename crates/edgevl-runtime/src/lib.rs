@@ -57,6 +57,6 @@ pub use perplexity::{perplexity, ModelRef, PerplexityResult};
 pub use progress::{Progress, ProgressFn};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
-pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX};
+pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX, MAX_CTX};
 pub use stats::{Finish, SessionStats, TurnStats};
 pub use system::{check_threads, peak_rss_mb, physical_cores, MAX_THREADS};

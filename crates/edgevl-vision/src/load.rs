@@ -107,13 +107,19 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
     }
     let orientation = exif_transpose_orientation(bytes, format, decoder.as_mut());
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    if format == ImageFormat::Gif {
-        if let Some(frame) = FirstFrame::read(bytes) {
+    // The colour Pillow keeps as `info["transparency"]` through `convert("RGB")` (see
+    // [`RgbImage::transparent_colour`]), read from the file's own bytes; a GIF's first frame, read
+    // once, also gives the colour the canvas around it is painted with.
+    let transparent = match format {
+        ImageFormat::Png => crate::png::transparent_colour(bytes),
+        ImageFormat::Gif => FirstFrame::read(bytes).and_then(|frame| {
             frame.fill_outside(&mut image);
-        }
-    }
+            frame.transparent_colour()
+        }),
+        _ => None,
+    };
     image.apply_orientation(orientation);
-    Ok(to_rgb(image)?.with_transparent_colour(transparent_colour(bytes, format)))
+    Ok(to_rgb(image)?.with_transparent_colour(transparent))
 }
 
 /// The width and height an image file's header declares; no pixel is decoded, and the decoders'
@@ -178,16 +184,6 @@ fn limits_of(max_alloc: u64) -> Limits {
     let mut limits = Limits::default();
     limits.max_alloc = Some(max_alloc);
     limits
-}
-
-/// The colour Pillow keeps as `info["transparency"]` through `convert("RGB")` (see
-/// [`RgbImage::transparent_colour`]), read from the file's own bytes.
-fn transparent_colour(bytes: &[u8], format: ImageFormat) -> Option<[u8; 3]> {
-    match format {
-        ImageFormat::Png => crate::png::transparent_colour(bytes),
-        ImageFormat::Gif => FirstFrame::read(bytes)?.transparent_colour(),
-        _ => None,
-    }
 }
 
 /// Whether a JPEG stream contains an end-of-image marker (FF D9) after its last scan start.

@@ -25,6 +25,8 @@ pub const REQUIRED_KEYS: [&str; 13] = [
 
 /// Largest width, MLP width, block count or projection width accepted.
 const MAX_DIM: u64 = 1 << 16;
+/// Largest merge factor (pixel shuffle / downsampling) accepted.
+pub const MAX_SCALE_FACTOR: u64 = 16;
 /// Largest tile side in pixels accepted.
 const MAX_IMAGE_SIZE: u64 = 4096;
 /// Largest normalised pixel value accepted from `image_mean` / `image_std` (published files give
@@ -230,7 +232,7 @@ impl TryFrom<&Metadata> for MmprojHparams {
                 ),
             ));
         }
-        let scale_factor = dim(md, keys::SCALE_FACTOR, 16)?;
+        let scale_factor = dim(md, keys::SCALE_FACTOR, MAX_SCALE_FACTOR)?;
         let grid = image_size / patch_size;
         match family.fixed_scale_factor() {
             Some(s) if s != scale_factor => {

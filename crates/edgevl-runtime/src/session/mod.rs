@@ -27,6 +27,9 @@ use std::time::Instant;
 /// Default context cap when the user gives none (the model's own length, at most this).
 pub const DEFAULT_MAX_CTX: usize = 4096;
 
+/// The largest context a session takes (2^20 positions).
+pub const MAX_CTX: usize = 1 << 20;
+
 /// How to load and run a model.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -119,8 +122,8 @@ impl Session {
         let template = template.unwrap_or_else(ChatTemplate::chatml);
         let n_ctx_train = decoder.hparams().n_ctx_train;
         let n_ctx = cfg.n_ctx.unwrap_or(n_ctx_train.min(DEFAULT_MAX_CTX));
-        if n_ctx == 0 || n_ctx > (1 << 20) {
-            return Err(RuntimeError::BadSetting(format!("context size {n_ctx} is outside 1..=1048576")));
+        if n_ctx == 0 || n_ctx > MAX_CTX {
+            return Err(RuntimeError::BadSetting(format!("context size {n_ctx} is outside 1..={MAX_CTX}")));
         }
         let kv = decoder.try_new_cache(n_ctx, cfg.kv_type)?;
         let chunk = cfg.chunk.min(n_ctx);

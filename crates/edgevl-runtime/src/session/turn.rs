@@ -142,7 +142,7 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<(String, TurnStats), RuntimeError> {
-        self.cancel.store(false, Ordering::Relaxed);
+        self.begin_turn(sampler)?;
         let g = self.start(Instant::now(), prompt, 0.0, n_predict, sampler)?;
         self.drive(g, sampler, on_text)
     }
@@ -158,8 +158,7 @@ impl Session {
         sampler: &mut Sampler,
     ) -> Result<Generation, RuntimeError> {
         let t0 = Instant::now();
-        // Cleared before the images are waited for, so a cancel during that wait stops the turn.
-        self.cancel.store(false, Ordering::Relaxed);
+        self.begin_turn(sampler)?;
         let (segments, image_wait_ms) = self.conversation_segments()?;
         self.start(t0, &segments, image_wait_ms, n_predict, sampler)
     }
@@ -263,6 +262,15 @@ impl Session {
         Ok(self.end_reply(g))
     }
 
+    /// What every turn does first: refuses sampling settings the chain cannot use (before any
+    /// image is waited for) and clears the cancel flag (before that wait, so a cancel during it
+    /// stops the turn).
+    fn begin_turn(&self, sampler: &Sampler) -> Result<(), RuntimeError> {
+        sampler.config().check().map_err(RuntimeError::BadSetting)?;
+        self.cancel.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Prefills `prompt` and samples the first token.
     fn start(
         &mut self,
@@ -272,7 +280,6 @@ impl Session {
         n_predict: usize,
         sampler: &mut Sampler,
     ) -> Result<Generation, RuntimeError> {
-        sampler.config().check().map_err(RuntimeError::BadSetting)?;
         let t_prefill = Instant::now();
         let d = self.decoder.hparams().n_embd;
         let positions = |image: bool| -> usize {
