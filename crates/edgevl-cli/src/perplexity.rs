@@ -45,7 +45,9 @@ pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         model: a.model.clone(),
         threads: a.threads,
         ctx: Some(a.ctx),
-        chunk: a.ctx,
+        // A chunk of the text is evaluated in passes of at most this many positions, as llama-perplexity's
+        // micro-batches: the scratch and the logits of a pass stay bounded whatever `-c` is.
+        chunk: a.ctx.min(edgevl_runtime::PASS_POSITIONS),
         kv_type: a.kv_type,
     };
     let mut session = model.load(kernels)?;

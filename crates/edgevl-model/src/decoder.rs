@@ -117,6 +117,11 @@ impl RunState {
     pub fn logits(&self, n_vocab: usize) -> &[f32] {
         &self.logits[..n_vocab.min(self.logits.len())]
     }
+
+    /// The most tokens one forward pass with this scratch takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
 }
 
 impl Decoder {

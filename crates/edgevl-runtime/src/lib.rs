@@ -53,7 +53,7 @@ pub use image::{
     ImageConfig, ImageEncoderHandle, ImageInfo, ImageTiling, PendingImage, PreparedImage, TileBudget,
     TilingChoice, MEDIA_MARKER,
 };
-pub use perplexity::{perplexity, ModelRef, PerplexityResult};
+pub use perplexity::{perplexity, ModelRef, PerplexityResult, PASS_POSITIONS};
 pub use progress::{Progress, ProgressFn};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};

@@ -22,9 +22,15 @@ pub struct PerplexityResult {
     pub chunk_ppl: Vec<f64>,
 }
 
+/// The most positions one forward pass of [`perplexity`] evaluates (llama-perplexity's micro-batch):
+/// a chunk longer than this is evaluated in several passes, so the scratch, and the logits of a pass
+/// (`n_vocab` floats a position), stay bounded whatever the chunk size.
+pub const PASS_POSITIONS: usize = 512;
+
 /// Perplexity of `text` with chunks of `n_ctx`, over at most `max_chunks` chunks (llama-perplexity's
-/// `--chunks`; `None`: all); `progress(done, total, running_ppl)` is called after every chunk. Allocates a KV
-/// cache and scratch of `n_ctx` positions (a [`crate::Session`] uses its own instead:
+/// `--chunks`; `None`: all); `progress(done, total, running_ppl)` is called after every chunk. The text is
+/// tokenised and found long enough before anything is allocated; then a KV cache of `n_ctx` positions
+/// and scratch for [`PASS_POSITIONS`] (a [`crate::Session`] uses its own instead:
 /// [`crate::Session::perplexity`]).
 pub fn perplexity(
     model: ModelRef,
@@ -34,9 +40,10 @@ pub fn perplexity(
     max_chunks: Option<usize>,
     progress: impl FnMut(usize, usize, f64),
 ) -> Result<PerplexityResult, RuntimeError> {
+    let chunks = Chunks::of(model.tokenizer, text, n_ctx, max_chunks)?;
     let mut kv = model.decoder.try_new_cache(n_ctx, kv_type)?;
-    let mut state = model.decoder.new_state(n_ctx, n_ctx);
-    perplexity_in(model, &mut kv, &mut state, text, max_chunks, progress)
+    let mut state = model.decoder.new_state(n_ctx.min(PASS_POSITIONS), n_ctx);
+    chunks.score(model, &mut kv, &mut state, progress)
 }
 
 /// What a perplexity run reads: the model, its tokenizer and the threads to run on.
@@ -50,57 +57,78 @@ pub struct ModelRef<'a> {
     pub pool: &'a ThreadPool,
 }
 
-/// [`perplexity`] with chunks of `kv.n_ctx()` positions in a given cache and scratch (which must take batches
-/// of that many tokens).
-pub(crate) fn perplexity_in(
-    model: ModelRef,
-    kv: &mut KvCache,
-    state: &mut RunState,
-    text: &str,
-    max_chunks: Option<usize>,
-    mut progress: impl FnMut(usize, usize, f64),
-) -> Result<PerplexityResult, RuntimeError> {
-    let ModelRef { decoder, tokenizer, pool } = model;
-    let n_ctx = kv.n_ctx();
-    if n_ctx < 4 {
-        return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
+/// A text's tokens and how many chunks of `n_ctx` of them are scored.
+pub(crate) struct Chunks {
+    tokens: Vec<u32>,
+    n_ctx: usize,
+    n_chunks: usize,
+}
+
+impl Chunks {
+    /// Tokenises `text` and checks the settings: a context of at least 4, at least one chunk, a
+    /// text of at least two chunks (llama-perplexity's rule).
+    pub(crate) fn of(
+        tokenizer: &Tokenizer,
+        text: &str,
+        n_ctx: usize,
+        max_chunks: Option<usize>,
+    ) -> Result<Self, RuntimeError> {
+        if n_ctx < 4 {
+            return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
+        }
+        if max_chunks == Some(0) {
+            return Err(RuntimeError::BadSetting("perplexity needs at least one chunk (--chunks 0)".into()));
+        }
+        let tokens = tokenizer.encode(text, true, false);
+        if tokens.len() < 2 * n_ctx {
+            return Err(RuntimeError::TextTooShort { n_tokens: tokens.len(), n_ctx, needed: 2 * n_ctx });
+        }
+        let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX));
+        Ok(Chunks { tokens, n_ctx, n_chunks })
     }
-    if max_chunks == Some(0) {
-        return Err(RuntimeError::BadSetting("perplexity needs at least one chunk (--chunks 0)".into()));
-    }
-    let add_bos = tokenizer.add_bos();
-    let tokens = tokenizer.encode(text, true, false);
-    if tokens.len() < 2 * n_ctx {
-        return Err(RuntimeError::TextTooShort { n_tokens: tokens.len(), n_ctx, needed: 2 * n_ctx });
-    }
-    let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX));
-    let n_vocab = decoder.n_vocab();
-    let first = n_ctx / 2;
-    let mut chunk_tokens = vec![0u32; n_ctx];
-    let (mut nll, mut count) = (0f64, 0usize);
-    let mut chunk_ppl = Vec::with_capacity(n_chunks);
-    for c in 0..n_chunks {
-        chunk_tokens.copy_from_slice(&tokens[c * n_ctx..(c + 1) * n_ctx]);
-        if add_bos {
-            if let Some(bos) = tokenizer.bos() {
-                chunk_tokens[0] = bos;
+
+    /// Evaluates each chunk from an empty `kv` (of `n_ctx` positions), in passes of at most
+    /// `state.max_batch()` positions, and scores the second half of its positions.
+    pub(crate) fn score(
+        &self,
+        model: ModelRef,
+        kv: &mut KvCache,
+        state: &mut RunState,
+        mut progress: impl FnMut(usize, usize, f64),
+    ) -> Result<PerplexityResult, RuntimeError> {
+        let ModelRef { decoder, tokenizer, pool } = model;
+        let Chunks { ref tokens, n_ctx, n_chunks } = *self;
+        let (n_vocab, pass) = (decoder.n_vocab(), state.max_batch());
+        let first = n_ctx / 2;
+        let mut chunk_tokens = vec![0u32; n_ctx];
+        let (mut nll, mut count) = (0f64, 0usize);
+        let mut chunk_ppl = Vec::with_capacity(n_chunks);
+        for c in 0..n_chunks {
+            chunk_tokens.copy_from_slice(&tokens[c * n_ctx..(c + 1) * n_ctx]);
+            if tokenizer.add_bos() {
+                if let Some(bos) = tokenizer.bos() {
+                    chunk_tokens[0] = bos;
+                }
             }
+            kv.truncate(0);
+            for start in (0..n_ctx).step_by(pass) {
+                let end = (start + pass).min(n_ctx);
+                let input = DecoderInput::Tokens(&chunk_tokens[start..end]);
+                let logits = decoder.forward(input, kv, state, pool, LogitsWanted::All)?;
+                for j in first.max(start)..end.min(n_ctx - 1) {
+                    let row = &logits[(j - start) * n_vocab..(j - start + 1) * n_vocab];
+                    // The original token (not the BOS substitute) is the target, as llama.cpp scores it.
+                    let target = tokens[c * n_ctx + j + 1] as usize;
+                    nll -= log_softmax_at(row, target);
+                    count += 1;
+                }
+            }
+            let ppl = (nll / count as f64).exp();
+            chunk_ppl.push(ppl);
+            progress(c + 1, n_chunks, ppl);
         }
-        kv.truncate(0);
-        let logits =
-            decoder.forward(DecoderInput::Tokens(&chunk_tokens), kv, state, pool, LogitsWanted::All)?;
-        for j in first..n_ctx - 1 {
-            let row = &logits[j * n_vocab..(j + 1) * n_vocab];
-            // The original token (not the BOS substitute) is the target, as llama.cpp scores it.
-            let target = tokens[c * n_ctx + j + 1] as usize;
-            nll -= log_softmax_at(row, target);
-            count += 1;
-        }
-        let ppl = (nll / count as f64).exp();
-        chunk_ppl.push(ppl);
-        progress(c + 1, n_chunks, ppl);
+        Ok(PerplexityResult { ppl: (nll / count as f64).exp(), n_chunks, n_tokens: tokens.len(), chunk_ppl })
     }
-    Ok(PerplexityResult { ppl: (nll / count as f64).exp(), n_chunks, n_tokens: tokens.len(), chunk_ppl })
 }
 
 fn log_softmax_at(row: &[f32], target: usize) -> f64 {

@@ -333,9 +333,11 @@ fn images_nothing_waits_for_any_more_are_not_encoded() {
     let new = s.add_image_decoded("new", pixels(900, 500, 200)).unwrap().plan.views() as usize;
     s.ask("What is this?", 1, &mut greedy(), |_| true).unwrap();
     let encoded = s.stats().vit_tiles_encoded;
-    // The busy image and the new one; at most one dropped image taken before the reset came.
+    // The busy image and the new one; at most one dropped image taken before the reset came. (Had
+    // the worker not yet taken the busy image when the reset came, on a loaded machine, it was
+    // dropped too: only the new one.)
     assert!(
-        encoded >= busy + new && encoded <= busy + new + queued,
+        encoded == new || (encoded >= busy + new && encoded <= busy + new + queued),
         "{encoded}: {busy} + {new} (+ {queued}); queued and reset in {queue_time:?}"
     );
     assert!(encoded < busy + new + 6 * queued, "the dropped images were encoded: {encoded}");

@@ -72,16 +72,42 @@ fn q8_0_cache_perplexity_tracks_llama_perplexity() {
 }
 
 #[test]
-fn session_perplexity_needs_whole_context_chunks() {
+fn a_chunk_evaluated_in_passes_scores_as_in_one() {
+    // Chunks of 64 positions, evaluated in passes of 16 (the session's prefill chunk) and in one
+    // pass (`perplexity` with a context under PASS_POSITIONS). With an f32 cache the attention
+    // path is the same for every batch size and each query's output is computed alone, so the
+    // figures are bit for bit the same. (An f16 cache takes llama.cpp's tiled path for batches of
+    // 64 and more and the split path below: 0.1% apart over 16 such chunks, 5% on the first.)
     let cfg = SessionConfig {
-        n_threads: 1,
+        n_threads: 2,
         n_ctx: Some(64),
         chunk: 16,
+        kv_type: KvType::F32,
         kernels: edgevl_testdata::kernel_config(),
         ..SessionConfig::default()
     };
     let mut session = Session::load(edgevl_testdata::smollm2_path(), &cfg).expect("load SmolLM2");
-    let err = session.perplexity("some text", None, |_, _, _| {}).expect_err("chunk 16 < context 64");
-    let msg = err.to_string();
-    assert!(msg.contains("context size (64)") && msg.contains("chunk size is 16"), "{msg}");
+    let text = std::fs::read_to_string(edgevl_testdata::fixture("text/devils-dictionary.txt")).expect("text");
+    let text = cut_after_tokens(&session, &text, 4 * 64);
+    let passes = session.perplexity(&text, None, |_, _, _| {}).expect("session perplexity");
+    let model = ModelRef { decoder: session.decoder(), tokenizer: session.tokenizer(), pool: session.pool() };
+    let whole = perplexity(model, &text, 64, KvType::F32, None, |_, _, _| {}).expect("perplexity");
+    assert_eq!(passes.n_chunks, 4);
+    assert_eq!(passes.chunk_ppl, whole.chunk_ppl, "passes of 16 against one pass");
+}
+
+#[test]
+fn a_text_too_short_for_perplexity_leaves_the_conversation() {
+    let cfg = SessionConfig {
+        n_threads: 1,
+        n_ctx: Some(64),
+        kernels: edgevl_testdata::kernel_config(),
+        ..SessionConfig::default()
+    };
+    let mut session = Session::load(edgevl_testdata::smollm2_path(), &cfg).expect("load SmolLM2");
+    session.add_text("user", "Hello there.");
+    let before = session.messages().to_vec();
+    let err = session.perplexity("some text", None, |_, _, _| {}).expect_err("3 tokens < 2 chunks of 64");
+    assert!(err.to_string().contains("128"), "{err}");
+    assert_eq!(session.messages(), before.as_slice(), "the conversation was reset");
 }

@@ -2,30 +2,43 @@
 //! within the decoders' 64 MiB metadata budget (the budget of the largest accepted image, about
 //! 1 GiB, once let it inflate in full), and a PNG with 5 MiB of text (which Pillow reads) still
 //! decodes. The files are made here (a 512 MiB profile compresses to half a megabyte); the peak is
-//! measured by a counting allocator, this test binary's only one.
+//! measured by a counting allocator (per thread), this test binary's only one.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use edgevl_vision::{decode_image, read_dimensions, LoadLimits};
 
-/// The system allocator, counting the bytes live and their peak since the last reset.
+/// The system allocator, counting the bytes this thread holds and their peak since the last reset
+/// (per thread: the tests of this binary run side by side, each on its own thread).
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Bytes allocated minus bytes freed by this thread (negative when it frees others' memory).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    /// The largest `LIVE` since [`peak_of`] reset it.
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Adds `delta` to this thread's live bytes and raises its peak (`try_with`: nothing is counted
+/// while the thread's locals are torn down).
+fn count(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        live.set(live.get() + delta);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+    });
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator, which upholds
-// `GlobalAlloc`'s contract; the counters are plain atomics and never affect the pointers.
+// `GlobalAlloc`'s contract; the counters are plain thread-local cells and never affect the pointers.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's layout is passed on as it came.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         p
     }
@@ -33,19 +46,19 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from `alloc` above with this layout.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
     }
 }
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Bytes allocated at the peak of `f`, above what was live before it.
+/// Bytes this thread allocated at the peak of `f`, above what it held before it.
 fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
     let out = f();
-    (out, PEAK.load(Ordering::Relaxed) - before)
+    (out, (PEAK.with(Cell::get) - before) as usize)
 }
 
 /// A PNG chunk: length, type, data, CRC.

@@ -335,36 +335,23 @@ impl Session {
     }
 
     /// Perplexity of `text` by llama-perplexity's method ([`crate::perplexity`]) with chunks of the session's
-    /// context size, in the session's own KV cache (no second cache is allocated), over at most `max_chunks`
-    /// chunks (`None`: all). Resets the conversation first. Needs a prefill chunk size equal to the context size
-    /// (every chunk is one forward pass).
+    /// context size, in the session's own KV cache (no second cache is allocated), each chunk evaluated in
+    /// passes of the session's prefill chunk size, over at most `max_chunks` chunks (`None`: all). The text is
+    /// checked first (long enough for two chunks); then the conversation is reset.
     pub fn perplexity(
         &mut self,
         text: &str,
         max_chunks: Option<usize>,
         progress: impl FnMut(usize, usize, f64),
     ) -> Result<crate::PerplexityResult, RuntimeError> {
-        if self.chunk < self.kv.n_ctx() {
-            return Err(RuntimeError::BadSetting(format!(
-                "perplexity evaluates chunks of the context size ({}) in one pass; the session's chunk size is {}",
-                self.kv.n_ctx(),
-                self.chunk
-            )));
-        }
+        let chunks = crate::perplexity::Chunks::of(&self.tokenizer, text, self.kv.n_ctx(), max_chunks)?;
         self.reset();
         let model = crate::perplexity::ModelRef {
             decoder: &self.decoder,
             tokenizer: &self.tokenizer,
             pool: &self.pool,
         };
-        let res = crate::perplexity::perplexity_in(
-            model,
-            &mut self.kv,
-            &mut self.state,
-            text,
-            max_chunks,
-            progress,
-        );
+        let res = chunks.score(model, &mut self.kv, &mut self.state, progress);
         // The cache holds the last chunk's positions, which no conversation message accounts for.
         self.kv.truncate(0);
         res
