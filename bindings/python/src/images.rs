@@ -41,7 +41,9 @@ impl ImageInput {
                 let pixels: Vec<u8> =
                     rgb.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
                 let label = format!("{what} (PIL image {w}x{h})");
-                return pixels_input(label, w, h, pixels);
+                let image =
+                    rgb_image(&label, w, h, pixels)?.with_transparent_colour(pil_transparent_colour(&rgb)?);
+                return Ok(ImageInput::Pixels { label, image });
             }
         }
         if let Some(np) = modules.get_item("numpy").ok().filter(|m| !m.is_none()) {
@@ -83,10 +85,19 @@ fn check_pixels(what: &str, w: u32, h: u32) -> PyResult<()> {
     Ok(())
 }
 
-fn pixels_input(label: String, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<ImageInput> {
-    let image =
-        RgbImage::from_raw(w, h, pixels).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))?;
-    Ok(ImageInput::Pixels { label, image })
+/// The colour Pillow's `convert("RGB")` keeps as `info["transparency"]` (a GIF's transparent index
+/// or a PNG's tRNS naming one colour, as RGB), which the file loader keeps too: InternVL's and
+/// SmolVLM's processors paint it white, so a PIL image of a file encodes as the file does.
+fn pil_transparent_colour(rgb: &Bound<'_, PyAny>) -> PyResult<Option<[u8; 3]>> {
+    let info = rgb.getattr("info")?;
+    let Some(t) = info.call_method1("get", ("transparency",))?.extract::<Option<Bound<'_, PyAny>>>()? else {
+        return Ok(None);
+    };
+    Ok(t.extract::<(u8, u8, u8)>().ok().map(|(r, g, b)| [r, g, b]))
+}
+
+fn rgb_image(label: &str, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<RgbImage> {
+    RgbImage::from_raw(w, h, pixels).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))
 }
 
 /// A numpy array: `HxWx3`, dtype uint8, any strides (`tobytes` gives C order).
@@ -110,5 +121,6 @@ fn numpy_input(arr: &Bound<'_, PyAny>, np: &Bound<'_, PyAny>, what: &str) -> PyR
     let (w, h) = (dim(w)?, dim(h)?);
     check_pixels(what, w, h)?;
     let pixels: Vec<u8> = arr.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
-    pixels_input(format!("{what} (numpy {h}x{w}x3)"), w, h, pixels)
+    let label = format!("{what} (numpy {h}x{w}x3)");
+    Ok(ImageInput::Pixels { image: rgb_image(&label, w, h, pixels)?, label })
 }

@@ -92,3 +92,18 @@ def test_chat_about_an_image_equals_edgevl_run(vlm):
     session.add_image(WIDE_PNG)
     assert session.ask(plain, temperature=0, max_tokens=12) == want_front
     assert session.messages[0]["content"] == edgevl.MEDIA_MARKER + plain
+
+
+@pytest.mark.parametrize("name", ["palette_trns.png", "small_frame_transparent.gif"])
+def test_a_pil_image_with_a_transparent_colour_encodes_as_its_file(name):
+    # InternVL's processor paints the colour Pillow keeps in info["transparency"] white; the file
+    # loader keeps it, and so does a PIL image of the file (it was dropped: the colour stayed).
+    path = fixture(f"vision/modes/{name}")
+    model = edgevl.Model(fixture("tiny-internvl/model.gguf"), mmproj=fixture("tiny-internvl/mmproj.gguf"),
+                         threads=THREADS, ctx=4096, vit_batch=4)
+    want = model.encode_image(path)
+    pil = Image.open(path)
+    assert pil.convert("RGB").info.get("transparency") is not None
+    assert_bitwise_equal(model.encode_image(pil), want)
+    # Its pixels alone, as numpy, are another image: the colour is not painted.
+    assert model.encode_image(np.asarray(pil.convert("RGB"))).tobytes() != want.tobytes()

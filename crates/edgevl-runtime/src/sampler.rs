@@ -81,6 +81,8 @@ pub struct Sampler {
     cfg: SamplerConfig,
     rng: StdRng,
     recent: Vec<u32>,
+    /// The distinct tokens of `recent` (scratch of [`Sampler::sample`]).
+    distinct: Vec<u32>,
     candidates: Vec<(u32, f32)>,
 }
 
@@ -88,7 +90,7 @@ impl Sampler {
     /// A sampler seeded from `cfg.seed`.
     pub fn new(cfg: SamplerConfig) -> Self {
         let rng = StdRng::seed_from_u64(cfg.seed);
-        Sampler { cfg, rng, recent: Vec::new(), candidates: Vec::new() }
+        Sampler { cfg, rng, recent: Vec::new(), distinct: Vec::new(), candidates: Vec::new() }
     }
 
     /// Settings in use.
@@ -116,7 +118,13 @@ impl Sampler {
             }
         }
         if cfg.repeat_penalty != 1.0 {
-            for &t in &self.recent {
+            // Once per distinct token, however often it recurs in the window, as llama.cpp's
+            // penalties sampler does.
+            self.distinct.clear();
+            self.distinct.extend_from_slice(&self.recent);
+            self.distinct.sort_unstable();
+            self.distinct.dedup();
+            for &t in &self.distinct {
                 if let Some(c) = self.candidates.get_mut(t as usize) {
                     c.1 = if c.1 > 0.0 { c.1 / cfg.repeat_penalty } else { c.1 * cfg.repeat_penalty };
                 }
@@ -258,6 +266,18 @@ mod tests {
         assert_eq!(s.sample(&l), 3);
         s.accept(&[3]);
         assert_eq!(s.sample(&l), 4);
+    }
+
+    #[test]
+    fn repeat_penalty_applies_once_per_distinct_token() {
+        // As llama.cpp: a token seen twice in the window has its logit halved once (2.0 -> 1.0, still
+        // above 0.8), not twice (0.5).
+        let mut l = vec![0.0f32; 10];
+        l[3] = 2.0;
+        l[4] = 0.8;
+        let mut s = Sampler::new(SamplerConfig { temp: 0.0, repeat_penalty: 2.0, ..Default::default() });
+        s.accept(&[3, 3, 3]);
+        assert_eq!(s.sample(&l), 3);
     }
 
     #[test]

@@ -139,6 +139,9 @@ impl ImageEncoder {
         self.tiling.family.hash(&mut h);
         plan.hash(&mut h);
         image.pixels().hash(&mut h);
+        // InternVL's and SmolVLM's processors paint it white first: the same pixels with another
+        // transparent colour (a PNG's tRNS, a GIF's transparent index) are another image.
+        image.transparent_colour().hash(&mut h);
         Ok(PreparedImage { label, image, plan, key: h.finish() })
     }
 
