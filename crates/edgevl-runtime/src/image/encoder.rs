@@ -8,10 +8,16 @@ use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
 use edgevl_vision::{load_image, make_tiles, normalize_views, render_views, Plan, RgbImage, Size};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, LazyLock};
+
+/// The hash of image and mmproj keys: SipHash with keys drawn once per process. With the fixed
+/// keys of `DefaultHasher::new()` anyone could search offline for two images of one key (2^32
+/// tries for a 64-bit one) and, on a shared server, have one taken for the other from the
+/// embedding cache; the keys only ever meet others of the same process.
+static KEY_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 
 /// A decoded image with its tiling plan and cache key, ready to encode.
 #[derive(Debug)]
@@ -66,7 +72,7 @@ impl ImageEncoder {
         tiling
             .plan(Size { width: 1, height: 1 }, TileBudget::Default)
             .map_err(|e| RuntimeError::BadSetting(e.to_string()))?;
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = KEY_HASHER.build_hasher();
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).hash(&mut h);
         if let Ok(meta) = std::fs::metadata(path) {
             meta.len().hash(&mut h);
@@ -134,7 +140,7 @@ impl ImageEncoder {
         budget: TileBudget,
     ) -> Result<PreparedImage, RuntimeError> {
         let plan = tiling.plan(image.size(), budget)?;
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = KEY_HASHER.build_hasher();
         self.mmproj_id.hash(&mut h);
         self.tiling.family.hash(&mut h);
         plan.hash(&mut h);
