@@ -68,6 +68,14 @@ pub enum RuntimeError {
         /// The LLM's embedding width.
         llm: usize,
     },
+    /// The model's token embedding and its tokenizer disagree on the vocabulary's size.
+    #[error("the model's token embedding has {model} rows but its tokenizer has {tokenizer} tokens (a malformed file: llama.cpp refuses it too)")]
+    VocabMismatch {
+        /// Rows of `token_embd` (the logits' width).
+        model: usize,
+        /// Tokens of `tokenizer.ggml.tokens`.
+        tokenizer: usize,
+    },
     /// An image was given to a session without a vision encoder.
     #[error("no vision encoder is loaded: load the model with an mmproj file (--mmproj, or mmproj= in Python) to use images")]
     NoVision,

@@ -301,3 +301,47 @@ fn a_stepped_turn_equals_ask_and_a_refused_one_is_taken_back() {
     assert!(matches!(err, RuntimeError::ContextFull { .. }), "{err:?}");
     assert_eq!((s.messages().len(), s.n_past()), (2, n_past), "the refused message is taken back");
 }
+
+/// `tiny-qwen2` with `extra` rows added to (or, negative, removed from) its token embedding and
+/// output matrices, written to a temporary file.
+fn with_embedding_rows(extra: i64) -> PathBuf {
+    use edgevl_gguf::{GgmlType, GgufFile, GgufWriter};
+    let src = GgufFile::open(tiny()).expect("tiny-qwen2");
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        w.add_kv(k, v.clone());
+    }
+    for t in src.tensors() {
+        let (mut data, mut dims) = (src.tensor_data(t).to_vec(), t.dims.clone());
+        if t.name == "token_embd.weight" || t.name == "output.weight" {
+            assert_eq!(t.ggml_type, GgmlType::F32);
+            let row_bytes = dims[0] as usize * 4;
+            if extra >= 0 {
+                let last = data[data.len() - row_bytes..].to_vec();
+                (0..extra).for_each(|_| data.extend_from_slice(&last));
+            } else {
+                data.truncate(data.len() - row_bytes * extra.unsigned_abs() as usize);
+            }
+            dims[1] = (dims[1] as i64 + extra) as u64;
+        }
+        w.add_tensor(t.name.clone(), t.ggml_type, &dims, data).expect("tensor");
+    }
+    let path = std::env::temp_dir().join(format!("edgevl-vocab-{extra}-{}.gguf", std::process::id()));
+    w.write_to_path(&path).expect("write");
+    path
+}
+
+#[test]
+fn a_token_embedding_of_another_size_than_the_vocabulary_is_refused() {
+    // More rows: a logit past the tokenizer was sampled as a token printing nothing that never
+    // ended the reply; fewer: a token past the embedding.
+    for extra in [16, -16] {
+        let path = with_embedding_rows(extra);
+        let cfg = SessionConfig { n_threads: 1, n_ctx: Some(64), ..SessionConfig::default() };
+        let err = Session::load(&path, &cfg).err().expect("a vocabulary mismatch loads");
+        std::fs::remove_file(&path).expect("remove");
+        assert!(matches!(err, RuntimeError::VocabMismatch { .. }), "{err}");
+        let want = format!("{} rows but its tokenizer has 512 tokens", 512 + extra);
+        assert!(err.to_string().contains(&want), "{err}");
+    }
+}

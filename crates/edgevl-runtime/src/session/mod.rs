@@ -117,6 +117,14 @@ impl Session {
         let kernels = Kernels::new(cfg.kernels);
         let decoder = Decoder::load(file.clone(), &kernels)?;
         let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+        // A logit past the tokenizer would be sampled as a token that prints nothing and never ends
+        // the reply; one past the embedding could not be looked up.
+        if decoder.n_vocab() != tokenizer.n_vocab() {
+            return Err(RuntimeError::VocabMismatch {
+                model: decoder.n_vocab(),
+                tokenizer: tokenizer.n_vocab(),
+            });
+        }
         let template = ChatTemplate::from_gguf_with_tokenizer(file.metadata(), &tokenizer)?;
         let has_template = template.is_some();
         let template = template.unwrap_or_else(ChatTemplate::chatml);
