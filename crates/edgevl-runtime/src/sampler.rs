@@ -161,16 +161,22 @@ impl Sampler {
             x.1 /= cfg.temp;
         }
         let probs = softmax_of(c);
-        let r: f64 = self.rng.gen();
-        let mut cum = 0.0;
-        for (x, p) in c.iter().zip(&probs) {
-            cum += p;
-            if r < cum {
-                return x.0;
-            }
-        }
-        c[c.len() - 1].0
+        draw(c, &probs, self.rng.gen())
     }
+}
+
+/// The candidate whose share of the cumulative probabilities holds `r` (in `0..1`); when rounding
+/// leaves the sum short of `r`, the last candidate of non-zero probability (never a banned token,
+/// of probability zero, that sorts last).
+fn draw(c: &[(u32, f32)], probs: &[f64], r: f64) -> u32 {
+    let mut cum = 0.0;
+    for (x, p) in c.iter().zip(probs) {
+        cum += p;
+        if r < cum {
+            return x.0;
+        }
+    }
+    c.iter().zip(probs).rev().find(|(_, &p)| p > 0.0).map_or(c[0].0, |(x, _)| x.0)
 }
 
 /// The id of the largest logit (the first on ties).
@@ -278,6 +284,16 @@ mod tests {
         let mut s = Sampler::new(SamplerConfig { temp: 0.0, repeat_penalty: 2.0, ..Default::default() });
         s.accept(&[3, 3, 3]);
         assert_eq!(s.sample(&l), 3);
+    }
+
+    #[test]
+    fn a_draw_past_the_rounded_sum_takes_no_banned_token() {
+        let c = [(5, 1.0), (6, 0.5), (7, f32::NEG_INFINITY)];
+        let probs = softmax_of(&c);
+        assert_eq!(probs[2], 0.0);
+        assert_eq!(draw(&c, &probs, 0.0), 5);
+        // A draw at or past the sum (rounding can leave it below 1) takes the last possible token.
+        assert_eq!(draw(&c, &probs, 1.0), 6);
     }
 
     #[test]
