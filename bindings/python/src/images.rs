@@ -89,10 +89,8 @@ fn check_pixels(what: &str, w: u32, h: u32) -> PyResult<()> {
 /// or a PNG's tRNS naming one colour, as RGB), which the file loader keeps too: InternVL's and
 /// SmolVLM's processors paint it white, so a PIL image of a file encodes as the file does.
 fn pil_transparent_colour(rgb: &Bound<'_, PyAny>) -> PyResult<Option<[u8; 3]>> {
-    let info = rgb.getattr("info")?;
-    let Some(t) = info.call_method1("get", ("transparency",))?.extract::<Option<Bound<'_, PyAny>>>()? else {
-        return Ok(None);
-    };
+    // Any other value (a palette index, the bytes of per-index alphas) names no one colour.
+    let t = rgb.getattr("info")?.call_method1("get", ("transparency",))?;
     Ok(t.extract::<(u8, u8, u8)>().ok().map(|(r, g, b)| [r, g, b]))
 }
 

@@ -100,15 +100,15 @@ impl Chunks {
         let Chunks { ref tokens, n_ctx, n_chunks } = *self;
         let (n_vocab, pass) = (decoder.n_vocab(), state.max_batch());
         let first = n_ctx / 2;
+        // The first token of every chunk, when the file asks for a BOS.
+        let bos = tokenizer.bos().filter(|_| tokenizer.add_bos());
         let mut chunk_tokens = vec![0u32; n_ctx];
         let (mut nll, mut count) = (0f64, 0usize);
         let mut chunk_ppl = Vec::with_capacity(n_chunks);
         for c in 0..n_chunks {
             chunk_tokens.copy_from_slice(&tokens[c * n_ctx..(c + 1) * n_ctx]);
-            if tokenizer.add_bos() {
-                if let Some(bos) = tokenizer.bos() {
-                    chunk_tokens[0] = bos;
-                }
+            if let Some(bos) = bos {
+                chunk_tokens[0] = bos;
             }
             kv.truncate(0);
             for start in (0..n_ctx).step_by(pass) {
