@@ -7,6 +7,7 @@ use crate::EdgevlError;
 use edgevl_runtime::{
     Finish, Generation, Progress, ProgressFn, RuntimeError, Sampler, SamplerConfig, Session,
 };
+use parking_lot::MutexGuard as FairGuard;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -19,7 +20,9 @@ const SIGNAL_POLL: Duration = Duration::from_millis(20);
 
 /// A conversation slot: the session and its turn in progress, if any.
 pub(crate) struct Slot {
-    state: Mutex<SlotState>,
+    /// A fair lock: a step hands it to a waiting thread ([`Slot::step`]); std's mutex let the
+    /// stepping thread take it back first, keeping another thread's call waiting for many tokens.
+    state: parking_lot::Mutex<SlotState>,
     /// The session's cancel flag (stops the turn between two prefill chunks or two tokens).
     cancel: Arc<AtomicBool>,
     /// A turn to close the next time the slot is locked (0: none), for a stream dropped while
@@ -64,7 +67,7 @@ impl Slot {
     /// A slot for `session`.
     pub(crate) fn new(session: Session) -> Self {
         let cancel = session.cancel_flag();
-        let state = Mutex::new(SlotState { session, turn: None, next_id: 0 });
+        let state = parking_lot::Mutex::new(SlotState { session, turn: None, next_id: 0 });
         Slot { state, cancel, close_requested: AtomicU64::new(0) }
     }
 
@@ -75,8 +78,8 @@ impl Slot {
 
     /// Locks the slot (call with the GIL released: another thread may hold it for a step),
     /// closing first a turn whose stream was dropped meanwhile.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
-        let mut st = lock(&self.state);
+    pub(crate) fn lock(&self) -> FairGuard<'_, SlotState> {
+        let mut st = self.state.lock();
         st.close_if_requested(&self.close_requested);
         st
     }
@@ -100,7 +103,8 @@ impl Slot {
     }
 
     /// One token of turn `id`; a turn that was closed (or replaced) gives an empty, finished
-    /// step. The turn is closed when it finishes or fails.
+    /// step. The turn is closed when it finishes or fails. The lock goes to a thread waiting for
+    /// it, if any, before the next step can take it back.
     pub(crate) fn step(&self, id: u64) -> Result<Step, RuntimeError> {
         let mut st = self.lock();
         let SlotState { session, turn, .. } = &mut *st;
@@ -112,6 +116,7 @@ impl Slot {
         if result.is_err() || finish.is_some() {
             st.end_turn();
         }
+        FairGuard::unlock_fair(st);
         result.map(|text| Step { text, finish, superseded: false })
     }
 
@@ -126,10 +131,9 @@ impl Slot {
     /// runs on whichever thread lets go of it, with the GIL held.
     pub(crate) fn close_soon(&self, id: u64) {
         match self.state.try_lock() {
-            Ok(mut st) => st.close(id),
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().close(id),
+            Some(mut st) => st.close(id),
             // Ids only grow, and only the newest can be the turn in progress.
-            Err(std::sync::TryLockError::WouldBlock) => {
+            None => {
                 self.close_requested.fetch_max(id, Ordering::Relaxed);
             }
         }
