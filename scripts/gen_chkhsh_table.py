@@ -22,7 +22,7 @@ with open(out, "w") as f:
     f.write("/// The check text whose token ids identify a pre-tokenizer.\n")
     esc = "".join(c if (" " <= c <= "~" and c not in '\\"') else f"\\u{{{ord(c):x}}}" for c in check_text)
     f.write(f'pub const CHECK_TEXT: &str = "{esc}";\n\n')
-    f.write("/// (sha256 of `str(token ids)`, `tokenizer.ggml.pre`), in llama.cpp's order (the first match wins).\n")
+    f.write("/// (sha256 of `str(token ids)`, `tokenizer.ggml.pre`), in llama.cpp's order (the last match wins: its\n/// `get_vocab_base_pre` is a chain of `if`s, each setting the name).\n")
     f.write(f"pub const TABLE: [(&str, &str); {len(pairs)}] = [\n")
     for h, name in pairs:
         f.write(f'    ("{h}", "{name}"),\n')

@@ -2,7 +2,7 @@
 //! tensor missing, a tensor of the wrong shape, a prompt longer than the context. Each must end
 //! with a non-zero exit and a clear error on stderr, never a panic.
 
-use edgevl_gguf::{GgufFile, GgufWriter};
+use edgevl_gguf::{GgufFile, GgufWriter, TensorEdit};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -84,15 +84,11 @@ fn truncated_gguf_at_every_64th() {
 /// The fixture rewritten with `edit` applied to its tensors (name, type, dims, data).
 fn rewrite(name: &str, edit: impl Fn(&str, &[u64], &[u8]) -> Option<(Vec<u64>, Vec<u8>)>) -> PathBuf {
     let file = GgufFile::open(tiny()).expect("open fixture");
-    let mut w = GgufWriter::new();
-    for (k, v) in file.metadata().iter() {
-        w.add_kv(k, v.clone());
-    }
-    for t in file.tensors() {
-        if let Some((dims, data)) = edit(&t.name, &t.dims, file.tensor_data(t)) {
-            w.add_tensor(t.name.clone(), t.ggml_type, &dims, data).expect("add tensor");
-        }
-    }
+    let w = GgufWriter::copy_of(&file, |t, data| match edit(&t.name, &t.dims, data) {
+        Some((dims, data)) => TensorEdit::Replace(t.ggml_type, dims, data),
+        None => TensorEdit::Drop,
+    })
+    .expect("copy fixture");
     let path = scratch(name);
     w.write_to_path(&path).expect("write gguf");
     path

@@ -4,7 +4,8 @@
 /// The check text whose token ids identify a pre-tokenizer.
 pub const CHECK_TEXT: &str = "\u{a} \u{a}\u{a} \u{a}\u{a}\u{a} \u{9} \u{9}\u{9} \u{9}\u{a}  \u{a}   \u{a}    \u{a}     \u{a}\u{1f680} (normal) \u{1f636}\u{200d}\u{1f32b}\u{fe0f} (multiple emojis concatenated) \u{2705} \u{1f999}\u{1f999} 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 \u{1780}\u{17b6}\u{1793}\u{17cb}\u{178f}\u{17c2}\u{1796}\u{17b7}\u{179f}\u{17c1}\u{179f}\u{17a2}\u{17b6}\u{1785}\u{1f601} ?\u{6211}\u{60f3}\u{5728}apple\u{5de5}\u{4f5c}1314151\u{5929}\u{ff5e} ------======= \u{43d}\u{435}\u{449}\u{43e} \u{43d}\u{430} \u{411}\u{44a}\u{43b}\u{433}\u{430}\u{440}\u{441}\u{43a}\u{438} ''''''```````\u{22}\u{22}\u{22}\u{22}......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
 
-/// (sha256 of `str(token ids)`, `tokenizer.ggml.pre`), in llama.cpp's order (the first match wins).
+/// (sha256 of `str(token ids)`, `tokenizer.ggml.pre`), in llama.cpp's order (the last match wins: its
+/// `get_vocab_base_pre` is a chain of `if`s, each setting the name).
 pub const TABLE: [(&str, &str); 97] = [
     ("b6e8e1518dc4305be2fe39c313ed643381c4da5db34a98f6a04c093f8afbe99b", "chatglm-bpe"),
     ("81d72c7348a9f0ebe86f23298d37debe0a5e71149e29bd283904c02262b27516", "chatglm-bpe"),

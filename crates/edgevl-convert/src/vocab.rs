@@ -36,9 +36,10 @@ pub fn chkhsh(ids: &[u32]) -> String {
     Sha256::digest(list.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The `tokenizer.ggml.pre` name for a hash, from llama.cpp's table.
+/// The `tokenizer.ggml.pre` name for a hash, from llama.cpp's table (its last entry for the hash,
+/// as llama.cpp's converter gives: two hashes are listed twice).
 pub fn pre_tokenizer_name(hash: &str) -> Option<&'static str> {
-    table::TABLE.iter().find(|(h, _)| *h == hash).map(|(_, n)| *n)
+    table::TABLE.iter().rev().find(|(h, _)| *h == hash).map(|(_, n)| *n)
 }
 
 /// `does_token_look_special` of llama.cpp's converter.
@@ -392,5 +393,15 @@ mod tests {
             pre_tokenizer_name("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"),
             Some("smollm")
         );
+    }
+
+    #[test]
+    fn a_hash_listed_twice_takes_its_last_name() {
+        // llama.cpp's `get_vocab_base_pre` sets `res` in a chain of `if`s, so its last match is
+        // written: OLMo's hash is also MPT's, jina-v2-en's also bert-bge's.
+        let hash = "b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166";
+        assert_eq!(pre_tokenizer_name(hash), Some("olmo"));
+        let hash = "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f";
+        assert_eq!(pre_tokenizer_name(hash), Some("jina-v2-en"));
     }
 }

@@ -34,7 +34,7 @@ pub use stream::{AtomicFile, GgufStreamWriter, TensorSpec};
 pub use tensor::{tensor_n_bytes, trim_ones, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value};
 pub use value_reader::MAX_ARRAY_DEPTH;
-pub use writer::GgufWriter;
+pub use writer::{GgufWriter, TensorEdit};
 
 /// `general.architecture`: the model family of the file (read by [`GgufFile::architecture`]).
 pub const KEY_ARCHITECTURE: &str = "general.architecture";

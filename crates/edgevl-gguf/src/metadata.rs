@@ -42,6 +42,16 @@ impl Metadata {
         }
     }
 
+    /// Removes `key`, returning its value; the other keys keep their order.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.index.remove(key)?;
+        let (_, value) = self.entries.remove(i);
+        for j in self.index.values_mut().filter(|j| **j > i) {
+            *j -= 1;
+        }
+        Some(value)
+    }
+
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.index.get(key).and_then(|&i| self.entries.get(i)).map(|(_, v)| v)

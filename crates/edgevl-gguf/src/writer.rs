@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::reader::{align_up, alignment_of};
 use crate::tensor::{tensor_n_bytes, MAX_DIMS};
 use crate::value_reader::MAX_ARRAY_DEPTH;
-use crate::{Array, AtomicFile, GgmlType, GgufError, Metadata, Value};
+use crate::{Array, AtomicFile, GgmlType, GgufError, GgufFile, Metadata, TensorInfo, Value};
 
 /// The GGUF version written.
 const VERSION: u32 = 3;
@@ -19,6 +19,17 @@ struct PendingTensor {
     ggml_type: GgmlType,
     dims: Vec<u64>,
     data: Vec<u8>,
+}
+
+/// What [`GgufWriter::copy_of`] does with one tensor of the file it copies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorEdit {
+    /// Copied as it is.
+    Keep,
+    /// Left out.
+    Drop,
+    /// Written with this type, shape (ggml order) and bytes instead, under the same name.
+    Replace(GgmlType, Vec<u64>, Vec<u8>),
 }
 
 /// Builder of GGUF v3 files: metadata in insertion order, then tensors in insertion order, each
@@ -34,6 +45,33 @@ impl GgufWriter {
     /// An empty writer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A writer holding a copy of `file`: its metadata in order (change it with
+    /// [`GgufWriter::add_kv`] and [`GgufWriter::remove_kv`]) and its tensors in order, each kept,
+    /// dropped or replaced as `edit` says given its info and bytes. Copying with every tensor kept
+    /// writes the file's bytes again.
+    pub fn copy_of(
+        file: &GgufFile,
+        mut edit: impl FnMut(&TensorInfo, &[u8]) -> TensorEdit,
+    ) -> Result<Self, GgufError> {
+        let mut w = GgufWriter { metadata: file.metadata().clone(), ..GgufWriter::default() };
+        for info in file.tensors() {
+            let data = file.tensor_data(info);
+            match edit(info, data) {
+                TensorEdit::Keep => {
+                    w.add_tensor(info.name.clone(), info.ggml_type, &info.dims, data.to_vec())?
+                }
+                TensorEdit::Drop => continue,
+                TensorEdit::Replace(t, dims, data) => w.add_tensor(info.name.clone(), t, &dims, data)?,
+            };
+        }
+        Ok(w)
+    }
+
+    /// Removes metadata `key`, returning its value; the other keys keep their order.
+    pub fn remove_kv(&mut self, key: &str) -> Option<Value> {
+        self.metadata.remove(key)
     }
 
     /// Sets metadata `key` to `v`; setting an existing key replaces its value in place.

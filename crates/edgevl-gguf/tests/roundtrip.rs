@@ -2,7 +2,7 @@
 
 mod common;
 
-use edgevl_gguf::{Array, GgmlType, GgufError, GgufFile, GgufWriter, Value};
+use edgevl_gguf::{Array, GgmlType, GgufError, GgufFile, GgufWriter, TensorEdit, Value};
 
 /// One value of every type, including empty, nested and unicode arrays.
 fn every_value() -> Vec<(&'static str, Value)> {
@@ -167,15 +167,52 @@ fn rewriting_smollm2_reproduces_llama_cpp_bytes() {
     let path = common::smollm2_path();
     let original = std::fs::read(&path).expect("read SmolLM2");
     let f = GgufFile::from_bytes(original.clone()).expect("parse SmolLM2");
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata().iter() {
-        w.add_kv(k, v.clone());
-    }
-    for t in f.tensors() {
-        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, f.tensor_data(t).to_vec()).expect("add tensor");
-    }
+    let w = GgufWriter::copy_of(&f, |_, _| TensorEdit::Keep).expect("copy");
     let rewritten = w.to_bytes().expect("write");
     assert_eq!(rewritten.len(), original.len());
     let first_diff = rewritten.iter().zip(&original).position(|(a, b)| a != b);
     assert_eq!(first_diff, None, "first differing byte");
+}
+
+/// A copy with keys removed and set and tensors dropped and replaced holds exactly those changes.
+#[test]
+fn a_copy_holds_its_edits() {
+    let src = GgufFile::from_bytes(build(None).to_bytes().expect("write")).expect("parse");
+    let mut w = GgufWriter::copy_of(&src, |info, data| match info.name.as_str() {
+        "f16.mat" => TensorEdit::Drop,
+        "i8.last" => TensorEdit::Replace(
+            GgmlType::F32,
+            vec![2],
+            data.iter().chain(data).chain(&[0; 2]).copied().collect(),
+        ),
+        _ => TensorEdit::Keep,
+    })
+    .expect("copy");
+    assert_eq!(w.remove_kv("t.i8"), Some(Value::I8(-128)));
+    assert_eq!(w.remove_kv("t.i8"), None);
+    w.add_kv("t.u8", Value::U8(1)).add_kv("new", Value::Bool(true));
+    let copy = GgufFile::from_bytes(w.to_bytes().expect("write")).expect("parse copy");
+
+    let mut want: Vec<(&str, Value)> = every_value().into_iter().filter(|(k, _)| *k != "t.i8").collect();
+    want[0].1 = Value::U8(1);
+    want.push(("new", Value::Bool(true)));
+    let got: Vec<(&str, Value)> = copy.metadata().iter().map(|(k, v)| (k, v.clone())).collect();
+    assert_eq!(got, want);
+    for (k, v) in &want {
+        assert_eq!(copy.metadata().get(k), Some(v), "lookup of {k} after a removal");
+    }
+
+    let names: Vec<&str> = copy.tensors().iter().map(|t| t.name.as_str()).collect();
+    let want_names: Vec<&str> = tensors().iter().map(|t| t.0).filter(|n| *n != "f16.mat").collect();
+    assert_eq!(names, want_names);
+    for info in copy.tensors() {
+        let old = src.tensors().iter().find(|t| t.name == info.name).expect("from the source");
+        if info.name == "i8.last" {
+            assert_eq!((info.ggml_type, info.dims.as_slice()), (GgmlType::F32, &[2u64][..]));
+            assert_eq!(&copy.tensor_data(info)[..3], src.tensor_data(old));
+        } else {
+            assert_eq!((info.ggml_type, &info.dims), (old.ggml_type, &old.dims));
+            assert_eq!(copy.tensor_data(info), src.tensor_data(old), "{}", info.name);
+        }
+    }
 }

@@ -158,19 +158,12 @@ fn f16_cache_stays_close_to_transformers() {
 #[test]
 fn an_internlm2_decoder_is_refused_by_name() {
     let src = GgufFile::open(edgevl_testdata::fixture("tiny-qwen2/model.gguf")).unwrap();
-    let mut w = edgevl_gguf::GgufWriter::new();
-    for (k, v) in src.metadata().iter() {
-        let k = k.replacen("qwen2.", "internlm2.", 1);
-        let v = if k == edgevl_arch::general::ARCHITECTURE {
-            edgevl_gguf::Value::Str("internlm2".into())
-        } else {
-            v.clone()
-        };
-        w.add_kv(&k, v);
+    let mut w = edgevl_gguf::GgufWriter::copy_of(&src, |_, _| edgevl_gguf::TensorEdit::Keep).unwrap();
+    for (k, v) in src.metadata().iter().filter(|(k, _)| k.starts_with("qwen2.")) {
+        w.remove_kv(k);
+        w.add_kv(k.replacen("qwen2.", "internlm2.", 1), v.clone());
     }
-    for t in src.tensors() {
-        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, src.tensor_data(t).to_vec()).unwrap();
-    }
+    w.add_kv(edgevl_arch::general::ARCHITECTURE, edgevl_gguf::Value::Str("internlm2".into()));
     let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
     let e = Decoder::load(Arc::new(file), &edgevl_testdata::kernels())
         .err()

@@ -2,30 +2,27 @@
 //! the key, tensor or value at fault.
 
 use edgevl_arch::family::VisionFamily;
-use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, Value};
+use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, TensorEdit, Value};
 use edgevl_model::vision::{MmprojHparams, VisionEncoder, REQUIRED_KEYS};
 use std::sync::Arc;
 
 /// A tensor as stored: type, GGUF dims, bytes.
 type Stored = (GgmlType, Vec<u64>, Vec<u8>);
 /// Rewrites (or, returning `None`, drops) the named tensor.
-type TensorEdit = dyn Fn(&str, GgmlType, Vec<u64>, Vec<u8>) -> Option<Stored>;
+type EditStored = dyn Fn(&str, GgmlType, Vec<u64>, Vec<u8>) -> Option<Stored>;
 
 /// The tiny fixture rewritten with `edit_kv` applied to its metadata and `edit_tensor` to each
 /// tensor (returning `None` drops it).
-fn crafted(edit_kv: &dyn Fn(&mut GgufWriter), edit_tensor: &TensorEdit) -> Result<VisionEncoder, String> {
+fn crafted(edit_kv: &dyn Fn(&mut GgufWriter), edit_tensor: &EditStored) -> Result<VisionEncoder, String> {
     let src = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("fixture");
-    let mut w = GgufWriter::new();
-    for (k, v) in src.metadata().iter() {
-        w.add_kv(k, v.clone());
-    }
-    edit_kv(&mut w);
-    for info in src.tensors() {
-        let data = src.tensor_data(info).to_vec();
-        if let Some((t, dims, data)) = edit_tensor(&info.name, info.ggml_type, info.dims.clone(), data) {
-            w.add_tensor(info.name.clone(), t, &dims, data).expect("valid tensor");
+    let mut w = GgufWriter::copy_of(&src, |info, data| {
+        match edit_tensor(&info.name, info.ggml_type, info.dims.clone(), data.to_vec()) {
+            Some((t, dims, data)) => TensorEdit::Replace(t, dims, data),
+            None => TensorEdit::Drop,
         }
-    }
+    })
+    .expect("valid tensors");
+    edit_kv(&mut w);
     let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
     VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).map_err(|e| e.to_string())
 }
@@ -41,7 +38,7 @@ fn err_kv(edit: &dyn Fn(&mut GgufWriter)) -> String {
     }
 }
 
-fn err_tensor(edit: &TensorEdit) -> String {
+fn err_tensor(edit: &EditStored) -> String {
     match crafted(&|_| {}, edit) {
         Ok(_) => panic!("crafted file was accepted"),
         Err(e) => e,
@@ -76,10 +73,8 @@ fn unknown_layout() {
 fn every_missing_required_key_is_named() {
     let src = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).expect("fixture");
     for key in REQUIRED_KEYS {
-        let mut w = GgufWriter::new();
-        for (k, v) in src.metadata().iter().filter(|(k, _)| *k != key) {
-            w.add_kv(k, v.clone());
-        }
+        let mut w = GgufWriter::copy_of(&src, |_, _| TensorEdit::Drop).expect("copy");
+        w.remove_kv(key);
         let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).expect("valid GGUF");
         let e = VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).err().map(|e| e.to_string());
         assert_eq!(e, Some(format!("missing metadata key '{key}'")));
@@ -204,15 +199,8 @@ fn an_lfm2_file_without_the_layout_key_is_lfm2_vl_and_refused() {
     // which edgevl does not run (its preprocessing and prompt differ from this project's).
     let file = GgufFile::open(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf")).unwrap();
     assert_eq!(MmprojHparams::try_from(file.metadata()).unwrap().family, VisionFamily::EdgeVl);
-    let mut w = GgufWriter::new();
-    for (k, v) in file.metadata().iter() {
-        if k != "edgevl.vision.layout" {
-            w.add_kv(k, v.clone());
-        }
-    }
-    for t in file.tensors() {
-        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, file.tensor_data(t).to_vec()).unwrap();
-    }
+    let mut w = GgufWriter::copy_of(&file, |_, _| TensorEdit::Keep).unwrap();
+    w.remove_kv("edgevl.vision.layout");
     let stripped = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
     let e = MmprojHparams::try_from(stripped.metadata()).unwrap_err().to_string();
     assert!(e.contains("LFM2-VL") && e.contains("edgevl.vision.layout"), "{e}");

@@ -8,8 +8,7 @@
 //! `get_image_features`.
 
 use edgevl_arch::family::{VisionFamily, EDGEVL_TILE_SIZE as LFM2_TILE_SIZE, LAYOUT_GLOBAL_FIRST};
-use edgevl_gguf::Value;
-use edgevl_gguf::{GgufFile, GgufWriter};
+use edgevl_gguf::{GgufFile, GgufWriter, TensorEdit, Value};
 use edgevl_kernels::ThreadPool;
 use edgevl_model::vision::VisionEncoder;
 use std::sync::Arc;
@@ -115,16 +114,12 @@ type Replacement = (Vec<u64>, Vec<u8>);
 /// dims, f32 data).
 fn edited(edit: &dyn Fn(&str) -> Option<Replacement>) -> Result<VisionEncoder, String> {
     let src = GgufFile::open(fixture("mmproj.gguf")).expect("fixture");
-    let mut w = GgufWriter::new();
-    for (k, v) in src.metadata().iter() {
-        w.add_kv(k, v.clone());
-    }
+    let mut w = GgufWriter::copy_of(&src, |info, _| match edit(&info.name) {
+        Some((dims, data)) => TensorEdit::Replace(info.ggml_type, dims, data),
+        None => TensorEdit::Keep,
+    })
+    .expect("valid tensors");
     w.add_kv(edgevl_arch::clip::EDGEVL_LAYOUT, Value::Str(LAYOUT_GLOBAL_FIRST.into()));
-    for info in src.tensors() {
-        let (dims, data) =
-            edit(&info.name).unwrap_or_else(|| (info.dims.clone(), src.tensor_data(info).to_vec()));
-        w.add_tensor(info.name.clone(), info.ggml_type, &dims, data).expect("valid tensor");
-    }
     let file = GgufFile::from_bytes(w.to_bytes().expect("writes")).map_err(|e| e.to_string())?;
     VisionEncoder::load(Arc::new(file), &edgevl_testdata::kernels()).map_err(|e| e.to_string())
 }

@@ -305,27 +305,25 @@ fn a_stepped_turn_equals_ask_and_a_refused_one_is_taken_back() {
 /// `tiny-qwen2` with `extra` rows added to (or, negative, removed from) its token embedding and
 /// output matrices, written to a temporary file.
 fn with_embedding_rows(extra: i64) -> PathBuf {
-    use edgevl_gguf::{GgmlType, GgufFile, GgufWriter};
+    use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, TensorEdit};
     let src = GgufFile::open(tiny()).expect("tiny-qwen2");
-    let mut w = GgufWriter::new();
-    for (k, v) in src.metadata().iter() {
-        w.add_kv(k, v.clone());
-    }
-    for t in src.tensors() {
-        let (mut data, mut dims) = (src.tensor_data(t).to_vec(), t.dims.clone());
-        if t.name == "token_embd.weight" || t.name == "output.weight" {
-            assert_eq!(t.ggml_type, GgmlType::F32);
-            let row_bytes = dims[0] as usize * 4;
-            if extra >= 0 {
-                let last = data[data.len() - row_bytes..].to_vec();
-                (0..extra).for_each(|_| data.extend_from_slice(&last));
-            } else {
-                data.truncate(data.len() - row_bytes * extra.unsigned_abs() as usize);
-            }
-            dims[1] = (dims[1] as i64 + extra) as u64;
+    let w = GgufWriter::copy_of(&src, |t, data| {
+        if t.name != "token_embd.weight" && t.name != "output.weight" {
+            return TensorEdit::Keep;
         }
-        w.add_tensor(t.name.clone(), t.ggml_type, &dims, data).expect("tensor");
-    }
+        assert_eq!(t.ggml_type, GgmlType::F32);
+        let (mut data, mut dims) = (data.to_vec(), t.dims.clone());
+        let row_bytes = dims[0] as usize * 4;
+        if extra >= 0 {
+            let last = data[data.len() - row_bytes..].to_vec();
+            (0..extra).for_each(|_| data.extend_from_slice(&last));
+        } else {
+            data.truncate(data.len() - row_bytes * extra.unsigned_abs() as usize);
+        }
+        dims[1] = (dims[1] as i64 + extra) as u64;
+        TensorEdit::Replace(t.ggml_type, dims, data)
+    })
+    .expect("tensors");
     let path = std::env::temp_dir().join(format!("edgevl-vocab-{extra}-{}.gguf", std::process::id()));
     w.write_to_path(&path).expect("write");
     path
