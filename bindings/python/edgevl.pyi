@@ -63,6 +63,10 @@ class GenOptions(TypedDict, total=False):
     """0.05"""
     repeat_penalty: float
     """1.0 (off), over the last 64 tokens"""
+    frequency_penalty: float
+    """0.0 (off); subtracted from a token's logit for each time it is in the last 64 tokens"""
+    presence_penalty: float
+    """0.0 (off); subtracted from a token's logit when it is in the last 64 tokens"""
     seed: int | None
     """None: the runtime's default seed, as `edgevl run` without --seed."""
     progress: Callable[[str, int, int], object] | None

@@ -194,7 +194,8 @@ impl Model {
     ///
     /// Keyword options, defaults as `edgevl run`'s: `max_tokens` (128; None = up to the end of
     /// the context), `temperature` (0.8; 0 = greedy), `top_p` (0.95), `top_k` (40), `min_p`
-    /// (0.05), `repeat_penalty` (1.0), `seed`, `stream` (False), `progress` (None, or a callable
+    /// (0.05), `repeat_penalty` (1.0), `frequency_penalty` and `presence_penalty` (0.0, as
+    /// OpenAI's), `seed`, `stream` (False), `progress` (None, or a callable
     /// taking `(step, done, total)`, called on this thread while the images are encoded ("image",
     /// views) and the prompt is prefilled ("prefill", positions); an exception it raises stops the
     /// reply as Ctrl-C does). Returns the reply, or with `stream=True` a `TextStream` iterating
@@ -202,7 +203,7 @@ impl Model {
     /// conversation so far prefills only what is new. Generation releases the GIL; Ctrl-C stops
     /// it (the KeyboardInterrupt is raised once it has stopped).
     #[pyo3(signature = (messages, images = None, **options),
-        text_signature = "($self, messages, images=None, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stream=False, progress=None)")]
+        text_signature = "($self, messages, images=None, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, seed=None, stream=False, progress=None)")]
     fn chat(
         &self,
         py: Python<'_>,

@@ -51,7 +51,7 @@ impl Session {
     /// keeps the reply so far). A prompt past the context raises ContextFullError and leaves
     /// the conversation as it was.
     #[pyo3(signature = (text, **options),
-        text_signature = "($self, text, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stream=False, progress=None)")]
+        text_signature = "($self, text, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, seed=None, stream=False, progress=None)")]
     fn ask(&self, py: Python<'_>, text: String, options: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
         let GenOptions { n_predict, sampler, stream, progress } = GenOptions::from_kwargs("ask", options)?;
         let started = run_turn(py, &self.slot, sampler, true, (stream, progress), |s, sampler| {

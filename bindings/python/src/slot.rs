@@ -321,7 +321,8 @@ pub(crate) fn interruptible<T: Send>(
 
 /// The generation options `chat` and `ask` take as keyword arguments (defaults as `edgevl
 /// run`'s): `max_tokens` (128; None = to the end of the context), `temperature` (0.8; 0 =
-/// greedy), `top_p` (0.95), `top_k` (40), `min_p` (0.05), `repeat_penalty` (1.0), `seed`
+/// greedy), `top_p` (0.95), `top_k` (40), `min_p` (0.05), `repeat_penalty` (1.0),
+/// `frequency_penalty` and `presence_penalty` (0.0), `seed`
 /// (None: the runtime's default seed, as `edgevl run` without `--seed`), `stream` (False),
 /// `progress` (None; see [`run_turn`]).
 pub(crate) struct GenOptions {
@@ -358,6 +359,8 @@ impl GenOptions {
                 "top_k" => c.top_k = value.extract()?,
                 "min_p" => c.min_p = finite(&key, value.extract()?)?,
                 "repeat_penalty" => c.repeat_penalty = finite(&key, value.extract()?)?,
+                "frequency_penalty" => c.frequency_penalty = finite(&key, value.extract()?)?,
+                "presence_penalty" => c.presence_penalty = finite(&key, value.extract()?)?,
                 "seed" => {
                     if let Some(seed) = value.extract::<Option<u64>>()? {
                         c.seed = seed;

@@ -59,7 +59,8 @@ def test_special_files_and_settings_the_sampler_cannot_use(vlm, tmp_path):
     with pytest.raises(edgevl.ModelFileError, match="not a regular file"):
         edgevl.Model(fifo)
     s = vlm.session()
-    for bad in ({"temperature": -1e39}, {"top_p": 2.0}, {"top_p": -1.0}, {"min_p": 2.0}, {"repeat_penalty": 0.0}):
+    for bad in ({"temperature": -1e39}, {"top_p": 2.0}, {"top_p": -1.0}, {"min_p": 2.0}, {"repeat_penalty": 0.0},
+                {"frequency_penalty": float("nan")}, {"presence_penalty": float("inf")}):
         with pytest.raises(ValueError):
             s.ask("Hi", max_tokens=1, **bad)
     assert isinstance(s.ask("Hi", max_tokens=1, temperature=-1.0), str)  # <= 0 is greedy

@@ -67,3 +67,11 @@ def test_session_turns_and_stats_equal_scripted_edgevl_chat(smollm2, smollm2_pat
     assert session.stats()["last_turn"]["reused_tokens"] > 0
     session.reset()
     assert session.stats()["turns"] == 0 and session.messages == []
+
+
+def test_frequency_and_presence_penalties_change_the_greedy_reply(smollm2):
+    messages = [{"role": "user", "content": PROMPT}]
+    plain = smollm2.chat(messages, temperature=0, max_tokens=N)
+    assert smollm2.chat(messages, temperature=0, max_tokens=N, frequency_penalty=0.0, presence_penalty=0.0) == plain
+    assert smollm2.chat(messages, temperature=0, max_tokens=N, presence_penalty=2.0) != plain
+    assert smollm2.chat(messages, temperature=0, max_tokens=N, frequency_penalty=2.0) != plain

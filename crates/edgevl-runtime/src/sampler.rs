@@ -1,5 +1,5 @@
-//! Token sampling: llama.cpp's default chain (repeat penalty, top-k, top-p, min-p, temperature,
-//! then a seeded draw), or plain argmax at temperature 0.
+//! Token sampling: llama.cpp's default chain (repeat, frequency and presence penalties, top-k,
+//! top-p, min-p, temperature, then a seeded draw), or plain argmax at temperature 0.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,7 +17,13 @@ pub struct SamplerConfig {
     pub min_p: f32,
     /// Divide positive (multiply negative) logits of recently seen tokens by this (`1.0` = off).
     pub repeat_penalty: f32,
-    /// How many recent tokens the repeat penalty looks at.
+    /// Subtracted from a logit once for each time its token is in the window (OpenAI's
+    /// `frequency_penalty`; `0.0` = off).
+    pub frequency_penalty: f32,
+    /// Subtracted from the logit of a token that is in the window at all (OpenAI's
+    /// `presence_penalty`; `0.0` = off).
+    pub presence_penalty: f32,
+    /// How many recent tokens the repeat, frequency and presence penalties look at.
     pub repeat_last_n: usize,
     /// Seed of the random draw, so runs repeat.
     pub seed: u64,
@@ -34,6 +40,8 @@ impl Default for SamplerConfig {
             top_p: 0.95,
             min_p: 0.05,
             repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
             repeat_last_n: 64,
             seed: 0xED6E_5EED,
             logit_bias: Vec::new(),
@@ -44,7 +52,8 @@ impl Default for SamplerConfig {
 impl SamplerConfig {
     /// Refuses settings the chain cannot use: a temperature that is not a finite number (any
     /// value `<= 0` is greedy), `top_p` or `min_p` outside 0..=1, a repeat penalty that is not a
-    /// finite number above 0, a logit bias that is NaN or +infinity (-infinity bans a token).
+    /// finite number above 0, frequency or presence penalties that are not finite numbers, a logit
+    /// bias that is NaN or +infinity (-infinity bans a token).
     pub fn check(&self) -> Result<(), String> {
         let within = |v: f32, name: &str| {
             if v.is_finite() && (0.0..=1.0).contains(&v) {
@@ -67,6 +76,11 @@ impl SamplerConfig {
                 self.repeat_penalty
             ));
         }
+        for (v, name) in [(self.frequency_penalty, "frequency"), (self.presence_penalty, "presence")] {
+            if !v.is_finite() {
+                return Err(format!("the {name} penalty must be a finite number, not {v}"));
+            }
+        }
         match self.logit_bias.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
             Some((t, b)) => {
                 Err(format!("the logit bias of token {t} must be a number or -infinity, not {b}"))
@@ -81,8 +95,8 @@ pub struct Sampler {
     cfg: SamplerConfig,
     rng: StdRng,
     recent: Vec<u32>,
-    /// The distinct tokens of `recent` (scratch of [`Sampler::sample`]).
-    distinct: Vec<u32>,
+    /// `recent` sorted (scratch of [`Sampler::sample`]).
+    sorted: Vec<u32>,
     candidates: Vec<(u32, f32)>,
 }
 
@@ -90,7 +104,7 @@ impl Sampler {
     /// A sampler seeded from `cfg.seed`.
     pub fn new(cfg: SamplerConfig) -> Self {
         let rng = StdRng::seed_from_u64(cfg.seed);
-        Sampler { cfg, rng, recent: Vec::new(), distinct: Vec::new(), candidates: Vec::new() }
+        Sampler { cfg, rng, recent: Vec::new(), sorted: Vec::new(), candidates: Vec::new() }
     }
 
     /// Settings in use.
@@ -117,16 +131,16 @@ impl Sampler {
                 c.1 += bias;
             }
         }
-        if cfg.repeat_penalty != 1.0 {
-            // Once per distinct token, however often it recurs in the window, as llama.cpp's
-            // penalties sampler does.
-            self.distinct.clear();
-            self.distinct.extend_from_slice(&self.recent);
-            self.distinct.sort_unstable();
-            self.distinct.dedup();
-            for &t in &self.distinct {
-                if let Some(c) = self.candidates.get_mut(t as usize) {
+        if cfg.repeat_penalty != 1.0 || cfg.frequency_penalty != 0.0 || cfg.presence_penalty != 0.0 {
+            // As llama.cpp's penalties sampler: the repeat penalty and the presence penalty once
+            // per distinct token of the window, the frequency penalty once per occurrence.
+            self.sorted.clear();
+            self.sorted.extend_from_slice(&self.recent);
+            self.sorted.sort_unstable();
+            for run in self.sorted.chunk_by(|a, b| a == b) {
+                if let Some(c) = self.candidates.get_mut(run[0] as usize) {
                     c.1 = if c.1 > 0.0 { c.1 / cfg.repeat_penalty } else { c.1 * cfg.repeat_penalty };
+                    c.1 -= run.len() as f32 * cfg.frequency_penalty + cfg.presence_penalty;
                 }
             }
         }
@@ -219,6 +233,8 @@ mod tests {
             SamplerConfig { min_p: 2.0, ..ok.clone() },
             SamplerConfig { repeat_penalty: 0.0, ..ok.clone() },
             SamplerConfig { repeat_penalty: f32::NAN, ..ok.clone() },
+            SamplerConfig { frequency_penalty: f32::NAN, ..ok.clone() },
+            SamplerConfig { presence_penalty: f32::INFINITY, ..ok.clone() },
             SamplerConfig { logit_bias: vec![(3, f32::INFINITY)], ..ok.clone() },
             SamplerConfig { logit_bias: vec![(3, f32::NAN)], ..ok.clone() },
         ];
@@ -226,6 +242,34 @@ mod tests {
             assert!(cfg.check().is_err(), "{cfg:?}");
         }
         assert_eq!(SamplerConfig { logit_bias: vec![(3, f32::NEG_INFINITY)], ..ok }.check(), Ok(()));
+    }
+
+    #[test]
+    fn frequency_and_presence_penalties_subtract_per_occurrence_and_once() {
+        // OpenAI's definition: logit[j] - count[j] * frequency - (count[j] > 0) * presence, over
+        // the window. Token 0 leads token 1 by 1.0 and was seen three times; token 2 trails by 2.5.
+        let l = [5.0f32, 4.0, 2.5, 0.0];
+        let greedy = |frequency_penalty, presence_penalty, seen: &[u32]| {
+            let cfg = SamplerConfig { temp: 0.0, frequency_penalty, presence_penalty, ..Default::default() };
+            let mut s = Sampler::new(cfg);
+            s.accept(seen);
+            s.sample(&l)
+        };
+        let seen = [0, 3, 0, 0];
+        assert_eq!(greedy(0.0, 0.0, &seen), 0);
+        assert_eq!(greedy(0.3, 0.0, &seen), 0, "5 - 3 * 0.3 = 4.1 still leads");
+        assert_eq!(greedy(0.35, 0.0, &seen), 1, "5 - 3 * 0.35 = 3.95 falls behind 4");
+        assert_eq!(greedy(0.0, 0.9, &seen), 0, "presence counts once: 4.1");
+        assert_eq!(greedy(0.0, 1.1, &seen), 1, "3.9");
+        assert_eq!(greedy(0.2, 0.5, &seen), 1, "5 - 0.6 - 0.5 = 3.9");
+        // A negative penalty favours what was seen: token 2 (seen twice) overtakes token 0 (unseen).
+        assert_eq!(greedy(-1.3, 0.0, &[2, 2]), 2, "2.5 + 2.6 = 5.1");
+        assert_eq!(greedy(-1.2, 0.0, &[2, 2]), 0, "2.5 + 2.4 = 4.9");
+        // Outside the window (repeat_last_n) nothing is penalised.
+        let cfg = SamplerConfig { temp: 0.0, presence_penalty: 5.0, repeat_last_n: 2, ..Default::default() };
+        let mut s = Sampler::new(cfg);
+        s.accept(&[0, 3, 3]);
+        assert_eq!(s.sample(&l), 0);
     }
 
     #[test]

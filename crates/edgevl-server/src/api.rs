@@ -16,9 +16,9 @@ pub struct ChatRequest {
     pub model: Option<String>,
     /// The conversation.
     pub messages: Vec<Message>,
-    /// Stream server-sent events.
+    /// Stream server-sent events (`null`: no).
     #[serde(default)]
-    pub stream: bool,
+    pub stream: Option<bool>,
     /// `include_usage` adds a last chunk with the usage; `include_progress` (this server's) the progress.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
@@ -40,9 +40,19 @@ pub struct ChatRequest {
     /// Extension: min-p (default 0.05).
     #[serde(default)]
     pub min_p: Option<f32>,
-    /// Seed of the random draw.
+    /// Seed of the random draw, so a sampled reply repeats; without one (or with -1, as
+    /// llama-server takes it) each request draws its own.
     #[serde(default)]
-    pub seed: Option<u64>,
+    pub seed: Option<i64>,
+    /// Subtracted from a token's logit for each time it is among the recent tokens, -2 to 2.
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    /// Subtracted from a token's logit when it is among the recent tokens, -2 to 2.
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// Only `{"type": "text"}` (400 otherwise: JSON mode and schemas are not supported).
+    #[serde(default)]
+    pub response_format: Option<serde_json::Value>,
     /// Up to 4 stop strings.
     #[serde(default)]
     pub stop: Option<Stop>,
@@ -61,9 +71,9 @@ pub struct ChatRequest {
     /// Token id (as a string) -> bias added to its logit; -100 or less bans the token.
     #[serde(default)]
     pub logit_bias: Option<HashMap<String, f32>>,
-    /// Extension (as llama-server): never stop at an end-of-generation token.
+    /// Extension (as llama-server): never stop at an end-of-generation token (`null`: no).
     #[serde(default)]
-    pub ignore_eos: bool,
+    pub ignore_eos: Option<bool>,
 }
 
 /// `stream_options`.
@@ -236,6 +246,17 @@ impl ChatRequest {
         if self.logprobs == Some(true) {
             return Err(ApiError::bad_request_code("unsupported_parameter", "logprobs are not supported"));
         }
+        match self.response_format.as_ref().filter(|f| !f.is_null()) {
+            None => {}
+            Some(f) if f.get("type").and_then(|t| t.as_str()) == Some("text") => {}
+            Some(f) => {
+                let kind = f.get("type").map_or_else(|| "no type".to_string(), |t| t.to_string());
+                return Err(ApiError::bad_request_code(
+                    "unsupported_parameter",
+                    format!("response_format {} is not supported: only {{\"type\": \"text\"}}", clip(&kind)),
+                ));
+            }
+        }
         if self.messages.is_empty() {
             return Err(ApiError::bad_request("messages must not be empty"));
         }
@@ -248,6 +269,8 @@ impl ChatRequest {
         finite_in(self.temperature, 0.0, 2.0, "temperature")?;
         finite_in(self.top_p, 0.0, 1.0, "top_p")?;
         finite_in(self.min_p, 0.0, 1.0, "min_p")?;
+        finite_in(self.frequency_penalty, -2.0, 2.0, "frequency_penalty")?;
+        finite_in(self.presence_penalty, -2.0, 2.0, "presence_penalty")?;
         if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
             return Err(ApiError::bad_request("max_tokens must be at least 1"));
         }
@@ -357,7 +380,12 @@ impl ChatRequest {
             top_p: self.top_p.unwrap_or(0.95),
             top_k: self.top_k.unwrap_or(40),
             min_p: self.min_p.unwrap_or(0.05),
-            seed: self.seed.unwrap_or(SamplerConfig::default().seed),
+            seed: match self.seed {
+                None | Some(-1) => rand::random(),
+                Some(seed) => seed as u64,
+            },
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
+            presence_penalty: self.presence_penalty.unwrap_or(0.0),
             logit_bias: self.logit_bias(n_vocab)?,
             ..SamplerConfig::default()
         };
@@ -365,11 +393,11 @@ impl ChatRequest {
         let max_tokens =
             self.max_tokens.or(self.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let options = self.stream_options.as_ref();
-        let stream = self.stream.then(|| Streaming {
+        let stream = self.stream.unwrap_or(false).then(|| Streaming {
             include_usage: options.is_some_and(|o| o.include_usage),
             include_progress: options.is_some_and(|o| o.include_progress),
         });
-        let ignore_eos = self.ignore_eos;
+        let ignore_eos = self.ignore_eos.unwrap_or(false);
         let (messages, images) = flatten(self.messages, vision, limits)?;
         if !images.is_empty() && !vision {
             return Err(ApiError::from(edgevl_runtime::RuntimeError::NoVision));

@@ -153,13 +153,15 @@ impl From<edgevl_runtime::RuntimeError> for ApiError {
     fn from(e: edgevl_runtime::RuntimeError) -> Self {
         use edgevl_runtime::RuntimeError as R;
         match &e {
-            // The runtime's own messages advise a terminal's user (`/reset`, `-c`); a client of
-            // the API can only shorten what it sends.
+            // The runtime's own messages advise a terminal's user (`/reset`, `-c`) and count from
+            // what the cache already holds, which for the server is another request's prefix; a
+            // client of the API sends whole prompts and can only shorten them.
             R::ContextFull { needed, left, n_ctx, .. } => ApiError::bad_request_code(
                 "context_length_exceeded",
                 format!(
-                    "the prompt needs {needed} more tokens but only {left} of the server's {n_ctx}-token context \
-                     are left; shorten the conversation or send fewer image tiles"
+                    "the prompt is {} tokens, more than the server's {n_ctx}-token context; shorten the \
+                     conversation or send fewer image tiles",
+                    needed + (n_ctx - left)
                 ),
             ),
             R::PromptTooLong { at_least, n_ctx, .. } => ApiError::bad_request_code(

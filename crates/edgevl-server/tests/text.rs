@@ -79,6 +79,49 @@ fn greedy_reply_equals_the_library_and_streaming_agrees() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
 }
 
+/// The tokens of `text` as the only user message of SmolLM2's chat template, with the
+/// assistant's turn opened, as the server renders a request.
+fn long_prompt_tokens(text: &str) -> usize {
+    let cfg = smollm2();
+    let mut session = Session::load(&cfg.model, &cfg.session).expect("load");
+    session.add_text("user", text);
+    session.conversation_tokens().expect("render").len()
+}
+
+#[test]
+fn sampled_replies_differ_without_a_seed_and_repeat_with_one() {
+    let t = start(smollm2());
+    let reply = |extra: Value| {
+        let mut body = json!({"messages": user(PROMPT), "max_tokens": 16, "temperature": 1.5, "top_k": 0,
+                              "top_p": 1.0, "min_p": 0.0});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        t.chat_ok(&body)["choices"][0]["message"]["content"].as_str().expect("content").to_string()
+    };
+    // Each request without a seed (or with llama-server's -1) draws its own: four replies of 16
+    // tokens at temperature 1.5 are not all the same (with one fixed seed they were).
+    let unseeded: std::collections::HashSet<String> =
+        [json!({}), json!({}), json!({"seed": -1}), json!({"seed": null})].into_iter().map(reply).collect();
+    assert!(unseeded.len() > 1, "{unseeded:?}");
+    assert_eq!(reply(json!({"seed": 7})), reply(json!({"seed": 7})));
+    // The penalties are applied: a presence penalty of 2 changes the greedy reply.
+    let greedy = |extra: Value| {
+        reply(
+            json!({"temperature": 0})
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.extend(extra.as_object().expect("object").clone());
+                    Value::Object(o)
+                })
+                .expect("object"),
+        )
+    };
+    assert_ne!(greedy(json!({})), greedy(json!({"presence_penalty": 2})));
+    assert_ne!(greedy(json!({})), greedy(json!({"frequency_penalty": 2})));
+}
+
 #[test]
 fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let t = start(smollm2());
@@ -123,12 +166,36 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let img = common::image_chat(&[(&png, None)], "What is it?", 4);
     assert_error(t.post("/v1/chat/completions", &img), 400, Some("images_not_supported"), "--mmproj");
     assert_error(t.post("/v1/images", &json!({"image": png})), 400, Some("images_not_supported"), "--mmproj");
-    // A prompt past the 1024-token context: 400 with the counts.
+    // A prompt past the 1024-token context: 400 with its whole count, whatever an earlier
+    // request left in the slot's cache (counted from that, a prompt sharing its prefix was
+    // said to need fewer tokens than it has).
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(200);
     let (s, v) = chat(json!({"messages": user(&long)}));
     assert_error((s, v.clone()), 400, Some("context_length_exceeded"), "1024-token context");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("needs") && m.contains("left")), "{v}");
     assert!(!v["error"]["message"].as_str().unwrap_or("").contains("/reset"), "a terminal's advice: {v}");
+    let want = format!(
+        "the prompt is {} tokens, more than the server's 1024-token context",
+        long_prompt_tokens(&long)
+    );
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.starts_with(&want)), "{want}\n{v}");
+    t.chat_ok(&json!({"messages": user(&long[..long.len() / 4]), "max_tokens": 1}));
+    let (_, again) = chat(json!({"messages": user(&long)}));
+    assert_eq!(again["error"]["message"], v["error"]["message"], "after a request sharing its prefix");
+    // What OpenAI clients send: null for stream and ignore_eos, a negative seed; a text
+    // response_format is the default, JSON mode is refused; penalties are -2 to 2.
+    for extra in [
+        json!({"stream": null, "ignore_eos": null}),
+        json!({"seed": -5}),
+        json!({"response_format": {"type": "text"}}),
+        json!({"frequency_penalty": -2, "presence_penalty": 2}),
+    ] {
+        let (s, v) = chat(extra.clone());
+        assert_eq!(s, 200, "{extra}: {v}");
+    }
+    let json_mode = chat(json!({"response_format": {"type": "json_object"}}));
+    assert_error(json_mode, 400, Some("unsupported_parameter"), "response_format \"json_object\"");
+    assert_error(chat(json!({"presence_penalty": 2.5})), 400, None, "presence_penalty");
+    assert_error(chat(json!({"frequency_penalty": -3})), 400, None, "frequency_penalty");
     assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
     // A known path with a method it does not take: 405 in the same JSON shape (was an empty body).
     let (s, body) = t.get("/v1/chat/completions");
