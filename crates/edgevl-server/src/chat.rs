@@ -17,20 +17,26 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::OwnedSemaphorePermit;
 
-/// Sets the request's cancel flag when dropped before being disarmed: a client that goes away
-/// (its response dropped) stops its prefill and generation.
-pub struct CancelOnDrop(Option<Arc<AtomicBool>>);
+/// What a request holds while its response is being answered: its place in the admission bound,
+/// given back when the response ends or its client goes away (a job abandoned in the queue no
+/// longer keeps a live client out), and its cancel flag, set when dropped before being disarmed,
+/// so a client that goes away stops its prefill and generation.
+pub struct RequestGuard {
+    cancel: Option<Arc<AtomicBool>>,
+    _admission: OwnedSemaphorePermit,
+}
 
-impl CancelOnDrop {
+impl RequestGuard {
     fn disarm(&mut self) {
-        self.0 = None;
+        self.cancel = None;
     }
 }
 
-impl Drop for CancelOnDrop {
+impl Drop for RequestGuard {
     fn drop(&mut self) {
-        if let Some(flag) = self.0.take() {
+        if let Some(flag) = self.cancel.take() {
             flag.store(true, Ordering::Relaxed);
         }
     }
@@ -61,10 +67,9 @@ pub async fn chat_completions(st: Arc<AppState>, body: Bytes, room: &BodyRoom) -
         stop,
         events: tx,
         cancel: cancel.clone(),
-        permit: Some(permit),
         progress: stream.is_some_and(|s| s.include_progress),
     };
-    let guard = CancelOnDrop(Some(cancel));
+    let guard = RequestGuard { cancel: Some(cancel), _admission: permit };
     let reply = Reply { id: st.completion_id(), created: unix_now(), model };
     // The images are prepared and the job queued on a task of its own, telling the reply (an error first, as
     // the response's status), so that a stream can show the encoding's progress while it runs.
@@ -85,8 +90,8 @@ async fn prepare_and_queue(
 ) {
     if let Some(v) = vision.filter(|_| !refs.is_empty()) {
         let tell = job.progress.then(|| job.events.clone());
-        // A client that leaves before the images are prepared ends the request there (its admission permit,
-        // in the job, freed); an encoding under way on the blocking thread still finishes.
+        // A client that leaves before the images are prepared ends the request there; an encoding under way on
+        // the blocking thread still finishes.
         let prepared = tokio::select! {
             prepared = prepare_images(&st, v, refs, tell) => prepared,
             () = job.events.closed() => return,
@@ -237,7 +242,7 @@ impl Reply {
     async fn collect(
         self,
         mut rx: UnboundedReceiver<Event>,
-        mut guard: CancelOnDrop,
+        mut guard: RequestGuard,
     ) -> Result<Response, ApiError> {
         let mut text = String::new();
         loop {
@@ -265,7 +270,7 @@ impl Reply {
     async fn stream(
         self,
         mut rx: UnboundedReceiver<Event>,
-        guard: CancelOnDrop,
+        guard: RequestGuard,
         include_usage: bool,
     ) -> Result<Response, ApiError> {
         let first = match rx.recv().await {
@@ -300,7 +305,7 @@ impl Reply {
 struct SseState {
     reply: Reply,
     rx: UnboundedReceiver<Event>,
-    guard: CancelOnDrop,
+    guard: RequestGuard,
     include_usage: bool,
     out: VecDeque<Bytes>,
     finished: bool,

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// A chat request ready for a slot: its images are already encoded (or cached).
 pub struct Job {
@@ -34,8 +33,6 @@ pub struct Job {
     pub events: UnboundedSender<Event>,
     /// Set when the client goes away (stops a prefill between chunks).
     pub cancel: Arc<AtomicBool>,
-    /// The request's place in the admission bound, given back when the job is dropped.
-    pub permit: Option<OwnedSemaphorePermit>,
     /// Send [`Event::Progress`] of the prefill (a streamed reply shows it).
     pub progress: bool,
 }
