@@ -41,8 +41,8 @@ impl ImageInput {
                 let pixels: Vec<u8> =
                     rgb.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
                 let label = format!("{what} (PIL image {w}x{h})");
-                let image =
-                    rgb_image(&label, w, h, pixels)?.with_transparent_colour(pil_transparent_colour(&rgb)?);
+                let image = rgb_image(&label, w, h, pixels)?
+                    .with_transparent_colour(pil_transparent_colour(obj, &rgb)?);
                 return Ok(ImageInput::Pixels { label, image });
             }
         }
@@ -85,13 +85,23 @@ fn check_pixels(what: &str, w: u32, h: u32) -> PyResult<()> {
     Ok(())
 }
 
-/// The colour Pillow's `convert("RGB")` keeps as `info["transparency"]` (a GIF's transparent index
-/// or a PNG's tRNS naming one colour, as RGB), which the file loader keeps too: InternVL's and
-/// SmolVLM's processors paint it white, so a PIL image of a file encodes as the file does.
-fn pil_transparent_colour(rgb: &Bound<'_, PyAny>) -> PyResult<Option<[u8; 3]>> {
-    // Any other value (a palette index, the bytes of per-index alphas) names no one colour.
+/// The colour Pillow's `convert("RGB")` of `image` keeps as `info["transparency"]` in `rgb` (a GIF's
+/// transparent index or a PNG's tRNS naming one colour, as RGB; a 1-bit image's value, which
+/// `convert` leaves as it was, black for 0 and white otherwise), which the file loader keeps too:
+/// InternVL's and SmolVLM's processors paint it white, so a PIL image of a file encodes as the
+/// file does.
+fn pil_transparent_colour(image: &Bound<'_, PyAny>, rgb: &Bound<'_, PyAny>) -> PyResult<Option<[u8; 3]>> {
     let t = rgb.getattr("info")?.call_method1("get", ("transparency",))?;
-    Ok(t.extract::<(u8, u8, u8)>().ok().map(|(r, g, b)| [r, g, b]))
+    if let Ok((r, g, b)) = t.extract::<(u8, u8, u8)>() {
+        return Ok(Some([r, g, b]));
+    }
+    if image.getattr("mode")?.extract::<String>()? == "1" {
+        if let Ok(v) = t.extract::<i64>() {
+            return Ok(Some(if v == 0 { [0; 3] } else { [255; 3] }));
+        }
+    }
+    // Any other value (a palette index, the bytes of per-index alphas) names no one colour.
+    Ok(None)
 }
 
 fn rgb_image(label: &str, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<RgbImage> {

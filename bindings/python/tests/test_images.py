@@ -94,6 +94,38 @@ def test_chat_about_an_image_equals_edgevl_run(vlm):
     assert session.messages[0]["content"] == edgevl.MEDIA_MARKER + plain
 
 
+def bilevel_png(trns: int) -> bytes:
+    """A 1-bit greyscale PNG, 16x8, half black and half white in stripes, whose tRNS names `trns`."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + (b"\xf0\x0f" if y % 2 else b"\x0f\xf0") for y in range(8))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 8, 1, 0, 0, 0, 0))
+            + chunk(b"tRNS", struct.pack(">H", trns)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_bilevel_png_whose_black_is_transparent_is_painted_white(tmp_path):
+    # transformers' convert_to_rgb composites what Pillow keeps in info["transparency"] onto white:
+    # a 1-bit image's tRNS 0 marks black, so the whole image turns white; tRNS 1 changes nothing.
+    import io
+
+    model = edgevl.Model(fixture("tiny-internvl/model.gguf"), mmproj=fixture("tiny-internvl/mmproj.gguf"),
+                         threads=THREADS, ctx=4096, vit_batch=4)
+    white = model.encode_image(np.full((8, 16, 3), 255, np.uint8))
+    for trns, painted in [(0, True), (1, False)]:
+        path = tmp_path / f"bilevel_{trns}.png"
+        path.write_bytes(bilevel_png(trns))
+        pil = Image.open(io.BytesIO(bilevel_png(trns)))
+        plain = np.asarray(pil.convert("RGB"))
+        assert 0 < (plain == 0).mean() < 1
+        want = white if painted else model.encode_image(plain)
+        assert_bitwise_equal(model.encode_image(str(path)), want)
+        assert_bitwise_equal(model.encode_image(pil), want)
+
+
 @pytest.mark.parametrize("name", ["palette_trns.png", "small_frame_transparent.gif"])
 def test_a_pil_image_with_a_transparent_colour_encodes_as_its_file(name):
     # InternVL's processor paints the colour Pillow keeps in info["transparency"] white; the file

@@ -69,8 +69,10 @@ fn inflate(data: &[u8]) -> Option<Vec<u8>> {
 /// A PNG's `tRNS` as Pillow reads it: a palette whose `tRNS` makes one entry fully transparent
 /// and the rest opaque gives that entry's colour (per-entry alphas are dropped by `convert`); an
 /// 8-bit (or 2- and 4-bit) grey or an RGB image's `tRNS` gives its sample values, compared with
-/// the pixels as they are (so only values up to 255 can match, as in Pillow). 1- and 16-bit grey
-/// and images with alpha channels give none.
+/// the pixels as they are (so only values up to 255 can match, as in Pillow); a 1-bit grey
+/// image's gives black for 0 and white for anything else (Pillow 13 reads it as 0 or 255 for mode
+/// "1"; earlier Pillow kept the raw value, matching black for 0 and no pixel otherwise, the same
+/// picture once composited onto white). 16-bit grey and images with alpha channels give none.
 pub(crate) fn transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
     let (mut header, mut palette, mut trns) = (None, None, None);
     for (kind, data) in chunks(bytes) {
@@ -97,8 +99,50 @@ pub(crate) fn transparent_colour(bytes: &[u8]) -> Option<[u8; 3]> {
             let entry = palette?.get(3 * zero..3 * zero + 3)?;
             Some([entry[0], entry[1], entry[2]])
         }
+        0 if depth == 1 => {
+            let v = u16::from_be_bytes([*trns.first()?, *trns.get(1)?]);
+            Some(if v == 0 { [0; 3] } else { [255; 3] })
+        }
         0 if (2..=8).contains(&depth) => sample(0).map(|g| [g, g, g]),
         2 => Some([sample(0)?, sample(1)?, sample(2)?]),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG's bytes with these chunks (CRCs are not read here and left zero).
+    fn png_of(chunks: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in chunks {
+            out.extend((data.len() as u32).to_be_bytes());
+            out.extend(*kind);
+            out.extend(data);
+            out.extend([0; 4]);
+        }
+        out
+    }
+
+    fn grey_with_trns(depth: u8, trns: u16) -> Option<[u8; 3]> {
+        let ihdr = [&8u32.to_be_bytes()[..], &2u32.to_be_bytes(), &[depth, 0, 0, 0, 0]].concat();
+        transparent_colour(&png_of(&[
+            (b"IHDR", ihdr),
+            (b"tRNS", trns.to_be_bytes().to_vec()),
+            (b"IEND", vec![]),
+        ]))
+    }
+
+    #[test]
+    fn a_grey_trns_names_the_colour_pillow_keeps() {
+        // Pillow 13 (checked with its PngImagePlugin): a 1-bit image's tRNS 0 is info["transparency"] 0,
+        // 1 or more is 255; 8-bit grey keeps the value, past 255 matching nothing; 16-bit none here.
+        assert_eq!(grey_with_trns(1, 0), Some([0; 3]));
+        assert_eq!(grey_with_trns(1, 1), Some([255; 3]));
+        assert_eq!(grey_with_trns(1, 5), Some([255; 3]));
+        assert_eq!(grey_with_trns(8, 77), Some([77; 3]));
+        assert_eq!(grey_with_trns(8, 300), None);
+        assert_eq!(grey_with_trns(16, 77), None);
     }
 }
