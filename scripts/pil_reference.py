@@ -214,9 +214,10 @@ def raw_png(width, height, bit_depth, colour_type, rows_bytes):
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
-def gif_with_small_first_frame(transparency):
-    """A 12x9 GIF whose first frame covers 5x4 pixels at (4, 3): Pillow paints the rest of the
-    canvas with palette entry 0, or with the transparent index's colour."""
+def gif_with_small_first_frame(transparency, screen=(12, 9), at=(4, 3)):
+    """A GIF (a 12x9 logical screen by default) whose first frame covers 5x4 pixels at `at` (4, 3):
+    Pillow paints the rest of the canvas with palette entry 0, or with the transparent index's
+    colour, and enlarges the image to hold a frame reaching past the screen."""
     frame = Image.new("P", (5, 4))
     frame.putpalette([200, 30, 90, 10, 220, 40, 30, 60, 250, 240, 240, 20] * 64)
     frame.putdata(np.random.default_rng(17).integers(0, 4, 20).tolist())  # its own draws: the others' stay
@@ -224,9 +225,9 @@ def gif_with_small_first_frame(transparency):
     extra = {} if transparency is None else {"transparency": transparency}
     frame.save(out, "GIF", optimize=False, **extra)
     data = bytearray(out.getvalue())
-    data[6:10] = struct.pack("<HH", 12, 9)  # the logical screen
-    at = data.index(b"\x2c\x00\x00\x00\x00\x05\x00\x04\x00")  # the image descriptor at (0, 0), 5x4
-    data[at + 1:at + 5] = struct.pack("<HH", 4, 3)
+    data[6:10] = struct.pack("<HH", *screen)  # the logical screen
+    d = data.index(b"\x2c\x00\x00\x00\x00\x05\x00\x04\x00")  # the image descriptor at (0, 0), 5x4
+    data[d + 1:d + 5] = struct.pack("<HH", *at)
     return bytes(data)
 
 
@@ -257,6 +258,12 @@ def mode_cases(rng):
     for name, transparency in [("small_frame.gif", None), ("small_frame_transparent.gif", 2)]:
         with open(os.path.join(ROOT, "modes", name), "wb") as f:
             f.write(gif_with_small_first_frame(transparency))
+        files[name] = None
+    # First frames reaching past the logical screen (Pillow enlarges the image), and a 0x0 screen.
+    for name, screen, at in [("frame_past_screen.gif", (6, 5), (3, 2)), ("frame_taller_than_screen.gif", (5, 2), (0, 0)),
+                             ("zero_screen.gif", (0, 0), (0, 0))]:
+        with open(os.path.join(ROOT, "modes", name), "wb") as f:
+            f.write(gif_with_small_first_frame(2, screen, at))
         files[name] = None
     Image.fromarray(arr[..., :3], "RGB").save(os.path.join(ROOT, "modes/rgb.bmp"))
     files["rgb.bmp"] = None

@@ -1,11 +1,15 @@
-//! A GIF's first frame as Pillow reads it, from the file's bytes: where the frame lies on the
-//! canvas, its palette, and the index its graphic control extension marks transparent.
+//! A GIF's first frame as Pillow reads it, from the file's bytes: the canvas (the logical screen,
+//! enlarged to hold the frame where it reaches past it), where the frame lies on it, its palette,
+//! and the index its graphic control extension marks transparent; and the frame painted on it.
 
-use image::DynamicImage;
+use std::io::Cursor;
+use std::num::NonZeroU64;
 
-/// The first frame of a GIF: its rectangle on the canvas, the palette it is drawn with (its
-/// local table, or the global one) and its transparent index.
+/// The first frame of a GIF: the logical screen, the frame's rectangle on it, the palette it is
+/// drawn with (its local table, or the global one) and its transparent index.
 pub(crate) struct FirstFrame<'b> {
+    screen_width: u32,
+    screen_height: u32,
     left: u32,
     top: u32,
     width: u32,
@@ -20,6 +24,10 @@ impl<'b> FirstFrame<'b> {
     pub(crate) fn read(bytes: &'b [u8]) -> Option<Self> {
         let table_len = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
         let screen = bytes.get(6..13)?;
+        let (screen_width, screen_height) = (
+            u32::from(u16::from_le_bytes([screen[0], screen[1]])),
+            u32::from(u16::from_le_bytes([screen[2], screen[3]])),
+        );
         let global = bytes.get(13..13 + table_len(screen[4]))?;
         let mut at = 13 + global.len();
         let mut transparent = None;
@@ -51,6 +59,8 @@ impl<'b> FirstFrame<'b> {
                     let u16_at = |i: usize| u32::from(u16::from_le_bytes([d[i], d[i + 1]]));
                     let local = bytes.get(at + 10..at + 10 + table_len(d[8]))?;
                     return Some(Self {
+                        screen_width,
+                        screen_height,
                         left: u16_at(0),
                         top: u16_at(2),
                         width: u16_at(4),
@@ -83,20 +93,46 @@ impl<'b> FirstFrame<'b> {
         self.colour(self.transparent?)
     }
 
-    /// Paints the canvas outside the frame as Pillow does: with the transparent index's colour,
-    /// or without one with palette entry 0 (the decoder leaves it transparent black). A frame
-    /// reaching past the canvas is clipped to it (Pillow enlarges the image instead).
-    pub(crate) fn fill_outside(&self, image: &mut DynamicImage) {
-        let DynamicImage::ImageRgba8(buf) = image else { return };
-        let Some([r, g, b]) = self.colour(self.transparent.unwrap_or(0)) else { return };
-        let (x0, y0) = (self.left, self.top);
-        let (x1, y1) = (x0.saturating_add(self.width), y0.saturating_add(self.height));
-        for (x, y, px) in buf.enumerate_pixels_mut() {
-            if !(x0..x1).contains(&x) || !(y0..y1).contains(&y) {
-                px.0 = [r, g, b, 0xFF];
+    /// The image's width and height as Pillow gives them: the logical screen's, enlarged to
+    /// hold the first frame where it reaches past the screen (a screen of 0x0 takes the frame's
+    /// extent).
+    pub(crate) fn canvas_size(&self) -> (u32, u32) {
+        (self.screen_width.max(self.left + self.width), self.screen_height.max(self.top + self.height))
+    }
+
+    /// The first frame as Pillow's `convert("RGB")` gives it, decoded from `bytes` with the GIF
+    /// decoder's allocations held to `max_alloc` bytes: RGB pixels of [`FirstFrame::canvas_size`],
+    /// each frame pixel its palette entry's colour (the transparent index's too), the canvas
+    /// around the frame the transparent index's colour, or without one palette entry 0; an index
+    /// without a colour is black.
+    pub(crate) fn paint(&self, bytes: &[u8], max_alloc: u64) -> Result<Vec<u8>, gif::DecodingError> {
+        let mut options = gif::DecodeOptions::new();
+        options.set_color_output(gif::ColorOutput::Indexed);
+        options.set_memory_limit(gif::MemoryLimit::Bytes(
+            NonZeroU64::new(max_alloc.max(1)).unwrap_or(NonZeroU64::MIN),
+        ));
+        let mut decoder = options.read_info(Cursor::new(bytes))?;
+        let frame = decoder.read_next_frame()?.ok_or_else(|| malformed("no image in the file"))?;
+        let (width, height) = (u32::from(frame.width), u32::from(frame.height));
+        if (width, height) != (self.width, self.height) || frame.buffer.len() != (width * height) as usize {
+            return Err(malformed("the first frame's pixels do not match its descriptor"));
+        }
+        let (canvas_w, canvas_h) = self.canvas_size();
+        let fill = self.colour(self.transparent.unwrap_or(0)).unwrap_or([0; 3]);
+        let mut rgb = fill.repeat(canvas_w as usize * canvas_h as usize);
+        for (y, row) in frame.buffer.chunks_exact(width as usize).enumerate() {
+            let start = 3 * ((self.top as usize + y) * canvas_w as usize + self.left as usize);
+            for (px, &index) in rgb[start..start + 3 * row.len()].chunks_exact_mut(3).zip(row) {
+                px.copy_from_slice(&self.colour(usize::from(index)).unwrap_or([0; 3]));
             }
         }
+        Ok(rgb)
     }
+}
+
+/// A decoding error of the GIF decoder's kind for a file this reader finds inconsistent.
+fn malformed(what: &str) -> gif::DecodingError {
+    gif::DecodingError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()))
 }
 
 #[cfg(test)]
@@ -117,6 +153,7 @@ mod tests {
         gif.extend([0x2C, 4, 0, 3, 0, 5, 0, 4, 0, 0]);
         let frame = FirstFrame::read(&gif).expect("a first frame");
         assert_eq!((frame.left, frame.top, frame.width, frame.height), (4, 3, 5, 4));
+        assert_eq!(frame.canvas_size(), (12, 9));
         assert_eq!(frame.transparent_colour(), Some([10, 220, 40]));
         // The trailer before any image: none.
         let mut none = gif[..13 + 6].to_vec();

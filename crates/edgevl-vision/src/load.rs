@@ -69,7 +69,8 @@ const METADATA_BUDGET: u64 = 64 << 20;
 /// modes: alpha is dropped (not composited), grey is replicated, palettes are expanded; a colour
 /// the file marks transparent is kept with the image ([`RgbImage::transparent_colour`]).
 /// 16-bit samples keep their high byte (as Pillow reads 16-bit RGB PNGs). GIFs give their first
-/// frame, the canvas around it painted as Pillow paints it.
+/// frame on Pillow's canvas (the logical screen, enlarged to hold a frame reaching past it), the
+/// canvas around the frame painted as Pillow paints it.
 pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionError> {
     let path = || label.to_path_buf();
     if bytes.len() as u64 > limits.max_file_bytes {
@@ -105,17 +106,26 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
         let budget = pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET);
         decoder.set_limits(limits_of(budget)).map_err(decode_err)?;
     }
+    // A GIF's first frame is painted here (the decoder clips a frame to the logical screen); its
+    // transparent index's colour is what Pillow keeps as `info["transparency"]`.
+    if let Some(frame) = FirstFrame::read(bytes).filter(|_| format == ImageFormat::Gif) {
+        let budget = pixels.saturating_mul(4).saturating_add(METADATA_BUDGET);
+        let rgb = frame.paint(bytes, budget).map_err(|e| {
+            decode_err(image::ImageError::Decoding(image::error::DecodingError::new(
+                ImageFormat::Gif.into(),
+                e,
+            )))
+        })?;
+        return Ok(
+            RgbImage::from_raw(width, height, rgb)?.with_transparent_colour(frame.transparent_colour())
+        );
+    }
     let orientation = exif_transpose_orientation(bytes, format, decoder.as_mut());
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     // The colour Pillow keeps as `info["transparency"]` through `convert("RGB")` (see
-    // [`RgbImage::transparent_colour`]), read from the file's own bytes; a GIF's first frame, read
-    // once, also gives the colour the canvas around it is painted with.
+    // [`RgbImage::transparent_colour`]), read from the file's own bytes.
     let transparent = match format {
         ImageFormat::Png => crate::png::transparent_colour(bytes),
-        ImageFormat::Gif => FirstFrame::read(bytes).and_then(|frame| {
-            frame.fill_outside(&mut image);
-            frame.transparent_colour()
-        }),
         _ => None,
     };
     image.apply_orientation(orientation);
@@ -161,7 +171,9 @@ fn open_header<'b>(
         format: format!("{format:?}"),
         source,
     })?;
-    let (width, height) = decoder.dimensions();
+    // A GIF's size is Pillow's: its logical screen enlarged to hold the first frame.
+    let gif_canvas = FirstFrame::read(bytes).filter(|_| format == ImageFormat::Gif).map(|f| f.canvas_size());
+    let (width, height) = gif_canvas.unwrap_or_else(|| decoder.dimensions());
     if width == 0 || height == 0 {
         return Err(VisionError::ZeroSize { path: path(), width, height });
     }
