@@ -121,9 +121,9 @@ pub struct Message {
     pub content: Option<Content>,
 }
 
-/// A message's content.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A message's content: a string or a list of parts (read by hand rather than as an untagged
+/// enum, whose one error for any mismatch named neither the part nor what was wrong with it).
+#[derive(Debug)]
 pub enum Content {
     /// Plain text.
     Text(String),
@@ -131,7 +131,34 @@ pub enum Content {
     Parts(Vec<Part>),
 }
 
-/// One part of a message.
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Content, E> {
+                Ok(Content::Text(s.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Content, E> {
+                Ok(Content::Text(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element()? {
+                    parts.push(p);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One part of a message (another `type`, such as `input_audio` or `file`, is refused naming the
+/// ones taken).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Part {
@@ -145,32 +172,60 @@ pub enum Part {
         /// Where it is.
         image_url: ImageUrl,
     },
+    /// An assistant's refusal, as OpenAI returns it: taken as the message's text.
+    Refusal {
+        /// The refusal's text.
+        refusal: String,
+    },
 }
 
 /// An image reference: `{"url", "detail"?, "max_tiles"?}` or the bare URL string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum ImageUrl {
     /// OpenAI's object form.
-    Object {
-        /// `data:` URI, raw base64, or `edgevl-image://ID`.
-        url: String,
-        /// `low`, `high` or `auto`.
-        #[serde(default)]
-        detail: Option<String>,
-        /// Extension: the tile budget, overriding `detail`.
-        #[serde(default)]
-        max_tiles: Option<u32>,
-    },
+    Object(ImageUrlObject),
     /// Just the URL.
     Url(String),
+}
+
+/// OpenAI's `image_url` object.
+#[derive(Debug, Deserialize)]
+pub struct ImageUrlObject {
+    /// `data:` URI, raw base64, or `edgevl-image://ID`.
+    pub url: String,
+    /// `low`, `high` or `auto`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// Extension: the tile budget, overriding `detail`.
+    #[serde(default)]
+    pub max_tiles: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for ImageUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ImageUrl;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with a url, or the URL as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ImageUrl, E> {
+                Ok(ImageUrl::Url(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ImageUrl, A::Error> {
+                ImageUrlObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ImageUrl::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl ImageUrl {
     /// The URL, `detail` and `max_tiles`.
     pub fn parts(&self) -> (&str, Option<&str>, Option<u32>) {
         match self {
-            ImageUrl::Object { url, detail, max_tiles } => (url, detail.as_deref(), *max_tiles),
+            ImageUrl::Object(o) => (&o.url, o.detail.as_deref(), o.max_tiles),
             ImageUrl::Url(url) => (url, None, None),
         }
     }
@@ -446,7 +501,7 @@ fn flatten(
                 let mut last_was_text = false;
                 for (j, p) in parts.into_iter().enumerate() {
                     match p {
-                        Part::Text { text: t } => {
+                        Part::Text { text: t } | Part::Refusal { refusal: t } => {
                             check(&t, format!("messages[{i}].content[{j}]"))?;
                             if last_was_text {
                                 text.push('\n');

@@ -192,6 +192,24 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         let (s, v) = chat(extra.clone());
         assert_eq!(s, 200, "{extra}: {v}");
     }
+    // A part that is not taken, or malformed, is named with what is wrong with it (it was "data did not
+    // match any variant of untagged enum Content" for all of these).
+    let part = |content: Value| chat(json!({"messages": [{"role": "user", "content": content}]}));
+    let audio = json!([{"type": "text", "text": "Hi"}, {"type": "input_audio", "input_audio": {}}]);
+    for (content, want) in [
+        (audio, "at messages[0].content[1].type: unknown variant `input_audio`, expected one of `text`, `image_url`, `refusal`"),
+        (json!([{"type": "image_url", "image_url": {"detail": "low"}}]), "missing field `url`"),
+        (json!([{"type": "text"}]), "at messages[0].content[0]: missing field `text`"),
+        (json!(5), "at messages[0].content: invalid type: integer `5`, expected a string or a list of content parts"),
+    ] {
+        let (s, v) = part(content);
+        assert_error((s, v), 400, Some("invalid_json"), want);
+    }
+    // An assistant's refusal part (as OpenAI returns one) is its text.
+    let refusal = json!([{"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot."}]},
+                         {"role": "user", "content": "Why?"}]);
+    assert_eq!(chat(json!({"messages": refusal})).0, 200);
     let json_mode = chat(json!({"response_format": {"type": "json_object"}}));
     assert_error(json_mode, 400, Some("unsupported_parameter"), "response_format \"json_object\"");
     assert_error(chat(json!({"presence_penalty": 2.5})), 400, None, "presence_penalty");
