@@ -35,7 +35,8 @@ pub struct TilesArgs {
     #[arg(long, default_value_t = 0.1)]
     pub alpha: f64,
     /// Tile budget applied to every strategy (default: each strategy's published default;
-    /// idefics3: longest edge tile x floor(sqrt(N))).
+    /// idefics3: longest edge tile x floor(sqrt(N)); at run time its grid also keeps to the
+    /// `<row_i_col_j>` tokens the LLM has, 6 a side for SmolVLM, which this plan does not read).
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
     /// Plan at this mmproj's tile size and tokens a view, with its family's limits (InternVL's
