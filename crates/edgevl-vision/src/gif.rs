@@ -108,9 +108,8 @@ impl<'b> FirstFrame<'b> {
     pub(crate) fn paint(&self, bytes: &[u8], max_alloc: u64) -> Result<Vec<u8>, gif::DecodingError> {
         let mut options = gif::DecodeOptions::new();
         options.set_color_output(gif::ColorOutput::Indexed);
-        options.set_memory_limit(gif::MemoryLimit::Bytes(
-            NonZeroU64::new(max_alloc.max(1)).unwrap_or(NonZeroU64::MIN),
-        ));
+        options
+            .set_memory_limit(gif::MemoryLimit::Bytes(NonZeroU64::new(max_alloc).unwrap_or(NonZeroU64::MIN)));
         let mut decoder = options.read_info(Cursor::new(bytes))?;
         let frame = decoder.read_next_frame()?.ok_or_else(|| malformed("no image in the file"))?;
         let (width, height) = (u32::from(frame.width), u32::from(frame.height));
@@ -120,7 +119,9 @@ impl<'b> FirstFrame<'b> {
         let (canvas_w, canvas_h) = self.canvas_size();
         let fill = self.colour(self.transparent.unwrap_or(0)).unwrap_or([0; 3]);
         let mut rgb = fill.repeat(canvas_w as usize * canvas_h as usize);
-        for (y, row) in frame.buffer.chunks_exact(width as usize).enumerate() {
+        // (A frame 0 pixels wide, which the GIF decoder refuses today, has no rows; `chunks_exact`
+        // takes no size of 0.)
+        for (y, row) in frame.buffer.chunks_exact(width.max(1) as usize).enumerate() {
             let start = 3 * ((self.top as usize + y) * canvas_w as usize + self.left as usize);
             for (px, &index) in rgb[start..start + 3 * row.len()].chunks_exact_mut(3).zip(row) {
                 px.copy_from_slice(&self.colour(usize::from(index)).unwrap_or([0; 3]));
@@ -155,6 +156,21 @@ mod tests {
         assert_eq!((frame.left, frame.top, frame.width, frame.height), (4, 3, 5, 4));
         assert_eq!(frame.canvas_size(), (12, 9));
         assert_eq!(frame.transparent_colour(), Some([10, 220, 40]));
+        // A frame with no pixels is refused by the GIF decoder ("image truncated") or paints the
+        // screen alone; never a panic (`chunks_exact` takes no size of 0).
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/vision/modes/small_frame.gif"
+        ))
+        .expect("fixture");
+        let d = fixture.windows(9).position(|w| w == [0x2C, 4, 0, 3, 0, 5, 0, 4, 0]).expect("descriptor");
+        for (w, h) in [(0u8, 4u8), (5, 0), (0, 0)] {
+            let mut empty = fixture.clone();
+            (empty[d + 5], empty[d + 7]) = (w, h);
+            let frame = FirstFrame::read(&empty).expect("a first frame");
+            let painted = frame.paint(&empty, 1 << 20);
+            assert_eq!(painted.map(|rgb| rgb.len()).unwrap_or(12 * 9 * 3), 12 * 9 * 3, "{w}x{h}");
+        }
         // The trailer before any image: none.
         let mut none = gif[..13 + 6].to_vec();
         none.push(0x3B);
