@@ -25,7 +25,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "FILE")]
     image: Vec<std::path::PathBuf>,
     /// A system message to start every conversation with.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     system: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,9 +102,13 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         }
         (Some(_), _) => bail!("--llm-type goes only with --scheme bluelm"),
     };
-    // Ctrl-C, SIGTERM and SIGHUP cancel the conversion: its threads stop and its part files go.
+    // Ctrl-C, SIGTERM and SIGHUP cancel the conversion: its threads stop and its part files go;
+    // the process then ends with 128 + the signal's number, as the other commands do.
     let cancel = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register_usize(signal, signalled.clone(), signal as usize)
+            .context("installing the signal handlers")?;
         signal_hook::flag::register(signal, cancel.clone()).context("installing the signal handlers")?;
     }
     let opts = ConvertOptions {
@@ -114,7 +118,18 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         pre_tokenizer: a.pre_tokenizer.clone(),
     };
     let mut report = Report { bar: None, n: 0, start: Instant::now() };
-    let summary = convert(&a.src, &a.out, a.mmproj_out.as_deref(), &opts, &mut report)?;
+    let summary = match convert(&a.src, &a.out, a.mmproj_out.as_deref(), &opts, &mut report) {
+        Err(e @ edgevl_convert::ConvertError::Cancelled { .. }) => {
+            eprintln!("edgevl: {e}");
+            // (0 when no signal was recorded, which a cancel without one cannot be: taken as SIGINT's.)
+            let signal = match signalled.load(Ordering::Relaxed) {
+                0 => signal_hook::consts::SIGINT,
+                n => n as i32,
+            };
+            std::process::exit(128 + signal);
+        }
+        result => result?,
+    };
     report_types(&a.out, &summary.tensors);
     if let Some(m) = &a.mmproj_out {
         report_types(m, &summary.mmproj_tensors);

@@ -2,6 +2,7 @@
 //! atomically as a GGUF file both edgevl and llama.cpp load: an LLM (llama or qwen2) or an
 //! mmproj of a vision family (this project's SigLIP + lfm2, InternVL, SmolVLM).
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -91,10 +92,12 @@ pub fn run(a: &GenRandomArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut last_print = t0;
     let type_name = DType::from(a.dtype).name();
-    // At most four updates a second, and the final 100%: small files print one line.
+    // At most four updates a second, and the final 100%, redrawn on a terminal only (logs and
+    // pipes get the last line alone).
+    let on_terminal = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
         let now = std::time::Instant::now();
-        if done == total || now.duration_since(last_print).as_millis() >= 250 {
+        if on_terminal && (done == total || now.duration_since(last_print).as_millis() >= 250) {
             last_print = now;
             let pct = done * 100 / total.max(1);
             eprint!("\rgen-random: {} {type_name}: {pct:3}% ({done}/{total} tensors)", a.preset);
@@ -115,7 +118,10 @@ pub fn run(a: &GenRandomArgs) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("unknown preset '{}' (known: {})", a.preset, known_presets());
     }
-    eprintln!("\ngen-random: wrote {} in {:.1} s", a.output.display(), t0.elapsed().as_secs_f64());
+    if on_terminal {
+        eprintln!();
+    }
+    eprintln!("gen-random: wrote {} in {:.1} s", a.output.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -96,11 +96,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A write to a closed stdout that came back as an error (`writeln!`) rather than a
+        // `println!` panic ends as quietly as the hook below makes the panic end.
+        Err(e) if closed_stdout(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("edgevl: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is, or was caused by, a broken pipe (the reader of stdout went away).
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: removes the part files of the outputs being written and ends

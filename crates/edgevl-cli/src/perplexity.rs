@@ -4,6 +4,7 @@ use crate::run::{KvTypeArg, ModelArgs};
 use anyhow::Context;
 use clap::Args;
 use edgevl_kernels::KernelConfig;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Arguments of `edgevl perplexity`.
@@ -51,10 +52,16 @@ pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         kv_type: a.kv_type,
     };
     let mut session = model.load(kernels)?;
+    // The running estimate is redrawn on a terminal only: logs and pipes get the result alone.
+    let on_terminal = std::io::stderr().is_terminal();
     let res = session.perplexity(text, a.chunks, |done, total, ppl| {
-        eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   ")
+        if on_terminal {
+            eprint!("\redgevl: chunk {done}/{total}, ppl {ppl:.4}   ")
+        }
     })?;
-    eprintln!();
+    if on_terminal {
+        eprintln!();
+    }
     if a.json {
         println!(
             "{}",

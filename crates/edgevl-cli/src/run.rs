@@ -95,8 +95,8 @@ pub struct GenArgs {
     /// Tokens to generate at most (per turn in chat).
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
-    /// Temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8)]
+    /// Temperature (0 or less = greedy).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temp: f32,
     /// Top-k (0 = off).
     #[arg(long, default_value_t = 40)]
@@ -110,9 +110,20 @@ pub struct GenArgs {
     /// Repeat penalty over the last 64 tokens (1.0 = off).
     #[arg(long, default_value_t = 1.0)]
     pub repeat_penalty: f32,
-    /// Random seed.
-    #[arg(long)]
+    /// Seed of the sampler's draws, so a sampled answer repeats (default, or -1, as llama-cli:
+    /// a new random seed each run).
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
+}
+
+/// A `--seed`: a number from 0 to 2^64-1, or -1 for a random one (as llama-cli's).
+fn parse_seed(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "-1" => Ok(rand::random()),
+        t => t
+            .parse()
+            .map_err(|_| format!("a seed is a number from 0 to {} or -1 (random), not {s:?}", u64::MAX)),
+    }
 }
 
 impl GenArgs {
@@ -126,9 +137,7 @@ impl GenArgs {
             repeat_penalty: self.repeat_penalty,
             ..SamplerConfig::default()
         };
-        if let Some(s) = self.seed {
-            cfg.seed = s;
-        }
+        cfg.seed = self.seed.unwrap_or_else(rand::random);
         Sampler::new(cfg)
     }
 }
@@ -146,8 +155,8 @@ pub struct RunArgs {
     /// has a <__media__> marker, else in front of the prompt's text.
     #[arg(long, value_name = "FILE")]
     image: Vec<PathBuf>,
-    /// The prompt.
-    #[arg(short = 'p', long = "prompt")]
+    /// The prompt (it may start with '-', as "-p '- a list item'").
+    #[arg(short = 'p', long = "prompt", allow_hyphen_values = true)]
     prompt: String,
     /// No chat template: tokenise the prompt as is.
     #[arg(long)]
@@ -185,6 +194,12 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         session.ask(&a.prompt, a.gen.n_predict, &mut sampler, &mut write)?
     };
     writeln!(out)?;
+    if stats.finish == edgevl_runtime::Finish::ContextFull {
+        eprintln!(
+            "edgevl: the answer stopped at the end of the {}-token context (-c for a larger one)",
+            stats.n_ctx
+        );
+    }
     eprintln!("edgevl: {}", summary(&stats));
     if let Some((rec, _)) = &dump {
         a.dump.write(rec)?;

@@ -12,8 +12,8 @@ pub struct TokenizeArgs {
     /// The model (GGUF) whose tokenizer to use.
     #[arg(short = 'm', long = "model")]
     model: PathBuf,
-    /// The text.
-    #[arg(short = 'p', long = "prompt")]
+    /// The text (it may start with '-').
+    #[arg(short = 'p', long = "prompt", allow_hyphen_values = true)]
     prompt: String,
     /// Treat special-token text as plain text.
     #[arg(long)]
@@ -37,7 +37,13 @@ pub fn run(a: &TokenizeArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&ids)?);
     } else {
         for id in ids {
-            println!("{id:6} -> '{}'", String::from_utf8_lossy(tok.token_bytes(id)));
+            // A special token (BOS, <|im_start|>) decodes to no bytes: its text is shown, as
+            // llama-tokenize shows it.
+            let piece = match tok.token_bytes(id) {
+                [] => tok.token_text(id).unwrap_or_default().to_string(),
+                bytes => String::from_utf8_lossy(bytes).into_owned(),
+            };
+            println!("{id:6} -> '{piece}'");
         }
     }
     Ok(())

@@ -38,8 +38,8 @@ fn full_disk_leaves_nothing() {
 }
 
 /// Starts `edgevl ARGS` writing into `d`, sends `signal` once its part file exists, and returns
-/// its stderr once it has ended (never successfully).
-fn interrupt_once_writing(args: &[&str], d: &Path, signal: &str) -> String {
+/// its stderr and exit code once it has ended (never successfully).
+fn interrupt_once_writing(args: &[&str], d: &Path, signal: &str) -> (String, Option<i32>) {
     let child = Command::new(env!("CARGO_BIN_EXE_edgevl")).args(args).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until the temporary file exists, then interrupt.
     let t0 = Instant::now();
@@ -50,19 +50,21 @@ fn interrupt_once_writing(args: &[&str], d: &Path, signal: &str) -> String {
     Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(!o.status.success(), "{signal}: {:?}", o.status);
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    (String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
 }
 
 #[test]
 fn ctrl_c_and_termination_signals_leave_nothing() {
     let src = edgevl_testdata::smollm2_hf_dir();
-    for signal in ["-INT", "-TERM", "-HUP"] {
+    // Each ends with 128 + the signal's number, as a process the signal ended (was 1 for convert).
+    for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let d = out_dir(&format!("signal{signal}"));
         let out = d.join("model.gguf");
         let (src, out) = (src.to_string_lossy(), out.to_string_lossy());
         let args = ["convert", &*src, "-o", &*out, "--scheme", "q4_k", "-t", "1"];
-        let stderr = interrupt_once_writing(&args, &d, signal);
+        let (stderr, status) = interrupt_once_writing(&args, &d, signal);
         assert!(stderr.contains("cancelled"), "{signal}: {stderr}");
+        assert_eq!(status, Some(code), "{signal}: {stderr}");
         assert!(entries(&d).is_empty(), "{signal}: left behind: {:?}", entries(&d));
         fs::remove_dir_all(&d).unwrap();
     }
@@ -70,7 +72,7 @@ fn ctrl_c_and_termination_signals_leave_nothing() {
     let d = out_dir("signal-gen-random");
     let out = d.join("random.gguf");
     let args = ["gen-random", "--preset", "bluelm-v-3b", "--type", "q4_0", "-o", out.to_str().unwrap()];
-    interrupt_once_writing(&args, &d, "-TERM");
+    assert_eq!(interrupt_once_writing(&args, &d, "-TERM").1, Some(143));
     assert!(entries(&d).is_empty(), "gen-random: left behind: {:?}", entries(&d));
     fs::remove_dir_all(&d).unwrap();
 }

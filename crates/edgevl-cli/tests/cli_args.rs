@@ -1,0 +1,87 @@
+//! What a command-line user types and pipes, on the tiny Qwen2 fixture: prompts that start with
+//! '-', seeds (a new one each run unless given, -1 as llama-cli's "random"), a closed stdout,
+//! special tokens in `tokenize`, a reply stopped by the context's end.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+
+fn tiny() -> String {
+    edgevl_testdata::fixture("tiny-qwen2/model.gguf").to_string_lossy().into_owned()
+}
+
+fn edgevl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgevl")).args(args).output().expect("start edgevl")
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = edgevl(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn prompts_may_start_with_a_hyphen() {
+    // clap took "-5 + 3 = ?" for an option (exit 2) where llama-cli takes the next argument as the value.
+    let m = tiny();
+    stdout_of(&["run", "-m", &m, "-t", "1", "-n", "2", "--temp", "0", "-p", "-5 + 3 = ?"]);
+    stdout_of(&["chat", "-m", &m, "-t", "1", "-n", "2", "--temp", "0", "--system", "- be brief"]);
+    let ids = stdout_of(&["tokenize", "-m", &m, "-p", "- item"]);
+    assert!(ids.lines().next().is_some_and(|l| l.ends_with("-> '-'")), "{ids}");
+    // A negative temperature (greedy) is a number, not an option.
+    stdout_of(&["run", "-m", &m, "-t", "1", "-n", "2", "--temp", "-1", "-p", "Hi"]);
+}
+
+#[test]
+fn each_run_draws_its_own_seed_unless_given_one() {
+    let m = tiny();
+    let sampled = |seed: &[&str]| {
+        let mut args = vec!["run", "-m", &m, "-t", "1", "-n", "12", "--temp", "1.5", "--top-k", "0"];
+        args.extend(["--top-p", "1", "--min-p", "0", "-p", "Hello"]);
+        args.extend(seed);
+        stdout_of(&args)
+    };
+    // Twelve tokens at temperature 1.5 over 512 random-weight logits: four unseeded runs are not
+    // all the same (with one fixed default seed they were).
+    let unseeded: std::collections::HashSet<String> =
+        [&[][..], &[], &["--seed", "-1"], &["--seed", "-1"]].into_iter().map(sampled).collect();
+    assert!(unseeded.len() > 1, "{unseeded:?}");
+    assert_eq!(sampled(&["--seed", "9"]), sampled(&["--seed", "9"]));
+    let bad = edgevl(&["run", "-m", &m, "-p", "Hi", "--seed", "-2"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("-1 (random)"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    // `edgevl run ... | head -c 5`: a write error at the pipe ends with 141, as SIGPIPE ends `cat`
+    // (it was "edgevl: error: Broken pipe" and 1, which `set -o pipefail` scripts take for a failure).
+    let m = tiny();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(["run", "-m", &m, "-t", "1", "-n", "500", "--temp", "0", "-p", "Hello"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl");
+    let mut first = [0u8; 1];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("a first byte");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn tokenize_shows_special_tokens_by_their_text() {
+    // As llama-tokenize: a special token's piece is its text (it printed '').
+    let ids = stdout_of(&["tokenize", "-m", &tiny(), "-p", "<|im_start|>hi"]);
+    assert!(ids.lines().next().is_some_and(|l| l.ends_with("-> '<|im_start|>'")), "{ids}");
+}
+
+#[test]
+fn a_reply_stopped_by_the_context_says_so() {
+    let out =
+        edgevl(&["run", "-m", &tiny(), "-t", "1", "-n", "100", "--temp", "0", "-c", "40", "-p", "Hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the answer stopped at the end of the 40-token context"), "{stderr}");
+}
