@@ -68,7 +68,7 @@ class GenOptions(TypedDict, total=False):
     presence_penalty: float
     """0.0 (off); subtracted from a token's logit when it is in the last 64 tokens"""
     seed: int | None
-    """None: the runtime's default seed, as `edgevl run` without --seed."""
+    """None or -1: a new random seed each call (as `edgevl run` without --seed); 0 to 2**64-1 repeats."""
     progress: Callable[[str, int, int], object] | None
     """Called on the calling thread with (step, done, total) while the turn waits for its images
     ("image", views encoded; an image encoded ahead reports from where it has got to) and prefills

@@ -49,18 +49,31 @@ create_exception!(
 
 /// The Python exception for a runtime error during use (not loading): images -> `ImageError`,
 /// a full context -> `ContextFullError`, a KV cache the memory cannot hold (a new session or chat
-/// slot) -> `MemoryError`, the rest -> `EdgevlError`; the message is the library's.
+/// slot) -> `MemoryError`, the caller's input the library refuses (a marker count, an empty
+/// prompt) or a tiling setting out of range -> `ValueError`, the rest -> `EdgevlError`; the
+/// message is the library's.
 pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
     let msg = e.to_string();
     match e {
         RuntimeError::ContextFull { .. } | RuntimeError::PromptTooLong { .. } => {
             ContextFullError::new_err(msg)
         }
+        // A tile budget or tiling setting out of range is a bad argument, not a bad image.
+        RuntimeError::Image(edgevl_vision::VisionError::InvalidParam { .. }) => PyValueError::new_err(msg),
         RuntimeError::Image(_) | RuntimeError::ImageEncode { .. } => ImageError::new_err(msg),
+        RuntimeError::BadInput(_) => PyValueError::new_err(msg),
         // A new chat slot's or session's KV cache the memory cannot hold.
         RuntimeError::Model(edgevl_runtime::ModelError::OutOfMemory { .. }) => PyMemoryError::new_err(msg),
         _ => EdgevlError::new_err(msg),
     }
+}
+
+/// A count argument `name` (threads, a tile budget, an image side) as `T`: a negative or too large
+/// value is a `ValueError` (pyo3's own conversion to an unsigned type raises `OverflowError`).
+pub(crate) fn count<T: TryFrom<i64>>(name: &str, v: i64) -> PyResult<T> {
+    T::try_from(v).map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a non-negative integer in range, not {v}"))
+    })
 }
 
 /// The Python exception for a failed load of `what` (e.g. "model a.gguf"): a bad setting ->

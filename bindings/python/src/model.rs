@@ -5,7 +5,7 @@ use crate::images::ImageInput;
 use crate::session::{Session, TextStream};
 use crate::slot::{callable, interruptible, lock, run_turn, GenOptions, ProgressRelay, Slot, Started};
 use crate::tiles::parse_strategy;
-use crate::{load_error, runtime_error};
+use crate::{count, load_error, runtime_error};
 use edgevl_runtime::{
     ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
     TileBudget, MEDIA_MARKER,
@@ -126,18 +126,24 @@ impl Model {
         py: Python<'_>,
         path: PathBuf,
         mmproj: Option<PathBuf>,
-        threads: Option<usize>,
-        ctx: Option<usize>,
+        threads: Option<i64>,
+        ctx: Option<i64>,
         cache_type: &str,
-        chunk: usize,
+        chunk: i64,
         strategy: &str,
         alpha: f64,
-        max_tiles: Option<u32>,
-        vit_batch: usize,
-        image_cache_mb: usize,
+        max_tiles: Option<i64>,
+        vit_batch: i64,
+        image_cache_mb: i64,
         pipelined: bool,
         encode_ahead: bool,
     ) -> PyResult<Self> {
+        // Counts are read as signed integers: a negative one is a ValueError, not an OverflowError.
+        let threads = threads.map(|t| count::<usize>("threads", t)).transpose()?;
+        let ctx = ctx.map(|c| count::<usize>("ctx", c)).transpose()?;
+        let max_tiles = max_tiles.map(|m| count::<u32>("max_tiles", m)).transpose()?;
+        let (chunk, vit_batch) = (count::<usize>("chunk", chunk)?, count::<usize>("vit_batch", vit_batch)?);
+        let image_cache_mb = count::<usize>("image_cache_mb", image_cache_mb)?;
         let kv_type = [KvType::F16, KvType::F32, KvType::Q8_0]
             .into_iter()
             .find(|t| t.name() == cache_type)
@@ -295,12 +301,15 @@ impl Model {
         py: Python<'_>,
         image: &Bound<'_, PyAny>,
         strategy: &str,
-        max_tiles: Option<u32>,
+        max_tiles: Option<i64>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let input = ImageInput::from_py(image, "image")?;
         let choice = parse_strategy(strategy)?;
-        let budget = max_tiles.map_or(TileBudget::Default, TileBudget::MaxTiles);
+        let budget = match max_tiles {
+            None => TileBudget::Default,
+            Some(m) => TileBudget::MaxTiles(count("max_tiles", m)?),
+        };
         let vision = self.inner.vision()?;
         let relay = ProgressRelay::new(callable("progress", progress)?);
         let observer = relay.observer();
@@ -395,9 +404,14 @@ fn parse_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
             }
         };
         let role: String = match field("role")? {
-            Some(r) => r.extract().map_err(|_| {
-                PyTypeError::new_err(format!("messages[{i}].role must be a str, not {}", type_name(&r)))
-            })?,
+            // A str that is not UTF-8 (a lone surrogate) raises UnicodeEncodeError, as the content does.
+            Some(r) if r.is_instance_of::<PyString>() => r.extract()?,
+            Some(r) => {
+                return Err(PyTypeError::new_err(format!(
+                    "messages[{i}].role must be a str, not {}",
+                    type_name(&r)
+                )))
+            }
             None => return Err(PyValueError::new_err(format!("messages[{i}] has no \"role\""))),
         };
         let role = match role.as_str() {
@@ -440,6 +454,7 @@ fn text_parts(parts: &Bound<'_, PyAny>, i: usize) -> PyResult<String> {
         let part = part?;
         let get = |key: &str| -> PyResult<String> {
             match part.get_item(key) {
+                Ok(v) if v.is_instance_of::<PyString>() => v.extract(),
                 Ok(v) => v.extract().map_err(|_| {
                     PyTypeError::new_err(format!(
                         "messages[{i}].content[{j}].{key} must be a str, not {}",

@@ -139,17 +139,17 @@ impl Slot {
         }
     }
 
-    /// Steps turn `id` to its end; returns the reply. An error if another call (from another
-    /// thread) ended the turn first: its reply would be cut short with no sign of it.
-    pub(crate) fn finish(&self, id: u64) -> Result<String, RuntimeError> {
+    /// Steps turn `id` to its end; returns the reply. An `EdgevlError` if another call ended the
+    /// turn first: its reply would be cut short with no sign of it.
+    pub(crate) fn finish(&self, id: u64) -> PyResult<String> {
         let mut reply = String::new();
         loop {
-            let step = self.step(id)?;
+            let step = self.step(id).map_err(crate::runtime_error)?;
             if step.superseded {
-                return Err(RuntimeError::BadInput(
-                    "the reply was cut short by another call on this session from another thread (a \
-                     session runs one turn at a time: use one session per thread, or Model.chat)"
-                        .into(),
+                return Err(EdgevlError::new_err(
+                    "the reply was cut short by another call on this session, from another thread or from \
+                     a progress callback (a session runs one turn at a time: use one session per thread, or \
+                     Model.chat)",
                 ));
             }
             reply.push_str(&step.text);
@@ -212,12 +212,14 @@ pub(crate) fn run_turn(
     let relay = ProgressRelay::new(progress);
     let observer = relay.observer();
     let (out, interrupted) = interruptible(py, slot.cancel_flag(), &mut |py| relay.deliver(py), || {
-        let id = slot.begin(sampler, keep_reply, |session, sampler| {
-            session.set_progress(observer);
-            let generation = start(session, sampler);
-            session.set_progress(None);
-            generation
-        })?;
+        let id = slot
+            .begin(sampler, keep_reply, |session, sampler| {
+                session.set_progress(observer);
+                let generation = start(session, sampler);
+                session.set_progress(None);
+                generation
+            })
+            .map_err(crate::runtime_error)?;
         if stream {
             Ok(Started::Stream(id))
         } else {
@@ -231,7 +233,7 @@ pub(crate) fn run_turn(
         }
         return Err(e);
     }
-    out.map_err(crate::runtime_error)
+    out
 }
 
 /// A Python callable `(step, done, total)` told of a call's [`Progress`] on the calling thread: the
@@ -322,8 +324,8 @@ pub(crate) fn interruptible<T: Send>(
 /// The generation options `chat` and `ask` take as keyword arguments (defaults as `edgevl
 /// run`'s): `max_tokens` (128; None = to the end of the context), `temperature` (0.8; 0 =
 /// greedy), `top_p` (0.95), `top_k` (40), `min_p` (0.05), `repeat_penalty` (1.0),
-/// `frequency_penalty` and `presence_penalty` (0.0), `seed`
-/// (None: the runtime's default seed, as `edgevl run` without `--seed`), `stream` (False),
+/// `frequency_penalty` and `presence_penalty` (0.0), `seed` (None or -1: a new random seed, as
+/// `edgevl run` without `--seed`), `stream` (False),
 /// `progress` (None; see [`run_turn`]).
 pub(crate) struct GenOptions {
     /// Tokens to generate at most.
@@ -356,16 +358,12 @@ impl GenOptions {
                 }
                 "temperature" => c.temp = finite(&key, value.extract()?)?,
                 "top_p" => c.top_p = finite(&key, value.extract()?)?,
-                "top_k" => c.top_k = value.extract()?,
+                "top_k" => c.top_k = crate::count("top_k", value.extract()?)?,
                 "min_p" => c.min_p = finite(&key, value.extract()?)?,
                 "repeat_penalty" => c.repeat_penalty = finite(&key, value.extract()?)?,
                 "frequency_penalty" => c.frequency_penalty = finite(&key, value.extract()?)?,
                 "presence_penalty" => c.presence_penalty = finite(&key, value.extract()?)?,
-                "seed" => {
-                    if let Some(seed) = value.extract::<Option<u64>>()? {
-                        c.seed = seed;
-                    }
-                }
+                "seed" => c.seed = seed(value.extract()?)?,
                 "stream" => o.stream = value.extract()?,
                 "progress" => o.progress = callable("progress", Some(&value))?,
                 _ => {
@@ -377,6 +375,17 @@ impl GenOptions {
         }
         c.check().map_err(PyValueError::new_err)?;
         Ok(o)
+    }
+}
+
+/// The sampler's seed for a `seed` argument: a new random one for None or -1 (as llama-cpp-python
+/// and llama-cli), else the number, 0 to 2^64-1.
+fn seed(value: Option<i128>) -> PyResult<u64> {
+    match value {
+        None | Some(-1) => Ok(rand::random()),
+        Some(v) => u64::try_from(v).map_err(|_| {
+            PyValueError::new_err(format!("seed must be None, -1 (random) or 0 to {}, not {v}", u64::MAX))
+        }),
     }
 }
 

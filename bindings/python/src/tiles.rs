@@ -20,13 +20,15 @@ use pyo3::types::PyDict;
 #[pyo3(signature = (width, height, strategy = "family", family = None, max_tiles = None, alpha = 0.1))]
 pub(crate) fn tiles<'py>(
     py: Python<'py>,
-    width: u32,
-    height: u32,
+    width: i64,
+    height: i64,
     strategy: &str,
     family: Option<&str>,
-    max_tiles: Option<u32>,
+    max_tiles: Option<i64>,
     alpha: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let (width, height) = (crate::count::<u32>("width", width)?, crate::count::<u32>("height", height)?);
+    let max_tiles = max_tiles.map(|m| crate::count::<u32>("max_tiles", m)).transpose()?;
     let family = match family {
         None => VisionFamily::EdgeVl,
         Some(name) => VisionFamily::from_name(name).ok_or_else(|| {

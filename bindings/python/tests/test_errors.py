@@ -159,9 +159,37 @@ def test_wrong_use_raises_and_the_model_goes_on(vlm):
         vlm.session().ask("hi", max_tokens=-1)
     with pytest.raises(ValueError, match="strategy"):
         vlm.encode_image(WIDE_PNG, strategy="bogus")
-    with pytest.raises(edgevl.EdgevlError, match="marker"):
-        # A marker without an image on a vision model: the library's check.
-        vlm.chat([{"role": "user", "content": f"look {edgevl.MEDIA_MARKER}"}])
+    # Markers and images that do not match are a ValueError wherever the library finds them (they were
+    # EdgevlError but for the last user message's own check).
+    s = vlm.session()
+    s.add_image(WIDE_PNG)
+    with pytest.raises(ValueError, match="2 <__media__> marker"):
+        s.ask(f"a {edgevl.MEDIA_MARKER} b {edgevl.MEDIA_MARKER}")
+    for messages in ([{"role": "user", "content": f"look {edgevl.MEDIA_MARKER}"}],
+                     [{"role": "system", "content": edgevl.MEDIA_MARKER}, {"role": "user", "content": "y"}]):
+        with pytest.raises(ValueError, match="marker"):
+            vlm.chat(messages)
+    # A tile budget the tiling refuses is a bad argument, as in tiles(), not a bad image.
+    for budget in (0, 1000):
+        with pytest.raises(ValueError, match="max_tiles"):
+            vlm.encode_image(WIDE_PNG, max_tiles=budget)
+    # Negative counts are a ValueError, not an OverflowError; seed -1 is a random seed, as in llama-cpp-python.
+    for bad in ({"top_k": -1}, {"seed": -2}, {"seed": 2**64}):
+        with pytest.raises(ValueError, match="top_k|seed"):
+            vlm.chat([{"role": "user", "content": "hi"}], max_tokens=1, **bad)
+    assert isinstance(vlm.chat([{"role": "user", "content": "hi"}], max_tokens=1, seed=-1), str)
+    with pytest.raises(ValueError, match="width"):
+        edgevl.tiles(-1, 5)
+    with pytest.raises(ValueError, match="max_tiles"):
+        vlm.encode_image(WIDE_PNG, max_tiles=-1)
+    for bad in ({"threads": -1}, {"image_cache_mb": -1}, {"ctx": -5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            edgevl.Model(TINY_LLM, **bad)
+    # A str that is not UTF-8 is a UnicodeEncodeError wherever it is (a role said "must be a str, not str").
+    for messages in ([{"role": "us\udc80er", "content": "ab"}],
+                     [{"role": "user", "content": [{"type": "text", "text": "a\ud800"}]}]):
+        with pytest.raises(UnicodeEncodeError):
+            vlm.chat(messages)
     assert isinstance(vlm.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=3), str)
 
 

@@ -75,3 +75,13 @@ def test_frequency_and_presence_penalties_change_the_greedy_reply(smollm2):
     assert smollm2.chat(messages, temperature=0, max_tokens=N, frequency_penalty=0.0, presence_penalty=0.0) == plain
     assert smollm2.chat(messages, temperature=0, max_tokens=N, presence_penalty=2.0) != plain
     assert smollm2.chat(messages, temperature=0, max_tokens=N, frequency_penalty=2.0) != plain
+
+
+def test_sampled_replies_differ_without_a_seed_and_repeat_with_one(smollm2):
+    # As llama-cpp-python: no seed (or -1) draws a new one each call; one fixed default made every
+    # sampled reply the same.
+    messages = [{"role": "user", "content": PROMPT}]
+    sample = dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, max_tokens=16)
+    unseeded = {smollm2.chat(messages, **sample, **extra) for extra in ({}, {}, {"seed": -1}, {"seed": None})}
+    assert len(unseeded) > 1, unseeded
+    assert smollm2.chat(messages, **sample, seed=7) == smollm2.chat(messages, **sample, seed=7)
