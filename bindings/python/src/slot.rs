@@ -28,6 +28,19 @@ pub(crate) struct Slot {
     /// A turn to close the next time the slot is locked (0: none), for a stream dropped while
     /// another thread held the slot.
     close_requested: AtomicU64,
+    /// Last, so it is dropped after the session: gives the freed KV cache back to the system.
+    _trim: TrimOnDrop,
+}
+
+/// Returns the memory freed before it to the system when dropped (see
+/// [`edgevl_kernels::heap::return_freed_memory`]): without it a burst of concurrent `chat` calls
+/// left the process at its peak after the extra slots were freed (1.37 GB against 0.53 GB).
+struct TrimOnDrop;
+
+impl Drop for TrimOnDrop {
+    fn drop(&mut self) {
+        edgevl_kernels::heap::return_freed_memory();
+    }
 }
 
 pub(crate) struct SlotState {
@@ -68,7 +81,7 @@ impl Slot {
     pub(crate) fn new(session: Session) -> Self {
         let cancel = session.cancel_flag();
         let state = parking_lot::Mutex::new(SlotState { session, turn: None, next_id: 0 });
-        Slot { state, cancel, close_requested: AtomicU64::new(0) }
+        Slot { state, cancel, close_requested: AtomicU64::new(0), _trim: TrimOnDrop }
     }
 
     /// The session's cancel flag.

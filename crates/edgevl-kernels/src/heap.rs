@@ -25,3 +25,17 @@ pub fn in_use_bytes() -> Option<u64> {
 pub fn in_use_bytes() -> Option<u64> {
     None
 }
+
+/// Gives the memory the C allocator keeps after frees back to the system, where it can (glibc's
+/// `malloc_trim(0)`): a KV cache is many buffers of about a megabyte, which glibc serves from its
+/// heap once its mmap threshold has risen past them, and keeps when they are freed, so a process
+/// that dropped caches would stay at its peak. Call after dropping something large; a no-op
+/// elsewhere.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory of the allocator's own arenas; it takes a
+    // pad size and has no other precondition.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
