@@ -28,6 +28,8 @@ def test_tiles_equal_edgevl_tiles_json_for_each_strategy(family):
                 assert edgevl.tiles(w, h, strategy=obj["strategy"], **kw) == obj, (w, h, kw)
             own = next(o for o in want if o["strategy"] == OWN_RULE[family])
             assert edgevl.tiles(w, h, **kw) == own
+            # The CLI takes "family" too (it was refused), with the same meaning.
+            assert json.loads(cli(*[a if a != "all" else "family" for a in args])) == [own]
 
 
 def test_bad_tiles_arguments_raise_value_error():

@@ -219,6 +219,10 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    anyhow::ensure!(
+        a.n_prompt + a.n_gen > 0 || !a.no_bandwidth || a.vision.mmproj.is_some(),
+        "nothing to measure: -p and -n are both 0, --no-bandwidth is set and there is no --mmproj"
+    );
     let k = Kernels::new(kernels);
     let vit = match &a.vision.mmproj {
         Some(mmproj) => Some(crate::bench_vision::vit_bench(mmproj, &k, &a.vision, a.threads, a.json)?),
@@ -231,10 +235,6 @@ pub fn run(a: &BenchArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    anyhow::ensure!(
-        a.n_prompt + a.n_gen > 0 || !a.no_bandwidth || a.vision.mmproj.is_some(),
-        "nothing to measure: -p and -n are both 0, --no-bandwidth is set and there is no --mmproj"
-    );
     let file =
         Arc::new(GgufFile::open(&a.model).with_context(|| format!("cannot open {}", a.model.display()))?);
     let dec =

@@ -29,7 +29,9 @@ pub struct VisionBenchArgs {
     /// Repetitions of each ViT measurement (a nine-tile so400m run takes tens of seconds).
     #[arg(long, default_value_t = 1)]
     pub vit_reps: usize,
-    /// An image for the end-to-end run (needs --mmproj; the LLM is -m).
+    /// An image for the end-to-end run (needs --mmproj; the LLM is -m): one run of load, image,
+    /// prefill and -n decoded tokens, in place of the pp/tg tests, so -p, -d and -r do not apply
+    /// (scripts/bench-e2e-vs-base.sh repeats it).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Prefill chunk sizes of the end-to-end run's sweep.

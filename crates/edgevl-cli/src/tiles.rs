@@ -28,7 +28,8 @@ pub struct TilesArgs {
     /// A folder of images: a row per image and a summary per strategy.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// relaxed, llava-next, internvl, idefics3 or all.
+    /// relaxed, llava-next, internvl, idefics3, all, or family (the family's own rule, as `run`
+    /// and `encode-image` default to: relaxed without --mmproj or --family).
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyChoice,
     /// Relaxed matching's tolerance on effective resolution.
@@ -54,13 +55,17 @@ pub struct TilesArgs {
 
 /// The strategies to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StrategyChoice(pub Vec<Strategy>);
+pub struct StrategyChoice(pub Vec<TilingChoice>);
 
 fn parse_strategies(s: &str) -> Result<StrategyChoice, String> {
-    if s == "all" {
-        return Ok(StrategyChoice(Strategy::ALL.to_vec()));
+    match s {
+        "all" => Ok(StrategyChoice(Strategy::ALL.iter().map(|&s| TilingChoice::Strategy(s)).collect())),
+        "family" => Ok(StrategyChoice(vec![TilingChoice::Family])),
+        _ => s
+            .parse::<Strategy>()
+            .map(|st| StrategyChoice(vec![TilingChoice::Strategy(st)]))
+            .map_err(|e| format!("{e}, all or family")),
     }
-    s.parse::<Strategy>().map(|st| StrategyChoice(vec![st])).map_err(|e| format!("{e}, or all"))
 }
 
 fn parse_family(s: &str) -> Result<VisionFamily, String> {
@@ -95,7 +100,8 @@ fn planners(args: &TilesArgs) -> anyhow::Result<Planners> {
         .strategy
         .0
         .iter()
-        .map(|&s| {
+        .map(|choice| choice.strategy(family.unwrap_or(VisionFamily::EdgeVl)))
+        .map(|s| {
             let tiling = match (&hp, family) {
                 (Some(hp), _) => ImageTiling::of_mmproj(&cfg(s), hp, None),
                 (None, Some(f)) => ImageTiling::family_defaults(&cfg(s), f),
@@ -384,7 +390,10 @@ mod tests {
         assert!(args(&["--size", "10x10", "--dir", "."]).is_err());
         assert!(args(&["--size", "10x0"]).is_err());
         assert!(args(&["--size", "10x10", "--strategy", "llava"]).is_err());
-        assert_eq!(args(&["--size", "10x10"]).unwrap().strategy.0, Strategy::ALL.to_vec());
+        let all: Vec<TilingChoice> = Strategy::ALL.iter().map(|&s| TilingChoice::Strategy(s)).collect();
+        assert_eq!(args(&["--size", "10x10"]).unwrap().strategy.0, all);
+        let family = args(&["--size", "10x10", "--strategy", "family"]).unwrap().strategy.0;
+        assert_eq!(family, vec![TilingChoice::Family]);
     }
 
     #[test]

@@ -85,3 +85,11 @@ fn a_reply_stopped_by_the_context_says_so() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("the answer stopped at the end of the 40-token context"), "{stderr}");
 }
+
+#[test]
+fn a_bench_with_nothing_to_measure_says_so() {
+    // It exited 0 printing nothing: the check came after an early return.
+    let out = edgevl(&["bench", "-m", &tiny(), "-p", "0", "-n", "0", "--no-bandwidth"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to measure"));
+}
