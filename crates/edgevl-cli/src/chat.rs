@@ -146,6 +146,7 @@ impl Chat<'_> {
                 let info = self.session.add_image(cmd[6..].trim())?;
                 eprintln!("edgevl: {}", describe(&info));
             }
+            "/image" => eprintln!("edgevl: /image needs a file: /image PATH"),
             cmd if cmd.starts_with('/') => eprintln!("edgevl: unknown command {cmd}; {HELP}"),
             _ => {
                 let mut out = stdout.lock();

@@ -93,3 +93,21 @@ fn a_bench_with_nothing_to_measure_says_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to measure"));
 }
+
+#[test]
+fn chat_image_without_a_path_says_what_it_needs() {
+    // It said "unknown command /image" of a command the help lists.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(["chat", "-m", &tiny(), "-t", "1", "--temp", "0", "-n", "2"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start edgevl chat");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"/image\n/exit\n").expect("script");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("/image needs a file: /image PATH"), "{stderr}");
+}
