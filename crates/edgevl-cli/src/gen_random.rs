@@ -21,10 +21,11 @@ pub struct GenRandomArgs {
     /// of the same name, whose vocabularies hold their family's image tokens).
     #[arg(long)]
     pub preset: String,
-    /// Storage type of the weight matrices (norms stay f32). LLMs: q4_0, q4_1, q8_0, f16, f32;
-    /// mmproj: q8_0 (f16 where a row is not a multiple of 32), f16, f32.
-    #[arg(long = "type", value_enum, default_value_t = WeightType::Q4_0)]
-    pub dtype: WeightType,
+    /// Storage type of the weight matrices (norms stay f32). LLMs: q4_0 (the default), q4_1,
+    /// q8_0, f16, f32; mmproj: q8_0 (the default; f16 where a row is not a multiple of 32), f16,
+    /// f32: the paper's INT4 LLM and INT8 ViT.
+    #[arg(long = "type", value_enum)]
+    pub dtype: Option<WeightType>,
     /// LLM presets: add llama.cpp's lfm2 image tokens (`<|image_start|>`, `<|image_end|>`,
     /// `<|img_thumbnail|>`, `<|img_row_R_col_C|>` for grids of up to 16 tiles) to the
     /// vocabulary, so llama-mtmd-cli pairs the model with an lfm2 mmproj.
@@ -91,7 +92,9 @@ fn known_presets() -> String {
 pub fn run(a: &GenRandomArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut last_print = t0;
-    let type_name = DType::from(a.dtype).name();
+    let is_llm = llm::preset(&a.preset).is_some();
+    let dtype = a.dtype.unwrap_or(if is_llm { WeightType::Q4_0 } else { WeightType::Q8_0 });
+    let type_name = DType::from(dtype).name();
     // At most four updates a second, and the final 100%, redrawn on a terminal only (logs and
     // pipes get the last line alone).
     let on_terminal = std::io::stderr().is_terminal();
@@ -105,15 +108,15 @@ pub fn run(a: &GenRandomArgs) -> anyhow::Result<()> {
         }
     };
     let cannot_write = || format!("cannot write {}", a.output.display());
-    if llm::preset(&a.preset).is_some() {
+    if is_llm {
         let opts = LlamaOptions { image_tokens: a.image_tokens };
-        llm::write_llama(&a.preset, a.dtype.into(), a.seed, opts, &a.output, progress)
+        llm::write_llama(&a.preset, dtype.into(), a.seed, opts, &a.output, progress)
             .with_context(cannot_write)?;
     } else if let Some(shape) = VISION_PRESETS.iter().find(|p| p.name == a.preset) {
         if a.image_tokens {
             anyhow::bail!("--image-tokens goes with an LLM preset; '{}' is an mmproj", a.preset);
         }
-        vision::write_mmproj_with_progress(shape, vision_dtype(a.dtype)?, a.seed, &a.output, progress)
+        vision::write_mmproj_with_progress(shape, vision_dtype(dtype)?, a.seed, &a.output, progress)
             .with_context(cannot_write)?;
     } else {
         anyhow::bail!("unknown preset '{}' (known: {})", a.preset, known_presets());
@@ -128,12 +131,12 @@ pub fn run(a: &GenRandomArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgevl_gguf::GgufFile;
+    use edgevl_gguf::{GgmlType, GgufFile};
     use edgevl_model::vision::VisionEncoder;
     use edgevl_tokenizer::Tokenizer;
 
     fn args(preset: &str, dtype: WeightType, image_tokens: bool, output: PathBuf) -> GenRandomArgs {
-        GenRandomArgs { preset: preset.into(), dtype, image_tokens, seed: 1, output }
+        GenRandomArgs { preset: preset.into(), dtype: Some(dtype), image_tokens, seed: 1, output }
     }
 
     #[test]
@@ -152,6 +155,32 @@ mod tests {
         let tok = Tokenizer::from_gguf(f.metadata()).unwrap();
         for t in ["<|image_start|>", "<|image_end|>", "<|img_thumbnail|>", "<|img_row_4_col_4|>"] {
             assert_eq!(tok.encode(t, false, true), vec![tok.token_id(t).unwrap()], "{t}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_type_is_q4_0_for_an_llm_and_q8_0_for_an_mmproj() {
+        // The mmproj presets failed without --type (the default q4_0 is no mmproj type).
+        let dir = std::env::temp_dir().join(format!("edgevl-gen-random-default-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (preset, tensor, want) in [
+            ("siglip-tiny", "v.blk.0.ffn_up.weight", GgmlType::Q8_0),
+            ("tiny", "blk.0.ffn_up.weight", GgmlType::Q4_0),
+        ] {
+            let out = dir.join(format!("{preset}.gguf"));
+            let a = GenRandomArgs {
+                preset: preset.into(),
+                dtype: None,
+                image_tokens: false,
+                seed: 1,
+                output: out.clone(),
+            };
+            run(&a).unwrap();
+            let f = GgufFile::open(&out).unwrap();
+            let t =
+                f.tensors().iter().find(|t| t.name == tensor).unwrap_or_else(|| panic!("{preset}: {tensor}"));
+            assert_eq!(t.ggml_type, want, "{preset}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
