@@ -271,6 +271,25 @@ fn cancel_flag_and_callback_stop_the_answer() {
 }
 
 #[test]
+fn a_prefill_cancelled_part_way_counts_the_chunks_it_left() {
+    // Cancelled after its second chunk of 16: the stats said 0 prefilled while the cache held 32.
+    let mut s = load(&tiny(), 16, 256);
+    let flag = s.cancel_flag();
+    s.set_progress(Some(std::sync::Arc::new(move |p| {
+        if let edgevl_runtime::Progress::Prefill { done, .. } = p {
+            if done >= 32 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    })));
+    let t = s.ask(TEXT, 4, &mut greedy(), |_| true).expect("turn");
+    assert_eq!(t.finish, Finish::Cancelled);
+    assert_eq!((t.reused_tokens, t.prefilled_tokens, t.n_past), (0, 32, 32));
+    assert!(t.prompt_tokens > 32, "{}", t.prompt_tokens);
+    assert_eq!(s.stats().prefilled_tokens_total, 32);
+}
+
+#[test]
 fn a_stepped_turn_equals_ask_and_a_refused_one_is_taken_back() {
     let model = tiny();
     let mut asked = load(&model, 16, 256);

@@ -8,7 +8,7 @@ use edgevl_model::{DecoderInput, LogitsWanted};
 use std::sync::atomic::Ordering;
 
 /// What a prefill reused and what it computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrefillReport {
     /// Leading positions that were already in the KV cache.
     pub reused: usize,
@@ -26,6 +26,17 @@ impl Session {
     /// the context, and with [`RuntimeError::Cancelled`] when the cancel flag is set between
     /// two chunks (the cache then holds the chunks done so far).
     pub fn prefill(&mut self, segments: &[Segment]) -> Result<PrefillReport, RuntimeError> {
+        let mut report = PrefillReport::default();
+        self.prefill_into(segments, &mut report).map(|()| report)
+    }
+
+    /// [`Session::prefill`], keeping in `report` what was reused and computed so far, so a
+    /// prefill cancelled part-way still counts the chunks it left in the cache.
+    pub(super) fn prefill_into(
+        &mut self,
+        segments: &[Segment],
+        report: &mut PrefillReport,
+    ) -> Result<(), RuntimeError> {
         let d = self.decoder.hparams().n_embd;
         for s in segments {
             if let Segment::Embeddings(b) = s {
@@ -63,6 +74,7 @@ impl Session {
         }
         self.kv.truncate(reused);
         self.cells.truncate(reused);
+        *report = PrefillReport { reused, prefilled: 0 };
         let todo = pieces(segments, reused, self.chunk, d);
         let last = todo.len().saturating_sub(1);
         let total = target.len() - reused;
@@ -83,9 +95,10 @@ impl Session {
             let want = if i == last { LogitsWanted::Last } else { LogitsWanted::None };
             self.decoder.forward(input, &mut self.kv, &mut self.state, &self.pool, want)?;
             self.cells.extend(piece.cells(d));
-            tell(self.cells.len() - reused);
+            report.prefilled = self.cells.len() - reused;
+            tell(report.prefilled);
         }
-        Ok(PrefillReport { reused, prefilled: total })
+        Ok(())
     }
 
     /// [`Session::prefill`] of the conversation as [`Session::conversation_segments`] lays it out.

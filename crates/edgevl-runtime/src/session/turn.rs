@@ -23,8 +23,8 @@ pub struct Generation {
     prompt_tokens: usize,
     image_tokens: usize,
     image_wait_ms: f64,
-    /// `None` when the prefill was cancelled.
-    report: Option<PrefillReport>,
+    /// What the prefill reused and computed (as far as it got when it was cancelled).
+    report: PrefillReport,
     n_predict: usize,
     /// The sampled token not yet emitted.
     next: u32,
@@ -51,8 +51,8 @@ impl Generation {
         self.out.len()
     }
 
-    /// What the prefill reused and computed (`None` when it was cancelled).
-    pub fn prefill_report(&self) -> Option<PrefillReport> {
+    /// What the prefill reused and computed (as far as it got when it was cancelled).
+    pub fn prefill_report(&self) -> PrefillReport {
         self.report
     }
 
@@ -217,10 +217,10 @@ impl Session {
         let decode_s = t_end.saturating_duration_since(g.t_first).as_secs_f64();
         let n_decoded = g.out.len().saturating_sub(1);
         // A prefill cancelled part-way still left its finished chunks in the cache.
-        let prefilled = g.report.map_or(0, |r| r.prefilled);
+        let prefilled = g.report.prefilled;
         let stats = TurnStats {
             prompt_tokens: g.prompt_tokens,
-            reused_tokens: g.report.map_or(0, |r| r.reused),
+            reused_tokens: g.report.reused,
             prefilled_tokens: prefilled,
             generated_tokens: g.out.len(),
             load_ms: self.load_ms,
@@ -296,7 +296,7 @@ impl Session {
             prompt_tokens: positions(false),
             image_tokens: positions(true),
             image_wait_ms,
-            report: None,
+            report: PrefillReport::default(),
             n_predict,
             next: 0,
             out: Vec::new(),
@@ -304,13 +304,16 @@ impl Session {
             reply: String::new(),
             finish: None,
         };
-        match self.prefill(prompt) {
+        let mut report = PrefillReport::default();
+        match self.prefill_into(prompt, &mut report) {
             Err(RuntimeError::Cancelled) => {
                 g.t_first = Instant::now();
                 g.finish = Some(Finish::Cancelled);
+                // The chunks done before the cancel stay in the cache and are counted.
+                g.report = report;
             }
             Err(e) => return Err(e),
-            Ok(report) => {
+            Ok(()) => {
                 for s in prompt {
                     if let Segment::Tokens(t) = s {
                         sampler.accept(t);
@@ -318,7 +321,7 @@ impl Session {
                 }
                 g.next = sampler.sample(self.logits());
                 g.t_first = Instant::now();
-                g.report = Some(report);
+                g.report = report;
             }
         }
         Ok(g)
