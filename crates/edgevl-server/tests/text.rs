@@ -269,12 +269,7 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_slot() {
     // A: a long streamed reply (no end-of-generation token allowed) on the only slot.
     let body = json!({"messages": user("Write a very long story."), "max_tokens": 100000, "ignore_eos": true,
                       "stream": true, "temperature": 0.8});
-    let body = body.to_string();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut a = t.raw(&head, body.as_bytes());
+    let mut a = t.raw_chat(&body);
     let a_head = read_head(&mut a);
     assert!(a_head.starts_with("HTTP/1.1 200"), "{a_head}");
     let mut first = [0u8; 64];
@@ -282,15 +277,7 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_slot() {
     assert_eq!(t.metric("edgevl_slots_busy"), 1.0);
 
     // B waits in the queue; C finds no place: 503 with Retry-After, in OpenAI's shape.
-    let base = t.base.clone();
-    let agent = t.agent.clone();
-    let b = std::thread::spawn(move || {
-        let mut r = agent
-            .post(&format!("{base}/v1/chat/completions"))
-            .send(json!({"messages": user("Say hi."), "max_tokens": 4}).to_string())
-            .expect("B");
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
-    });
+    let b = t.chat_in_thread(json!({"messages": user("Say hi."), "max_tokens": 4}));
     t.wait_until(30, "B queued", |t| t.metric("edgevl_queue_depth") == 1.0);
     let (status, retry, text) =
         t.post_bytes("/v1/chat/completions", json!({"messages": user("C")}).to_string().as_bytes());
@@ -323,33 +310,17 @@ fn a_client_that_leaves_the_queue_gives_back_its_place() {
     cfg.parallel = 1;
     cfg.queue = 1;
     let t = start(cfg);
-    let raw_post = |body: Value| {
-        let body = body.to_string();
-        let head = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        t.raw(&head, body.as_bytes())
-    };
     // A holds the only slot; B waits in the queue, then leaves.
     let long = json!({"messages": user("Write a very long story."), "max_tokens": 100000, "ignore_eos": true,
                       "stream": true});
-    let mut a = raw_post(long);
+    let mut a = t.raw_chat(&long);
     assert!(read_head(&mut a).starts_with("HTTP/1.1 200"));
-    let b = raw_post(json!({"messages": user("Say hi."), "max_tokens": 4}));
+    let b = t.raw_chat(&json!({"messages": user("Say hi."), "max_tokens": 4}));
     t.wait_until(30, "B queued", |t| t.metric("edgevl_queue_depth") == 1.0);
     let _ = b.shutdown(std::net::Shutdown::Both);
     drop(b);
     // D is admitted (B's job, abandoned in the queue, kept it out with a 503) and answered once A leaves.
-    let base = t.base.clone();
-    let agent = t.agent.clone();
-    let d = std::thread::spawn(move || {
-        let mut r = agent
-            .post(&format!("{base}/v1/chat/completions"))
-            .send(json!({"messages": user("Say hi."), "max_tokens": 4}).to_string())
-            .expect("D");
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
-    });
+    let d = t.chat_in_thread(json!({"messages": user("Say hi."), "max_tokens": 4}));
     t.wait_until(30, "D queued behind B's abandoned job", |t| t.metric("edgevl_queue_depth") == 2.0);
     let _ = a.shutdown(std::net::Shutdown::Both);
     drop(a);

@@ -156,6 +156,27 @@ impl TestServer {
         let _ = s.write_all(body);
         s
     }
+
+    /// A chat request sent on a connection of its own, whose response the caller reads (or
+    /// abandons by closing the stream).
+    pub fn raw_chat(&self, body: &Value) -> TcpStream {
+        let body = body.to_string();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.raw(&head, body.as_bytes())
+    }
+
+    /// A chat request made on a thread of its own: joins with the status and body.
+    pub fn chat_in_thread(&self, body: Value) -> std::thread::JoinHandle<(u16, String)> {
+        let (base, agent) = (self.base.clone(), self.agent.clone());
+        std::thread::spawn(move || {
+            let mut r =
+                agent.post(&format!("{base}/v1/chat/completions")).send(body.to_string()).expect("POST");
+            (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+        })
+    }
 }
 
 impl Drop for TestServer {
