@@ -68,8 +68,9 @@ pub(crate) fn runtime_error(e: RuntimeError) -> PyErr {
     }
 }
 
-/// A count argument `name` (threads, a tile budget, an image side) as `T`: a negative or too large
-/// value is a `ValueError` (pyo3's own conversion to an unsigned type raises `OverflowError`).
+/// A count argument `name` (threads, a tile budget, an image side), read as an `i64`, as `T`: a
+/// negative value, or one too large for `T`, is a `ValueError` (pyo3's own conversion to an
+/// unsigned type raises `OverflowError`; past 64 bits the `i64` read still does).
 pub(crate) fn count<T: TryFrom<i64>>(name: &str, v: i64) -> PyResult<T> {
     T::try_from(v).map_err(|_| {
         PyValueError::new_err(format!("{name} must be a non-negative integer in range, not {v}"))

@@ -246,8 +246,9 @@ mod tests {
 
     #[test]
     fn frequency_and_presence_penalties_subtract_per_occurrence_and_once() {
-        // OpenAI's definition: logit[j] - count[j] * frequency - (count[j] > 0) * presence, over
-        // the window. Token 0 leads token 1 by 1.0 and was seen three times; token 2 trails by 2.5.
+        // OpenAI's formula: logit[j] - count[j] * frequency - (count[j] > 0) * presence, counted over
+        // the window of recent tokens (which, as llama.cpp's, holds the prompt's too). Token 0 leads
+        // token 1 by 1.0 and was seen three times; token 2 trails by 2.5.
         let l = [5.0f32, 4.0, 2.5, 0.0];
         let greedy = |frequency_penalty, presence_penalty, seen: &[u32]| {
             let cfg = SamplerConfig { temp: 0.0, frequency_penalty, presence_penalty, ..Default::default() };

@@ -40,10 +40,10 @@ pub struct ChatRequest {
     /// Extension: min-p (default 0.05).
     #[serde(default)]
     pub min_p: Option<f32>,
-    /// Seed of the random draw, so a sampled reply repeats; without one (or with -1, as
-    /// llama-server takes it) each request draws its own.
+    /// Seed of the random draw (0 to 2^64-1), so a sampled reply repeats; without one (or with
+    /// -1, as llama-server takes it) each request draws its own.
     #[serde(default)]
-    pub seed: Option<i64>,
+    pub seed: Option<i128>,
     /// Subtracted from a token's logit for each time it is among the recent tokens, -2 to 2.
     #[serde(default)]
     pub frequency_penalty: Option<f32>,
@@ -437,7 +437,12 @@ impl ChatRequest {
             min_p: self.min_p.unwrap_or(0.05),
             seed: match self.seed {
                 None | Some(-1) => rand::random(),
-                Some(seed) => seed as u64,
+                Some(seed) => u64::try_from(seed).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "seed must be -1 (random) or 0 to {}, not {seed}",
+                        u64::MAX
+                    ))
+                })?,
             },
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             presence_penalty: self.presence_penalty.unwrap_or(0.0),

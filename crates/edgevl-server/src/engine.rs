@@ -10,6 +10,7 @@ use edgevl_runtime::{
     Finish, Generation, PendingImage, Progress, Sampler, SamplerConfig, Session, TurnStats,
 };
 use edgevl_tokenizer::ChatMessage;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -94,21 +95,36 @@ pub fn run(
     }
     slots.insert(0, Slot { session: primary, active: None });
     let mut open = true;
+    // The jobs taken off the channel, in order, not yet in a slot.
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    // A job whose client has left is dropped, and counted, wherever it waits.
+    let abandoned = |job: &Job| {
+        let gone = job.events.is_closed();
+        if gone {
+            metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            add(&metrics.cancelled, 1);
+        }
+        gone
+    };
     loop {
+        // Every round takes in what was queued and drops what its client left: a request's
+        // admission place goes back when its client leaves, so while every slot is busy the
+        // abandoned jobs would otherwise pile up in the channel.
+        while open {
+            match jobs.try_recv() {
+                Ok(j) => waiting.push_back(j),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        waiting.retain(|j| !abandoned(j));
         // Admit waiting requests into free slots (blocking only when nothing else is to do).
-        while open && slots.iter().any(|s| s.active.is_none()) {
-            let busy = slots.iter().any(|s| s.active.is_some());
-            let job = if busy {
-                match jobs.try_recv() {
-                    Ok(j) => j,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            } else {
-                match jobs.recv_timeout(STOP_POLL) {
+        while slots.iter().any(|s| s.active.is_none()) {
+            let job = match waiting.pop_front() {
+                Some(j) => j,
+                None if !open || slots.iter().any(|s| s.active.is_some()) => break,
+                None => match jobs.recv_timeout(STOP_POLL) {
+                    Ok(j) if abandoned(&j) => continue,
                     Ok(j) => j,
                     Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => return Ok(()),
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -116,13 +132,9 @@ pub fn run(
                         open = false;
                         break;
                     }
-                }
+                },
             };
             metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            if job.events.is_closed() {
-                add(&metrics.cancelled, 1);
-                continue;
-            }
             let i = pick_slot(&slots, &job.messages);
             let slot = &mut slots[i];
             if let Some(a) = start(&mut slot.session, job) {
@@ -130,7 +142,9 @@ pub fn run(
                 slot.active = Some(a);
             }
         }
-        if stop.load(Ordering::Relaxed) || (!open && slots.iter().all(|s| s.active.is_none())) {
+        if stop.load(Ordering::Relaxed)
+            || (!open && waiting.is_empty() && slots.iter().all(|s| s.active.is_none()))
+        {
             return Ok(());
         }
         for slot in slots.iter_mut() {

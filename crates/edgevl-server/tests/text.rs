@@ -181,11 +181,12 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     t.chat_ok(&json!({"messages": user(&long[..long.len() / 4]), "max_tokens": 1}));
     let (_, again) = chat(json!({"messages": user(&long)}));
     assert_eq!(again["error"]["message"], v["error"]["message"], "after a request sharing its prefix");
-    // What OpenAI clients send: null for stream and ignore_eos, a negative seed; a text
+    // What OpenAI clients send: null for stream and ignore_eos, seed -1 or a large one; a text
     // response_format is the default, JSON mode is refused; penalties are -2 to 2.
     for extra in [
         json!({"stream": null, "ignore_eos": null}),
-        json!({"seed": -5}),
+        json!({"seed": -1}),
+        json!({"seed": u64::MAX}),
         json!({"response_format": {"type": "text"}}),
         json!({"frequency_penalty": -2, "presence_penalty": 2}),
     ] {
@@ -213,6 +214,7 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let json_mode = chat(json!({"response_format": {"type": "json_object"}}));
     assert_error(json_mode, 400, Some("unsupported_parameter"), "response_format \"json_object\"");
     assert_error(chat(json!({"presence_penalty": 2.5})), 400, None, "presence_penalty");
+    assert_error(chat(json!({"seed": -5})), 400, None, "seed must be -1 (random) or 0 to");
     assert_error(chat(json!({"frequency_penalty": -3})), 400, None, "frequency_penalty");
     assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
     // A known path with a method it does not take: 405 in the same JSON shape (was an empty body).
@@ -319,9 +321,15 @@ fn a_client_that_leaves_the_queue_gives_back_its_place() {
     t.wait_until(30, "B queued", |t| t.metric("edgevl_queue_depth") == 1.0);
     let _ = b.shutdown(std::net::Shutdown::Both);
     drop(b);
+    // B's job is dropped from the queue while A still holds the slot (abandoned jobs piled up
+    // there once their places were given back).
+    t.wait_until(30, "B's job dropped", |t| {
+        t.metric("edgevl_queue_depth") == 0.0 && t.metric("edgevl_requests_cancelled_total") == 1.0
+    });
+    assert_eq!(t.metric("edgevl_slots_busy"), 1.0, "B's job was dropped only once A's reply had ended");
     // D is admitted (B's job, abandoned in the queue, kept it out with a 503) and answered once A leaves.
     let d = t.chat_in_thread(json!({"messages": user("Say hi."), "max_tokens": 4}));
-    t.wait_until(30, "D queued behind B's abandoned job", |t| t.metric("edgevl_queue_depth") == 2.0);
+    t.wait_until(30, "D queued", |t| t.metric("edgevl_queue_depth") == 1.0);
     let _ = a.shutdown(std::net::Shutdown::Both);
     drop(a);
     let (d_status, d_body) = d.join().expect("D thread");

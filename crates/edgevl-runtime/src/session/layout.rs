@@ -68,10 +68,11 @@ pub(crate) fn wrapped_segments(
     n_embd: usize,
 ) -> Result<Vec<Segment>, RuntimeError> {
     let (Some(row_text), Some(placeholder)) = (layout.row_token(), layout.placeholder()) else {
-        return Err(RuntimeError::BadInput("this layout puts no tokens around images".into()));
+        // The model and the mmproj do not go together: a setting, not the caller's input.
+        return Err(RuntimeError::BadSetting("this layout puts no tokens around images".into()));
     };
     let row_id = tokenizer.token_id(row_text).ok_or_else(|| {
-        RuntimeError::BadInput(format!(
+        RuntimeError::BadSetting(format!(
             "the LLM's vocabulary has no {row_text} token; pair the mmproj with the LLM it was made for"
         ))
     })?;
