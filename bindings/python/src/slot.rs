@@ -376,7 +376,10 @@ impl GenOptions {
                 "repeat_penalty" => c.repeat_penalty = finite(&key, value.extract()?)?,
                 "frequency_penalty" => c.frequency_penalty = finite(&key, value.extract()?)?,
                 "presence_penalty" => c.presence_penalty = finite(&key, value.extract()?)?,
-                "seed" => c.seed = seed(value.extract()?)?,
+                "seed" => {
+                    c.seed =
+                        edgevl_runtime::requested_seed(value.extract()?).map_err(PyValueError::new_err)?
+                }
                 "stream" => o.stream = value.extract()?,
                 "progress" => o.progress = callable("progress", Some(&value))?,
                 _ => {
@@ -388,17 +391,6 @@ impl GenOptions {
         }
         c.check().map_err(PyValueError::new_err)?;
         Ok(o)
-    }
-}
-
-/// The sampler's seed for a `seed` argument: a new random one for None or -1 (as llama-cpp-python
-/// and llama-cli), else the number, 0 to 2^64-1.
-fn seed(value: Option<i128>) -> PyResult<u64> {
-    match value {
-        None | Some(-1) => Ok(rand::random()),
-        Some(v) => u64::try_from(v).map_err(|_| {
-            PyValueError::new_err(format!("seed must be None, -1 (random) or 0 to {}, not {v}", u64::MAX))
-        }),
     }
 }
 

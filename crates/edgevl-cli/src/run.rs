@@ -118,12 +118,8 @@ pub struct GenArgs {
 
 /// A `--seed`: a number from 0 to 2^64-1, or -1 for a random one (as llama-cli's).
 fn parse_seed(s: &str) -> Result<u64, String> {
-    match s.trim() {
-        "-1" => Ok(rand::random()),
-        t => t
-            .parse()
-            .map_err(|_| format!("a seed is a number from 0 to {} or -1 (random), not {s:?}", u64::MAX)),
-    }
+    let n = s.trim().parse::<i128>().map_err(|_| format!("{s:?} is not a number"))?;
+    edgevl_runtime::requested_seed(Some(n))
 }
 
 impl GenArgs {
@@ -137,7 +133,7 @@ impl GenArgs {
             repeat_penalty: self.repeat_penalty,
             ..SamplerConfig::default()
         };
-        cfg.seed = self.seed.unwrap_or_else(rand::random);
+        cfg.seed = self.seed.unwrap_or_else(edgevl_runtime::random_seed);
         Sampler::new(cfg)
     }
 }

@@ -55,7 +55,7 @@ pub use image::{
 };
 pub use perplexity::{perplexity, ModelRef, PerplexityResult, PASS_POSITIONS};
 pub use progress::{Progress, ProgressFn};
-pub use sampler::{argmax, Sampler, SamplerConfig};
+pub use sampler::{argmax, random_seed, requested_seed, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
 pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX, MAX_CTX};
 pub use stats::{Finish, SessionStats, TurnStats};

@@ -90,6 +90,23 @@ impl SamplerConfig {
     }
 }
 
+/// A new random seed, for a caller that asked for none (llama.cpp's tools draw one then).
+pub fn random_seed() -> u64 {
+    rand::random()
+}
+
+/// The seed for a requested one, as llama.cpp's tools take it: none or -1 draws a new one
+/// ([`random_seed`]), 0 to 2^64-1 is itself; anything else is an `Err` saying so. The CLI, the
+/// server and the Python bindings all read a seed through this.
+pub fn requested_seed(requested: Option<i128>) -> Result<u64, String> {
+    match requested {
+        None | Some(-1) => Ok(random_seed()),
+        Some(v) => {
+            u64::try_from(v).map_err(|_| format!("seed must be -1 (random) or 0 to {}, not {v}", u64::MAX))
+        }
+    }
+}
+
 /// A sampler with its own RNG and the recent-token window for the repeat penalty.
 pub struct Sampler {
     cfg: SamplerConfig,
@@ -271,6 +288,19 @@ mod tests {
         let mut s = Sampler::new(cfg);
         s.accept(&[0, 3, 3]);
         assert_eq!(s.sample(&l), 0);
+    }
+
+    #[test]
+    fn a_requested_seed_is_itself_and_none_or_minus_one_draw_one() {
+        assert_eq!(requested_seed(Some(0)), Ok(0));
+        assert_eq!(requested_seed(Some(u64::MAX as i128)), Ok(u64::MAX));
+        for bad in [-2, u64::MAX as i128 + 1] {
+            assert!(requested_seed(Some(bad)).is_err_and(|e| e.contains("-1 (random)")), "{bad}");
+        }
+        // Draws: eight of them are not all the same.
+        let drawn: std::collections::HashSet<u64> =
+            [None, Some(-1)].into_iter().cycle().take(8).map(|s| requested_seed(s).unwrap()).collect();
+        assert!(drawn.len() > 1);
     }
 
     #[test]

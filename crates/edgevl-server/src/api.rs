@@ -435,15 +435,7 @@ impl ChatRequest {
             top_p: self.top_p.unwrap_or(0.95),
             top_k: self.top_k.unwrap_or(40),
             min_p: self.min_p.unwrap_or(0.05),
-            seed: match self.seed {
-                None | Some(-1) => rand::random(),
-                Some(seed) => u64::try_from(seed).map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "seed must be -1 (random) or 0 to {}, not {seed}",
-                        u64::MAX
-                    ))
-                })?,
-            },
+            seed: edgevl_runtime::requested_seed(self.seed).map_err(ApiError::bad_request)?,
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             presence_penalty: self.presence_penalty.unwrap_or(0.0),
             logit_bias: self.logit_bias(n_vocab)?,
