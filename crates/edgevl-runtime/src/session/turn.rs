@@ -304,13 +304,11 @@ impl Session {
             reply: String::new(),
             finish: None,
         };
-        let mut report = PrefillReport::default();
-        match self.prefill_into(prompt, &mut report) {
+        // Filled as the prefill goes: the chunks done before a cancel stay in the cache and are counted.
+        match self.prefill_into(prompt, &mut g.report) {
             Err(RuntimeError::Cancelled) => {
                 g.t_first = Instant::now();
                 g.finish = Some(Finish::Cancelled);
-                // The chunks done before the cancel stay in the cache and are counted.
-                g.report = report;
             }
             Err(e) => return Err(e),
             Ok(()) => {
@@ -321,7 +319,6 @@ impl Session {
                 }
                 g.next = sampler.sample(self.logits());
                 g.t_first = Instant::now();
-                g.report = report;
             }
         }
         Ok(g)
