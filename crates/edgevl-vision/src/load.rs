@@ -85,7 +85,7 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         return Err(VisionError::TruncatedJpeg { path: path() });
     }
-    let (mut decoder, width, height) = open_header(bytes, format, label)?;
+    let Header { mut decoder, width, height, gif_frame } = open_header(bytes, format, label)?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(VisionError::TooManyPixels {
@@ -96,19 +96,9 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
             limit: limits.max_pixels,
         });
     }
-    // The budget for decoding. PNG's reader took its budget when it was made and keeps it, so it
-    // is made again, with the metadata's and a row's (the pixels go to a buffer allocated
-    // outside it). The other decoders take a new budget, holding their output (at most 16 bytes
-    // a pixel) and working buffers.
-    if format == ImageFormat::Png {
-        decoder = open_decoder(bytes, format, METADATA_BUDGET + u64::from(width) * 32).map_err(decode_err)?;
-    } else {
-        let budget = pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET);
-        decoder.set_limits(limits_of(budget)).map_err(decode_err)?;
-    }
     // A GIF's first frame is painted here (the decoder clips a frame to the logical screen); its
     // transparent index's colour is what Pillow keeps as `info["transparency"]`.
-    if let Some(frame) = FirstFrame::read(bytes).filter(|_| format == ImageFormat::Gif) {
+    if let Some(frame) = gif_frame {
         let budget = pixels.saturating_mul(4).saturating_add(METADATA_BUDGET);
         let rgb = frame.paint(bytes, budget).map_err(|e| {
             decode_err(image::ImageError::Decoding(image::error::DecodingError::new(
@@ -119,6 +109,16 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
         return Ok(
             RgbImage::from_raw(width, height, rgb)?.with_transparent_colour(frame.transparent_colour())
         );
+    }
+    // The budget for decoding. PNG's reader took its budget when it was made and keeps it, so it
+    // is made again, with the metadata's and a row's (the pixels go to a buffer allocated
+    // outside it). The other decoders take a new budget, holding their output (at most 16 bytes
+    // a pixel) and working buffers.
+    if format == ImageFormat::Png {
+        decoder = open_decoder(bytes, format, METADATA_BUDGET + u64::from(width) * 32).map_err(decode_err)?;
+    } else {
+        let budget = pixels.saturating_mul(16).saturating_add(4 * METADATA_BUDGET);
+        decoder.set_limits(limits_of(budget)).map_err(decode_err)?;
     }
     let orientation = exif_transpose_orientation(bytes, format, decoder.as_mut());
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
@@ -138,8 +138,8 @@ pub fn decode_image(bytes: &[u8], label: &Path, limits: &LoadLimits) -> Result<R
 /// that does not parse, a zero width or height.
 pub fn read_dimensions(bytes: &[u8], label: &Path) -> Result<(u32, u32), VisionError> {
     let format = detect_format(bytes, label)?;
-    let (_, width, height) = open_header(bytes, format, label)?;
-    Ok((width, height))
+    let header = open_header(bytes, format, label)?;
+    Ok((header.width, header.height))
 }
 
 /// The format of `bytes`, one of those this crate decodes.
@@ -158,26 +158,33 @@ fn detect_format(bytes: &[u8], label: &Path) -> Result<ImageFormat, VisionError>
     Ok(format)
 }
 
+/// What [`open_header`] read of a file.
+struct Header<'b> {
+    /// A decoder that has read the header.
+    decoder: Box<dyn ImageDecoder + 'b>,
+    /// The image's width and height, neither zero (a GIF's as Pillow gives them).
+    width: u32,
+    height: u32,
+    /// A GIF's first frame, which [`decode_image`] paints itself (`None` for other formats).
+    gif_frame: Option<FirstFrame<'b>>,
+}
+
 /// A decoder of `bytes` that has read its header within the metadata budget, and the width and
-/// height the header declares, neither zero.
-fn open_header<'b>(
-    bytes: &'b [u8],
-    format: ImageFormat,
-    label: &Path,
-) -> Result<(Box<dyn ImageDecoder + 'b>, u32, u32), VisionError> {
+/// height the header declares, neither zero; for a GIF, its first frame, whose canvas gives the
+/// size (the logical screen enlarged to hold the frame, as Pillow makes it).
+fn open_header<'b>(bytes: &'b [u8], format: ImageFormat, label: &Path) -> Result<Header<'b>, VisionError> {
     let path = || label.to_path_buf();
     let decoder = open_decoder(bytes, format, METADATA_BUDGET).map_err(|source| VisionError::Decode {
         path: path(),
         format: format!("{format:?}"),
         source,
     })?;
-    // A GIF's size is Pillow's: its logical screen enlarged to hold the first frame.
-    let gif_canvas = FirstFrame::read(bytes).filter(|_| format == ImageFormat::Gif).map(|f| f.canvas_size());
-    let (width, height) = gif_canvas.unwrap_or_else(|| decoder.dimensions());
+    let gif_frame = if format == ImageFormat::Gif { FirstFrame::read(bytes) } else { None };
+    let (width, height) = gif_frame.as_ref().map_or_else(|| decoder.dimensions(), FirstFrame::canvas_size);
     if width == 0 || height == 0 {
         return Err(VisionError::ZeroSize { path: path(), width, height });
     }
-    Ok((decoder, width, height))
+    Ok(Header { decoder, width, height, gif_frame })
 }
 
 /// A decoder of `bytes` whose own allocations are capped at `max_alloc` bytes.
