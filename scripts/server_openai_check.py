@@ -3,7 +3,7 @@
 chat on SmolLM2 at temperature 0 must both equal `edgevl run`'s greedy text (read from a file),
 the streamed one with usage (cached_tokens > 0: the conversation is in the slot's KV cache); a
 stream with edgevl's progress comments reads as chunks only;
-the model list, a wrong API key (AuthenticationError) and an unsupported option (BadRequestError).
+the model list and retrieve (an unknown id is NotFoundError), a wrong API key (AuthenticationError) and an unsupported option (BadRequestError).
 Usage: server_openai_check.py URL API_KEY PROMPT MAX_TOKENS EXPECTED_FILE
 """
 import sys
@@ -33,6 +33,12 @@ messages = [{"role": "user", "content": prompt}]
 models = client.models.list()
 model = models.data[0].id
 check("models.list", "SmolLM2" in model, model)
+check("models.retrieve", client.models.retrieve(model).id == model, model)
+try:
+    client.models.retrieve("no-such-model")
+    check("models.retrieve unknown is NotFoundError", False, "no error")
+except openai.NotFoundError as e:
+    check("models.retrieve unknown is NotFoundError", "no-such-model" in str(e), str(e))
 
 r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
 text = r.choices[0].message.content

@@ -68,7 +68,7 @@ pub struct ChatRequest {
     /// Not supported (400 when true).
     #[serde(default)]
     pub logprobs: Option<bool>,
-    /// Token id (as a string) -> bias added to its logit; -100 or less bans the token.
+    /// Token id (as a string) -> bias added to its logit, -100 to 100; -100 bans the token.
     #[serde(default)]
     pub logit_bias: Option<HashMap<String, f32>>,
     /// Extension (as llama-server): never stop at an end-of-generation token (`null`: no).
@@ -353,8 +353,8 @@ impl ChatRequest {
         all.into_iter().filter(|s| !s.is_empty()).collect()
     }
 
-    /// `logit_bias` as (token id, bias) pairs; a key that is not a token id below `n_vocab` is
-    /// a 400. Biases of -100 or less ban the token.
+    /// `logit_bias` as (token id, bias) pairs; a key that is not a token id below `n_vocab`, or a
+    /// bias outside OpenAI's -100 to 100, is a 400. A bias of -100 bans the token.
     pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
         let Some(map) = &self.logit_bias else { return Ok(Vec::new()) };
         map.iter()
@@ -363,10 +363,12 @@ impl ChatRequest {
                     k.parse().ok().filter(|&id: &u32| (id as usize) < n_vocab).ok_or_else(|| {
                         ApiError::bad_request(format!("logit_bias: {k:?} is not a token id below {n_vocab}"))
                     })?;
-                if !v.is_finite() {
-                    return Err(ApiError::bad_request(format!("logit_bias of token {id} is not a number")));
+                if !(-100.0..=100.0).contains(&v) {
+                    return Err(ApiError::bad_request(format!(
+                        "logit_bias of token {id} is {v}: it must be between -100 and 100"
+                    )));
                 }
-                Ok((id, if v <= -100.0 { f32::NEG_INFINITY } else { v }))
+                Ok((id, if v == -100.0 { f32::NEG_INFINITY } else { v }))
             })
             .collect()
     }

@@ -260,7 +260,7 @@ impl Reply {
                     });
                     return Ok(axum::Json(body).into_response());
                 }
-                None => return Err(ApiError::internal("the generation stopped without an answer")),
+                None => return Err(cut_short()),
             }
         }
     }
@@ -276,7 +276,7 @@ impl Reply {
         let first = match rx.recv().await {
             Some(Event::Error(e)) => return Err(e),
             Some(ev) => ev,
-            None => return Err(ApiError::internal("the generation stopped without an answer")),
+            None => return Err(cut_short()),
         };
         let mut s = SseState { reply: self, rx, guard, include_usage, out: VecDeque::new(), finished: false };
         s.out.push_back(s.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
@@ -358,7 +358,18 @@ impl SseState {
                 self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 self.finished = true;
             }
-            None => self.finished = true,
+            // The engine let the request go without an end: the server is stopping (or its engine failed).
+            None => {
+                self.out.push_back(Self::data(&cut_short().body()));
+                self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.finished = true;
+            }
         }
     }
+}
+
+/// The error of a reply the engine let go without an end: the server stopped it (it is shutting
+/// down and its drain timeout passed) or its engine failed.
+fn cut_short() -> ApiError {
+    ApiError::unavailable("the server stopped this reply before its end (it is shutting down)")
 }

@@ -93,6 +93,16 @@ impl ApiError {
         )
     }
 
+    /// 404 for a model id this server does not serve (OpenAI's `model_not_found`).
+    pub fn model_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            format!("the model {id:?} does not exist: this server serves the one GET /v1/models lists"),
+        )
+    }
+
     /// 408: the body took too long to arrive.
     pub fn request_timeout(after: std::time::Duration) -> Self {
         Self::new(

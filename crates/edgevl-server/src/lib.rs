@@ -185,6 +185,9 @@ impl Drop for Server {
     }
 }
 
+/// How long the server, stopping after its drain timeout, waits for the replies it cut short to be sent.
+const CUT_SHORT_GRACE: Duration = Duration::from_secs(2);
+
 /// Serves until `stop`, a signal or an engine failure; then drains and joins the engine.
 async fn serve(
     cfg: ServerConfig,
@@ -267,11 +270,13 @@ async fn serve(
         }
     };
     let served = listen::serve(listener, app, cfg.conn_limits, shutdown);
+    let mut served = std::pin::pin!(served);
     let drain = cfg.drain_timeout;
-    tokio::select! {
-        _ = served => {}
+    let drained = tokio::select! {
+        _ = &mut served => true,
         _ = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
             eprintln!("edgevl: requests still in flight after {drain:?}; stopping anyway");
+            false
         }
     };
     // Drained, or the drain timed out (a connection still open, a client that never finished
@@ -281,6 +286,10 @@ async fn serve(
     stop_engine.store(true, std::sync::atomic::Ordering::Relaxed);
     st.cancel_all();
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+    if !drained {
+        // The replies cut short end with an error and `[DONE]` (a stream) or a 503: a moment to send them.
+        let _ = tokio::time::timeout(CUT_SHORT_GRACE, &mut served).await;
+    }
     let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
     failed.map_or(Ok(()), Err)
 }

@@ -8,7 +8,7 @@ use crate::images::{budget, decode, parse_url, ImageSource};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,6 +30,17 @@ const PAGE: &str = include_str!("../static/index.html");
 const PATHS: [&str; 7] =
     ["/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/images", "/v1/edgevl/tiles"];
 
+/// The name metrics and the log give a request's path: one of [`PATHS`], `/v1/models/{id}`, or `other`.
+fn path_name(path: &str) -> &'static str {
+    match PATHS.iter().copied().find(|p| *p == path) {
+        Some(p) => p,
+        None if path.strip_prefix("/v1/models/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
+            "/v1/models/{id}"
+        }
+        None => "other",
+    }
+}
+
 /// The application: every endpoint with its layers.
 pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, crate::ServerError> {
     let limit = st.max_body_bytes;
@@ -38,6 +49,7 @@ pub fn router(st: Arc<AppState>, cors_origin: Option<&str>) -> Result<Router, cr
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/images", post(upload))
         .route("/v1/edgevl/tiles", get(tiles))
@@ -100,12 +112,30 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn models(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The served model as an OpenAI model object.
+fn model_json(st: &AppState) -> Result<serde_json::Value, ApiError> {
     let r = st.ready()?;
-    Ok(Json(json!({"object": "list", "data": [{
+    Ok(json!({
         "id": r.model_id, "object": "model", "created": st.started, "owned_by": "edgevl",
         "meta": {"n_ctx": r.n_ctx, "n_vocab": r.n_vocab, "vision": r.vision.is_some()},
-    }]})))
+    }))
+}
+
+/// `GET /v1/models`: the list of one model.
+async fn models(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(json!({"object": "list", "data": [model_json(&st)?]})))
+}
+
+/// `GET /v1/models/{id}`: the served model by its id (OpenAI's retrieve); any other id is a 404.
+async fn model(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = model_json(&st)?;
+    if m["id"] != id.as_str() {
+        return Err(ApiError::model_not_found(&id));
+    }
+    Ok(Json(m))
 }
 
 /// The grid of a plan as JSON, with the image tokens it costs.
@@ -292,7 +322,7 @@ async fn collect_body(mut body: Body, expected: usize, limit: usize) -> Result<B
 async fn log_and_count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let t0 = Instant::now();
     let method = req.method().clone();
-    let path = PATHS.iter().copied().find(|p| *p == req.uri().path()).unwrap_or("other");
+    let path = path_name(req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     st.metrics.count_request(path, status);

@@ -161,6 +161,9 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         "messages[0].role",
     );
     assert_error(chat(json!({"logit_bias": {"999999": 1}})), 400, None, "logit_bias");
+    // OpenAI's range: a bias past -100 to 100 is a 400 (it was taken as is).
+    assert_error(chat(json!({"logit_bias": {"42": 100.5}})), 400, None, "between -100 and 100");
+    assert_error(chat(json!({"logit_bias": {"42": -1000}})), 400, None, "between -100 and 100");
     // An image to a server without an mmproj (llama-server dies on this).
     let png = common::data_uri(&common::png(8, 8, 1));
     let img = common::image_chat(&[(&png, None)], "What is it?", 4);
@@ -254,6 +257,15 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let (s, models) = t.get("/v1/models");
     assert_eq!(s, 200);
     assert!(models.contains("SmolLM2-135M-Instruct"), "{models}");
+    // OpenAI's retrieve: the listed model by its id, any other id a 404 naming it.
+    let listed: serde_json::Value = serde_json::from_str(&models).unwrap();
+    let id = listed["data"][0]["id"].as_str().unwrap();
+    let (s, one) = t.get(&format!("/v1/models/{id}"));
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&one).unwrap(), listed["data"][0]);
+    let (s, missing) = t.get("/v1/models/gpt-4o");
+    assert_eq!(s, 404, "{missing}");
+    assert!(missing.contains("model_not_found") && missing.contains("gpt-4o"), "{missing}");
     let (s, page) = t.get("/");
     assert_eq!(s, 200);
     assert!(
@@ -402,6 +414,44 @@ fn shutdown_ends_despite_a_half_sent_request() {
     });
     let result = done_rx.recv_timeout(Duration::from_secs(30)).expect("shutdown returned within 30 s");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// Replies still running when the drain timeout passes end properly: a stream with an error event
+/// and `data: [DONE]` (it was closed without them, so a client could not tell a cut reply from a
+/// network failure), a non-streamed request with a 503.
+#[test]
+fn replies_cut_at_shutdown_end_with_an_error_and_done() {
+    let mut cfg = common::smollm2();
+    cfg.drain_timeout = Duration::from_secs(1);
+    cfg.parallel = 2;
+    let mut t = common::start(cfg);
+    let long = |stream: bool| {
+        json!({"messages": user("Count to ten thousand."), "max_tokens": 1500, "ignore_eos": true,
+               "temperature": 0, "stream": stream})
+    };
+    let mut streamed = t.raw_chat(&long(true));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"content\":\"") {
+        let n = streamed.read(&mut buf).expect("read the stream");
+        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Once the stream has sent a piece of its reply and the other request is generating too, the
+    // server is told to stop.
+    let collected = t.chat_in_thread(long(false));
+    t.wait_until(60, "both slots busy", |t| t.metric("edgevl_slots_busy") == 2.0);
+    let server = t.server.take().expect("running");
+    let stopped = std::thread::spawn(move || server.shutdown());
+    streamed.read_to_end(&mut got).expect("the stream ends");
+    let text = String::from_utf8_lossy(&got);
+    let error = text.find("shutting down").unwrap_or_else(|| panic!("no error event in\n{text}"));
+    let done = text.rfind("data: [DONE]").unwrap_or_else(|| panic!("no [DONE] in\n{text}"));
+    assert!(error < done, "{text}");
+    let (status, body) = collected.join().expect("the non-streamed request");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    assert!(stopped.join().expect("shutdown").is_ok());
 }
 
 /// A CORS preflight is granted the headers it asks for (the openai JS SDK adds `x-stainless-*`
