@@ -19,7 +19,8 @@ pub struct DumpArgs {
     /// decoder names `inp_embd attn_norm attn_out ffn_norm ffn_out layer_out result_norm
     /// result_output`, the vision tower `patch_embd attn_out ffn_out layer_out vit_out merged
     /// projected`.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "dump_activations")]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "dump_activations",
+          value_parser = clap::builder::PossibleValuesParser::new(edgevl_model::ACTIVATION_NAMES), hide_possible_values = true)]
     pub dump: Vec<String>,
 }
 
@@ -30,6 +31,16 @@ impl DumpArgs {
         let rec = Arc::new(ActivationRecorder::new(self.dump.iter().cloned()));
         let hook = Hook::new(rec.clone());
         Some((rec, hook))
+    }
+
+    /// Checks, before any work, that the dump's folder can be made: no file stands at its path.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match &self.dump_activations {
+            Some(dir) if dir.exists() && !dir.is_dir() => {
+                anyhow::bail!("cannot write activations into {}: it is a file", dir.display())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Writes what `rec` recorded; returns how many files.

@@ -48,6 +48,8 @@ pub struct EncodeImageArgs {
 
 /// Runs `edgevl encode-image`: writes the `.npy` and a one-line summary to stderr.
 pub fn run(args: &EncodeImageArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    crate::run::check_output_file(&args.npy)?;
+    args.dump.check()?;
     let opts = VitWeightOptions { int8: args.vit_int8 };
     let mut enc = VisionEncoder::open_with(&args.mmproj, &Kernels::new(kernels), opts)
         .with_context(|| format!("cannot load mmproj {}", args.mmproj.display()))?;

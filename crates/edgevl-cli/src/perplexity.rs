@@ -28,7 +28,7 @@ pub struct PerplexityArgs {
     /// Score at most this many chunks (llama-perplexity's `--chunks`; default: all).
     #[arg(long)]
     chunks: Option<usize>,
-    /// Print `{"ppl": .., "n_chunks": .., "n_tokens": ..}` on stdout.
+    /// Print `{"ppl": .., "ppl_stderr": .., "n_chunks": .., "n_tokens": ..}` on stdout.
     #[arg(long)]
     json: bool,
 }
@@ -65,10 +65,12 @@ pub fn run(a: &PerplexityArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"ppl": res.ppl, "n_chunks": res.n_chunks, "n_tokens": res.n_tokens})
+            serde_json::json!({"ppl": res.ppl, "ppl_stderr": res.ppl_stderr, "n_chunks": res.n_chunks,
+                               "n_tokens": res.n_tokens})
         );
     } else {
-        println!("Final estimate: PPL = {:.4} ({} chunks of {} tokens)", res.ppl, res.n_chunks, a.ctx);
+        let pm = res.ppl_stderr.map(|e| format!(" +/- {e:.5}")).unwrap_or_default();
+        println!("Final estimate: PPL = {:.4}{pm} ({} chunks of {} tokens)", res.ppl, res.n_chunks, a.ctx);
     }
     Ok(())
 }

@@ -166,6 +166,10 @@ pub struct RunArgs {
 
 /// Run `edgevl run`.
 pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    if let Some(path) = &a.stats_json {
+        check_output_file(path)?;
+    }
+    a.dump.check()?;
     let mut session = a.model.load_with_vision(&a.vision, kernels)?;
     session.set_progress(crate::progress_bar::on_terminal());
     let dump = a.dump.hook();
@@ -226,6 +230,22 @@ pub fn summary(s: &TurnStats) -> String {
         s.load_ms,
         s.peak_rss_mb
     )
+}
+
+/// Checks, before any long work, that a file can be written at `path` later: it is no directory
+/// and its folder exists (a bad path found after a long run lost the run's output).
+pub fn check_output_file(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("cannot write {}: it is a directory", path.display());
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!("cannot write {}: the folder {} does not exist", path.display(), folder.display());
+    }
+    Ok(())
 }
 
 /// Write `bytes` to `path` through an [`edgevl_gguf::AtomicFile`] (a part file beside it, synced

@@ -183,3 +183,32 @@ fn counts_out_of_range_are_refused_before_loading() {
         assert!(stderr.contains("invalid value") && !stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn output_paths_are_checked_before_the_run() {
+    // A statistics file into a directory, or into a folder that does not exist, failed after the
+    // answer was generated (and printed); an activations folder where a file stands, likewise.
+    let dir = scratch("outputs");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = run(&tiny(), &["--stats-json", dir.to_str().unwrap()]);
+    assert_clean_failure(&out, "is a directory", "--stats-json DIR");
+    let missing = dir.join("no-such-folder").join("stats.json");
+    let out = run(&tiny(), &["--stats-json", missing.to_str().unwrap()]);
+    assert_clean_failure(&out, "does not exist", "--stats-json in a missing folder");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let out = run(&tiny(), &["--dump-activations", file.to_str().unwrap()]);
+    assert_clean_failure(&out, "it is a file", "--dump-activations FILE");
+    // An activation name no pass emits wrote nothing and exited 0: clap refuses it, listing the names.
+    let out = run(&tiny(), &["--dump-activations", dir.to_str().unwrap(), "--dump", "layer_outt"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("layer_outt") && stderr.contains("result_output"), "{stderr}");
+    // A valid name still writes its files.
+    let out = run(&tiny(), &["--dump-activations", dir.to_str().unwrap(), "--dump", "result_norm"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with("result_norm.npy")));
+}

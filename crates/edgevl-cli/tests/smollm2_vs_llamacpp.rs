@@ -133,4 +133,8 @@ fn perplexity_within_one_percent_of_llama_perplexity() {
     assert_eq!(ours["n_chunks"], g["n_chunks"]);
     assert_eq!(ours["n_tokens"], g["n_tokens"]);
     assert!((p / want - 1.0).abs() < 0.01, "ppl {p} vs llama.cpp {want}");
+    // llama-perplexity's `+/-`: the same formula over the same tokens.
+    let (e, want_e) = (ours["ppl_stderr"].as_f64().unwrap(), g["ppl_stderr"].as_f64().unwrap());
+    eprintln!("perplexity stderr: edgevl {e:.5}, llama.cpp {want_e:.5}");
+    assert!((e / want_e - 1.0).abs() < 0.02, "ppl stderr {e} vs llama.cpp {want_e}");
 }

@@ -4,6 +4,24 @@
 
 use std::sync::{Arc, Mutex};
 
+/// Every activation name the forward passes emit: the decoder's (`inp_embd` to `result_output`)
+/// and the vision tower's (`patch_embd` to `projected`; `attn_out`, `ffn_out` and `layer_out`
+/// are both's).
+pub const ACTIVATION_NAMES: [&str; 12] = [
+    "inp_embd",
+    "attn_norm",
+    "attn_out",
+    "ffn_norm",
+    "ffn_out",
+    "layer_out",
+    "result_norm",
+    "result_output",
+    "patch_embd",
+    "vit_out",
+    "merged",
+    "projected",
+];
+
 /// Receives activations as the forward passes compute them.
 pub trait ActivationHook: Send + Sync {
     /// `data` is the activation `name` of block `layer` (`None` outside the blocks), row-major:
@@ -29,6 +47,7 @@ impl Hook {
     /// Passes the activation on when a hook is set.
     #[inline]
     pub fn emit(&self, name: &str, layer: Option<usize>, data: &[f32]) {
+        debug_assert!(ACTIVATION_NAMES.contains(&name), "{name} is not in ACTIVATION_NAMES");
         if let Some(h) = &self.0 {
             h.activation(name, layer, data);
         }

@@ -22,7 +22,7 @@ mod weights;
 
 pub use decoder::{Decoder, DecoderInput, LogitsWanted, RunState};
 pub use error::ModelError;
-pub use hook::{Activation, ActivationHook, ActivationRecorder, Hook};
+pub use hook::{Activation, ActivationHook, ActivationRecorder, Hook, ACTIVATION_NAMES};
 pub use hparams::{Architecture, DecoderHparams, MAX_DIM, MAX_HEAD_DIM};
 pub use kv_cache::{KvCache, KvType};
 pub use weights::dtype_of;

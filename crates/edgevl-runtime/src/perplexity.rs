@@ -14,6 +14,9 @@ use serde::Serialize;
 pub struct PerplexityResult {
     /// Final estimate over all scored tokens.
     pub ppl: f64,
+    /// Its standard error, as llama-perplexity's `+/-`: `ppl` times the standard error of the mean
+    /// token NLL (`None` with fewer than two scored tokens or no spread).
+    pub ppl_stderr: Option<f64>,
     /// Chunks evaluated.
     pub n_chunks: usize,
     /// Tokens in the text.
@@ -103,7 +106,7 @@ impl Chunks {
         // The first token of every chunk, when the file asks for a BOS.
         let bos = tokenizer.bos().filter(|_| tokenizer.add_bos());
         let mut chunk_tokens = vec![0u32; n_ctx];
-        let (mut nll, mut count) = (0f64, 0usize);
+        let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
         let mut chunk_ppl = Vec::with_capacity(n_chunks);
         for c in 0..n_chunks {
             chunk_tokens.copy_from_slice(&tokens[c * n_ctx..(c + 1) * n_ctx]);
@@ -119,7 +122,9 @@ impl Chunks {
                     let row = &logits[(j - start) * n_vocab..(j - start + 1) * n_vocab];
                     // The original token (not the BOS substitute) is the target, as llama.cpp scores it.
                     let target = tokens[c * n_ctx + j + 1] as usize;
-                    nll -= log_softmax_at(row, target);
+                    let token_nll = -log_softmax_at(row, target);
+                    nll += token_nll;
+                    nll2 += token_nll * token_nll;
                     count += 1;
                 }
             }
@@ -127,8 +132,23 @@ impl Chunks {
             chunk_ppl.push(ppl);
             progress(c + 1, n_chunks, ppl);
         }
-        Ok(PerplexityResult { ppl: (nll / count as f64).exp(), n_chunks, n_tokens: tokens.len(), chunk_ppl })
+        let ppl = (nll / count as f64).exp();
+        let ppl_stderr = mean_stderr(nll, nll2, count).map(|e| e * ppl);
+        Ok(PerplexityResult { ppl, ppl_stderr, n_chunks, n_tokens: tokens.len(), chunk_ppl })
     }
+}
+
+/// The standard error of the mean of `count` values whose sum is `sum` and sum of squares
+/// `sum2` (llama-perplexity's formula: the sample variance over `count - 1`); `None` when it
+/// is not defined or zero.
+fn mean_stderr(sum: f64, sum2: f64, count: usize) -> Option<f64> {
+    if count < 2 {
+        return None;
+    }
+    let n = count as f64;
+    let (mean, mean2) = (sum / n, sum2 / n);
+    let var = mean2 - mean * mean;
+    (var > 0.0).then(|| (var / (n - 1.0)).sqrt())
 }
 
 fn log_softmax_at(row: &[f32], target: usize) -> f64 {
