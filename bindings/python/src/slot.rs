@@ -355,8 +355,9 @@ impl GenOptions {
     /// Reads the keyword arguments of `function` (TypeError for an unknown one, ValueError for
     /// a bad value).
     pub(crate) fn from_kwargs(function: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let mut o =
-            GenOptions { n_predict: 128, sampler: SamplerConfig::default(), stream: false, progress: None };
+        // Without a `seed`, a new random one (the runtime's default seed is fixed).
+        let sampler = SamplerConfig { seed: edgevl_runtime::random_seed(), ..SamplerConfig::default() };
+        let mut o = GenOptions { n_predict: 128, sampler, stream: false, progress: None };
         let c = &mut o.sampler;
         for (key, value) in kwargs.into_iter().flat_map(|kw| kw.iter()) {
             let key: String = key.extract()?;

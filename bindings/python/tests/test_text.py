@@ -82,6 +82,14 @@ def test_sampled_replies_differ_without_a_seed_and_repeat_with_one(smollm2):
     # sampled reply the same.
     messages = [{"role": "user", "content": PROMPT}]
     sample = dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, max_tokens=16)
-    unseeded = {smollm2.chat(messages, **sample, **extra) for extra in ({}, {}, {"seed": -1}, {"seed": None})}
-    assert len(unseeded) > 1, unseeded
+    # Each way of asking for no seed on its own (the set once mixed them, and calls without the
+    # keyword all used the runtime's fixed default seed unnoticed).
+    for extra in ({}, {"seed": -1}, {"seed": None}):
+        unseeded = {smollm2.chat(messages, **sample, **extra) for _ in range(3)}
+        assert len(unseeded) > 1, (extra, unseeded)
+    session_replies = set()
+    for _ in range(3):
+        s = smollm2.session()
+        session_replies.add(s.ask(PROMPT, **sample))
+    assert len(session_replies) > 1, session_replies
     assert smollm2.chat(messages, **sample, seed=7) == smollm2.chat(messages, **sample, seed=7)

@@ -111,3 +111,27 @@ fn chat_image_without_a_path_says_what_it_needs() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("/image needs a file: /image PATH"), "{stderr}");
 }
+
+#[test]
+fn a_reset_chat_answers_as_a_new_one() {
+    // The chat's one sampler kept the first conversation's tokens in the repeat penalty's window
+    // after /reset, so the same question got another greedy answer.
+    let chat = |script: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+            .args(["chat", "-m", &tiny(), "-t", "1", "--temp", "0", "-n", "12", "--repeat-penalty", "3"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start edgevl chat");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(script).expect("script");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let once = chat(b"Say hello.\n/exit\n");
+    let twice = chat(b"Say hello.\n/reset\nSay hello.\n/exit\n");
+    assert!(!once.trim().is_empty());
+    assert_eq!(twice, format!("{once}{once}"), "first answer:\n{once}");
+}

@@ -138,6 +138,12 @@ impl Sampler {
         }
     }
 
+    /// Forget the remembered tokens (a turn's prompt, the whole conversation, replaces them: the
+    /// penalties then look at the same window whether the sampler is new or kept across turns).
+    pub fn forget_recent(&mut self) {
+        self.recent.clear();
+    }
+
     /// Choose the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let cfg = &self.cfg;
@@ -165,11 +171,7 @@ impl Sampler {
             return argmax(&self.candidates);
         }
         let c = &mut self.candidates;
-        // Sort descending by logit; ties keep the lower id first, as a stable sort does.
-        c.sort_by(|a, b| b.1.total_cmp(&a.1));
-        if cfg.top_k > 0 && cfg.top_k < c.len() {
-            c.truncate(cfg.top_k);
-        }
+        keep_top(c, cfg.top_k);
         let probs = softmax_of(c);
         if cfg.top_p < 1.0 {
             let mut cum = 0.0;
@@ -194,6 +196,19 @@ impl Sampler {
         let probs = softmax_of(c);
         draw(c, &probs, self.rng.gen())
     }
+}
+
+/// Orders `c` (candidates in id order) by logit, highest first, ties by lower id, keeping the
+/// first `k` (all when `k` is 0 or past the length). With `k` below the length only the kept
+/// ones are sorted, after a selection: sorting a whole vocabulary for each token cost 3.6 ms at
+/// 49,152 entries (SmolLM2) against 0.16 ms.
+fn keep_top(c: &mut Vec<(u32, f32)>, k: usize) {
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k > 0 && k < c.len() {
+        c.select_nth_unstable_by(k - 1, order);
+        c.truncate(k);
+    }
+    c.sort_unstable_by(order);
 }
 
 /// The candidate whose share of the cumulative probabilities holds `r` (in `0..1`); when rounding
@@ -301,6 +316,29 @@ mod tests {
         let drawn: std::collections::HashSet<u64> =
             [None, Some(-1)].into_iter().cycle().take(8).map(|s| requested_seed(s).unwrap()).collect();
         assert!(drawn.len() > 1);
+    }
+
+    #[test]
+    fn keeping_the_top_k_equals_a_full_stable_sort_cut_to_k() {
+        // Few distinct logits (many ties), -inf (banned) and both zeros, at odd lengths.
+        let mut rng = StdRng::seed_from_u64(7);
+        let levels = [f32::NEG_INFINITY, -1.5, -0.0, 0.0, 0.25, 2.0, 3.0];
+        for len in [1usize, 2, 3, 17, 100, 513] {
+            let logits: Vec<f32> = (0..len).map(|_| levels[rng.gen_range(0..levels.len())]).collect();
+            for k in [0, 1, 2, 7, 40, len.saturating_sub(1), len, len + 5] {
+                let mut want: Vec<(u32, f32)> =
+                    logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+                want.sort_by(|a, b| b.1.total_cmp(&a.1));
+                if k > 0 && k < len {
+                    want.truncate(k);
+                }
+                let mut got: Vec<(u32, f32)> =
+                    logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+                keep_top(&mut got, k);
+                let bits = |v: &[(u32, f32)]| v.iter().map(|x| (x.0, x.1.to_bits())).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "len {len}, k {k}");
+            }
+        }
     }
 
     #[test]

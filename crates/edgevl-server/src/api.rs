@@ -25,7 +25,7 @@ pub struct ChatRequest {
     /// Most tokens to generate (default: up to the end of the context).
     #[serde(default)]
     pub max_tokens: Option<u64>,
-    /// Newer name of `max_tokens`.
+    /// Newer name of `max_tokens`, taken over it when both are given (as llama-server).
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
     /// Sampling temperature (0 = greedy; default as `edgevl run`, 0.8).
@@ -42,7 +42,7 @@ pub struct ChatRequest {
     pub min_p: Option<f32>,
     /// Seed of the random draw (0 to 2^64-1), so a sampled reply repeats; without one (or with
     /// -1, as llama-server takes it) each request draws its own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "seed_number")]
     pub seed: Option<i128>,
     /// Subtracted from a token's logit for each time it is among the recent tokens, -2 to 2.
     #[serde(default)]
@@ -88,6 +88,21 @@ pub struct StreamOptions {
     /// of a request whose images were encoded is, if too long, an `error` event in the stream, not a 400.
     #[serde(default)]
     pub include_progress: bool,
+}
+
+/// `seed`: an integer (or null); a fraction or a number past 64 bits is an error naming the field
+/// (serde_json's own integer reading stopped at the '.' with a syntax error that named nothing).
+fn seed_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i128>, D::Error> {
+    let v: Option<serde_json::Number> = Option::deserialize(d)?;
+    v.map(|n| {
+        n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "seed must be an integer, -1 (random) or 0 to {}, not {n}",
+                u64::MAX
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// At most the first 64 characters of `text` (an input echoed in an error message), marked when cut.
@@ -326,8 +341,8 @@ impl ChatRequest {
         finite_in(self.min_p, 0.0, 1.0, "min_p")?;
         finite_in(self.frequency_penalty, -2.0, 2.0, "frequency_penalty")?;
         finite_in(self.presence_penalty, -2.0, 2.0, "presence_penalty")?;
-        if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
-            return Err(ApiError::bad_request("max_tokens must be at least 1"));
+        if let Some((0, name)) = self.token_budget() {
+            return Err(ApiError::bad_request(format!("{name} must be at least 1")));
         }
         let stop = self.stop_strings();
         if stop.len() > 4 {
@@ -353,11 +368,22 @@ impl ChatRequest {
         all.into_iter().filter(|s| !s.is_empty()).collect()
     }
 
+    /// The most tokens to generate and the field that says so: `max_completion_tokens` (OpenAI's
+    /// current name) over `max_tokens`, as llama-server reads them.
+    fn token_budget(&self) -> Option<(u64, &'static str)> {
+        match (self.max_completion_tokens, self.max_tokens) {
+            (Some(n), _) => Some((n, "max_completion_tokens")),
+            (None, Some(n)) => Some((n, "max_tokens")),
+            (None, None) => None,
+        }
+    }
+
     /// `logit_bias` as (token id, bias) pairs; a key that is not a token id below `n_vocab`, or a
     /// bias outside OpenAI's -100 to 100, is a 400. A bias of -100 bans the token.
     pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
         let Some(map) = &self.logit_bias else { return Ok(Vec::new()) };
-        map.iter()
+        let bias: Vec<(u32, f32)> = map
+            .iter()
             .map(|(k, &v)| {
                 let id: u32 =
                     k.parse().ok().filter(|&id: &u32| (id as usize) < n_vocab).ok_or_else(|| {
@@ -370,7 +396,14 @@ impl ChatRequest {
                 }
                 Ok((id, if v == -100.0 { f32::NEG_INFINITY } else { v }))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        // The keys are distinct token ids (a map; "7" and "07" are one id twice at most, never more ids).
+        let banned: std::collections::HashSet<u32> =
+            bias.iter().filter(|(_, b)| *b == f32::NEG_INFINITY).map(|(id, _)| *id).collect();
+        if banned.len() >= n_vocab {
+            return Err(ApiError::bad_request("logit_bias bans every token: nothing could be generated"));
+        }
+        Ok(bias)
     }
 }
 
@@ -444,8 +477,7 @@ impl ChatRequest {
             ..SamplerConfig::default()
         };
         let stop = self.stop_strings();
-        let max_tokens =
-            self.max_tokens.or(self.max_completion_tokens).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let max_tokens = self.token_budget().map(|(n, _)| usize::try_from(n).unwrap_or(usize::MAX));
         let options = self.stream_options.as_ref();
         let stream = self.stream.unwrap_or(false).then(|| Streaming {
             include_usage: options.is_some_and(|o| o.include_usage),

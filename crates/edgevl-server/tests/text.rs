@@ -99,11 +99,11 @@ fn sampled_replies_differ_without_a_seed_and_repeat_with_one() {
         }
         t.chat_ok(&body)["choices"][0]["message"]["content"].as_str().expect("content").to_string()
     };
-    // Each request without a seed (or with llama-server's -1) draws its own: four replies of 16
-    // tokens at temperature 1.5 are not all the same (with one fixed seed they were).
-    let unseeded: std::collections::HashSet<String> =
-        [json!({}), json!({}), json!({"seed": -1}), json!({"seed": null})].into_iter().map(reply).collect();
-    assert!(unseeded.len() > 1, "{unseeded:?}");
+    // Each way of asking for no seed on its own (a set mixing them would hide a fixed default).
+    for extra in [json!({}), json!({"seed": -1}), json!({"seed": null})] {
+        let unseeded: std::collections::HashSet<String> = (0..3).map(|_| reply(extra.clone())).collect();
+        assert!(unseeded.len() > 1, "{extra}: {unseeded:?}");
+    }
     assert_eq!(reply(json!({"seed": 7})), reply(json!({"seed": 7})));
     // The penalties are applied: a presence penalty of 2 changes the greedy reply.
     let greedy = |extra: Value| {
@@ -164,6 +164,12 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     // OpenAI's range: a bias past -100 to 100 is a 400 (it was taken as is).
     assert_error(chat(json!({"logit_bias": {"42": 100.5}})), 400, None, "between -100 and 100");
     assert_error(chat(json!({"logit_bias": {"42": -1000}})), 400, None, "between -100 and 100");
+    // Every token banned: a 400 (the sampler took banned token 0, an end of generation, and replied nothing).
+    let n_vocab = t.get("/v1/models").1;
+    let n_vocab: Value = serde_json::from_str(&n_vocab).unwrap();
+    let n_vocab = n_vocab["data"][0]["meta"]["n_vocab"].as_u64().unwrap();
+    let all: serde_json::Map<String, Value> = (0..n_vocab).map(|id| (id.to_string(), json!(-100))).collect();
+    assert_error(chat(json!({"logit_bias": all})), 400, None, "bans every token");
     // An image to a server without an mmproj (llama-server dies on this).
     let png = common::data_uri(&common::png(8, 8, 1));
     let img = common::image_chat(&[(&png, None)], "What is it?", 4);
@@ -218,6 +224,19 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     assert_error(json_mode, 400, Some("unsupported_parameter"), "response_format \"json_object\"");
     assert_error(chat(json!({"presence_penalty": 2.5})), 400, None, "presence_penalty");
     assert_error(chat(json!({"seed": -5})), 400, None, "seed must be -1 (random) or 0 to");
+    // A fraction or a number past 64 bits: an error naming the field (was "not valid JSON ... expected `,`").
+    assert_error(chat(json!({"seed": 7.5})), 400, None, "seed must be an integer");
+    assert_error(chat(json!({"seed": 1e30})), 400, None, "seed must be an integer");
+    // max_completion_tokens (OpenAI's current name) is taken over max_tokens, as llama-server takes it.
+    let both =
+        json!({"messages": user(PROMPT), "max_tokens": 5, "max_completion_tokens": 2, "ignore_eos": true});
+    assert_eq!(t.chat_ok(&both)["usage"]["completion_tokens"], 2);
+    assert_error(
+        chat(json!({"max_tokens": 5, "max_completion_tokens": 0})),
+        400,
+        None,
+        "max_completion_tokens must be at least 1",
+    );
     assert_error(chat(json!({"frequency_penalty": -3})), 400, None, "frequency_penalty");
     assert_error(t.post("/v1/nothing", &json!({})), 404, Some("not_found"), "/v1/nothing");
     // A known path with a method it does not take: 405 in the same JSON shape (was an empty body).

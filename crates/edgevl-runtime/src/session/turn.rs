@@ -312,6 +312,7 @@ impl Session {
             }
             Err(e) => return Err(e),
             Ok(()) => {
+                sampler.forget_recent();
                 for s in prompt {
                     if let Segment::Tokens(t) = s {
                         sampler.accept(t);
