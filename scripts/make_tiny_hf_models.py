@@ -3,9 +3,9 @@
 
 Run with the reference venv (torch, transformers, tokenizers, sentencepiece):
 
-    /root/venv-ref/bin/python scripts/make_tiny_hf_models.py
+    /root/venv-ref/bin/python scripts/make_tiny_hf_models.py [NAME...]   (default: every model)
 
-It writes, for NAME in {tiny-qwen2, tiny-llama-spm}, into tests/fixtures/NAME/:
+It writes, for NAME in {tiny-qwen2, tiny-llama-spm, tiny-llama3-rope}, into tests/fixtures/NAME/:
 
   model.gguf          the transformers model converted by llama.cpp's own convert_hf_to_gguf.py (--outtype f32),
                       taken from the llama-cpp-python==0.3.36 sdist (scripts/build-llamacpp.sh unpacks it)
@@ -30,6 +30,9 @@ The models:
   tiny-llama-spm  LlamaForCausalLM, same sizes, untied output; SentencePiece BPE tokenizer (vocab 400,
                   byte_fallback) trained here with the `sentencepiece` package.  llama uses normal (non-NeoX)
                   RoPE in llama.cpp; the converter permutes the q/k rows.
+  tiny-llama3-rope tiny-llama-spm's shapes and tokenizer (no tokenize.json) with Llama 3.1's RoPE scaling
+                  (rope_type llama3, factor 8, original context 64), which the converter writes as
+                  rope_freqs.weight (per-pair frequency factors).
 
 All weights are random but seeded (torch.manual_seed), and scaled up from transformers' default init so the
 logits have a real spread (a near-uniform distribution would make top-1 comparisons meaningless); RMSNorm
@@ -506,16 +509,67 @@ def make_llama_spm(bin_dir: Path) -> None:
         model_done(name, out_dir, gguf, disagreements)
 
 
+def make_llama3_rope(bin_dir: Path) -> None:
+    """tiny-llama-spm's shapes and tokenizer with Llama 3.1's RoPE scaling (rope_type llama3), which
+    llama.cpp's converter writes as the frequency factors tensor rope_freqs.weight."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    name = "tiny-llama3-rope"
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_all(SEED + 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = Path(tmp) / name
+        tokenizer = build_spm_tokenizer(hf_dir)
+        # original_max_position_embeddings 64 puts the 8 frequency pairs of a 16-wide head on all three
+        # branches of the llama3 rule (factor 1, smoothed, factor 8) at these short prompts.
+        rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+        config = LlamaConfig(
+            vocab_size=400,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            rope_parameters=rope,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            attention_bias=False,
+            mlp_bias=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            attn_implementation="eager",
+        )
+        seed_all(SEED + 2)
+        model = LlamaForCausalLM(config)
+        randomise(model, scale=0.15)
+        model.eval()
+        model.save_pretrained(hf_dir)
+        gguf = out_dir / "model.gguf"
+        convert(hf_dir, gguf)
+        write_logits(model, tokenizer, out_dir, gguf, bin_dir, eog={2})
+        model_done(name, out_dir, gguf, [])
+
+
+MODELS = {"tiny-qwen2": make_qwen2, "tiny-llama-spm": make_llama_spm, "tiny-llama3-rope": make_llama3_rope}
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--convert":
         convert_mode(sys.argv[2], sys.argv[3])
         return
     import torch
 
+    names = sys.argv[1:] or list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        sys.exit(f"make_tiny_hf_models: unknown model(s) {unknown}; known: {list(MODELS)}")
     torch.set_num_threads(1)  # deterministic reductions
     bin_dir = llama_bin_dir()
-    make_qwen2(bin_dir)
-    make_llama_spm(bin_dir)
+    for name in names:
+        MODELS[name](bin_dir)
 
 
 if __name__ == "__main__":

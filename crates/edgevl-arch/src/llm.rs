@@ -11,6 +11,9 @@ pub const TOKEN_EMBD: &str = "token_embd.weight";
 pub const OUTPUT_NORM: &str = "output_norm.weight";
 /// Output projection `[n_embd, n_vocab]`; absent when tied to the token embedding.
 pub const OUTPUT: &str = "output.weight";
+/// RoPE frequency factors `[n_rot / 2]` (each pair's angle divided by its factor): how llama.cpp's
+/// converter writes Llama 3.1's `rope_scaling` (`rope_type: llama3`); absent otherwise.
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
 /// Per-block tensors of the decoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +114,10 @@ pub enum LlmKey {
     RopeScalingType,
     /// `rope.scaling.factor`.
     RopeScalingFactor,
+    /// `rope.scale_linear`: the older key of the linear scaling factor.
+    RopeScaleLinear,
+    /// `expert_count`: experts of a mixture-of-experts model.
+    ExpertCount,
     /// `vocab_size`.
     VocabSize,
 }
@@ -132,6 +139,8 @@ impl LlmKey {
             LlmKey::RopeFreqBase => "rope.freq_base",
             LlmKey::RopeScalingType => "rope.scaling.type",
             LlmKey::RopeScalingFactor => "rope.scaling.factor",
+            LlmKey::RopeScaleLinear => "rope.scale_linear",
+            LlmKey::ExpertCount => "expert_count",
             LlmKey::VocabSize => "vocab_size",
         }
     }

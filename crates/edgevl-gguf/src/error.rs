@@ -137,7 +137,7 @@ pub enum GgufError {
         found: Vec<u64>,
     },
     /// A tensor's ggml type id is unknown or unsupported.
-    #[error("tensor '{tensor}' has unknown or unsupported ggml type id {id}")]
+    #[error("tensor '{tensor}' has ggml type id {id}{}, which edgevl does not read", crate::ggml_type::unread_type_name(*.id).map(|n| format!(" ({n})")).unwrap_or_default())]
     UnknownType {
         /// The tensor.
         tensor: String,

@@ -142,6 +142,29 @@ impl fmt::Display for GgmlType {
     }
 }
 
+/// The ggml name of a type id edgevl does not read (llama.cpp's `ggml.h`: the i-quants, the ternary
+/// and FP4 types), so an error can say which type a file uses; `None` for an id ggml does not define.
+pub(crate) fn unread_type_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        40 => "NVFP4",
+        41 => "Q1_0",
+        42 => "Q2_0",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,11 @@ impl Metadata {
         optional(self.get_u32(key))
     }
 
+    /// Like [`get_u64`](Self::get_u64), but `Ok(None)` when the key is missing.
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
+        optional(self.get_u64(key))
+    }
+
     /// Like [`get_f32`](Self::get_f32), but `Ok(None)` when the key is missing.
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>, GgufError> {
         optional(self.get_f32(key))

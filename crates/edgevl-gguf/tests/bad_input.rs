@@ -149,12 +149,16 @@ fn kv_count_2_pow_60() {
 
 #[test]
 fn unknown_type_id() {
-    // 4 and 5 were Q4_2/Q4_3 (removed), 39 is past the end of ggml's table.
-    for id in [4, 5, 39, u32::MAX] {
+    // 4 and 5 were Q4_2/Q4_3 (removed), 43 is past the end of ggml's table; the types ggml has and
+    // edgevl does not read are named (the message gave only the number).
+    for (id, name) in
+        [(4, None), (5, None), (43, None), (u32::MAX, None), (20, Some("IQ4_NL")), (39, Some("MXFP4"))]
+    {
         let mut c = Craft::header(3, 1, 0);
         c.tensor("blk.0.attn_q.weight", &[32], id, 0).pad(32).zeros(64);
         let e = refuse(c.bytes(), &["blk.0.attn_q.weight", &format!("type id {id}")]);
         assert!(matches!(e, GgufError::UnknownType { id: x, .. } if x == id));
+        assert_eq!(e.to_string().contains(&format!("({})", name.unwrap_or("?"))), name.is_some(), "{e}");
     }
 }
 

@@ -64,15 +64,18 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Fill `cos`/`sin` (each `n_rot / 2` long) with the angles for position `pos`.
-    pub fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+    /// Fill `cos`/`sin` (each `n_rot / 2` long) with the angles for position `pos`; pair `i`'s
+    /// angle is divided by `factors[i]` when given (ggml's `freq_factors`: Llama 3.1's scaling).
+    pub fn angles(&self, pos: usize, factors: Option<&[f32]>, cos: &mut [f32], sin: &mut [f32]) {
         let half = self.n_rot / 2;
         debug_assert!(cos.len() >= half && sin.len() >= half);
+        debug_assert!(factors.is_none_or(|f| f.len() >= half));
         let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
         let mut theta = pos as f32 * self.freq_scale;
         for i in 0..half {
-            cos[i] = theta.cos();
-            sin[i] = theta.sin();
+            let t = factors.map_or(theta, |f| theta / f[i]);
+            cos[i] = t.cos();
+            sin[i] = t.sin();
             theta *= theta_scale;
         }
     }
@@ -216,11 +219,11 @@ mod tests {
             let rope = Rope { layout, n_rot: 16, freq_base: 10000.0, freq_scale: 1.0 };
             let head: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
             let (mut c, mut s) = (vec![0.0; 8], vec![0.0; 8]);
-            rope.angles(0, &mut c, &mut s);
+            rope.angles(0, None, &mut c, &mut s);
             let mut h0 = head.clone();
             rope.apply(&mut h0, &c, &s);
             assert_eq!(h0, head);
-            rope.angles(37, &mut c, &mut s);
+            rope.angles(37, None, &mut c, &mut s);
             let mut h = head.clone();
             rope.apply(&mut h, &c, &s);
             let n0: f32 = head.iter().map(|v| v * v).sum();
@@ -239,9 +242,9 @@ mod tests {
         let dot_at = |pq: usize, pk: usize| {
             let (mut c, mut s) = (vec![0.0; 4], vec![0.0; 4]);
             let (mut a, mut b) = (q.clone(), k.clone());
-            rope.angles(pq, &mut c, &mut s);
+            rope.angles(pq, None, &mut c, &mut s);
             rope.apply(&mut a, &c, &s);
-            rope.angles(pk, &mut c, &mut s);
+            rope.angles(pk, None, &mut c, &mut s);
             rope.apply(&mut b, &c, &s);
             a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>()
         };

@@ -75,6 +75,8 @@ pub struct Decoder {
     tok_embd: Matrix,
     output_norm: Vec<f32>,
     output: Matrix,
+    /// RoPE frequency factors (`rope_freqs.weight`, `[n_rot / 2]`), when the file has them.
+    rope_factors: Option<Vec<f32>>,
     layers: Vec<Layer>,
     hook: Hook,
 }
@@ -124,12 +126,38 @@ impl RunState {
     }
 }
 
+/// `split.count`: the number of parts of a split GGUF (llama-gguf-split).
+const SPLIT_COUNT: &str = "split.count";
+
+/// Refuses a file with a tensor the decoder does not read (as llama.cpp refuses one whose tensor
+/// count differs from what it loaded): a bias, a norm or a block edgevl does not compute would
+/// otherwise be dropped without a word, and the model would compute something else.
+fn refuse_unread_tensors(f: &GgufFile, hp: &DecoderHparams) -> Result<(), ModelError> {
+    let mut read: std::collections::HashSet<String> =
+        [names::TOKEN_EMBD, names::OUTPUT, names::OUTPUT_NORM, names::ROPE_FREQS].map(String::from).into();
+    read.extend((0..hp.n_layer).flat_map(|l| Block::ALL.map(|b| b.name(l))));
+    match f.tensors().iter().find(|t| !read.contains(&t.name)) {
+        Some(t) => Err(ModelError::BadHparams(format!(
+            "tensor '{}' is not part of a {} decoder of {} blocks as edgevl computes it (not supported)",
+            t.name,
+            hp.arch.key_prefix(),
+            hp.n_layer
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Decoder {
     /// Build a decoder from an open GGUF file, checking every tensor's presence, shape and type, to compute with
     /// the kernels of `kernels` (which also decide the matrices repacked at load).
     pub fn load(file: Arc<GgufFile>, kernels: &Kernels) -> Result<Self, ModelError> {
-        let hp = DecoderHparams::try_from(file.metadata())?;
         let f = file.as_ref();
+        if let Some(n) = f.metadata().opt_u64(SPLIT_COUNT)?.filter(|&n| n > 1) {
+            return Err(ModelError::BadHparams(format!(
+                "this file is one of {n} parts of a split GGUF: merge them first (llama-gguf-split --merge)"
+            )));
+        }
+        let hp = DecoderHparams::try_from(file.metadata())?;
         let d = hp.n_embd;
         let embd_info = f
             .tensor(names::TOKEN_EMBD)
@@ -174,6 +202,14 @@ impl Decoder {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
+        let rope_factors = ld.optional_vector(names::ROPE_FREQS, hp.rope.n_rot / 2)?;
+        if let Some(bad) = rope_factors.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(ModelError::BadHparams(format!(
+                "{} holds {bad}: factors must be positive",
+                names::ROPE_FREQS
+            )));
+        }
+        refuse_unread_tensors(f, &hp)?;
         let kernels = kernels.clone();
         Ok(Decoder {
             file,
@@ -183,6 +219,7 @@ impl Decoder {
             tok_embd,
             output_norm,
             output,
+            rope_factors,
             layers,
             hook: Hook::default(),
         })
@@ -362,7 +399,7 @@ impl Decoder {
             &mut st.scratch,
         );
         for i in 0..m {
-            hp.rope.angles(pos0 + i, &mut st.cos, &mut st.sin);
+            hp.rope.angles(pos0 + i, self.rope_factors.as_deref(), &mut st.cos, &mut st.sin);
             let heads = st.q[i * qd..(i + 1) * qd].chunks_exact_mut(hd);
             for head in heads.chain(st.k[i * kvd..(i + 1) * kvd].chunks_exact_mut(hd)) {
                 hp.rope.apply(head, &st.cos, &st.sin);

@@ -12,7 +12,7 @@ pub enum ModelError {
     #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
     UnsupportedArchitecture(String),
     /// A tensor is stored in a type the kernels cannot compute with.
-    #[error("tensor '{tensor}' has type {ggml_type}, which edgevl cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    #[error("tensor '{tensor}' has type {ggml_type}, which edgevl cannot compute with (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
     UnsupportedTensorType {
         /// Tensor name.
         tensor: String,

@@ -107,8 +107,9 @@ impl TryFrom<&Metadata> for DecoderHparams {
     /// Required keys (for arch `A`): `general.architecture`, `A.embedding_length`,
     /// `A.block_count`, `A.feed_forward_length`, `A.attention.head_count`, `A.context_length`,
     /// `A.attention.layer_norm_rms_epsilon`. Optional: `A.attention.head_count_kv`,
-    /// `A.attention.key_length`, `A.rope.dimension_count`, `A.rope.freq_base`,
-    /// `A.rope.scaling.type` (`none` or `linear`), `A.rope.scaling.factor`.
+    /// `A.attention.key_length`, `A.rope.dimension_count` (the head width), `A.rope.freq_base`,
+    /// `A.rope.scaling.type` (`none` or `linear`, the default), `A.rope.scaling.factor` (or the older
+    /// `A.rope.scale_linear`), `A.expert_count` (0).
     fn try_from(md: &Metadata) -> Result<Self, ModelError> {
         let arch = Architecture::from_name(md.get_str(general::ARCHITECTURE)?)?;
         let p = arch.key_prefix();
@@ -118,7 +119,20 @@ impl TryFrom<&Metadata> for DecoderHparams {
         let n_ff = dim(md, &k(LlmKey::FeedForwardLength))?;
         let n_head = dim(md, &k(LlmKey::HeadCount))?;
         let n_head_kv = opt_dim(md, &k(LlmKey::HeadCountKv))?.unwrap_or(n_head);
-        let n_ctx_train = dim(md, &k(LlmKey::ContextLength))?;
+        // The trained context only sets the default context (capped at load): any u32 is taken, as llama.cpp
+        // takes 4M-context models (a dimension's bound would refuse them).
+        let n_ctx_train = match md.get_u64(&k(LlmKey::ContextLength))? {
+            0 => return Err(ModelError::BadHparams(format!("{} is 0", k(LlmKey::ContextLength)))),
+            v => usize::try_from(v.min(u32::MAX as u64)).unwrap_or(u32::MAX as usize),
+        };
+        if let Some(n) = md.opt_u64(&k(LlmKey::ExpertCount))? {
+            if n > 0 {
+                return Err(ModelError::BadHparams(format!(
+                    "{} = {n}: mixture-of-experts models are not supported",
+                    k(LlmKey::ExpertCount)
+                )));
+            }
+        }
         let rms_eps = md.get_f32(&k(LlmKey::RmsEps))?;
         if n_head % n_head_kv != 0 {
             return Err(ModelError::BadHparams(format!(
@@ -146,25 +160,31 @@ impl TryFrom<&Metadata> for DecoderHparams {
                 )));
             }
         }
+        // LLaMA and Qwen2 rotate whole heads (transformers and llama.cpp alike; llama.cpp refuses another count).
         let n_rot = opt_dim(md, &k(LlmKey::RopeDimensionCount))?.unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot != head_dim {
             return Err(ModelError::BadHparams(format!(
-                "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
+                "rope.dimension_count {n_rot} differs from the head width {head_dim}: partial rotary is not how \
+                 {p} computes (not supported)"
             )));
         }
         let freq_base = md.opt_f32(&k(LlmKey::RopeFreqBase))?.unwrap_or(10000.0);
-        let scaling = md.opt_str(&k(LlmKey::RopeScalingType))?.unwrap_or("none");
+        // As llama.cpp reads them: the type defaults to linear, the factor to the older `rope.scale_linear`, and a
+        // factor of 0 (or none) is no scaling.
+        let scaling = md.opt_str(&k(LlmKey::RopeScalingType))?.unwrap_or("linear");
+        let factor = match md.opt_f32(&k(LlmKey::RopeScalingFactor))? {
+            Some(f) => f,
+            None => md.opt_f32(&k(LlmKey::RopeScaleLinear))?.unwrap_or(0.0),
+        };
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(ModelError::BadHparams(format!(
+                "rope scaling factor {factor} must be a number >= 0"
+            )));
+        }
         let freq_scale = match scaling {
             "none" => 1.0,
-            "linear" => {
-                let factor = md.opt_f32(&k(LlmKey::RopeScalingFactor))?.unwrap_or(1.0);
-                if !(factor.is_finite() && factor > 0.0) {
-                    return Err(ModelError::BadHparams(format!(
-                        "rope.scaling.factor {factor} must be positive"
-                    )));
-                }
-                1.0 / factor
-            }
+            "linear" if factor == 0.0 => 1.0,
+            "linear" => 1.0 / factor,
             other => {
                 return Err(ModelError::BadHparams(format!(
                     "rope.scaling.type '{other}' is not supported (none, linear)"

@@ -1,5 +1,6 @@
 //! The decoder against Hugging Face transformers: tiny random `Qwen2ForCausalLM` (NeoX RoPE, GQA,
-//! q/k/v biases, tied output) and `LlamaForCausalLM` (normal RoPE, untied output), converted with
+//! q/k/v biases, tied output) and `LlamaForCausalLM` (normal RoPE, untied output; and with Llama
+//! 3.1's RoPE scaling), converted with
 //! llama.cpp's convert_hf_to_gguf.py; transformers' logits at every position are committed
 //! (scripts/make_tiny_hf_models.py).
 
@@ -76,6 +77,16 @@ fn tiny_qwen2_matches_transformers() {
 #[test]
 fn tiny_llama_spm_matches_transformers() {
     check_against_transformers("tiny-llama-spm", 512);
+}
+
+/// Llama 3.1's RoPE scaling (`rope_type: llama3`), which llama.cpp's converter writes as the
+/// frequency factors `rope_freqs.weight`: edgevl read the file and ignored the tensor (plain RoPE).
+#[test]
+fn tiny_llama3_rope_scaling_matches_transformers() {
+    let file = GgufFile::open(edgevl_testdata::fixture("tiny-llama3-rope/model.gguf")).expect("open");
+    assert!(file.tensor("rope_freqs.weight").is_some(), "the converter wrote the factors");
+    check_against_transformers("tiny-llama3-rope", 64);
+    check_against_transformers("tiny-llama3-rope", 5);
 }
 
 #[test]
