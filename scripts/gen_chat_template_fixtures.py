@@ -9,7 +9,8 @@ Templates: SmolLM2-135M-Instruct's (read from its GGUF, with its BOS/EOS texts),
 LLaMA-2 chat template (raise_exception, .strip()), Qwen2.5-Instruct's (whitespace control,
 attribute access to missing keys, tool-role turns), a multi-line template exercising
 trim_blocks/lstrip_blocks, {% break %}/{% continue %}, namespace() and Python string methods,
-and one checking that strftime_now is defined.
+one checking that strftime_now is defined, one with transformers' {% generation %} blocks and
+`tools` / `documents` tests, and SmolVLM's template over typed content parts (empty ones included).
 
 Usage (reference venv):  /root/venv-ref/bin/python scripts/gen_chat_template_fixtures.py [MODEL.gguf]
 """
@@ -143,6 +144,30 @@ dates = {
     "eos_token": "",
 }
 
+# transformers' {% generation %} blocks (TRL's assistant-only loss marks the reply with them), with
+# whitespace control, and `tools` / `documents` passed as None when there are none.
+generation = {
+    "template": """{{ 'T' if tools is not none else 'N' }}{{ 'D' if documents is not none else 'n' }}
+{% for m in messages %}<|im_start|>{{ m['role'] }}
+{% if m['role'] == 'assistant' %}{%- generation -%}
+{{ m['content'] }}<|im_end|>
+{%- endgeneration %}
+{% else %}{{ m['content'] }}<|im_end|>
+{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}""",
+    "bos_token": "",
+    "eos_token": "<|im_end|>",
+}
+
+# SmolVLM's template (Idefics3), which reads message['content'] as a list of typed parts, as a
+# vision model's processor passes them; read from the tiny SmolVLM fixture.
+smolvlm_reader = gguf.GGUFReader(str(REPO / "tests/fixtures/tiny-smolvlm/model.gguf"))
+smolvlm = {
+    "template": smolvlm_reader.fields["tokenizer.chat_template"].contents(),
+    "bos_token": "<|im_start|>",
+    "eos_token": "<end_of_utterance>",
+}
+
 conversations = {
     "tool_turn": [
         {"role": "user", "content": "Weather in Paris?"},
@@ -166,6 +191,16 @@ conversations = {
         {"role": "assistant", "content": "STOP"},
         {"role": "user", "content": "never shown"},
     ],
+    # Typed parts (a vision model's processor's form); an empty reply is one empty text part.
+    "parts_empty_reply": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+        {"role": "user", "content": [{"type": "text", "text": "again"}]},
+    ],
+    "parts_empty_system": [
+        {"role": "system", "content": [{"type": "text", "text": ""}]},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+    ],
     "bad_order": [
         {"role": "assistant", "content": "I speak first"},
         {"role": "user", "content": "hi"},
@@ -178,6 +213,8 @@ plan = [
     ("features", features, ["single_user", "with_system", "control_flow"]),
     ("qwen25", qwen25, ["single_user", "with_system", "tool_turn"]),
     ("dates", dates, ["with_system"]),
+    ("generation", generation, ["single_user", "with_system"]),
+    ("smolvlm", smolvlm, ["parts_empty_reply", "parts_empty_system"]),
 ]
 
 cases = []

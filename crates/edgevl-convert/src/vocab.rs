@@ -113,6 +113,9 @@ pub fn import(
         None => pre_tokenizer_name(&hash)
             .ok_or_else(|| ConvertError::UnknownPreTokenizer { path: tok_path.clone(), chkhsh: hash.clone() })?,
     };
+    // A name llama.cpp knows but edgevl's tokenizer does not run would make a file edgevl refuses.
+    edgevl_tokenizer::check_pre_tokenizer(pre)
+        .map_err(|e| tok_err(format!("{e}: edgevl could not run the converted file")))?;
 
     let n = usize::try_from(vocab_size).map_err(|_| tok_err("vocab_size too large".into()))?;
     let mut by_id: HashMap<u32, &str> = HashMap::with_capacity(vocab.len());

@@ -294,3 +294,23 @@ fn an_mmproj_its_loader_would_refuse_is_not_written() {
     assert!(e.contains("config.json") && e.contains("the mmproj it converts to would not load"), "{e}");
     assert!(e.contains("image_std"), "{e}");
 }
+
+#[test]
+fn a_pre_tokenizer_edgevl_does_not_run_is_refused_before_writing() {
+    // llama.cpp knows "deepseek-llm" (its own regexes), edgevl's tokenizer does not: the file would
+    // have been written and then refused by every edgevl command.
+    let c = Case::new("pre");
+    let opts = ConvertOptions { pre_tokenizer: Some("deepseek-llm".into()), ..Case::opts() };
+    let err = convert(
+        &c.dir,
+        &c.out_dir.join("model.gguf"),
+        Some(&c.out_dir.join("mmproj.gguf")),
+        &opts,
+        &mut Silent,
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(err.contains("deepseek-llm") && err.contains("edgevl could not run"), "{err}");
+    let left: Vec<_> = fs::read_dir(&c.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -31,29 +31,88 @@ const SMOLLM_RULES: &[Rule] = &[Rule::Single(ClassSet::NUMBER), Rule::Gpt2];
 const LLAMA3_RULES: &[Rule] = &[Rule::Llama3 { max_digits: 3 }];
 const QWEN2_RULES: &[Rule] = &[Rule::Llama3 { max_digits: 1 }];
 
-/// Pre-tokenizer names accepted in `tokenizer.ggml.pre` (llama.cpp's spellings).
-pub(crate) const SUPPORTED_PRE: &str =
-    "\"default\", \"gpt-2\", \"llama3\", \"llama-v3\", \"llama-bpe\", \"smollm\", \"starcoder\", \"qwen2\", \"deepseek-r1-qwen\"";
+/// The `tokenizer.ggml.pre` names llama.cpp's loader (`llama-vocab.cpp`) maps onto each rule set
+/// edgevl implements, with its flags: (names, rules, ignore_merges, add_bos by default). Names of
+/// one row share llama.cpp's regexes and flags (its `clean_spaces` only tidies a whole-text
+/// detokenisation, which generation does not use).
+const PRE_TOKENIZERS: &[(&[&str], &[Rule], bool, bool)] = &[
+    (&["default"], DEFAULT_RULES, false, false),
+    (
+        &[
+            "llama3",
+            "llama-v3",
+            "llama-bpe",
+            "falcon3",
+            "falcon-h1",
+            "pixtral",
+            "midm-2.0",
+            "lfm2",
+            "jina-v5-nano",
+        ],
+        LLAMA3_RULES,
+        true,
+        true,
+    ),
+    (&["dbrx", "smaug-bpe"], LLAMA3_RULES, false, false),
+    (
+        &[
+            "gpt-2",
+            "phi-2",
+            "jina-es",
+            "jina-de",
+            "gigachat",
+            "jina-v2-es",
+            "jina-v2-de",
+            "a.x-4.0",
+            "mellum",
+            "modern-bert",
+            "mpt",
+            "olmo",
+            "jais",
+            "trillion",
+            "granite-docling",
+            "exaone4",
+        ],
+        GPT2_RULES,
+        false,
+        false,
+    ),
+    (
+        &["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2"],
+        SMOLLM_RULES,
+        false,
+        false,
+    ),
+    (
+        &["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "solar-open", "megrez"],
+        QWEN2_RULES,
+        false,
+        false,
+    ),
+];
+
+/// Every accepted `tokenizer.ggml.pre` name, quoted and comma-separated (for error messages).
+pub(crate) fn supported_pre() -> String {
+    let names: Vec<String> =
+        PRE_TOKENIZERS.iter().flat_map(|(names, ..)| names.iter()).map(|n| format!("{n:?}")).collect();
+    names.join(", ")
+}
 
 impl PreTokenizer {
     /// The pre-tokenizer named by `tokenizer.ggml.pre`; absent means "default" (llama.cpp
     /// warns that quality will be degraded).
     pub(crate) fn from_name(name: Option<&str>) -> Result<Self, TokenizerError> {
-        let p =
-            |rules, ignore_merges, default_add_bos| PreTokenizer { rules, ignore_merges, default_add_bos };
-        Ok(match name.unwrap_or("") {
-            "" | "default" => p(DEFAULT_RULES, false, false),
-            "gpt-2" => p(GPT2_RULES, false, false),
-            "llama3" | "llama-v3" | "llama-bpe" => p(LLAMA3_RULES, true, true),
-            "smollm" | "starcoder" => p(SMOLLM_RULES, false, false),
-            "qwen2" | "deepseek-r1-qwen" => p(QWEN2_RULES, false, false),
-            other => {
-                return Err(TokenizerError::UnsupportedPreTokenizer {
-                    pre: other.to_owned(),
-                    supported: SUPPORTED_PRE.to_owned(),
-                })
+        let name = name.filter(|n| !n.is_empty()).unwrap_or("default");
+        let found = PRE_TOKENIZERS.iter().find(|(names, ..)| names.contains(&name));
+        match found {
+            Some(&(_, rules, ignore_merges, default_add_bos)) => {
+                Ok(PreTokenizer { rules, ignore_merges, default_add_bos })
             }
-        })
+            None => Err(TokenizerError::UnsupportedPreTokenizer {
+                pre: name.to_owned(),
+                supported: supported_pre(),
+            }),
+        }
     }
 }
 
@@ -142,5 +201,39 @@ impl Bpe {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's `llama-vocab.cpp` (0.3.36's) maps these names onto the rule sets edgevl has,
+    /// each with its flags; the converter writes them from its hash table.
+    #[test]
+    fn llama_cpp_aliases_take_their_groups_rules_and_flags() {
+        let of = |name| {
+            let p = PreTokenizer::from_name(Some(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (p.rules, p.ignore_merges, p.default_add_bos)
+        };
+        for name in ["falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"] {
+            assert_eq!(of(name), (LLAMA3_RULES, true, true), "{name}");
+        }
+        for name in ["dbrx", "smaug-bpe"] {
+            assert_eq!(of(name), (LLAMA3_RULES, false, false), "{name}");
+        }
+        for name in ["refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2"] {
+            assert_eq!(of(name), (SMOLLM_RULES, false, false), "{name}");
+        }
+        for name in ["phi-2", "mpt", "olmo", "jais", "trillion", "granite-docling", "exaone4", "gigachat"] {
+            assert_eq!(of(name), (GPT2_RULES, false, false), "{name}");
+        }
+        for name in ["stablelm2", "hunyuan", "solar-open", "megrez", "kormo", "f2llmv2"] {
+            assert_eq!(of(name), (QWEN2_RULES, false, false), "{name}");
+        }
+        // Absent or empty is llama.cpp's default; a name with other regexes is refused, listing the names.
+        assert_eq!(of(""), (DEFAULT_RULES, false, false));
+        let e = PreTokenizer::from_name(Some("deepseek-llm")).unwrap_err().to_string();
+        assert!(e.contains("deepseek-llm") && e.contains("\"falcon3\""), "{e}");
     }
 }

@@ -33,8 +33,9 @@ impl ChatMessage {
 /// Rendering follows transformers: `trim_blocks` and `lstrip_blocks` on, `{% break %}` /
 /// `{% continue %}` available, `raise_exception(msg)` and `strftime_now(fmt)` (UTC) defined,
 /// and Python string / dict / list methods (`strip`, `startswith`, `split`, `items`, ...)
-/// through minijinja-contrib's pycompat layer. Not supported: tools / documents, and
-/// transformers' non-HTML-escaping `tojson`.
+/// through minijinja-contrib's pycompat layer; `tools` and `documents` are none, and
+/// transformers' `{% generation %}` blocks render their body. Not supported: transformers'
+/// `tojson` filter.
 ///
 /// The template comes from the model file, so rendering is bounded: at most
 /// [`TEMPLATE_FUEL_BASE`] + [`TEMPLATE_FUEL_PER_MESSAGE`] per message template instructions
@@ -102,8 +103,8 @@ impl ChatTemplate {
         bos_token: impl Into<String>,
         eos_token: impl Into<String>,
     ) -> Result<Self, TokenizerError> {
-        let t =
-            ChatTemplate { source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() };
+        let source = without_generation_tags(&source.into());
+        let t = ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into() };
         if t.source.len() > MAX_TEMPLATE_BYTES {
             return Err(TokenizerError::TemplateTooLarge {
                 bytes: t.source.len(),
@@ -235,6 +236,9 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
+            // transformers passes these as None when there are none (a template's `tools is not none`).
+            tools => Value::from(()),
+            documents => Value::from(()),
         };
         let n = messages.len() as u64;
         let limit =
@@ -340,6 +344,36 @@ fn format_spec_numbers(fmt: &str) -> Vec<u64> {
     out
 }
 
+/// `source` with transformers' `{% generation %}` / `{% endgeneration %}` tags (its marking of the
+/// assistant's tokens for training, common in TRL fine-tunes) as a block that always renders its
+/// body, as transformers and llama.cpp render them (minijinja has no such tag: the template did
+/// not compile). Whitespace-control markers are kept.
+fn without_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(open) = rest.find("{%") {
+        let Some(close) = rest[open + 2..].find("%}").map(|c| open + 2 + c) else { break };
+        let inner = &rest[open + 2..close];
+        let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
+        let body = &inner[lead.len()..];
+        let trail = if body.ends_with(['-', '+']) { &body[body.len() - 1..] } else { "" };
+        let word = body[..body.len() - trail.len()].trim();
+        let replacement = match word {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        out.push_str(&rest[..open]);
+        match replacement {
+            Some(r) => out.push_str(&format!("{{%{lead} {r} {trail}%}}")),
+            None => out.push_str(&rest[open..close + 2]),
+        }
+        rest = &rest[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// How message contents are handed to a chat template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContentForm<'a> {
@@ -347,7 +381,8 @@ pub enum ContentForm<'a> {
     Text,
     /// A list of parts, as transformers' processors pass them to vision models' templates:
     /// the content is split at each `image_marker` into `{"type": "text", "text": ...}` parts
-    /// (empty ones left out) and `{"type": "image"}` parts, in order.
+    /// (empty ones left out; an empty message is one empty text part) and `{"type": "image"}`
+    /// parts, in order.
     Parts {
         /// What marks an image in a message's text.
         image_marker: &'a str,
@@ -370,6 +405,14 @@ impl ContentForm<'_> {
                             ("text", Value::from(piece)),
                         ])));
                     }
+                }
+                // An empty message is one empty text part (as transformers passes it), not an empty
+                // list: templates read `content[0]` (SmolVLM's failed on an empty reply in the history).
+                if parts.is_empty() {
+                    parts.push(Value::from(BTreeMap::from([
+                        ("type", Value::from("text")),
+                        ("text", Value::from("")),
+                    ])));
                 }
                 Value::from(parts)
             }

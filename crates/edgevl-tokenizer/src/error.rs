@@ -55,16 +55,6 @@ pub enum TokenizerError {
         /// The number of tokens.
         expected: usize,
     },
-    /// A special-token id is not a valid token id.
-    #[error("`{key}` = {id} is out of range for a vocabulary of {n_vocab} tokens")]
-    TokenIdOutOfRange {
-        /// The GGUF key.
-        key: &'static str,
-        /// The id found.
-        id: u32,
-        /// The number of tokens.
-        n_vocab: usize,
-    },
     /// A chat template failed to parse or render.
     #[error("chat template (`tokenizer.chat_template`): {0:#}")]
     Template(#[from] minijinja::Error),

@@ -69,3 +69,9 @@ pub use stream::StreamDecoder;
 /// token is renamed `[EMPTY_i]`), so the count is bounded before anything is built.
 pub const MAX_VOCAB: usize = 1 << 22;
 pub use tokenizer::Tokenizer;
+
+/// Whether a byte-level BPE tokenizer whose `tokenizer.ggml.pre` is `name` can be built: `Ok`,
+/// or the error naming every supported name (the converter checks the name it would write).
+pub fn check_pre_tokenizer(name: &str) -> Result<(), TokenizerError> {
+    bpe::PreTokenizer::from_name(Some(name)).map(drop)
+}

@@ -250,11 +250,12 @@ impl Vocab {
         for &(k, id) in defaults {
             *special.slot(k) = (id < n).then_some(id as u32);
         }
+        // An id past the vocabulary keeps the default, as llama.cpp's loader does ("bad special
+        // token ... using default id"): fine-tunes that set the padding id to the vocabulary size load.
         for &(k, id) in &cfg.special_ids {
-            if id as usize >= n {
-                return Err(TokenizerError::TokenIdOutOfRange { key: k.key(), id, n_vocab: n });
+            if (id as usize) < n {
+                *special.slot(k) = Some(id);
             }
-            *special.slot(k) = Some(id);
         }
 
         let mut vocab = Vocab {

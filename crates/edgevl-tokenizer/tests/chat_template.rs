@@ -5,14 +5,34 @@
 use edgevl_testdata::{repo_root as repo, smollm2_path};
 
 use edgevl_gguf::{GgufFile, Metadata, Value};
-use edgevl_tokenizer::{ChatMessage, ChatTemplate};
+use edgevl_tokenizer::{ChatMessage, ChatTemplate, ContentForm};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Msg {
     role: String,
-    content: String,
+    content: Content,
 }
+
+/// A message's content as the fixture holds it: a string, or typed parts as a vision model's
+/// processor passes them (rendered by edgevl from its marked-string form, [`ContentForm::Parts`]).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// What marks an image in edgevl's string form of a message.
+const MARKER: &str = "<__media__>";
 
 #[derive(Deserialize)]
 struct Case {
@@ -36,7 +56,22 @@ fn cases() -> Vec<Case> {
 }
 
 fn messages(case: &Case) -> Vec<ChatMessage> {
-    case.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect()
+    let text = |c: &Content| match c {
+        Content::Text(t) => t.clone(),
+        Content::Parts(parts) => {
+            parts.iter().map(|p| if p.kind == "image" { MARKER } else { p.text.as_str() }).collect()
+        }
+    };
+    case.messages.iter().map(|m| ChatMessage::new(&m.role, text(&m.content))).collect()
+}
+
+/// How `case`'s messages are handed to its template.
+fn form(case: &Case) -> ContentForm<'static> {
+    if case.messages.iter().any(|m| matches!(m.content, Content::Parts(_))) {
+        ContentForm::Parts { image_marker: MARKER }
+    } else {
+        ContentForm::Text
+    }
 }
 
 #[test]
@@ -47,7 +82,7 @@ fn renders_like_transformers() {
     for case in &cases {
         let tpl = ChatTemplate::new(&case.template, &case.bos_token, &case.eos_token)
             .unwrap_or_else(|e| panic!("{}: template does not parse: {e}", case.name));
-        let got = tpl.render(&messages(case), case.add_generation_prompt);
+        let got = tpl.render_content(&messages(case), case.add_generation_prompt, form(case));
         match (&case.expected, got) {
             (Some(want), Ok(got)) if *want == got => {}
             (None, Err(e)) if case.error => {
