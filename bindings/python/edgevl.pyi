@@ -139,7 +139,7 @@ class Session:
     def ask(self, text: str, **options: Unpack[GenOptions]) -> str | TextStream:
         """Ask `text` and generate the reply (the text, or with `stream=True` a TextStream).
         ContextFullError leaves the conversation as it was; Ctrl-C stops the reply, which is
-        kept as far as it got."""
+        kept as far as it got (stopped before its first token, the question is taken back)."""
     def reset(self) -> None:
         """Forget the conversation and its images (the embedding cache stays)."""
     def stats(self) -> dict[str, object]:

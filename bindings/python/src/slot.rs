@@ -190,12 +190,14 @@ impl SlotState {
     }
 
     /// Closes the turn in progress, if any: counted in the session's totals and, for a
-    /// session's turn, its reply added as the assistant message.
+    /// session's turn, its reply added as the assistant message (or, stopped before its first
+    /// token, the question taken back: [`edgevl_runtime::Session::end_turn`]).
     pub(crate) fn end_turn(&mut self) {
         if let Some(t) = self.turn.take() {
-            let (reply, _) = self.session.end_reply(t.generation);
             if t.keep_reply {
-                self.session.add_text("assistant", &reply);
+                self.session.end_turn(t.generation);
+            } else {
+                self.session.end_reply(t.generation);
             }
         }
     }

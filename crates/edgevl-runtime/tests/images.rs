@@ -342,3 +342,42 @@ fn images_nothing_waits_for_any_more_are_not_encoded() {
     );
     assert!(encoded < busy + new + 6 * queued, "the dropped images were encoded: {encoded}");
 }
+
+#[test]
+fn a_question_cancelled_before_its_first_token_is_taken_back_with_its_image() {
+    // It stayed in the conversation with an empty reply after it, so asking again rendered the
+    // question twice and gave another answer.
+    let question = "What is it?";
+    let mut fresh = session(ImageConfig::default());
+    fresh.add_image(wide_image()).unwrap();
+    let mut want = String::new();
+    fresh
+        .ask(question, 8, &mut greedy(), |p| {
+            want.push_str(p);
+            true
+        })
+        .unwrap();
+
+    let mut s = session(ImageConfig::default());
+    s.add_image(wide_image()).unwrap();
+    let flag = s.cancel_flag();
+    // Cancelled once the prefill has begun.
+    s.set_progress(Some(Arc::new(move |p| {
+        if matches!(p, Progress::Prefill { done, .. } if done > 0) {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })));
+    let stats = s.ask(question, 8, &mut greedy(), |_| true).unwrap();
+    assert_eq!((stats.finish, stats.generated_tokens), (edgevl_runtime::Finish::Cancelled, 0));
+    assert!(s.messages().is_empty(), "{:?}", s.messages());
+    // The image is attached again: the same question gets the fresh session's answer.
+    s.set_progress(None);
+    let mut got = String::new();
+    s.ask(question, 8, &mut greedy(), |p| {
+        got.push_str(p);
+        true
+    })
+    .unwrap();
+    assert_eq!(got, want);
+    assert_eq!(s.messages().len(), 2);
+}

@@ -46,6 +46,8 @@ fn siblings_stepped_round_robin_reply_as_they_would_alone() {
 
     let first = load();
     let second = first.sibling().expect("sibling");
+    // A sibling's stats report the model's load (they said 0 ms: server slots, Python's pool).
+    assert!(first.load_ms() > 0.0 && second.load_ms() == first.load_ms());
     let mut sessions = [first, second];
     let mut samplers = [greedy(), greedy()];
     let mut gens = Vec::new();

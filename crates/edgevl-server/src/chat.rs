@@ -90,11 +90,14 @@ async fn prepare_and_queue(
 ) {
     if let Some(v) = vision.filter(|_| !refs.is_empty()) {
         let tell = job.progress.then(|| job.events.clone());
-        // A client that leaves before the images are prepared ends the request there; an encoding under way on
-        // the blocking thread still finishes.
+        // A client that leaves before the images are prepared ends the request there; the image being encoded
+        // on the blocking thread still finishes, its images not yet begun are dropped.
         let prepared = tokio::select! {
-            prepared = prepare_images(&st, v, refs, tell) => prepared,
-            () = job.events.closed() => return,
+            prepared = prepare_images(&st, v, refs, job.events.clone(), tell) => prepared,
+            () = job.events.closed() => {
+                st.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
         match prepared {
             Ok(images) => job.images = images,
@@ -115,13 +118,15 @@ async fn prepare_and_queue(
 }
 
 /// Decodes the request's images, then starts their encoding and waits for it, holding the
-/// image gate throughout (on a blocking thread: a client that leaves does not free the gate
-/// early), telling `tell` of each image's views as they are encoded. Every part is decoded
-/// before any is encoded, so a bad part costs no ViT time.
+/// image gate throughout (on a blocking thread), telling `tell` of each image's views as they are
+/// encoded. Every part is decoded before any is encoded, so a bad part costs no ViT time. When
+/// `client`'s receiver is gone (the client left), the wait stops at the next image and the images
+/// not yet begun are dropped unencoded (they were all encoded, holding the gate).
 async fn prepare_images(
     st: &AppState,
     vision: ImageEncoderHandle,
     refs: Vec<ImageRef>,
+    client: UnboundedSender<Event>,
     tell: Option<UnboundedSender<Event>>,
 ) -> Result<Vec<PendingImage>, ApiError> {
     let gate =
@@ -153,6 +158,9 @@ async fn prepare_images(
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         for p in &pending {
+            if client.is_closed() {
+                return Err(ApiError::unavailable("the client left"));
+            }
             vision.embeddings_reporting(p, &mut |progress| {
                 if let Some(tx) = &tell {
                     let _ = tx.send(Event::Progress(progress));

@@ -275,3 +275,40 @@ fn hostile_images_are_refused_naming_the_part() {
     assert_eq!(image_tokens(&v), 8 * 196);
     assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 1.0, "eight copies of one image are encoded once");
 }
+
+#[test]
+fn a_client_that_leaves_during_encoding_stops_its_images_not_yet_begun() {
+    // Every image of an abandoned request was encoded, holding the image gate, and the request was
+    // not counted as cancelled.
+    let mut cfg = tiny_vlm();
+    cfg.session.n_ctx = Some(16384);
+    let t = start(cfg);
+    let (s, plan) = t.get("/v1/edgevl/tiles?width=1400&height=900&detail=high");
+    assert_eq!(s, 200, "{plan}");
+    let views_each = serde_json::from_str::<Value>(&plan).unwrap()["views"].as_u64().expect("views");
+    let uris: Vec<String> = (0..4).map(|k| data_uri(&png(1400, 900, 60 + k))).collect();
+    let parts: Vec<(&str, Option<&str>)> = uris.iter().map(|u| (u.as_str(), Some("high"))).collect();
+    let mut body = image_chat(&parts, "Describe them.", 3);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_progress": true});
+    let mut s = t.raw_chat(&body);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains(": progress ") {
+        let n = std::io::Read::read(&mut s, &mut buf).expect("read");
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    // A one-view request after it waits for the image gate, which the abandoned request holds until it stops.
+    let small = data_uri(&png(64, 64, 9));
+    let (s, v) = t.post("/v1/chat/completions", &image_chat(&[(&small, Some("low"))], "Hi", 1));
+    assert_eq!(s, 200, "{v}");
+    let encoded = t.metric("edgevl_vit_tiles_encoded_total") as u64;
+    assert!(
+        encoded < 1 + 4 * views_each,
+        "{encoded} views encoded: all {} of the abandoned request's",
+        4 * views_each
+    );
+    assert!(t.metric("edgevl_requests_cancelled_total") >= 1.0);
+}

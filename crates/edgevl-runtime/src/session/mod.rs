@@ -189,7 +189,8 @@ impl Session {
             kv,
             state: self.decoder.new_state(self.chunk, n_ctx),
             chunk: self.chunk,
-            load_ms: 0.0,
+            // The model's load: a sibling's stats report it as the session's do.
+            load_ms: self.load_ms,
             messages: Vec::new(),
             cells: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),

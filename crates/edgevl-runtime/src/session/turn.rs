@@ -75,6 +75,9 @@ impl Session {
     /// its `<__media__>` markers, else in front of the text), and generate the reply (see
     /// [`Session::generate`]). On an error the message is taken back and its images are
     /// attached again, so the conversation is as before.
+    ///
+    /// A reply cancelled before its first token is not kept: the message is taken back the same
+    /// way, so the question can be asked again (it left an empty reply after the question).
     pub fn ask(
         &mut self,
         user_text: &str,
@@ -82,7 +85,31 @@ impl Session {
         sampler: &mut Sampler,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TurnStats, RuntimeError> {
-        self.with_user_message(user_text, |s| s.generate(n_predict, sampler, on_text))
+        self.with_user_message(user_text, |s| {
+            let g = s.start_reply(n_predict, sampler)?;
+            let (reply, stats) = s.drive(g, sampler, on_text)?;
+            s.keep_reply(reply, &stats);
+            Ok(stats)
+        })
+    }
+
+    /// Closes a turn begun by [`Session::start_turn`] as [`Session::ask`] closes its own: the
+    /// reply becomes the assistant message, or, cancelled before its first token, the user
+    /// message is taken back (its images attached again). Returns the reply and the stats.
+    pub fn end_turn(&mut self, g: Generation) -> (String, TurnStats) {
+        let (reply, stats) = self.end_reply(g);
+        self.keep_reply(reply.clone(), &stats);
+        (reply, stats)
+    }
+
+    /// Adds `reply` as the assistant message, unless the turn was cancelled before its first
+    /// token: then the user message it answered is taken back instead.
+    fn keep_reply(&mut self, reply: String, stats: &TurnStats) {
+        if stats.finish == Finish::Cancelled && stats.generated_tokens == 0 {
+            self.take_back_user_message();
+        } else {
+            self.messages.push(ChatMessage::new("assistant", reply));
+        }
     }
 
     /// [`Session::ask`] one token at a time: add `user_text` as a user message (binding the
@@ -114,6 +141,17 @@ impl Session {
             self.unbind_images(n_images);
         }
         result
+    }
+
+    /// Takes back the last message, a user message, with its images attached again (as many as
+    /// its markers: binding put one per image).
+    fn take_back_user_message(&mut self) {
+        if self.messages.last().is_some_and(|m| m.role == "user") {
+            let m = self.messages.pop().expect("a last message");
+            if self.vision.is_some() {
+                self.unbind_images(m.content.matches(crate::MEDIA_MARKER).count());
+            }
+        }
     }
 
     /// Render the conversation, prefill only what the KV cache does not already hold, and
