@@ -31,7 +31,7 @@ impl ChatMessage {
 /// A Jinja chat template with the `bos_token` / `eos_token` values it is rendered with.
 ///
 /// Rendering follows transformers: `trim_blocks` and `lstrip_blocks` on, `{% break %}` /
-/// `{% continue %}` available, `raise_exception(msg)` and `strftime_now(fmt)` (UTC) defined,
+/// `{% continue %}` available, `raise_exception(msg)` and `strftime_now(fmt)` (local time) defined,
 /// and Python string / dict / list methods (`strip`, `startswith`, `split`, `items`, ...)
 /// through minijinja-contrib's pycompat layer; `tools` and `documents` are none, and
 /// transformers' `{% generation %}` blocks render their body. Not supported: transformers'
@@ -199,7 +199,8 @@ impl ChatTemplate {
         });
         env.add_function("strftime_now", |fmt: String| {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            crate::datefmt::strftime(&fmt, i64::try_from(now).unwrap_or(0))
+            let now = i64::try_from(now).unwrap_or(0);
+            crate::datefmt::strftime(&fmt, now + crate::datefmt::local_offset(now))
         });
         env
     }

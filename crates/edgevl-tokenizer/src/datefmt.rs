@@ -17,7 +17,7 @@ const MONTHS: [&str; 12] = [
 ];
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
-/// A UTC calendar time.
+/// A calendar time (UTC, or the local zone's once the offset is added).
 struct Civil {
     year: i64,
     month: u32,  // 1..=12
@@ -61,43 +61,76 @@ fn civil(unix: i64) -> Civil {
     }
 }
 
-/// Formats the UTC time `unix` (seconds since 1970) with the `strftime` specifiers `%Y %y %m
-/// %d %e %j %H %I %M %S %p %B %b %A %a %%`; other specifiers are copied unchanged.
+/// Formats the time `unix` (seconds since 1970, shifted to the zone wanted) with the `strftime`
+/// specifiers `%Y %y %m %d %e %j %H %I %M %S %p %B %b %h %A %a %u %w %F %T %D %R %%`, and glibc's
+/// `-` flag (`%-d`: no padding) on the numeric ones; other specifiers are copied unchanged.
 pub(crate) fn strftime(fmt: &str, unix: i64) -> String {
     let t = civil(unix);
     let month = MONTHS[(t.month - 1) as usize];
     let mut out = String::new();
-    let mut chars = fmt.chars();
+    let mut chars = fmt.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
+        let unpadded = chars.next_if_eq(&'-').is_some();
+        // A number `width` digits wide (space-padded with `space`), or as is with the `-` flag.
+        let num = |v: i64, width: usize, space: bool| match (unpadded, space) {
+            (true, _) => v.to_string(),
+            (false, true) => format!("{v:>width$}"),
+            (false, false) => format!("{v:0width$}"),
+        };
         match chars.next() {
             Some('Y') => out += &t.year.to_string(),
-            Some('y') => out += &format!("{:02}", t.year.rem_euclid(100)),
-            Some('m') => out += &format!("{:02}", t.month),
-            Some('d') => out += &format!("{:02}", t.day),
-            Some('e') => out += &format!("{:2}", t.day),
-            Some('j') => out += &format!("{:03}", t.yday),
-            Some('H') => out += &format!("{:02}", t.hour),
-            Some('I') => out += &format!("{:02}", (t.hour + 11) % 12 + 1),
-            Some('M') => out += &format!("{:02}", t.min),
-            Some('S') => out += &format!("{:02}", t.sec),
+            Some('y') => out += &num(t.year.rem_euclid(100), 2, false),
+            Some('m') => out += &num(t.month.into(), 2, false),
+            Some('d') => out += &num(t.day.into(), 2, false),
+            Some('e') => out += &num(t.day.into(), 2, true),
+            Some('j') => out += &num(t.yday.into(), 3, false),
+            Some('H') => out += &num(t.hour.into(), 2, false),
+            Some('I') => out += &num(((t.hour + 11) % 12 + 1).into(), 2, false),
+            Some('M') => out += &num(t.min.into(), 2, false),
+            Some('S') => out += &num(t.sec.into(), 2, false),
             Some('p') => out += if t.hour < 12 { "AM" } else { "PM" },
             Some('B') => out += month,
-            Some('b') => out += &month[..3],
+            Some('b' | 'h') => out += &month[..3],
             Some('A') => out += DAYS[t.wday],
             Some('a') => out += &DAYS[t.wday][..3],
+            Some('u') => out += &(t.wday + 1).to_string(),
+            Some('w') => out += &((t.wday + 1) % 7).to_string(),
+            Some('F') => out += &strftime("%Y-%m-%d", unix),
+            Some('T') => out += &strftime("%H:%M:%S", unix),
+            Some('D') => out += &strftime("%m/%d/%y", unix),
+            Some('R') => out += &strftime("%H:%M", unix),
             Some('%') => out.push('%'),
             Some(other) => {
                 out.push('%');
+                if unpadded {
+                    out.push('-');
+                }
                 out.push(other);
             }
-            None => out.push('%'),
+            None => {
+                out.push('%');
+                if unpadded {
+                    out.push('-');
+                }
+            }
         }
     }
     out
+}
+
+/// Seconds east of UTC of the local time zone at `unix` (the `TZ` variable, else the system's
+/// zone, as C's `localtime` reads them): transformers' `strftime_now` formats `datetime.now()`
+/// and llama.cpp's `std::localtime`, both local. 0 where the zone cannot be read.
+pub(crate) fn local_offset(unix: i64) -> i64 {
+    use chrono::{Local, Offset, TimeZone};
+    match Local.timestamp_opt(unix, 0) {
+        chrono::LocalResult::Single(t) => t.offset().fix().local_minus_utc().into(),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +157,40 @@ mod tests {
         for (ts, fmt, want) in cases {
             assert_eq!(strftime(fmt, ts), want, "{ts} {fmt}");
         }
+    }
+
+    /// glibc's `-` flag and the composite specifiers, from Python on glibc:
+    /// `time.strftime(fmt, time.gmtime(ts))`.
+    #[test]
+    fn matches_glibc_flags_and_composites() {
+        let cases: [(i64, &str, &str); 6] = [
+            (1709168461, "%-d %b %Y", "29 Feb 2024"),
+            (0, "%-d/%-m/%-y %-H:%-M:%-S %-j %-I", "1/1/70 0:0:0 1 12"),
+            (1732550400, "%F %T %D %R", "2024-11-25 16:00:00 11/25/24 16:00"),
+            (1732550400, "%h %u %w", "Nov 1 1"),
+            (0, "%u %w", "4 4"),
+            (4102444799, "%u %w %-q %", "4 4 %-q %"),
+        ];
+        for (ts, fmt, want) in cases {
+            assert_eq!(strftime(fmt, ts), want, "{ts} {fmt}");
+        }
+    }
+
+    /// The local zone is the one `TZ` names (a POSIX rule string: no zone files needed), read in
+    /// a child process so the variable is set before anything reads it.
+    #[test]
+    fn the_local_offset_follows_tz() {
+        if std::env::var_os("EDGEVL_TZ_CHILD").is_some() {
+            assert_eq!(super::local_offset(1_700_000_000), 14 * 3600);
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "datefmt::tests::the_local_offset_follows_tz", "--nocapture"])
+            .env("EDGEVL_TZ_CHILD", "1")
+            .env("TZ", "XYZ-14")
+            .output()
+            .expect("child runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
     }
 }
