@@ -9,7 +9,7 @@ Templates: SmolLM2-135M-Instruct's (read from its GGUF, with its BOS/EOS texts),
 LLaMA-2 chat template (raise_exception, .strip()), Qwen2.5-Instruct's (whitespace control,
 attribute access to missing keys, tool-role turns), a multi-line template exercising
 trim_blocks/lstrip_blocks, {% break %}/{% continue %}, namespace() and Python string methods,
-one checking that strftime_now is defined, one with transformers' {% generation %} blocks and
+one checking that strftime_now is defined, one with transformers' tojson, one with its {% generation %} blocks and
 `tools` / `documents` tests, and SmolVLM's template over typed content parts (empty ones included).
 
 Usage (reference venv):  /root/venv-ref/bin/python scripts/gen_chat_template_fixtures.py [MODEL.gguf]
@@ -159,6 +159,19 @@ generation = {
     "eos_token": "<|im_end|>",
 }
 
+# transformers' tojson (Python's json.dumps, ensure_ascii=False, no HTML escaping) on messages, dict
+# literals (insertion order, nested, empty), floats in both notations, indent and sort_keys; and a
+# message's items() in insertion order.
+tojson = {
+    "template": """{{ messages | tojson }}
+{{ messages[0] | tojson(indent=2) }}
+{{ {'b': 1, 'a': [1.5, none, true, false, 'x'], 'c': 1e20, 'd': 0.0001, 'e': -0.00000015, 'f': 10, 'g': {}, 'h': []} | tojson }}
+{{ {'b': 1, 'a': {'z': 2, 'y': [3]}} | tojson(sort_keys=true, indent=1) }}
+{% for k, v in messages[0].items() %}{{ k }}={{ v }};{% endfor %}""",
+    "bos_token": "",
+    "eos_token": "",
+}
+
 # SmolVLM's template (Idefics3), which reads message['content'] as a list of typed parts, as a
 # vision model's processor passes them; read from the tiny SmolVLM fixture.
 smolvlm_reader = gguf.GGUFReader(str(REPO / "tests/fixtures/tiny-smolvlm/model.gguf"))
@@ -214,6 +227,7 @@ plan = [
     ("qwen25", qwen25, ["single_user", "with_system", "tool_turn"]),
     ("dates", dates, ["with_system"]),
     ("generation", generation, ["single_user", "with_system"]),
+    ("tojson", tojson, ["unicode", "with_system"]),
     ("smolvlm", smolvlm, ["parts_empty_reply", "parts_empty_system"]),
 ]
 

@@ -1,7 +1,6 @@
 //! Chat templates (`tokenizer.chat_template`, Jinja) rendered like Hugging Face
 //! transformers' `apply_chat_template`.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,8 +33,8 @@ impl ChatMessage {
 /// `{% continue %}` available, `raise_exception(msg)` and `strftime_now(fmt)` (local time) defined,
 /// and Python string / dict / list methods (`strip`, `startswith`, `split`, `items`, ...)
 /// through minijinja-contrib's pycompat layer; `tools` and `documents` are none, and
-/// transformers' `{% generation %}` blocks render their body. Not supported: transformers'
-/// `tojson` filter.
+/// transformers' `{% generation %}` blocks render their body, and `tojson` is transformers'
+/// (Python's `json.dumps`, not HTML-escaped; `indent` and `sort_keys`).
 ///
 /// The template comes from the model file, so rendering is bounded: at most
 /// [`TEMPLATE_FUEL_BASE`] + [`TEMPLATE_FUEL_PER_MESSAGE`] per message template instructions
@@ -194,6 +193,7 @@ impl ChatTemplate {
                 builtin.call(state, &args)
             });
         }
+        env.add_filter("tojson", crate::tojson::tojson);
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -226,10 +226,11 @@ impl ChatTemplate {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
-                let mut map = BTreeMap::new();
-                map.insert("role", Value::from(m.role.as_str()));
-                map.insert("content", form.content(&m.content));
-                Value::from(map)
+                // In transformers' order: a template that prints a message (`tojson`, `items()`) sees role first.
+                Value::from_iter([
+                    ("role", Value::from(m.role.as_str())),
+                    ("content", form.content(&m.content)),
+                ])
             })
             .collect();
         let ctx = minijinja::context! {
@@ -398,22 +399,19 @@ impl ContentForm<'_> {
                 let mut parts = Vec::new();
                 for (i, piece) in text.split(image_marker).enumerate() {
                     if i > 0 {
-                        parts.push(Value::from(BTreeMap::from([("type", Value::from("image"))])));
+                        parts.push(Value::from_iter([("type", Value::from("image"))]));
                     }
                     if !piece.is_empty() {
-                        parts.push(Value::from(BTreeMap::from([
+                        parts.push(Value::from_iter([
                             ("type", Value::from("text")),
                             ("text", Value::from(piece)),
-                        ])));
+                        ]));
                     }
                 }
                 // An empty message is one empty text part (as transformers passes it), not an empty
                 // list: templates read `content[0]` (SmolVLM's failed on an empty reply in the history).
                 if parts.is_empty() {
-                    parts.push(Value::from(BTreeMap::from([
-                        ("type", Value::from("text")),
-                        ("text", Value::from("")),
-                    ])));
+                    parts.push(Value::from_iter([("type", Value::from("text")), ("text", Value::from(""))]));
                 }
                 Value::from(parts)
             }

@@ -53,6 +53,7 @@ mod pretokenize;
 mod special;
 mod spm;
 mod stream;
+mod tojson;
 mod tokenizer;
 mod unicode;
 mod vocab;
