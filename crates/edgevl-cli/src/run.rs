@@ -85,7 +85,11 @@ impl ModelArgs {
             Some(mm) => format!("model {} with mmproj {}", self.model.display(), mm.display()),
             None => format!("model {}", self.model.display()),
         };
-        Session::load(&self.model, cfg).with_context(|| format!("cannot load {what}"))
+        let session = Session::load(&self.model, cfg).with_context(|| format!("cannot load {what}"))?;
+        if session.tokenizer().pre_tokenizer_defaulted() {
+            eprintln!("edgevl: {}", edgevl_tokenizer::PRE_DEFAULTED_WARNING);
+        }
+        Ok(session)
     }
 }
 

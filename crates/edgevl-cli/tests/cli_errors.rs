@@ -212,3 +212,19 @@ fn output_paths_are_checked_before_the_run() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().ends_with("result_norm.npy")));
 }
+
+#[test]
+fn a_file_without_a_pre_tokenizer_is_run_with_a_warning() {
+    // llama.cpp warns loudly that quality will be degraded; edgevl fell back to the default rules silently.
+    let src = GgufFile::open(tiny()).expect("open");
+    let mut w = GgufWriter::copy_of(&src, |_, _| TensorEdit::Keep).expect("copy");
+    w.remove_kv("tokenizer.ggml.pre").expect("the fixture names its pre-tokenizer");
+    let path = scratch("no-pre.gguf");
+    std::fs::write(&path, w.to_bytes().expect("bytes")).expect("write");
+    let out = run(&path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no tokenizer.ggml.pre") && stderr.contains("degraded"), "{stderr}");
+    let named = run(&tiny(), &[]);
+    assert!(!String::from_utf8_lossy(&named.stderr).contains("tokenizer.ggml.pre"));
+}

@@ -214,6 +214,9 @@ async fn serve(
                         return;
                     }
                 };
+                if session.tokenizer().pre_tokenizer_defaulted() {
+                    eprintln!("edgevl: {}", edgevl_tokenizer::PRE_DEFAULTED_WARNING);
+                }
                 let model_id =
                     cfg.model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
                 eprintln!(

@@ -71,6 +71,10 @@ pub use stream::StreamDecoder;
 pub const MAX_VOCAB: usize = 1 << 22;
 pub use tokenizer::Tokenizer;
 
+/// The warning for a model whose file names no pre-tokenizer ([`Tokenizer::pre_tokenizer_defaulted`]).
+pub const PRE_DEFAULTED_WARNING: &str = "the model's file has no tokenizer.ggml.pre: using llama.cpp's default \
+     pre-tokenizer; generation quality may be degraded (convert the model again with a converter that knows its tokenizer)";
+
 /// Whether a byte-level BPE tokenizer whose `tokenizer.ggml.pre` is `name` can be built: `Ok`,
 /// or the error naming every supported name (the converter checks the name it would write).
 pub fn check_pre_tokenizer(name: &str) -> Result<(), TokenizerError> {

@@ -22,14 +22,16 @@ pub struct Tokenizer {
     pieces: Vec<Box<[u8]>>,
     /// See [`Tokenizer::max_bytes_per_token`].
     max_bytes_per_token: usize,
+    /// See [`Tokenizer::pre_tokenizer_defaulted`].
+    pre_defaulted: bool,
 }
 
 impl Tokenizer {
     /// Builds the tokenizer from a GGUF file's metadata.
     ///
     /// Errors name the offending key: a missing `tokenizer.ggml.model` / `tokens` /
-    /// `merges`, an array of the wrong element type or length, a special-token id outside
-    /// the vocabulary, or an unsupported model or pre-tokenizer.
+    /// `merges`, an array of the wrong element type or length, or an unsupported model or
+    /// pre-tokenizer. A special-token id past the vocabulary keeps the default (llama.cpp's rule).
     pub fn from_gguf(md: &Metadata) -> Result<Tokenizer, TokenizerError> {
         Self::from_config(&TokenizerConfig::from_metadata(md)?)
     }
@@ -47,7 +49,16 @@ impl Tokenizer {
         };
         let pieces = pieces::build(&vocab);
         let longest = pieces.iter().map(|p| p.len()).max().unwrap_or(0).max(4);
-        Ok(Tokenizer { vocab, bpe, pieces, max_bytes_per_token: 4 * longest })
+        let pre_defaulted = bpe.is_some() && cfg.pre.as_deref().is_none_or(str::is_empty);
+        Ok(Tokenizer { vocab, bpe, pieces, max_bytes_per_token: 4 * longest, pre_defaulted })
+    }
+
+    /// Whether a byte-level BPE file named no `tokenizer.ggml.pre`, so llama.cpp's default
+    /// splitting rules are used (llama.cpp warns that generation quality will be degraded; the
+    /// file's converter did not know the tokenizer). Callers at a terminal should warn too, with
+    /// [`crate::PRE_DEFAULTED_WARNING`].
+    pub fn pre_tokenizer_defaulted(&self) -> bool {
+        self.pre_defaulted
     }
 
     /// A bound on the bytes of text one token stands for: a text of `n` bytes tokenises to at
