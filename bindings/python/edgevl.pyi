@@ -116,7 +116,8 @@ def tiles(
 class TextStream(Iterator[str]):
     """A reply being generated: iterate for its pieces (joined, they are the reply
     `stream=False` returns). Each step releases the GIL. `close()` (or a `with` block, or
-    dropping it) stops it early; a session keeps the reply so far."""
+    dropping it) stops it early; a session keeps the reply so far (stopped before its first
+    piece was read, the question is taken back, its images attached again)."""
 
     def __iter__(self) -> "TextStream": ...
     def __next__(self) -> str: ...

@@ -48,7 +48,8 @@ impl Session {
     /// Ask `text` (a user message, with the images added since the last turn) and generate the
     /// reply; keyword options as `Model.chat`'s (defaults as `edgevl run`'s). Returns the reply, or with
     /// `stream=True` a `TextStream`. Generation releases the GIL; Ctrl-C stops it (the turn
-    /// keeps the reply so far). A prompt past the context raises ContextFullError and leaves
+    /// keeps the reply so far; stopped before its first token, the question is taken back, its
+    /// images attached again). A prompt past the context raises ContextFullError and leaves
     /// the conversation as it was.
     #[pyo3(signature = (text, **options),
         text_signature = "($self, text, *, max_tokens=128, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, seed=None, stream=False, progress=None)")]
@@ -120,7 +121,8 @@ fn info_dict<'py>(py: Python<'py>, info: &ImageInfo) -> PyResult<Bound<'py, PyDi
 /// A reply being generated, as an iterator of text pieces (each token's text once it is
 /// complete UTF-8; joined, they are the reply `stream=False` returns). Each step runs with the
 /// GIL released. Stop early with `close()` (or a `with` block, or dropping it): a session keeps
-/// the reply so far. `finish` tells why it ended: "eog", "length", "context_full" or
+/// the reply so far (a stream stopped before its first piece was read takes the question back,
+/// its images attached again, to go with the next question). `finish` tells why it ended: "eog", "length", "context_full" or
 /// "cancelled" (None while it goes on).
 #[pyclass(frozen, module = "edgevl")]
 pub struct TextStream {
@@ -173,7 +175,8 @@ impl TextStream {
         }
     }
 
-    /// Stop generating (a session keeps the reply so far); nothing happens once it has ended.
+    /// Stop generating (a session keeps the reply so far, or, before the first piece was read,
+    /// takes the question back); nothing happens once it has ended.
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.slot.close(self.id));
         self.ended(Finish::Cancelled);

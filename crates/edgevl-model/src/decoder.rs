@@ -129,9 +129,10 @@ impl RunState {
 /// `split.count`: the number of parts of a split GGUF (llama-gguf-split).
 const SPLIT_COUNT: &str = "split.count";
 
-/// Refuses a file with a tensor the decoder does not read (as llama.cpp refuses one whose tensor
-/// count differs from what it loaded): a bias, a norm or a block edgevl does not compute would
-/// otherwise be dropped without a word, and the model would compute something else.
+/// Refuses a file with a tensor the decoder does not read: a bias, a norm or a block edgevl does
+/// not compute would otherwise be dropped without a word, and the model would compute something
+/// else (llama.cpp computes some of these, e.g. an output-projection bias, and refuses a file
+/// with tensors it did not load).
 fn refuse_unread_tensors(f: &GgufFile, hp: &DecoderHparams) -> Result<(), ModelError> {
     let mut read: std::collections::HashSet<String> =
         [names::TOKEN_EMBD, names::OUTPUT, names::OUTPUT_NORM, names::ROPE_FREQS].map(String::from).into();
@@ -158,6 +159,8 @@ impl Decoder {
             )));
         }
         let hp = DecoderHparams::try_from(file.metadata())?;
+        // Before anything is loaded or repacked: a refused file costs no load.
+        refuse_unread_tensors(f, &hp)?;
         let d = hp.n_embd;
         let embd_info = f
             .tensor(names::TOKEN_EMBD)
@@ -209,7 +212,6 @@ impl Decoder {
                 names::ROPE_FREQS
             )));
         }
-        refuse_unread_tensors(f, &hp)?;
         let kernels = kernels.clone();
         Ok(Decoder {
             file,

@@ -160,7 +160,7 @@ impl TryFrom<&Metadata> for DecoderHparams {
                 )));
             }
         }
-        // LLaMA and Qwen2 rotate whole heads (transformers and llama.cpp alike; llama.cpp refuses another count).
+        // LLaMA and Qwen2 rotate whole heads (transformers; llama.cpp refuses another count for llama).
         let n_rot = opt_dim(md, &k(LlmKey::RopeDimensionCount))?.unwrap_or(head_dim);
         if n_rot != head_dim {
             return Err(ModelError::BadHparams(format!(
@@ -176,13 +176,13 @@ impl TryFrom<&Metadata> for DecoderHparams {
             Some(f) => f,
             None => md.opt_f32(&k(LlmKey::RopeScaleLinear))?.unwrap_or(0.0),
         };
-        if !(factor.is_finite() && factor >= 0.0) {
-            return Err(ModelError::BadHparams(format!(
-                "rope scaling factor {factor} must be a number >= 0"
-            )));
-        }
         let freq_scale = match scaling {
             "none" => 1.0,
+            "linear" if !(factor.is_finite() && factor >= 0.0) => {
+                return Err(ModelError::BadHparams(format!(
+                    "rope scaling factor {factor} must be a number >= 0"
+                )));
+            }
             "linear" if factor == 0.0 => 1.0,
             "linear" => 1.0 / factor,
             other => {

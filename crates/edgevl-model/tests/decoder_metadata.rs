@@ -1,7 +1,8 @@
 //! How the decoder reads the metadata and tensors llama.cpp's loader reads, on the tiny LLaMA
 //! (normal RoPE) fixture edited: RoPE frequency factors (`rope_freqs.weight`, Llama 3.1's scaling),
-//! the linear scaling keys as llama.cpp defaults them, and files llama.cpp refuses (a tensor the
-//! decoder would not read, a split GGUF, experts, partial rotary) refused with their reason.
+//! the linear scaling keys as llama.cpp defaults them, and files edgevl would compute otherwise
+//! than llama.cpp or transformers (a tensor the decoder would not read, a split GGUF, experts,
+//! partial rotary) refused with their reason.
 
 use edgevl_gguf::{GgmlType, GgufFile, GgufWriter, TensorEdit, Value};
 use edgevl_kernels::ThreadPool;
@@ -111,6 +112,13 @@ fn linear_scaling_keys_are_read_as_llama_cpp_reads_them() {
     ];
     assert_eq!(logits(with_kv(&none)), plain);
     assert_eq!(logits(with_kv(&[("llama.rope.scaling.factor", Value::F32(0.0))])), plain);
+    // llama.cpp forces no scaling for `none` whatever the factor says; a negative factor is refused for linear only.
+    let none_bad = [
+        ("llama.rope.scaling.type", Value::Str("none".into())),
+        ("llama.rope.scaling.factor", Value::F32(-1.0)),
+    ];
+    assert_eq!(logits(with_kv(&none_bad)), plain);
+    assert!(load_error(with_kv(&[("llama.rope.scaling.factor", Value::F32(-1.0))])).contains("factor"));
 }
 
 #[test]
@@ -121,8 +129,9 @@ fn a_trained_context_past_a_million_positions_loads() {
 }
 
 #[test]
-fn files_llama_cpp_refuses_are_refused_with_the_reason() {
-    // A tensor the decoder does not read (a bias of the output projection; a block past the count).
+fn files_edgevl_would_compute_otherwise_are_refused_with_the_reason() {
+    // A tensor the decoder does not read (a bias of the output projection, which llama.cpp adds; a block past
+    // the count).
     let extra = edited(|src, w| {
         let d = src.metadata().get_u64("llama.embedding_length").unwrap();
         w.add_tensor("blk.0.attn_output.bias", GgmlType::F32, &[d], vec![0u8; d as usize * 4]).expect("add");
@@ -137,7 +146,7 @@ fn files_llama_cpp_refuses_are_refused_with_the_reason() {
     // Experts.
     let e = load_error(with_kv(&[("llama.expert_count", Value::U32(8))]));
     assert!(e.contains("mixture-of-experts"), "{e}");
-    // Partial rotary (llama.cpp: "invalid n_rot").
+    // Partial rotary (llama.cpp's llama: "invalid n_rot"; transformers rotates whole heads).
     let half = (n_rot() / 2) as u32;
     let e = load_error(with_kv(&[("llama.rope.dimension_count", Value::U32(half))]));
     assert!(e.contains("partial rotary"), "{e}");

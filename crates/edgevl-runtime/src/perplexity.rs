@@ -139,8 +139,8 @@ impl Chunks {
 }
 
 /// The standard error of the mean of `count` values whose sum is `sum` and sum of squares
-/// `sum2` (llama-perplexity's formula: the sample variance over `count - 1`); `None` when it
-/// is not defined or zero.
+/// `sum2`, as llama-perplexity computes it: the square root of (mean of squares - squared mean)
+/// over `count - 1`; `None` when it is not defined or zero.
 fn mean_stderr(sum: f64, sum2: f64, count: usize) -> Option<f64> {
     if count < 2 {
         return None;

@@ -379,7 +379,8 @@ impl ChatRequest {
     }
 
     /// `logit_bias` as (token id, bias) pairs; a key that is not a token id below `n_vocab`, or a
-    /// bias outside OpenAI's -100 to 100, is a 400. A bias of -100 bans the token.
+    /// bias outside OpenAI's -100 to 100, is a 400. A bias of -100 bans the token (banning every
+    /// token, `ignore_eos` counted, is refused when the request starts).
     pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
         let Some(map) = &self.logit_bias else { return Ok(Vec::new()) };
         let bias: Vec<(u32, f32)> = map
@@ -397,12 +398,6 @@ impl ChatRequest {
                 Ok((id, if v == -100.0 { f32::NEG_INFINITY } else { v }))
             })
             .collect::<Result<_, _>>()?;
-        // The keys are distinct token ids (a map; "7" and "07" are one id twice at most, never more ids).
-        let banned: std::collections::HashSet<u32> =
-            bias.iter().filter(|(_, b)| *b == f32::NEG_INFINITY).map(|(id, _)| *id).collect();
-        if banned.len() >= n_vocab {
-            return Err(ApiError::bad_request("logit_bias bans every token: nothing could be generated"));
-        }
         Ok(bias)
     }
 }

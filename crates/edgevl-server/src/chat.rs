@@ -93,11 +93,12 @@ async fn prepare_and_queue(
         // A client that leaves before the images are prepared ends the request there; the image being encoded
         // on the blocking thread still finishes, its images not yet begun are dropped.
         let prepared = tokio::select! {
-            prepared = prepare_images(&st, v, refs, job.events.clone(), tell) => prepared,
+            biased;
             () = job.events.closed() => {
                 st.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            prepared = prepare_images(&st, v, refs, job.events.clone(), tell) => prepared,
         };
         match prepared {
             Ok(images) => job.images = images,
@@ -108,6 +109,7 @@ async fn prepare_and_queue(
         }
     }
     if job.events.is_closed() {
+        st.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
         return;
     }
     st.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);

@@ -175,6 +175,16 @@ fn start(session: &mut Session, mut job: Job) -> Option<Active> {
     if job.ignore_eos {
         cfg.logit_bias.extend(session.tokenizer().eog_tokens().map(|t| (t, f32::NEG_INFINITY)));
     }
+    // With every token banned the sampler could only take a banned one (it took token 0, an end
+    // of generation, and replied nothing).
+    let banned: std::collections::HashSet<u32> =
+        cfg.logit_bias.iter().filter(|(_, b)| *b == f32::NEG_INFINITY).map(|(t, _)| *t).collect();
+    if banned.len() >= session.tokenizer().n_vocab() {
+        let what = if job.ignore_eos { "logit_bias with ignore_eos" } else { "logit_bias" };
+        let e = ApiError::bad_request(format!("{what} bans every token: nothing could be generated"));
+        let _ = job.events.send(Event::Error(e));
+        return None;
+    }
     let mut sampler = Sampler::new(cfg);
     let images = std::mem::take(&mut job.images);
     let messages = std::mem::take(&mut job.messages);

@@ -80,7 +80,8 @@ pub struct ServerConfig {
     pub image_limits: ImageLimits,
     /// Stop on SIGINT / SIGTERM (after draining requests in flight).
     pub handle_signals: bool,
-    /// How long a shutdown waits for requests in flight.
+    /// How long a shutdown waits for requests in flight; then it stops them, and waits up to 2 s
+    /// more for their cut-short endings (an error and `[DONE]`, or a 503) to be sent.
     pub drain_timeout: Duration,
 }
 

@@ -170,6 +170,18 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let n_vocab = n_vocab["data"][0]["meta"]["n_vocab"].as_u64().unwrap();
     let all: serde_json::Map<String, Value> = (0..n_vocab).map(|id| (id.to_string(), json!(-100))).collect();
     assert_error(chat(json!({"logit_bias": all})), 400, None, "bans every token");
+    // Every token but the end of generation (id 0): a reply (it ends at once); with ignore_eos, which bans the
+    // ends of generation, every token is banned again.
+    let all_but_eos: serde_json::Map<String, Value> =
+        (1..n_vocab).map(|id| (id.to_string(), json!(-100))).collect();
+    let (s, v) = chat(json!({"logit_bias": all_but_eos.clone(), "max_tokens": 4}));
+    assert_eq!(s, 200, "{v}");
+    assert_error(
+        chat(json!({"logit_bias": all_but_eos, "ignore_eos": true})),
+        400,
+        None,
+        "logit_bias with ignore_eos bans every token",
+    );
     // An image to a server without an mmproj (llama-server dies on this).
     let png = common::data_uri(&common::png(8, 8, 1));
     let img = common::image_chat(&[(&png, None)], "What is it?", 4);

@@ -102,14 +102,12 @@ impl ChatTemplate {
         bos_token: impl Into<String>,
         eos_token: impl Into<String>,
     ) -> Result<Self, TokenizerError> {
-        let source = without_generation_tags(&source.into());
-        let t = ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into() };
-        if t.source.len() > MAX_TEMPLATE_BYTES {
-            return Err(TokenizerError::TemplateTooLarge {
-                bytes: t.source.len(),
-                limit: MAX_TEMPLATE_BYTES,
-            });
+        let source = source.into();
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TokenizerError::TemplateTooLarge { bytes: source.len(), limit: MAX_TEMPLATE_BYTES });
         }
+        let source = without_generation_tags(&source);
+        let t = ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into() };
         on_template_stack(|| t.environment().template_from_str(&t.source).map(drop).map_err(Into::into))?;
         Ok(t)
     }
@@ -349,31 +347,86 @@ fn format_spec_numbers(fmt: &str) -> Vec<u64> {
 /// `source` with transformers' `{% generation %}` / `{% endgeneration %}` tags (its marking of the
 /// assistant's tokens for training, common in TRL fine-tunes) as a block that always renders its
 /// body, as transformers and llama.cpp render them (minijinja has no such tag: the template did
-/// not compile). Whitespace-control markers are kept.
+/// not compile). Whitespace-control markers are kept; comments, expressions, strings inside
+/// tags and `{% raw %}` blocks are copied as they are.
 fn without_generation_tags(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
-    while let Some(open) = rest.find("{%") {
-        let Some(close) = rest[open + 2..].find("%}").map(|c| open + 2 + c) else { break };
-        let inner = &rest[open + 2..close];
+    while let Some(open) = rest.find('{') {
+        let (before, from) = rest.split_at(open);
+        out.push_str(before);
+        let close = match &from[..from.len().min(2)] {
+            "{#" => "#}",
+            "{{" => "}}",
+            "{%" => "%}",
+            _ => {
+                out.push('{');
+                rest = &from[1..];
+                continue;
+            }
+        };
+        // The end of the comment, expression or tag (past quoted strings), or of the text.
+        let end = if close == "#}" { from.find(close).map(|e| e + 2) } else { tag_end(from, close) };
+        let end = end.unwrap_or(from.len());
+        let tag = &from[..end];
+        rest = &from[end..];
+        if close != "%}" {
+            out.push_str(tag);
+            continue;
+        }
+        let inner = tag.get(2..tag.len().saturating_sub(2)).unwrap_or("");
         let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
         let body = &inner[lead.len()..];
         let trail = if body.ends_with(['-', '+']) { &body[body.len() - 1..] } else { "" };
-        let word = body[..body.len() - trail.len()].trim();
-        let replacement = match word {
-            "generation" => Some("if true"),
-            "endgeneration" => Some("endif"),
-            _ => None,
-        };
-        out.push_str(&rest[..open]);
-        match replacement {
-            Some(r) => out.push_str(&format!("{{%{lead} {r} {trail}%}}")),
-            None => out.push_str(&rest[open..close + 2]),
+        match body[..body.len() - trail.len()].trim() {
+            "generation" => out.push_str(&format!("{{%{lead} if true {trail}%}}")),
+            "endgeneration" => out.push_str(&format!("{{%{lead} endif {trail}%}}")),
+            "raw" => {
+                // Up to and including the closing `{% endraw %}` (any markers), unchanged.
+                out.push_str(tag);
+                let stop = endraw_end(rest).unwrap_or(rest.len());
+                out.push_str(&rest[..stop]);
+                rest = &rest[stop..];
+            }
+            _ => out.push_str(tag),
         }
-        rest = &rest[close + 2..];
     }
     out.push_str(rest);
     out
+}
+
+/// The byte just past `close` ending the tag or expression that starts `text`, skipping quoted
+/// strings (which may hold `close`).
+fn tag_end(text: &str, close: &str) -> Option<usize> {
+    let mut quote = None;
+    let mut chars = text.char_indices().skip(2);
+    while let Some((i, c)) = chars.next() {
+        match quote {
+            Some(_) if c == '\\' => {
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if text[i..].starts_with(close) => return Some(i + close.len()),
+            None => {}
+        }
+    }
+    None
+}
+
+/// The byte just past the first `{% endraw %}` tag (with any whitespace-control markers) in `text`.
+fn endraw_end(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find("{%").map(|a| from + a) {
+        let end = text[at..].find("%}").map(|e| at + e + 2)?;
+        let word = text[at + 2..end - 2].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        if word == "endraw" {
+            return Some(end);
+        }
+        from = at + 2;
+    }
+    None
 }
 
 /// How message contents are handed to a chat template.

@@ -234,3 +234,29 @@ fn template_limits_leave_ordinary_renders_alone() {
     assert_eq!(out.matches("<|im_start|>user\n").count(), 2000);
     assert!(out.ends_with("<|im_start|>assistant\n"));
 }
+
+/// `{% generation %}` tags are rewritten only where they are tags: not after a `{%` inside an
+/// expression's string or a comment, not inside `{% raw %}`, not confused by a `%}` in a string
+/// (expected texts from transformers 5.25's render_jinja_template).
+#[test]
+fn generation_tags_are_found_as_jinja_finds_them() {
+    let msgs = [ChatMessage::new("user", "hi")];
+    for (template, want) in [
+        (
+            "{% for m in messages %}{{ '{%' }}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}",
+            "{%hi",
+        ),
+        (
+            "{% for m in messages %}{# {% #}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}",
+            "hi",
+        ),
+        ("{% raw %}{% generation %}{% endraw %}{% generation %}x{% endgeneration %}", "{% generation %}x"),
+        (
+            "{% for m in messages %}{% generation %}{{ m.content ~ '%}' }}{% endgeneration %}{% endfor %}",
+            "hi%}",
+        ),
+    ] {
+        let t = ChatTemplate::new(template, "", "").unwrap_or_else(|e| panic!("{template}: {e}"));
+        assert_eq!(t.render(&msgs, false).unwrap(), want, "{template}");
+    }
+}

@@ -114,9 +114,9 @@ impl Session {
 
     /// [`Session::ask`] one token at a time: add `user_text` as a user message (binding the
     /// attached images as `ask` does) and begin the reply ([`Session::start_reply`]); step it
-    /// with [`Session::step`], close it with [`Session::end_reply`] and add the reply with
-    /// [`Session::add_text`]. On an error the message is taken back and its images are
-    /// attached again.
+    /// with [`Session::step`] and close it with [`Session::end_turn`] (which adds the reply, or
+    /// takes the question back when it was cancelled before its first token). On an error the
+    /// message is taken back and its images are attached again.
     pub fn start_turn(
         &mut self,
         user_text: &str,
