@@ -469,62 +469,17 @@ def build_spm_tokenizer(hf_dir: Path):
     return AutoTokenizer.from_pretrained(hf_dir)
 
 
-def make_llama_spm(bin_dir: Path) -> None:
+def make_tiny_llama(bin_dir: Path, name: str, seed: int, rope: dict, tokenize: bool) -> None:
+    """A tiny untied LlamaForCausalLM with a SentencePiece tokenizer trained here and `rope` as its
+    rope_parameters: converted, its logits written, and (with `tokenize`) its tokenizer checked."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    name = "tiny-llama-spm"
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_all(SEED + 1)
+    seed_all(seed)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / name
         tokenizer = build_spm_tokenizer(hf_dir)
-        config = LlamaConfig(
-            vocab_size=400,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-            rms_norm_eps=1e-5,
-            tie_word_embeddings=False,
-            attention_bias=False,
-            mlp_bias=False,
-            bos_token_id=1,
-            eos_token_id=2,
-            attn_implementation="eager",
-        )
-        seed_all(SEED + 1)
-        model = LlamaForCausalLM(config)
-        randomise(model, scale=0.15)
-        model.eval()
-        assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr(), "must be untied"
-        model.save_pretrained(hf_dir)
-        gguf = out_dir / "model.gguf"
-        convert(hf_dir, gguf)
-        write_logits(model, tokenizer, out_dir, gguf, bin_dir, eog={2})
-        disagreements = write_tokenize(tokenizer, gguf, out_dir, bin_dir, spm_model=hf_dir / "tokenizer.model")
-        model_done(name, out_dir, gguf, disagreements)
-
-
-def make_llama3_rope(bin_dir: Path) -> None:
-    """tiny-llama-spm's shapes and tokenizer with Llama 3.1's RoPE scaling (rope_type llama3), which
-    llama.cpp's converter writes as the frequency factors tensor rope_freqs.weight."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    name = "tiny-llama3-rope"
-    out_dir = FIXTURES / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seed_all(SEED + 2)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_dir = Path(tmp) / name
-        tokenizer = build_spm_tokenizer(hf_dir)
-        # original_max_position_embeddings 64 puts the 8 frequency pairs of a 16-wide head on all three
-        # branches of the llama3 rule (factor 1, smoothed, factor 8) at these short prompts.
-        rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
         config = LlamaConfig(
             vocab_size=400,
             hidden_size=64,
@@ -542,15 +497,33 @@ def make_llama3_rope(bin_dir: Path) -> None:
             eos_token_id=2,
             attn_implementation="eager",
         )
-        seed_all(SEED + 2)
+        seed_all(seed)
         model = LlamaForCausalLM(config)
         randomise(model, scale=0.15)
         model.eval()
+        assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr(), "must be untied"
         model.save_pretrained(hf_dir)
         gguf = out_dir / "model.gguf"
         convert(hf_dir, gguf)
         write_logits(model, tokenizer, out_dir, gguf, bin_dir, eog={2})
-        model_done(name, out_dir, gguf, [])
+        disagreements = []
+        if tokenize:
+            disagreements = write_tokenize(tokenizer, gguf, out_dir, bin_dir, spm_model=hf_dir / "tokenizer.model")
+        model_done(name, out_dir, gguf, disagreements)
+
+
+def make_llama_spm(bin_dir: Path) -> None:
+    make_tiny_llama(bin_dir, "tiny-llama-spm", SEED + 1, {"rope_type": "default", "rope_theta": 10000.0}, True)
+
+
+def make_llama3_rope(bin_dir: Path) -> None:
+    """tiny-llama-spm's shapes and tokenizer with Llama 3.1's RoPE scaling (rope_type llama3), which
+    llama.cpp's converter writes as the frequency factors tensor rope_freqs.weight."""
+    # original_max_position_embeddings 64 puts the 8 frequency pairs of a 16-wide head on all three
+    # branches of the llama3 rule (factor 1, smoothed, factor 8) at these short prompts.
+    rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    make_tiny_llama(bin_dir, "tiny-llama3-rope", SEED + 2, rope, False)
 
 
 MODELS = {"tiny-qwen2": make_qwen2, "tiny-llama-spm": make_llama_spm, "tiny-llama3-rope": make_llama3_rope}
