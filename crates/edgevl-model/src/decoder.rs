@@ -176,6 +176,14 @@ impl Decoder {
         };
         let has_output = f.tensor(names::OUTPUT).is_some();
         let ld = Loader::new(f, kernels);
+        // Checked before the matrices are loaded: a refused file costs no load.
+        let rope_factors = ld.optional_vector(names::ROPE_FREQS, hp.rope.n_rot / 2)?;
+        if let Some(bad) = rope_factors.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(ModelError::BadHparams(format!(
+                "{} holds {bad}: factors must be positive",
+                names::ROPE_FREQS
+            )));
+        }
         // With a separate output matrix the embedding table is only read row by row: it stays in the file.
         let tok_embd = if has_output {
             ld.matrix_unpacked(names::TOKEN_EMBD, d, n_vocab)?
@@ -205,13 +213,6 @@ impl Decoder {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let rope_factors = ld.optional_vector(names::ROPE_FREQS, hp.rope.n_rot / 2)?;
-        if let Some(bad) = rope_factors.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
-            return Err(ModelError::BadHparams(format!(
-                "{} holds {bad}: factors must be positive",
-                names::ROPE_FREQS
-            )));
-        }
         let kernels = kernels.clone();
         Ok(Decoder {
             file,

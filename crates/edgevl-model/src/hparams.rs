@@ -160,12 +160,18 @@ impl TryFrom<&Metadata> for DecoderHparams {
                 )));
             }
         }
-        // LLaMA and Qwen2 rotate whole heads (transformers; llama.cpp refuses another count for llama).
+        // LLaMA and Qwen2 rotate whole heads (transformers; llama.cpp refuses another count for llama),
+        // in pairs of dimensions.
         let n_rot = opt_dim(md, &k(LlmKey::RopeDimensionCount))?.unwrap_or(head_dim);
         if n_rot != head_dim {
             return Err(ModelError::BadHparams(format!(
                 "rope.dimension_count {n_rot} differs from the head width {head_dim}: partial rotary is not how \
                  {p} computes (not supported)"
+            )));
+        }
+        if n_rot % 2 != 0 {
+            return Err(ModelError::BadHparams(format!(
+                "rope.dimension_count {n_rot} must be even: RoPE rotates pairs of dimensions"
             )));
         }
         let freq_base = md.opt_f32(&k(LlmKey::RopeFreqBase))?.unwrap_or(10000.0);

@@ -150,4 +150,11 @@ fn files_edgevl_would_compute_otherwise_are_refused_with_the_reason() {
     let half = (n_rot() / 2) as u32;
     let e = load_error(with_kv(&[("llama.rope.dimension_count", Value::U32(half))]));
     assert!(e.contains("partial rotary"), "{e}");
+    // An odd head width: RoPE rotates pairs (refused before the shapes are read).
+    let e = load_error(with_kv(&[
+        ("llama.attention.key_length", Value::U32(15)),
+        ("llama.attention.value_length", Value::U32(15)),
+        ("llama.rope.dimension_count", Value::U32(15)),
+    ]));
+    assert!(e.contains("must be even"), "{e}");
 }
