@@ -383,8 +383,7 @@ impl ChatRequest {
     /// token, `ignore_eos` counted, is refused when the request starts).
     pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
         let Some(map) = &self.logit_bias else { return Ok(Vec::new()) };
-        let bias: Vec<(u32, f32)> = map
-            .iter()
+        map.iter()
             .map(|(k, &v)| {
                 let id: u32 =
                     k.parse().ok().filter(|&id: &u32| (id as usize) < n_vocab).ok_or_else(|| {
@@ -397,8 +396,7 @@ impl ChatRequest {
                 }
                 Ok((id, if v == -100.0 { f32::NEG_INFINITY } else { v }))
             })
-            .collect::<Result<_, _>>()?;
-        Ok(bias)
+            .collect()
     }
 }
 
