@@ -374,11 +374,8 @@ fn without_generation_tags(source: &str) -> String {
             out.push_str(tag);
             continue;
         }
-        let inner = tag.get(2..tag.len().saturating_sub(2)).unwrap_or("");
-        let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
-        let body = &inner[lead.len()..];
-        let trail = if body.ends_with(['-', '+']) { &body[body.len() - 1..] } else { "" };
-        match body[..body.len() - trail.len()].trim() {
+        let (lead, word, trail) = tag_parts(tag);
+        match word {
             "generation" => out.push_str(&format!("{{%{lead} if true {trail}%}}")),
             "endgeneration" => out.push_str(&format!("{{%{lead} endif {trail}%}}")),
             "raw" => {
@@ -415,13 +412,22 @@ fn tag_end(text: &str, close: &str) -> Option<usize> {
     None
 }
 
+/// A `{% ... %}` tag's leading whitespace-control marker, its statement (trimmed) and its trailing
+/// marker (`-` or `+`, or empty).
+fn tag_parts(tag: &str) -> (&str, &str, &str) {
+    let inner = tag.get(2..tag.len().saturating_sub(2)).unwrap_or("");
+    let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
+    let body = &inner[lead.len()..];
+    let trail = if body.ends_with(['-', '+']) { &body[body.len() - 1..] } else { "" };
+    (lead, body[..body.len() - trail.len()].trim(), trail)
+}
+
 /// The byte just past the first `{% endraw %}` tag (with any whitespace-control markers) in `text`.
 fn endraw_end(text: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(at) = text[from..].find("{%").map(|a| from + a) {
         let end = text[at..].find("%}").map(|e| at + e + 2)?;
-        let word = text[at + 2..end - 2].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-        if word == "endraw" {
+        if tag_parts(&text[at..end]).1 == "endraw" {
             return Some(end);
         }
         from = at + 2;
