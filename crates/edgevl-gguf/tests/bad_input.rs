@@ -223,13 +223,14 @@ fn open_reports_the_path() {
 /// Opens `head` followed by zeros up to `len` bytes: a sparse file (no disk is written) whose
 /// declared counts fit the file's size.
 fn open_sparse(name: &str, head: &[u8], len: u64) -> Result<GgufFile, GgufError> {
-    let dir = std::env::temp_dir().join(format!("edgevl-gguf-sparse-{}", std::process::id()));
+    // A folder per file: tests run in parallel threads of one process.
+    let dir = std::env::temp_dir().join(format!("edgevl-gguf-sparse-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join(name);
     std::fs::write(&path, head).expect("write");
     std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(len).expect("grow");
     let out = GgufFile::open(&path);
-    std::fs::remove_file(&path).expect("clean up");
+    std::fs::remove_dir_all(&dir).expect("clean up");
     out
 }
 
