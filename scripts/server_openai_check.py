@@ -80,6 +80,7 @@ try:
     check("n=2 refused", False, "no error")
 except openai.BadRequestError as e:
     check("n=2 refused", "n > 1" in str(e), str(e))
+    check("the refusal names its parameter", e.param == "n", repr(e.param))
 
 print(f"server-openai: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

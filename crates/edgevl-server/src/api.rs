@@ -284,7 +284,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let at = e.path().to_string();
         let at = if at == "." { String::new() } else { format!(" at {at}") };
         let msg = format!("the request body is not valid JSON for this endpoint{at}: {}", e.inner());
-        ApiError::bad_request_code("invalid_json", msg)
+        let error = ApiError::bad_request_code("invalid_json", msg);
+        // A value of the wrong shape names its field; broken JSON is no one field's fault.
+        match e.path().to_string() {
+            path if path != "." && e.inner().classify() == serde_json::error::Category::Data => {
+                error.with_param(path)
+            }
+            _ => error,
+        }
     })?;
     de.end().map_err(|e| {
         ApiError::bad_request_code("invalid_json", format!("the request body is not valid JSON: {e}"))
@@ -296,25 +303,32 @@ impl ChatRequest {
     /// Refuses the features the server does not have.
     pub fn check_supported(&self) -> Result<(), ApiError> {
         match self.n {
-            Some(0) => return Err(ApiError::bad_request("n must be 1 (one choice per request), not 0")),
+            Some(0) => {
+                return Err(
+                    ApiError::bad_request("n must be 1 (one choice per request), not 0").with_param("n")
+                )
+            }
             Some(n) if n != 1 => {
                 return Err(ApiError::bad_request_code(
                     "unsupported_parameter",
                     "n > 1 is not supported: one choice per request",
-                ))
+                )
+                .with_param("n"))
             }
             _ => {}
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_null())
-            || self.functions.as_ref().is_some_and(|t| !t.is_null())
-        {
-            return Err(ApiError::bad_request_code(
-                "unsupported_parameter",
-                "tools and function calling are not supported",
-            ));
+        for (name, given) in [("tools", &self.tools), ("functions", &self.functions)] {
+            if given.as_ref().is_some_and(|t| !t.is_null()) {
+                return Err(ApiError::bad_request_code(
+                    "unsupported_parameter",
+                    "tools and function calling are not supported",
+                )
+                .with_param(name));
+            }
         }
         if self.logprobs == Some(true) {
-            return Err(ApiError::bad_request_code("unsupported_parameter", "logprobs are not supported"));
+            return Err(ApiError::bad_request_code("unsupported_parameter", "logprobs are not supported")
+                .with_param("logprobs"));
         }
         match self.response_format.as_ref().filter(|f| !f.is_null()) {
             None => {}
@@ -324,15 +338,17 @@ impl ChatRequest {
                 return Err(ApiError::bad_request_code(
                     "unsupported_parameter",
                     format!("response_format {} is not supported: only {{\"type\": \"text\"}}", clip(&kind)),
-                ));
+                )
+                .with_param("response_format"));
             }
         }
         if self.messages.is_empty() {
-            return Err(ApiError::bad_request("messages must not be empty"));
+            return Err(ApiError::bad_request("messages must not be empty").with_param("messages"));
         }
         let finite_in = |v: Option<f32>, lo: f32, hi: f32, name: &str| match v {
             Some(x) if !(x.is_finite() && x >= lo && x <= hi) => {
-                Err(ApiError::bad_request(format!("{name} must be between {lo} and {hi}, not {x}")))
+                Err(ApiError::bad_request(format!("{name} must be between {lo} and {hi}, not {x}"))
+                    .with_param(name))
             }
             _ => Ok(()),
         };
@@ -342,18 +358,19 @@ impl ChatRequest {
         finite_in(self.frequency_penalty, -2.0, 2.0, "frequency_penalty")?;
         finite_in(self.presence_penalty, -2.0, 2.0, "presence_penalty")?;
         if let Some((0, name)) = self.token_budget() {
-            return Err(ApiError::bad_request(format!("{name} must be at least 1")));
+            return Err(ApiError::bad_request(format!("{name} must be at least 1")).with_param(name));
         }
         let stop = self.stop_strings();
         if stop.len() > 4 {
-            return Err(ApiError::bad_request("at most 4 stop strings"));
+            return Err(ApiError::bad_request("at most 4 stop strings").with_param("stop"));
         }
         // Every generated token is matched against every stop string's characters.
         if let Some(long) = stop.iter().find(|s| s.chars().count() > MAX_STOP_CHARS) {
             return Err(ApiError::bad_request(format!(
                 "a stop string is at most {MAX_STOP_CHARS} characters, not {}",
                 long.chars().count()
-            )));
+            ))
+            .with_param("stop"));
         }
         Ok(())
     }
@@ -388,11 +405,13 @@ impl ChatRequest {
                 let id: u32 =
                     k.parse().ok().filter(|&id: &u32| (id as usize) < n_vocab).ok_or_else(|| {
                         ApiError::bad_request(format!("logit_bias: {k:?} is not a token id below {n_vocab}"))
+                            .with_param("logit_bias")
                     })?;
                 if !(-100.0..=100.0).contains(&v) {
                     return Err(ApiError::bad_request(format!(
                         "logit_bias of token {id} is {v}: it must be between -100 and 100"
-                    )));
+                    ))
+                    .with_param("logit_bias"));
                 }
                 Ok((id, if v == -100.0 { f32::NEG_INFINITY } else { v }))
             })
@@ -502,14 +521,16 @@ fn flatten(
                 return Err(ApiError::bad_request(format!(
                     "messages[{i}].role {:?} is not supported (system, developer, user or assistant)",
                     clip(other)
-                )))
+                ))
+                .with_param(format!("messages[{i}].role")))
             }
         };
         let check = |text: &str, at: String| {
             if vision && text.contains(MEDIA_MARKER) {
                 Err(ApiError::bad_request(format!(
                     "{at}: the text may not contain the image marker {MEDIA_MARKER}"
-                )))
+                ))
+                .with_param(at))
             } else {
                 Ok(())
             }
@@ -542,7 +563,8 @@ fn flatten(
                                 return Err(ApiError::bad_request_code(
                                     "too_many_images",
                                     format!("more than {} images in one request", limits.max_images),
-                                ));
+                                )
+                                .with_param(format!("messages[{i}].content[{j}]")));
                             }
                             text.push_str(MEDIA_MARKER);
                             last_was_text = false;

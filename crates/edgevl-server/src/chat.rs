@@ -156,6 +156,7 @@ async fn prepare_images(
                             crate::api::clip(&id)
                         ),
                     )
+                    .with_param(r.part.as_str())
                 }),
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
@@ -223,6 +224,7 @@ fn resolve(
                     "unknown_image_id",
                     format!("{}: no uploaded image has the id {:?}", r.part, crate::api::clip(&id)),
                 )
+                .with_param(r.part.as_str())
             })?;
             Resolved::Uploaded(info, id)
         }

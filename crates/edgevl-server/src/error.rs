@@ -1,6 +1,6 @@
 //! Errors: [`ServerError`] stops the server (bad settings, a model that does not load, a port
 //! that cannot be bound); [`ApiError`] answers one request in OpenAI's shape
-//! `{"error": {"message", "type", "code"}}`.
+//! `{"error": {"message", "type", "param", "code"}}`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +39,9 @@ pub struct ApiError {
     pub kind: &'static str,
     /// OpenAI's `code` (`null` when `None`).
     pub code: Option<&'static str>,
+    /// OpenAI's `param`: the request field at fault (`temperature`, `messages[0].content[1]`),
+    /// `null` when no one field is.
+    pub param: Option<String>,
     /// Seconds for a `Retry-After` header (503s).
     pub retry_after: Option<u32>,
 }
@@ -50,7 +53,13 @@ impl ApiError {
         code: Option<&'static str>,
         message: impl Into<String>,
     ) -> Self {
-        ApiError { status, message: message.into(), kind, code, retry_after: None }
+        ApiError { status, message: message.into(), kind, code, param: None, retry_after: None }
+    }
+
+    /// The same error, naming `param` as the request field at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
     }
 
     /// 400 `invalid_request_error`.
@@ -149,7 +158,7 @@ impl ApiError {
 
     /// The JSON body `{"error": {...}}`.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}})
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 }
 

@@ -61,7 +61,8 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
         return Err(ApiError::bad_request_code(
             "invalid_image_url",
             format!("{part}: only data: URIs and base64 images are accepted (this server fetches no URL)"),
-        ));
+        )
+        .with_param(part));
     }
     let payload = if lower.starts_with("data:") {
         let comma = url.find(',').ok_or_else(|| {
@@ -69,12 +70,14 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
                 "invalid_image_url",
                 format!("{part}: a data: URI needs a comma before its data"),
             )
+            .with_param(part)
         })?;
         if !url[..comma].to_ascii_lowercase().ends_with(";base64") {
             return Err(ApiError::bad_request_code(
                 "invalid_image_url",
                 format!("{part}: only base64 data: URIs are accepted (data:image/png;base64,...)"),
-            ));
+            )
+            .with_param(part));
         }
         &url[comma + 1..]
     } else {
@@ -83,6 +86,7 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
     let compact: Vec<u8> = payload.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let bytes = B64.decode(&compact).map_err(|e| {
         ApiError::bad_request_code("invalid_base64", format!("{part}: the image is not valid base64 ({e})"))
+            .with_param(part)
     })?;
     Ok(ImageSource::Inline(bytes))
 }
@@ -91,12 +95,14 @@ pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
 /// within the vision crate's metadata budget, so a bloated colour profile costs nothing).
 pub fn dimensions(bytes: &[u8], part: &str) -> Result<(u32, u32), ApiError> {
     read_dimensions(bytes, Path::new(part))
-        .map_err(|e| ApiError::bad_request_code("invalid_image", e.to_string()))
+        .map_err(|e| ApiError::bad_request_code("invalid_image", e.to_string()).with_param(part))
 }
 
 /// Refuses an image whose header declares more than `limits` allow one image.
 fn check_size(width: u32, height: u32, part: &str, limits: &ImageLimits) -> Result<(), ApiError> {
-    let bad = |what: String| ApiError::bad_request_code("invalid_image", format!("{part}: {what}"));
+    let bad = |what: String| {
+        ApiError::bad_request_code("invalid_image", format!("{part}: {what}")).with_param(part)
+    };
     if width > limits.max_side || height > limits.max_side {
         return Err(bad(format!(
             "the image is {width}x{height}, over the limit of {} pixels a side",
@@ -127,6 +133,7 @@ fn decode_checked(bytes: &[u8], part: &str, limits: &ImageLimits) -> Result<RgbI
     let load = LoadLimits { max_file_bytes: bytes.len() as u64, max_pixels: limits.max_pixels };
     decode_image(bytes, Path::new(part), &load).map_err(|e| {
         ApiError::bad_request_code("invalid_image", format!("{part}: the image does not decode ({e})"))
+            .with_param(part)
     })
 }
 
@@ -149,7 +156,8 @@ pub fn decode_counted(
                 "{part}: the request's images declare {total} pixels together, over the limit of {}",
                 limits.max_request_pixels
             ),
-        ));
+        )
+        .with_param(part));
     }
     decode_checked(bytes, part, limits)
 }
@@ -161,7 +169,8 @@ pub fn budget(detail: Option<&str>, max_tiles: Option<u32>, part: &str) -> Resul
         if n == 0 || n > MAX_TILES_LIMIT {
             return Err(ApiError::bad_request(format!(
                 "{part}: max_tiles must be between 1 and {MAX_TILES_LIMIT}"
-            )));
+            ))
+            .with_param(part));
         }
         return Ok(TileBudget::MaxTiles(n));
     }
@@ -169,7 +178,8 @@ pub fn budget(detail: Option<&str>, max_tiles: Option<u32>, part: &str) -> Resul
         None | Some("auto") | Some("high") => Ok(TileBudget::Default),
         Some("low") => Ok(TileBudget::GlobalOnly),
         Some(other) => {
-            Err(ApiError::bad_request(format!("{part}: detail must be low, high or auto, not {other:?}")))
+            Err(ApiError::bad_request(format!("{part}: detail must be low, high or auto, not {other:?}"))
+                .with_param(part))
         }
     }
 }

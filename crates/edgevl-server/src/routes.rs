@@ -173,7 +173,9 @@ async fn upload(
         let bytes = match parse_url(&req.image, "image")? {
             ImageSource::Inline(bytes) => bytes,
             ImageSource::Uploaded(_) => {
-                return Err(ApiError::bad_request("image: upload the image itself, not an id"))
+                return Err(
+                    ApiError::bad_request("image: upload the image itself, not an id").with_param("image")
+                )
             }
         };
         let image = decode(&bytes, "image", &limits)?;

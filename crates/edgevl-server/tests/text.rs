@@ -258,6 +258,28 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
     // Every token is matched against every stop string: their length is capped.
     assert_error(chat(json!({"stop": "x".repeat(1025)})), 400, None, "at most 1024 characters");
+    // OpenAI's `param` names the field at fault (it was always null), and is null when no one field is.
+    for (extra, param) in [
+        (json!({"n": 2}), json!("n")),
+        (json!({"functions": [{"name": "f"}]}), json!("functions")),
+        (json!({"logprobs": true}), json!("logprobs")),
+        (json!({"response_format": {"type": "json_object"}}), json!("response_format")),
+        (json!({"messages": []}), json!("messages")),
+        (json!({"messages": [{"role": "tool", "content": "x"}]}), json!("messages[0].role")),
+        (json!({"temperature": 3}), json!("temperature")),
+        (json!({"max_tokens": 5, "max_completion_tokens": 0}), json!("max_completion_tokens")),
+        (json!({"stop": ["a", "b", "c", "d", "e"]}), json!("stop")),
+        (json!({"logit_bias": {"42": 101}}), json!("logit_bias")),
+        (json!({"seed": 7.5}), json!("seed")),
+        (json!({"messages": [{"role": "user", "content": 5}]}), json!("messages[0].content")),
+        (json!({"messages": user(&"The quick brown fox. ".repeat(400))}), Value::Null),
+    ] {
+        let (s, v) = chat(extra.clone());
+        assert_eq!(s, 400, "{extra}: {v}");
+        assert_eq!(v["error"]["param"], param, "{extra}: {v}");
+    }
+    let (s, v) = post(b"{\"messages\": [ {\"role\": ");
+    assert_eq!((s, &v["error"]["param"]), (400, &Value::Null), "{v}");
 
     // A body over 32 MiB is refused before it is read: 413 after a few bytes of it.
     let head = format!(

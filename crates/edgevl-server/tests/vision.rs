@@ -265,6 +265,21 @@ fn hostile_images_are_refused_naming_the_part() {
     // Nine images: one too many (refused before any is decoded).
     let nine = [ok.as_str(); 9];
     assert_error(chat(&nine), 400, Some("too_many_images"), "8 images");
+    // OpenAI's `param` names the part at fault (it was always null).
+    let bad_base64 = "data:image/png;base64,@@@";
+    for (urls, param) in [
+        (vec![ok.as_str(), bad_base64], "messages[0].content[1]"),
+        (vec!["https://example.com/cat.png"], "messages[0].content[0]"),
+        (vec![ok.as_str(), not_image.as_str()], "messages[0].content[1]"),
+        (vec![tall.as_str()], "messages[0].content[0]"),
+        (nine.to_vec(), "messages[0].content[8]"),
+        (vec!["edgevl-image://img-nope"], "messages[0].content[0]"),
+    ] {
+        let (s, v) = chat(&urls);
+        assert_eq!((s, &v["error"]["param"]), (400, &json!(param)), "{v}");
+    }
+    let (s, v) = t.post("/v1/images", &json!({"image": "%%%"}));
+    assert_eq!((s, &v["error"]["param"]), (400, &json!("image")), "{v}");
     // Text carrying the image marker would misplace images.
     let marker = json!({"messages": [{"role": "user", "content": "look <__media__>"}], "max_tokens": 2});
     assert_error(t.post("/v1/chat/completions", &marker), 400, None, "marker");
