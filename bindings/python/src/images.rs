@@ -73,7 +73,7 @@ impl ImageInput {
     }
 }
 
-/// Refuses pixels past the limit image files get ([`LoadLimits`]' 64 Mi pixels), before they are
+/// Refuses pixels past the limit image files get ([`LoadLimits`]' 179 MP, Pillow's), before they are
 /// copied out of Python.
 fn check_pixels(what: &str, w: u32, h: u32) -> PyResult<()> {
     let (pixels, limit) = (u64::from(w) * u64::from(h), LoadLimits::default().max_pixels);

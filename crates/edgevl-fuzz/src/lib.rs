@@ -27,7 +27,7 @@ pub use image::{image_decode, tiling_plan};
 pub use server::{server_chat, server_upload};
 pub use text::tokenizer;
 
-/// Largest image the image targets decode (production's default is 64 MP; the code paths are
+/// Largest image the image targets decode (production's default is Pillow's 179 MP; the code paths are
 /// the same, the fuzzer just runs faster).
 pub const FUZZ_MAX_PIXELS: u64 = 1 << 20;
 

@@ -395,10 +395,11 @@ fn child_image_decode() {
         "JPEG declaring 65500x65500",
         decode(&patch(patch(jpg, sof + 5, &65500u16.to_be_bytes()), sof + 7, &65500u16.to_be_bytes())),
     );
-    refuse("PNG over the default 64 MP", decode(&black_png(8193, 8192)));
-    // At the limit: 64 MP decode within 2 GiB.
-    let image = decode(&black_png(8192, 8192)).expect("64 MP decodes");
-    assert_eq!(image.size().area(), 64 << 20);
+    // Pillow's limit, 178,956,970 pixels: 13378 x 13377 is over it, 13377 x 13377 within.
+    refuse("PNG over the default (Pillow's) limit", decode(&black_png(13378, 13377)));
+    // At the limit: 179 MP decode within 2 GiB.
+    let image = decode(&black_png(13377, 13377)).expect("179 MP decodes");
+    assert_eq!(image.size().area(), 13377 * 13377);
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub mod tiles;
 pub mod tiling;
 
 pub use error::VisionError;
-pub use load::{decode_image, load_image, read_dimensions, LoadLimits};
+pub use load::{decode_image, load_image, read_dimensions, LoadLimits, PILLOW_MAX_PIXELS};
 pub use normalize::Normalization;
 pub use resize::{resize, resize_with, Filter, PassOrder};
 pub use rgb::RgbImage;

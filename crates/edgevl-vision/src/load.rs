@@ -13,18 +13,24 @@ use crate::gif::FirstFrame;
 use crate::orientation::exif_transpose_orientation;
 use crate::rgb::RgbImage;
 
+/// The most pixels Pillow opens (past twice `Image.MAX_IMAGE_PIXELS` it raises
+/// `DecompressionBombError`), so the largest image transformers' processors take: a 108 MP phone
+/// photo (12000x9000) is within it.
+pub const PILLOW_MAX_PIXELS: u64 = 2 * 89_478_485;
+
 /// Limits applied before decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LoadLimits {
     /// Largest accepted file, in bytes (default 256 MiB).
     pub max_file_bytes: u64,
-    /// Largest accepted image, in pixels, as declared by the header (default 64 MP = 64 * 2^20).
+    /// Largest accepted image, in pixels, as declared by the header (default
+    /// [`PILLOW_MAX_PIXELS`], about 179 MP: 537 MB as RGB).
     pub max_pixels: u64,
 }
 
 impl Default for LoadLimits {
     fn default() -> Self {
-        Self { max_file_bytes: 256 << 20, max_pixels: 64 << 20 }
+        Self { max_file_bytes: 256 << 20, max_pixels: PILLOW_MAX_PIXELS }
     }
 }
 
@@ -53,7 +59,7 @@ pub fn load_image(path: &Path, limits: &LoadLimits) -> Result<RgbImage, VisionEr
 
 /// The decoders' allocation budget for what precedes the pixels: PNG inflates its text and
 /// colour-profile chunks while its header is read, so without a budget of its own a 1x1 image
-/// could take the allocation allowed for the largest accepted image (about 1 GiB). Pillow keeps
+/// could take the allocation allowed for the largest accepted image (gigabytes). Pillow keeps
 /// up to 64 MiB of text (tools write workflows of megabytes into PNG text chunks), so the budget
 /// is that; a colour profile past it is dropped (profiles are ignored here; Pillow refuses one
 /// that inflates past 1 MiB), text past it makes the file an error.
