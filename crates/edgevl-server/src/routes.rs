@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edgevl_runtime::TileBudget;
+use edgevl_runtime::{ImageEncoderHandle, TileBudget};
 use edgevl_vision::{Plan, Size};
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -153,6 +153,27 @@ fn plan_json(plan: &Plan, image_tokens: u64) -> serde_json::Value {
     })
 }
 
+/// Refuses an upload whose embeddings (`image_tokens` rows) the embedding cache cannot hold: a
+/// chat asks for it by id from the cache, so it would be encoded for nothing and its id never
+/// found (`--image-cache-mb 0`, or a cache smaller than one image).
+fn refuse_uncacheable(vision: &ImageEncoderHandle, image_tokens: u64) -> Result<(), ApiError> {
+    let bytes = image_tokens.saturating_mul(vision.n_embd() as u64).saturating_mul(4);
+    let cache_mb = vision.config().cache_mb;
+    if bytes <= (cache_mb as u64) << 20 {
+        return Ok(());
+    }
+    Err(ApiError::bad_request_code(
+        "image_cache_too_small",
+        format!(
+            "image: its embeddings take {:.1} MiB and the server's image cache holds {cache_mb} MiB \
+             (--image-cache-mb), so an uploaded id could not be used: send the image in the chat request \
+             itself, or start the server with a larger --image-cache-mb",
+            bytes as f64 / f64::from(1 << 20)
+        ),
+    )
+    .with_param("image"))
+}
+
 /// `POST /v1/images`: decode, plan and start encoding at once; answer with the id.
 async fn upload(
     State(st): State<Arc<AppState>>,
@@ -179,6 +200,7 @@ async fn upload(
             }
         };
         let image = decode(&bytes, "image", &limits)?;
+        refuse_uncacheable(&v, v.plan(image.size(), budget)?.image_tokens())?;
         Ok(v.prepare("image", image, budget)?)
     })
     .await

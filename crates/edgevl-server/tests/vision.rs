@@ -239,6 +239,23 @@ fn an_uploaded_image_is_encoded_once_and_found_by_its_id() {
 }
 
 #[test]
+fn an_upload_the_image_cache_cannot_hold_is_refused_before_it_is_encoded() {
+    // With the cache off its id was answered, the image encoded, and every chat asking for the id
+    // refused ("upload it again", which could never work).
+    let mut cfg = tiny_vlm();
+    cfg.session.image.cache_mb = 0;
+    let t = start(cfg);
+    let uri = data_uri(&png(640, 480, 3));
+    let (s, v) = t.post("/v1/images", &json!({"image": uri}));
+    assert_error((s, v.clone()), 400, Some("image_cache_too_small"), "--image-cache-mb");
+    assert_eq!(v["error"]["param"], "image", "{v}");
+    assert_eq!(t.metric("edgevl_vit_tiles_encoded_total"), 0.0);
+    // The same image sent in the chat request itself is answered.
+    let v = t.chat_ok(&image_chat(&[(&uri, None)], "What is it?", 2));
+    assert!(image_tokens(&v) > 0, "{v}");
+}
+
+#[test]
 fn hostile_images_are_refused_naming_the_part() {
     let t = start(tiny_vlm());
     let ok = data_uri(&png(32, 32, 1));
