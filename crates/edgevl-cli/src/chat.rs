@@ -29,7 +29,7 @@ pub struct ChatArgs {
     system: Option<String>,
 }
 
-const HELP: &str = "commands: /image PATH (attach to the next message; encoding starts at once), /reset (new conversation), /stats (session stats as JSON), /exit; Ctrl-C stops an answer";
+const HELP: &str = "commands: /image PATH (attach to the next message; encoding starts at once), /reset (new conversation), /stats (session stats as JSON), /help, /exit; Ctrl-C stops an answer, at the prompt it ends the chat (as Ctrl-D)";
 
 /// What the loop does after a line.
 enum Next {
@@ -49,7 +49,8 @@ pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     }
     // Ctrl-C during an answer (its images' wait included) stops the answer, a second one ends
     // the program; anywhere else (e.g. a scripted chat waiting on its input) the first ends it.
-    // At the terminal prompt rustyline reads Ctrl-C as a key. SIGTERM and SIGHUP end it as usual.
+    // At the terminal prompt rustyline reads Ctrl-C as a key, which ends the chat there too (so
+    // a second Ctrl-C after a stopped answer ends it). SIGTERM and SIGHUP end it as usual.
     let cancel = session.cancel_flag();
     let answering = Arc::new(AtomicBool::new(false));
     let busy = answering.clone();
@@ -100,18 +101,18 @@ impl Chat<'_> {
                     Ok(Next::Exit) => return Ok(()),
                     Err(e) => eprintln!("edgevl: error: {e:#}"),
                 },
-                Err(ReadlineError::Interrupted) => continue,
-                Err(ReadlineError::Eof) => return Ok(()),
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
                 Err(e) => return Err(e).context("cannot read from the terminal"),
             }
         }
     }
 
-    /// Scripted mode: one turn per stdin line; any error ends the run with a non-zero exit.
+    /// Scripted mode: one turn per stdin line; any error ends the run with a non-zero exit,
+    /// naming the line.
     fn scripted(&mut self) -> anyhow::Result<()> {
-        for line in std::io::stdin().lock().lines() {
-            let line = line.context("cannot read stdin")?;
-            if let Next::Exit = self.line(&line)? {
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read line {} of stdin", i + 1))?;
+            if let Next::Exit = self.line(&line).with_context(|| format!("line {} of stdin", i + 1))? {
                 break;
             }
         }
@@ -143,7 +144,7 @@ impl Chat<'_> {
                 && cmd.len() > 6
                 && cmd[6..].starts_with(char::is_whitespace) =>
             {
-                let info = self.session.add_image(cmd[6..].trim())?;
+                let info = self.session.add_image(typed_path(&cmd[6..]))?;
                 eprintln!("edgevl: {}", describe(&info));
             }
             "/image" => eprintln!("edgevl: /image needs a file: /image PATH"),
@@ -175,5 +176,45 @@ impl Chat<'_> {
             }
         }
         Ok(Next::Continue)
+    }
+}
+
+/// A path as typed or dropped on a terminal: one pair of surrounding quotes removed, else
+/// backslash escapes (`my\ pic.png`) undone; a leading `~/` is the home folder.
+fn typed_path(text: &str) -> std::path::PathBuf {
+    let text = text.trim();
+    let quoted = ['\'', '"'].iter().find_map(|&q| text.strip_prefix(q)?.strip_suffix(q));
+    let plain = match quoted {
+        Some(inner) => inner.to_string(),
+        None => {
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+            }
+            out
+        }
+    };
+    match (plain.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => plain.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::typed_path;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn dropped_and_quoted_paths_name_the_file() {
+        assert_eq!(typed_path(" 'my pic.png' "), Path::new("my pic.png"));
+        assert_eq!(typed_path("\"my pic.png\""), Path::new("my pic.png"));
+        assert_eq!(typed_path("my\\ pic\\(1\\).png"), Path::new("my pic(1).png"));
+        assert_eq!(typed_path("/tmp/a.png"), Path::new("/tmp/a.png"));
+        assert_eq!(typed_path("'half.png"), Path::new("'half.png"));
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+        assert_eq!(typed_path("~/a b.png"), home.join("a b.png"));
+        assert_eq!(typed_path("'~/a.png'"), home.join("a.png"));
     }
 }
