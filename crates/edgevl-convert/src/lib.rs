@@ -32,7 +32,7 @@ mod stream;
 mod vision;
 mod vocab;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -119,8 +119,8 @@ fn write_part(
 /// vision tower and projector to that mmproj GGUF. Both files are planned (every check of the
 /// checkpoint done) before either is written; each is written to `NAME.part-<pid>` and both are
 /// renamed into place only when both are complete; on any error (or cancellation) no part file
-/// is left behind and the outputs are as they were (an output that is a directory, or one file
-/// named for both, is refused before anything is read; should the mmproj's rename fail after the
+/// is left behind and the outputs are as they were (an output that is a directory, one file
+/// named for both, or a file of the checkpoint other than a GGUF, is refused before anything is read; should the mmproj's rename fail after the
 /// decoder's, the decoder's old file is put back where the file system has hard links).
 pub fn convert(
     src: &Path,
@@ -130,6 +130,9 @@ pub fn convert(
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     check_destinations(out, mmproj_out)?;
+    for path in std::iter::once(out).chain(mmproj_out) {
+        refuse_checkpoint_file(src, path)?;
+    }
     let ck = Checkpoint::open(src)?;
     let llm_job = plan_part(&ck, Part::Llm, opts)?;
     let mm_job = mmproj_out.map(|p| plan_part(&ck, Part::Mmproj, opts).map(|j| (p, j))).transpose()?;
@@ -162,6 +165,44 @@ fn check_destinations(out: &Path, mmproj_out: Option<&Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses an output that would replace a file of the checkpoint directory `src` other than a
+/// GGUF (a weights shard, `config.json`, the tokenizer: writing there destroyed the checkpoint
+/// while it was being read). A GGUF there is an earlier conversion's output, replaced as usual.
+fn refuse_checkpoint_file(src: &Path, out: &Path) -> Result<()> {
+    let Ok(target) = std::fs::metadata(out) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(src) else { return Ok(()) };
+    let is_target = |p: &Path| std::fs::metadata(p).is_ok_and(|m| same_file(&m, &target, p, out));
+    if !entries.flatten().any(|e| is_target(&e.path())) {
+        return Ok(());
+    }
+    let mut magic = [0u8; 4];
+    let is_gguf =
+        std::fs::File::open(out).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF";
+    if is_gguf {
+        return Ok(());
+    }
+    Err(ConvertError::Options(format!(
+        "output '{}' is a file of the checkpoint '{}': writing it would destroy the checkpoint; choose another name",
+        out.display(),
+        src.display()
+    )))
+}
+
+/// Whether two files (their metadata, and their paths where inodes are not known) are one.
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata, a_path: &Path, b_path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = (a_path, b_path);
+        a.is_file() && a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = b;
+        a.is_file() && a_path.canonicalize().ok() == b_path.canonicalize().ok()
+    }
 }
 
 /// Whether `a` and `b` name the same file: the same name in the same (canonical) directory.

@@ -128,6 +128,33 @@ fn a_valid_tiny_checkpoint_converts() {
 }
 
 #[test]
+fn an_output_naming_a_file_of_the_checkpoint_is_refused_and_the_file_kept() {
+    // It replaced the shard (or config.json) with the GGUF being written from it.
+    let c = Case::new("self");
+    for name in ["model-00001-of-00002.safetensors", "config.json", "tokenizer.json"] {
+        let path = c.dir.join(name);
+        let before = fs::read(&path).unwrap();
+        let e = convert(&c.dir, &path, None, &Case::opts(), &mut Silent).expect_err(name).to_string();
+        assert!(e.contains("is a file of the checkpoint") && e.contains(name), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), before, "{name} changed");
+        // Named as the mmproj's output, or through a link, the same.
+        let link = c.out_dir.join("link.gguf");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = convert(&c.dir, &c.out_dir.join("m.gguf"), Some(&link), &Case::opts(), &mut Silent)
+            .expect_err(name)
+            .to_string();
+        assert!(e.contains("is a file of the checkpoint"), "{e}");
+        fs::remove_file(&link).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), before, "{name} changed");
+    }
+    // A GGUF in the checkpoint's folder (an earlier conversion's) is replaced as usual.
+    let gguf = c.dir.join("model.gguf");
+    convert(&c.dir, &gguf, None, &Case::opts(), &mut Silent).unwrap();
+    convert(&c.dir, &gguf, None, &Case::opts(), &mut Silent).unwrap();
+    assert!(edgevl_gguf::GgufFile::open(&gguf).is_ok());
+}
+
+#[test]
 fn missing_shard() {
     let c = Case::new("shard");
     fs::remove_file(c.dir.join("model-00002-of-00002.safetensors")).unwrap();
