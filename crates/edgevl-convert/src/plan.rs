@@ -146,20 +146,20 @@ pub struct VisionTyped<'a> {
 }
 
 /// The type `convert_hf_to_gguf.py --mmproj --outtype` gives a vision tensor of `family`
-/// (`prepare_tensors` with `MmprojModel.tensor_force_quant` and the family's): patch kernels F32
-/// (F16 in an F16 file), the family's embeddings F32, 1-D tensors, norms, position embeddings and
-/// names not ending in `.weight` F32, everything else `outtype`, falling back to F16 when Q8_0
-/// cannot hold the rows.
+/// (`prepare_tensors` with the family's `tensor_force_quant`, which asks `MmprojModel`'s only for
+/// what it does not force itself): the family's embeddings F32 (SmolVLM's patch kernel among
+/// them, F32 even in an F16 file), other patch kernels F32 (F16 in an F16 file), 1-D tensors,
+/// norms, position embeddings and names not ending in `.weight` F32, everything else `outtype`,
+/// falling back to F16 when Q8_0 cannot hold the rows.
 pub fn mmproj_tensor_type(family: VisionFamily, outtype: GgmlType, t: &VisionTyped) -> GgmlType {
     let name = t.gguf.name;
-    let forced = if name.contains(".patch_embd.weight") {
-        Some(if outtype == GgmlType::F16 { GgmlType::F16 } else { GgmlType::F32 })
-    } else {
-        match family {
-            VisionFamily::InternVl if name.contains(".position_embd.") => Some(GgmlType::F32),
-            VisionFamily::Idefics3 if t.hf_name.contains(".embeddings.") => Some(GgmlType::F32),
-            _ => None,
+    let forced = match family {
+        VisionFamily::InternVl if name.contains(".position_embd.") => Some(GgmlType::F32),
+        VisionFamily::Idefics3 if t.hf_name.contains(".embeddings.") => Some(GgmlType::F32),
+        _ if name.contains(".patch_embd.weight") => {
+            Some(if outtype == GgmlType::F16 { GgmlType::F16 } else { GgmlType::F32 })
         }
+        _ => None,
     };
     if t.hf_ndims <= 1 || name.ends_with("_norm.weight") {
         return GgmlType::F32;

@@ -65,6 +65,26 @@ fn count(m: &Map<String, Json>, keys: &[&str]) -> Option<(String, Option<u64>)> 
 
 /// How many tower blocks the checkpoint holds tensors of (distinct `{layer}` of the family's
 /// `{tower}encoder.layers.{layer}.` names).
+/// transformers' `Idefics3VisionConfig` / `SmolVLMVisionConfig` defaults (the two agree), which
+/// the published SmolVLM configs rely on: they leave out the depth, the MLP width and the epsilon.
+/// llama.cpp's converter reads them through `AutoConfig`.
+const IDEFICS3_VISION_DEFAULTS: [(&str, u64); 6] = [
+    ("image_size", 224),
+    ("patch_size", 32),
+    ("hidden_size", 1152),
+    ("intermediate_size", 3072),
+    ("num_hidden_layers", 12),
+    ("num_attention_heads", 16),
+];
+
+/// The default `family`'s config class gives the first of `keys` it has one for.
+fn family_default(family: VisionFamily, keys: &[&str]) -> Option<(&'static str, u64)> {
+    if family != VisionFamily::Idefics3 {
+        return None;
+    }
+    IDEFICS3_VISION_DEFAULTS.iter().copied().find(|(k, _)| keys.contains(k))
+}
+
 fn blocks_present(ck: &Checkpoint, family: VisionFamily) -> u64 {
     let blocks = format!("{}{}", vision::tower_prefix(family), vision::BLOCKS_PREFIX);
     let layers: HashSet<&str> =
@@ -109,7 +129,10 @@ impl VisionParams {
             match count(vc, keys) {
                 Some((k, Some(n))) if n > 0 => Ok((k, n)),
                 Some((k, _)) => Err(bad(&field(&k), "not a positive count".into())),
-                None => Err(bad(&field(keys[0]), "missing".into())),
+                None => match family_default(family, keys) {
+                    Some((k, n)) => Ok((k.to_string(), n)),
+                    None => Err(bad(&field(keys[0]), "missing".into())),
+                },
             }
         };
         let need = |keys: &[&str]| need_keyed(keys).map(|(_, n)| n);
@@ -139,8 +162,9 @@ impl VisionParams {
                 hparams::check_f32(e, Sign::Positive).map_err(|m| bad(&field(vcfg::LAYER_NORM_EPS), m))?
             }
             (Some(None), _) => return Err(bad(&field(vcfg::LAYER_NORM_EPS), "not a number".into())),
-            // SmolVLMModel: `hparams.get("layer_norm_eps", 1e-5)`.
-            (None, VisionFamily::Idefics3) => 1e-5,
+            // transformers' default, which llama.cpp's converter reads through `AutoConfig` (its
+            // own fallback of 1e-5 is never reached).
+            (None, VisionFamily::Idefics3) => 1e-6,
             (None, _) => return Err(bad(&field(vcfg::LAYER_NORM_EPS), "missing".into())),
         };
         let act = vc.get(vcfg::HIDDEN_ACT).and_then(Json::as_str);

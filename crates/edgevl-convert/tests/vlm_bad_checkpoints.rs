@@ -285,6 +285,41 @@ fn config_values_that_would_overflow_or_exhaust_memory_are_refused() {
 }
 
 #[test]
+fn smolvlm_vision_fields_left_out_take_transformers_defaults() {
+    // The published SmolVLM configs leave out the tower's depth, MLP width and epsilon, relying on
+    // `SmolVLMVisionConfig`'s defaults (12, 3072, 1e-6): they were "missing", and a missing epsilon
+    // was written as 1e-5.
+    let c = Case::of("tiny-smolvlm", "defaults");
+    c.edit_json("config.json", |v| {
+        let vc = v["vision_config"].as_object_mut().unwrap();
+        vc.remove("layer_norm_eps");
+        vc.remove("hidden_act");
+    });
+    let (out, mm) = (c.out_dir.join("model.gguf"), c.out_dir.join("mmproj.gguf"));
+    let f16 =
+        ConvertOptions { plan: PlanOptions { scheme: Scheme::F16, ..Case::opts().plan }, ..Case::opts() };
+    let summary = convert(&c.dir, &out, Some(&mm), &f16, &mut Silent).expect("converts");
+    let f = edgevl_gguf::GgufFile::open(&mm).unwrap();
+    assert_eq!(f.metadata().get_f32("clip.vision.attention.layer_norm_epsilon").unwrap(), 1e-6);
+    // And in an F16 file SmolVLM's patch kernel is F32, as its `.embeddings.` rule says in llama.cpp
+    // (it was F16).
+    let patch = summary.mmproj_tensors.iter().find(|(n, _)| n == "v.patch_embd.weight").expect("patch");
+    assert_eq!(patch.1, edgevl_gguf::GgmlType::F32);
+    // The counts: each default is applied (and here disagrees with the tiny tensors, which says so).
+    type Edit = fn(&mut Value);
+    let cases: [(Edit, &str); 2] = [
+        (|v| drop(v["vision_config"].as_object_mut().unwrap().remove("num_hidden_layers")), "12 blocks"),
+        (|v| drop(v["vision_config"].as_object_mut().unwrap().remove("intermediate_size")), "3072"),
+    ];
+    for (i, (edit, want)) in cases.into_iter().enumerate() {
+        let c = Case::of("tiny-smolvlm", &format!("defaults{i}"));
+        c.edit_json("config.json", edit);
+        let e = c.fails();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+#[test]
 fn an_mmproj_its_loader_would_refuse_is_not_written() {
     // A preprocessor std of 1e-30: a finite, positive number the converter's own checks pass, but
     // normalised pixels of 1e30 would give NaN embeddings, so the loader refuses the file.
