@@ -143,6 +143,35 @@ fn widen(dtype: Dtype, row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// A value a quantised type cannot stand for, found in the rows of `x` (`row` counts from `x`'s
+/// first).
+struct NonFinite {
+    row: usize,
+    column: usize,
+    value: f32,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "column {} is {}: llama-quantize refuses to quantise such data (the checkpoint is damaged)",
+            self.column, self.value
+        )
+    }
+}
+
+/// The first infinite or NaN value of `x` when `t` is a quantised type (a block's scale would be
+/// infinite, or the NaN silently zero), as llama-quantize's `ggml_validate_row_data` refuses the
+/// tensor; float types keep what they are given, as llama.cpp's converter does.
+fn non_finite(t: GgmlType, x: &[f32], row_len: usize) -> Option<NonFinite> {
+    if matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        return None;
+    }
+    let i = x.iter().position(|v| !v.is_finite())?;
+    Some(NonFinite { row: i / row_len.max(1), column: i % row_len.max(1), value: x[i] })
+}
+
 /// Encodes f32 values (whole rows) as `t` with llama.cpp's reference quantisers.
 fn encode(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
     quantize_ref(DType::from_ggml_type_id(t.id())?, x)
@@ -185,7 +214,7 @@ pub fn write_all<W: Write>(
             }
             let rows = slab_rows.min(n_rows - r0);
             let per = rows.div_ceil(threads);
-            let parts: Vec<Option<Vec<u8>>> = std::thread::scope(|s| {
+            let parts: Vec<std::result::Result<Vec<u8>, String>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..rows)
                     .step_by(per)
                     .map(|a| {
@@ -200,15 +229,27 @@ pub fn write_all<W: Write>(
                                     out_row,
                                 );
                             }
+                            if let Some(bad) = non_finite(t.spec.ggml_type, &x, row_len) {
+                                return Err(format!(
+                                    "row {}, {bad}",
+                                    t.rows.source(r0 + a + bad.row, n_rows)
+                                ));
+                            }
                             encode(t.spec.ggml_type, &x)
+                                .ok_or_else(|| format!("cannot encode as {}", t.spec.ggml_type))
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err("the encoding thread failed".into())))
+                    .collect()
             });
             for part in parts {
-                let bytes = part.ok_or_else(|| {
-                    ConvertError::Options(format!("tensor '{name}': cannot encode as {}", t.spec.ggml_type))
+                let bytes = part.map_err(|message| ConvertError::Safetensors {
+                    path: t.file.path().to_path_buf(),
+                    tensor: Some(name.to_string()),
+                    message,
                 })?;
                 w.write_data(&bytes).map_err(|e| werr(Some(name), e))?;
                 progress.advance(bytes.len() as u64);

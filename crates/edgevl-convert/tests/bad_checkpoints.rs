@@ -155,6 +155,30 @@ fn an_output_naming_a_file_of_the_checkpoint_is_refused_and_the_file_kept() {
 }
 
 #[test]
+fn infinite_or_nan_weights_are_refused_when_quantised() {
+    // llama-quantize refuses them (`ggml_validate_row_data`); a Q8_0 block took an infinite scale,
+    // a NaN became 0, and the file ran.
+    for (tag, bits, what) in [("inf", 0x7f80u16, "inf"), ("nan", 0x7fc0u16, "NaN")] {
+        let c = Case::new(tag);
+        let mut t = tiny_tensors();
+        let up = t.iter_mut().find(|t| t.0 == "model.layers.1.mlp.up_proj.weight").unwrap();
+        // Row 3, column 5 (rows of D bf16 values).
+        let at = (3 * D as usize + 5) * 2;
+        up.3[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+        c.write_shards(t, |h| h);
+        let e = c.fails();
+        assert!(
+            e.contains("blk.1.ffn_up.weight") && e.contains(&format!("row 3, column 5 is {what}")),
+            "{e}"
+        );
+        // Kept as is in a float file, as llama.cpp's converter keeps it.
+        let f32_opts =
+            ConvertOptions { plan: PlanOptions { scheme: Scheme::F32, ..Case::opts().plan }, ..Case::opts() };
+        convert(&c.dir, &c.out_dir.join("model.gguf"), None, &f32_opts, &mut Silent).expect("f32 converts");
+    }
+}
+
+#[test]
 fn missing_shard() {
     let c = Case::new("shard");
     fs::remove_file(c.dir.join("model-00002-of-00002.safetensors")).unwrap();
