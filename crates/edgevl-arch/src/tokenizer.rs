@@ -18,8 +18,11 @@ pub const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 pub const ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 /// `tokenizer.ggml.add_space_prefix` (SentencePiece).
 pub const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
-/// `tokenizer.chat_template`: the Jinja chat template.
+/// `tokenizer.chat_template`: the Jinja chat template (`tokenizer.chat_template.NAME`: a named
+/// one besides it, e.g. `tool_use`).
 pub const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+/// `tokenizer.chat_templates`: the names of the named templates.
+pub const CHAT_TEMPLATES: &str = "tokenizer.chat_templates";
 
 /// The special tokens GGUF metadata names by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

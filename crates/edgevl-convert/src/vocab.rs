@@ -300,20 +300,12 @@ fn special_vocab(
             _ => {}
         }
     }
-    let mut chat_template: Option<String> = None;
+    let mut chat_templates: Vec<(String, String)> = Vec::new();
     if let Some(tc) = tc.as_ref() {
-        let jinja = dir.join("chat_template.jinja");
-        let alt = if jinja.is_file() {
-            Some(
-                edgevl_gguf::read_regular_text(&jinja, crate::checkpoint::MAX_JSON_BYTES)
-                    .map_err(|source| ConvertError::Io { path: jinja.clone(), source })?,
-            )
-        } else {
-            let cj = dir.join("chat_template.json");
-            JsonFile::read_optional(&cj)?
-                .and_then(|j| j.root.get("chat_template").and_then(Json::as_str).map(str::to_string))
+        chat_templates = match tc.get("chat_template").map(named_templates) {
+            Some(t) if !t.is_empty() => t,
+            _ => template_files(dir)?,
         };
-        chat_template = tc.get("chat_template").and_then(Json::as_str).map(str::to_string).or(alt);
         for kind in &kinds {
             if let Some(b) = tc.get(&format!("add_{kind}_token")).and_then(Json::as_bool) {
                 upsert(&mut add, kind, b, true);
@@ -345,8 +337,20 @@ fn special_vocab(
             md.set(k.into(), Value::Bool(b));
         }
     }
-    if let Some(t) = chat_template {
-        md.set(tk::CHAT_TEMPLATE.into(), Value::Str(t));
+    // gguf-py's `add_chat_template`: the one named "default" is the template; the others are kept
+    // by name (listed here in name order; gguf-py lists a Python set).
+    let mut others = Vec::new();
+    for (name, template) in chat_templates {
+        if name == "default" {
+            md.set(tk::CHAT_TEMPLATE.into(), Value::Str(template));
+        } else {
+            md.set(format!("{}.{name}", tk::CHAT_TEMPLATE), Value::Str(template));
+            others.push(name);
+        }
+    }
+    if !others.is_empty() {
+        others.sort();
+        md.set(tk::CHAT_TEMPLATES.into(), Value::Array(Array::Str(others)));
     }
     if let Some(norm) = tok_json.root.get("normalizer").filter(|n| !n.is_null()) {
         let (mut lower, mut strip) = (None, None);
@@ -362,6 +366,65 @@ fn special_vocab(
 }
 
 /// `SpecialVocab._parse_normalizer`.
+/// The templates of a `chat_template` value as gguf-py reads it: a string is the default; a
+/// list of `{"name", "template"}` gives each by name (other characters than ASCII letters and
+/// digits in a name become `_`; an entry without both is skipped).
+fn named_templates(v: &Json) -> Vec<(String, String)> {
+    match v {
+        Json::String(t) => vec![("default".into(), t.clone())],
+        Json::Array(list) => list
+            .iter()
+            .filter_map(|c| {
+                let name: String = c
+                    .get("name")?
+                    .as_str()?
+                    .chars()
+                    .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+                    .collect();
+                let template = c.get("template")?.as_str()?;
+                (!name.is_empty()).then(|| (name, template.to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The templates of files beside the tokenizer, as gguf-py reads them when `tokenizer_config.json`
+/// has none: `chat_template.jinja` (the default) with `additional_chat_templates/NAME.jinja`, else
+/// `chat_template.json`'s `chat_template`.
+fn template_files(dir: &Path) -> Result<Vec<(String, String)>> {
+    let read = |path: &Path| {
+        edgevl_gguf::read_regular_text(path, crate::checkpoint::MAX_JSON_BYTES)
+            .map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })
+    };
+    let jinja = dir.join("chat_template.jinja");
+    if !jinja.is_file() {
+        let cj = dir.join("chat_template.json");
+        return Ok(JsonFile::read_optional(&cj)?
+            .and_then(|j| j.root.get("chat_template").map(named_templates))
+            .unwrap_or_default());
+    }
+    let mut out = vec![("default".to_string(), read(&jinja)?)];
+    let extra = dir.join("additional_chat_templates");
+    if let Ok(entries) = std::fs::read_dir(&extra) {
+        let mut paths: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jinja") && p.is_file())
+            .collect();
+        paths.sort();
+        for path in paths.into_iter().take(MAX_NAMED_TEMPLATES) {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            out.extend(named_templates(&serde_json::json!([{"name": name, "template": read(&path)?}])));
+        }
+    }
+    Ok(out)
+}
+
+/// The most named templates read from `additional_chat_templates` (a folder of thousands would
+/// otherwise all go into the file's header).
+const MAX_NAMED_TEMPLATES: usize = 64;
+
 fn normalizer_flags(n: &Json, lower: &mut Option<bool>, strip: &mut Option<bool>) {
     match n.get("type").and_then(Json::as_str) {
         Some("Lowercase") => *lower = Some(true),

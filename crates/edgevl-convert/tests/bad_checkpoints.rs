@@ -179,6 +179,48 @@ fn infinite_or_nan_weights_are_refused_when_quantised() {
 }
 
 #[test]
+fn named_chat_templates_are_written_as_gguf_py_writes_them() {
+    // A list of named templates in tokenizer_config.json (e.g. default + tool_use) wrote no
+    // template at all; additional_chat_templates/*.jinja were not read.
+    let c = Case::new("templates");
+    let tc_path = c.dir.join("tokenizer_config.json");
+    let mut tc: serde_json::Value = serde_json::from_slice(&fs::read(&tc_path).unwrap()).unwrap();
+    let out = c.out_dir.join("model.gguf");
+    let read = |out: &std::path::Path| {
+        let f = edgevl_gguf::GgufFile::open(out).unwrap();
+        let md = f.metadata();
+        let named: Vec<(String, String)> = md
+            .get_str_array("tokenizer.chat_templates")
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        (n.clone(), md.get_str(&format!("tokenizer.chat_template.{n}")).unwrap().to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (md.get_str("tokenizer.chat_template").ok().map(str::to_string), named)
+    };
+    tc["chat_template"] = serde_json::json!([
+        {"name": "default", "template": "D"},
+        {"name": "tool use", "template": "T"},
+        {"name": "no template"},
+    ]);
+    fs::write(&tc_path, tc.to_string()).unwrap();
+    convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
+    assert_eq!(read(&out), (Some("D".into()), vec![("tool_use".into(), "T".into())]));
+    // Without one in tokenizer_config.json: chat_template.jinja and the folder beside it.
+    tc.as_object_mut().unwrap().remove("chat_template");
+    fs::write(&tc_path, tc.to_string()).unwrap();
+    fs::write(c.dir.join("chat_template.jinja"), "J").unwrap();
+    fs::create_dir(c.dir.join("additional_chat_templates")).unwrap();
+    fs::write(c.dir.join("additional_chat_templates/rag.jinja"), "R").unwrap();
+    convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
+    assert_eq!(read(&out), (Some("J".into()), vec![("rag".into(), "R".into())]));
+}
+
+#[test]
 fn missing_shard() {
     let c = Case::new("shard");
     fs::remove_file(c.dir.join("model-00002-of-00002.safetensors")).unwrap();
