@@ -20,6 +20,12 @@ pub enum FamilyError {
     /// An `lfm2` file without `edgevl.vision.layout`: LFM2-VL, which edgevl does not run.
     #[error("this mmproj is LFM2-VL's (projector type 'lfm2' without '{key}'); edgevl runs its own lfm2 layout, InternVL ('internvl') and SmolVLM ('idefics3') files, not LFM2-VL", key = clip::EDGEVL_LAYOUT)]
     Lfm2Vl,
+    /// A language model's file given where an mmproj was expected.
+    #[error("this is a language model's file (architecture '{arch}'), not an mmproj: give it with -m (--model), and the vision encoder's file with --mmproj")]
+    NotAnMmproj {
+        /// `general.architecture` of the file.
+        arch: String,
+    },
     /// A projector type edgevl does not run.
     #[error("projector type '{found}' is not supported; edgevl runs 'lfm2' (with '{key}'), 'internvl' and 'idefics3' mmproj files", key = clip::EDGEVL_LAYOUT)]
     Unsupported {
@@ -207,9 +213,14 @@ impl VisionFamily {
     pub fn detect(md: &Metadata) -> Result<Self, FamilyError> {
         let ty = match md.opt_str(clip::PROJECTOR_TYPE)? {
             Some(t) => t,
-            None => md
-                .get_str(clip::VISION_PROJECTOR_TYPE)
-                .map_err(|_| GgufError::MissingKey(clip::PROJECTOR_TYPE.into()))?,
+            None => md.get_str(clip::VISION_PROJECTOR_TYPE).map_err(|_| {
+                match md.opt_str(crate::general::ARCHITECTURE).ok().flatten() {
+                    Some(arch) if arch != crate::general::ARCH_CLIP => {
+                        FamilyError::NotAnMmproj { arch: arch.to_string() }
+                    }
+                    _ => GgufError::MissingKey(clip::PROJECTOR_TYPE.into()).into(),
+                }
+            })?,
         };
         let family = Self::ALL
             .into_iter()

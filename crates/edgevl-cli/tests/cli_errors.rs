@@ -70,6 +70,21 @@ fn closed_stdout_ends_quietly() {
 }
 
 #[test]
+fn the_model_and_the_mmproj_swapped_say_which_is_which() {
+    // They said "missing metadata key 'clip.projector_type'" and "unsupported architecture 'clip'".
+    let mmproj = edgevl_testdata::fixture("tiny-vlm/mmproj.gguf");
+    let llm = tiny();
+    let out = run(&llm, &["--mmproj", llm.to_str().expect("utf-8 path")]);
+    assert_clean_failure(
+        &out,
+        "is a language model's file (architecture 'qwen2'), not an mmproj",
+        "LLM as mmproj",
+    );
+    let out = run(&mmproj, &[]);
+    assert_clean_failure(&out, "is an mmproj (vision encoder) file, not a language model", "mmproj as LLM");
+}
+
+#[test]
 fn truncated_gguf_at_every_64th() {
     let bytes = std::fs::read(tiny()).expect("fixture");
     let path = scratch("truncated.gguf");

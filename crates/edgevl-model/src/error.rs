@@ -11,6 +11,9 @@ pub enum ModelError {
     /// `general.architecture` names a model family edgevl does not implement.
     #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
     UnsupportedArchitecture(String),
+    /// An mmproj (architecture `clip`) given where a language model was expected.
+    #[error("this is an mmproj (vision encoder) file, not a language model: give it with --mmproj, and the language model's file with -m (--model)")]
+    MmprojAsModel,
     /// A tensor is stored in a type the kernels cannot compute with.
     #[error("tensor '{tensor}' has type {ggml_type}, which edgevl cannot compute with (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
     UnsupportedTensorType {

@@ -21,6 +21,7 @@ impl Architecture {
         match name {
             ARCH_LLAMA => Ok(Architecture::Llama),
             ARCH_QWEN2 => Ok(Architecture::Qwen2),
+            edgevl_arch::general::ARCH_CLIP => Err(ModelError::MmprojAsModel),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
         }
     }
