@@ -42,7 +42,8 @@ pub struct BenchArgs {
     /// measured after this many positions.
     #[arg(short = 'd', long = "n-depth", default_value_t = 0, value_parser = crate::counts::tokens)]
     pub depth: usize,
-    /// Context size of the cache (default: n-depth + n-prompt + n-gen, as llama-bench). The whole
+    /// Context size of the cache (default: n-depth + n-prompt + n-gen, as llama-bench; with
+    /// `--image`, the model's trained context up to 4096, which the image prompt must fit in). The whole
     /// cache is resident from the start, so the peak RSS is that of a full context of this size.
     #[arg(short = 'c', long = "ctx-size", value_parser = crate::counts::context)]
     pub ctx: Option<usize>,

@@ -58,7 +58,11 @@ pub enum ModelError {
     /// A buffer the memory cannot hold: more than the system has available, or refused by the
     /// allocator (a process limit).
     #[error("not enough memory for {what}: it needs {} MiB, {}; {hint}", needed >> 20, match available {
-        Some(a) => format!("and {} MiB are available (a tenth is kept for the weights and scratch)", a >> 20),
+        Some(a) => format!(
+            "and {} MiB are available, of which {} MiB may hold it (a tenth, at least 256 MiB, is kept for the weights and scratch)",
+            a >> 20,
+            crate::kv_cache::usable_memory(*a) >> 20
+        ),
         None => "which the allocator refused".into(),
     })]
     OutOfMemory {

@@ -131,13 +131,20 @@ fn available_memory() -> Option<u64> {
     .min()
 }
 
+/// What of `available` bytes a cache may take: all but a tenth, at least 256 MiB, kept for the
+/// weights' pages and the scratch.
+pub(crate) fn usable_memory(available: u64) -> u64 {
+    available.saturating_sub((available / 10).max(256 << 20))
+}
+
 /// Refuses a cache of `bytes` that the available memory cannot hold with room to spare for the
 /// weights' pages and the scratch (a tenth of it, at least 256 MiB): the cache's pages are all
 /// written at creation, so it would otherwise end in the kernel's out-of-memory killer.
 fn check_fits(bytes: u64, kv_type: KvType) -> Result<(), ModelError> {
-    let room = |available: u64| available.saturating_sub((available / 10).max(256 << 20));
     match available_memory() {
-        Some(available) if bytes > room(available) => Err(out_of_memory(kv_type, bytes, Some(available))),
+        Some(available) if bytes > usable_memory(available) => {
+            Err(out_of_memory(kv_type, bytes, Some(available)))
+        }
         _ => Ok(()),
     }
 }
@@ -470,6 +477,11 @@ mod tests {
             msg.contains("1048576 MiB") && msg.contains("smaller context") && msg.contains("q8_0 cache"),
             "{msg}"
         );
+        // What may hold it is said (a cache just under "available" was refused, the message reading as if it fit).
+        if let Some(available) = available_memory() {
+            let usable = format!("of which {} MiB may hold it", usable_memory(available) >> 20);
+            assert!(msg.contains(&usable), "{msg}");
+        }
         let q8 = KvCache::new(32, 1 << 20, 4096, 128, KvType::Q8_0).err().expect("refused").to_string();
         assert!(q8.contains("(q8_0)") && !q8.contains("q8_0 cache"), "{q8}");
     }

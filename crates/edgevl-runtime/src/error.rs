@@ -13,7 +13,7 @@ pub enum RuntimeError {
     #[error(transparent)]
     Tokenizer(#[from] edgevl_tokenizer::TokenizerError),
     /// The input of a turn does not fit what is left of the context.
-    #[error("the input needs {needed} more tokens but only {left} of the {n_ctx}-token context are left; start a new conversation (/reset in chat, reset() in Python), shorten the input, or use a larger context (-c, or ctx= in Python; the model was trained with {n_ctx_train})")]
+    #[error("the input needs {needed} more tokens but only {left} of the {n_ctx}-token context are left; {}use a larger context (-c, or ctx= in Python; the model was trained with {n_ctx_train})", if left < n_ctx { "start a new conversation (/reset in chat, reset() in Python), shorten the input, or " } else { "shorten the input or " })]
     ContextFull {
         /// Positions the turn would add after the part reused from the cache.
         needed: usize,

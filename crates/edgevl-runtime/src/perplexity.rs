@@ -77,7 +77,9 @@ impl Chunks {
         max_chunks: Option<usize>,
     ) -> Result<Self, RuntimeError> {
         if n_ctx < 4 {
-            return Err(RuntimeError::BadSetting(format!("context {n_ctx} is too small for perplexity")));
+            return Err(RuntimeError::BadSetting(format!(
+                "context {n_ctx} is too small for perplexity: it needs at least 4 tokens (-c 4)"
+            )));
         }
         if max_chunks == Some(0) {
             return Err(RuntimeError::BadSetting("perplexity needs at least one chunk (--chunks 0)".into()));

@@ -201,7 +201,9 @@ fn a_turn_that_does_not_fit_is_refused_with_tokens_left() {
     let err = s.ask(TEXT, 8, &mut sampler, |_| true).expect_err("prompt longer than the context");
     let msg = err.to_string();
     assert!(matches!(err, RuntimeError::ContextFull { left: 64, n_ctx: 64, .. }), "{err:?}");
-    assert!(msg.contains("only 64 of the 64-token context are left") && msg.contains("/reset"), "{msg}");
+    // Nothing is in the context: a new conversation would not help, so it is not advised.
+    assert!(msg.contains("only 64 of the 64-token context are left") && !msg.contains("/reset"), "{msg}");
+    assert!(msg.contains("shorten the input or use a larger context"), "{msg}");
     assert!(s.messages().is_empty(), "the refused message must be taken back");
     assert_eq!(s.n_past(), 0);
     let ok = s.ask("Hi", 4, &mut sampler, |_| true).expect("a short turn still fits");
@@ -210,8 +212,10 @@ fn a_turn_that_does_not_fit_is_refused_with_tokens_left() {
     assert_eq!(n_past, ok.n_past);
     let err = s.ask(TEXT, 4, &mut sampler, |_| true);
     match err {
-        Err(RuntimeError::ContextFull { left, needed, .. }) => {
-            assert!(needed > left && left >= 64 - n_past && left < 64, "needed {needed}, left {left}")
+        Err(e @ RuntimeError::ContextFull { left, needed, .. }) => {
+            assert!(needed > left && left >= 64 - n_past && left < 64, "needed {needed}, left {left}");
+            // With a conversation in the context, starting a new one is advised.
+            assert!(e.to_string().contains("start a new conversation (/reset in chat"), "{e}");
         }
         other => panic!("expected ContextFull, got {other:?}"),
     }
