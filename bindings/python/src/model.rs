@@ -150,10 +150,15 @@ impl Model {
             .ok_or_else(|| {
             PyValueError::new_err(format!("cache_type {cache_type:?}: expected f16, f32 or q8_0"))
         })?;
+        // The kernel overrides the CLI reads (EDGEVL_MAX_SIMD, EDGEVL_FORCE_SCALAR, EDGEVL_NO_PACK),
+        // read here, at the binding's edge, when a model is made (they were ignored).
+        let kernels = edgevl_kernels::KernelConfig::from_vars(|name| std::env::var(name).ok())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let mut cfg = SessionConfig {
             n_ctx: ctx,
             chunk,
             kv_type,
+            kernels,
             mmproj: mmproj.clone(),
             image: ImageConfig {
                 strategy: parse_strategy(strategy)?,

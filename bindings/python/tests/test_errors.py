@@ -21,6 +21,16 @@ def test_exception_classes():
         assert issubclass(cls, edgevl.EdgevlError) and issubclass(cls, Exception)
 
 
+def test_the_kernel_overrides_of_the_cli_are_read(monkeypatch):
+    # EDGEVL_MAX_SIMD and the others were ignored by the bindings: a bad value loaded anyway.
+    monkeypatch.setenv("EDGEVL_MAX_SIMD", "bogus")
+    with pytest.raises(ValueError, match="EDGEVL_MAX_SIMD"):
+        edgevl.Model(TINY_LLM, threads=THREADS)
+    monkeypatch.setenv("EDGEVL_MAX_SIMD", "scalar")
+    reply = edgevl.Model(TINY_LLM, threads=THREADS).chat([{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0)
+    assert isinstance(reply, str)
+
+
 def test_missing_or_corrupt_model_files(tmp_path):
     with pytest.raises(edgevl.ModelFileError, match="/nonexistent/model.gguf"):
         edgevl.Model("/nonexistent/model.gguf")
@@ -34,9 +44,11 @@ def test_missing_or_corrupt_model_files(tmp_path):
         edgevl.Model(truncated)
     with pytest.raises(edgevl.ModelFileError):
         edgevl.Model(tmp_path)  # a directory
-    # An LLM is not an mmproj: the missing key is named.
-    with pytest.raises(edgevl.ModelFileError, match="clip.projector_type"):
+    # An LLM is not an mmproj, and the message says so (it named a missing key).
+    with pytest.raises(edgevl.ModelFileError, match="a language model's file .* not an mmproj"):
         edgevl.Model(TINY_LLM, mmproj=TINY_LLM, threads=THREADS)
+    with pytest.raises(edgevl.ModelFileError, match="an mmproj .* not a language model"):
+        edgevl.Model(TINY_MMPROJ, threads=THREADS)
     with pytest.raises(edgevl.ModelFileError, match="/nonexistent/mmproj.gguf"):
         edgevl.Model(TINY_LLM, mmproj="/nonexistent/mmproj.gguf", threads=THREADS)
 
