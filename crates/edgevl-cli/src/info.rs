@@ -109,9 +109,12 @@ fn describe(file: &GgufFile) -> anyhow::Result<Value> {
     });
     let tok = Tokenizer::from_gguf(md)?;
     let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).map(str::to_string);
+    // The families' row tokens, and the lfm2 wrapper llama-mtmd-cli needs around this project's
+    // embeddings (`gen-random --image-tokens`; edgevl itself needs none).
     let image_tokens: Vec<&str> = VisionFamily::ALL
         .into_iter()
         .filter_map(|f| f.prompt().row_token())
+        .chain([edgevl_gen::image_tokens::IMAGE_START])
         .filter(|t| tok.token_id(t).is_some())
         .collect();
     let template = md.opt_str(tok_keys::CHAT_TEMPLATE).ok().flatten();

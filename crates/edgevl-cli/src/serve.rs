@@ -25,8 +25,9 @@ pub struct ServeArgs {
     /// Requests admitted beyond the busy slots; more get 503 with Retry-After.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     queue: u32,
-    /// Require `Authorization: Bearer KEY` on every endpoint but / and /health.
-    #[arg(long, value_name = "KEY")]
+    /// Require `Authorization: Bearer KEY` on every endpoint but / and /health (or from the
+    /// environment, which `ps` does not show).
+    #[arg(long, value_name = "KEY", env = "EDGEVL_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Allow cross-origin requests from ORIGIN (`*` for any).
     #[arg(long, value_name = "ORIGIN")]

@@ -67,6 +67,21 @@ fn llm_files_show_shapes_tokenizer_and_image_tokens() {
 }
 
 #[test]
+fn the_lfm2_image_tokens_gen_random_adds_are_listed() {
+    // `gen-random --image-tokens` adds llama-mtmd-cli's lfm2 tokens; info said "none".
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("info_cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny-image-tokens.gguf");
+    let gen = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(["gen-random", "--preset", "tiny", "--type", "q8_0", "--image-tokens", "-o"])
+        .arg(&path)
+        .output()
+        .expect("gen-random");
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    assert_eq!(json_info(&path)["tokenizer"]["image_tokens"], serde_json::json!(["<|image_start|>"]));
+}
+
+#[test]
 fn a_file_that_is_not_gguf_is_a_clear_error() {
     let out = info(&edgevl_testdata::fixture("tiny-internvl/reference.json"), false);
     let stderr = String::from_utf8_lossy(&out.stderr);

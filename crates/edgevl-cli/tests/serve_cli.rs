@@ -13,10 +13,15 @@ fn edgevl() -> Command {
 
 /// One HTTP/1.1 exchange with `Connection: close`; the whole response as text.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    http_as(addr, "", method, path, body)
+}
+
+/// [`http`] with `extra` header lines (each ending in CRLF).
+fn http_as(addr: &str, extra: &str, method: &str, path: &str, body: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("send");
@@ -31,6 +36,8 @@ fn serve_answers_a_chat_and_drains_on_sigterm() {
     let mut child = edgevl()
         .args(["serve", "--port", "0", "-t", "1", "-c", "256", "-m"])
         .arg(&model)
+        // The API key from the environment (kept out of `ps`), as --api-key.
+        .env("EDGEVL_API_KEY", "secret-key")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start edgevl serve");
@@ -59,8 +66,11 @@ fn serve_answers_a_chat_and_drains_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let chat = http(
+    let refused = http(&addr, "GET", "/v1/models", "");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let chat = http_as(
         &addr,
+        "Authorization: Bearer secret-key\r\n",
         "POST",
         "/v1/chat/completions",
         r#"{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4, "temperature": 0}"#,
