@@ -73,10 +73,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Chat, convert and serve handle Ctrl-C and SIGTERM themselves; elsewhere a signal ends the
-    // process at once, with no part file of an output left behind.
+    // Chat, convert and serve handle Ctrl-C and SIGTERM themselves, run handles Ctrl-C (it stops
+    // the answer and reports); elsewhere a signal ends the process at once, with no part file of
+    // an output left behind.
     if !matches!(cli.command, Command::Chat(_) | Command::Convert(_) | Command::Serve(_)) {
-        if let Err(e) = end_on_signals() {
+        if let Err(e) = end_on_signals(!matches!(cli.command, Command::Run(_))) {
             eprintln!("edgevl: error: cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
@@ -113,11 +114,15 @@ fn closed_stdout(e: &anyhow::Error) -> bool {
     })
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: removes the part files of the outputs being written and ends
-/// the process with status 128 + the signal's number, as the signal itself would have.
-fn end_on_signals() -> std::io::Result<()> {
+/// On SIGTERM, SIGHUP and (with `interrupt`) SIGINT: removes the part files of the outputs
+/// being written and ends the process with status 128 + the signal's number, as the signal
+/// itself would have.
+fn end_on_signals(interrupt: bool) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])?;
+    if interrupt {
+        signals.add_signal(SIGINT)?;
+    }
     std::thread::Builder::new().name("edgevl-signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             edgevl_gguf::AtomicFile::remove_all_parts();

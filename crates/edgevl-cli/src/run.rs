@@ -156,8 +156,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     image: Vec<PathBuf>,
     /// The prompt (it may start with '-', as "-p '- a list item'").
-    #[arg(short = 'p', long = "prompt", allow_hyphen_values = true)]
-    prompt: String,
+    #[arg(
+        short = 'p',
+        long = "prompt",
+        allow_hyphen_values = true,
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    prompt: Option<String>,
+    /// Read the prompt from FILE (UTF-8 text; `-` reads stdin), for prompts too long for a
+    /// command line.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
     /// No chat template: tokenise the prompt as is.
     #[arg(long)]
     raw: bool,
@@ -174,7 +184,21 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         check_output_file(path)?;
     }
     a.dump.check()?;
+    let prompt = match (&a.prompt, &a.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(path)) => read_prompt_file(path)?,
+        (None, None) => anyhow::bail!("give the prompt with -p TEXT or -f FILE"),
+    };
     let mut session = a.model.load_with_vision(&a.vision, kernels)?;
+    // Ctrl-C from here stops the answer, which is reported as usual (a second one ends the
+    // program at once); during loading it ended the program.
+    let cancel = session.cancel_flag();
+    ctrlc::set_handler(move || {
+        if cancel.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
     session.set_progress(crate::progress_bar::on_terminal());
     let dump = a.dump.hook();
     if let Some((_, hook)) = &dump {
@@ -192,12 +216,16 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     let mut write = |piece: &str| out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok();
     let stats = if a.raw {
-        let (segments, _) = session.raw_prompt_segments(&a.prompt)?;
+        let (segments, _) = session.raw_prompt_segments(&prompt)?;
         session.complete(&segments, a.gen.n_predict, &mut sampler, &mut write)?.1
     } else {
-        session.ask(&a.prompt, a.gen.n_predict, &mut sampler, &mut write)?
+        session.ask(&prompt, a.gen.n_predict, &mut sampler, &mut write)?
     };
     writeln!(out)?;
+    out.flush()?;
+    if stats.finish == edgevl_runtime::Finish::Cancelled {
+        eprintln!("edgevl: answer stopped (Ctrl-C)");
+    }
     if stats.finish == edgevl_runtime::Finish::ContextFull {
         eprintln!(
             "edgevl: the answer stopped at the end of the {}-token context (-c for a larger one)",
@@ -212,7 +240,30 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&stats)?;
         write_atomically(path, json.as_bytes())?;
     }
+    if stats.finish == edgevl_runtime::Finish::Cancelled {
+        // As an interrupted program ends, once what it had is reported.
+        std::process::exit(130);
+    }
     Ok(())
+}
+
+/// The prompt in `path` (`-` = stdin): UTF-8 text, or an error naming the first bad byte.
+fn read_prompt_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .context("cannot read the prompt from stdin")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read the prompt file {}", path.display()))?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the prompt file {} is not UTF-8 text (byte {} is not part of a UTF-8 character)",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// A one-line human summary of a turn, for stderr.

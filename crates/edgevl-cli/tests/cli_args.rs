@@ -135,3 +135,71 @@ fn a_reset_chat_answers_as_a_new_one() {
     assert!(!once.trim().is_empty());
     assert_eq!(twice, format!("{once}{once}"), "first answer:\n{once}");
 }
+
+#[test]
+fn a_prompt_file_or_stdin_is_the_prompt() {
+    let m = tiny();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_args_prompt_file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompt = "- a prompt from a file,\nover two lines";
+    let file = dir.join("prompt.txt");
+    std::fs::write(&file, prompt).unwrap();
+    let base = ["run", "-m", &m, "-t", "1", "-n", "4", "--temp", "0"];
+    let from_p = stdout_of(&[&base[..], &["-p", prompt]].concat());
+    assert_eq!(stdout_of(&[&base[..], &["-f", file.to_str().unwrap()]].concat()), from_p);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(base)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), prompt.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), from_p);
+    // Not UTF-8: the first bad byte is named; -p and -f together, or neither, are refused.
+    std::fs::write(&file, b"ok \xff bad").unwrap();
+    let out = edgevl(&[&base[..], &["-f", file.to_str().unwrap()]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not UTF-8 text (byte 3"), "{err}");
+    for args in [vec!["-p", "x", "-f", file.to_str().unwrap()], vec![]] {
+        let out = edgevl(&[&base[..], &args[..]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_answer_and_reports_it() {
+    // It ended the process mid-word: no newline, no summary, no --stats-json.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_args_ctrl_c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats = dir.join("stats.json");
+    let _ = std::fs::remove_file(&stats);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(["run", "-t", "1", "-n", "4000", "-c", "4096", "--temp", "0", "--stats-json"])
+        .arg(&stats)
+        .args(["-p", "List 1000 English words, one per line."])
+        .arg("-m")
+        .arg(edgevl_testdata::smollm2_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("the answer starts");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("answer stopped (Ctrl-C)") && err.contains("generated"), "{err}");
+    assert!(rest.ends_with(b"\n"), "the answer ends its line");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats).expect("stats written")).unwrap();
+    assert_eq!(json["finish"], "cancelled");
+    assert!(json["generated_tokens"].as_u64().unwrap() < 4000, "{json}");
+}
