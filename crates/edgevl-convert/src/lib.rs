@@ -226,16 +226,23 @@ fn commit_both(out: &Path, llm: AtomicFile, mmproj: Option<(&Path, AtomicFile)>)
     let Some((mm_path, mm_file)) = mmproj else {
         return llm.commit().map_err(|e| io(out, e));
     };
-    let mut backup = out.as_os_str().to_owned();
+    // The file the decoder's commit replaces: a link's target, which the commit writes through.
+    let target = match std::fs::symlink_metadata(out) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf())
+        }
+        _ => out.to_path_buf(),
+    };
+    let mut backup = target.as_os_str().to_owned();
     backup.push(format!(".old-{}", std::process::id()));
     let backup = PathBuf::from(backup);
     let _ = std::fs::remove_file(&backup);
-    let kept = std::fs::hard_link(out, &backup).is_ok();
+    let kept = std::fs::hard_link(&target, &backup).is_ok();
     let restore = || {
         if kept {
-            let _ = std::fs::rename(&backup, out);
+            let _ = std::fs::rename(&backup, &target);
         } else {
-            let _ = std::fs::remove_file(out);
+            let _ = std::fs::remove_file(&target);
         }
     };
     if let Err(source) = llm.commit() {

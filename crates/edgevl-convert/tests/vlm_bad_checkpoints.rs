@@ -230,6 +230,43 @@ fn mmproj_that_cannot_be_created_leaves_no_language_model() {
     assert!(e.contains("mmproj.gguf"), "{e}");
 }
 
+/// A [`edgevl_convert::Progress`] that puts a non-empty folder where the mmproj is to be
+/// renamed as its writing starts, so its commit fails after the language model's succeeded.
+struct FolderInTheWay(PathBuf);
+
+impl edgevl_convert::Progress for FolderInTheWay {
+    fn start(&mut self, out: &Path, _: usize, _: u64) {
+        if out == self.0 {
+            fs::create_dir(&self.0).unwrap();
+            fs::write(self.0.join("x"), b"x").unwrap();
+        }
+    }
+    fn tensor(&mut self, _: usize, _: &str, _: edgevl_gguf::GgmlType, _: &str) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+#[test]
+fn a_failed_mmproj_commit_puts_back_the_file_a_linked_output_named() {
+    // With -o a link, the language model's old file (the link's target) was lost and a stray
+    // `.old-PID` link left beside the link.
+    let c = Case::new("link");
+    let target = c.out_dir.join("target.gguf");
+    fs::write(&target, b"OLD-TARGET").unwrap();
+    let link = c.out_dir.join("link.gguf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mm = c.out_dir.join("mm.gguf");
+    let e = convert(&c.dir, &link, Some(&mm), &Case::opts(), &mut FolderInTheWay(mm.clone()))
+        .expect_err("the mmproj's rename fails")
+        .to_string();
+    assert!(e.contains("mm.gguf"), "{e}");
+    assert!(fs::read(&target).unwrap() == b"OLD-TARGET", "the link's target was not put back");
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let mut left: Vec<_> = fs::read_dir(&c.out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["link.gguf", "mm.gguf", "target.gguf"], "a backup or part file left");
+}
+
 #[test]
 fn mmproj_write_failure_names_output_and_tensor() {
     let c = Case::new("write");
