@@ -128,6 +128,16 @@ impl Checkpoint {
                     }
                 }
                 parts.sort();
+                if parts.is_empty()
+                    && (dir.join("pytorch_model.bin").is_file()
+                        || dir.join("pytorch_model.bin.index.json").is_file())
+                {
+                    return Err(ConvertError::Options(format!(
+                        "'{}' holds PyTorch .bin weights, which edgevl does not read: save the model as \
+                         safetensors first (transformers: model.save_pretrained(DIR, safe_serialization=True))",
+                        dir.display()
+                    )));
+                }
                 if parts.is_empty() {
                     return Err(ConvertError::MissingTensor {
                         dir,

@@ -68,13 +68,14 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions, pre_tokenizer: Option<&
         .collect();
 
     let mut md = Metadata::new();
-    let merged = hparams::merged(&ck.config);
+    // The naming reads the root config.json (gguf-py's metadata reads the raw file): a
+    // vision-language checkpoint's text config names the LLM it started from, not this model.
     naming::write_header(
         &mut md,
         ck.dir(),
         arch.gguf_arch(),
         general::TYPE_MODEL,
-        &merged,
+        &ck.config.root,
         n_params(&tensors),
     );
     // llama-quantize re-sets these two keys after copying the converter's, which moves them last.

@@ -221,6 +221,22 @@ fn named_chat_templates_are_written_as_gguf_py_writes_them() {
 }
 
 #[test]
+fn pytorch_bin_weights_are_named_as_such() {
+    // It said "tensor 'model*.safetensors (no weights file)' is missing".
+    let c = Case::new("bin");
+    for name in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ] {
+        fs::remove_file(c.dir.join(name)).unwrap();
+    }
+    fs::write(c.dir.join("pytorch_model.bin"), b"PK").unwrap();
+    let e = c.fails();
+    assert!(e.contains("PyTorch .bin weights") && e.contains("safe_serialization=True"), "{e}");
+}
+
+#[test]
 fn missing_shard() {
     let c = Case::new("shard");
     fs::remove_file(c.dir.join("model-00002-of-00002.safetensors")).unwrap();

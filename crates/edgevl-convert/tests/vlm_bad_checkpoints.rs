@@ -357,6 +357,23 @@ fn smolvlm_vision_fields_left_out_take_transformers_defaults() {
 }
 
 #[test]
+fn the_language_model_file_is_named_for_the_checkpoint_not_its_text_config() {
+    // An InternVL checkpoint's llm_config names the Qwen2.5 it started from; the LLM file was named
+    // "Qwen2.5 0.5B Instruct" where llama.cpp's converter writes the checkpoint's own name.
+    let c = Case::of("tiny-internvl", "naming");
+    c.edit_json("config.json", |v| {
+        v["_name_or_path"] = "OpenGVLab/InternVL3-1B".into();
+        v["llm_config"]["_name_or_path"] = "Qwen/Qwen2.5-0.5B-Instruct".into();
+    });
+    let (out, mm) = (c.out_dir.join("model.gguf"), c.out_dir.join("mmproj.gguf"));
+    convert(&c.dir, &out, Some(&mm), &Case::opts(), &mut Silent).expect("converts");
+    for path in [&out, &mm] {
+        let f = edgevl_gguf::GgufFile::open(path).unwrap();
+        assert_eq!(f.metadata().get_str("general.name").unwrap(), "InternVL3 1B", "{}", path.display());
+    }
+}
+
+#[test]
 fn an_mmproj_its_loader_would_refuse_is_not_written() {
     // A preprocessor std of 1e-30: a finite, positive number the converter's own checks pass, but
     // normalised pixels of 1e30 would give NaN embeddings, so the loader refuses the file.
