@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::checkpoint::JsonFile;
 use crate::error::{ConvertError, Result};
+use crate::rope::Llama3Rope;
 
 /// transformers' defaults for the fields a converter reads (`LlamaConfig`, `Qwen2Config`).
 struct Defaults {
@@ -111,6 +112,8 @@ pub struct LlmParams {
     pub rms_eps: f64,
     /// Linear RoPE scaling factor, if any.
     pub rope_linear_factor: Option<f64>,
+    /// Llama 3.1's RoPE scaling, written as the tensor `rope_freqs.weight` (no metadata key).
+    pub rope_llama3: Option<Llama3Rope>,
     /// Vocabulary size.
     pub vocab_size: u64,
     /// Output tied to the token embedding.
@@ -258,12 +261,36 @@ impl LlmParams {
         let rope_type =
             rope_obj.and_then(|(_, r)| r.get("rope_type").or_else(|| r.get("type"))).and_then(Json::as_str);
         let factor = rope_obj.and_then(|(k, r)| Some((k, r.get("factor")?)));
+        let mut rope_llama3 = None;
         let rope_linear_factor = match (rope_type, factor) {
             (None | Some("default"), _) => None,
             (Some("linear"), Some((k, f))) => {
                 Some(float(&format!("{k}.factor"), Some(f), 1.0, Sign::Positive)?)
             }
             (Some("linear"), None) => None,
+            // Llama 3.1's scaling, written as `rope_freqs.weight` (llama.cpp's `LlamaModel` only).
+            (Some(t), _) if t.eq_ignore_ascii_case("llama3") && arch == HfArch::Llama => {
+                let (k, r) = rope_obj.expect("a rope type comes from its object");
+                let get = |field: &str, default: f64| -> Result<f64> {
+                    let at = format!("{k}.{field}");
+                    float(&at, r.get(field), default, Sign::Positive)
+                };
+                // llama.cpp mirrors a top-level `original_max_position_embeddings` into the object.
+                let context = match r.get("original_max_position_embeddings") {
+                    Some(_) => get("original_max_position_embeddings", 8192.0)?,
+                    None => {
+                        let top = m.get("original_max_position_embeddings");
+                        float("original_max_position_embeddings", top, 8192.0, Sign::Positive)?
+                    }
+                };
+                rope_llama3 = Some(Llama3Rope {
+                    factor: get("factor", 8.0)?,
+                    low_freq_factor: get("low_freq_factor", 1.0)?,
+                    high_freq_factor: get("high_freq_factor", 4.0)?,
+                    original_context: context,
+                });
+                None
+            }
             (Some(t), _) => {
                 return Err(bad(
                     "rope_scaling",
@@ -285,6 +312,7 @@ impl LlmParams {
             rope_theta,
             rms_eps,
             rope_linear_factor,
+            rope_llama3,
             vocab_size,
             tie_word_embeddings,
         })

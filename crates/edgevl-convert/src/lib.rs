@@ -27,6 +27,7 @@ mod hparams;
 mod llm;
 mod naming;
 mod plan;
+mod rope;
 pub mod safetensors;
 mod stream;
 mod vision;
@@ -42,6 +43,7 @@ pub use error::{ConvertError, Result};
 pub use hparams::LlmParams;
 pub use naming::{id_to_title, model_id_components, size_label, NameParts};
 pub use plan::{fallback, LlmType, PlanOptions, Scheme};
+pub use rope::{llama3_factors, Llama3Rope};
 pub use stream::{Progress, Silent};
 pub use vocab::{chkhsh, pre_tokenizer_name};
 

@@ -11,7 +11,7 @@ use crate::hparams::{self, LlmParams};
 use crate::naming;
 use crate::plan::{self, PlanOptions, Scheme, TypedTensor};
 use crate::safetensors::{SafetensorsFile, TensorView};
-use crate::stream::{n_params, Job, PlannedTensor, Rows};
+use crate::stream::{n_params, Job, PlannedTensor, Rows, Source};
 use crate::vocab;
 
 /// GGML's quantisation version, written as `general.quantization_version`.
@@ -56,15 +56,26 @@ pub fn build<'a>(ck: &'a Checkpoint, opts: &PlanOptions, pre_tokenizer: Option<&
 
     let typed: Vec<TypedTensor> = mapped.iter().map(|(n, ne, ..)| TypedTensor { name: n, ne }).collect();
     let types = plan::plan(opts, &typed, params.n_layer);
-    let tensors: Vec<PlannedTensor> = mapped
+    // llama.cpp's extra tensors come first (`generate_extra_tensors`), F32 as every 1-D tensor.
+    let extra = params.rope_llama3.map(|p| {
+        let factors = crate::rope::llama3_factors(params.rope_theta, params.head_dim, &p);
+        PlannedTensor {
+            spec: TensorSpec {
+                name: llm::ROPE_FREQS.into(),
+                ggml_type: edgevl_gguf::GgmlType::F32,
+                dims: vec![factors.len() as u64],
+            },
+            source: Source::Computed(factors),
+            rows: Rows::AsIs,
+        }
+    });
+    let tensors: Vec<PlannedTensor> = extra
         .into_iter()
-        .zip(types)
-        .map(|((name, ne, rows, file, view), ggml_type)| PlannedTensor {
+        .chain(mapped.into_iter().zip(types).map(|((name, ne, rows, file, view), ggml_type)| PlannedTensor {
             spec: TensorSpec { name, ggml_type, dims: ne },
-            file,
-            view,
+            source: Source::Mapped { file, view },
             rows,
-        })
+        }))
         .collect();
 
     let mut md = Metadata::new();

@@ -91,12 +91,59 @@ pub fn n_params(tensors: &[PlannedTensor]) -> u64 {
 pub struct PlannedTensor<'a> {
     /// Name, type and ggml dims in the output.
     pub spec: TensorSpec,
-    /// The file holding the source.
-    pub file: &'a SafetensorsFile,
-    /// The source tensor.
-    pub view: &'a TensorView,
+    /// Its values.
+    pub source: Source<'a>,
     /// Row transformation.
     pub rows: Rows,
+}
+
+/// Where a planned tensor's values are.
+#[derive(Debug)]
+pub enum Source<'a> {
+    /// A tensor of a safetensors file.
+    Mapped {
+        /// The file holding it.
+        file: &'a SafetensorsFile,
+        /// The tensor.
+        view: &'a TensorView,
+    },
+    /// Values the converter computes (llama.cpp's extra tensors, e.g. `rope_freqs.weight`).
+    Computed(Vec<f32>),
+}
+
+impl Source<'_> {
+    /// The values' bytes and their dtype.
+    fn data(&self) -> (std::borrow::Cow<'_, [u8]>, Dtype) {
+        match self {
+            Source::Mapped { file, view } => (std::borrow::Cow::Borrowed(file.data(view)), view.dtype),
+            Source::Computed(v) => {
+                (v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into(), Dtype::F32)
+            }
+        }
+    }
+
+    /// Tells the file that bytes `from..to` of it are not needed again (nothing for computed values).
+    fn release(&self, from: usize, to: usize) {
+        if let Source::Mapped { file, .. } = self {
+            file.release(from, to);
+        }
+    }
+
+    /// Where the values start in their file (0 for computed ones).
+    fn start(&self) -> usize {
+        match self {
+            Source::Mapped { view, .. } => view.start,
+            Source::Computed(_) => 0,
+        }
+    }
+
+    /// The file the values come from, or `out` for computed ones (named in errors).
+    fn path<'p>(&'p self, out: &'p Path) -> &'p Path {
+        match self {
+            Source::Mapped { file, .. } => file.path(),
+            Source::Computed(_) => out,
+        }
+    }
 }
 
 /// Progress of a conversion, reported as it streams.
@@ -202,10 +249,11 @@ pub fn write_all<W: Write>(
     let threads = threads.max(1);
     for (index, t) in tensors.iter().enumerate() {
         let name = t.spec.name.as_str();
-        progress.tensor(index, name, t.spec.ggml_type, t.view.dtype.name());
+        let (src, dtype) = t.source.data();
+        progress.tensor(index, name, t.spec.ggml_type, dtype.name());
         let (row_len, n_rows) = t.rows.layout(&t.spec.dims);
-        let src = t.file.data(t.view);
-        let src_row_bytes = row_len * t.view.dtype.size() as usize;
+        let src: &[u8] = &src;
+        let src_row_bytes = row_len * dtype.size() as usize;
         let slab_rows = (SLAB_ELEMENTS / row_len.max(1)).max(1);
         let mut r0 = 0;
         while r0 < n_rows {
@@ -223,11 +271,7 @@ pub fn write_all<W: Write>(
                             let mut x = vec![0f32; (b - a) * row_len];
                             for (k, out_row) in x.chunks_exact_mut(row_len).enumerate() {
                                 let sr = t.rows.source(r0 + a + k, n_rows);
-                                widen(
-                                    t.view.dtype,
-                                    &src[sr * src_row_bytes..(sr + 1) * src_row_bytes],
-                                    out_row,
-                                );
+                                widen(dtype, &src[sr * src_row_bytes..(sr + 1) * src_row_bytes], out_row);
                             }
                             if let Some(bad) = non_finite(t.spec.ggml_type, &x, row_len) {
                                 return Err(format!(
@@ -247,7 +291,7 @@ pub fn write_all<W: Write>(
             });
             for part in parts {
                 let bytes = part.map_err(|message| ConvertError::Safetensors {
-                    path: t.file.path().to_path_buf(),
+                    path: t.source.path(out).to_path_buf(),
                     tensor: Some(name.to_string()),
                     message,
                 })?;
@@ -256,12 +300,12 @@ pub fn write_all<W: Write>(
             }
             if t.rows == Rows::AsIs {
                 // Rows read so far are not needed again: keep RSS at a slab, not a tensor.
-                let from = t.view.start + r0 * src_row_bytes;
-                t.file.release(from, from + rows * src_row_bytes);
+                let from = t.source.start() + r0 * src_row_bytes;
+                t.source.release(from, from + rows * src_row_bytes);
             }
             r0 += rows;
         }
-        t.file.release(t.view.start, t.view.end);
+        t.source.release(t.source.start(), t.source.start() + src.len());
     }
     let sink = w.finish().map_err(|e| werr(None, e))?;
     progress.finish();

@@ -18,7 +18,7 @@ use crate::hparams::{self, Sign};
 use crate::llm::QUANTIZATION_VERSION;
 use crate::naming;
 use crate::plan::{self, PlanOptions, Scheme, TypedTensor, VisionTyped};
-use crate::stream::{n_params, Job, PlannedTensor, Rows};
+use crate::stream::{n_params, Job, PlannedTensor, Rows, Source};
 
 /// Largest merge factor (pixel shuffle / downsampling) the mmproj loader accepts; with it the
 /// projector's input width `scale_factor^2 * n_embd` (n_embd < 2^32) cannot overflow.
@@ -425,7 +425,11 @@ pub fn build<'a>(ck: &'a Checkpoint, family: VisionFamily, opts: &PlanOptions) -
                 gguf: TypedTensor { name: &name, ne: &ne },
             };
             let ggml_type = plan::mmproj_tensor_type(family, outtype, &typed);
-            PlannedTensor { spec: TensorSpec { name, ggml_type, dims: ne }, file, view, rows }
+            PlannedTensor {
+                spec: TensorSpec { name, ggml_type, dims: ne },
+                source: Source::Mapped { file, view },
+                rows,
+            }
         })
         .collect();
     let mut md = Metadata::new();

@@ -236,6 +236,65 @@ fn pytorch_bin_weights_are_named_as_such() {
     assert!(e.contains("PyTorch .bin weights") && e.contains("safe_serialization=True"), "{e}");
 }
 
+/// The factors of the committed reference (llama.cpp's `generate_extra_tensors` on torch) for
+/// its case `i`: (config, float32 bits).
+fn llama3_reference(i: usize) -> (serde_json::Value, Vec<u32>) {
+    let path = edgevl_testdata::fixture("convert/llama3_rope_factors.json");
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    let case = &doc["cases"][i];
+    let bits = case["bits"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u32).collect();
+    (case["config"].clone(), bits)
+}
+
+#[test]
+fn llama3_rope_factors_are_llama_cpps_bit_for_bit() {
+    for i in 0..6 {
+        let (config, bits) = llama3_reference(i);
+        let f = |k: &str, d: f64| config["rope_scaling"].get(k).and_then(|v| v.as_f64()).unwrap_or(d);
+        let head_dim = config["head_dim"].as_u64().unwrap_or_else(|| {
+            config["hidden_size"].as_u64().unwrap() / config["num_attention_heads"].as_u64().unwrap()
+        });
+        let p = edgevl_convert::Llama3Rope {
+            factor: f("factor", 8.0),
+            low_freq_factor: f("low_freq_factor", 1.0),
+            high_freq_factor: f("high_freq_factor", 4.0),
+            original_context: f("original_max_position_embeddings", 8192.0),
+        };
+        let got: Vec<u32> =
+            edgevl_convert::llama3_factors(config["rope_theta"].as_f64().unwrap(), head_dim, &p)
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+        assert_eq!(got, bits, "case {i}: {config}");
+    }
+}
+
+#[test]
+fn a_llama3_rope_scaling_is_written_as_rope_freqs_first() {
+    // `rope_type: llama3` (Llama 3.1/3.2) was refused ("not supported by edgevl convert").
+    let c = Case::new("llama3");
+    let (config, bits) = llama3_reference(3); // this checkpoint's shape: width 64, 4 heads
+    let path = c.dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    v["rope_theta"] = config["rope_theta"].clone();
+    v["rope_scaling"] = config["rope_scaling"].clone();
+    fs::write(&path, v.to_string()).unwrap();
+    let out = c.out_dir.join("model.gguf");
+    let s = convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
+    assert_eq!(s.tensors[0], ("rope_freqs.weight".to_string(), edgevl_gguf::GgmlType::F32));
+    let f = edgevl_gguf::GgufFile::open(&out).unwrap();
+    let t = f.tensor("rope_freqs.weight").unwrap();
+    let got: Vec<u32> =
+        f.tensor_data(t).chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(got, bits);
+    // Only LLaMA's converter writes it: a Qwen2 with it is refused, as before.
+    v["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
+    fs::write(&path, v.to_string()).unwrap();
+    fs::remove_file(&out).unwrap();
+    let e = c.fails();
+    assert!(e.contains("RoPE scaling type 'llama3'"), "{e}");
+}
+
 #[test]
 fn missing_shard() {
     let c = Case::new("shard");
