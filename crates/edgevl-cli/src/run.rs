@@ -247,23 +247,12 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The prompt in `path` (`-` = stdin): UTF-8 text, or an error naming the first bad byte.
+/// The prompt in `path` (`-` = stdin): UTF-8 text of at most 64 MiB, or an error saying why not.
 fn read_prompt_file(path: &std::path::Path) -> anyhow::Result<String> {
-    let bytes = if path.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
-            .context("cannot read the prompt from stdin")?;
-        b
-    } else {
-        std::fs::read(path).with_context(|| format!("cannot read the prompt file {}", path.display()))?
-    };
-    String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "the prompt file {} is not UTF-8 text (byte {} is not part of a UTF-8 character)",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
+    let stdin = std::path::Path::new("/dev/stdin");
+    let source = if path.as_os_str() == "-" { stdin } else { path };
+    edgevl_gguf::read_text_or_stream(source, 64 << 20)
+        .with_context(|| format!("cannot read the prompt file {}", path.display()))
 }
 
 /// A one-line human summary of a turn, for stderr.

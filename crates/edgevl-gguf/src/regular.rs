@@ -62,9 +62,15 @@ fn read_limited(file: File, len: u64, max_bytes: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `bytes` as text, or an error saying it is not UTF-8.
+/// `bytes` as text, or an error saying it is not UTF-8 and where.
 fn utf8(bytes: Vec<u8>) -> io::Result<String> {
-    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {at} is not part of a UTF-8 character)"),
+        )
+    })
 }
 
 /// As [`read_regular`], as UTF-8 text.
