@@ -39,6 +39,7 @@ enum Next {
 
 /// Run `edgevl chat`.
 pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
+    let sampler = a.gen.sampler()?;
     let mut session = a.model.load_with_vision(&a.vision, kernels)?;
     if !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML");
@@ -60,7 +61,7 @@ pub fn run(a: &ChatArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         }
     })
     .context("cannot install the Ctrl-C handler")?;
-    let mut chat = Chat { session, sampler: a.gen.sampler(), args: a, answering };
+    let mut chat = Chat { session, sampler, args: a, answering };
     chat.start();
     if std::io::stdin().is_terminal() {
         chat.interactive()

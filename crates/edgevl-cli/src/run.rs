@@ -127,8 +127,9 @@ fn parse_seed(s: &str) -> Result<u64, String> {
 }
 
 impl GenArgs {
-    /// A sampler with these settings.
-    pub fn sampler(&self) -> Sampler {
+    /// A sampler with these settings, or the error naming one the sampling chain cannot use
+    /// (checked before the model loads).
+    pub fn sampler(&self) -> anyhow::Result<Sampler> {
         let mut cfg = SamplerConfig {
             temp: self.temp,
             top_k: self.top_k,
@@ -138,7 +139,8 @@ impl GenArgs {
             ..SamplerConfig::default()
         };
         cfg.seed = self.seed.unwrap_or_else(edgevl_runtime::random_seed);
-        Sampler::new(cfg)
+        cfg.check().map_err(|e| anyhow::anyhow!("bad setting: {e}"))?;
+        Ok(Sampler::new(cfg))
     }
 }
 
@@ -184,6 +186,7 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
         check_output_file(path)?;
     }
     a.dump.check()?;
+    let mut sampler = a.gen.sampler()?;
     let prompt = match (&a.prompt, &a.file) {
         (Some(p), _) => p.clone(),
         (None, Some(path)) => read_prompt_file(path)?,
@@ -211,7 +214,6 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     if !a.raw && !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML (pass --raw to use none)");
     }
-    let mut sampler = a.gen.sampler();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write = |piece: &str| out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok();

@@ -171,12 +171,14 @@ fn sampling_settings_the_chain_cannot_use_are_refused() {
         ("--min-p", "-0.5", "min-p"),
         ("--repeat-penalty", "0", "repeat penalty"),
     ] {
+        // Refused before the model loads (the model named here does not exist).
         let out = Command::new(env!("CARGO_BIN_EXE_edgevl"))
             .args(["run", "-t", "1", "-n", "4", "-p", "Hello", &format!("{flag}={value}"), "-m"])
-            .arg(tiny())
+            .arg("/nonexistent/model.gguf")
             .output()
             .expect("start edgevl");
-        assert_clean_failure(&out, needle, flag);
+        let err = assert_clean_failure(&out, needle, flag);
+        assert!(!err.contains("nonexistent"), "{flag}: the model was loaded first: {err}");
     }
 }
 
