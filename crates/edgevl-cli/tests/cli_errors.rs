@@ -85,6 +85,17 @@ fn the_model_and_the_mmproj_swapped_say_which_is_which() {
 }
 
 #[test]
+fn image_flags_without_an_mmproj_are_refused() {
+    // They were taken and ignored (`--max-tiles 0` ran) where with --mmproj the same flag is checked.
+    for flag in [&["--max-tiles", "0"][..], &["--vit-int8"], &["--strategy", "relaxed"]] {
+        let out = run(&tiny(), flag);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {stderr}");
+        assert!(stderr.contains("--mmproj"), "{flag:?}: {stderr}");
+    }
+}
+
+#[test]
 fn truncated_gguf_at_every_64th() {
     let bytes = std::fs::read(tiny()).expect("fixture");
     let path = scratch("truncated.gguf");
