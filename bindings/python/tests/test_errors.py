@@ -62,6 +62,10 @@ def test_bad_settings():
         edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, strategy="bogus")
     with pytest.raises(ValueError, match="thread count"):
         edgevl.Model(TINY_LLM, threads=30000)
+    # The CLI's bound on views per ViT batch holds here too (2**62 views overflowed the batch's size).
+    for bad in (0, 65, 2**62):
+        with pytest.raises(ValueError, match="ViT batch size"):
+            edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, vit_batch=bad)
 
 
 def test_special_files_and_settings_the_sampler_cannot_use(vlm, tmp_path):

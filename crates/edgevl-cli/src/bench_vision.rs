@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use edgevl_kernels::{Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
-use edgevl_runtime::{ImageConfig, Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
+use edgevl_runtime::{ImageConfig, Sampler, SamplerConfig, Session, SessionConfig, TurnStats, MAX_VIT_BATCH};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,10 @@ pub fn vit_bench(
     json: bool,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(v.vit_reps > 0, "--vit-reps must be at least 1");
-    anyhow::ensure!(v.vit_batch.iter().all(|&b| b > 0), "--vit-batch sizes must be at least 1");
+    anyhow::ensure!(
+        v.vit_batch.iter().all(|b| (1..=MAX_VIT_BATCH).contains(b)),
+        "--vit-batch sizes must be in 1..={MAX_VIT_BATCH}"
+    );
     let enc = VisionEncoder::open_with(mmproj, kernels, VitWeightOptions { int8: v.vit_int8 })
         .with_context(|| format!("cannot load mmproj {}", mmproj.display()))?;
     let pool = ThreadPool::new(threads);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use edgevl_kernels::{KernelConfig, Kernels, ThreadPool};
 use edgevl_model::vision::{VisionEncoder, VitWeightOptions};
-use edgevl_runtime::{ImageConfig, ImageTiling, Progress, TileBudget, TilingChoice};
+use edgevl_runtime::{ImageConfig, ImageTiling, Progress, TileBudget, TilingChoice, MAX_VIT_BATCH};
 use edgevl_vision::{load_image, make_tiles, LoadLimits};
 
 /// Arguments of `edgevl encode-image`.
@@ -31,7 +31,7 @@ pub struct EncodeImageArgs {
     #[arg(long, value_name = "N")]
     pub max_tiles: Option<u32>,
     /// Views per ViT batch (each matrix product has batch x patches-a-view rows).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=MAX_VIT_BATCH as i64))]
     pub vit_batch: u32,
     /// Compute threads (default: the physical cores).
     #[arg(short = 't', long = "threads", value_parser = crate::counts::threads)]

@@ -3,7 +3,7 @@
 //! would not change).
 
 use clap::Args;
-use edgevl_runtime::{ImageConfig, SessionConfig, TilingChoice};
+use edgevl_runtime::{ImageConfig, SessionConfig, TilingChoice, MAX_VIT_BATCH};
 use std::path::PathBuf;
 
 /// Vision options.
@@ -25,7 +25,7 @@ pub struct VisionArgs {
     #[arg(long, value_name = "N", requires = "mmproj")]
     pub max_tiles: Option<u32>,
     /// Views per ViT batch (each matrix product has batch x patches-a-view rows).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), requires = "mmproj")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=MAX_VIT_BATCH as i64), requires = "mmproj")]
     pub vit_batch: u32,
     /// Bound of the in-memory image embedding cache, in MiB (0 = off).
     #[arg(long, default_value_t = 512, requires = "mmproj")]

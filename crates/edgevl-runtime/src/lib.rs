@@ -51,7 +51,7 @@ pub use edgevl_tokenizer::ChatMessage;
 pub use error::RuntimeError;
 pub use image::{
     ImageConfig, ImageEncoderHandle, ImageInfo, ImageTiling, PendingImage, PreparedImage, TileBudget,
-    TilingChoice, MEDIA_MARKER,
+    TilingChoice, MAX_VIT_BATCH, MEDIA_MARKER,
 };
 pub use perplexity::{perplexity, ModelRef, PerplexityResult, PASS_POSITIONS};
 pub use progress::{Progress, ProgressFn};

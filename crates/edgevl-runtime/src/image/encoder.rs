@@ -2,7 +2,7 @@
 //! result, and run the vision encoder in batches — sequentially, or pipelined so the next batch
 //! is rendered and normalised while the ViT works on the current one.
 
-use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice};
+use super::{ImageConfig, ImageTiling, TileBudget, TilingChoice, MAX_VIT_BATCH};
 use crate::RuntimeError;
 use edgevl_arch::family::VisionFamily;
 use edgevl_kernels::{Kernels, ThreadPool};
@@ -54,8 +54,11 @@ impl ImageEncoder {
         llm_width: usize,
         max_grid_side: Option<u32>,
     ) -> Result<Self, RuntimeError> {
-        if cfg.vit_batch == 0 {
-            return Err(RuntimeError::BadSetting("the ViT batch size must be at least 1".into()));
+        if !(1..=MAX_VIT_BATCH).contains(&cfg.vit_batch) {
+            return Err(RuntimeError::BadSetting(format!(
+                "the ViT batch size {} is outside 1..={MAX_VIT_BATCH}",
+                cfg.vit_batch
+            )));
         }
         let encoder = VisionEncoder::open_with(path, kernels, VitWeightOptions { int8: cfg.vit_int8 })?;
         let hp = encoder.hparams();

@@ -72,6 +72,10 @@ impl FromStr for TilingChoice {
     }
 }
 
+/// The largest `ImageConfig::vit_batch`: 64 views (more than any tiling makes of one image) of
+/// so400m's 729 patches are 47k rows a matrix product.
+pub const MAX_VIT_BATCH: usize = 64;
+
 /// How images are tiled, encoded and cached.
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
@@ -81,7 +85,7 @@ pub struct ImageConfig {
     pub alpha: f64,
     /// Tile budget; `None` = the rule's default (the file's for InternVL and SmolVLM).
     pub max_tiles: Option<u32>,
-    /// Views per ViT batch (each matrix product has `vit_batch * patches` rows).
+    /// Views per ViT batch (each matrix product has `vit_batch * patches` rows), 1..=`MAX_VIT_BATCH`.
     pub vit_batch: usize,
     /// Bound of the in-memory embedding cache, in MiB (0 = no cache).
     pub cache_mb: usize,
