@@ -482,7 +482,8 @@ impl ChatRequest {
             top_p: self.top_p.unwrap_or(0.95),
             top_k: self.top_k.unwrap_or(40),
             min_p: self.min_p.unwrap_or(0.05),
-            seed: edgevl_runtime::requested_seed(self.seed).map_err(ApiError::bad_request)?,
+            seed: edgevl_runtime::requested_seed(self.seed)
+                .map_err(|e| ApiError::bad_request(e).with_param("seed"))?,
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             presence_penalty: self.presence_penalty.unwrap_or(0.0),
             logit_bias: self.logit_bias(n_vocab)?,

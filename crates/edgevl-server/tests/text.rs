@@ -271,6 +271,8 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         (json!({"stop": ["a", "b", "c", "d", "e"]}), json!("stop")),
         (json!({"logit_bias": {"42": 101}}), json!("logit_bias")),
         (json!({"seed": 7.5}), json!("seed")),
+        (json!({"seed": -5}), json!("seed")),
+        (json!({"presence_penalty": 2.5}), json!("presence_penalty")),
         (json!({"messages": [{"role": "user", "content": 5}]}), json!("messages[0].content")),
         (json!({"messages": user(&"The quick brown fox. ".repeat(400))}), Value::Null),
     ] {
