@@ -8,6 +8,8 @@ use edgevl_model::KvType;
 use edgevl_runtime::{Sampler, SamplerConfig, Session, SessionConfig, TurnStats};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Options shared by every command that loads a text model.
 #[derive(Args, Debug, Clone)]
@@ -194,10 +196,16 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     };
     let mut session = a.model.load_with_vision(&a.vision, kernels)?;
     // Ctrl-C from here stops the answer, which is reported as usual (a second one ends the
-    // program at once); during loading it ended the program.
+    // program at once, removing unfinished output files as the signal did during loading). Its
+    // own flag, not only the session's: a turn's start clears the session's, which lost a Ctrl-C
+    // pressed while an image was read.
     let cancel = session.cancel_flag();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&interrupted);
     ctrlc::set_handler(move || {
-        if cancel.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        cancel.store(true, Ordering::Relaxed);
+        if seen.swap(true, Ordering::Relaxed) {
+            edgevl_gguf::AtomicFile::remove_all_parts();
             std::process::exit(130);
         }
     })
@@ -210,6 +218,10 @@ pub fn run(a: &RunArgs, kernels: KernelConfig) -> anyhow::Result<()> {
     for path in &a.image {
         let info = session.add_image(path)?;
         eprintln!("edgevl: {}", describe(&info));
+    }
+    if interrupted.load(Ordering::Relaxed) {
+        eprintln!("edgevl: stopped (Ctrl-C) before the answer");
+        std::process::exit(130);
     }
     if !a.raw && !session.has_chat_template() {
         eprintln!("edgevl: the model has no chat template; using ChatML (pass --raw to use none)");

@@ -203,3 +203,47 @@ fn ctrl_c_stops_the_answer_and_reports_it() {
     assert_eq!(json["finish"], "cancelled");
     assert!(json["generated_tokens"].as_u64().unwrap() < 4000, "{json}");
 }
+
+#[test]
+fn ctrl_c_while_an_image_is_read_ends_before_the_answer() {
+    // A turn's start cleared the cancel flag, so a Ctrl-C pressed while an image was decoded was
+    // lost and the whole answer ran.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_args_ctrl_c_image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (small, big) = (dir.join("small.png"), dir.join("big.png"));
+    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 30, 30])).save(&small).unwrap();
+    // Large enough that decoding and tiling it takes far longer than the signal takes to arrive.
+    image::RgbImage::from_fn(9000, 9000, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 7]))
+        .save(&big)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
+        .args(["run", "-t", "1", "-n", "50", "--temp", "0", "-p", "Describe the images."])
+        .arg("--mmproj")
+        .arg(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf"))
+        .arg("--image")
+        .arg(&small)
+        .arg("--image")
+        .arg(&big)
+        .arg("-m")
+        .arg(edgevl_testdata::fixture("tiny-llama-spm/model.gguf"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl");
+    // The first image's line: the handler is in, the big image is being read.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("\n") {
+        stderr.read_exact(&mut byte).expect("the first image is described");
+        seen.push(byte[0]);
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    stderr.read_to_end(&mut seen).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&seen);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped (Ctrl-C) before the answer"), "{err}");
+    assert!(out.stdout.is_empty(), "no answer: {:?}", String::from_utf8_lossy(&out.stdout));
+}
