@@ -63,8 +63,6 @@ fn count(m: &Map<String, Json>, keys: &[&str]) -> Option<(String, Option<u64>)> 
     })
 }
 
-/// How many tower blocks the checkpoint holds tensors of (distinct `{layer}` of the family's
-/// `{tower}encoder.layers.{layer}.` names).
 /// transformers' `Idefics3VisionConfig` / `SmolVLMVisionConfig` defaults (the two agree), which
 /// the published SmolVLM configs rely on: they leave out the depth, the MLP width and the epsilon.
 /// llama.cpp's converter reads them through `AutoConfig`.
@@ -85,6 +83,8 @@ fn family_default(family: VisionFamily, keys: &[&str]) -> Option<(&'static str, 
     IDEFICS3_VISION_DEFAULTS.iter().copied().find(|(k, _)| keys.contains(k))
 }
 
+/// How many tower blocks the checkpoint holds tensors of (distinct `{layer}` of the family's
+/// `{tower}encoder.layers.{layer}.` names).
 fn blocks_present(ck: &Checkpoint, family: VisionFamily) -> u64 {
     let blocks = format!("{}{}", vision::tower_prefix(family), vision::BLOCKS_PREFIX);
     let layers: HashSet<&str> =

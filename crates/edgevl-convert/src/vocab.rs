@@ -301,10 +301,13 @@ fn special_vocab(
         }
     }
     let mut chat_templates: Vec<(String, String)> = Vec::new();
-    if let Some(tc) = tc.as_ref() {
-        chat_templates = match tc.get("chat_template").map(named_templates) {
-            Some(t) if !t.is_empty() => t,
-            _ => template_files(dir)?,
+    // As gguf-py: no templates without a tokenizer_config.json (or with an empty one); its
+    // `chat_template` key, when there, is the template whatever it holds (null or a list of no
+    // usable entries: none); only without the key do the template files count.
+    if let Some(tc) = tc.as_ref().filter(|tc| !tc.is_empty()) {
+        chat_templates = match tc.get("chat_template") {
+            Some(v) => named_templates(v),
+            None => template_files(dir)?,
         };
         for kind in &kinds {
             if let Some(b) = tc.get(&format!("add_{kind}_token")).and_then(Json::as_bool) {
@@ -337,12 +340,14 @@ fn special_vocab(
             md.set(k.into(), Value::Bool(b));
         }
     }
-    // gguf-py's `add_chat_template`: the one named "default" is the template; the others are kept
-    // by name (listed here in name order; gguf-py lists a Python set).
+    // gguf-py's `add_chat_template`: the others by name (a name given twice keeps its last
+    // template; listed here in name order, where gguf-py lists a Python set), then the list of
+    // names, then the one named "default" as the template.
     let mut others = Vec::new();
+    let mut default = None;
     for (name, template) in chat_templates {
         if name == "default" {
-            md.set(tk::CHAT_TEMPLATE.into(), Value::Str(template));
+            default = Some(template);
         } else {
             md.set(format!("{}.{name}", tk::CHAT_TEMPLATE), Value::Str(template));
             others.push(name);
@@ -350,7 +355,11 @@ fn special_vocab(
     }
     if !others.is_empty() {
         others.sort();
+        others.dedup();
         md.set(tk::CHAT_TEMPLATES.into(), Value::Array(Array::Str(others)));
+    }
+    if let Some(template) = default {
+        md.set(tk::CHAT_TEMPLATE.into(), Value::Str(template));
     }
     if let Some(norm) = tok_json.root.get("normalizer").filter(|n| !n.is_null()) {
         let (mut lower, mut strip) = (None, None);
@@ -365,7 +374,6 @@ fn special_vocab(
     Ok(())
 }
 
-/// `SpecialVocab._parse_normalizer`.
 /// The templates of a `chat_template` value as gguf-py reads it: a string is the default; a
 /// list of `{"name", "template"}` gives each by name (other characters than ASCII letters and
 /// digits in a name become `_`; an entry without both is skipped).
@@ -425,6 +433,7 @@ fn template_files(dir: &Path) -> Result<Vec<(String, String)>> {
 /// otherwise all go into the file's header).
 const MAX_NAMED_TEMPLATES: usize = 64;
 
+/// `SpecialVocab._parse_normalizer`.
 fn normalizer_flags(n: &Json, lower: &mut Option<bool>, strip: &mut Option<bool>) {
     match n.get("type").and_then(Json::as_str) {
         Some("Lowercase") => *lower = Some(true),

@@ -181,7 +181,8 @@ fn infinite_or_nan_weights_are_refused_when_quantised() {
 #[test]
 fn named_chat_templates_are_written_as_gguf_py_writes_them() {
     // A list of named templates in tokenizer_config.json (e.g. default + tool_use) wrote no
-    // template at all; additional_chat_templates/*.jinja were not read.
+    // template at all; additional_chat_templates/*.jinja were not read. A name given twice (after
+    // `_` for other characters) is listed once, with its last template, as gguf-py lists it.
     let c = Case::new("templates");
     let tc_path = c.dir.join("tokenizer_config.json");
     let mut tc: serde_json::Value = serde_json::from_slice(&fs::read(&tc_path).unwrap()).unwrap();
@@ -204,8 +205,9 @@ fn named_chat_templates_are_written_as_gguf_py_writes_them() {
     };
     tc["chat_template"] = serde_json::json!([
         {"name": "default", "template": "D"},
-        {"name": "tool use", "template": "T"},
+        {"name": "tool use", "template": "T0"},
         {"name": "no template"},
+        {"name": "tool_use", "template": "T"},
     ]);
     fs::write(&tc_path, tc.to_string()).unwrap();
     convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
@@ -218,6 +220,11 @@ fn named_chat_templates_are_written_as_gguf_py_writes_them() {
     fs::write(c.dir.join("additional_chat_templates/rag.jinja"), "R").unwrap();
     convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
     assert_eq!(read(&out), (Some("J".into()), vec![("rag".into(), "R".into())]));
+    // A `chat_template` key, even null, is the template (none here): the files do not count.
+    tc["chat_template"] = serde_json::Value::Null;
+    fs::write(&tc_path, tc.to_string()).unwrap();
+    convert(&c.dir, &out, None, &Case::opts(), &mut Silent).unwrap();
+    assert_eq!(read(&out), (None, vec![]));
 }
 
 #[test]
