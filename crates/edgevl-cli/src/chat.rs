@@ -180,10 +180,14 @@ impl Chat<'_> {
     }
 }
 
-/// A path as typed or dropped on a terminal: one pair of surrounding quotes removed, else
+/// A path as typed or dropped on a terminal: a file that exists as typed is itself (a name with
+/// a backslash in it, a Windows path); else one pair of surrounding quotes removed, else
 /// backslash escapes (`my\ pic.png`) undone; a leading `~/` is the home folder.
 fn typed_path(text: &str) -> std::path::PathBuf {
     let text = text.trim();
+    if std::path::Path::new(text).exists() {
+        return text.into();
+    }
     let quoted = ['\'', '"'].iter().find_map(|&q| text.strip_prefix(q)?.strip_suffix(q));
     let plain = match quoted {
         Some(inner) => inner.to_string(),
@@ -217,5 +221,12 @@ mod tests {
         let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
         assert_eq!(typed_path("~/a b.png"), home.join("a b.png"));
         assert_eq!(typed_path("'~/a.png'"), home.join("a.png"));
+        // A file whose name holds a backslash, typed as it is.
+        let dir = std::env::temp_dir().join(format!("edgevl-typed-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let odd = dir.join("a\\b.png");
+        std::fs::write(&odd, b"x").unwrap();
+        assert_eq!(typed_path(odd.to_str().unwrap()), odd);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
