@@ -196,10 +196,11 @@ mod tests {
         let missing = args(&["--mmproj", "/nonexistent/m.gguf", "--image", &image, "--npy", "/tmp/x.npy"]);
         let e = format!("{:#}", run(&missing, edgevl_testdata::kernel_config()).unwrap_err());
         assert!(e.contains("cannot load mmproj /nonexistent/m.gguf"), "{e}");
-        // A text model is not an mmproj: the first missing key is named.
+        // A text model is not an mmproj: said so, with the flag it belongs to.
         let llm = fixture("tiny-qwen2/model.gguf");
         let wrong = args(&["--mmproj", &llm, "--image", &image, "--npy", "/tmp/x.npy"]);
         let e = format!("{:#}", run(&wrong, edgevl_testdata::kernel_config()).unwrap_err());
-        assert!(e.contains("clip.projector_type"), "{e}");
+        assert!(e.contains("a language model's file (architecture 'qwen2'), not an mmproj"), "{e}");
+        assert!(e.contains("-m (--model)"), "{e}");
     }
 }
