@@ -8,7 +8,7 @@ use crate::tiles::parse_strategy;
 use crate::{count, load_error, runtime_error};
 use edgevl_runtime::{
     ChatMessage, ImageConfig, ImageEncoderHandle, KvType, RuntimeError, Session as RtSession, SessionConfig,
-    TileBudget, MEDIA_MARKER,
+    SiblingMaker, TileBudget, MEDIA_MARKER,
 };
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -19,8 +19,11 @@ use std::sync::{Arc, Mutex};
 
 /// What a `Model` shares with its sessions and streams.
 pub(crate) struct ModelInner {
-    /// The loaded session; the source of siblings, and `chat`'s first slot.
+    /// The loaded session: `chat`'s first slot.
     primary: Arc<Slot>,
+    /// Makes the other slots and sessions (without waiting for a turn on `primary`, which a lock on
+    /// it to make a sibling did: a second thread's chat waited out the first one's prefill).
+    siblings: SiblingMaker,
     /// `chat`'s slots not in use (a new one is made when all are busy).
     free: Mutex<Vec<Arc<Slot>>>,
     /// The image encoder (None without an mmproj).
@@ -38,8 +41,7 @@ impl ModelInner {
     /// A new conversation on the loaded model (sharing its weights, thread pool and image
     /// encoder; with a KV cache of its own).
     pub(crate) fn new_slot(&self) -> Result<Arc<Slot>, RuntimeError> {
-        let sibling = self.primary.lock().session.sibling()?;
-        Ok(Arc::new(Slot::new(sibling)))
+        Ok(Arc::new(Slot::new(self.siblings.make()?)))
     }
 
     /// The image encoder, or the runtime's "no vision encoder" error.
@@ -182,10 +184,12 @@ impl Model {
         let session = py.detach(|| RtSession::load(&path, &cfg)).map_err(|e| load_error(&what, e))?;
         let (vision, n_ctx, load_ms) = (session.image_encoder(), session.n_ctx(), session.load_ms());
         let n_ctx_train = session.n_ctx_train();
+        let siblings = session.sibling_maker();
         let primary = Arc::new(Slot::new(session));
         let inner = ModelInner {
             free: Mutex::new(vec![primary.clone()]),
             primary,
+            siblings,
             vision,
             path,
             mmproj,

@@ -180,6 +180,25 @@ def test_dropping_a_stream_does_not_wait_for_another_threads_prefill(smollm2):
     assert dropped_s < 0.5, dropped_s
 
 
+def test_a_new_session_does_not_wait_for_another_threads_prefill(smollm2_path):
+    import edgevl
+
+    # A fresh model: its only KV cache is the one the long chat takes. New ones were made from that
+    # session under its lock, so session() (and a second chat) waited out the whole prefill.
+    model = edgevl.Model(smollm2_path, threads=2, ctx=4096)
+    t = threading.Thread(target=lambda: model.chat([{"role": "user", "content": "word " * 1500}], max_tokens=1))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    session = model.session()
+    made_s = time.perf_counter() - t0
+    still_prefilling = t.is_alive()
+    t.join()
+    assert still_prefilling, "the prefill should take longer than this test's wait"
+    assert made_s < 0.5, made_s
+    assert session.stats()["n_past"] == 0
+
+
 def test_an_ask_cut_short_by_another_threads_ask_raises(smollm2):
     import edgevl
 

@@ -57,6 +57,8 @@ pub use perplexity::{perplexity, ModelRef, PerplexityResult, PASS_POSITIONS};
 pub use progress::{Progress, ProgressFn};
 pub use sampler::{argmax, random_seed, requested_seed, Sampler, SamplerConfig};
 pub use segment::{Cell, EmbeddingBlock, Segment};
-pub use session::{Generation, PrefillReport, Session, SessionConfig, DEFAULT_MAX_CTX, MAX_CTX};
+pub use session::{
+    Generation, PrefillReport, Session, SessionConfig, SiblingMaker, DEFAULT_MAX_CTX, MAX_CTX,
+};
 pub use stats::{Finish, SessionStats, TurnStats};
 pub use system::{check_threads, peak_rss_mb, physical_cores, MAX_THREADS};

@@ -7,9 +7,11 @@
 mod images;
 mod layout;
 mod prefill;
+mod sibling;
 mod turn;
 
 pub use prefill::PrefillReport;
+pub use sibling::SiblingMaker;
 pub use turn::Generation;
 
 use crate::image::{BackgroundEncoder, ImageConfig, ImageEncoder, PendingImage};
@@ -170,36 +172,6 @@ impl Session {
             images: Vec::new(),
             image_parts,
             vision,
-        })
-    }
-
-    /// A new, empty conversation on the same loaded model: it shares the weights, tokenizer,
-    /// chat template, thread pool and image encoder (with its embedding cache) with `self`, and
-    /// has a KV cache and scratch of its own, of the same size and chunk. Siblings are meant to
-    /// be driven from one thread, one forward pass at a time (they share the thread pool).
-    pub fn sibling(&self) -> Result<Session, RuntimeError> {
-        let n_ctx = self.kv.n_ctx();
-        let kv = self.decoder.try_new_cache(n_ctx, self.kv.kv_type())?;
-        Ok(Session {
-            decoder: self.decoder.clone(),
-            tokenizer: self.tokenizer.clone(),
-            template: self.template.clone(),
-            has_template: self.has_template,
-            pool: self.pool.clone(),
-            kv,
-            state: self.decoder.new_state(self.chunk, n_ctx),
-            chunk: self.chunk,
-            // The model's load: a sibling's stats report it as the session's do.
-            load_ms: self.load_ms,
-            messages: Vec::new(),
-            cells: Vec::new(),
-            cancel: Arc::new(AtomicBool::new(false)),
-            progress: None,
-            totals: Totals::default(),
-            pending_images: Vec::new(),
-            images: Vec::new(),
-            image_parts: self.image_parts,
-            vision: self.vision.clone(),
         })
     }
 
