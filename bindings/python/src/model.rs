@@ -289,6 +289,14 @@ impl Model {
     /// weights, threads and image embedding cache), optionally starting with a system message.
     #[pyo3(signature = (system = None))]
     fn session(&self, py: Python<'_>, system: Option<String>) -> PyResult<Session> {
+        // With an mmproj a marker is an image's place, and a system message gets none: every ask
+        // would then fail on the count of markers and images.
+        if self.inner.vision.is_some() && system.as_deref().is_some_and(|t| t.contains(MEDIA_MARKER)) {
+            return Err(PyValueError::new_err(format!(
+                "the system message holds a {MEDIA_MARKER} marker: a session's images go with add_image, \
+                 and their markers in the ask that follows"
+            )));
+        }
         let slot = py.detach(|| self.inner.new_slot()).map_err(runtime_error)?;
         if let Some(text) = system {
             py.detach(|| slot.lock().session.add_text("system", &text));

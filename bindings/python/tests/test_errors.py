@@ -222,6 +222,17 @@ def test_images_past_the_context_are_refused_before_encoding():
         m.chat([{"role": "user", "content": "What is this?"}], images=images)
     time.sleep(1)  # had they been queued, the tiny encoder would have run views by now
     assert m.session().stats()["vit_tiles_encoded"] == 0
+    # Added to a session: refused at add_image (it was attached, encoded, and failed every later
+    # ask until a reset lost the conversation).
+    s = m.session()
+    assert isinstance(s.ask("Hi", temperature=0, max_tokens=3), str)
+    with pytest.raises(edgevl.ContextFullError, match="at least"):
+        s.add_image(WIDE_PNG)
+    assert s.stats()["pending_images"] == 0
+    assert isinstance(s.ask("Just text now", temperature=0, max_tokens=3), str)
+    # A marker in a session's system message could never be matched by an image.
+    with pytest.raises(ValueError, match="system message holds"):
+        m.session(system="Look: " + edgevl.MEDIA_MARKER)
 
 
 def test_images_in_a_forked_child_raise_instead_of_hanging(vlm):

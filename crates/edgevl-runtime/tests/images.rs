@@ -287,10 +287,10 @@ fn bad_images_and_mismatched_files_are_clear_errors() {
     assert!(matches!(e, RuntimeError::WidthMismatch { projector: 96, llm: 64, .. }), "{msg}");
     assert!(msg.contains("96") && msg.contains("64"), "{msg}");
 
-    // An mmproj that is not one.
+    // An mmproj that is not one: a language model's file, said so with the flag it goes with.
     let cfg = SessionConfig { mmproj: Some(llm()), ..config(ImageConfig::default()) };
     let msg = Session::load(llm(), &cfg).err().expect("an LLM is not an mmproj").to_string();
-    assert!(msg.contains("clip.projector_type"), "{msg}");
+    assert!(msg.contains("a language model's file (architecture 'llama'), not an mmproj"), "{msg}");
 
     // Corrupt and missing images fail when attached; nothing is attached.
     let mut s = session(ImageConfig::default());

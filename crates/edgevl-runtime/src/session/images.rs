@@ -32,8 +32,21 @@ impl Session {
         self.attach(prepared)
     }
 
+    /// Submits `prepared` for encoding, unless its tokens with those of the images already
+    /// waiting pass the whole context: such an image could never be asked about, and stayed
+    /// attached, failing every later turn, until a reset.
     fn attach(&mut self, prepared: PreparedImage) -> Result<ImageInfo, RuntimeError> {
         let vision = self.vision.as_ref().ok_or(RuntimeError::NoVision)?;
+        let waiting: usize = self.pending_images.iter().map(|p| p.info().n_tokens).sum();
+        let at_least =
+            waiting.saturating_add(usize::try_from(prepared.plan.image_tokens()).unwrap_or(usize::MAX));
+        if at_least > self.kv.n_ctx() {
+            return Err(RuntimeError::PromptTooLong {
+                at_least,
+                n_ctx: self.kv.n_ctx(),
+                n_ctx_train: self.decoder.hparams().n_ctx_train,
+            });
+        }
         let ahead = vision.encoder().config().encode_ahead;
         let pending = vision.submit(prepared, ahead)?;
         let info = pending.info().clone();
