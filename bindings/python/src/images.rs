@@ -5,7 +5,7 @@ use edgevl_runtime::RuntimeError;
 use edgevl_vision::{decode_image, load_image, LoadLimits, RgbImage};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString};
 use std::path::{Path, PathBuf};
 
 /// An image as given, before decoding.
@@ -32,12 +32,23 @@ impl ImageInput {
                 bytes: bytes.as_bytes().to_vec(),
             });
         }
+        // A bytearray or memoryview (an `io.BytesIO().getbuffer()`) holds a file as bytes do.
+        if obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>() {
+            let bytes = py.get_type::<PyBytes>().call1((obj,))?.cast_into::<PyBytes>()?;
+            return Ok(ImageInput::Encoded {
+                label: format!("{what} ({})", obj.get_type().name()?),
+                bytes: bytes.as_bytes().to_vec(),
+            });
+        }
         let modules = py.import("sys")?.getattr("modules")?;
         if let Some(pil) = modules.get_item("PIL.Image").ok().filter(|m| !m.is_none()) {
             if obj.is_instance(&pil.getattr("Image")?)? {
                 let (w, h): (u32, u32) = obj.getattr("size")?.extract()?;
                 check_pixels(what, w, h)?;
-                let rgb = obj.call_method1("convert", ("RGB",))?;
+                // Pillow reads a file's pixels only now: a truncated or corrupt one fails here.
+                let rgb = obj.call_method1("convert", ("RGB",)).map_err(|e| {
+                    crate::ImageError::new_err(format!("{what}: Pillow cannot read the image: {e}"))
+                })?;
                 let pixels: Vec<u8> =
                     rgb.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec();
                 let label = format!("{what} (PIL image {w}x{h})");
@@ -104,8 +115,9 @@ fn pil_transparent_colour(image: &Bound<'_, PyAny>, rgb: &Bound<'_, PyAny>) -> P
     Ok(None)
 }
 
+/// The pixels as an image; an empty one is an `ImageError`, as an empty image file is.
 fn rgb_image(label: &str, w: u32, h: u32, pixels: Vec<u8>) -> PyResult<RgbImage> {
-    RgbImage::from_raw(w, h, pixels).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))
+    RgbImage::from_raw(w, h, pixels).map_err(|e| crate::ImageError::new_err(format!("{label}: {e}")))
 }
 
 /// A numpy array: `HxWx3`, dtype uint8, any strides (`tobytes` gives C order).

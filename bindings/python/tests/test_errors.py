@@ -101,10 +101,16 @@ def test_bad_images_raise_image_error(vlm, tmp_path):
         s.add_image(np.zeros((8, 8, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="shape"):
         s.add_image(np.zeros((8, 8), dtype=np.uint8))
-    with pytest.raises(ValueError):
+    # Zero pixels is an ImageError, as an empty image file is (it was a ValueError).
+    with pytest.raises(edgevl.ImageError):
         s.add_image(np.zeros((0, 8, 3), dtype=np.uint8))
     with pytest.raises(TypeError):
         s.add_image(42)
+    # Pillow reads a truncated file's pixels only on convert: its OSError was raised as is.
+    from PIL import Image
+
+    with pytest.raises(edgevl.ImageError, match="Pillow cannot read the image"):
+        s.add_image(Image.open(FIXTURES / "vision" / "bad" / "truncated.jpg"))
     assert s.stats()["pending_images"] == 1
     assert isinstance(s.ask("What is it?", temperature=0, max_tokens=2), str)
 

@@ -49,7 +49,11 @@ def test_encode_image_equals_cli_bit_for_bit(tmp_path, family):
     assert_bitwise_equal(model.encode_image(np.asarray(pil.convert("RGB"))), want)
     assert_bitwise_equal(model.encode_image(pil), want)
     with open(image, "rb") as f:
-        assert_bitwise_equal(model.encode_image(f.read()), want)
+        data = f.read()
+    assert_bitwise_equal(model.encode_image(data), want)
+    # A file's bytes as a bytearray or memoryview (they were a TypeError).
+    assert_bitwise_equal(model.encode_image(bytearray(data)), want)
+    assert_bitwise_equal(model.encode_image(memoryview(data)), want)
 
 
 def test_second_add_image_encodes_zero_tiles():

@@ -93,7 +93,8 @@ def test_a_callable_may_use_its_session():
 
 
 def test_encode_image_tells_the_views_unless_cached():
-    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=4096, vit_batch=2)
+    # A context both session images fit (they are refused when attached otherwise).
+    model = edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, threads=THREADS, ctx=8192, vit_batch=2)
     # Two other images first (encoded at once, on the one encoder thread): the image below waits behind them, so
     # its wait starts before its first ViT batch, whatever the scheduler does in the tiny ViT's milliseconds.
     s = model.session()

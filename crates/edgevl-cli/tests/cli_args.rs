@@ -217,7 +217,7 @@ fn ctrl_c_while_an_image_is_read_ends_before_the_answer() {
         .save(&big)
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgevl"))
-        .args(["run", "-t", "1", "-n", "50", "--temp", "0", "-p", "Describe the images."])
+        .args(["run", "-t", "1", "-n", "50", "-c", "8192", "--temp", "0", "-p", "Describe the images."])
         .arg("--mmproj")
         .arg(edgevl_testdata::fixture("tiny-vlm/mmproj.gguf"))
         .arg("--image")

@@ -314,8 +314,31 @@ fn bad_images_and_mismatched_files_are_clear_errors() {
 }
 
 #[test]
-fn images_nothing_waits_for_any_more_are_not_encoded() {
+fn an_image_past_the_whole_context_is_refused_when_attached() {
+    // It was attached and encoded, then failed every ask until a reset lost the conversation.
     let mut s = session(ImageConfig { max_tiles: Some(36), ..ImageConfig::default() });
+    let big = edgevl_vision::RgbImage::from_raw(2304, 2304, vec![7; 2304 * 2304 * 3]).unwrap();
+    let e = s.add_image_decoded("big", big).unwrap_err();
+    assert!(matches!(e, RuntimeError::PromptTooLong { at_least: 7252, n_ctx: 4096, .. }), "{e}");
+    assert_eq!(s.stats().pending_images, 0);
+    // Two that fit alone but not together: the second is refused, the first stays.
+    let half = || edgevl_vision::RgbImage::from_raw(1536, 1536, vec![9; 1536 * 1536 * 3]).unwrap();
+    let first = s.add_image_decoded("first", half()).unwrap().n_tokens;
+    assert!(first <= 4096 && 2 * first > 4096, "{first}");
+    assert!(matches!(s.add_image_decoded("second", half()), Err(RuntimeError::PromptTooLong { .. })));
+    assert_eq!(s.stats().pending_images, 1);
+    s.ask("What is it?", 1, &mut greedy(), |_| true).unwrap();
+}
+
+#[test]
+fn images_nothing_waits_for_any_more_are_not_encoded() {
+    // A context the 37 views (7,252 tokens) and the six small images (1,176) fit, or the images are
+    // refused when attached.
+    let cfg = SessionConfig {
+        n_ctx: Some(16384),
+        ..config(ImageConfig { max_tiles: Some(36), ..ImageConfig::default() })
+    };
+    let mut s = Session::load(llm(), &cfg).expect("tiny VLM loads");
     let pixels = |w: u32, h: u32, v: u8| {
         edgevl_vision::RgbImage::from_raw(w, h, vec![v; (w * h * 3) as usize]).unwrap()
     };
