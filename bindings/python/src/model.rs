@@ -108,7 +108,8 @@ impl Drop for Lease {
 /// prefill pass. Image settings (with `mmproj`): `strategy` ("family" = the mmproj family's own
 /// rule, or "relaxed", "llava-next", "internvl", "idefics3"), `alpha`, `max_tiles`, `vit_batch`
 /// (views per ViT batch), `image_cache_mb` (embedding cache; 0 = off), `pipelined`,
-/// `encode_ahead` (start encoding an image as soon as it is added).
+/// `encode_ahead` (start encoding an image as soon as it is added); given without `mmproj`, which
+/// they would not change, they are a ValueError (as `edgevl run` refuses them).
 ///
 /// Raises ModelFileError for a missing or bad file, ValueError for a bad setting. Thread-safe:
 /// `chat` from several threads runs on separate KV caches.
@@ -121,8 +122,9 @@ pub struct Model {
 impl Model {
     #[new]
     #[pyo3(signature = (path, mmproj = None, threads = None, ctx = None, cache_type = "f16", *, chunk = 128,
-        strategy = "family", alpha = 0.1, max_tiles = None, vit_batch = 4, image_cache_mb = 512,
-        pipelined = false, encode_ahead = true))]
+        strategy = None, alpha = None, max_tiles = None, vit_batch = None, image_cache_mb = None,
+        pipelined = None, encode_ahead = None),
+        text_signature = "(path, mmproj=None, threads=None, ctx=None, cache_type='f16', *, chunk=128, strategy='family', alpha=0.1, max_tiles=None, vit_batch=4, image_cache_mb=512, pipelined=False, encode_ahead=True)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -132,20 +134,42 @@ impl Model {
         ctx: Option<i64>,
         cache_type: &str,
         chunk: i64,
-        strategy: &str,
-        alpha: f64,
+        strategy: Option<&str>,
+        alpha: Option<f64>,
         max_tiles: Option<i64>,
-        vit_batch: i64,
-        image_cache_mb: i64,
-        pipelined: bool,
-        encode_ahead: bool,
+        vit_batch: Option<i64>,
+        image_cache_mb: Option<i64>,
+        pipelined: Option<bool>,
+        encode_ahead: Option<bool>,
     ) -> PyResult<Self> {
+        if mmproj.is_none() {
+            let given = [
+                ("strategy", strategy.is_some()),
+                ("alpha", alpha.is_some()),
+                ("max_tiles", max_tiles.is_some()),
+                ("vit_batch", vit_batch.is_some()),
+                ("image_cache_mb", image_cache_mb.is_some()),
+                ("pipelined", pipelined.is_some()),
+                ("encode_ahead", encode_ahead.is_some()),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} is an image setting: it needs mmproj= (the vision encoder's file)"
+                )));
+            }
+        }
+        let defaults = ImageConfig::default();
         // Counts are read as signed integers: a negative one is a ValueError, not an OverflowError.
         let threads = threads.map(|t| count::<usize>("threads", t)).transpose()?;
         let ctx = ctx.map(|c| count::<usize>("ctx", c)).transpose()?;
         let max_tiles = max_tiles.map(|m| count::<u32>("max_tiles", m)).transpose()?;
-        let (chunk, vit_batch) = (count::<usize>("chunk", chunk)?, count::<usize>("vit_batch", vit_batch)?);
-        let image_cache_mb = count::<usize>("image_cache_mb", image_cache_mb)?;
+        let chunk = count::<usize>("chunk", chunk)?;
+        let vit_batch =
+            vit_batch.map(|v| count::<usize>("vit_batch", v)).transpose()?.unwrap_or(defaults.vit_batch);
+        let image_cache_mb = image_cache_mb
+            .map(|v| count::<usize>("image_cache_mb", v))
+            .transpose()?
+            .unwrap_or(defaults.cache_mb);
         let kv_type = [KvType::F16, KvType::F32, KvType::Q8_0]
             .into_iter()
             .find(|t| t.name() == cache_type)
@@ -163,14 +187,14 @@ impl Model {
             kernels,
             mmproj: mmproj.clone(),
             image: ImageConfig {
-                strategy: parse_strategy(strategy)?,
-                alpha,
+                strategy: strategy.map(parse_strategy).transpose()?.unwrap_or(defaults.strategy),
+                alpha: alpha.unwrap_or(defaults.alpha),
                 max_tiles,
                 vit_batch,
                 cache_mb: image_cache_mb,
-                pipelined,
-                encode_ahead,
-                ..ImageConfig::default()
+                pipelined: pipelined.unwrap_or(defaults.pipelined),
+                encode_ahead: encode_ahead.unwrap_or(defaults.encode_ahead),
+                ..defaults
             },
             ..SessionConfig::default()
         };

@@ -66,6 +66,10 @@ def test_bad_settings():
     for bad in (0, 65, 2**62):
         with pytest.raises(ValueError, match="ViT batch size"):
             edgevl.Model(TINY_LLM, mmproj=TINY_MMPROJ, vit_batch=bad)
+    # Image settings without an mmproj were taken and ignored (vit_batch=0 loaded), as the CLI's were.
+    for setting in ({"vit_batch": 0}, {"strategy": "relaxed"}, {"encode_ahead": False}, {"max_tiles": 4}):
+        with pytest.raises(ValueError, match="needs mmproj="):
+            edgevl.Model(TINY_LLM, **setting)
 
 
 def test_special_files_and_settings_the_sampler_cannot_use(vlm, tmp_path):
