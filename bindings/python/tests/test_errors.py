@@ -122,8 +122,14 @@ def test_bad_images_raise_image_error(vlm, tmp_path):
 def test_a_prompt_past_the_context_raises_context_full_error():
     model = edgevl.Model(TINY_LLM, threads=THREADS, ctx=256)
     long = "one two three four five six seven eight nine ten " * 40
-    with pytest.raises(edgevl.ContextFullError, match="256-token context"):
+    with pytest.raises(edgevl.ContextFullError, match="256-token context") as first:
         model.chat([{"role": "user", "content": long}])
+    # The same request after another chat on the pooled cache: the same numbers, no advice to reset
+    # (it named a reset() Model has not, and counted from what that cache held).
+    assert isinstance(model.chat([{"role": "user", "content": "Hi"}], max_tokens=2), str)
+    with pytest.raises(edgevl.ContextFullError) as again:
+        model.chat([{"role": "user", "content": long}])
+    assert str(again.value) == str(first.value) and "reset" not in str(again.value)
     s = model.session()
     s.ask("Hi", temperature=0, max_tokens=4)
     before = s.messages
