@@ -6,6 +6,7 @@ use crate::api::{parse_json, ChatInput, ChatRequest, ImageRef};
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
 use crate::images::{decode_counted, ImageLimits, ImageSource, Uploads};
+use crate::metrics::GaugeHold;
 use crate::routes::BodyRoom;
 use crate::state::{unix_now, AppState};
 use axum::body::{Body, Bytes};
@@ -89,6 +90,7 @@ async fn prepare_and_queue(
     mut job: Job,
 ) {
     if let Some(v) = vision.filter(|_| !refs.is_empty()) {
+        let _preparing = GaugeHold::new(&st.metrics.preparing_images);
         let tell = job.progress.then(|| job.events.clone());
         // A client that leaves before the images are prepared ends the request there; the image being encoded
         // on the blocking thread still finishes, its images not yet begun are dropped.

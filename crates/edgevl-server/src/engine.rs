@@ -137,9 +137,13 @@ pub fn run(
             metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             let i = pick_slot(&slots, &job.messages);
             let slot = &mut slots[i];
-            if let Some(a) = start(&mut slot.session, job) {
-                metrics.slots_busy.fetch_add(1, Ordering::Relaxed);
-                slot.active = Some(a);
+            // Busy from before the prefill (a long one showed an idle server for its whole time).
+            metrics.slots_busy.fetch_add(1, Ordering::Relaxed);
+            match start(&mut slot.session, job) {
+                Some(a) => slot.active = Some(a),
+                None => {
+                    metrics.slots_busy.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
         if stop.load(Ordering::Relaxed)

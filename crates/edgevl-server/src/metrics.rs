@@ -12,8 +12,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Requests admitted and waiting for a slot.
     pub queue_depth: AtomicUsize,
-    /// Slots generating.
+    /// Slots prefilling or generating.
     pub slots_busy: AtomicUsize,
+    /// Requests whose images are being decoded and encoded (before they queue for a slot).
+    pub preparing_images: AtomicUsize,
     /// Prompt positions of finished requests.
     pub prompt_tokens: AtomicU64,
     /// Prompt positions found in a slot's KV cache.
@@ -28,6 +30,23 @@ pub struct Metrics {
     pub decoded_tokens: AtomicU64,
     /// Requests stopped because their client went away.
     pub cancelled: AtomicU64,
+}
+
+/// One more on a gauge while it lives.
+pub struct GaugeHold<'a>(&'a AtomicUsize);
+
+impl<'a> GaugeHold<'a> {
+    /// Adds one to `gauge` until the hold is dropped.
+    pub fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        GaugeHold(gauge)
+    }
+}
+
+impl Drop for GaugeHold<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Adds `v` to a counter.
@@ -57,8 +76,14 @@ impl Metrics {
         metric(
             "edgevl_slots_busy",
             "gauge",
-            "Slots generating a reply.",
+            "Slots prefilling or generating a reply.",
             self.slots_busy.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "edgevl_requests_preparing_images",
+            "gauge",
+            "Requests whose images are being decoded and encoded, before they queue for a slot.",
+            self.preparing_images.load(Ordering::Relaxed).to_string(),
         );
         metric("edgevl_slots", "gauge", "Slots (--parallel).", slots.to_string());
         metric(

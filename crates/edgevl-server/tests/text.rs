@@ -330,6 +330,33 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
 }
 
 #[test]
+fn a_slot_prefilling_counts_as_busy() {
+    // It was counted busy only once its first token was sampled: a long prefill showed an idle server.
+    let t = start(smollm2());
+    let body = json!({"messages": user(&"word ".repeat(900)), "max_tokens": 1, "stream": true,
+                      "stream_options": {"include_progress": true}});
+    let mut s = t.raw_chat(&body);
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut reader = std::io::BufReader::new(s);
+    let mut line = String::new();
+    while !(line.starts_with(": progress ") && line.contains("\"prefill\"")) {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0,
+            "no prefill progress"
+        );
+    }
+    // The first of 8 chunks (128 positions each): most of the prefill is left.
+    assert_eq!((t.metric("edgevl_slots_busy"), t.metric("edgevl_queue_depth")), (1.0, 0.0));
+    while !line.contains("[DONE]") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0, "no [DONE]");
+    }
+    t.wait_until(10, "slot idle", |t| t.metric("edgevl_slots_busy") == 0.0);
+}
+
+#[test]
 fn a_full_queue_answers_503_and_a_client_that_leaves_frees_its_slot() {
     let mut cfg = smollm2();
     cfg.parallel = 1;
@@ -441,6 +468,15 @@ fn an_api_key_guards_every_endpoint_but_health_and_the_page() {
     );
     assert_eq!(t.get("/health").0, 200);
     assert_eq!(t.get("/").0, 200);
+    // The scheme's name in any case (RFC 7235; `bearer` was refused).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let mut s = t.raw(
+            &format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: {scheme} s3cret\r\n\r\n"),
+            b"",
+        );
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{scheme}: {head}");
+    }
     // The key is checked before the body is read: a client without one gets its 401 at once,
     // whatever body it announces (it cannot fill the server's room for bodies).
     let mut s = t.raw(

@@ -8,6 +8,7 @@ mod common;
 
 use common::{assert_error, data_uri, image_chat, png, start, tiny_vlm, TestServer};
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
 
 /// 900x500: the relaxed strategy tiles it.
 fn wide() -> Vec<u8> {
@@ -79,6 +80,34 @@ fn occupy_the_encoder(t: &TestServer, seed: u8) {
             t.post("/v1/images", &json!({"image": data_uri(&png(1400, 900, seed + k)), "detail": "high"}));
         assert_eq!(s, 200, "{up}");
     }
+}
+
+#[test]
+fn a_request_waiting_for_its_images_is_counted() {
+    // /metrics showed an idle server (no slot busy, none queued) for a request's whole image wait.
+    let t = start(tiny_vlm());
+    occupy_the_encoder(&t, 50);
+    let mut body = image_chat(&[(&data_uri(&wide()), None)], "Describe the picture.", 3);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_progress": true});
+    let mut s = t.raw_chat(&body);
+    let head = common::read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The first progress comment comes as the wait for the image begins, behind the other uploads.
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    while !line.starts_with(": progress ") {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "the stream ended before any progress");
+    }
+    let preparing = t.metric("edgevl_requests_preparing_images");
+    assert_eq!((preparing, t.metric("edgevl_slots_busy"), t.metric("edgevl_queue_depth")), (1.0, 0.0, 0.0));
+    while !line.contains("[DONE]") {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "the stream ended before [DONE]");
+    }
+    t.wait_until(10, "slot idle", |t| t.metric("edgevl_slots_busy") == 0.0);
+    assert_eq!(t.metric("edgevl_requests_preparing_images"), 0.0);
 }
 
 #[test]
