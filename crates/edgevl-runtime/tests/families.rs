@@ -151,6 +151,37 @@ fn check_prompt_ids(family: &str) {
     eprintln!("{family}: {} prompt cases, ids identical", cases.len());
 }
 
+/// The reference's text-only conversation, with the family's LLM loaded without its mmproj (a
+/// text chat): the same ids as the processor's. SmolVLM's template reads contents only as parts,
+/// and given strings it dropped the user's text.
+fn check_text_only_without_mmproj(family: &str) {
+    let r = reference(family);
+    let case =
+        r["prompt_cases"].as_array().unwrap().iter().find(|c| c["name"] == "text_only").expect("text_only");
+    let cfg = SessionConfig {
+        n_threads: 2,
+        n_ctx: Some(4096),
+        kv_type: KvType::F32,
+        kernels: edgevl_testdata::kernel_config(),
+        ..SessionConfig::default()
+    };
+    let mut s = Session::load(fixture(family, "model.gguf"), &cfg).expect("the LLM alone loads");
+    s.set_conversation(messages(case), Vec::new()).expect("conversation");
+    let want: Vec<u32> =
+        case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    assert_eq!(
+        s.conversation_tokens().expect("tokens"),
+        want,
+        "{family}: text-only prompt without the mmproj"
+    );
+}
+
+#[test]
+fn text_only_prompts_without_the_mmproj_equal_the_processors() {
+    check_text_only_without_mmproj("internvl");
+    check_text_only_without_mmproj("smolvlm");
+}
+
 #[test]
 fn internvl_prompt_ids_equal_the_processors() {
     check_prompt_ids("internvl");

@@ -259,6 +259,16 @@ impl ChatTemplate {
         })
     }
 
+    /// Whether the template reads a message's content only as a list of parts (SmolVLM's does, as
+    /// llama.cpp's "requires typed content"): a text message given as a string renders without
+    /// its text, given as one text part ([`ContentForm::TextPart`]) with it.
+    pub fn wants_content_parts(&self) -> bool {
+        const PROBE: &str = "probe text";
+        let msg = [ChatMessage::new("user", PROBE)];
+        let keeps = |form| self.render_content(&msg, true, form).is_ok_and(|out| out.contains(PROBE));
+        !keeps(ContentForm::Text) && keeps(ContentForm::TextPart)
+    }
+
     /// Whether the template renders content parts (`{"type": "image"}`) as vision models'
     /// templates do: a user message of an image and a text, rendered in
     /// [`ContentForm::Parts`], gives `image_text` (what the template writes for an image) and
@@ -448,6 +458,9 @@ pub enum ContentForm<'a> {
         /// What marks an image in a message's text.
         image_marker: &'a str,
     },
+    /// The whole content as one text part: [`ContentForm::Parts`] without images, for a template
+    /// that reads contents only as parts when no image can be in them.
+    TextPart,
 }
 
 impl ContentForm<'_> {
@@ -474,6 +487,10 @@ impl ContentForm<'_> {
                 }
                 Value::from(parts)
             }
+            ContentForm::TextPart => Value::from(vec![Value::from_iter([
+                ("type", Value::from("text")),
+                ("text", Value::from(text)),
+            ])]),
         }
     }
 }

@@ -140,9 +140,9 @@ impl Session {
                     .iter()
                     .map(|m| ChatMessage::new(m.role.clone(), m.content.replace(MEDIA_MARKER, part)))
                     .collect();
-                self.template.render(&messages, true)?
+                self.render_text(&messages)?
             }
-            None => self.template.render(&self.messages, true)?,
+            None => self.render_text(&self.messages)?,
         };
         self.segments_of(&rendered, self.wants_bos(&rendered), &self.images)
     }

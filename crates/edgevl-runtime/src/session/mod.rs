@@ -101,6 +101,9 @@ pub struct Session {
     /// Whether the chat template renders content parts with the family's image text (vision
     /// models' templates do; text templates get the image text in the message string).
     image_parts: bool,
+    /// Whether the chat template reads contents only as parts (SmolVLM's): text is then given to it
+    /// as one text part (as a string its text was dropped when no mmproj was loaded).
+    content_parts: bool,
     /// The background image encoder, shared with siblings (declared last: dropped after the
     /// images that refer to it).
     vision: Option<Arc<BackgroundEncoder>>,
@@ -152,6 +155,7 @@ impl Session {
             .as_ref()
             .and_then(|v| v.encoder().family().prompt().part_text())
             .is_some_and(|part| template.renders_image_parts(part));
+        let content_parts = template.wants_content_parts();
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(Session {
             decoder: Arc::new(decoder),
@@ -171,6 +175,7 @@ impl Session {
             pending_images: Vec::new(),
             images: Vec::new(),
             image_parts,
+            content_parts,
             vision,
         })
     }
@@ -290,8 +295,17 @@ impl Session {
     /// of the assistant's reply (text only: an image marker stays text here; see
     /// [`Session::conversation_segments`]).
     pub fn conversation_tokens(&self) -> Result<Vec<u32>, RuntimeError> {
-        let rendered = self.template.render(&self.messages, true)?;
+        let rendered = self.render_text(&self.messages)?;
         Ok(self.tokenizer.encode(&rendered, self.wants_bos(&rendered), true))
+    }
+
+    /// `messages` rendered with the chat template, their contents as text (a marker is text here):
+    /// as strings, or as one text part each for a template that reads only parts.
+    fn render_text(&self, messages: &[ChatMessage]) -> Result<String, RuntimeError> {
+        Ok(match self.content_parts {
+            true => self.template.render_content(messages, true, edgevl_tokenizer::ContentForm::TextPart)?,
+            false => self.template.render(messages, true)?,
+        })
     }
 
     /// Whether `rendered` needs a BOS token in front: a template that writes the BOS text

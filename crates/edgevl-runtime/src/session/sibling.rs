@@ -24,6 +24,7 @@ pub struct SiblingMaker {
     chunk: usize,
     load_ms: f64,
     image_parts: bool,
+    content_parts: bool,
     vision: Option<Arc<BackgroundEncoder>>,
 }
 
@@ -50,6 +51,7 @@ impl SiblingMaker {
             pending_images: Vec::new(),
             images: Vec::new(),
             image_parts: self.image_parts,
+            content_parts: self.content_parts,
             vision: self.vision.clone(),
         })
     }
@@ -71,6 +73,7 @@ impl Session {
             chunk: self.chunk,
             load_ms: self.load_ms,
             image_parts: self.image_parts,
+            content_parts: self.content_parts,
             vision: self.vision.clone(),
         }
     }
