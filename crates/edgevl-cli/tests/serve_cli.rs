@@ -85,6 +85,64 @@ fn serve_answers_a_chat_and_drains_on_sigterm() {
 }
 
 #[test]
+fn a_second_signal_ends_the_drain_at_once() {
+    // The drain waited for every reply in flight (up to 30 s) whatever came after the first signal.
+    let mut child = edgevl()
+        .args(["serve", "--port", "0", "-t", "1", "-c", "2048", "-m"])
+        .arg(edgevl_testdata::smollm2_path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgevl serve");
+    let (tx, rx) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let next_line_with = |what: &str| loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("a log line");
+        if line.contains(what) {
+            break line;
+        }
+    };
+    let addr = next_line_with("listening on http://");
+    let addr = addr
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    next_line_with("loaded");
+    // A reply that would run to the end of the context (2,000 tokens: tens of seconds on one thread).
+    let body = r#"{"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 100000,
+                   "ignore_eos": true, "stream": true}"#;
+    let stream = {
+        let addr = addr.clone();
+        std::thread::spawn(move || http(&addr, "POST", "/v1/chat/completions", body))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    next_line_with("draining");
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let status = child.wait().expect("wait");
+    let reply = stream.join().expect("stream thread");
+    let log = reader.join().expect("stderr reader").join("\n");
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("a second signal"), "{log}");
+    // Cut short: an error event, then [DONE].
+    assert!(
+        reply.contains("\"error\"") && reply.contains("[DONE]"),
+        "{}",
+        &reply[reply.len().saturating_sub(600)..]
+    );
+}
+
+#[test]
 fn serve_refuses_bad_flags_and_a_model_that_does_not_load() {
     let out = edgevl().args(["serve", "-m", "x.gguf", "--parallel", "0"]).output().expect("run");
     assert!(!out.status.success());

@@ -278,10 +278,18 @@ async fn serve(
     let drain = cfg.drain_timeout;
     let drained = tokio::select! {
         _ = &mut served => true,
-        _ = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
-            eprintln!("edgevl: requests still in flight after {drain:?}; stopping anyway");
-            false
-        }
+        _ = async {
+            stopping.notified().await;
+            // A second Ctrl-C or SIGTERM ends the drain at once, as llama-server's does.
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {
+                    eprintln!("edgevl: requests still in flight after {drain:?}; stopping anyway");
+                }
+                _ = signal(cfg.handle_signals) => {
+                    eprintln!("edgevl: a second signal; stopping the requests in flight now");
+                }
+            }
+        } => false,
     };
     // Drained, or the drain timed out (a connection still open, a client that never finished
     // its request, holds a router and its job sender, so the channel alone may never close): the
