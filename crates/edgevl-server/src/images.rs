@@ -54,8 +54,9 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 /// `part` names the message part in errors.
 pub fn parse_url(url: &str, part: &str) -> Result<ImageSource, ApiError> {
     let lower: String = url.chars().take(16).collect::<String>().to_ascii_lowercase();
-    if let Some(id) = url.strip_prefix(UPLOAD_SCHEME) {
-        return Ok(ImageSource::Uploaded(id.to_string()));
+    // A URL scheme is case-insensitive (RFC 3986): `EDGEVL-IMAGE://` was read as base64.
+    if lower.starts_with(UPLOAD_SCHEME) {
+        return Ok(ImageSource::Uploaded(url[UPLOAD_SCHEME.len()..].to_string()));
     }
     if ["http://", "https://", "file:", "ftp://"].iter().any(|s| lower.starts_with(s)) {
         return Err(ApiError::bad_request_code(
@@ -244,9 +245,12 @@ mod tests {
         {
             assert!(matches!(parse_url(&url, "p").unwrap(), ImageSource::Inline(b) if b == png));
         }
-        assert!(
-            matches!(parse_url("edgevl-image://abc", "p").unwrap(), ImageSource::Uploaded(id) if id == "abc")
-        );
+        for url in ["edgevl-image://abc", "EDGEVL-Image://abc"] {
+            assert!(
+                matches!(parse_url(url, "p").unwrap(), ImageSource::Uploaded(id) if id == "abc"),
+                "{url}"
+            );
+        }
         for url in
             ["http://x/y.png", "HTTPS://x", "file:///etc/passwd", "data:image/png,rawbytes", "data:nocomma"]
         {
