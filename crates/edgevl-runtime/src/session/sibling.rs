@@ -14,32 +14,39 @@ use std::sync::Arc;
 /// conversations while the session it came from runs a turn ([`Session::sibling_maker`]).
 #[derive(Clone)]
 pub struct SiblingMaker {
-    decoder: Arc<Decoder>,
-    tokenizer: Tokenizer,
-    template: ChatTemplate,
-    has_template: bool,
-    pool: Arc<ThreadPool>,
-    n_ctx: usize,
-    kv_type: KvType,
-    chunk: usize,
-    load_ms: f64,
-    image_parts: bool,
-    content_parts: bool,
-    vision: Option<Arc<BackgroundEncoder>>,
+    pub(super) decoder: Arc<Decoder>,
+    pub(super) tokenizer: Tokenizer,
+    pub(super) template: ChatTemplate,
+    pub(super) has_template: bool,
+    pub(super) pool: Arc<ThreadPool>,
+    pub(super) n_ctx: usize,
+    pub(super) kv_type: KvType,
+    pub(super) chunk: usize,
+    pub(super) load_ms: f64,
+    pub(super) image_parts: bool,
+    pub(super) content_parts: bool,
+    pub(super) vision: Option<Arc<BackgroundEncoder>>,
 }
 
 impl SiblingMaker {
     /// A new, empty conversation, as [`Session::sibling`] makes one.
     pub fn make(&self) -> Result<Session, RuntimeError> {
+        self.clone().into_session()
+    }
+
+    /// The new, empty conversation these parts make, with a KV cache and scratch of its own
+    /// ([`Session::load`] makes the first one so).
+    pub(super) fn into_session(self) -> Result<Session, RuntimeError> {
         let kv = self.decoder.try_new_cache(self.n_ctx, self.kv_type)?;
+        let state = self.decoder.new_state(self.chunk, self.n_ctx);
         Ok(Session {
-            decoder: self.decoder.clone(),
-            tokenizer: self.tokenizer.clone(),
-            template: self.template.clone(),
+            decoder: self.decoder,
+            tokenizer: self.tokenizer,
+            template: self.template,
             has_template: self.has_template,
-            pool: self.pool.clone(),
+            pool: self.pool,
             kv,
-            state: self.decoder.new_state(self.chunk, self.n_ctx),
+            state,
             chunk: self.chunk,
             // The model's load: a sibling's stats report it as the session's do.
             load_ms: self.load_ms,
@@ -52,7 +59,7 @@ impl SiblingMaker {
             images: Vec::new(),
             image_parts: self.image_parts,
             content_parts: self.content_parts,
-            vision: self.vision.clone(),
+            vision: self.vision,
         })
     }
 }
