@@ -30,18 +30,19 @@ fn http_as(addr: &str, extra: &str, method: &str, path: &str, body: &str) -> Str
     out
 }
 
-#[test]
-fn serve_answers_a_chat_and_drains_on_sigterm() {
-    let model = edgevl_testdata::fixture("tiny-qwen2/model.gguf");
-    let mut child = edgevl()
-        .args(["serve", "--port", "0", "-t", "1", "-c", "256", "-m"])
-        .arg(&model)
-        // The API key from the environment (kept out of `ps`), as --api-key.
-        .env("EDGEVL_API_KEY", "secret-key")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start edgevl serve");
-    let (tx, rx) = mpsc::channel();
+/// A started `edgevl serve` and its stderr: each line sent to `log` as it comes, all of them
+/// returned by `reader` at the end; `addr` is the address it named.
+struct Served {
+    child: std::process::Child,
+    log: mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<Vec<String>>,
+    addr: String,
+}
+
+/// Starts `cmd` (an `edgevl serve` on port 0) and waits for the address it listens on.
+fn spawn_serve(mut cmd: Command) -> Served {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start edgevl serve");
+    let (tx, log) = mpsc::channel();
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let reader = std::thread::spawn(move || {
         let mut all = Vec::new();
@@ -52,11 +53,23 @@ fn serve_answers_a_chat_and_drains_on_sigterm() {
         all
     });
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("a log line");
+        let line = log.recv_timeout(Duration::from_secs(60)).expect("a log line");
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().expect("address").to_string();
         }
     };
+    Served { child, log, reader, addr }
+}
+
+#[test]
+fn serve_answers_a_chat_and_drains_on_sigterm() {
+    let model = edgevl_testdata::fixture("tiny-qwen2/model.gguf");
+    let mut cmd = edgevl();
+    cmd.args(["serve", "--port", "0", "-t", "1", "-c", "256", "-m"])
+        .arg(&model)
+        // The API key from the environment (kept out of `ps`), as --api-key.
+        .env("EDGEVL_API_KEY", "secret-key");
+    let Served { mut child, reader, addr, .. } = spawn_serve(cmd);
     let mut health = String::new();
     for _ in 0..600 {
         health = http(&addr, "GET", "/health", "");
@@ -87,35 +100,15 @@ fn serve_answers_a_chat_and_drains_on_sigterm() {
 #[test]
 fn a_second_signal_ends_the_drain_at_once() {
     // The drain waited for every reply in flight (up to 30 s) whatever came after the first signal.
-    let mut child = edgevl()
-        .args(["serve", "--port", "0", "-t", "1", "-c", "2048", "-m"])
-        .arg(edgevl_testdata::smollm2_path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start edgevl serve");
-    let (tx, rx) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
+    let mut cmd = edgevl();
+    cmd.args(["serve", "--port", "0", "-t", "1", "-c", "2048", "-m"]).arg(edgevl_testdata::smollm2_path());
+    let Served { mut child, log: rx, reader, addr } = spawn_serve(cmd);
     let next_line_with = |what: &str| loop {
         let line = rx.recv_timeout(Duration::from_secs(120)).expect("a log line");
         if line.contains(what) {
             break line;
         }
     };
-    let addr = next_line_with("listening on http://");
-    let addr = addr
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
     next_line_with("loaded");
     // A reply that would run to the end of the context (2,000 tokens: tens of seconds on one thread).
     let body = r#"{"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 100000,
