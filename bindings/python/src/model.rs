@@ -70,21 +70,6 @@ impl ModelInner {
     }
 }
 
-/// A `chat`'s full context stated against the whole context, as the server states it: the part
-/// its pooled KV cache happened to hold already is an implementation detail (the same request
-/// gave other numbers, and advice to `reset()`, which `Model` has not).
-fn whole_context(e: RuntimeError) -> RuntimeError {
-    match e {
-        RuntimeError::ContextFull { needed, left, n_ctx, n_ctx_train } => RuntimeError::ContextFull {
-            needed: needed.saturating_add(n_ctx.saturating_sub(left)),
-            left: n_ctx,
-            n_ctx,
-            n_ctx_train,
-        },
-        other => other,
-    }
-}
-
 /// The most idle `chat` slots a model keeps: each holds a whole KV cache, so a burst of
 /// concurrent chats would otherwise keep its peak memory for the model's life (20 streams left
 /// 2 GB behind on SmolLM2 at its 4096 context).
@@ -316,7 +301,8 @@ impl Model {
         let slot = lease.slot.clone();
         let started = run_turn(py, &slot, sampler, false, (stream, progress), |s, sampler| {
             s.set_conversation(messages, pending)?;
-            s.start_reply(n_predict, sampler).map_err(whole_context)
+            // Stated as the server states it (`RuntimeError::against_whole_context`).
+            s.start_reply(n_predict, sampler).map_err(RuntimeError::against_whole_context)
         })?;
         match started {
             Started::Stream(id) => Ok(Py::new(py, TextStream::new(slot, id, Some(lease)))?.into_any()),

@@ -91,3 +91,21 @@ pub enum RuntimeError {
     #[error("bad setting: {0}")]
     BadSetting(String),
 }
+
+impl RuntimeError {
+    /// For a caller that sends whole conversations (an API's stateless chat): a full context
+    /// counted from the start of the context, with all of it left, not from the prefix a reused
+    /// KV cache happened to hold (which gave the same request other numbers, and advice to start
+    /// a new conversation). Other errors are returned as they are.
+    pub fn against_whole_context(self) -> Self {
+        match self {
+            RuntimeError::ContextFull { needed, left, n_ctx, n_ctx_train } => RuntimeError::ContextFull {
+                needed: needed.saturating_add(n_ctx.saturating_sub(left)),
+                left: n_ctx,
+                n_ctx,
+                n_ctx_train,
+            },
+            other => other,
+        }
+    }
+}

@@ -171,16 +171,16 @@ impl std::fmt::Display for ApiError {
 impl From<edgevl_runtime::RuntimeError> for ApiError {
     fn from(e: edgevl_runtime::RuntimeError) -> Self {
         use edgevl_runtime::RuntimeError as R;
+        let e = e.against_whole_context();
         match &e {
             // The runtime's own messages advise a terminal's user (`/reset`, `-c`) and count from
             // what the cache already holds, which for the server is another request's prefix; a
             // client of the API sends whole prompts and can only shorten them.
-            R::ContextFull { needed, left, n_ctx, .. } => ApiError::bad_request_code(
+            R::ContextFull { needed, n_ctx, .. } => ApiError::bad_request_code(
                 "context_length_exceeded",
                 format!(
-                    "the prompt is {} tokens, more than the server's {n_ctx}-token context; shorten the \
-                     conversation or send fewer image tiles",
-                    needed + (n_ctx - left)
+                    "the prompt is {needed} tokens, more than the server's {n_ctx}-token context; shorten the \
+                     conversation or send fewer image tiles"
                 ),
             ),
             R::PromptTooLong { at_least, n_ctx, .. } => ApiError::bad_request_code(
