@@ -138,6 +138,7 @@ impl Session {
         if n_ctx == 0 || n_ctx > MAX_CTX {
             return Err(RuntimeError::BadSetting(format!("context size {n_ctx} is outside 1..={MAX_CTX}")));
         }
+        let kv = decoder.try_new_cache(n_ctx, cfg.kv_type)?;
         let chunk = cfg.chunk.min(n_ctx);
         let pool = ThreadPool::new(cfg.n_threads);
         let vision = match &cfg.mmproj {
@@ -154,6 +155,7 @@ impl Session {
             .and_then(|v| v.encoder().family().prompt().part_text())
             .is_some_and(|part| template.renders_image_parts(part));
         let content_parts = template.wants_content_parts();
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let parts = SiblingMaker {
             decoder: Arc::new(decoder),
             tokenizer,
@@ -163,15 +165,12 @@ impl Session {
             n_ctx,
             kv_type: cfg.kv_type,
             chunk,
-            load_ms: 0.0,
+            load_ms,
             image_parts,
             content_parts,
             vision,
         };
-        let mut session = parts.into_session()?;
-        // The load counts the cache's allocation too.
-        session.load_ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(session)
+        Ok(parts.with_cache(kv))
     }
 
     /// Sets the decoder's activation hook (see `edgevl_model::ActivationHook`); fails once the

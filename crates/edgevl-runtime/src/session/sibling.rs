@@ -4,7 +4,7 @@ use super::{Session, Totals};
 use crate::image::BackgroundEncoder;
 use crate::RuntimeError;
 use edgevl_kernels::ThreadPool;
-use edgevl_model::{Decoder, KvType};
+use edgevl_model::{Decoder, KvCache, KvType};
 use edgevl_tokenizer::{ChatTemplate, Tokenizer};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -31,15 +31,16 @@ pub struct SiblingMaker {
 impl SiblingMaker {
     /// A new, empty conversation, as [`Session::sibling`] makes one.
     pub fn make(&self) -> Result<Session, RuntimeError> {
-        self.clone().into_session()
+        let kv = self.decoder.try_new_cache(self.n_ctx, self.kv_type)?;
+        Ok(self.clone().with_cache(kv))
     }
 
-    /// The new, empty conversation these parts make, with a KV cache and scratch of its own
-    /// ([`Session::load`] makes the first one so).
-    pub(super) fn into_session(self) -> Result<Session, RuntimeError> {
-        let kv = self.decoder.try_new_cache(self.n_ctx, self.kv_type)?;
+    /// The new, empty conversation these parts make on `kv` (of `n_ctx` positions), with scratch
+    /// of its own ([`Session::load`] makes the first one so, its cache allocated before the mmproj
+    /// is opened).
+    pub(super) fn with_cache(self, kv: KvCache) -> Session {
         let state = self.decoder.new_state(self.chunk, self.n_ctx);
-        Ok(Session {
+        Session {
             decoder: self.decoder,
             tokenizer: self.tokenizer,
             template: self.template,
@@ -60,7 +61,7 @@ impl SiblingMaker {
             image_parts: self.image_parts,
             content_parts: self.content_parts,
             vision: self.vision,
-        })
+        }
     }
 }
 
